@@ -1,0 +1,1 @@
+"""iot-flink: shared Python package (settings, errors, local stack, CLI, replayer)."""

@@ -1,0 +1,275 @@
+"""Typed, frozen settings for every component, and the one place environment variables are named.
+
+Each component reads its settings through one ``from_env()`` constructor here; nothing else
+in the project calls ``os.environ`` for configuration. Every variable is listed in
+:data:`ENV_VARS` with its default, and ``python -m iotflink.cli env`` prints them.
+
+Units are in the field names: ``*_ms`` milliseconds, ``*_s`` seconds, ``*_bytes`` bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from iotflink.errors import ConfigError
+
+#: Repository root (the directory holding ``requirements.txt``).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Every environment variable the project reads, with its default value (as text).
+ENV_VARS: dict[str, str] = {
+    # where the local stack keeps state, logs and pid files
+    "IOTFLINK_RUN_DIR": str(PROJECT_ROOT / ".run"),
+    # where setup puts Maven artifacts (Kafka broker jars, Flink connector jar)
+    "IOTFLINK_DEPS_DIR": str(PROJECT_ROOT / ".deps"),
+    # loopback ports of the local stack
+    "IOTFLINK_HOST": "127.0.0.1",
+    "IOTFLINK_KAFKA_PORT": "9092",
+    "IOTFLINK_KAFKA_CONTROLLER_PORT": "9093",
+    "IOTFLINK_MQTT_PORT": "1883",
+    "IOTFLINK_FLINK_REST_PORT": "8081",
+    "IOTFLINK_FLINK_RPC_PORT": "6123",
+    # Kafka bootstrap servers as seen by clients; defaults to host:kafka port
+    "IOTFLINK_KAFKA_BOOTSTRAP": "",
+    # topics
+    "IOTFLINK_TOPIC_READINGS": "sensor-readings",
+    "IOTFLINK_TOPIC_AGGREGATES": "sensor-aggregates",
+    "IOTFLINK_TOPIC_LATE": "sensor-late",
+    "IOTFLINK_TOPIC_DLQ": "sensor-dlq",
+    "IOTFLINK_TOPIC_ALERTS": "alerts",
+    "IOTFLINK_TOPIC_TRANSACTIONS": "transactions",
+    "IOTFLINK_READINGS_PARTITIONS": "4",
+    # MQTT bridge
+    "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
+    "IOTFLINK_MQTT_CLIENT_ID": "iotflink-bridge",
+    "IOTFLINK_BRIDGE_MAX_INFLIGHT": "1000",
+    # sensor window job
+    "IOTFLINK_WINDOW_SIZE_MS": "60000",
+    "IOTFLINK_ALLOWED_LATENESS_MS": "120000",
+    "IOTFLINK_OUT_OF_ORDERNESS_MS": "10000",
+    "IOTFLINK_IDLENESS_MS": "5000",
+    "IOTFLINK_JOB_PARALLELISM": "2",
+    "IOTFLINK_CONSUMER_GROUP": "iotflink-sensor-windows",
+}
+
+
+def env(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return environment variable ``name`` or its default from :data:`ENV_VARS`.
+
+    Raises:
+        ConfigError: if ``name`` is not one of the project's documented variables.
+    """
+    if name not in ENV_VARS:
+        raise ConfigError(f"undocumented environment variable {name!r}; add it to ENV_VARS")
+    source = os.environ if environ is None else environ
+    return source.get(name, ENV_VARS[name])
+
+
+def _int(name: str, environ: Mapping[str, str] | None) -> int:
+    raw = env(name, environ)
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names. ``readings_partitions`` is the partition count of ``readings``."""
+
+    readings: str = "sensor-readings"
+    aggregates: str = "sensor-aggregates"
+    late: str = "sensor-late"
+    dlq: str = "sensor-dlq"
+    alerts: str = "alerts"
+    transactions: str = "transactions"
+    readings_partitions: int = 4
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
+        """Build from ``IOTFLINK_TOPIC_*`` and ``IOTFLINK_READINGS_PARTITIONS``."""
+        return cls(
+            readings=env("IOTFLINK_TOPIC_READINGS", environ),
+            aggregates=env("IOTFLINK_TOPIC_AGGREGATES", environ),
+            late=env("IOTFLINK_TOPIC_LATE", environ),
+            dlq=env("IOTFLINK_TOPIC_DLQ", environ),
+            alerts=env("IOTFLINK_TOPIC_ALERTS", environ),
+            transactions=env("IOTFLINK_TOPIC_TRANSACTIONS", environ),
+            readings_partitions=_int("IOTFLINK_READINGS_PARTITIONS", environ),
+        )
+
+    def all(self) -> list[str]:
+        """Every topic name, readings first."""
+        return [self.readings, self.aggregates, self.late, self.dlq, self.alerts, self.transactions]
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where and on which loopback ports the local stack runs.
+
+    Fields:
+        run_dir: state, logs and pid files of every service (ignored by git).
+        deps_dir: Maven artifacts installed by setup (Kafka jars, connector jar).
+        host: the loopback address every service binds to.
+        kafka_port / kafka_controller_port: broker listener and KRaft controller listener.
+        mqtt_port: Mosquitto listener.
+        flink_rest_port: Flink REST API and web UI.
+        flink_rpc_port: JobManager RPC port.
+    """
+
+    run_dir: Path
+    deps_dir: Path
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    mqtt_port: int = 1883
+    flink_rest_port: int = 8081
+    flink_rpc_port: int = 6123
+    kafka_bootstrap_override: str = ""
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "StackSettings":
+        """Build from the ``IOTFLINK_*`` variables (see :data:`ENV_VARS`).
+
+        Raises:
+            ConfigError: a port is not an integer.
+        """
+        return cls(
+            run_dir=Path(env("IOTFLINK_RUN_DIR", environ)),
+            deps_dir=Path(env("IOTFLINK_DEPS_DIR", environ)),
+            host=env("IOTFLINK_HOST", environ),
+            kafka_port=_int("IOTFLINK_KAFKA_PORT", environ),
+            kafka_controller_port=_int("IOTFLINK_KAFKA_CONTROLLER_PORT", environ),
+            mqtt_port=_int("IOTFLINK_MQTT_PORT", environ),
+            flink_rest_port=_int("IOTFLINK_FLINK_REST_PORT", environ),
+            flink_rpc_port=_int("IOTFLINK_FLINK_RPC_PORT", environ),
+            kafka_bootstrap_override=env("IOTFLINK_KAFKA_BOOTSTRAP", environ),
+            topics=Topics.from_env(environ),
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` of the Kafka broker as clients reach it."""
+        return self.kafka_bootstrap_override or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def flink_rest_url(self) -> str:
+        """Base URL of the Flink REST API and web UI, e.g. ``http://127.0.0.1:8081``."""
+        return f"http://{self.host}:{self.flink_rest_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Directory of every service's log file."""
+        return self.run_dir / "logs"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        return {
+            "IOTFLINK_RUN_DIR": str(self.run_dir),
+            "IOTFLINK_DEPS_DIR": str(self.deps_dir),
+            "IOTFLINK_HOST": self.host,
+            "IOTFLINK_KAFKA_PORT": str(self.kafka_port),
+            "IOTFLINK_KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "IOTFLINK_MQTT_PORT": str(self.mqtt_port),
+            "IOTFLINK_FLINK_REST_PORT": str(self.flink_rest_port),
+            "IOTFLINK_FLINK_RPC_PORT": str(self.flink_rpc_port),
+            "IOTFLINK_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "IOTFLINK_TOPIC_READINGS": self.topics.readings,
+            "IOTFLINK_TOPIC_AGGREGATES": self.topics.aggregates,
+            "IOTFLINK_TOPIC_LATE": self.topics.late,
+            "IOTFLINK_TOPIC_DLQ": self.topics.dlq,
+            "IOTFLINK_TOPIC_ALERTS": self.topics.alerts,
+            "IOTFLINK_TOPIC_TRANSACTIONS": self.topics.transactions,
+            "IOTFLINK_READINGS_PARTITIONS": str(self.topics.readings_partitions),
+        }
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """Settings of the MQTT-to-Kafka bridge.
+
+    Fields:
+        mqtt_host / mqtt_port: the broker to subscribe to.
+        topic_filter: MQTT subscription, ``sensors/+/telemetry`` (``+`` is the device id).
+        client_id: MQTT client id; fixed, so the persistent session (clean_start=False)
+            survives a bridge restart and QoS 1 messages wait at the broker.
+        kafka_bootstrap: Kafka ``host:port``.
+        readings_topic / dlq_topic: where valid records and dead letters go.
+        max_inflight: most MQTT messages accepted but not yet acknowledged to the broker;
+            this bounds the bridge's memory while Kafka is slow (backpressure to MQTT).
+    """
+
+    mqtt_host: str
+    mqtt_port: int
+    topic_filter: str
+    client_id: str
+    kafka_bootstrap: str
+    readings_topic: str
+    dlq_topic: str
+    max_inflight: int = 1000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "BridgeSettings":
+        """Build from the stack settings and ``IOTFLINK_MQTT_*`` / ``IOTFLINK_BRIDGE_*``."""
+        stack = StackSettings.from_env(environ)
+        return cls(
+            mqtt_host=stack.host,
+            mqtt_port=stack.mqtt_port,
+            topic_filter=env("IOTFLINK_MQTT_TOPIC_FILTER", environ),
+            client_id=env("IOTFLINK_MQTT_CLIENT_ID", environ),
+            kafka_bootstrap=stack.kafka_bootstrap,
+            readings_topic=stack.topics.readings,
+            dlq_topic=stack.topics.dlq,
+            max_inflight=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT", environ),
+        )
+
+
+@dataclass(frozen=True)
+class WindowJobSettings:
+    """Settings of ``jobs/sensor_windows``.
+
+    Fields:
+        window_size_ms: tumbling event-time window length (ms).
+        allowed_lateness_ms: how long a fired window still accepts late events (ms);
+            an event later than this goes to the late side output.
+        out_of_orderness_ms: bounded-out-of-orderness of the watermark (ms).
+        idleness_ms: a Kafka partition with no records for this long (processing time)
+            stops holding the watermark back (ms).
+        parallelism: job parallelism.
+        kafka_bootstrap, topics, consumer_group: Kafka wiring used by ``main()`` only.
+    """
+
+    window_size_ms: int = 60_000
+    allowed_lateness_ms: int = 120_000
+    out_of_orderness_ms: int = 10_000
+    idleness_ms: int = 5_000
+    parallelism: int = 2
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topics: Topics = field(default_factory=Topics)
+    consumer_group: str = "iotflink-sensor-windows"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WindowJobSettings":
+        """Build from ``IOTFLINK_WINDOW_*``, ``IOTFLINK_*_MS`` and the stack settings.
+
+        Raises:
+            ConfigError: a value is not an integer, or a duration is not positive.
+        """
+        stack = StackSettings.from_env(environ)
+        cfg = cls(
+            window_size_ms=_int("IOTFLINK_WINDOW_SIZE_MS", environ),
+            allowed_lateness_ms=_int("IOTFLINK_ALLOWED_LATENESS_MS", environ),
+            out_of_orderness_ms=_int("IOTFLINK_OUT_OF_ORDERNESS_MS", environ),
+            idleness_ms=_int("IOTFLINK_IDLENESS_MS", environ),
+            parallelism=_int("IOTFLINK_JOB_PARALLELISM", environ),
+            kafka_bootstrap=stack.kafka_bootstrap,
+            topics=stack.topics,
+            consumer_group=env("IOTFLINK_CONSUMER_GROUP", environ),
+        )
+        if cfg.window_size_ms <= 0 or cfg.allowed_lateness_ms < 0 or cfg.out_of_orderness_ms < 0:
+            raise ConfigError(f"window durations must be positive: {cfg}")
+        return cfg
