@@ -1,0 +1,477 @@
+"""The local stack: Apache Kafka (KRaft), Mosquitto and a Flink standalone cluster on loopback.
+
+Every service runs as a child process of its own session, with its state, log file and pid
+file under ``StackSettings.run_dir``::
+
+    .run/
+      logs/     kafka.log, kafka.out, mosquitto.log, flink-jobmanager.out, flink-taskmanager.out, ...
+      pids/     kafka.pid, mosquitto.pid, flink-jobmanager.pid, flink-taskmanager.pid
+      kafka/    server.properties, log4j2.properties, data/ (KRaft log, formatted once)
+      mosquitto/ mosquitto.conf, data/ (persistent sessions)
+      flink/    conf/ (rendered from flink-conf/), checkpoints/, savepoints/
+
+:func:`start` is idempotent (a service that already answers is left alone) and waits for real
+readiness: Kafka answers a metadata request, Mosquitto accepts an MQTT CONNECT, the Flink REST
+API's ``/overview`` reports a TaskManager with its slots. A failure raises
+:class:`~iotflink.errors.StackError` naming the service and its log file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from iotflink.errors import StackError
+from iotflink.settings import PROJECT_ROOT, StackSettings
+
+log = logging.getLogger(__name__)
+
+#: Order in which services start (stop runs in reverse).
+SERVICES = ("kafka", "mosquitto", "flink-jobmanager", "flink-taskmanager")
+
+#: Seconds each service gets to become ready.
+READY_TIMEOUT_S = {"kafka": 90.0, "mosquitto": 20.0, "flink-jobmanager": 90.0, "flink-taskmanager": 90.0}
+
+
+def flink_home() -> Path:
+    """The Flink distribution shipped inside the installed PyFlink package (bin/, lib/, conf/).
+
+    Raises:
+        StackError: PyFlink is not installed in this interpreter.
+    """
+    try:
+        import pyflink  # noqa: PLC0415
+    except ImportError as exc:
+        raise StackError("PyFlink is not installed in this Python; run scripts/setup.sh") from exc
+    return Path(pyflink.__file__).resolve().parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (for tests on free ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def free_port_settings(run_dir: Path, base: StackSettings | None = None) -> StackSettings:
+    """Stack settings for an isolated stack on free loopback ports under ``run_dir``."""
+    base = base or StackSettings.from_env()
+    return StackSettings(
+        run_dir=run_dir,
+        deps_dir=base.deps_dir,
+        host=base.host,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        mqtt_port=free_port(),
+        flink_rest_port=free_port(),
+        flink_rpc_port=free_port(),
+        topics=base.topics,
+    )
+
+
+def render_template(text: str, **values: object) -> str:
+    """Replace each ``{name}`` in ``text`` by ``values[name]``; other braces stay as they are."""
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    return text
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _http_json(url: str, timeout: float = 2.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL
+        return json.loads(resp.read().decode())
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.2,
+             what: str = "condition") -> None:
+    """Poll ``condition`` until it returns True.
+
+    Raises:
+        TimeoutError: it did not within ``timeout_s`` seconds (message names ``what``).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: BLE001 - a probe that raises is simply "not yet"
+            pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """State of one service: ``running`` (its process lives), ``ready`` (it answers)."""
+
+    name: str
+    pid: int | None
+    running: bool
+    ready: bool
+    log_file: Path
+    detail: str = ""
+
+
+class Stack:
+    """Start, stop and inspect the local stack described by ``settings``."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.s = settings
+        self.run_dir = settings.run_dir
+        self.pid_dir = self.run_dir / "pids"
+        self.log_dir = settings.log_dir
+
+    # ------------------------------------------------------------------ paths
+    def log_file(self, name: str) -> Path:
+        """The log file of service ``name`` (what a failure message points to)."""
+        return {
+            "kafka": self.log_dir / "kafka.out",
+            "mosquitto": self.log_dir / "mosquitto.log",
+            "flink-jobmanager": self.log_dir / "flink-jobmanager.out",
+            "flink-taskmanager": self.log_dir / "flink-taskmanager.out",
+        }[name]
+
+    def _pid_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.pid"
+
+    def pid(self, name: str) -> int | None:
+        """Pid of service ``name`` if its pid file names a live process, else None."""
+        path = self._pid_file(name)
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        # a zombie is not alive
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                if fh.read().split(") ", 1)[1].startswith("Z"):
+                    return None
+        except OSError:
+            return None
+        return pid
+
+    @property
+    def flink_conf_dir(self) -> Path:
+        """The rendered Flink configuration directory (``FLINK_CONF_DIR``)."""
+        return self.run_dir / "flink" / "conf"
+
+    def flink_env(self) -> dict[str, str]:
+        """Environment for Flink's scripts (``flink run``, ``sql-client.sh``) against this stack."""
+        env = dict(os.environ)
+        env.update(self.s.to_env())
+        env["FLINK_CONF_DIR"] = str(self.flink_conf_dir)
+        env["FLINK_LOG_DIR"] = str(self.log_dir)
+        env["FLINK_PID_DIR"] = str(self.pid_dir)
+        env["FLINK_HOME"] = str(flink_home())
+        env["PYFLINK_CLIENT_EXECUTABLE"] = sys.executable
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+        return env
+
+    # ------------------------------------------------------------------ rendering
+    def _render(self) -> None:
+        for sub in ("logs", "pids", "kafka/data", "mosquitto/data", "flink/conf",
+                    "flink/checkpoints", "flink/savepoints", "flink/tmp"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        s = self.s
+        kafka_props = render_template(
+            (PROJECT_ROOT / "deploy" / "kafka-server.properties").read_text(), host=s.host, port=s.kafka_port, controller_port=s.kafka_controller_port,
+            data_dir=self.run_dir / "kafka" / "data")
+        (self.run_dir / "kafka" / "server.properties").write_text(kafka_props)
+        shutil.copy(PROJECT_ROOT / "deploy" / "kafka-log4j2.properties",
+                    self.run_dir / "kafka" / "log4j2.properties")
+        mosq = render_template(
+            (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text(), host=s.host, port=s.mqtt_port, data_dir=self.run_dir / "mosquitto" / "data",
+            log_file=self.log_file("mosquitto"))
+        (self.run_dir / "mosquitto" / "mosquitto.conf").write_text(mosq)
+        self._render_flink_conf()
+
+    def _render_flink_conf(self) -> None:
+        src = PROJECT_ROOT / "flink-conf"
+        conf = yaml.safe_load((src / "config.yaml").read_text())
+        s = self.s
+        fdir = self.run_dir / "flink"
+        conf.update({
+            "jobmanager.rpc.address": s.host,
+            "jobmanager.bind-host": s.host,
+            "jobmanager.rpc.port": s.flink_rpc_port,
+            "taskmanager.host": s.host,
+            "taskmanager.bind-host": s.host,
+            "rest.address": s.host,
+            "rest.bind-address": s.host,
+            "rest.port": s.flink_rest_port,
+            "execution.checkpointing.dir": (fdir / "checkpoints").as_uri(),
+            "execution.checkpointing.savepoint-dir": (fdir / "savepoints").as_uri(),
+            "io.tmp.dirs": str(fdir / "tmp"),
+            "python.executable": sys.executable,
+            "python.client.executable": sys.executable,
+            # the project's modules (jobs/, udfs/, iotflink/) on the UDF workers' path
+            "python.pythonpath": str(PROJECT_ROOT),
+        })
+        text = "# Rendered by iotflink.stack from flink-conf/config.yaml; do not edit.\n"
+        text += yaml.safe_dump(conf, default_flow_style=False, sort_keys=False, width=10_000)
+        (self.flink_conf_dir / "config.yaml").write_text(text)
+        for name in ("log4j-console.properties", "log4j-cli.properties"):
+            shutil.copy(src / name, self.flink_conf_dir / name)
+        # sql-client.sh and `flink` look for these too
+        shutil.copy(src / "log4j-console.properties", self.flink_conf_dir / "log4j.properties")
+        shutil.copy(src / "log4j-console.properties", self.flink_conf_dir / "log4j-session.properties")
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        log_path = self.log_file(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - argv built from project files
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=self.run_dir, start_new_session=True)
+        self._pid_file(name).write_text(str(proc.pid))
+        log.info("started %s (pid %d), log %s", name, proc.pid, log_path)
+        return proc.pid
+
+    def _kafka_classpath(self) -> str:
+        kdir = self.s.deps_dir / "kafka"
+        if not any(kdir.glob("kafka_2.13-*.jar")):
+            raise StackError(f"kafka: broker jars missing in {kdir}; run scripts/setup.sh")
+        return str(kdir / "*")
+
+    def _java(self) -> str:
+        java_home = os.environ.get("JAVA_HOME")
+        if java_home and (Path(java_home) / "bin" / "java").exists():
+            return str(Path(java_home) / "bin" / "java")
+        java = shutil.which("java")
+        if not java:
+            raise StackError("java not found on PATH (OpenJDK 17 is required)")
+        return java
+
+    def _start_kafka(self) -> None:
+        props = self.run_dir / "kafka" / "server.properties"
+        data = self.run_dir / "kafka" / "data"
+        jvm = [self._java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+               f"-Dlog4j2.configurationFile={self.run_dir / 'kafka' / 'log4j2.properties'}",
+               f"-Dkafka.logs.dir={self.log_dir}", "-cp", self._kafka_classpath()]
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(  # noqa: S603
+                jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                       "-c", str(props)], capture_output=True, text=True, check=False)
+            with open(self.log_file("kafka"), "a", encoding="utf-8") as out:
+                out.write(fmt.stdout + fmt.stderr)
+            if fmt.returncode != 0:
+                raise StackError(f"kafka: formatting the KRaft log failed; see {self.log_file('kafka')}")
+        self._spawn("kafka", jvm + ["kafka.Kafka", str(props)])
+
+    def _start_mosquitto(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise StackError("mosquitto: not installed; run scripts/setup.sh")
+        self._spawn("mosquitto", [exe, "-c", str(self.run_dir / "mosquitto" / "mosquitto.conf")])
+
+    def _start_flink(self, role: str) -> None:
+        script = flink_home() / "bin" / f"{role}.sh"
+        env = self.flink_env()
+        env["FLINK_IDENT_STRING"] = "iotflink"
+        self._spawn(f"flink-{role}", ["bash", str(script), "start-foreground"], env=env)
+
+    # ------------------------------------------------------------------ readiness
+    def kafka_ready(self) -> bool:
+        """True when the broker answers a metadata request."""
+        if not _port_open(self.s.host, self.s.kafka_port):
+            return False
+        from kafka import KafkaAdminClient  # noqa: PLC0415
+
+        admin = KafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, request_timeout_ms=3000,
+                                 client_id="iotflink-stack-probe")
+        try:
+            return bool(admin.describe_cluster().get("brokers"))
+        finally:
+            admin.close()
+
+    def mosquitto_ready(self) -> bool:
+        """True when the broker accepts an MQTT CONNECT (CONNACK return code 0)."""
+        if not _port_open(self.s.host, self.s.mqtt_port):
+            return False
+        # a minimal MQTT 3.1.1 CONNECT with a random client id and clean session
+        client_id = f"probe-{uuid.uuid4().hex[:8]}".encode()
+        var_header = b"\x00\x04MQTT\x04\x02\x00\x05"
+        payload = len(client_id).to_bytes(2, "big") + client_id
+        body = var_header + payload
+        packet = b"\x10" + bytes([len(body)]) + body
+        with socket.create_connection((self.s.host, self.s.mqtt_port), timeout=2) as sock:
+            sock.sendall(packet)
+            connack = sock.recv(4)
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+        return len(connack) == 4 and connack[0] == 0x20 and connack[3] == 0
+
+    def flink_overview(self) -> dict:
+        """The Flink REST API's ``/overview`` (taskmanagers, slots-total, jobs-running, ...)."""
+        return _http_json(f"{self.s.flink_rest_url}/overview")
+
+    def jobmanager_ready(self) -> bool:
+        """True when the REST API answers ``/overview``."""
+        return "taskmanagers" in self.flink_overview()
+
+    def taskmanager_ready(self) -> bool:
+        """True when at least one TaskManager with its slots is registered."""
+        ov = self.flink_overview()
+        return ov.get("taskmanagers", 0) >= 1 and ov.get("slots-total", 0) >= 1
+
+    def _ready(self, name: str) -> bool:
+        try:
+            return {
+                "kafka": self.kafka_ready,
+                "mosquitto": self.mosquitto_ready,
+                "flink-jobmanager": self.jobmanager_ready,
+                "flink-taskmanager": self.taskmanager_ready,
+            }[name]()
+        except Exception:  # noqa: BLE001 - any probe failure means "not ready"
+            return False
+
+    # ------------------------------------------------------------------ public API
+    def start(self, services: tuple[str, ...] = SERVICES, progress: Callable[[str], None] | None = None) -> None:
+        """Start ``services`` (default: all) and wait until each is ready.
+
+        A service whose process is alive and answers is left as it is.
+
+        Raises:
+            StackError: a service did not become ready in time, or its process exited; the
+                message names the service and its log file and quotes the log's last lines.
+        """
+        say = progress or (lambda msg: log.info("%s", msg))
+        self._render()
+        starters = {
+            "kafka": self._start_kafka,
+            "mosquitto": self._start_mosquitto,
+            "flink-jobmanager": lambda: self._start_flink("jobmanager"),
+            "flink-taskmanager": lambda: self._start_flink("taskmanager"),
+        }
+        for name in SERVICES:
+            if name not in services:
+                continue
+            if self.pid(name) is not None and self._ready(name):
+                say(f"{name}: already running")
+                continue
+            if self.pid(name) is None:
+                if name == "kafka" and _port_open(self.s.host, self.s.kafka_port):
+                    raise StackError(f"kafka: port {self.s.kafka_port} is taken by another process")
+                starters[name]()
+            t0 = time.monotonic()
+            self._await_ready(name)
+            say(f"{name}: ready in {time.monotonic() - t0:.1f} s (log {self.log_file(name)})")
+
+    def _await_ready(self, name: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S[name]
+        while True:
+            if self._ready(name):
+                return
+            if self.pid(name) is None:
+                raise StackError(f"{name}: process exited during start-up; see {self.log_file(name)}\n"
+                                 + self._tail(name))
+            if time.monotonic() >= deadline:
+                raise StackError(f"{name}: not ready after {READY_TIMEOUT_S[name]:.0f} s; "
+                                 f"see {self.log_file(name)}\n" + self._tail(name))
+            time.sleep(0.3)
+
+    def _tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = self.log_file(name).read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log yet)"
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def stop_service(self, name: str, kill: bool = False, timeout_s: float = 30.0) -> None:
+        """Stop one service: SIGTERM (or SIGKILL if ``kill``), then SIGKILL after ``timeout_s``."""
+        pid = self.pid(name)
+        if pid is None:
+            self._pid_file(name).unlink(missing_ok=True)
+            return
+        sig = signal.SIGKILL if kill else signal.SIGTERM
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            wait_for(lambda: self.pid(name) is None, timeout_s, what=f"{name} to exit")
+        except TimeoutError:
+            log.warning("%s did not exit after SIGTERM; sending SIGKILL", name)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_for(lambda: self.pid(name) is None, 10, what=f"{name} to die")
+        self._pid_file(name).unlink(missing_ok=True)
+
+    def stop(self, services: tuple[str, ...] = SERVICES) -> None:
+        """Stop ``services`` (default: all), in reverse start order."""
+        for name in reversed(SERVICES):
+            if name in services:
+                self.stop_service(name)
+
+    def status(self) -> list[ServiceStatus]:
+        """One :class:`ServiceStatus` per service."""
+        out = []
+        for name in SERVICES:
+            pid = self.pid(name)
+            ready = pid is not None and self._ready(name)
+            out.append(ServiceStatus(name, pid, pid is not None, ready, self.log_file(name)))
+        return out
+
+    def create_topics(self) -> list[str]:
+        """Create the project's topics if missing; return the names created.
+
+        ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
+        the result topics get the same count so the job's sinks can write in parallel.
+
+        Raises:
+            StackError: the broker refused to create a topic.
+        """
+        from kafka import KafkaAdminClient  # noqa: PLC0415
+        from kafka.admin import NewTopic  # noqa: PLC0415
+        from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+
+        admin = KafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, client_id="iotflink-stack")
+        try:
+            existing = set(admin.list_topics())
+            wanted = [t for t in self.s.topics.all() if t not in existing]
+            created = []
+            for topic in wanted:
+                try:
+                    admin.create_topics([NewTopic(topic, self.s.topics.readings_partitions, 1)])
+                    created.append(topic)
+                except TopicAlreadyExistsError:
+                    pass
+                except Exception as exc:  # noqa: BLE001
+                    raise StackError(f"kafka: creating topic {topic} failed: {exc}; "
+                                     f"see {self.log_file('kafka')}") from exc
+            return created
+        finally:
+            admin.close()
