@@ -1,0 +1,44 @@
+# iot-flink: the two commands a user needs are `make demo` and `make test`.
+# Both install what is missing first (scripts/setup.sh is idempotent).
+SHELL := /bin/bash
+PY    := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: setup demo test test-unit test-integration firmware-test down status bench lock help
+
+help:
+	@echo "make demo    set up, start the local stack, run the main job on real data, print a summary"
+	@echo "make test    set up, run the whole test suite (firmware host tests + pytest)"
+	@echo "make down    stop the local stack"
+	@echo "make status  show the local stack's services"
+	@echo "make bench   run the benchmarks under bench/ (needs the stack for some)"
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(PY) -m iotflink.demo
+
+test: setup
+	@bash scripts/run_tests.sh
+
+test-unit: setup
+	@$(PY) -m pytest -q -m "not integration"
+
+test-integration: setup
+	@$(PY) -m pytest -q -m integration
+
+firmware-test: setup
+	@bash esp32/test.sh
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m iotflink.cli stack stop; else echo "nothing to stop (no venv)"; fi
+
+status:
+	@$(PY) -m iotflink.cli stack status
+
+bench: setup
+	@bash bench/run_all.sh
+
+lock:
+	@$(PY) -m pip freeze > requirements.lock

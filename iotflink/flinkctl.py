@@ -1,0 +1,183 @@
+"""Control jobs on the Flink standalone cluster: submit with ``flink run -py``, and the REST API.
+
+``FlinkCtl(settings).submit("sensor_windows")`` runs::
+
+    $FLINK_HOME/bin/flink run -d -py jobs/sensor_windows.py -pyfs .run/pyfiles.zip [args...]
+
+with ``FLINK_CONF_DIR`` pointing at the stack's rendered configuration, so the client talks to
+the cluster's REST endpoint. ``pyfiles.zip`` holds the project's Python packages (``jobs``,
+``udfs``, ``iotflink``, ``bridge``) and ships them to the Python workers of every TaskManager,
+also on other hosts. Everything else goes through the REST API (``/jobs/overview``,
+``/jobs/:jid``, ``/jobs/:jid/stop``, ``/jobs/:jid/savepoints``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from iotflink.errors import JobError
+from iotflink.settings import PROJECT_ROOT, StackSettings
+from iotflink.stack import Stack, flink_home
+
+log = logging.getLogger(__name__)
+
+#: Packages shipped to the cluster's Python workers.
+PY_PACKAGES = ("jobs", "udfs", "iotflink", "bridge")
+
+_JOB_ID = re.compile(r"JobID\s+([0-9a-f]{32})")
+
+
+class FlinkCtl:
+    """Submit and control jobs on the cluster described by ``settings``."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.s = settings
+        self.stack = Stack(settings)
+        self.base = settings.flink_rest_url
+
+    # ------------------------------------------------------------------ REST
+    def rest(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 10.0) -> dict:
+        """Call the Flink REST API; returns the decoded JSON answer.
+
+        Raises:
+            JobError: the cluster is unreachable or answered with an error status.
+        """
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - cluster URL
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise JobError(f"Flink REST {method} {path}: HTTP {exc.code}: "
+                           f"{exc.read().decode(errors='replace')[:500]}") from exc
+        except OSError as exc:
+            raise JobError(f"Flink REST API at {self.base} unreachable: {exc}") from exc
+        return json.loads(raw) if raw else {}
+
+    def list_jobs(self) -> list[dict]:
+        """Jobs on the cluster: dicts with ``jid``, ``name``, ``state``, ``start-time`` (ms)."""
+        return self.rest("/jobs/overview").get("jobs", [])
+
+    def job(self, job_id: str) -> dict:
+        """The REST API's ``/jobs/:jid`` (state, vertices, timestamps)."""
+        return self.rest(f"/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job (no savepoint)."""
+        self.rest(f"/jobs/{job_id}", method="PATCH")
+
+    def wait_state(self, job_id: str, states: set[str], timeout_s: float = 120.0) -> str:
+        """Poll until the job reaches one of ``states``; returns the state.
+
+        Raises:
+            JobError: the job reached FAILED (when not wanted) or the timeout passed.
+        """
+        deadline = time.monotonic() + timeout_s
+        state = "?"
+        while time.monotonic() < deadline:
+            state = self.job(job_id)["state"]
+            if state in states:
+                return state
+            if state == "FAILED":
+                raise JobError(f"job {job_id} FAILED; see {self.stack.log_dir}")
+            time.sleep(0.5)
+        raise JobError(f"job {job_id} still {state} after {timeout_s:.0f} s (wanted {sorted(states)})")
+
+    def wait_running(self, job_id: str, timeout_s: float = 120.0) -> None:
+        """Poll until the job is RUNNING and every task of it is RUNNING."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info = self.job(job_id)
+            if info["state"] == "FAILED":
+                raise JobError(f"job {job_id} FAILED; see {self.stack.log_dir}")
+            verts = info.get("vertices", [])
+            if info["state"] == "RUNNING" and verts and all(v["status"] == "RUNNING" for v in verts):
+                return
+            time.sleep(0.5)
+        raise JobError(f"job {job_id} not running after {timeout_s:.0f} s")
+
+    def _trigger(self, path: str, body: dict, job_id: str, timeout_s: float) -> str:
+        trig = self.rest(path, method="POST", body=body)["request-id"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            res = self.rest(f"/jobs/{job_id}/savepoints/{trig}")
+            if res["status"]["id"] == "COMPLETED":
+                op = res.get("operation", {})
+                if "failure-cause" in op:
+                    raise JobError(f"savepoint of {job_id} failed: {op['failure-cause'].get('stack-trace', '')[:800]}")
+                return op["location"]
+            time.sleep(0.5)
+        raise JobError(f"savepoint of {job_id} did not complete in {timeout_s:.0f} s")
+
+    def savepoint(self, job_id: str, target_dir: str | None = None, timeout_s: float = 300.0) -> str:
+        """Trigger a savepoint; returns its location (a ``file://`` path)."""
+        body = {"cancel-job": False}
+        if target_dir:
+            body["target-directory"] = target_dir
+        return self._trigger(f"/jobs/{job_id}/savepoints", body, job_id, timeout_s)
+
+    def stop_with_savepoint(self, job_id: str, drain: bool = False, target_dir: str | None = None,
+                            timeout_s: float = 300.0) -> str:
+        """Stop a job with a savepoint; returns the savepoint's location.
+
+        ``drain=True`` first emits the maximum watermark, so every event-time window fires and
+        every timer runs: use it at the end of a bounded replay, where no later event would
+        ever advance the watermark (PITFALLS 3). A drained job should not be resumed.
+        """
+        body: dict = {"drain": drain}
+        if target_dir:
+            body["targetDirectory"] = target_dir
+        return self._trigger(f"/jobs/{job_id}/stop", body, job_id, timeout_s)
+
+    # ------------------------------------------------------------------ submission
+    def pyfiles_zip(self) -> Path:
+        """Zip the project's Python packages for ``-pyfs`` (rebuilt on every submission)."""
+        out = self.s.run_dir / "pyfiles.zip"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for pkg in PY_PACKAGES:
+                for path in sorted((PROJECT_ROOT / pkg).rglob("*.py")):
+                    zf.write(path, path.relative_to(PROJECT_ROOT).as_posix())
+        return out
+
+    def submit(self, name: str, extra_args: list[str] | None = None, savepoint: str | None = None,
+               allow_non_restored: bool = False, timeout_s: float = 300.0) -> str:
+        """Submit ``jobs/<name>.py`` detached to the cluster; returns the job id.
+
+        Args:
+            name: module name under ``jobs/`` (e.g. ``"sensor_windows"``).
+            extra_args: arguments passed to the job's ``main()``.
+            savepoint: resume from this savepoint or retained checkpoint path.
+            allow_non_restored: allow savepoint state that maps to no operator (``-n``).
+
+        Raises:
+            JobError: the module does not exist, or ``flink run`` failed (its output quoted).
+        """
+        script = PROJECT_ROOT / "jobs" / f"{name}.py"
+        if not script.exists():
+            raise JobError(f"no job module {script}")
+        argv = [str(flink_home() / "bin" / "flink"), "run", "-d"]
+        if savepoint:
+            argv += ["-s", savepoint]
+            if allow_non_restored:
+                argv.append("-n")
+        argv += ["-py", str(script), "-pyfs", str(self.pyfiles_zip())]
+        argv += list(extra_args or [])
+        env = self.stack.flink_env()
+        log.info("submitting: %s", " ".join(argv))
+        proc = subprocess.run(argv, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,  # noqa: S603
+                              timeout=timeout_s, check=False)
+        out = proc.stdout + proc.stderr
+        match = _JOB_ID.search(out)
+        if proc.returncode != 0 or not match:
+            raise JobError(f"flink run {name} failed (exit {proc.returncode}):\n{out[-3000:]}")
+        return match.group(1)
