@@ -132,6 +132,7 @@ class Bridge:
         self._connected = False
         self._stopping = threading.Event()
         self._done = threading.Event()
+        self._disconnected = threading.Event()
         self.fatal: BaseException | None = None
         self._counts = collections.Counter()
         self._dlq_reasons: collections.Counter = collections.Counter()
@@ -212,10 +213,12 @@ class Bridge:
             self._connected = False
             self._gen += 1  # acks of messages from the lost connection are dropped
             unacked = len(self._pending)
+            if not self._stopping.is_set():
+                self._counts["disconnects"] += 1
+        self._disconnected.set()
         if self._stopping.is_set():
             log.info("MQTT disconnected (%s)", reason_code)
         else:
-            self._counts["disconnects"] += 1
             log.warning("MQTT connection lost (%s); %d messages un-acked will be redelivered; "
                         "reconnecting with backoff %d..%d s", reason_code, unacked,
                         RECONNECT_MIN_S, RECONNECT_MAX_S)
@@ -371,8 +374,14 @@ class Bridge:
             except Exception as exc:  # noqa: BLE001
                 log.error("Kafka flush failed on shutdown (%r); un-confirmed messages stay un-acked", exc)
         # every confirmed record's PUBACK is queued now (callbacks ran during flush); the
-        # DISCONNECT queued next goes out after them, from paho's thread.
+        # DISCONNECT queued next goes out after them, from paho's thread, which calls
+        # on_disconnect once it is written. Wait for that before stopping the thread.
+        with self._lock:
+            connected = self._connected
+        self._disconnected.clear()
         self.client.disconnect()
+        if connected and not self._disconnected.wait(5.0):
+            log.warning("MQTT DISCONNECT not confirmed within 5 s; un-sent acks are redelivered")
         self.client.loop_stop()
         if self.producer is not None:
             try:

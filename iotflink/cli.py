@@ -32,8 +32,6 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
     stack = Stack(cfg)
     if args.action == "start":
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
-        created = stack.create_topics()
-        print(f"[stack] topics created: {', '.join(created) if created else 'none (all present)'}")
         print(f"[stack] Flink web UI: {cfg.flink_rest_url}   Kafka: {cfg.kafka_bootstrap}   "
               f"MQTT: {cfg.host}:{cfg.mqtt_port}")
     elif args.action == "stop":

@@ -53,6 +53,34 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_IDLENESS_MS": "5000",
     "IOTFLINK_JOB_PARALLELISM": "2",
     "IOTFLINK_CONSUMER_GROUP": "iotflink-sensor-windows",
+    # checkpoint interval of the window job (ms); 30 s per the fleet calculation in DOMAIN.md
+    "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "30000",
+    # parallelism of the window job's Kafka source: 1 keeps a single watermark generator
+    # (per-partition watermarks + idleness inside it), which makes the late split exact
+    "IOTFLINK_WINDOW_SOURCE_PARALLELISM": "1",
+    # Kafka sinks of the window job: exactly-once | at-least-once | none
+    "IOTFLINK_WINDOW_DELIVERY_GUARANTEE": "exactly-once",
+    "IOTFLINK_WINDOW_TXN_ID_PREFIX": "iotflink-sensor-windows",
+    # Kafka transaction timeout (ms); must stay below the broker's transaction.max.timeout.ms (15 min)
+    "IOTFLINK_KAFKA_TXN_TIMEOUT_MS": "600000",
+    # where the window job starts reading when its group has no committed offset: earliest | latest
+    "IOTFLINK_WINDOW_OFFSET_RESET": "earliest",
+    # detection rules (jobs/rules.py, sql/rules/*.sql)
+    "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
+    "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
+    "IOTFLINK_RULES_OUT_OF_ORDERNESS_MS": "10000",
+    "IOTFLINK_RULES_IDLENESS_MS": "5000",
+    "IOTFLINK_RULES_PARALLELISM": "1",
+    "IOTFLINK_RULES_CHECKPOINT_INTERVAL_MS": "30000",
+    # Kafka sink of alerts: at-least-once (ids are deterministic) | exactly-once
+    "IOTFLINK_ALERTS_DELIVERY": "at-least-once",
+    "IOTFLINK_RULES_DIR": str(PROJECT_ROOT / "sql" / "rules"),
+    # TabFormer transaction replayer (iotflink/transactions.py)
+    "IOTFLINK_TXN_DATA": str(PROJECT_ROOT / "data" / "tabformer" / "User0_credit_card_transactions.csv"),
+    "IOTFLINK_TXN_SEED": "4",
+    "IOTFLINK_TXN_SCENARIOS_PER_KIND": "4",
+    "IOTFLINK_TXN_GROUND_TRUTH": "",
+    "IOTFLINK_TXN_SPEEDUP": "0",
 }
 
 
@@ -241,6 +269,13 @@ class WindowJobSettings:
             stops holding the watermark back (ms).
         parallelism: job parallelism.
         kafka_bootstrap, topics, consumer_group: Kafka wiring used by ``main()`` only.
+        checkpoint_interval_ms: exactly-once checkpoint interval (ms).
+        source_parallelism: parallelism of the Kafka source (1: one watermark generator).
+        delivery_guarantee: Kafka sinks, ``exactly-once`` | ``at-least-once`` | ``none``.
+        transactional_id_prefix: prefix of the exactly-once sinks' transactional ids.
+        transaction_timeout_ms: Kafka producer transaction timeout (ms), below the broker's
+            ``transaction.max.timeout.ms`` (15 min by default).
+        offset_reset: where the consumer group starts without committed offsets.
     """
 
     window_size_ms: int = 60_000
@@ -251,6 +286,12 @@ class WindowJobSettings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     topics: Topics = field(default_factory=Topics)
     consumer_group: str = "iotflink-sensor-windows"
+    checkpoint_interval_ms: int = 30_000
+    source_parallelism: int = 1
+    delivery_guarantee: str = "exactly-once"
+    transactional_id_prefix: str = "iotflink-sensor-windows"
+    transaction_timeout_ms: int = 600_000
+    offset_reset: str = "earliest"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WindowJobSettings":
@@ -269,7 +310,151 @@ class WindowJobSettings:
             kafka_bootstrap=stack.kafka_bootstrap,
             topics=stack.topics,
             consumer_group=env("IOTFLINK_CONSUMER_GROUP", environ),
+            checkpoint_interval_ms=_int("IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS", environ),
+            source_parallelism=_int("IOTFLINK_WINDOW_SOURCE_PARALLELISM", environ),
+            delivery_guarantee=env("IOTFLINK_WINDOW_DELIVERY_GUARANTEE", environ),
+            transactional_id_prefix=env("IOTFLINK_WINDOW_TXN_ID_PREFIX", environ),
+            transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
+            offset_reset=env("IOTFLINK_WINDOW_OFFSET_RESET", environ),
         )
         if cfg.window_size_ms <= 0 or cfg.allowed_lateness_ms < 0 or cfg.out_of_orderness_ms < 0:
             raise ConfigError(f"window durations must be positive: {cfg}")
+        if cfg.checkpoint_interval_ms <= 0 or cfg.parallelism <= 0 or cfg.source_parallelism <= 0:
+            raise ConfigError(f"checkpoint interval and parallelisms must be positive: {cfg}")
+        if cfg.delivery_guarantee not in ("exactly-once", "at-least-once", "none"):
+            raise ConfigError(f"IOTFLINK_WINDOW_DELIVERY_GUARANTEE={cfg.delivery_guarantee!r}: "
+                              "expected exactly-once, at-least-once or none")
+        if not 0 < cfg.transaction_timeout_ms <= 900_000:
+            raise ConfigError(f"IOTFLINK_KAFKA_TXN_TIMEOUT_MS={cfg.transaction_timeout_ms} must be in "
+                              "(0, 900000]: brokers cap transactions at 15 min by default")
+        if cfg.offset_reset not in ("earliest", "latest"):
+            raise ConfigError(f"IOTFLINK_WINDOW_OFFSET_RESET={cfg.offset_reset!r}: expected earliest or latest")
+        return cfg
+
+
+@dataclass(frozen=True)
+class RulesSettings:
+    """Settings of the detection rule jobs (``jobs/rules.py``, ``sql/rules/*.sql``).
+
+    The thresholds of each rule are literals in its ``.sql`` file (documented in its header),
+    so that the same file runs unchanged in ``sql-client.sh``; these settings only wire the
+    jobs.
+
+    Fields:
+        kafka_bootstrap: Kafka ``host:port``.
+        topics: readings (in), transactions (in), alerts (out).
+        late_topic: where each rule job writes the rows that arrived behind its watermark
+            (``rules-late``; separate from ``sensor-late`` so the window job's accounting of
+            issue 2 never counts them twice).
+        consumer_group: prefix of the Kafka consumer group; a rule job uses
+            ``<prefix>-<rule_id>``.
+        out_of_orderness_ms: bounded out-of-orderness of the rules' watermarks (ms).
+        idleness_ms: a silent partition stops holding the watermark back after this (ms).
+        parallelism: parallelism of every rule job (one slot each at 1).
+        checkpoint_interval_ms: checkpoint interval of the rule jobs (ms); 30 s per the fleet
+            calculation of DOMAIN.md.
+        alerts_delivery: ``at-least-once`` (default: alert ids are deterministic, a
+            duplicate is recognised by its id) or ``exactly-once`` (visible on checkpoint).
+        transaction_timeout_ms: Kafka transaction timeout of an exactly-once alerts sink (ms),
+            at most the broker's 15 min cap.
+        rules_dir: directory of the rule files.
+        rest_url: Flink REST API of the cluster (``rules list`` / ``stop``).
+    """
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topics: Topics = field(default_factory=Topics)
+    late_topic: str = "rules-late"
+    consumer_group: str = "iotflink-rules"
+    out_of_orderness_ms: int = 10_000
+    idleness_ms: int = 5_000
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 30_000
+    alerts_delivery: str = "at-least-once"
+    transaction_timeout_ms: int = 600_000
+    rules_dir: Path = PROJECT_ROOT / "sql" / "rules"
+    rest_url: str = "http://127.0.0.1:8081"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RulesSettings":
+        """Build from ``IOTFLINK_RULES_*``, ``IOTFLINK_ALERTS_DELIVERY`` and the stack settings.
+
+        Raises:
+            ConfigError: a value is not an integer, a duration is negative, or the delivery
+                guarantee is unknown.
+        """
+        stack = StackSettings.from_env(environ)
+        cfg = cls(
+            kafka_bootstrap=stack.kafka_bootstrap,
+            topics=stack.topics,
+            late_topic=env("IOTFLINK_TOPIC_RULES_LATE", environ),
+            consumer_group=env("IOTFLINK_RULES_CONSUMER_GROUP", environ),
+            out_of_orderness_ms=_int("IOTFLINK_RULES_OUT_OF_ORDERNESS_MS", environ),
+            idleness_ms=_int("IOTFLINK_RULES_IDLENESS_MS", environ),
+            parallelism=_int("IOTFLINK_RULES_PARALLELISM", environ),
+            checkpoint_interval_ms=_int("IOTFLINK_RULES_CHECKPOINT_INTERVAL_MS", environ),
+            alerts_delivery=env("IOTFLINK_ALERTS_DELIVERY", environ),
+            transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
+            rules_dir=Path(env("IOTFLINK_RULES_DIR", environ)),
+            rest_url=stack.flink_rest_url,
+        )
+        if cfg.out_of_orderness_ms < 0 or cfg.idleness_ms < 0 or cfg.parallelism <= 0 \
+                or cfg.checkpoint_interval_ms <= 0:
+            raise ConfigError(f"rule durations must not be negative, parallelism positive: {cfg}")
+        if cfg.alerts_delivery not in ("at-least-once", "exactly-once"):
+            raise ConfigError(f"IOTFLINK_ALERTS_DELIVERY={cfg.alerts_delivery!r}: "
+                              "expected at-least-once or exactly-once")
+        if not 0 < cfg.transaction_timeout_ms <= 900_000:
+            raise ConfigError(f"IOTFLINK_KAFKA_TXN_TIMEOUT_MS={cfg.transaction_timeout_ms} must be in "
+                              "(0, 900000]: brokers cap transactions at 15 min by default")
+        return cfg
+
+
+@dataclass(frozen=True)
+class TransactionSettings:
+    """Settings of the TabFormer transaction replayer (``iotflink/transactions.py``).
+
+    Fields:
+        data_path: the TabFormer extract (user 0, 5 cards).
+        seed: seed of the injected fraud scenarios (same seed, same stream, same ground truth).
+        scenarios_per_kind: how many scenarios of each kind (failed burst, address change,
+            velocity) are injected.
+        ground_truth_path: where the ground truth JSON is written
+            (default ``<run_dir>/transactions_ground_truth.json``).
+        speedup: event-time seconds replayed per wall-clock second; 0 = as fast as possible.
+        kafka_bootstrap / topic: where the events go (key = card_id).
+    """
+
+    data_path: Path
+    ground_truth_path: Path
+    seed: int = 4
+    scenarios_per_kind: int = 4
+    speedup: float = 0.0
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "transactions"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TransactionSettings":
+        """Build from ``IOTFLINK_TXN_*`` and the stack settings.
+
+        Raises:
+            ConfigError: a number is malformed or negative.
+        """
+        stack = StackSettings.from_env(environ)
+        gt = env("IOTFLINK_TXN_GROUND_TRUTH", environ)
+        raw_speed = env("IOTFLINK_TXN_SPEEDUP", environ)
+        try:
+            speedup = float(raw_speed)
+        except ValueError as exc:
+            raise ConfigError(f"IOTFLINK_TXN_SPEEDUP={raw_speed!r} is not a number") from exc
+        cfg = cls(
+            data_path=Path(env("IOTFLINK_TXN_DATA", environ)),
+            ground_truth_path=Path(gt) if gt else stack.run_dir / "transactions_ground_truth.json",
+            seed=_int("IOTFLINK_TXN_SEED", environ),
+            scenarios_per_kind=_int("IOTFLINK_TXN_SCENARIOS_PER_KIND", environ),
+            speedup=speedup,
+            kafka_bootstrap=stack.kafka_bootstrap,
+            topic=stack.topics.transactions,
+        )
+        if cfg.scenarios_per_kind < 0 or cfg.speedup < 0:
+            raise ConfigError(f"scenario count and speed-up must not be negative: {cfg}")
         return cfg

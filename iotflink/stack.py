@@ -43,10 +43,11 @@ from iotflink.settings import PROJECT_ROOT, StackSettings
 log = logging.getLogger(__name__)
 
 #: Order in which services start (stop runs in reverse).
-SERVICES = ("kafka", "mosquitto", "flink-jobmanager", "flink-taskmanager")
+SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
 
 #: Seconds each service gets to become ready.
-READY_TIMEOUT_S = {"kafka": 90.0, "mosquitto": 20.0, "flink-jobmanager": 90.0, "flink-taskmanager": 90.0}
+READY_TIMEOUT_S = {"kafka": 90.0, "mosquitto": 20.0, "bridge": 30.0, "flink-jobmanager": 90.0,
+                   "flink-taskmanager": 90.0}
 
 
 def flink_home() -> Path:
@@ -151,6 +152,7 @@ class Stack:
         return {
             "kafka": self.log_dir / "kafka.out",
             "mosquitto": self.log_dir / "mosquitto.log",
+            "bridge": self.log_dir / "bridge.log",
             "flink-jobmanager": self.log_dir / "flink-jobmanager.out",
             "flink-taskmanager": self.log_dir / "flink-taskmanager.out",
         }[name]
@@ -296,6 +298,28 @@ class Stack:
             raise StackError("mosquitto: not installed; run scripts/setup.sh")
         self._spawn("mosquitto", [exe, "-c", str(self.run_dir / "mosquitto" / "mosquitto.conf")])
 
+    @property
+    def bridge_stats_file(self) -> Path:
+        """JSON counters the running bridge rewrites every second (see ``bridge.service``)."""
+        return self.run_dir / "bridge-stats.json"
+
+    def bridge_stats(self) -> dict:
+        """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...)."""
+        return json.loads(self.bridge_stats_file.read_text())
+
+    def _start_bridge(self) -> None:
+        self.bridge_stats_file.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env.update(self.s.to_env())
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+        self._spawn("bridge", [sys.executable, "-m", "bridge", "--stats-file", str(self.bridge_stats_file),
+                               "--stats-interval-s", "1"], env=env)
+
+    def bridge_ready(self) -> bool:
+        """True when the bridge has connected to MQTT (its stats file counts a connect)."""
+        st = self.bridge_stats()
+        return st.get("connects", 0) >= 1 and not st.get("fatal")
+
     def _start_flink(self, role: str) -> None:
         script = flink_home() / "bin" / f"{role}.sh"
         env = self.flink_env()
@@ -350,6 +374,7 @@ class Stack:
             return {
                 "kafka": self.kafka_ready,
                 "mosquitto": self.mosquitto_ready,
+                "bridge": self.bridge_ready,
                 "flink-jobmanager": self.jobmanager_ready,
                 "flink-taskmanager": self.taskmanager_ready,
             }[name]()
@@ -371,6 +396,7 @@ class Stack:
         starters = {
             "kafka": self._start_kafka,
             "mosquitto": self._start_mosquitto,
+            "bridge": self._start_bridge,
             "flink-jobmanager": lambda: self._start_flink("jobmanager"),
             "flink-taskmanager": lambda: self._start_flink("taskmanager"),
         }
@@ -387,6 +413,10 @@ class Stack:
             t0 = time.monotonic()
             self._await_ready(name)
             say(f"{name}: ready in {time.monotonic() - t0:.1f} s (log {self.log_file(name)})")
+            if name == "kafka":
+                created = self.create_topics()
+                if created:
+                    say(f"kafka: created topics {', '.join(created)}")
 
     def _await_ready(self, name: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S[name]

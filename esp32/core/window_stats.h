@@ -209,12 +209,13 @@ class TumblingWindow {
     Status st = Status::kOk;
     if (span_ms_ > 0) {
       const int64_t start = floor_div(ts_ms, span_ms_) * span_ms_;
-      if (w_.count() > 0 && start < start_) return Status::kOutOfOrder;
+      if (started_ && start < start_) return Status::kOutOfOrder;
       if (w_.count() > 0 && start > start_) {
         emit(closed);
         st = Status::kWindowClosed;
       }
       if (w_.count() == 0) start_ = start;
+      started_ = true;
     } else if (w_.count() == 0) {
       start_ = ts_ms;
     }
@@ -255,6 +256,7 @@ class TumblingWindow {
   float max_ = 0.0f;
   int64_t start_ = 0;
   int64_t last_ = 0;
+  bool started_ = false;
 };
 
 }  // namespace fw

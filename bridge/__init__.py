@@ -1,0 +1,2 @@
+"""MQTT-to-Kafka bridge: :mod:`bridge.contract` (validation, timestamps, dead letters) and
+:mod:`bridge.service` (the bridge process, ``python -m bridge``)."""

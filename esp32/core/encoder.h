@@ -1,0 +1,47 @@
+// Payload encoders: the JSON contract of docs/CONTRACT.md, and SenML (RFC 8428) JSON.
+// Both write into a caller-provided buffer; no heap, no printf on the hot path.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "message.h"
+#include "status.h"
+
+namespace fw {
+
+enum class PayloadFormat : uint8_t { kContractJson, kSenml };
+
+/// True if id matches [A-Za-z0-9_.-]{1,64} (docs/CONTRACT.md), so it needs no escaping.
+bool valid_device_id(const char* id);
+
+/// Writes a JSON number for v with 7 significant digits (enough for a float) into out
+/// (at least 24 bytes). Returns the length, 0 if v is not finite. Plain decimal notation
+/// for 1e-5 <= |v| < 1e9 (fast path), exponent notation otherwise.
+size_t format_number(float v, char* out);
+/// Writes the decimal digits of v into out (at least 21 bytes); returns the length.
+size_t format_u64(uint64_t v, char* out);
+
+/// Encodes m as the contract JSON object
+///   {"device_id":..,"seq":..,"ts":<epoch ms>,"readings":{..},"drops":{..}}
+/// into buf[0..cap) with a terminating NUL; *len gets the length without the NUL.
+/// drops may be nullptr (then no "drops" member). Errors: kInvalidArgument (bad device id,
+/// no readings, ts < 2020-01-01 i.e. not an epoch-ms stamp), kNotFinite (a reading is
+/// NaN/inf), kBufferTooSmall (buf too small; contents undefined).
+Status encode_json(const char* device_id, const Message& m, const DropCounters* drops, char* buf,
+                   size_t cap, size_t* len);
+
+/// Encodes m as a SenML pack (RFC 8428 JSON): the first record carries bn "<device_id>:" and
+/// bt (epoch seconds, ms resolution); one record per reading with n = contract name, u = the
+/// SenML unit when one fits, v = value; then {"n":"seq","v":seq} and, when drops is given,
+/// {"n":"drops_<name>","v":count} records. Same errors as encode_json.
+Status encode_senml(const char* device_id, const Message& m, const DropCounters* drops, char* buf,
+                    size_t cap, size_t* len);
+
+/// Dispatches on fmt.
+Status encode(PayloadFormat fmt, const char* device_id, const Message& m,
+              const DropCounters* drops, char* buf, size_t cap, size_t* len);
+
+/// 2020-01-01T00:00:00Z in epoch ms: the bridge rejects anything earlier.
+constexpr int64_t kMinEpochMs = 1577836800000LL;
+
+}  // namespace fw

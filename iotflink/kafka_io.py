@@ -1,0 +1,126 @@
+"""Reading Kafka topics back: whole-topic reads, end offsets and consumer lag.
+
+Used by the demo summary, the integration tests and the backpressure command. Every read is
+``read_committed``, so records of aborted or still-open transactions (the exactly-once sinks)
+are never counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Iterator
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+def _consumer(bootstrap: str, **kw: Any) -> KafkaConsumer:
+    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                         isolation_level="read_committed", consumer_timeout_ms=1000, **kw)
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> end offset (the last stable offset under read_committed) of ``topic``."""
+    consumer = _consumer(bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[dict]:
+    """Every committed record of ``topic`` from the beginning to its current end.
+
+    Returns a list of dicts ``{"partition", "offset", "timestamp" (ms), "key" (str|None),
+    "value" (decoded JSON, or {"_raw": str} if not JSON, or None for a tombstone)}``, ordered by
+    partition then offset. Transaction markers take offsets but are not records, so the read
+    stops at each partition's end offset rather than counting records.
+
+    Raises:
+        TimeoutError: the end was not reached within ``timeout_s``.
+    """
+    consumer = _consumer(bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            return []
+        ends = consumer.end_offsets(parts)
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        remaining = {tp for tp in parts if ends[tp] > 0}
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: end offsets {ends} not reached in {timeout_s} s")
+            batch = consumer.poll(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for rec in records:
+                    if rec.offset >= ends[tp]:
+                        continue
+                    out.append(_decode(rec))
+            for tp in list(remaining):
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        out.sort(key=lambda r: (r["partition"], r["offset"]))
+        return out
+    finally:
+        consumer.close()
+
+
+def _decode(rec: Any) -> dict:
+    value: Any
+    if rec.value is None:
+        value = None
+    else:
+        try:
+            value = json.loads(rec.value)
+        except (ValueError, UnicodeDecodeError):
+            value = {"_raw": rec.value.decode("utf-8", errors="replace")}
+    key = rec.key.decode("utf-8", errors="replace") if rec.key is not None else None
+    return {"partition": rec.partition, "offset": rec.offset, "timestamp": rec.timestamp,
+            "key": key, "value": value}
+
+
+def latest_by_key(records: list[dict]) -> dict[str, dict]:
+    """Upsert semantics: the last value per key; a tombstone (value None) deletes the key."""
+    table: dict[str, dict] = {}
+    for rec in sorted(records, key=lambda r: (r["partition"], r["offset"])):
+        if rec["value"] is None:
+            table.pop(rec["key"], None)
+        else:
+            table[rec["key"]] = rec["value"]
+    return table
+
+
+def consumer_lag(bootstrap: str, group: str, topic: str) -> dict[int, dict[str, int | None]]:
+    """Consumer lag of ``group`` on ``topic``, per partition.
+
+    Returns ``{partition: {"end": int, "committed": int|None, "lag": int|None}}``; ``lag`` is
+    ``end - committed`` (None while the group has committed nothing for the partition). A
+    Flink Kafka source commits its offsets when a checkpoint completes, so its lag is at most
+    one checkpoint interval stale.
+    """
+    ends = end_offsets(bootstrap, topic)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="iotflink-lag")
+    try:
+        committed = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    out: dict[int, dict[str, int | None]] = {}
+    for part, end in ends.items():
+        meta = committed.get(TopicPartition(topic, part))
+        off = meta.offset if meta is not None and meta.offset >= 0 else None
+        out[part] = {"end": end, "committed": off, "lag": None if off is None else max(0, end - off)}
+    return out
+
+
+def iter_values(records: list[dict]) -> Iterator[dict]:
+    """The non-tombstone values of ``records``."""
+    for rec in records:
+        if rec["value"] is not None:
+            yield rec["value"]

@@ -1,0 +1,178 @@
+"""Helpers shared by the PyFlink jobs: environments, checkpointing, connector jar, interpreter.
+
+Every job creates its environment through :func:`create_table_env` or
+:func:`create_stream_env`, which apply :func:`job_configuration`:
+
+- exactly-once checkpoints every ``checkpoint_interval_ms``, retained on cancel;
+- the RocksDB state backend with incremental checkpoints (issue 5);
+- an exponential-delay restart strategy;
+- ``table.local-time-zone = UTC`` (windows on ``TIMESTAMP_LTZ`` align to the epoch);
+- ``table.exec.uid.generation = ALWAYS``: SQL operators get stable uids
+  (``<exec node id>_<transformation>``), so state maps back after a restart from a
+  savepoint of the same SQL (issue 5; PITFALLS 7);
+- ``python.executable`` = the interpreter running the job (the project's venv, PITFALLS 2).
+
+The Kafka SQL connector jar is checked at start-up (PITFALLS 1) by :func:`kafka_connector_jar`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import zipfile
+from pathlib import Path
+from typing import Mapping
+
+from iotflink.errors import JobError
+from iotflink.settings import PROJECT_ROOT, WindowJobSettings, env
+
+log = logging.getLogger(__name__)
+
+#: File name of the Kafka SQL connector (pinned in deps/pom.xml).
+KAFKA_CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+
+
+def flink_home() -> Path:
+    """The Flink distribution shipped inside the ``apache-flink`` wheel (``.../pyflink``)."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def _is_valid_jar(path: Path) -> bool:
+    """True if ``path`` is a non-empty zip holding the Kafka table factory."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except zipfile.BadZipFile:
+        return False
+    return "META-INF/services/org.apache.flink.table.factories.Factory" in names
+
+
+def kafka_connector_jar(deps_dir: Path | None = None) -> Path | None:
+    """Check that the Kafka SQL connector jar is usable; say whether it must be shipped.
+
+    The jar is found either in ``$FLINK_HOME/lib`` (setup copies it there; both the local
+    MiniCluster and the standalone cluster load it from there) or in
+    ``<deps_dir>/flink/`` (``IOTFLINK_DEPS_DIR``, default ``.deps``).
+
+    Returns:
+        ``None`` when the jar is in ``$FLINK_HOME/lib`` (nothing to add), else the path of the
+        jar under ``deps_dir``, to be put in ``pipeline.jars``.
+
+    Raises:
+        JobError: neither copy exists, or a copy is empty / not a jar (a failed download or a
+            volume mount can leave an empty file), naming every path looked at.
+    """
+    deps = Path(env("IOTFLINK_DEPS_DIR")) if deps_dir is None else deps_dir
+    in_lib = flink_home() / "lib" / KAFKA_CONNECTOR_JAR
+    in_deps = deps / "flink" / KAFKA_CONNECTOR_JAR
+    bad = [p for p in (in_lib, in_deps) if p.exists() and not _is_valid_jar(p)]
+    if bad:
+        raise JobError(f"Kafka SQL connector jar is empty or not a connector jar: {', '.join(map(str, bad))}; "
+                       "delete it and run setup again (make demo / make test)")
+    if in_lib.exists():
+        return None
+    if in_deps.exists():
+        return in_deps
+    raise JobError(f"Kafka SQL connector jar not found: expected {in_lib} or {in_deps}; "
+                   "run setup (make demo / make test), which downloads it with Maven")
+
+
+def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool = True,
+                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Flink configuration every job runs with, as ``key -> value`` strings.
+
+    Args:
+        cfg: job settings (parallelism, checkpoint interval, idleness).
+        job_name: ``pipeline.name`` shown in the web UI and the REST API.
+        use_kafka: check the Kafka connector jar and add it to ``pipeline.jars`` if needed.
+        extra: entries that override the defaults (tests: shorter intervals etc.).
+
+    Raises:
+        JobError: ``use_kafka`` and the connector jar is missing (see :func:`kafka_connector_jar`).
+    """
+    conf = {
+        "pipeline.name": job_name,
+        "parallelism.default": str(cfg.parallelism),
+        # checkpointing: exactly-once, retained on cancel, RocksDB incremental
+        "execution.checkpointing.interval": f"{cfg.checkpoint_interval_ms} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.min-pause": f"{max(cfg.checkpoint_interval_ms // 2, 1)} ms",
+        "state.backend.type": "rocksdb",
+        "execution.checkpointing.incremental": "true",
+        "restart-strategy.type": "exponential-delay",
+        # SQL
+        "table.local-time-zone": "UTC",
+        "table.exec.uid.generation": "ALWAYS",
+        # Python workers (none on the SQL hot path; the bench's DataStream variant uses them)
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "python.pythonpath": str(PROJECT_ROOT),
+    }
+    if use_kafka:
+        jar = kafka_connector_jar()
+        if jar is not None:
+            conf["pipeline.jars"] = jar.as_uri()
+    conf.update(extra or {})
+    return conf
+
+
+def create_table_env(conf: Mapping[str, str]):
+    """A streaming :class:`pyflink.table.TableEnvironment` configured with ``conf``.
+
+    When no cluster is configured (tests, bench) it runs on a local MiniCluster; under
+    ``flink run`` it targets the cluster the client was pointed at.
+    """
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    jconf = Configuration()
+    for key, value in conf.items():
+        jconf.set_string(key, value)
+    settings = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(jconf).build()
+    t_env = TableEnvironment.create(settings)
+    log.info("table environment for %s (parallelism %s)", conf.get("pipeline.name"), conf.get("parallelism.default"))
+    return t_env
+
+
+def create_stream_env(conf: Mapping[str, str]):
+    """A :class:`pyflink.datastream.StreamExecutionEnvironment` configured with ``conf``."""
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    jconf = Configuration()
+    for key, value in conf.items():
+        jconf.set_string(key, value)
+    return StreamExecutionEnvironment.get_execution_environment(jconf)
+
+
+def sql_interval(ms: int) -> str:
+    """A Flink SQL interval literal for ``ms`` milliseconds.
+
+    Example: ``sql_interval(90_500) == "INTERVAL '0 00:01:30.500' DAY TO SECOND(3)"``
+    (a plain ``SECOND`` literal is capped at 99 s by its default precision).
+
+    Raises:
+        ValueError: ``ms`` is negative or 100 days or more.
+    """
+    if not 0 <= ms < 100 * 86_400_000:
+        raise ValueError(f"interval out of range [0, 100 days): {ms} ms")
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
+def sql_str(value: str) -> str:
+    """Quote ``value`` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def with_clause(options: Mapping[str, str]) -> str:
+    """Render a DDL ``WITH (...)`` clause from connector options."""
+    return "WITH (\n  " + ",\n  ".join(f"{sql_str(k)} = {sql_str(v)}" for k, v in options.items()) + "\n)"

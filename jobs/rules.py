@@ -1,0 +1,672 @@
+"""Detection rules as Flink SQL ``MATCH_RECOGNIZE`` jobs: parse, build, explain and run them.
+
+PyFlink has no Python CEP API (PITFALLS 4), so every keyed pattern is a SQL file under
+``sql/rules/``, one rule per file, run as its own Flink job named ``rule:<rule_id>``. A rule
+file holds, in order (see ``sql/rules/bearing_failure.sql``):
+
+- a header comment with ``-- rule: <id>`` (equal to the file's stem), ``-- detects: ...`` and
+  one ``-- param: name = value unit. Source: ...`` line per threshold;
+- ``SET 'pipeline.name' = 'rule:<id>';``
+- ``CREATE TEMPORARY VIEW`` statements, ending in a view of alert records;
+- ``EXECUTE STATEMENT SET BEGIN INSERT INTO alerts ...; INSERT INTO rules_late ...; END;``
+
+The tables they use (``readings``, ``transactions``, ``alerts``, ``rules_late``) and the late
+views come from the template ``sql/ddl.sql``, whose ``${...}`` placeholders
+:func:`render_ddl` fills from :class:`iotflink.settings.RulesSettings` (Kafka) or from the
+options a test injects (bounded files). :func:`build` is the single place both paths go
+through, so tests run exactly the statements the cluster runs.
+
+Alert record (topic ``alerts``, key ``alert_id``), JSON::
+
+    {"alert_id": sha256 hex of "rule_id|alert_key|<epoch ms of each matched event>",
+     "rule_id": str, "alert_key": device_id | card_id,
+     "detection_ms": epoch ms of the event that completed the match (event time),
+     "emitted_at": "YYYY-MM-DD HH:MM:SS.sssZ" wall clock of emission (not part of the id),
+     "events": [{"ts_ms", "seq", "name", "value"}, ...]  matched events in pattern order,
+     "details": JSON text of rule-specific measures}
+
+Late record (topic ``rules-late``, key = device_id / card_id): ``{"rule_id", "source_table",
+"record_key", "seq", "ts" (epoch ms), "watermark_utc", "record" (JSON text)}``.
+
+Run one rule against Kafka (``main``; what ``rules deploy`` submits with ``flink run -py``)::
+
+    python jobs/rules.py --rule bearing_failure
+
+Calibration figures quoted in the rule headers::
+
+    python -m jobs.rules calibrate
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import csv
+import hashlib
+import logging
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from iotflink.errors import JobError
+from iotflink.settings import PROJECT_ROOT, RulesSettings
+
+log = logging.getLogger(__name__)
+
+#: The DDL template of every rule job.
+DDL_PATH = PROJECT_ROOT / "sql" / "ddl.sql"
+
+#: Tables whose connector options :func:`render_ddl` needs, and their placeholder names.
+TABLE_PLACEHOLDERS = {
+    "readings": "readings_options",
+    "transactions": "transactions_options",
+    "alerts": "alerts_options",
+    "rules_late": "late_options",
+}
+
+#: Job name prefix of rule jobs on the cluster (``rule:<rule_id>``).
+JOB_PREFIX = "rule:"
+
+
+class RuleSqlError(JobError):
+    """A rule or DDL file is malformed, or Flink rejected one of its statements.
+
+    Attributes:
+        path: the file.
+        line / column: 1-based position in the file (0 when unknown).
+    """
+
+    def __init__(self, path: Path | str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{path}:{line}:{column}: {message}")
+        self.path = Path(path)
+        self.line = line
+        self.column = column
+
+
+# ---------------------------------------------------------------------------- parsing
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement of a file.
+
+    Fields:
+        text: the statement without its ``;`` (leading comments included, so that Flink's
+            "line N, column M" counts from ``line``).
+        line: 1-based line of the file where ``text`` starts.
+        kind: ``set`` | ``statement_set`` | ``sql``.
+        inserts: for ``statement_set``, the INSERT statements inside BEGIN ... END.
+    """
+
+    text: str
+    line: int
+    kind: str = "sql"
+    inserts: tuple["Statement", ...] = ()
+
+    def body(self) -> str:
+        """The text without comments, whitespace-normalised (for keyword checks)."""
+        return " ".join(_strip_comments(self.text).split())
+
+
+def _strip_comments(sql: str) -> str:
+    out, i, n = [], 0, len(sql)
+    while i < n:
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif sql[i] in "'`\"":
+            q = sql[i]
+            j = i + 1
+            while j < n:
+                if sql[j] == q and not (j + 1 < n and sql[j + 1] == q):
+                    break
+                j += 2 if sql[j] == q else 1
+            out.append(sql[i:j + 1])
+            i = j + 1
+        else:
+            out.append(sql[i])
+            i += 1
+    return "".join(out)
+
+
+def _raw_split(text: str) -> list[tuple[str, int]]:
+    """Split on top-level ``;`` (outside comments, quotes); returns (piece, start line)."""
+    pieces: list[tuple[str, int]] = []
+    start, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("--", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+            continue
+        if c in "'`\"":
+            j = i + 1
+            while j < n:
+                if text[j] == c:
+                    if j + 1 < n and text[j + 1] == c:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            i = j + 1
+            continue
+        if c == ";":
+            pieces.append((text[start:i], text.count("\n", 0, start) + 1))
+            start = i + 1
+        i += 1
+    pieces.append((text[start:], text.count("\n", 0, start) + 1))
+    return pieces
+
+
+_SET_RE = re.compile(r"^SET\s+'([^']+)'\s*=\s*'((?:[^']|'')*)'$", re.IGNORECASE | re.DOTALL)
+_SS_RE = re.compile(r"^(?:EXECUTE\s+STATEMENT\s+SET|BEGIN\s+STATEMENT\s+SET)\s*(?:BEGIN\s*)?(.*)$",
+                    re.IGNORECASE | re.DOTALL)
+
+
+def split_statements(text: str, path: Path | str = "<sql>") -> list[Statement]:
+    """Split a SQL script into statements, keeping each one's start line.
+
+    ``EXECUTE STATEMENT SET BEGIN ... END;`` becomes one ``statement_set`` statement whose
+    ``inserts`` are the INSERTs inside it.
+
+    Raises:
+        RuleSqlError: a statement set without ``END``.
+    """
+    out: list[Statement] = []
+    pending: list[Statement] | None = None
+    pending_line = 0
+    for piece, line in _raw_split(text):
+        # move the start past leading blank lines so reported lines point at the statement
+        body = _strip_comments(piece).strip()
+        if not body:
+            continue
+        lead = len(piece) - len(piece.lstrip("\n"))
+        piece, line = piece[lead:], line + lead
+        if pending is not None:
+            if body.upper() == "END":
+                out.append(Statement("", pending_line, "statement_set", tuple(pending)))
+                pending = None
+                continue
+            pending.append(Statement(piece, line))
+            continue
+        m = _SS_RE.match(body)
+        if m:
+            pending, pending_line = [], line
+            first = m.group(1).strip()
+            if first:
+                # INSERT on the same piece as BEGIN: keep its text from "INSERT" on
+                idx = re.search(r"\bINSERT\b", piece, re.IGNORECASE)
+                ins_text = piece[idx.start():] if idx else first
+                ins_line = line + piece.count("\n", 0, idx.start() if idx else 0)
+                pending.append(Statement(ins_text, ins_line))
+            continue
+        if _SET_RE.match(body):
+            out.append(Statement(piece, line, "set"))
+            continue
+        out.append(Statement(piece, line))
+    if pending is not None:
+        raise RuleSqlError(path, pending_line, 1, "EXECUTE STATEMENT SET without END")
+    return out
+
+
+def set_pair(stmt: Statement) -> tuple[str, str]:
+    """``(key, value)`` of a ``SET 'key' = 'value'`` statement."""
+    m = _SET_RE.match(stmt.body())
+    if not m:
+        raise ValueError(f"not a SET statement: {stmt.text!r}")
+    return m.group(1), m.group(2).replace("''", "'")
+
+
+_PARAM_RE = re.compile(r"^--\s*param:\s*([a-z_][a-z0-9_]*)\s*=\s*([-+0-9.eE]+)\s*(.*)$")
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """A parsed rule file.
+
+    Fields:
+        path: the file; rule_id: its ``-- rule:`` id (= file stem); detects: the
+        ``-- detects:`` text; params: name -> numeric value from ``-- param:`` lines
+        (units and sources are in the header text); statements: its SQL statements.
+    """
+
+    path: Path
+    rule_id: str
+    detects: str
+    params: dict[str, float]
+    statements: list[Statement] = field(default_factory=list)
+
+    @property
+    def job_name(self) -> str:
+        """The Flink job name of this rule (``rule:<rule_id>``)."""
+        return JOB_PREFIX + self.rule_id
+
+
+def parse_rule_file(path: Path | str) -> RuleFile:
+    """Read and check a rule file's header and statements (no Flink involved).
+
+    Raises:
+        RuleSqlError: missing ``rule``/``detects``/``param`` header lines, a param without a
+            ``Source:``, a rule id that differs from the file name, no statement set, or a
+            statement set that does not insert into ``alerts`` and ``rules_late``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleSqlError(path, 0, 0, f"cannot read: {exc}") from exc
+    header: list[tuple[int, str]] = []
+    for no, raw in enumerate(text.splitlines(), 1):
+        if raw.startswith("--"):
+            header.append((no, raw))
+        elif raw.strip():
+            break
+    rule_id = detects = ""
+    params: dict[str, float] = {}
+    for idx, (no, raw) in enumerate(header):
+        if m := re.match(r"^--\s*rule:\s*(\S+)\s*$", raw):
+            rule_id = m.group(1)
+        elif m := re.match(r"^--\s*detects:\s*(.*)$", raw):
+            detects = m.group(1).strip()
+        elif raw.startswith("-- param:"):
+            m = _PARAM_RE.match(raw)
+            if not m:
+                raise RuleSqlError(path, no, 1, "param line must read '-- param: name = number unit. Source: ...'")
+            # the Source may continue on the following indented comment lines
+            block = raw
+            for _, cont in header[idx + 1:]:
+                if not cont.startswith("--   "):
+                    break
+                block += " " + cont
+            if "source:" not in block.lower():
+                raise RuleSqlError(path, no, 1, f"param {m.group(1)} gives no 'Source:' for its value")
+            params[m.group(1)] = float(m.group(2))
+    if not rule_id:
+        raise RuleSqlError(path, 1, 1, "header has no '-- rule: <id>' line")
+    if rule_id != path.stem:
+        raise RuleSqlError(path, 1, 1, f"rule id {rule_id!r} differs from the file name {path.stem!r}")
+    if not detects:
+        raise RuleSqlError(path, 1, 1, "header has no '-- detects: ...' line")
+    if not params:
+        raise RuleSqlError(path, 1, 1, "header has no '-- param: ...' line")
+    statements = split_statements(text, path)
+    sets = [s for s in statements if s.kind == "statement_set"]
+    if len(sets) != 1:
+        raise RuleSqlError(path, 1, 1, f"expected one EXECUTE STATEMENT SET, found {len(sets)}")
+    targets = {re.sub(r"^INSERT\s+INTO\s+(\S+).*$", r"\1", i.body(), flags=re.I | re.S).lower()
+               for i in sets[0].inserts}
+    if targets != {"alerts", "rules_late"}:
+        raise RuleSqlError(path, sets[0].line, 1,
+                           f"the statement set must insert into alerts and rules_late, found {sorted(targets)}")
+    return RuleFile(path, rule_id, detects, params, statements)
+
+
+def discover_rules(rules_dir: Path | str) -> list[RuleFile]:
+    """Every ``*.sql`` rule file under ``rules_dir``, parsed, sorted by rule id.
+
+    Raises:
+        RuleSqlError: from :func:`parse_rule_file` (the first bad file).
+    """
+    return [parse_rule_file(p) for p in sorted(Path(rules_dir).glob("*.sql"))]
+
+
+# ---------------------------------------------------------------------------- DDL
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _options_sql(options: Mapping[str, str]) -> str:
+    return ",\n  ".join(f"{_sql_str(k)} = {_sql_str(str(v))}" for k, v in options.items())
+
+
+def sql_interval(ms: int) -> str:
+    """Interval literal of ``ms`` ms, ``INTERVAL 'd hh:mm:ss.mmm' DAY TO SECOND(3)``."""
+    if not 0 <= ms < 100 * 86_400_000:
+        raise ValueError(f"interval out of range [0, 100 days): {ms} ms")
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+
+
+def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]],
+               template: Path = DDL_PATH) -> str:
+    """Fill ``sql/ddl.sql`` with the watermark settings and each table's connector options.
+
+    Args:
+        cfg: out_of_orderness_ms and idleness_ms are used.
+        table_options: table name (``readings``, ``transactions``, ``alerts``,
+            ``rules_late``) -> connector options (see :func:`kafka_options`).
+
+    Raises:
+        RuleSqlError: a table's options are missing, or the template has an unknown
+            placeholder.
+    """
+    missing = [t for t in TABLE_PLACEHOLDERS if t not in table_options]
+    if missing:
+        raise RuleSqlError(template, 0, 0, f"no connector options for table(s) {missing}")
+    values = {ph: _options_sql(table_options[t]) for t, ph in TABLE_PLACEHOLDERS.items()}
+    values["out_of_orderness"] = sql_interval(cfg.out_of_orderness_ms)
+    values["idleness_ms"] = str(cfg.idleness_ms)
+    try:
+        return string.Template(template.read_text(encoding="utf-8")).substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise RuleSqlError(template, 0, 0, f"bad placeholder: {exc}") from exc
+
+
+def kafka_options(cfg: RulesSettings, rule_id: str) -> dict[str, dict[str, str]]:
+    """Kafka connector options of the four tables, for the job of ``rule_id``.
+
+    Sources read with consumer group ``<consumer_group>-<rule_id>`` from its committed
+    offsets (earliest without any). ``alerts`` is keyed by ``alert_id`` and delivers
+    ``cfg.alerts_delivery``; ``rules_late`` is keyed by the record's device / card id.
+    """
+    def source(topic: str) -> dict[str, str]:
+        return {
+            "connector": "kafka", "topic": topic,
+            "properties.bootstrap.servers": cfg.kafka_bootstrap,
+            "properties.group.id": f"{cfg.consumer_group}-{rule_id}",
+            "scan.startup.mode": "group-offsets",
+            "properties.auto.offset.reset": "earliest",
+            "properties.isolation.level": "read_committed",
+            "format": "json",
+        }
+
+    def sink(topic: str, key: str, exactly_once: bool) -> dict[str, str]:
+        opts = {
+            "connector": "kafka", "topic": topic,
+            "properties.bootstrap.servers": cfg.kafka_bootstrap,
+            "key.format": "raw", "key.fields": key,
+            "value.format": "json", "value.fields-include": "ALL",
+        }
+        if exactly_once:
+            opts.update({
+                "sink.delivery-guarantee": "exactly-once",
+                "sink.transactional-id-prefix": f"{cfg.consumer_group}-{rule_id}-{topic}",
+                "properties.transaction.timeout.ms": str(cfg.transaction_timeout_ms),
+            })
+        else:
+            opts["sink.delivery-guarantee"] = "at-least-once"
+        return opts
+
+    eo = cfg.alerts_delivery == "exactly-once"
+    return {
+        "readings": source(cfg.topics.readings),
+        "transactions": source(cfg.topics.transactions),
+        "alerts": sink(cfg.topics.alerts, "alert_id", eo),
+        "rules_late": sink(cfg.late_topic, "record_key", eo),
+    }
+
+
+def file_options(path: Path | str) -> dict[str, str]:
+    """Options of a bounded JSON-lines file table (tests; same schema as the Kafka table)."""
+    return {"connector": "filesystem", "path": str(path), "format": "json"}
+
+
+# ---------------------------------------------------------------------------- build
+_POS_RE = re.compile(r"line (\d+), column (\d+)")
+
+
+def _flink_message(exc: BaseException) -> str:
+    text = str(exc)
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("at ", "org.apache.flink.api.python.shaded")):
+            # py4j wraps the Java message as "...Exception: <message>"
+            return re.sub(r"^(?:[\w.$]+(?:Exception|Error):\s*)+", "", line)
+    return text[:300]
+
+
+def _run(path: Path, stmt: Statement, fn, *args):
+    """Call ``fn`` and turn a Flink error into a RuleSqlError with the file's line/column."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - py4j raises many types; all are reported
+        full = str(exc)
+        m = _POS_RE.search(full)
+        line, col = (stmt.line, 1)
+        if m:
+            line, col = stmt.line + int(m.group(1)) - 1, int(m.group(2))
+        msg = _flink_message(exc)
+        # the root cause usually says what is wrong; keep it when it differs
+        causes = re.findall(r"Caused by: [\w.$]+: (.*)", full)
+        if causes and causes[-1] not in msg:
+            msg = f"{msg} (cause: {causes[-1]})"
+        raise RuleSqlError(path, line, col, msg) from exc
+
+
+def _execute(t_env, path: Path, stmts: Sequence[Statement]) -> None:
+    for stmt in stmts:
+        if stmt.kind == "set":
+            key, value = set_pair(stmt)
+            t_env.get_config().set(key, value)
+        elif stmt.kind == "statement_set":
+            raise RuleSqlError(path, stmt.line, 1, "a statement set is not allowed here")
+        else:
+            _run(path, stmt, t_env.execute_sql, stmt.text)
+
+
+def build(t_env, cfg: RulesSettings, rule: RuleFile, sources: Mapping[str, Mapping[str, str]],
+          sinks: Mapping[str, Mapping[str, str]], database: str | None = None):
+    """Define the tables and the rule's views in ``t_env``; return the rule's StatementSet.
+
+    Nothing is executed on a cluster: the caller calls ``.execute()`` (a job) or
+    ``.explain()`` (validate).
+
+    Args:
+        t_env: a streaming TableEnvironment.
+        cfg: watermark / idleness settings used by the DDL.
+        rule: the parsed rule file.
+        sources: options of ``readings`` and ``transactions`` (Kafka in ``main``, bounded
+            files in tests).
+        sinks: options of ``alerts`` and ``rules_late``.
+        database: if given, create and use this database first, so one TableEnvironment
+            can hold several builds (tests share one environment per module).
+
+    Raises:
+        RuleSqlError: a statement of the DDL or of the rule was rejected; the message gives
+            the file, line and column.
+    """
+    if database:
+        t_env.execute_sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        t_env.use_database(database)
+    ddl = render_ddl(cfg, {**sources, **sinks})
+    _execute(t_env, DDL_PATH, split_statements(ddl, DDL_PATH))
+    body = [s for s in rule.statements if s.kind != "statement_set"]
+    _execute(t_env, rule.path, body)
+    stmt_set = t_env.create_statement_set()
+    for ins in next(s for s in rule.statements if s.kind == "statement_set").inserts:
+        _run(rule.path, ins, stmt_set.add_insert_sql, ins.text)
+    return stmt_set
+
+
+def explain(t_env, cfg: RulesSettings, rule: RuleFile, sources, sinks, database: str | None = None) -> str:
+    """Plan the rule (EXPLAIN of its statement set); returns the plan text.
+
+    Raises:
+        RuleSqlError: parsing, validation or planning failed (file:line:column).
+    """
+    stmt_set = build(t_env, cfg, rule, sources, sinks, database)
+    ss_stmt = next(s for s in rule.statements if s.kind == "statement_set")
+    return _run(rule.path, ss_stmt, stmt_set.explain)
+
+
+def alert_id(rule_id: str, key: str, event_times_ms: Sequence[int]) -> str:
+    """The alert id the SQL computes: SHA-256 hex of ``rule_id|key|t1|t2|...`` (epoch ms)."""
+    return hashlib.sha256("|".join([rule_id, key, *map(str, event_times_ms)]).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- run
+def create_env(cfg: RulesSettings, rule: RuleFile, extra: Mapping[str, str] | None = None):
+    """A streaming TableEnvironment for a rule job, configured like every project job.
+
+    Uses ``jobs.common`` (checkpointing, RocksDB, restart strategy, uids, connector jar check).
+    """
+    from jobs import common  # noqa: PLC0415 - imports pyflink
+
+    conf = common.job_configuration(cfg, rule.job_name, use_kafka=True, extra=extra)  # type: ignore[arg-type]
+    return common.create_table_env(conf)
+
+
+def run_rule(cfg: RulesSettings, rule: RuleFile):
+    """Build ``rule`` against Kafka and submit it; returns the TableResult (job client inside)."""
+    t_env = create_env(cfg, rule)
+    opts = kafka_options(cfg, rule.rule_id)
+    stmt_set = build(t_env, cfg, rule,
+                     {k: opts[k] for k in ("readings", "transactions")},
+                     {k: opts[k] for k in ("alerts", "rules_late")})
+    result = stmt_set.execute()
+    client = result.get_job_client()
+    if client is not None:
+        log.info("rule %s submitted as job %s", rule.rule_id, client.get_job_id())
+    return result
+
+
+def local_env(parallelism: int = 1):
+    """A TableEnvironment on a local MiniCluster for bounded test runs.
+
+    ``pipeline.auto-watermark-interval = 0`` makes the watermark assigner emit a watermark
+    after every row instead of every 200 ms, so which row is late does not depend on timing;
+    checkpoints (1 s) let the file sinks commit, which they do at the end of the input.
+    """
+    from pyflink.table import EnvironmentSettings, TableEnvironment  # noqa: PLC0415
+
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    conf = t_env.get_config()
+    for key, value in {"parallelism.default": str(parallelism),
+                       "pipeline.auto-watermark-interval": "0 ms",
+                       "execution.checkpointing.interval": "1 s",
+                       "table.local-time-zone": "UTC"}.items():
+        conf.set(key, value)
+    return t_env
+
+
+def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,
+                readings: Sequence[Mapping[str, Any]] = (),
+                transactions: Sequence[Mapping[str, Any]] = (),
+                database: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Run ``rule`` on bounded inputs; returns ``(alerts, late records)`` as dicts.
+
+    The inputs are written as JSON lines in the given order (= arrival order) and read with
+    the DDL's schema and watermark; the job's sinks are JSON files under ``workdir``. Blocks
+    until the job has finished (bounded input: the final watermark flushes every match).
+
+    Raises:
+        RuleSqlError: a statement was rejected.
+        JobError: the job failed.
+    """
+    import json  # noqa: PLC0415
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, rows in (("readings", readings), ("transactions", transactions)):
+        paths[name] = workdir / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = {"alerts": workdir / "out_alerts", "rules_late": workdir / "out_late"}
+    stmt_set = build(t_env, cfg, rule,
+                     {k: file_options(paths[k]) for k in ("readings", "transactions")},
+                     {k: file_options(v) for k, v in out.items()}, database=database)
+    try:
+        stmt_set.execute().wait()
+    except Exception as exc:  # noqa: BLE001 - py4j error types vary
+        raise JobError(f"rule {rule.rule_id} failed on bounded input: {_flink_message(exc)}") from exc
+
+    def read(d: Path) -> list[dict]:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return [json.loads(line) for p in files for line in p.read_text(encoding="utf-8").splitlines() if line]
+
+    return read(out["alerts"]), read(out["rules_late"])
+
+
+# ---------------------------------------------------------------------------- calibration
+FEMTO_DIR = PROJECT_ROOT / "data" / "femto"
+TABFORMER_CSV = PROJECT_ROOT / "data" / "tabformer" / "User0_credit_card_transactions.csv"
+
+
+def calibrate(k_values: Sequence[float] = (2.5, 3.0, 4.0),
+              rises_c: Sequence[float] = (0.3, 0.5, 1.0), baseline_snapshots: int = 560) -> dict[str, Any]:
+    """Figures behind the thresholds of the rule headers.
+
+    Bearing: on FEMTO Bearing1_1 (snapshots in time order; the clock-fault snapshot 2121,
+    about 6 h early, dropped as a late event would be), the baseline (mean h_rms_g of the
+    first ``baseline_snapshots``), and for each spike multiple k and rise X (degrees C): the
+    spikes, how many are followed by a rise of X within 60 s (from the first temperature
+    reading after the spike), and the same share for snapshots that are not spikes.
+    Cards: percentiles of TabFormer user 0's purchase amounts (USD).
+    """
+    vib = [(round(float(r["time_of_day_s"]) * 1000), float(r["h_rms_g"]))
+           for r in csv.DictReader(open(FEMTO_DIR / "Bearing1_1_vibration.csv", encoding="utf-8"))]
+    kept, latest = [], -1
+    for t, h in vib:  # drop snapshots behind an earlier one (snapshot 2121's clock fault)
+        if t > latest:
+            kept.append((t, h))
+            latest = t
+    vib = kept
+    temps = [(int(r["time_of_day_s"]) * 1000, float(r["temp_c"]))
+             for r in csv.DictReader(open(FEMTO_DIR / "Bearing1_1_temperature.csv", encoding="utf-8"))]
+    t_times = [t for t, _ in temps]
+    base = sum(h for _, h in vib[:baseline_snapshots]) / baseline_snapshots
+
+    def rises(ts: int, x: float) -> bool:
+        i = bisect.bisect_right(t_times, ts)
+        if i >= len(temps) or temps[i][0] - ts >= 60_000:
+            return False
+        start = temps[i][1]
+        return any(c >= start + x for t, c in temps[i + 1:i + 70] if t - ts < 60_000)
+
+    rows = []
+    later = vib[baseline_snapshots:]
+    for k in k_values:
+        spikes = [t for t, h in later if h > k * base]
+        quiet = [t for t, h in later if h <= k * base]
+        for x in rises_c:
+            hit = sum(rises(t, x) for t in spikes)
+            quiet_hit = sum(rises(t, x) for t in quiet)
+            rows.append({"k": k, "rise_c": x, "spikes": len(spikes), "alerts": hit,
+                         "alert_share": round(hit / len(spikes), 3) if spikes else 0.0,
+                         "quiet_share": round(quiet_hit / len(quiet), 3) if quiet else 0.0,
+                         "first_spike_s": spikes[0] / 1000 if spikes else None})
+    amounts = sorted(float(r["Amount"].lstrip("$")) for r in csv.DictReader(open(TABFORMER_CSV, encoding="utf-8"))
+                     if float(r["Amount"].lstrip("$")) > 0)
+    pct = {p: amounts[min(len(amounts) - 1, int(p / 100 * len(amounts)))] for p in (50, 90, 99, 99.5, 99.9)}
+    share_500 = sum(a < 500 for a in amounts) / len(amounts)
+    return {"bearing": {"snapshots": len(vib), "baseline_g": round(base, 5),
+                        "last_snapshot_s": vib[-1][0] / 1000, "grid": rows},
+            "cards": {"purchases": len(amounts), "amount_percentiles_usd": pct,
+                      "share_below_500_usd": round(share_500, 4)}}
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one rule against Kafka (``--rule ID``), or print the calibration (``calibrate``)."""
+    import json  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="jobs/rules.py", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=["run", "calibrate"], default="run")
+    parser.add_argument("--rule", help="rule id (file stem under the rules directory)")
+    parser.add_argument("--rules-dir", help="default: IOTFLINK_RULES_DIR")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "calibrate":
+        print(json.dumps(calibrate(), indent=2))
+        return 0
+    cfg = RulesSettings.from_env()
+    if not args.rule:
+        parser.error("--rule is required")
+    path = Path(args.rules_dir or cfg.rules_dir) / f"{args.rule}.sql"
+    run_rule(cfg, parse_rule_file(path))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Bridge tests against a real Mosquitto (started here on a free port) and a fake Kafka
+producer whose confirmations the test controls. No Kafka needed; see
+tests/test_bridge_integration.py for the real-Kafka test."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from bridge.service import EXIT_KAFKA_FAILURE, PRODUCER_DEFAULTS, Bridge
+from iotflink.settings import BridgeSettings
+from test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def good(dev: str, seq: int) -> bytes:
+    return json.dumps({"device_id": dev, "seq": seq, "ts": now_ms() - 1000, "readings": {"temp_c": 20.0 + seq}}).encode()
+
+
+@pytest.fixture()
+def broker(tmp_path):
+    m = Mosquitto(tmp_path / "mqtt").start()
+    yield m
+    m.stop()
+
+
+def settings(port: int, max_inflight: int = 100, client_id: str | None = None) -> BridgeSettings:
+    return BridgeSettings(mqtt_host="127.0.0.1", mqtt_port=port, topic_filter="sensors/+/telemetry",
+                          client_id=client_id or f"bridge-test-{uuid.uuid4().hex[:6]}",
+                          kafka_bootstrap="unused:9092", readings_topic="sensor-readings", dlq_topic="sensor-dlq",
+                          max_inflight=max_inflight)
+
+
+def start_bridge(cfg: BridgeSettings, fake: FakeProducer) -> Bridge:
+    b = Bridge(cfg, producer_factory=fake.factory)
+    b.start()
+    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
+    # the subscription is in place once a retained-free probe reaches it; use the SUBACK instead:
+    poll(lambda: b.client._subscribed if hasattr(b.client, "_subscribed") else True, 1)
+    return b
+
+
+def wait_subscribed(port: int, b: Bridge) -> None:
+    """Publish probes until one reaches the bridge (the SUBACK is asynchronous)."""
+    pub = Publisher(port, client_id=f"probe-{uuid.uuid4().hex[:6]}")
+    try:
+        def probe():
+            pub.publish("sensors/probe/telemetry", good("probe", 0))
+            time.sleep(0.05)
+            return b.stats()["received"] > 0
+        poll(probe, 10, "subscription active")
+    finally:
+        pub.close()
+
+
+def test_valid_and_invalid_messages_each_reach_one_topic_and_are_acked(broker):
+    fake = FakeProducer(auto=True)
+    b = start_bridge(settings(broker.port), fake)
+    wait_subscribed(broker.port, b)
+    base = b.stats()["received"]
+    pub = Publisher(broker.port)
+    cases = [
+        ("sensors/dev-a/telemetry", good("dev-a", 1), "sensor-readings", None),
+        ("sensors/dev-a/telemetry", good("dev-a", 2), "sensor-readings", None),
+        ("sensors/dev-a/telemetry", b"{broken", "sensor-dlq", "malformed_json"),
+        ("sensors/dev-a/telemetry", b"\xff\x00binary", "sensor-dlq", "malformed_json"),
+        ("sensors/dev-a/telemetry", good("dev-b", 3), "sensor-dlq", "device_mismatch"),
+        ("sensors/dev-a/telemetry", b'{"device_id":"dev-a","seq":1,"ts":NaN,"readings":{"t":1}}', "sensor-dlq", "non_finite"),
+        ("sensors/dev-a/telemetry", b"x" * (64 * 1024 + 1), "sensor-dlq", "too_large"),
+    ]
+    for topic, raw, _dest, _reason in cases:
+        pub.publish(topic, raw)
+    poll(lambda: b.stats()["acked"] >= base + len(cases), 15, "all acked")
+    pub.close()
+    st = b.stats()
+    assert st["received"] == base + len(cases)
+    assert st["forwarded"] + st["dead_lettered"] == st["received"] == st["acked"]
+    assert st["pending"] == 0 and st["kafka_errors"] == 0
+    recs = [(t, k, json.loads(v)) for t, k, v, _f in fake.records if not (k or b"").startswith(b"probe")]
+    assert len(recs) == len(cases)
+    for (topic, raw, dest, reason), (t, k, v) in zip(cases, recs):
+        assert t == dest
+        assert k == b"dev-a"
+        if reason:
+            assert v["reason"] == reason and v["source"] == "bridge" and v["mqtt_topic"] == topic
+        else:
+            assert v["device_id"] == "dev-a" and v["ts"] > 0 and "ingest_ms" in v
+    assert "raw_b64" in recs[3][2]
+    assert st["dlq_reasons"] == {"malformed_json": 2, "device_mismatch": 1, "non_finite": 1, "too_large": 1}
+    assert fake.config["acks"] == "all" and fake.config["enable_idempotence"] is True
+    assert fake.config["linger_ms"] == PRODUCER_DEFAULTS["linger_ms"]
+    b.stop()
+
+
+def test_ack_waits_for_kafka_in_arrival_order_and_backpressure_bounds_inflight(broker):
+    fake = FakeProducer(auto=False)
+    cfg = settings(broker.port, max_inflight=5)
+    b = Bridge(cfg, producer_factory=fake.factory)
+    b.start()
+    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
+    pub = Publisher(broker.port)
+    # the subscription is live when the first message arrives
+    poll(lambda: (pub.publish("sensors/dev-a/telemetry", good("dev-a", 0)), time.sleep(0.05),
+                  b.stats()["received"] > 0)[-1], 10, "subscription active")
+    first_batch = b.stats()["received"]
+    for seq in range(1, 20):
+        pub.publish("sensors/dev-a/telemetry", good("dev-a", seq))
+    total = first_batch + 19
+    poll(lambda: pub.acked >= total, 10, "broker accepted every publish")
+    poll(lambda: b.stats()["received"] >= 5, 10, "5 in flight")
+    time.sleep(0.5)  # an absence check: give the broker the chance to exceed the bound
+    st = b.stats()
+    assert st["received"] == 5 and st["pending"] == 5 and st["acked"] == 0  # Receive Maximum 5
+    futs = fake.pending()
+    assert len(futs) == 5
+    futs[1].succeed()  # out of order: #1 confirmed before #0 -> nothing acked yet
+    assert b.stats()["acked"] == 0
+    futs[0].succeed()  # now #0 and #1 are acked, in order
+    assert b.stats()["acked"] == 2
+    # confirm the rest as they come; the broker sends the queued ones as permits free up
+    def drain():
+        for f in fake.pending():
+            f.succeed()
+        return b.stats()["acked"] >= total
+    poll(drain, 15, "all messages acked")
+    st = b.stats()
+    assert st["received"] == st["forwarded"] == st["acked"] == total
+    assert [json.loads(v)["seq"] for _t, _k, v, _f in fake.records] == list(range(total))  # in order
+    pub.close()
+    b.stop()
+
+
+def test_kafka_failure_leaves_messages_unacked_and_the_broker_redelivers(broker):
+    client_id = f"bridge-redeliver-{uuid.uuid4().hex[:6]}"
+    fake = FakeProducer(auto=False)
+    b = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake.factory)
+    b.start()
+    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
+    pub = Publisher(broker.port)
+    poll(lambda: (pub.publish("sensors/dev-a/telemetry", good("dev-a", 0)), time.sleep(0.05),
+                  b.stats()["received"] > 0)[-1], 10, "subscription active")
+    n_probe = b.stats()["received"]
+    for seq in range(1, 4):
+        pub.publish("sensors/dev-a/telemetry", good("dev-a", seq))
+    poll(lambda: b.stats()["received"] == n_probe + 3, 10, "messages received")
+    futs = fake.pending()
+    futs[1].succeed()  # a later one succeeds, but the head fails: nothing may be acked
+    futs[0].fail(RuntimeError("broker down"))
+    assert b.run_until(stats_interval_s=0.05) == EXIT_KAFKA_FAILURE
+    st = b.stats()
+    assert st["acked"] == 0 and st["kafka_errors"] == 1 and st["fatal"]
+    # a new bridge process with the same client id gets every message again (dup flag)
+    fake2 = FakeProducer(auto=True)
+    b2 = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake2.factory)
+    b2.start()
+    poll(lambda: b2.stats()["acked"] >= n_probe + 3, 15, "redelivered messages acked")
+    st2 = b2.stats()
+    assert st2["redelivered"] == n_probe + 3
+    assert sorted(json.loads(v)["seq"] for _t, _k, v, _f in fake2.records) == list(range(n_probe + 3))
+    b2.stop()
+    pub.close()
+
+
+def test_persistent_session_queues_while_bridge_is_down_and_survives_broker_restart(tmp_path):
+    broker = Mosquitto(tmp_path / "mqtt").start()
+    client_id = f"bridge-session-{uuid.uuid4().hex[:6]}"
+    try:
+        fake = FakeProducer(auto=True)
+        b = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake.factory)
+        b.start()
+        poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
+        wait_subscribed(broker.port, b)
+        b.stop()  # session (and subscription) stay at the broker
+        pub = Publisher(broker.port)
+        for seq in range(10):
+            pub.publish("sensors/dev-q/telemetry", good("dev-q", seq))
+        poll(lambda: pub.acked >= 10, 10, "queued at the broker")
+        pub.close()
+        broker.stop()  # persisted to disk
+        broker.start()  # same port
+        fake2 = FakeProducer(auto=True)
+        b2 = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake2.factory)
+        b2.start()
+        poll(lambda: b2.stats()["acked"] >= 10, 15, "queued messages delivered after restart")
+        got = sorted(json.loads(v)["seq"] for _t, k, v, _f in fake2.records if k == b"dev-q")
+        assert got == list(range(10))
+        # the broker restarts under a running bridge: it reconnects and re-subscribes
+        broker.stop()
+        poll(lambda: b2.stats()["disconnects"] >= 1, 10, "disconnect seen")
+        broker.start()
+        poll(lambda: b2.stats()["connects"] >= 2, 20, "reconnected with backoff")
+        pub = Publisher(broker.port, client_id="after-restart")
+        pub.publish("sensors/dev-r/telemetry", good("dev-r", 0))
+        poll(lambda: any(k == b"dev-r" for _t, k, _v, _f in fake2.records), 10, "message after reconnect")
+        pub.close()
+        b2.stop()
+    finally:
+        broker.stop()
+
+
+def test_stats_file_is_written(broker, tmp_path):
+    fake = FakeProducer(auto=True)
+    b = Bridge(settings(broker.port), producer_factory=fake.factory)
+    b.start()
+    path = tmp_path / "stats.json"
+    b.request_stop()
+    assert b.run_until(stats_file=path, stats_interval_s=0.05) == 0
+    st = json.loads(path.read_text())
+    assert {"received", "forwarded", "dead_lettered", "acked", "kafka_errors", "pending"} <= set(st)
+
+
+def test_max_inflight_must_fit_receive_maximum():
+    with pytest.raises(ValueError):
+        Bridge(settings(1, max_inflight=0), producer_factory=FakeProducer().factory)

@@ -1,0 +1,204 @@
+"""Helpers for the bridge tests (no tests here): a throw-away Mosquitto on a free port, a
+controllable fake Kafka producer, an MQTT publisher that counts PUBACKs, and a poll helper."""
+
+from __future__ import annotations
+
+import collections
+import getpass
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+
+MOSQUITTO_CONF = """\
+# started as root, mosquitto would switch to user "mosquitto" and lose access to these files
+user {user}
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {data}/
+autosave_interval 1
+max_queued_messages 1000000
+max_inflight_messages 1000
+log_dest file {log}
+log_type error
+log_type warning
+log_type notice
+connection_messages true
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(cond: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition", interval_s: float = 0.02):
+    """Return ``cond()`` once truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class Mosquitto:
+    """A Mosquitto broker on 127.0.0.1:<free port> with persistence under ``workdir``."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "mosquitto.log"
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(MOSQUITTO_CONF.format(user=getpass.getuser(), port=self.port, data=workdir / "data", log=self.log))
+
+    def start(self) -> "Mosquitto":
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+        poll(self._accepts, 10, f"mosquitto on port {self.port} (log {self.log})")
+        return self
+
+    def _accepts(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"mosquitto exited: {self.log.read_text(errors='replace')}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
+            self.proc.wait(10)
+        self.proc = None
+
+
+class FakeFuture:
+    """The part of kafka-python's FutureRecordMetadata the bridge uses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list = []
+        self._errbacks: list = []
+        self.state: str | None = None
+        self.value: Any = None
+
+    def add_callback(self, fn, *args):
+        with self._lock:
+            if self.state is None:
+                self._callbacks.append((fn, args))
+                return self
+        if self.state == "ok":
+            fn(*args, self.value)
+        return self
+
+    def add_errback(self, fn, *args):
+        with self._lock:
+            if self.state is None:
+                self._errbacks.append((fn, args))
+                return self
+        if self.state == "err":
+            fn(*args, self.value)
+        return self
+
+    def _finish(self, state: str, value: Any) -> None:
+        with self._lock:
+            assert self.state is None
+            self.state, self.value = state, value
+            todo = self._callbacks if state == "ok" else self._errbacks
+        for fn, args in todo:
+            fn(*args, value)
+
+    def succeed(self, value: Any = "metadata") -> None:
+        self._finish("ok", value)
+
+    def fail(self, exc: BaseException) -> None:
+        self._finish("err", exc)
+
+
+class FakeProducer:
+    """Records every send. ``auto=True`` confirms each record from a separate thread (like
+    kafka-python's I/O thread); ``auto=False`` leaves the futures for the test to complete."""
+
+    def __init__(self, auto: bool = True) -> None:
+        self.auto = auto
+        self.config: dict = {}
+        self.records: list[tuple[str, bytes | None, bytes, FakeFuture]] = []
+        self._queue: collections.deque = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._worker, daemon=True)
+        self._thread.start()
+
+    def factory(self, **config):
+        self.config = config
+        return self
+
+    def send(self, topic, value=None, key=None):
+        fut = FakeFuture()
+        with self._cv:
+            self.records.append((topic, key, value, fut))
+            if self.auto:
+                self._queue.append(fut)
+                self._cv.notify()
+        return fut
+
+    def _worker(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                if self._closed and not self._queue:
+                    return
+                fut = self._queue.popleft()
+            fut.succeed()
+
+    def flush(self, timeout=None):
+        poll(lambda: not self._queue, timeout or 10, "fake flush")
+
+    def close(self, timeout=None):
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+
+    def pending(self) -> list[FakeFuture]:
+        return [f for _t, _k, _v, f in self.records if f.state is None]
+
+
+class Publisher:
+    """A QoS 1 MQTT publisher that counts PUBACKs."""
+
+    def __init__(self, port: int, client_id: str = "test-publisher") -> None:
+        self.acked = 0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_publish = self._on_publish
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        poll(self.client.is_connected, 10, "publisher connected")
+
+    def _on_publish(self, *_args) -> None:
+        with self._lock:
+            self.acked += 1
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

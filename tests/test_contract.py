@@ -1,0 +1,255 @@
+"""Unit tests of bridge.contract: timestamp units, every DLQ reason, dead-letter encoding."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+
+from bridge import contract
+from bridge.contract import (
+    MAX_PAYLOAD_BYTES,
+    TS_FLOOR_MS,
+    dead_letter,
+    normalise_ts,
+    topic_device_id,
+    validate,
+)
+from iotflink.errors import IotFlinkError, ValidationError
+
+NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+TOPIC = "sensors/dev-1/telemetry"
+
+
+def payload(**over) -> bytes:
+    doc = {"device_id": "dev-1", "seq": 1, "ts": NOW_MS - 1000, "readings": {"temp_c": 21.5}}
+    doc.update(over)
+    doc = {k: v for k, v in doc.items() if v is not _DROP}
+    return json.dumps(doc).encode()
+
+
+_DROP = object()
+
+
+def reason_of(topic: str, raw: bytes, now_ms: int = NOW_MS) -> str:
+    with pytest.raises(ValidationError) as info:
+        validate(topic, raw, now_ms)
+    assert isinstance(info.value, IotFlinkError)
+    return info.value.reason
+
+
+# ---------------------------------------------------------------- timestamp units
+@pytest.mark.parametrize(
+    "ts, expected_ms",
+    [
+        (1_767_225_600, 1_767_225_600_000),  # seconds
+        (9_999_999_999, 9_999_999_999_000),  # largest seconds value
+        (10_000_000_000, 10_000_000_000),  # 1e10: milliseconds
+        (1_767_225_600_123, 1_767_225_600_123),  # milliseconds
+        (9_999_999_999_999, 9_999_999_999_999),  # largest ms value
+        (10_000_000_000_000, 10_000_000_000),  # 1e13: microseconds
+        (1_767_225_600_123_456, 1_767_225_600_123),  # microseconds (floor)
+        (9_999_999_999_999_999, 9_999_999_999_999),  # largest us value
+        (10_000_000_000_000_000, 10_000_000_000),  # 1e16: nanoseconds
+        (1_767_225_600_123_456_789, 1_767_225_600_123),  # nanoseconds, exact (beyond 2**53)
+        (1_767_225_600.1234, 1_767_225_600_123),  # float seconds, rounded to ms
+        (1_767_225_600.9999, 1_767_225_601_000),
+        (1.767225600123e12, 1_767_225_600_123),  # float ms
+        (1.767225600123456e15, 1_767_225_600_123),  # float us
+        (1.767225600123e18, 1_767_225_600_123),  # float ns
+        (0, 0),
+    ],
+)
+def test_normalise_ts_by_magnitude(ts, expected_ms):
+    assert normalise_ts(ts) == expected_ms
+    assert type(normalise_ts(ts)) is int
+
+
+@pytest.mark.parametrize("unit_factor", [1, 1000, 1_000_000, 1_000_000_000])
+def test_same_instant_in_every_unit_is_accepted(unit_factor):
+    seconds = (NOW_MS - 5000) // 1000
+    out = validate(TOPIC, payload(ts=seconds * unit_factor), NOW_MS)
+    assert out["ts"] == seconds * 1000
+
+
+# ---------------------------------------------------------------- valid payloads
+def test_valid_payload_is_normalised():
+    raw = json.dumps({"device_id": "dev-1", "seq": 42, "ts": (NOW_MS - 2000) // 1000,
+                      "readings": {"h_rms_g": 1, "v_rms_g": 0.43}, "drops": {"buffer": 0, "outbox": 3},
+                      "extra": "ignored"}).encode()
+    out = validate(TOPIC, raw, NOW_MS)
+    assert out == {"device_id": "dev-1", "seq": 42, "ts": NOW_MS - 2000,
+                   "readings": {"h_rms_g": 1.0, "v_rms_g": 0.43}, "ingest_ms": NOW_MS,
+                   "drops": {"buffer": 0, "outbox": 3}}
+    assert type(out["readings"]["h_rms_g"]) is float
+
+
+def test_topic_device_id():
+    assert topic_device_id("sensors/femto-b1_1/telemetry") == "femto-b1_1"
+    assert topic_device_id("sensors/a.b_C-9/telemetry") == "a.b_C-9"
+    assert topic_device_id("sensors//telemetry") is None
+    assert topic_device_id("sensors/a/b/telemetry") is None
+    assert topic_device_id("sensors/" + "x" * 65 + "/telemetry") is None
+    assert topic_device_id("other/dev/telemetry") is None
+
+
+# ---------------------------------------------------------------- every reason
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"{not json", "malformed_json"),
+        (b"", "malformed_json"),
+        (b'{"device_id": "dev-1"', "malformed_json"),
+        (b"\xff\xfe{}", "malformed_json"),  # not UTF-8
+        (b"[1, 2]", "not_object"),
+        (b'"text"', "not_object"),
+        (b"42", "not_object"),
+        (b"null", "not_object"),
+        (payload(device_id=_DROP), "missing_field"),
+        (payload(seq=_DROP), "missing_field"),
+        (payload(ts=_DROP), "missing_field"),
+        (payload(readings=_DROP), "missing_field"),
+        (payload(device_id=7), "bad_type"),
+        (payload(device_id="bad id"), "bad_type"),
+        (payload(seq="1"), "bad_type"),
+        (payload(seq=1.5), "bad_type"),
+        (payload(seq=-1), "bad_type"),
+        (payload(seq=True), "bad_type"),  # bools are not numbers
+        (payload(ts="1767225599000"), "bad_type"),
+        (payload(ts=True), "bad_type"),
+        (payload(ts=None), "bad_type"),
+        (payload(readings=[1.0]), "bad_type"),
+        (payload(readings={}), "bad_type"),
+        (payload(readings={f"s{i}": 1.0 for i in range(65)}), "bad_type"),
+        (payload(readings={"temp_c": "21.5"}), "bad_type"),
+        (payload(readings={"temp_c": True}), "bad_type"),
+        (payload(readings={"temp_c": False}), "bad_type"),
+        (payload(readings={"temp_c": None}), "bad_type"),
+        (payload(readings={"temp_c": {"v": 1}}), "bad_type"),
+        (payload(readings={"Temp": 1.0}), "bad_type"),
+        (payload(readings={"1temp": 1.0}), "bad_type"),
+        (payload(drops=[0]), "bad_type"),
+        (payload(drops={"buffer": -1}), "bad_type"),
+        (payload(drops={"buffer": 1.5}), "bad_type"),
+        (payload(drops={"buffer": True}), "bad_type"),
+        (payload(device_id="dev-2"), "device_mismatch"),
+        (payload(ts=TS_FLOOR_MS - 1), "ts_too_old"),
+        (payload(ts=1_000), "ts_too_old"),  # 1970 in seconds
+        (payload(ts=-5), "ts_too_old"),
+        (payload(ts=NOW_MS + 60_001), "ts_in_future"),
+    ],
+)
+def test_rejections(raw, reason):
+    assert reason_of(TOPIC, raw) == reason
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_literals_are_non_finite(literal):
+    raw = b'{"device_id":"dev-1","seq":1,"ts":1767225599000,"readings":{"temp_c":' + literal + b"}}"
+    assert reason_of(TOPIC, raw) == "non_finite"
+    raw_ts = b'{"device_id":"dev-1","seq":1,"ts":' + literal + b',"readings":{"temp_c":1}}'
+    assert reason_of(TOPIC, raw_ts) == "non_finite"
+
+
+def test_overflowing_numbers_are_non_finite():
+    # 1e400 parses as float('inf') without any literal; a huge int overflows a double
+    raw = b'{"device_id":"dev-1","seq":1,"ts":1767225599000,"readings":{"temp_c":1e400}}'
+    assert reason_of(TOPIC, raw) == "non_finite"
+    raw = b'{"device_id":"dev-1","seq":1,"ts":1767225599000,"readings":{"temp_c":' + b"9" * 400 + b"}}"
+    assert reason_of(TOPIC, raw) == "non_finite"
+    raw = b'{"device_id":"dev-1","seq":1,"ts":-1e400,"readings":{"temp_c":1}}'
+    assert reason_of(TOPIC, raw) == "non_finite"
+
+
+@pytest.mark.parametrize("topic", ["sensors/dev-1/status", "dev-1/telemetry", "sensors/a b/telemetry", ""])
+def test_bad_topic(topic):
+    assert reason_of(topic, payload()) == "bad_topic"
+
+
+# ---------------------------------------------------------------- boundaries
+def _padded(size: int) -> bytes:
+    base = payload()
+    pad = size - len(base) - len(b',"pad":""')
+    raw = base[:-1] + b',"pad":"' + b"x" * pad + b'"}'
+    assert len(raw) == size
+    return raw
+
+
+def test_64_kib_boundary():
+    assert validate(TOPIC, _padded(MAX_PAYLOAD_BYTES), NOW_MS)["seq"] == 1
+    assert reason_of(TOPIC, _padded(MAX_PAYLOAD_BYTES + 1)) == "too_large"
+
+
+def test_too_large_is_checked_before_parsing():
+    assert reason_of(TOPIC, b"\xff" * (MAX_PAYLOAD_BYTES + 1)) == "too_large"
+    assert reason_of("bad topic", b"{" * (MAX_PAYLOAD_BYTES + 1)) == "too_large"
+
+
+def test_ts_floor_is_inclusive():
+    assert TS_FLOOR_MS == 1_577_836_800_000  # 2020-01-01T00:00:00Z
+    assert validate(TOPIC, payload(ts=TS_FLOOR_MS), NOW_MS)["ts"] == TS_FLOOR_MS
+    assert validate(TOPIC, payload(ts=TS_FLOOR_MS // 1000), NOW_MS)["ts"] == TS_FLOOR_MS  # same, in s
+    assert reason_of(TOPIC, payload(ts=TS_FLOOR_MS - 1)) == "ts_too_old"
+
+
+def test_future_bound_is_60_s_inclusive():
+    assert validate(TOPIC, payload(ts=NOW_MS + 60_000), NOW_MS)["ts"] == NOW_MS + 60_000
+    assert reason_of(TOPIC, payload(ts=NOW_MS + 60_001)) == "ts_in_future"
+    # unit errors that land far in the future: ms read as s would be year 2286+
+    assert reason_of(TOPIC, payload(ts=9_999_999_999)) == "ts_in_future"
+
+
+def test_stale_ts_is_accepted_with_a_warning(caplog):
+    contract._stale_warned.clear()
+    old = NOW_MS - 3_600_001
+    with caplog.at_level(logging.WARNING, logger="bridge.contract"):
+        assert validate(TOPIC, payload(ts=old), NOW_MS)["ts"] == old
+        assert validate(TOPIC, payload(ts=old, seq=2), NOW_MS)["seq"] == 2  # rate-limited
+    warnings = [r for r in caplog.records if "late data" in r.getMessage()]
+    assert len(warnings) == 1 and "dev-1" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bridge.contract"):
+        validate(TOPIC, payload(ts=NOW_MS - 3_600_000), NOW_MS)  # exactly 1 h: no warning
+    assert not caplog.records
+
+
+# ---------------------------------------------------------------- dead letters
+def test_dead_letter_keeps_utf8_text():
+    raw = '{"device_id": "café", broken'.encode()
+    dl = dead_letter(TOPIC, raw, "malformed_json", "detail", NOW_MS)
+    assert dl == {"reason": "malformed_json", "detail": "detail", "source": "bridge", "mqtt_topic": TOPIC,
+                  "raw": '{"device_id": "café", broken', "raw_bytes": len(raw), "received_ms": NOW_MS}
+    json.dumps(dl)
+
+
+def test_dead_letter_base64_for_binary():
+    raw = b"\x00\xff\xfe binary \x80"
+    dl = dead_letter(TOPIC, raw, "malformed_json", "not UTF-8", NOW_MS)
+    assert "raw" not in dl
+    assert base64.b64decode(dl["raw_b64"]) == raw
+    assert dl["raw_bytes"] == len(raw)
+
+
+def test_dead_letter_of_oversized_payload_is_truncated():
+    raw = ("é" * MAX_PAYLOAD_BYTES).encode()  # 2 bytes per char: the cut splits one
+    dl = dead_letter(TOPIC, raw, "too_large", "", NOW_MS)
+    assert dl["truncated"] is True and dl["raw_bytes"] == len(raw)
+    assert len(dl["raw"].encode()) <= MAX_PAYLOAD_BYTES
+    assert raw.startswith(dl["raw"].encode())
+    binary = b"\xff" * (MAX_PAYLOAD_BYTES * 2)
+    dl = dead_letter(TOPIC, binary, "too_large", "", NOW_MS)
+    assert base64.b64decode(dl["raw_b64"]) == binary[:MAX_PAYLOAD_BYTES]
+
+
+def test_every_reason_is_documented():
+    assert set(contract.REASONS) == {
+        "malformed_json", "not_object", "missing_field", "bad_type", "non_finite", "too_large",
+        "ts_too_old", "ts_in_future", "device_mismatch", "bad_topic"}
+
+
+def test_validation_error_chains_its_cause():
+    with pytest.raises(ValidationError) as info:
+        validate(TOPIC, b"{oops", NOW_MS)
+    assert isinstance(info.value.__cause__, ValueError)

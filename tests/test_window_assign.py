@@ -1,0 +1,174 @@
+"""Unit tests of the window job's pure parts: window assignment, the late predicate, DDL, jar check.
+
+No Flink cluster: these run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from iotflink.errors import ConfigError, JobError
+from iotflink.settings import WindowJobSettings
+from jobs import common
+from jobs import sensor_windows as sw
+
+MIN = 60_000
+
+
+@pytest.mark.parametrize(
+    ("ts", "size", "expected"),
+    [
+        (0, MIN, (0, MIN)),
+        (1, MIN, (0, MIN)),
+        (MIN - 1, MIN, (0, MIN)),            # last ms of a window
+        (MIN, MIN, (MIN, 2 * MIN)),          # end is exclusive
+        (1_767_225_659_999, MIN, (1_767_225_600_000, 1_767_225_660_000)),
+        (1_767_225_660_000, MIN, (1_767_225_660_000, 1_767_225_720_000)),
+        (-1, MIN, (-MIN, 0)),                # negative times floor, like Flink
+        (-MIN, MIN, (-MIN, 0)),
+        (-MIN - 1, MIN, (-2 * MIN, -MIN)),
+        (7, 1, (7, 8)),
+        (12_345, 10_000, (10_000, 20_000)),
+    ],
+)
+def test_window_bounds(ts, size, expected):
+    assert sw.window_bounds(ts, size) == expected
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_window_bounds_rejects_non_positive_size(size):
+    with pytest.raises(ValueError):
+        sw.window_bounds(1, size)
+
+
+def test_cleanup_time_is_max_timestamp_plus_lateness_and_saturates():
+    assert sw.cleanup_time(MIN, 0) == MIN - 1
+    assert sw.cleanup_time(MIN, 120_000) == MIN - 1 + 120_000
+    assert sw.cleanup_time(sw.LONG_MAX, 10) == sw.LONG_MAX
+
+
+def test_is_late_boundaries():
+    size, lateness = 10_000, 5_000
+    # window [0, 10000): cleanup = 9999 + 5000 = 14999
+    assert sw.is_late(3_000, None, size, lateness) is False          # no watermark yet
+    assert sw.is_late(3_000, 14_998, size, lateness) is False        # one ms before cleanup
+    assert sw.is_late(3_000, 14_999, size, lateness) is True         # cleanup == watermark
+    assert sw.is_late(9_999, 14_999, size, lateness) is True         # whole window shares it
+    assert sw.is_late(10_000, 14_999, size, lateness) is False       # next window
+    assert sw.is_late(0, 9_998, size, 0) is False                    # no lateness: end - 1
+    assert sw.is_late(0, 9_999, size, 0) is True
+    assert sw.is_late(-1, -1, size, lateness) is False               # window [-10000, 0): 4999
+
+
+@pytest.mark.parametrize(("ms", "literal"), [
+    (0, "INTERVAL '0 00:00:00.000' DAY TO SECOND(3)"),
+    (10_000, "INTERVAL '0 00:00:10.000' DAY TO SECOND(3)"),
+    (120_500, "INTERVAL '0 00:02:00.500' DAY TO SECOND(3)"),
+    (90_061_001, "INTERVAL '1 01:01:01.001' DAY TO SECOND(3)"),
+])
+def test_sql_interval(ms, literal):
+    assert common.sql_interval(ms) == literal
+
+
+def test_sql_interval_rejects_negative():
+    with pytest.raises(ValueError):
+        common.sql_interval(-1)
+
+
+def _cfg(**kw) -> WindowJobSettings:
+    return WindowJobSettings(**kw)
+
+
+def test_kafka_sinks_are_exactly_once_with_prefix_and_timeout_below_broker_max():
+    cfg = _cfg()
+    for ddl, role in ((sw.kafka_aggregates_sink_ddl(cfg), "aggregates"), (sw.kafka_late_sink_ddl(cfg), "late")):
+        assert "'sink.delivery-guarantee' = 'exactly-once'" in ddl
+        assert f"'sink.transactional-id-prefix' = 'iotflink-sensor-windows-{role}'" in ddl
+        assert "'properties.transaction.timeout.ms' = '600000'" in ddl
+    assert cfg.transaction_timeout_ms < 15 * 60_000
+    agg = sw.kafka_aggregates_sink_ddl(cfg)
+    assert "'connector' = 'upsert-kafka'" in agg
+    assert "PRIMARY KEY (device_id, sensor, window_start_ms) NOT ENFORCED" in agg
+
+
+def test_at_least_once_sink_has_no_transactions():
+    ddl = sw.kafka_late_sink_ddl(_cfg(delivery_guarantee="at-least-once"))
+    assert "'sink.delivery-guarantee' = 'at-least-once'" in ddl
+    assert "transactional-id-prefix" not in ddl
+
+
+def test_kafka_source_reads_committed_with_group_offsets():
+    ddl = sw.kafka_source_ddl(_cfg(consumer_group="g1", source_parallelism=1))
+    for fragment in ("'properties.group.id' = 'g1'", "'properties.isolation.level' = 'read_committed'",
+                     "'scan.startup.mode' = 'group-offsets'", "'scan.parallelism' = '1'",
+                     "WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:00:10.000' DAY TO SECOND(3)"):
+        assert fragment in ddl
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("IOTFLINK_WINDOW_DELIVERY_GUARANTEE", "exactly_once"),
+    ("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", "3600000"),   # 1 h: the broker would refuse it
+    ("IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS", "0"),
+    ("IOTFLINK_WINDOW_OFFSET_RESET", "none"),
+])
+def test_settings_reject_bad_values(var, value):
+    with pytest.raises(ConfigError):
+        WindowJobSettings.from_env({var: value})
+
+
+def test_job_configuration_checkpointing_and_interpreter():
+    import sys
+
+    conf = common.job_configuration(_cfg(checkpoint_interval_ms=30_000), "j", use_kafka=False)
+    assert conf["execution.checkpointing.interval"] == "30000 ms"
+    assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    assert conf["state.backend.type"] == "rocksdb"
+    assert conf["execution.checkpointing.incremental"] == "true"
+    assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
+    assert conf["python.executable"] == sys.executable
+    assert conf["table.exec.uid.generation"] == "ALWAYS"
+
+
+# --------------------------------------------------------------------------- connector jar check
+def _fake_home(tmp_path, monkeypatch):
+    home = tmp_path / "flink"
+    (home / "lib").mkdir(parents=True)
+    monkeypatch.setattr(common, "flink_home", lambda: home)
+    return home
+
+
+def _write_jar(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("META-INF/services/org.apache.flink.table.factories.Factory", "x\n")
+
+
+def test_jar_check_missing_names_both_paths(tmp_path, monkeypatch):
+    home = _fake_home(tmp_path, monkeypatch)
+    with pytest.raises(JobError) as err:
+        common.kafka_connector_jar(tmp_path / "deps")
+    assert str(home / "lib" / common.KAFKA_CONNECTOR_JAR) in str(err.value)
+    assert str(tmp_path / "deps" / "flink" / common.KAFKA_CONNECTOR_JAR) in str(err.value)
+
+
+def test_jar_check_empty_file_is_an_error(tmp_path, monkeypatch):
+    home = _fake_home(tmp_path, monkeypatch)
+    (home / "lib" / common.KAFKA_CONNECTOR_JAR).write_bytes(b"")
+    with pytest.raises(JobError, match="empty or not a connector jar"):
+        common.kafka_connector_jar(tmp_path / "deps")
+
+
+def test_jar_check_lib_or_deps(tmp_path, monkeypatch):
+    home = _fake_home(tmp_path, monkeypatch)
+    deps_jar = tmp_path / "deps" / "flink" / common.KAFKA_CONNECTOR_JAR
+    _write_jar(deps_jar)
+    assert common.kafka_connector_jar(tmp_path / "deps") == deps_jar      # ship via pipeline.jars
+    _write_jar(home / "lib" / common.KAFKA_CONNECTOR_JAR)
+    assert common.kafka_connector_jar(tmp_path / "deps") is None          # already on the classpath
+
+
+def test_real_connector_jar_is_usable():
+    """The project's own setup put a usable jar in place (lib or .deps)."""
+    common.kafka_connector_jar()
