@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # kafka-python logs every connection at INFO; keep its warnings and errors only
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     from bridge.service import Bridge  # noqa: PLC0415 - after logging is configured
 
     try:

@@ -330,6 +330,7 @@ class Bridge:
 
     def write_stats(self, path: Path) -> None:
         """Write :meth:`stats` as JSON to ``path`` atomically (temp file + rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.stats(), sort_keys=True) + "\n")
         os.replace(tmp, path)

@@ -27,6 +27,10 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_DEPS_DIR": str(PROJECT_ROOT / ".deps"),
     # loopback ports of the local stack
     "IOTFLINK_HOST": "127.0.0.1",
+    # where clients find MQTT and the Flink REST API when they are on other hosts
+    # (docker-compose); empty = IOTFLINK_HOST
+    "IOTFLINK_MQTT_HOST": "",
+    "IOTFLINK_FLINK_REST_HOST": "",
     "IOTFLINK_KAFKA_PORT": "9092",
     "IOTFLINK_KAFKA_CONTROLLER_PORT": "9093",
     "IOTFLINK_MQTT_PORT": "1883",
@@ -157,6 +161,8 @@ class StackSettings:
     flink_rest_port: int = 8081
     flink_rpc_port: int = 6123
     kafka_bootstrap_override: str = ""
+    mqtt_host_override: str = ""
+    flink_rest_host_override: str = ""
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -176,6 +182,8 @@ class StackSettings:
             flink_rest_port=_int("IOTFLINK_FLINK_REST_PORT", environ),
             flink_rpc_port=_int("IOTFLINK_FLINK_RPC_PORT", environ),
             kafka_bootstrap_override=env("IOTFLINK_KAFKA_BOOTSTRAP", environ),
+            mqtt_host_override=env("IOTFLINK_MQTT_HOST", environ),
+            flink_rest_host_override=env("IOTFLINK_FLINK_REST_HOST", environ),
             topics=Topics.from_env(environ),
         )
 
@@ -185,9 +193,14 @@ class StackSettings:
         return self.kafka_bootstrap_override or f"{self.host}:{self.kafka_port}"
 
     @property
+    def mqtt_host(self) -> str:
+        """Host name clients use to reach Mosquitto."""
+        return self.mqtt_host_override or self.host
+
+    @property
     def flink_rest_url(self) -> str:
         """Base URL of the Flink REST API and web UI, e.g. ``http://127.0.0.1:8081``."""
-        return f"http://{self.host}:{self.flink_rest_port}"
+        return f"http://{self.flink_rest_host_override or self.host}:{self.flink_rest_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -206,6 +219,8 @@ class StackSettings:
             "IOTFLINK_FLINK_REST_PORT": str(self.flink_rest_port),
             "IOTFLINK_FLINK_RPC_PORT": str(self.flink_rpc_port),
             "IOTFLINK_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "IOTFLINK_MQTT_HOST": self.mqtt_host,
+            "IOTFLINK_FLINK_REST_HOST": self.flink_rest_host_override or self.host,
             "IOTFLINK_TOPIC_READINGS": self.topics.readings,
             "IOTFLINK_TOPIC_AGGREGATES": self.topics.aggregates,
             "IOTFLINK_TOPIC_LATE": self.topics.late,
@@ -245,7 +260,7 @@ class BridgeSettings:
         """Build from the stack settings and ``IOTFLINK_MQTT_*`` / ``IOTFLINK_BRIDGE_*``."""
         stack = StackSettings.from_env(environ)
         return cls(
-            mqtt_host=stack.host,
+            mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
             topic_filter=env("IOTFLINK_MQTT_TOPIC_FILTER", environ),
             client_id=env("IOTFLINK_MQTT_CLIENT_ID", environ),

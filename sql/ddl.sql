@@ -1,19 +1,19 @@
 -- DDL of the tables the detection rules (sql/rules/*.sql) read and write.
 --
--- This file is a template. `jobs/rules.py` (render_ddl) fills every ${...} placeholder from
+-- This file is a template. `jobs/rules.py` (render_ddl) fills the placeholders listed below from
 -- iotflink.settings.RulesSettings; no host, topic or group id is written here. Render it with
 --     python -m iotflink.rules_cli render-ddl RULE_ID > .run/sql/rules-init.sql
 -- and hand it to the stock SQL client as its init file (-i); see iotflink/rules_cli.py.
 --
--- Placeholders:
---   ${idleness_ms}          ms a Kafka partition may stay silent before it stops holding the
+-- Placeholders (written $${name} in comments so they survive rendering):
+--   $${idleness_ms}          ms a Kafka partition may stay silent before it stops holding the
 --                           watermark back (IOTFLINK_RULES_IDLENESS_MS)
---   ${out_of_orderness}     bounded out-of-orderness of every watermark below, an interval
+--   $${out_of_orderness}     bounded out-of-orderness of every watermark below, an interval
 --                           literal of IOTFLINK_RULES_OUT_OF_ORDERNESS_MS ms
---   ${readings_options}     WITH options of `readings` (Kafka topic sensor-readings, JSON)
---   ${transactions_options} WITH options of `transactions` (Kafka topic transactions, JSON)
---   ${alerts_options}       WITH options of `alerts` (Kafka topic alerts, JSON, key alert_id)
---   ${late_options}         WITH options of `rules_late` (Kafka topic rules-late, JSON)
+--   $${readings_options}     WITH options of `readings` (Kafka topic sensor-readings, JSON)
+--   $${transactions_options} WITH options of `transactions` (Kafka topic transactions, JSON)
+--   $${alerts_options}       WITH options of `alerts` (Kafka topic alerts, JSON, key alert_id)
+--   $${late_options}         WITH options of `rules_late` (Kafka topic rules-late, JSON)
 --
 -- Late data: MATCH_RECOGNIZE and OVER aggregations drop a row whose event time is not after
 -- the operator's current watermark. The views late_readings / late_transactions select

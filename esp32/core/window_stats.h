@@ -172,9 +172,8 @@ class SlidingWindow {
     while (!samples_.empty() && samples_.front().ts <= now_ms - span_ms_) evict_oldest();
   }
   void evict_oldest() {
-    Sample old;
-    samples_.pop(&old);
-    welford_.remove(old.v);
+    welford_.remove(samples_.front().v);  // callers ensure !empty()
+    samples_.pop(nullptr);
     const uint32_t first_live = next_idx_ - static_cast<uint32_t>(samples_.size());
     max_.expire(first_live);
     min_.expire(first_live);

@@ -62,7 +62,9 @@ TEST(SeqCounter, MonotonicAcrossRebootsTable) {
       for (int i = 0; i < c.per_boot[b]; ++i) {
         uint64_t s;
         ASSERT_EQ(sc.next(&s), Status::kOk);
-        if (any) EXPECT_GT(s, last) << c.name;
+        if (any) {
+          EXPECT_GT(s, last) << c.name;
+        }
         last = s;
         any = true;
       }

@@ -1,0 +1,21 @@
+# Flink 2.2.1 (Java 17) with PyFlink, the project's Python dependencies and the Kafka
+# connector: the image of the JobManager and TaskManagers in docker-compose.yml.
+FROM flink:2.2.1-java17
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
+    && rm -rf /var/lib/apt/lists/*
+COPY requirements.lock /opt/iotflink/requirements.lock
+RUN python3 -m venv /opt/iotflink/venv \
+    && /opt/iotflink/venv/bin/pip install --no-cache-dir -r /opt/iotflink/requirements.lock
+# the same connector version deps/pom.xml pins (setup copies it into .deps/flink)
+COPY .deps/flink/flink-sql-connector-kafka-5.0.0-2.2.jar /opt/flink/lib/
+# flink-conf/config.yaml is the cluster's configuration; the entrypoint appends FLINK_PROPERTIES
+COPY flink-conf/config.yaml /opt/flink/conf/config.yaml
+COPY jobs /opt/iotflink/jobs
+COPY udfs /opt/iotflink/udfs
+COPY iotflink /opt/iotflink/iotflink
+COPY bridge /opt/iotflink/bridge
+COPY sql /opt/iotflink/sql
+RUN chown -R flink:flink /opt/iotflink
+USER flink
+ENV PYTHONPATH=/opt/iotflink

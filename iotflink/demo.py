@@ -1,0 +1,256 @@
+"""``make demo``: real sensor data through MQTT, the bridge, Kafka and the Flink cluster.
+
+Steps (each prints a progress line):
+
+1. start the local stack (Kafka KRaft, Mosquitto, the bridge, Flink JobManager + TaskManager)
+   and reset the demo's topics, so the counts below cover this run only;
+2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``;
+3. replay NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT as the
+   sensor nodes would, with a seeded fraction of readings delayed (out of order, inside the
+   watermark bound) and a few held back past the allowed lateness, plus a handful of bad
+   payloads that must land in the dead-letter queue;
+4. wait until the bridge has accounted for every message and the job's Kafka source has read
+   every record, then stop the job with a drained savepoint: the maximum watermark fires the
+   last windows (a bounded replay leaves every partition idle, and idle inputs never advance
+   the watermark; PITFALLS 3), and the exactly-once sinks commit;
+5. read the result topics back (``read_committed``) and print the summary. It checks that
+   every published message is in ``sensor-readings`` or ``sensor-dlq``, and that every sensor
+   value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
+   ``sensor-late``.
+
+The stack stays up afterwards for inspection (web UI URL printed); ``make down`` stops it.
+Exit status: 0 when every check holds, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from iotflink import kafka_io
+from iotflink.errors import IotFlinkError, JobError
+from iotflink.flinkctl import FlinkCtl
+from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
+from iotflink.stack import Stack, wait_for
+
+log = logging.getLogger(__name__)
+
+#: Bad payloads the demo publishes on purpose; each must reach the DLQ with this reason.
+BAD_PAYLOADS: list[tuple[str, bytes, str]] = [
+    ("sensors/demo-bad/telemetry", b'{"device_id": "demo-bad", "seq": 1, "ts": ', "malformed_json"),
+    ("sensors/demo-bad/telemetry", b'{"device_id": "demo-bad", "seq": 2, "readings": {"temp_c": 1}}',
+     "missing_field"),
+    ("sensors/demo-bad/telemetry",
+     b'{"device_id": "demo-bad", "seq": 3, "ts": 1700000000000, "readings": {"temp_c": NaN}}', "non_finite"),
+    ("sensors/demo-bad/telemetry",
+     b'{"device_id": "demo-bad", "seq": 4, "ts": 1262304000000, "readings": {"temp_c": 20.5}}', "ts_too_old"),
+    ("sensors/demo-bad/telemetry", b"\xff\xfe\x00binary", "malformed_json"),
+]
+
+
+def _step(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def reset_topics(stack: Stack, ctl: FlinkCtl, group: str) -> None:
+    """Cancel running jobs, delete and re-create the project's topics and the job's group."""
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+
+    for job in ctl.list_jobs():
+        if job["state"] in ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING"):
+            _step(f"cancelling running job {job['name']} ({job['jid']})")
+            ctl.cancel(job["jid"])
+            ctl.wait_state(job["jid"], {"CANCELED", "FINISHED", "FAILED"})
+    admin = KafkaAdminClient(bootstrap_servers=stack.s.kafka_bootstrap, client_id="iotflink-demo")
+    try:
+        existing = [t for t in stack.s.topics.all() if t in set(admin.list_topics())]
+        if existing:
+            admin.delete_topics(existing)
+            wait_for(lambda: not set(existing) & set(admin.list_topics()), 60, what="topic deletion")
+        try:
+            admin.delete_consumer_groups([group])
+        except Exception:  # noqa: BLE001 - the group may not exist
+            pass
+    finally:
+        admin.close()
+    wait_for(lambda: bool(stack.create_topics()) or True, 60, what="topic creation")
+
+
+def publish_bad(host: str, port: int) -> int:
+    """Publish :data:`BAD_PAYLOADS` at QoS 1; returns how many were acknowledged."""
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="iotflink-demo-bad")
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload, _ in BAD_PAYLOADS]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+        return sum(info.is_published() for info in infos)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo end to end; returns the exit status."""
+    cfg = StackSettings.from_env()
+    job_cfg = WindowJobSettings.from_env()
+    stack = Stack(cfg)
+    ctl = FlinkCtl(cfg)
+    t_start = time.monotonic()
+
+    _step("starting the local stack (Kafka KRaft, Mosquitto, bridge, Flink) ...")
+    stack.start(progress=lambda m: _step("  " + m))
+    _step("resetting the demo topics so the counts cover this run only")
+    reset_topics(stack, ctl, job_cfg.consumer_group)
+    stack.stop_service("bridge")
+    stack.start(services=("bridge",), progress=lambda m: _step("  " + m))
+
+    _step("submitting jobs/sensor_windows to the Flink cluster (flink run -py) ...")
+    job_id = ctl.submit("sensor_windows")
+    ctl.wait_running(job_id)
+    _step(f"  job {job_id} RUNNING; web UI {cfg.flink_rest_url}/#/job/running/{job_id}/overview")
+
+    summary_file = cfg.run_dir / "replay-summary.json"
+    replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
+                  "--speedup", str(args.speedup), "--seed", str(args.seed),
+                  "--delay-fraction", str(args.delay_fraction), "--delay-ms", str(args.delay_ms),
+                  "--late-fraction", str(args.late_fraction), "--late-ms", str(args.late_ms),
+                  "--summary-file", str(summary_file)]
+    if args.limit:
+        replay_cmd += ["--limit", str(args.limit)]
+    _step("replaying real data through MQTT: " + " ".join(replay_cmd[2:]))
+    env = {**stack.flink_env()}
+    subprocess.run(replay_cmd, check=True, cwd=PROJECT_ROOT, env=env)  # noqa: S603
+    replay = json.loads(summary_file.read_text())
+    bad_acked = publish_bad(cfg.host, cfg.mqtt_port)
+    published = replay["total"] + len(BAD_PAYLOADS)
+    _step(f"  published {replay['total']} readings ({replay['delayed']} delayed, "
+          f"{replay['held_back']} held back past the lateness bound) + {bad_acked} bad payloads")
+
+    _step("waiting for the bridge to account for every message ...")
+    wait_for(lambda: _bridge_done(stack, published), 300, interval_s=0.5, what="the bridge")
+    bst = stack.bridge_stats()
+    _step(f"  bridge: forwarded {bst['forwarded']}, dead-lettered {bst['dead_lettered']}")
+
+    readings_end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
+    _step("waiting for the job's Kafka source to read every record ...")
+    last = [-1]
+
+    def source_done() -> bool:
+        n = source_records_read(ctl, job_id)
+        if n != last[0]:
+            _step(f"  source has read {n}/{bst['forwarded']} records")
+            last[0] = n
+        return n >= bst["forwarded"]
+
+    wait_for(source_done, 600, interval_s=2.0, what="the job's source to catch up")
+    _step("stopping the job with a drained savepoint (fires the last windows, commits the sinks) ...")
+    savepoint = ctl.stop_with_savepoint(job_id, drain=True)
+    _step(f"  savepoint {savepoint}")
+
+    readings = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
+    dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
+    aggregates_raw = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates)
+    late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.late)
+    aggregates = kafka_io.latest_by_key(aggregates_raw)
+    values_in = sum(len(r["value"]["readings"]) for r in readings)
+    counted = sum(int(a["count"]) for a in aggregates.values())
+    dlq_reasons: dict[str, int] = {}
+    for rec in dlq:
+        reason = (rec["value"] or {}).get("reason", "?")
+        dlq_reasons[reason] = dlq_reasons.get(reason, 0) + 1
+
+    checks = [
+        ("every published message is in sensor-readings or sensor-dlq",
+         len(readings) + len(dlq) == published, f"{len(readings)} + {len(dlq)} vs {published}"),
+        ("readings offsets match records (no gaps)", len(readings) <= readings_end,
+         f"{len(readings)} records, end offsets {readings_end}"),
+        ("every sensor value is in one aggregate count or in sensor-late",
+         counted + len(late) == values_in, f"{counted} + {len(late)} vs {values_in}"),
+        ("every bad payload is in the DLQ", len(dlq) >= len(BAD_PAYLOADS), f"{len(dlq)} DLQ records"),
+    ]
+    print()
+    print("=" * 72)
+    print("iot-flink demo summary")
+    print("-" * 72)
+    print(f"readings published (MQTT)        {published:>10}   ({replay['total']} real + {len(BAD_PAYLOADS)} bad)")
+    for dev, n in sorted(replay["published"].items()):
+        print(f"   {dev:30}{n:>10}")
+    print(f"records in {cfg.topics.readings:22}{len(readings):>10}   ({values_in} sensor values)")
+    print(f"aggregates in {cfg.topics.aggregates:19}{len(aggregates):>10}   windows "
+          f"({len(aggregates_raw)} records incl. late-firing updates; counts sum to {counted})")
+    print(f"late events in {cfg.topics.late:18}{len(late):>10}")
+    print(f"DLQ records in {cfg.topics.dlq:18}{len(dlq):>10}   {dlq_reasons}")
+    print(f"Flink web UI                     {cfg.flink_rest_url}")
+    print(f"job {job_id}  savepoint {savepoint}")
+    print("-" * 72)
+    ok = True
+    for name, passed, detail in checks:
+        ok &= passed
+        print(f"[{'OK ' if passed else 'FAIL'}] {name}: {detail}")
+    print(f"demo took {time.monotonic() - t_start:.0f} s; the stack stays up (make down stops it)")
+    print("=" * 72)
+    return 0 if ok else 1
+
+
+def _bridge_done(stack: Stack, published: int) -> bool:
+    st = stack.bridge_stats()
+    if st.get("fatal"):
+        raise IotFlinkError(f"bridge failed: {st['fatal']}; see {stack.log_file('bridge')}")
+    return st["forwarded"] + st["dead_lettered"] >= published and st["pending"] == 0
+
+
+def source_records_read(ctl: FlinkCtl, job_id: str) -> int:
+    """Records the job's Kafka source operator has emitted so far (sum over subtasks).
+
+    Reads the operator metric ``<source operator>.numRecordsOut`` of the source vertex from the
+    REST API (``/jobs/:jid/vertices/:vid/subtasks/metrics?get=...&agg=sum``).
+
+    Raises:
+        JobError: the job has no source vertex or the metric is not exposed.
+    """
+    info = ctl.job(job_id)
+    src = next((v for v in info["vertices"] if v["name"].startswith("Source")), None)
+    if src is None:
+        raise JobError(f"job {job_id} has no source vertex")
+    vid = src["id"]
+    ids = [m["id"] for m in ctl.rest(f"/jobs/{job_id}/vertices/{vid}/metrics")]
+    wanted = [i for i in ids if i.startswith("Source") and i.endswith(".numRecordsOut")]
+    if not wanted:
+        wanted = [i for i in ids if i == "numRecordsIn"] or [i for i in ids if i.endswith("numRecordsOut")]
+    if not wanted:
+        return 0
+    res = ctl.rest(f"/jobs/{job_id}/vertices/{vid}/subtasks/metrics?get={wanted[0]}&agg=sum")
+    return int(float(res[0]["sum"])) if res else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iotflink.demo [--speedup X] [--limit N] ...``; see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m iotflink.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default="nab,femto,occupancy")
+    p.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
+    p.add_argument("--limit", type=int, default=0, help="rows per data set (0 = all)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--delay-fraction", type=float, default=0.02)
+    p.add_argument("--delay-ms", type=int, default=5_000)
+    p.add_argument("--late-fraction", type=float, default=0.002)
+    p.add_argument("--late-ms", type=int, default=600_000)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (IotFlinkError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"[demo] FAILED: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
