@@ -157,10 +157,10 @@ def bench_paho(host: str, port: int, msgs) -> dict:
     return {"rate_per_s": len(msgs) / (t_end[0] - t0), "seconds": t_end[0] - t0, "publish_rate_per_s": pub_rate}
 
 
-def bench_kafka(bootstrap: str, msgs) -> dict:
+def bench_kafka(bootstrap: str, msgs, producer_overrides: dict) -> dict:
     from kafka import KafkaProducer  # noqa: PLC0415
 
-    cfg = dict(PRODUCER_DEFAULTS, client_id="bench-raw-producer")
+    cfg = dict(PRODUCER_DEFAULTS, client_id="bench-raw-producer", **producer_overrides)
     p = KafkaProducer(bootstrap_servers=bootstrap, **cfg)
     p.send("bench-raw", value=b"warm-up", key=b"w").get(30)
     errors = [0]
@@ -173,14 +173,14 @@ def bench_kafka(bootstrap: str, msgs) -> dict:
     return {"rate_per_s": len(msgs) / dt, "seconds": dt, "errors": errors[0]}
 
 
-def bench_bridge(host: str, port: int, bootstrap: str, msgs, max_inflight: int) -> dict:
+def bench_bridge(host: str, port: int, bootstrap: str, msgs, max_inflight: int, producer_overrides: dict) -> dict:
     client_id = f"bench-bridge-{uuid.uuid4().hex[:6]}"
     register_session(host, port, client_id)
     pub_rate = preload(host, port, msgs)
     cfg = BridgeSettings(mqtt_host=host, mqtt_port=port, topic_filter="sensors/+/telemetry", client_id=client_id,
                          kafka_bootstrap=bootstrap, readings_topic="bench-readings", dlq_topic="bench-dlq",
                          max_inflight=max_inflight)
-    b = Bridge(cfg)
+    b = Bridge(cfg, producer_config=producer_overrides)
     t0 = time.perf_counter()
     b.start()
     deadline = t0 + 600
@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=20_000)
     ap.add_argument("--max-inflight", type=int, default=1000, help="the bridge's max_inflight")
+    ap.add_argument("--linger-ms", type=int, default=None, help="override the bridge's linger_ms (both producers)")
     ap.add_argument("--mqtt-host", default=None)
     ap.add_argument("--mqtt-port", type=int, default=None)
     ap.add_argument("--bootstrap", default=None)
@@ -223,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         msgs = payloads(args.count)
         print(f"[bench] {args.count} messages, {sum(len(m) for _d, m in msgs) / len(msgs):.0f} bytes each on average",
               flush=True)
+        overrides = {} if args.linger_ms is None else {"linger_ms": args.linger_ms}
         paho_r = bench_paho(host, port, msgs)
         print(f"[bench] paho subscriber done: {paho_r['rate_per_s']:.0f}/s", flush=True)
-        kafka_r = bench_kafka(bootstrap, msgs)
+        kafka_r = bench_kafka(bootstrap, msgs, overrides)
         print(f"[bench] kafka producer done: {kafka_r['rate_per_s']:.0f}/s", flush=True)
         msgs = payloads(args.count)  # fresh ts
-        bridge_r = bench_bridge(host, port, bootstrap, msgs, args.max_inflight)
+        bridge_r = bench_bridge(host, port, bootstrap, msgs, args.max_inflight, overrides)
         print(f"[bench] bridge done: {bridge_r['rate_per_s']:.0f}/s", flush=True)
     finally:
         if stack is not None:
@@ -240,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         "paho_subscriber_qos1": paho_r,
         "kafka_producer_acks_all": kafka_r,
         "bridge_mqtt_to_kafka_qos1_ack_after_kafka": bridge_r,
-        "producer_config": {k: v for k, v in PRODUCER_DEFAULTS.items() if k != "client_id"},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "producer_config": {k: v for k, v in {**PRODUCER_DEFAULTS, **overrides}.items() if k != "client_id"},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     rows = [("paho subscriber, QoS 1 (auto ack)", paho_r), ("kafka-python producer, acks=all", kafka_r),
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:46} {r['rate_per_s']:>10.0f} {r['seconds']:>9.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"load average (1, 5, 15 min): {result['machine']['loadavg_1_5_15_at_end']} on {os.cpu_count()} CPUs")
     print(f"\nwritten {args.out}")
     return 0
 

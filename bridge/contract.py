@@ -190,9 +190,11 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
         out_readings[name] = _finite_float(value, f"readings.{name}")
     drops = doc.get("drops")
     if drops is not None:
-        if type(drops) is not dict:
-            raise ValidationError("bad_type", "drops must be an object")
+        if type(drops) is not dict or len(drops) > MAX_READINGS:
+            raise ValidationError("bad_type", f"drops must be an object of at most {MAX_READINGS} entries")
         for name, value in drops.items():
+            if not _SENSOR_RE.fullmatch(name):
+                raise ValidationError("bad_type", f"drops name {name!r} does not match [a-z][a-z0-9_]{{0,63}}")
             if type(value) is not int or value < 0:
                 raise ValidationError("bad_type", f"drops.{name} must be an integer >= 0")
 

@@ -83,6 +83,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Compact JSON encoder for Kafka values (one instance: json.dumps(**kw) builds one per call).
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
 class KafkaDeliveryError(IotFlinkError):
     """Kafka did not confirm a record; its MQTT message was not acknowledged."""
 
@@ -237,19 +241,22 @@ class Bridge:
         except UnicodeDecodeError:
             topic = repr(msg._topic)  # noqa: SLF001 - paho raises on a non-UTF-8 topic
         payload = msg.payload
+        stale = False
         try:
             value = contract.validate(topic, payload, now_ms)
+            body = _encode_json(value).encode()
             kind, out_topic, key = "forwarded", self.settings.readings_topic, value["device_id"]
-            if now_ms - value["ts"] > contract.STALE_AFTER_MS:
-                stale = True
-            else:
-                stale = False
-        except ValidationError as exc:
-            value = contract.dead_letter(topic, payload, exc.reason, exc.detail, now_ms)
+            stale = now_ms - value["ts"] > contract.STALE_AFTER_MS
+        except Exception as exc:  # noqa: BLE001 - every message in is counted out
+            if isinstance(exc, ValidationError):
+                reason, detail = exc.reason, exc.detail
+            else:  # a bug, or an input the contract did not foresee: dead-letter, keep running
+                log.exception("unexpected error handling a message on %s; dead-lettering it", topic)
+                reason, detail = "internal_error", repr(exc)
+            body = _encode_json(contract.dead_letter(topic, payload, reason, detail, now_ms)).encode()
             kind, out_topic, key = "dead_lettered", self.settings.dlq_topic, contract.topic_device_id(topic)
-            stale = False
             with self._lock:
-                self._dlq_reasons[exc.reason] += 1
+                self._dlq_reasons[reason] += 1
         entry = _Pending(msg.mid, msg.qos, 0)
         with self._lock:
             entry.gen = self._gen
@@ -262,7 +269,7 @@ class Bridge:
         try:
             future = self.producer.send(
                 out_topic,
-                value=json.dumps(value, separators=(",", ":"), allow_nan=False).encode(),
+                value=body,
                 key=key.encode() if key is not None else None,
             )
         except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError waiting for metadata

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     env = {**stack.flink_env()}
     subprocess.run(replay_cmd, check=True, cwd=PROJECT_ROOT, env=env)  # noqa: S603
     replay = json.loads(summary_file.read_text())
-    bad_acked = publish_bad(cfg.host, cfg.mqtt_port)
+    bad_acked = publish_bad(cfg.mqtt_host, cfg.mqtt_port)
     published = replay["total"] + len(BAD_PAYLOADS)
     _step(f"  published {replay['total']} readings ({replay['delayed']} delayed, "
           f"{replay['held_back']} held back past the lateness bound) + {bad_acked} bad payloads")
@@ -222,7 +222,9 @@ def source_records_read(ctl: FlinkCtl, job_id: str) -> int:
     if src is None:
         raise JobError(f"job {job_id} has no source vertex")
     vid = src["id"]
-    ids = [m["id"] for m in ctl.rest(f"/jobs/{job_id}/vertices/{vid}/metrics")]
+    # ids come per subtask ("0.Source__readings[1].numRecordsOut"); strip the subtask index
+    ids = sorted({m["id"].split(".", 1)[1] if m["id"].split(".", 1)[0].isdigit() else m["id"]
+                  for m in ctl.rest(f"/jobs/{job_id}/vertices/{vid}/metrics")})
     wanted = [i for i in ids if i.startswith("Source") and i.endswith(".numRecordsOut")]
     if not wanted:
         wanted = [i for i in ids if i == "numRecordsIn"] or [i for i in ids if i.endswith("numRecordsOut")]

@@ -10,10 +10,10 @@
 --                           watermark back (IOTFLINK_RULES_IDLENESS_MS)
 --   $${out_of_orderness}     bounded out-of-orderness of every watermark below, an interval
 --                           literal of IOTFLINK_RULES_OUT_OF_ORDERNESS_MS ms
---   $${readings_options}     WITH options of `readings` (Kafka topic sensor-readings, JSON)
---   $${transactions_options} WITH options of `transactions` (Kafka topic transactions, JSON)
---   $${alerts_options}       WITH options of `alerts` (Kafka topic alerts, JSON, key alert_id)
---   $${late_options}         WITH options of `rules_late` (Kafka topic rules-late, JSON)
+--   $${readings_options}     WITH options of `readings` (Kafka, the readings topic, JSON)
+--   $${transactions_options} WITH options of `transactions` (Kafka, the transactions topic, JSON)
+--   $${alerts_options}       WITH options of `alerts` (Kafka, the alerts topic, JSON, key alert_id)
+--   $${late_options}         WITH options of `rules_late` (Kafka, the rules' late topic, JSON)
 --
 -- Late data: MATCH_RECOGNIZE and OVER aggregations drop a row whose event time is not after
 -- the operator's current watermark. The views late_readings / late_transactions select

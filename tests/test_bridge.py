@@ -39,15 +39,6 @@ def settings(port: int, max_inflight: int = 100, client_id: str | None = None) -
                           max_inflight=max_inflight)
 
 
-def start_bridge(cfg: BridgeSettings, fake: FakeProducer) -> Bridge:
-    b = Bridge(cfg, producer_factory=fake.factory)
-    b.start()
-    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
-    # the subscription is in place once a retained-free probe reaches it; use the SUBACK instead:
-    poll(lambda: b.client._subscribed if hasattr(b.client, "_subscribed") else True, 1)
-    return b
-
-
 def wait_subscribed(port: int, b: Bridge) -> None:
     """Publish probes until one reaches the bridge (the SUBACK is asynchronous)."""
     pub = Publisher(port, client_id=f"probe-{uuid.uuid4().hex[:6]}")
@@ -204,6 +195,34 @@ def test_persistent_session_queues_while_bridge_is_down_and_survives_broker_rest
         b2.stop()
     finally:
         broker.stop()
+
+
+def test_unexpected_error_is_dead_lettered_and_the_bridge_keeps_running(broker, monkeypatch):
+    from bridge import contract  # noqa: PLC0415
+
+    real = contract.validate
+
+    def flaky(topic, raw, now):
+        if b"boom" in raw:
+            raise RuntimeError("bug")
+        return real(topic, raw, now)
+
+    monkeypatch.setattr(contract, "validate", flaky)
+    fake = FakeProducer(auto=True)
+    b = Bridge(settings(broker.port), producer_factory=fake.factory)
+    b.start()
+    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
+    wait_subscribed(broker.port, b)
+    n = b.stats()["acked"]
+    pub = Publisher(broker.port)
+    pub.publish("sensors/dev-a/telemetry", b'{"boom": 1}')
+    pub.publish("sensors/dev-a/telemetry", good("dev-a", 1))
+    poll(lambda: b.stats()["acked"] >= n + 2, 10, "both acked")
+    st = b.stats()
+    assert st["dlq_reasons"] == {"internal_error": 1} and st["forwarded"] == n + 1
+    assert json.loads(fake.records[-2][2])["reason"] == "internal_error"
+    pub.close()
+    b.stop()
 
 
 def test_stats_file_is_written(broker, tmp_path):

@@ -134,6 +134,9 @@ def test_topic_device_id():
         (payload(drops={"buffer": -1}), "bad_type"),
         (payload(drops={"buffer": 1.5}), "bad_type"),
         (payload(drops={"buffer": True}), "bad_type"),
+        (payload(drops={"Buffer": 1}), "bad_type"),
+        (payload(drops={"\ud800": 1}), "bad_type"),  # a lone surrogate could not be re-encoded
+        (payload(drops={f"d{i}": 1 for i in range(65)}), "bad_type"),
         (payload(device_id="dev-2"), "device_mismatch"),
         (payload(ts=TS_FLOOR_MS - 1), "ts_too_old"),
         (payload(ts=1_000), "ts_too_old"),  # 1970 in seconds

@@ -50,10 +50,13 @@ def _table_env(cfg: WindowJobSettings, tmp: Path, events: list[dict], *, monitor
     if monitor:  # unbounded: keeps watching the directory, so the job never ends by itself
         src_opts["source.monitor-interval"] = "1 h"
     t_env.execute_sql(f"CREATE TABLE src ({sw.source_schema(cfg)}\n) {with_clause(src_opts)}")
+    # row-format part files roll by time here (they do not roll on checkpoint); a rolled part
+    # file is committed (made visible) by the next checkpoint, or at the end of a bounded run
+    rolling = {"sink.rolling-policy.rollover-interval": "200 ms", "sink.rolling-policy.check-interval": "100 ms"}
     t_env.execute_sql(f"CREATE TABLE agg ({sw.AGGREGATE_COLUMNS}\n) " + with_clause(
-        {"connector": "filesystem", "path": str(tmp / "agg"), "format": "debezium-json"}))
+        {"connector": "filesystem", "path": str(tmp / "agg"), "format": "debezium-json", **rolling}))
     t_env.execute_sql(f"CREATE TABLE late ({sw.LATE_COLUMNS}\n) " + with_clause(
-        {"connector": "filesystem", "path": str(tmp / "late"), "format": "json"}))
+        {"connector": "filesystem", "path": str(tmp / "late"), "format": "json", **rolling}))
     return t_env
 
 
@@ -239,6 +242,7 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
         while time.monotonic() < deadline:
             final = _final_aggregates(tmp_path / "agg")
             if len(final) >= 2:
+                print("DEBUG fired after", time.monotonic() - deadline + 90)
                 break
             time.sleep(0.2)  # polling interval, not synchronisation
         assert {k[2] for k in final} >= {BASE, BASE + SIZE}, f"windows did not fire: {final}"
@@ -246,4 +250,4 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
         assert final[("d1", "temp", BASE + SIZE)]["count"] == 10
         assert ("d1", "temp", BASE + 2 * SIZE) not in final  # its end (BASE+30s) > watermark
     finally:
-        client.cancel().result()
+        t0 = time.monotonic(); client.cancel().result(); print("DEBUG cancel", time.monotonic() - t0)

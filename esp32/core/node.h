@@ -185,6 +185,8 @@ class Node {
   size_t held() const { return held_.size(); }
   const NodeEvents& events() const { return events_; }
   const char* device_id() const { return cfg_.device_id; }
+  /// The seq the next message will get.
+  uint64_t next_seq() const { return seq_.peek(); }
   /// Sliding window of a configured sensor, or nullptr.
   const SlidingWindow<kWindowCap>* window(Sensor s) const {
     const auto si = static_cast<size_t>(s);

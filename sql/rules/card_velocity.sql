@@ -46,9 +46,9 @@ SELECT
   card_id AS alert_key,
   v_ts AS detection_ms,
   CURRENT_TIMESTAMP AS emitted_at,
-  ARRAY[ROW(v_ts, v_seq, 'amount_usd', v_usd),
-        ROW(v_ts, v_seq, 'spend_5m_usd', spend_5m_usd)] AS events,
-  JSON_OBJECT(KEY 'hist_avg_usd' VALUE prior_sum_usd / prior_n,
+  ARRAY[ROW(v_ts, v_seq, 'amount_usd', v_usd)] AS events,
+  JSON_OBJECT(KEY 'spend_5m_usd' VALUE spend_5m_usd,
+              KEY 'hist_avg_usd' VALUE prior_sum_usd / prior_n,
               KEY 'ratio' VALUE spend_5m_usd / (prior_sum_usd / prior_n),
               KEY 'purchases_5m' VALUE n_5m,
               KEY 'first_5m_ts' VALUE first_5m_ts) AS details

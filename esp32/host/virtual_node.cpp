@@ -1,0 +1,429 @@
+// Virtual ESP32 node: plays a project data file as its sensor through the firmware core and
+// publishes to an MQTT broker exactly as a board would (topic sensors/{device_id}/telemetry,
+// QoS 1, store-and-forward outbox, persisted seq). See esp32/README.md "Virtual node".
+//
+//   virtual_node --profile femto-b1_1 [--device ID] [--host H] [--port P] [--data-dir DIR]
+//                [--speedup X] [--limit N] [--outage-at N --outage-seconds S]
+//                [--seq-file PATH] [--client-id ID] [--max-inflight N] [--format json|senml]
+//                [--clock-late N] [--quiet]
+//
+// At exit it prints one JSON line to stdout:
+//   {"device_id":..,"published":N,"dropped":N,"first_seq":..,"last_seq":..,...}
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../core/node.h"
+#include "../core/profiles.h"
+#include "data_source.h"
+#include "file_seq_storage.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 1883;
+  std::string device;
+  std::string profile;
+  std::string data_dir = "data";
+  double speedup = 1.0;
+  long limit = -1;
+  long outage_at = -1;
+  double outage_seconds = 0;
+  std::string seq_file;
+  std::string client_id;
+  int max_inflight = 20;
+  fw::PayloadFormat format = fw::PayloadFormat::kContractJson;
+  long clock_late = 0;
+  bool quiet = false;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "virtual_node: %s\n"
+               "usage: virtual_node --profile NAME [--device ID] [--host H] [--port P]\n"
+               "  [--data-dir DIR] [--speedup X (0 = as fast as acks allow)] [--limit N]\n"
+               "  [--outage-at N --outage-seconds S] [--seq-file PATH] [--client-id ID]\n"
+               "  [--max-inflight N] [--format json|senml] [--clock-late N] [--quiet]\n"
+               "profiles: nab-machine, femto-b1_1, occupancy-office\n",
+               why);
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+      return argv[++i];
+    };
+    if (a == "--host") o.host = val();
+    else if (a == "--port") o.port = std::atoi(val().c_str());
+    else if (a == "--device") o.device = val();
+    else if (a == "--profile") o.profile = val();
+    else if (a == "--data-dir") o.data_dir = val();
+    else if (a == "--speedup") o.speedup = std::atof(val().c_str());
+    else if (a == "--limit") o.limit = std::atol(val().c_str());
+    else if (a == "--outage-at") o.outage_at = std::atol(val().c_str());
+    else if (a == "--outage-seconds") o.outage_seconds = std::atof(val().c_str());
+    else if (a == "--seq-file") o.seq_file = val();
+    else if (a == "--client-id") o.client_id = val();
+    else if (a == "--max-inflight") o.max_inflight = std::atoi(val().c_str());
+    else if (a == "--clock-late") o.clock_late = std::atol(val().c_str());
+    else if (a == "--quiet") o.quiet = true;
+    else if (a == "--format") {
+      const std::string f = val();
+      if (f == "json") o.format = fw::PayloadFormat::kContractJson;
+      else if (f == "senml") o.format = fw::PayloadFormat::kSenml;
+      else usage("--format must be json or senml");
+    } else if (a == "-h" || a == "--help") usage("help");
+    else usage(("unknown option " + a).c_str());
+  }
+  if (o.profile.empty()) o.profile = o.device;
+  if (o.device.empty()) o.device = o.profile;
+  if (o.profile.empty()) usage("--profile or --device is required");
+  if (o.speedup < 0) usage("--speedup must be >= 0");
+  if (o.max_inflight < 1) usage("--max-inflight must be >= 1");
+  if (o.outage_at >= 0 && o.outage_seconds <= 0) usage("--outage-at needs --outage-seconds > 0");
+  if (o.seq_file.empty()) o.seq_file = ".run/vnode-" + o.device + ".seq";
+  if (o.client_id.empty()) o.client_id = "vnode-" + o.device + "-" + std::to_string(getpid());
+  return o;
+}
+
+int64_t wall_epoch_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+fw::Node<> g_node;  // default board configuration (static, like on the board)
+
+/// MQTT side of the node: connection state, in-flight map, counters.
+struct Link {
+  const Options* opt = nullptr;
+  mosquitto* mosq = nullptr;
+  std::string topic;
+  bool want_online = true;  // false during a simulated outage
+  bool socket_open = false; // mosquitto_connect/reconnect succeeded, not yet disconnected
+  bool ready = false;       // CONNACK accepted
+  int inflight_limit = 20;
+  int receive_max = 65535;
+  std::unordered_map<int, uint64_t> mid_to_seq;
+  uint64_t published = 0, sends = 0, rejected = 0, connects = 0;
+  bool have_first = false;
+  uint64_t first_seq = 0, last_seq = 0;
+  Clock::time_point next_retry = Clock::now();
+  double backoff_s = 0.5;
+
+  void log(const char* fmt, ...) const __attribute__((format(printf, 2, 3))) {
+    if (opt->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    std::fprintf(stderr, "[vnode %s] ", opt->device.c_str());
+    std::vfprintf(stderr, fmt, ap);
+    std::fputc('\n', stderr);
+    va_end(ap);
+  }
+
+  static void on_connect(mosquitto*, void* ctx, int rc, int, const mosquitto_property* props) {
+    auto* l = static_cast<Link*>(ctx);
+    if (rc != 0) {
+      l->log("connect refused: %s", mosquitto_reason_string(rc));
+      return;
+    }
+    uint16_t rm = 0;
+    l->receive_max =
+        mosquitto_property_read_int16(props, MQTT_PROP_RECEIVE_MAXIMUM, &rm, false) ? rm : 65535;
+    l->inflight_limit = std::min(l->opt->max_inflight, l->receive_max);
+    l->ready = true;
+    l->backoff_s = 0.5;
+    ++l->connects;
+    l->log("connected (broker receive-maximum %d, in-flight limit %d)", l->receive_max,
+           l->inflight_limit);
+  }
+  static void on_disconnect(mosquitto*, void* ctx, int rc, const mosquitto_property*) {
+    auto* l = static_cast<Link*>(ctx);
+    l->ready = false;
+    l->socket_open = false;
+    l->mid_to_seq.clear();
+    g_node.outbox().on_disconnect();  // unacked messages will be sent again, in order
+    if (rc != 0) l->log("connection lost (%s)", mosquitto_strerror(rc));
+  }
+  static void on_publish(mosquitto*, void* ctx, int mid, int reason, const mosquitto_property*) {
+    auto* l = static_cast<Link*>(ctx);
+    auto it = l->mid_to_seq.find(mid);
+    if (it == l->mid_to_seq.end()) return;
+    const uint64_t seq = it->second;
+    l->mid_to_seq.erase(it);
+    if (reason >= 0x80) {
+      ++l->rejected;
+      l->log("PUBACK for seq %llu: reason 0x%02x", static_cast<unsigned long long>(seq), reason);
+    }
+    if (g_node.outbox().ack(seq) == fw::Status::kOk) {
+      ++l->published;
+      if (!l->have_first) l->first_seq = seq;
+      l->have_first = true;
+      l->last_seq = seq;
+    }
+  }
+
+  /// Opens the connection when wanted and due (exponential backoff 0.5 s .. 8 s).
+  void maybe_connect() {
+    if (!want_online || socket_open || Clock::now() < next_retry) return;
+    const int rc = connects == 0 && sends == 0
+                       ? mosquitto_connect(mosq, opt->host.c_str(), opt->port, 30)
+                       : mosquitto_reconnect(mosq);
+    if (rc == MOSQ_ERR_SUCCESS) {
+      socket_open = true;
+    } else {
+      log("connect to %s:%d failed: %s (retry in %.1f s)", opt->host.c_str(), opt->port,
+          mosquitto_strerror(rc), backoff_s);
+      next_retry = Clock::now() + std::chrono::milliseconds(static_cast<int>(backoff_s * 1000));
+      backoff_s = std::min(backoff_s * 2, 8.0);
+    }
+  }
+
+  /// Sends unsent outbox messages while the in-flight limit allows.
+  void pump() {
+    static char buf[2048];
+    while (ready && static_cast<int>(g_node.outbox().in_flight()) < inflight_limit) {
+      const fw::Message* m = g_node.outbox().next_unsent();
+      if (m == nullptr) break;
+      size_t len = 0;
+      const fw::Status st = g_node.encode(*m, buf, sizeof(buf), &len);
+      if (st != fw::Status::kOk) {  // cannot happen for validated readings; never loop on it
+        log("encode failed for seq %llu: %s", static_cast<unsigned long long>(m->seq),
+            fw::status_name(st));
+        g_node.outbox().mark_sent();
+        g_node.outbox().ack(m->seq);
+        continue;
+      }
+      int mid = 0;
+      const int rc = mosquitto_publish_v5(mosq, &mid, topic.c_str(), static_cast<int>(len), buf,
+                                          1, false, nullptr);
+      if (rc != MOSQ_ERR_SUCCESS) {
+        log("publish failed: %s", mosquitto_strerror(rc));
+        break;
+      }
+      mid_to_seq[mid] = m->seq;
+      g_node.outbox().mark_sent();
+      ++sends;
+    }
+  }
+
+  /// Services the network for up to timeout_ms (0 = do not block).
+  void service(int timeout_ms) {
+    maybe_connect();
+    if (socket_open) {
+      const int rc = mosquitto_loop(mosq, timeout_ms, 1);
+      if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && socket_open) {
+        on_disconnect(mosq, this, rc, nullptr);
+        next_retry = Clock::now() + std::chrono::milliseconds(static_cast<int>(backoff_s * 1000));
+        backoff_s = std::min(backoff_s * 2, 8.0);
+      }
+      pump();
+    } else if (timeout_ms > 0) {
+      usleep(static_cast<useconds_t>(std::min(timeout_ms, 50)) * 1000);
+    }
+  }
+
+  /// Simulated outage start: waits (<= 10 s) for outstanding PUBACKs, then disconnects.
+  void go_offline() {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (g_node.outbox().in_flight() > 0 && Clock::now() < deadline && !g_stop) service(50);
+    want_online = false;
+    if (socket_open) {
+      mosquitto_disconnect(mosq);
+      for (int i = 0; i < 20 && socket_open; ++i) mosquitto_loop(mosq, 10, 1);
+      socket_open = false;
+      ready = false;
+    }
+    log("outage: offline");
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const fw::Profile* prof = fw::find_profile(opt.profile.c_str());
+  if (prof == nullptr) usage(("unknown profile " + opt.profile).c_str());
+  if (!fw::valid_device_id(opt.device.c_str())) usage("device id must match [A-Za-z0-9_.-]{1,64}");
+
+  std::vector<fw::DataRow> rows;
+  std::string err;
+  if (!fw::load_profile_data(opt.profile, opt.data_dir, &rows, &err)) {
+    std::fprintf(stderr, "virtual_node: %s\n", err.c_str());
+    return 1;
+  }
+  if (rows.empty()) {
+    std::fprintf(stderr, "virtual_node: no data rows\n");
+    return 1;
+  }
+  int64_t last_event = rows[0].event_ms;  // of the whole data set, as the replayer does
+  for (const auto& r : rows) last_event = std::max(last_event, r.event_ms);
+  const int64_t shift = fw::replay_shift_ms(last_event, wall_epoch_ms());
+  if (opt.limit >= 0 && static_cast<size_t>(opt.limit) < rows.size()) {
+    rows.resize(static_cast<size_t>(opt.limit));
+  }
+
+  // sequence numbers persisted in a file (NVS on the board)
+  {
+    const auto slash = opt.seq_file.rfind('/');
+    if (slash != std::string::npos) mkdir(opt.seq_file.substr(0, slash).c_str(), 0755);
+  }
+  fw::FileSeqStorage storage(opt.seq_file);
+  fw::NodeConfig cfg;
+  cfg.device_id = opt.device.c_str();
+  cfg.format = opt.format;
+  const fw::Status ist = g_node.init(cfg, prof->channels, prof->n_channels, &storage);
+  if (ist != fw::Status::kOk) {
+    std::fprintf(stderr, "virtual_node: init failed: %s (seq file %s)\n", fw::status_name(ist),
+                 opt.seq_file.c_str());
+    return 1;
+  }
+
+  mosquitto_lib_init();
+  Link link;
+  link.opt = &opt;
+  link.topic = "sensors/" + opt.device + "/telemetry";
+  link.inflight_limit = opt.max_inflight;
+  link.mosq = mosquitto_new(opt.client_id.c_str(), true, &link);
+  if (link.mosq == nullptr) {
+    std::fprintf(stderr, "virtual_node: mosquitto_new failed\n");
+    return 1;
+  }
+  mosquitto_int_option(link.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+  mosquitto_connect_v5_callback_set(link.mosq, Link::on_connect);
+  mosquitto_disconnect_v5_callback_set(link.mosq, Link::on_disconnect);
+  mosquitto_publish_v5_callback_set(link.mosq, Link::on_publish);
+  link.log("profile %s, %zu readings, seq from %llu (%s), shift %lld weeks, client id %s",
+           opt.profile.c_str(), rows.size(), static_cast<unsigned long long>(g_node.next_seq()),
+           opt.seq_file.c_str(), static_cast<long long>(shift / (7LL * 86400000)),
+           opt.client_id.c_str());
+
+  const auto t0 = Clock::now();
+  const int64_t first_event = rows[0].event_ms;
+  int64_t mono = 0;  // device uptime, ms: non-decreasing data time
+  bool offline = false;
+  int64_t outage_end_mono = 0;
+  Clock::time_point outage_end_wall;
+  size_t processed = 0;
+  constexpr size_t kHighWater = fw::Outbox<128>::capacity() / 2;
+  // wait for the first CONNACK (bounded) so speedup 0 does not start offline
+  for (int i = 0; i < 100 && !link.ready && !g_stop; ++i) link.service(50);
+
+  for (size_t i = 0; i < rows.size() && !g_stop; ++i) {
+    const fw::DataRow& row = rows[i];
+    mono = std::max(mono, row.event_ms - first_event);
+    if (opt.speedup > 0) {  // pace by event time
+      const auto target = t0 + std::chrono::microseconds(
+                                   static_cast<int64_t>(static_cast<double>(mono) * 1000.0 / opt.speedup));
+      while (!g_stop) {
+        const auto now = Clock::now();
+        if (now >= target) break;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(target - now);
+        link.service(static_cast<int>(std::min<int64_t>(left.count() + 1, 100)));
+      }
+    } else {  // as fast as possible, but let the outbox drain while online (backpressure)
+      while (!g_stop && !offline && link.ready && g_node.outbox().size() >= kHighWater) {
+        link.service(100);
+      }
+    }
+    if (opt.outage_at >= 0 && static_cast<long>(i) == opt.outage_at && !offline) {
+      link.go_offline();
+      offline = true;
+      outage_end_mono = mono + static_cast<int64_t>(opt.outage_seconds * 1000.0);
+      outage_end_wall = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                           opt.speedup > 0 ? opt.outage_seconds * 1000.0 / opt.speedup : 0));
+    }
+    if (offline && mono >= outage_end_mono && Clock::now() >= outage_end_wall) {
+      offline = false;
+      link.want_online = true;
+      link.log("outage over: reconnecting, %zu queued", g_node.outbox().size());
+    }
+    // SNTP: the clock is set after --clock-late readings; data time is the true wall time
+    const int64_t truth = row.event_ms + shift;
+    if (static_cast<long>(i) >= opt.clock_late) {
+      int64_t now_ts = 0;
+      if (g_node.clock().to_epoch(mono, &now_ts) != fw::Status::kOk || now_ts != truth) {
+        g_node.set_clock(mono, truth);
+      }
+    }
+    fw::Sample s;
+    s.mono_ms = mono;
+    s.count = row.count;
+    for (uint8_t k = 0; k < row.count; ++k) s.readings[k] = row.readings[k];
+    g_node.submit(s);
+    g_node.process();
+    ++processed;
+    link.service(0);
+  }
+
+  // end of data: finish a pending outage, then flush the outbox (give up after 30 s idle)
+  if (offline) {
+    while (!g_stop && Clock::now() < outage_end_wall) link.service(50);
+    link.want_online = true;
+    link.log("outage over: reconnecting, %zu queued", g_node.outbox().size());
+  }
+  if (!g_node.clock().is_set() && g_node.held() > 0) {
+    link.log("clock never set: %zu readings held and not sent", g_node.held());
+  }
+  auto last_progress = Clock::now();
+  uint64_t last_published = link.published;
+  while (!g_node.outbox().empty() && Clock::now() - last_progress < std::chrono::seconds(30)) {
+    if (g_stop && Clock::now() - last_progress > std::chrono::seconds(3)) break;
+    link.service(50);
+    if (link.published != last_published) {
+      last_published = link.published;
+      last_progress = Clock::now();
+    }
+  }
+  if (link.socket_open) {
+    mosquitto_disconnect(link.mosq);
+    for (int i = 0; i < 20 && link.socket_open; ++i) mosquitto_loop(link.mosq, 10, 1);
+  }
+  mosquitto_destroy(link.mosq);
+  mosquitto_lib_cleanup();
+
+  const fw::DropCounters d = g_node.drops();
+  const uint64_t unsent = g_node.outbox().size() + g_node.held();
+  const uint64_t dropped = uint64_t{d.buffer} + d.outbox + d.clock + d.storage + unsent;
+  const auto& ev = g_node.events();
+  std::printf(
+      "{\"device_id\":\"%s\",\"published\":%llu,\"dropped\":%llu,\"first_seq\":%s,"
+      "\"last_seq\":%s,\"readings\":%zu,\"invalid\":%u,\"unsent\":%llu,\"sends\":%llu,"
+      "\"rejected\":%llu,\"connects\":%llu,\"clock_jumps\":%u,\"spikes\":%u,"
+      "\"sequence_matches\":%u,\"z_anomalies\":%u}\n",
+      opt.device.c_str(), static_cast<unsigned long long>(link.published),
+      static_cast<unsigned long long>(dropped),
+      link.have_first ? std::to_string(link.first_seq).c_str() : "null",
+      link.have_first ? std::to_string(link.last_seq).c_str() : "null", processed, d.invalid,
+      static_cast<unsigned long long>(unsent), static_cast<unsigned long long>(link.sends),
+      static_cast<unsigned long long>(link.rejected),
+      static_cast<unsigned long long>(link.connects), g_node.clock().jumps(), ev.spikes,
+      ev.sequence_matches, ev.z_anomalies);
+  std::fflush(stdout);
+  return unsent == 0 ? 0 : 3;
+}
