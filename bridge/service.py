@@ -211,6 +211,9 @@ class Bridge:
         for rc in reason_codes:
             if rc.is_failure or rc.value != 1:
                 log.error("subscription to %s not granted at QoS 1: %s", self.settings.topic_filter, rc)
+            else:
+                with self._lock:
+                    self._counts["subscribed"] += 1
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
         with self._lock:
@@ -323,12 +326,13 @@ class Bridge:
         confirm), ``pending`` (accepted, not yet acked), ``redelivered`` (``dup`` flag set),
         ``stale_ts`` (ts more than 1 h old), ``ack_dropped`` (acks not sent because the
         connection was lost; the broker redelivers those), ``connects``, ``disconnects``,
+        ``subscribed`` (SUBACKs granting QoS 1: the bridge is ready once this is >= 1),
         ``dlq_reasons`` {reason: count}, ``uptime_s``, ``fatal`` (error text or null).
         """
         with self._lock:
             out = {k: self._counts.get(k, 0) for k in (
                 "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "redelivered",
-                "stale_ts", "ack_dropped", "connects", "disconnects")}
+                "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed")}
             out["pending"] = len(self._pending)
             out["dlq_reasons"] = dict(self._dlq_reasons)
             out["fatal"] = str(self.fatal) if self.fatal else None
@@ -352,6 +356,8 @@ class Bridge:
         Returns the process exit status: 0 after a clean stop, :data:`EXIT_KAFKA_FAILURE`
         after a Kafka failure. Always calls :meth:`stop`.
         """
+        if stats_file:
+            self.write_stats(stats_file)
         try:
             while not self._done.wait(stats_interval_s):
                 st = self.stats()

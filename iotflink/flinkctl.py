@@ -150,7 +150,8 @@ class FlinkCtl:
         return out
 
     def submit(self, name: str, extra_args: list[str] | None = None, savepoint: str | None = None,
-               allow_non_restored: bool = False, timeout_s: float = 300.0) -> str:
+               allow_non_restored: bool = False, env_overrides: dict[str, str] | None = None,
+               timeout_s: float = 300.0) -> str:
         """Submit ``jobs/<name>.py`` detached to the cluster; returns the job id.
 
         Args:
@@ -158,6 +159,8 @@ class FlinkCtl:
             extra_args: arguments passed to the job's ``main()``.
             savepoint: resume from this savepoint or retained checkpoint path.
             allow_non_restored: allow savepoint state that maps to no operator (``-n``).
+            env_overrides: extra ``IOTFLINK_*`` variables for the client that builds the job
+                graph (e.g. ``IOTFLINK_WINDOW_SIZE_MS``); the job's settings are read there.
 
         Raises:
             JobError: the module does not exist, or ``flink run`` failed (its output quoted).
@@ -173,6 +176,7 @@ class FlinkCtl:
         argv += ["-py", str(script), "-pyfs", str(self.pyfiles_zip())]
         argv += list(extra_args or [])
         env = self.stack.flink_env()
+        env.update(env_overrides or {})
         log.info("submitting: %s", " ".join(argv))
         proc = subprocess.run(argv, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,  # noqa: S603
                               timeout=timeout_s, check=False)

@@ -303,6 +303,7 @@ def publish(
     slots = threading.Semaphore(window)
     acked = [0]
     connected = threading.Event()
+    closing = threading.Event()
     lock = threading.Lock()
 
     def on_connect(_c, _u, _f, reason_code, _p):
@@ -313,6 +314,8 @@ def publish(
 
     def on_disconnect(_c, _u, _f, reason_code, _p):
         connected.clear()
+        if closing.is_set():
+            return
         log.warning("replay: MQTT disconnected (%s); paho reconnects and re-sends un-acked messages", reason_code)
 
     def on_publish(_c, _u, _mid, _rc, _p):
@@ -357,6 +360,7 @@ def publish(
                 raise IotFlinkError(f"replay: only {acked[0]} of {len(messages)} PUBACKs after {ack_timeout_s:.0f} s")
             time.sleep(0.01)
     finally:
+        closing.set()
         client.disconnect()
         client.loop_stop()
     elapsed = time.monotonic() - t0

@@ -19,6 +19,7 @@ API's ``/overview`` reports a TaskManager with its slots. A failure raises
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import logging
 import os
@@ -213,7 +214,7 @@ class Stack:
                     self.run_dir / "kafka" / "log4j2.properties")
         mosq = render_template(
             (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text(), host=s.host, port=s.mqtt_port, data_dir=self.run_dir / "mosquitto" / "data",
-            log_file=self.log_file("mosquitto"))
+            log_file=self.log_file("mosquitto"), user=getpass.getuser())
         (self.run_dir / "mosquitto" / "mosquitto.conf").write_text(mosq)
         self._render_flink_conf()
 
@@ -316,9 +317,9 @@ class Stack:
                                "--stats-interval-s", "1"], env=env)
 
     def bridge_ready(self) -> bool:
-        """True when the bridge has connected to MQTT (its stats file counts a connect)."""
+        """True when the bridge holds its QoS 1 subscription (its stats file counts one)."""
         st = self.bridge_stats()
-        return st.get("connects", 0) >= 1 and not st.get("fatal")
+        return st.get("subscribed", 0) >= 1 and not st.get("fatal")
 
     def _start_flink(self, role: str) -> None:
         script = flink_home() / "bin" / f"{role}.sh"

@@ -132,6 +132,23 @@ def _strip_comments(sql: str) -> str:
     return "".join(out)
 
 
+def _leading_noise(sql: str) -> int:
+    """Length of the leading whitespace and comments of ``sql``."""
+    i, n = 0, len(sql)
+    while i < n:
+        if sql[i].isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        else:
+            break
+    return i
+
+
 def _raw_split(text: str) -> list[tuple[str, int]]:
     """Split on top-level ``;`` (outside comments, quotes); returns (piece, start line)."""
     pieces: list[tuple[str, int]] = []
@@ -187,8 +204,9 @@ def split_statements(text: str, path: Path | str = "<sql>") -> list[Statement]:
         body = _strip_comments(piece).strip()
         if not body:
             continue
-        lead = len(piece) - len(piece.lstrip("\n"))
-        piece, line = piece[lead:], line + lead
+        lead = _leading_noise(piece)
+        line += piece.count("\n", 0, lead)
+        piece = piece[lead:]
         if pending is not None:
             if body.upper() == "END":
                 out.append(Statement("", pending_line, "statement_set", tuple(pending)))
@@ -455,7 +473,7 @@ def _execute(t_env, path: Path, stmts: Sequence[Statement]) -> None:
 
 
 def build(t_env, cfg: RulesSettings, rule: RuleFile, sources: Mapping[str, Mapping[str, str]],
-          sinks: Mapping[str, Mapping[str, str]], database: str | None = None):
+          sinks: Mapping[str, Mapping[str, str]], database: str | None = None, statement_set=None):
     """Define the tables and the rule's views in ``t_env``; return the rule's StatementSet.
 
     Nothing is executed on a cluster: the caller calls ``.execute()`` (a job) or
@@ -470,6 +488,8 @@ def build(t_env, cfg: RulesSettings, rule: RuleFile, sources: Mapping[str, Mappi
         sinks: options of ``alerts`` and ``rules_late``.
         database: if given, create and use this database first, so one TableEnvironment
             can hold several builds (tests share one environment per module).
+        statement_set: add the rule's INSERTs to this StatementSet instead of a new one
+            (several rules in one job; INSERTs are resolved when added).
 
     Raises:
         RuleSqlError: a statement of the DDL or of the rule was rejected; the message gives
@@ -482,7 +502,7 @@ def build(t_env, cfg: RulesSettings, rule: RuleFile, sources: Mapping[str, Mappi
     _execute(t_env, DDL_PATH, split_statements(ddl, DDL_PATH))
     body = [s for s in rule.statements if s.kind != "statement_set"]
     _execute(t_env, rule.path, body)
-    stmt_set = t_env.create_statement_set()
+    stmt_set = t_env.create_statement_set() if statement_set is None else statement_set
     for ins in next(s for s in rule.statements if s.kind == "statement_set").inserts:
         _run(rule.path, ins, stmt_set.add_insert_sql, ins.text)
     return stmt_set
@@ -534,8 +554,8 @@ def local_env(parallelism: int = 1):
     """A TableEnvironment on a local MiniCluster for bounded test runs.
 
     ``pipeline.auto-watermark-interval = 0`` makes the watermark assigner emit a watermark
-    after every row instead of every 200 ms, so which row is late does not depend on timing;
-    checkpoints (1 s) let the file sinks commit, which they do at the end of the input.
+    after every row instead of every 200 ms, so which row is late does not depend on timing.
+    No checkpoints: the file sinks commit their files when the bounded input ends.
     """
     from pyflink.table import EnvironmentSettings, TableEnvironment  # noqa: PLC0415
 
@@ -543,21 +563,36 @@ def local_env(parallelism: int = 1):
     conf = t_env.get_config()
     for key, value in {"parallelism.default": str(parallelism),
                        "pipeline.auto-watermark-interval": "0 ms",
-                       "execution.checkpointing.interval": "1 s",
                        "table.local-time-zone": "UTC"}.items():
         conf.set(key, value)
     return t_env
 
 
-def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,
-                readings: Sequence[Mapping[str, Any]] = (),
-                transactions: Sequence[Mapping[str, Any]] = (),
-                database: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Run ``rule`` on bounded inputs; returns ``(alerts, late records)`` as dicts.
+@dataclass
+class BoundedRun:
+    """One rule on bounded inputs, for :func:`run_bounded_many`.
 
-    The inputs are written as JSON lines in the given order (= arrival order) and read with
-    the DDL's schema and watermark; the job's sinks are JSON files under ``workdir``. Blocks
-    until the job has finished (bounded input: the final watermark flushes every match).
+    Fields: rule; workdir (inputs and outputs go there); readings / transactions: rows in
+    arrival order (dicts with the DDL's columns); database: where its tables and views live;
+    alerts / late: filled in after the job, as dicts of the alert / late records.
+    """
+
+    rule: RuleFile
+    workdir: Path
+    readings: Sequence[Mapping[str, Any]] = ()
+    transactions: Sequence[Mapping[str, Any]] = ()
+    database: str = ""
+    alerts: list[dict] = field(default_factory=list)
+    late: list[dict] = field(default_factory=list)
+
+
+def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> None:
+    """Run several rules on bounded inputs as ONE job (a MiniCluster start costs seconds).
+
+    Each run's inputs are written as JSON lines in arrival order and read with the DDL's
+    schema and watermark, in the run's own database; its sinks are JSON files under its
+    workdir. Blocks until the job has finished (bounded input: the final watermark flushes
+    every pending match), then fills ``alerts`` and ``late`` of every run.
 
     Raises:
         RuleSqlError: a statement was rejected.
@@ -565,25 +600,40 @@ def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,
     """
     import json  # noqa: PLC0415
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, rows in (("readings", readings), ("transactions", transactions)):
-        paths[name] = workdir / f"{name}.jsonl"
-        paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    out = {"alerts": workdir / "out_alerts", "rules_late": workdir / "out_late"}
-    stmt_set = build(t_env, cfg, rule,
-                     {k: file_options(paths[k]) for k in ("readings", "transactions")},
-                     {k: file_options(v) for k, v in out.items()}, database=database)
+    stmt_set = t_env.create_statement_set()
+    outs = []
+    for i, run in enumerate(runs):
+        run.workdir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, rows in (("readings", run.readings), ("transactions", run.transactions)):
+            paths[name] = run.workdir / f"{name}.jsonl"
+            paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        out = {"alerts": run.workdir / "out_alerts", "rules_late": run.workdir / "out_late"}
+        outs.append(out)
+        build(t_env, cfg, run.rule, {k: file_options(paths[k]) for k in ("readings", "transactions")},
+              {k: file_options(v) for k, v in out.items()},
+              database=run.database or f"run{i}_{run.rule.rule_id}", statement_set=stmt_set)
     try:
         stmt_set.execute().wait()
     except Exception as exc:  # noqa: BLE001 - py4j error types vary
-        raise JobError(f"rule {rule.rule_id} failed on bounded input: {_flink_message(exc)}") from exc
+        raise JobError(f"bounded rule job failed: {_flink_message(exc)}") from exc
 
     def read(d: Path) -> list[dict]:
         files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
         return [json.loads(line) for p in files for line in p.read_text(encoding="utf-8").splitlines() if line]
 
-    return read(out["alerts"]), read(out["rules_late"])
+    for run, out in zip(runs, outs):
+        run.alerts, run.late = read(out["alerts"]), read(out["rules_late"])
+
+
+def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,
+                readings: Sequence[Mapping[str, Any]] = (),
+                transactions: Sequence[Mapping[str, Any]] = (),
+                database: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Run one rule on bounded inputs; returns ``(alerts, late records)`` (see run_bounded_many)."""
+    run = BoundedRun(rule, workdir, readings, transactions, database or "")
+    run_bounded_many(t_env, cfg, [run])
+    return run.alerts, run.late
 
 
 # ---------------------------------------------------------------------------- calibration

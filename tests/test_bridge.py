@@ -54,7 +54,9 @@ def wait_subscribed(port: int, b: Bridge) -> None:
 
 def test_valid_and_invalid_messages_each_reach_one_topic_and_are_acked(broker):
     fake = FakeProducer(auto=True)
-    b = start_bridge(settings(broker.port), fake)
+    b = Bridge(settings(broker.port), producer_factory=fake.factory)
+    b.start()
+    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
     wait_subscribed(broker.port, b)
     base = b.stats()["received"]
     pub = Publisher(broker.port)
@@ -72,6 +74,7 @@ def test_valid_and_invalid_messages_each_reach_one_topic_and_are_acked(broker):
     poll(lambda: b.stats()["acked"] >= base + len(cases), 15, "all acked")
     pub.close()
     st = b.stats()
+    assert st["subscribed"] == 1 and st["connects"] == 1
     assert st["received"] == base + len(cases)
     assert st["forwarded"] + st["dead_lettered"] == st["received"] == st["acked"]
     assert st["pending"] == 0 and st["kafka_errors"] == 0
@@ -239,3 +242,25 @@ def test_stats_file_is_written(broker, tmp_path):
 def test_max_inflight_must_fit_receive_maximum():
     with pytest.raises(ValueError):
         Bridge(settings(1, max_inflight=0), producer_factory=FakeProducer().factory)
+
+
+def test_replayer_publishes_through_the_bridge_without_dead_letters(broker):
+    from iotflink.replay import build_messages, publish  # noqa: PLC0415
+
+    fake = FakeProducer(auto=True)
+    b = Bridge(settings(broker.port), producer_factory=fake.factory)
+    b.start()
+    poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
+    wait_subscribed(broker.port, b)
+    n = b.stats()["acked"]
+    msgs = build_messages(["nab", "femto", "occupancy"], limit=100, delay_fraction=0.1, delay_ms=5000, seed=1)
+    summary = publish(msgs, "127.0.0.1", broker.port, window=50)
+    assert summary["acked"] == summary["total"] == 300
+    assert summary["published"] == {"nab-machine": 100, "femto-b1_1": 100, "occupancy-office": 100}
+    poll(lambda: b.stats()["acked"] >= n + 300, 15, "replay forwarded")
+    st = b.stats()
+    assert st["forwarded"] == n + 300 and st["dead_lettered"] == 0
+    got = [(json.loads(v)["device_id"], json.loads(v)["seq"]) for t, _k, v, _f in fake.records
+           if t == "sensor-readings" and not json.loads(v)["device_id"].startswith("probe")]
+    assert got == [(m.device_id, m.seq) for m in msgs]  # one client, QoS 1: publish order kept
+    b.stop()

@@ -15,7 +15,7 @@ import json
 import pytest
 
 from iotflink.settings import RulesSettings
-from jobs.rules import alert_id, discover_rules, local_env, parse_rule_file, run_bounded, split_statements
+from jobs.rules import BoundedRun, alert_id, discover_rules, local_env, parse_rule_file, run_bounded_many, split_statements
 from iotflink.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.minicluster
@@ -28,21 +28,30 @@ BOUND = CFG.out_of_orderness_ms  # 10 s
 
 
 @pytest.fixture(scope="module")
-def t_env():
-    """One TableEnvironment (one JVM) for the module; every rule builds in its own database."""
-    return local_env()
-
-
-def _run(t_env, tmp_path_factory, rule_id, readings=(), transactions=()):
-    rule = parse_rule_file(RULES_DIR / f"{rule_id}.sql")
-    work = tmp_path_factory.mktemp(rule_id)
-    alerts, late = run_bounded(t_env, CFG, rule, work, readings=readings, transactions=transactions,
-                               database=f"t_{rule_id}")
-    for a in alerts:  # every alert carries its deterministic id
-        assert a["alert_id"] == alert_id(a["rule_id"], a["alert_key"], [e["ts_ms"] for e in a["events"]])
-        assert a["detection_ms"] == max(e["ts_ms"] for e in a["events"])
-        assert isinstance(json.loads(a["details"]), dict)
-    return alerts, late
+def results(tmp_path_factory):
+    """Run the four rules on their crafted inputs in ONE MiniCluster job; rule id -> BoundedRun."""
+    t_env = local_env()
+    runs = {}
+    for rule_id, build_case in (("bearing_failure", _bearing_case), ("card_failed_burst", _failed_burst_case),
+                                ("card_address_change", _address_change_case), ("card_velocity", _velocity_case)):
+        rows, expected = build_case()
+        run = BoundedRun(parse_rule_file(RULES_DIR / f"{rule_id}.sql"), tmp_path_factory.mktemp(rule_id),
+                         database=f"t_{rule_id}")
+        if rule_id == "bearing_failure":
+            run.readings = rows
+        else:
+            run.transactions = rows
+        runs[rule_id] = (run, expected)
+    run_bounded_many(t_env, CFG, [r for r, _ in runs.values()])
+    for run, _ in runs.values():
+        for a in run.alerts:  # every alert carries its deterministic id
+            assert a["rule_id"] == run.rule.rule_id
+            assert a["alert_id"] == alert_id(a["rule_id"], a["alert_key"], [e["ts_ms"] for e in a["events"]])
+            assert a["detection_ms"] == max(e["ts_ms"] for e in a["events"])
+            assert isinstance(json.loads(a["details"]), dict)
+        for rec in run.late:
+            assert rec["rule_id"] == run.rule.rule_id
+    return runs
 
 
 def _by_key(alerts):
@@ -75,8 +84,8 @@ class _Device:
         return self._add(ts, {"temp_c": c})
 
 
-def _bearing_rows():
-    """Scenarios (device -> expected matched (spike, T0, R) times or None), rows in arrival order."""
+def _bearing_case():
+    """Rows in arrival order; expected: device -> matched (spike, T0, R) times or None, late seqs."""
     expected: dict[str, tuple[int, int, int] | None] = {}
     rows: list[dict] = []
     late_seqs: dict[str, int] = {}
@@ -148,12 +157,12 @@ def _bearing_rows():
     expected[d.id] = None
     late_seqs[d.id] = 20_000
     rows += d.rows
-    return rows, expected, late_seqs
+    return rows, (expected, late_seqs)
 
 
-def test_bearing_failure_crafted(t_env, tmp_path_factory):
-    rows, expected, late_seqs = _bearing_rows()
-    alerts, late = _run(t_env, tmp_path_factory, "bearing_failure", readings=rows)
+def test_bearing_failure_crafted(results):
+    run, (expected, late_seqs) = results["bearing_failure"]
+    alerts, late = run.alerts, run.late
     got = _by_key(alerts)
     for device, want in expected.items():
         assert got.get(device, []) == ([want] if want else []), device
@@ -192,7 +201,7 @@ def _t(n: int) -> int:
     return BASE + n * 6 * HOUR
 
 
-def test_card_failed_burst_crafted(t_env, tmp_path_factory):
+def _failed_burst_case():
     c = _Cards()
     s = 1000
     fail = "Bad PIN,"
@@ -221,7 +230,13 @@ def test_card_failed_burst_crafted(t_env, tmp_path_factory):
     c.add("late", _t(8) + 200 * s)
     late_row = c.add("late", _t(8) + 100 * s, errors=fail)  # 90 s behind the watermark
     c.add("late", _t(8) + 400 * s)
-    alerts, late = _run(t_env, tmp_path_factory, "card_failed_burst", transactions=c.rows)
+    return c.rows, late_row
+
+
+def test_card_failed_burst_crafted(results):
+    run, late_row = results["card_failed_burst"]
+    alerts, late = run.alerts, run.late
+    s, fail = 1000, "Bad PIN,"
     got = _by_key(alerts)
     m = [(_t(0), _t(0) + 60 * s, _t(0) + 120 * s)]
     assert got == {
@@ -235,7 +250,7 @@ def test_card_failed_burst_crafted(t_env, tmp_path_factory):
     assert json.loads(late[0]["record"])["errors"] == fail
 
 
-def test_card_address_change_crafted(t_env, tmp_path_factory):
+def _address_change_case():
     c = _Cards()
     m = 60_000
     c.add("match", _t(0), amount=800.0), c.add("match", _t(0) + m, "address_change", 0.0)
@@ -261,7 +276,13 @@ def test_card_address_change_crafted(t_env, tmp_path_factory):
     c.add("late", _t(8) + 5 * m, "refund", -10.0)
     c.rows.append(q)  # arrives after the refund at +5 min: 200 s behind the watermark
     c.add("late", _t(8) + 60 * m, amount=20.0)
-    alerts, late = _run(t_env, tmp_path_factory, "card_address_change", transactions=c.rows)
+    return c.rows, q
+
+
+def test_card_address_change_crafted(results):
+    run, q = results["card_address_change"]
+    alerts, late = run.alerts, run.late
+    m = 60_000
     assert _by_key(alerts) == {
         "match": [(_t(0), _t(0) + m, _t(0) + 10 * m)],
         "span_29m59s": [(_t(5), _t(5) + m, _t(5) + 30 * m - 1000)],
@@ -270,9 +291,15 @@ def test_card_address_change_crafted(t_env, tmp_path_factory):
     assert [(r["record_key"], r["seq"]) for r in late] == [("late", q["seq"])]
 
 
-def test_card_velocity_crafted(t_env, tmp_path_factory):
+def _tv(n: int) -> int:
+    """Velocity scenarios span 31 h: start them 2 days apart."""
+    return BASE + n * 48 * HOUR
+
+
+def _velocity_case():
     c = _Cards()
     s = 1000
+    _t = _tv
 
     def history(card: str, n: int) -> int:
         """25 purchases of 20 USD an hour apart: historical 5-min average 20 USD."""
@@ -305,10 +332,15 @@ def test_card_velocity_crafted(t_env, tmp_path_factory):
     c.add("late", t + 200 * s, "refund", -1.0)
     late_row = c.add("late", t + 100 * s, amount=40.0)  # 90 s behind the watermark
     c.add("late", t + 2 * HOUR, amount=20.0)
-    alerts, late = _run(t_env, tmp_path_factory, "card_velocity", transactions=c.rows)
+    return c.rows, late_row
+
+
+def test_card_velocity_crafted(results):
+    run, late_row = results["card_velocity"]
+    alerts, late = run.alerts, run.late
     got = _by_key(alerts)
-    t_match = _t(0) + 30 * HOUR + 120 * s
-    t_ooo = _t(5) + 30 * HOUR + 120 * s
+    t_match = _tv(0) + 30 * HOUR + 120_000
+    t_ooo = _tv(5) + 30 * HOUR + 120_000
     assert got == {"match": [(t_match,)], "out_of_order": [(t_ooo,)]}
     (a,) = [a for a in alerts if a["alert_key"] == "match"]
     details = json.loads(a["details"])
@@ -332,5 +364,5 @@ def test_split_statements_keeps_lines_and_statement_sets():
     sql = "-- c\nSET 'a' = 'b';\n\nCREATE VIEW v AS SELECT ';' AS x; -- ;\nEXECUTE STATEMENT SET\nBEGIN\n" \
           "INSERT INTO t SELECT 1;\nINSERT INTO u SELECT 2;\nEND;\n"
     stmts = split_statements(sql)
-    assert [(s.kind, s.line) for s in stmts] == [("set", 1), ("sql", 4), ("statement_set", 5)]
+    assert [(s.kind, s.line) for s in stmts] == [("set", 2), ("sql", 4), ("statement_set", 5)]
     assert [(i.line, i.body()) for i in stmts[2].inserts] == [(7, "INSERT INTO t SELECT 1"), (8, "INSERT INTO u SELECT 2")]

@@ -71,8 +71,17 @@ def _committed_lines(directory: Path) -> list[dict]:
 
 
 def _changelog_per_file(directory: Path) -> list[list[dict]]:
-    return [[json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-            for f in sorted(directory.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+    """Committed part files grouped per writing subtask, each group in writing order.
+
+    Part files are named ``part-<uuid>-<subtask>-<counter>``; a key is written by one subtask.
+    """
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for f in directory.rglob("part-*"):
+        if f.is_file():
+            head, subtask, counter = f.name.rsplit("-", 2)
+            groups.setdefault(f"{head}-{subtask}", []).append((int(counter), f))
+    return [[json.loads(x) for _, f in sorted(files) for x in f.read_text().splitlines() if x.strip()]
+            for _, files in sorted(groups.items())]
 
 
 def _final_aggregates(directory: Path) -> dict[tuple, dict]:
@@ -242,7 +251,6 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
         while time.monotonic() < deadline:
             final = _final_aggregates(tmp_path / "agg")
             if len(final) >= 2:
-                print("DEBUG fired after", time.monotonic() - deadline + 90)
                 break
             time.sleep(0.2)  # polling interval, not synchronisation
         assert {k[2] for k in final} >= {BASE, BASE + SIZE}, f"windows did not fire: {final}"
@@ -250,4 +258,4 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
         assert final[("d1", "temp", BASE + SIZE)]["count"] == 10
         assert ("d1", "temp", BASE + 2 * SIZE) not in final  # its end (BASE+30s) > watermark
     finally:
-        t0 = time.monotonic(); client.cancel().result(); print("DEBUG cancel", time.monotonic() - t0)
+        client.cancel().result()

@@ -48,17 +48,30 @@ class Writer {
     }
   }
   template <size_t K>
-  void lit(const char (&s)[K]) {
-    put(s, K - 1);
+  void lit(const char (&s)[K]) {  // constant size: the compiler inlines the copy
+    if (pos_ + (K - 1) < cap_) {
+      std::memcpy(buf_ + pos_, s, K - 1);
+      pos_ += K - 1;
+    } else {
+      overflow_ = true;
+    }
   }
   void str(const char* s) { put(s, std::strlen(s)); }
   void u64(uint64_t v) {
-    char tmp[24];
-    put(tmp, format_u64(v, tmp));
+    if (pos_ + 21 < cap_) {
+      pos_ += format_u64(v, buf_ + pos_);  // straight into the buffer
+    } else {
+      char tmp[24];
+      put(tmp, format_u64(v, tmp));
+    }
   }
   void num(float v) {
-    char tmp[32];
-    put(tmp, format_number(v, tmp));
+    if (pos_ + 33 < cap_) {
+      pos_ += format_number(v, buf_ + pos_);
+    } else {
+      char tmp[32];
+      put(tmp, format_number(v, tmp));
+    }
   }
   Status finish(size_t* len) {
     if (cap_ == 0 || overflow_) {
@@ -78,8 +91,7 @@ class Writer {
   bool overflow_ = false;
 };
 
-Status check(const char* device_id, const Message& m) {
-  if (!valid_device_id(device_id)) return Status::kInvalidArgument;
+Status check_message(const Message& m) {
   if (m.count == 0 || m.count > kMaxReadings) return Status::kInvalidArgument;
   if (m.ts < kMinEpochMs) return Status::kInvalidArgument;
   for (uint8_t i = 0; i < m.count; ++i) {
@@ -89,6 +101,11 @@ Status check(const char* device_id, const Message& m) {
     if (!std::isfinite(m.readings[i].value)) return Status::kNotFinite;
   }
   return Status::kOk;
+}
+
+Status check(const char* device_id, const Message& m) {
+  if (!valid_device_id(device_id)) return Status::kInvalidArgument;
+  return check_message(m);
 }
 
 }  // namespace
@@ -115,14 +132,37 @@ bool valid_device_id(const char* id) {
   return n >= 1;
 }
 
+namespace {
+const char kDigits2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+}  // namespace
+
 size_t format_u64(uint64_t v, char* out) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  static const uint64_t kPow[] = {10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+                                  10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+                                  100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+                                  100000000000000ULL, 1000000000000000ULL,
+                                  10000000000000000ULL, 100000000000000000ULL,
+                                  1000000000000000000ULL, 10000000000000000000ULL};
+  size_t n = 1;
+  while (n < 20 && v >= kPow[n - 1]) ++n;  // digit count
+  char* p = out + n;
+  while (v >= 100) {  // two digits per division
+    const unsigned r = static_cast<unsigned>(v % 100);
+    v /= 100;
+    p -= 2;
+    p[0] = kDigits2[2 * r];
+    p[1] = kDigits2[2 * r + 1];
+  }
+  if (v >= 10) {
+    p -= 2;
+    p[0] = kDigits2[2 * v];
+    p[1] = kDigits2[2 * v + 1];
+  } else {
+    *--p = static_cast<char>('0' + v);
+  }
   return n;
 }
 
@@ -193,13 +233,22 @@ void put_drops_json(Writer& w, const DropCounters& d) {
 
 }  // namespace
 
-Status encode_json(const char* device_id, const Message& m, const DropCounters* drops, char* buf,
-                   size_t cap, size_t* len) {
-  const Status st = check(device_id, m);
+size_t render_drops_json(const DropCounters& d, char* out) {
+  Writer w(out, 128);
+  put_drops_json(w, d);
+  size_t len = 0;
+  w.finish(&len);
+  return len;
+}
+
+Status encode_json_trusted(const char* device_id, size_t id_len, const Message& m,
+                           const char* drops_json, size_t drops_len, char* buf, size_t cap,
+                           size_t* len) {
+  const Status st = check_message(m);
   if (st != Status::kOk) return st;
   Writer w(buf, cap);
   w.lit("{\"device_id\":\"");
-  w.str(device_id);
+  w.put(device_id, id_len);
   w.lit("\",\"seq\":");
   w.u64(m.seq);
   w.lit(",\"ts\":");
@@ -213,9 +262,18 @@ Status encode_json(const char* device_id, const Message& m, const DropCounters* 
     w.num(m.readings[i].value);
   }
   w.put('}');
-  if (drops != nullptr) put_drops_json(w, *drops);
+  if (drops_json != nullptr) w.put(drops_json, drops_len);
   w.put('}');
   return w.finish(len);
+}
+
+Status encode_json(const char* device_id, const Message& m, const DropCounters* drops, char* buf,
+                   size_t cap, size_t* len) {
+  if (!valid_device_id(device_id)) return Status::kInvalidArgument;
+  char dj[128];
+  const size_t dl = drops != nullptr ? render_drops_json(*drops, dj) : 0;
+  return encode_json_trusted(device_id, std::strlen(device_id), m, drops != nullptr ? dj : nullptr,
+                             dl, buf, cap, len);
 }
 
 Status encode_senml(const char* device_id, const Message& m, const DropCounters* drops, char* buf,

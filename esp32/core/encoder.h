@@ -37,6 +37,18 @@ Status encode_json(const char* device_id, const Message& m, const DropCounters* 
 Status encode_senml(const char* device_id, const Message& m, const DropCounters* drops, char* buf,
                     size_t cap, size_t* len);
 
+/// Renders the "drops" member (`,"drops":{...}`) into out (at least 128 bytes); returns the
+/// length. Used by callers that cache it between payloads (drops change rarely).
+size_t render_drops_json(const DropCounters& d, char* out);
+
+/// Fast path of encode_json for callers that validated device_id once (Node::init) and cache
+/// the rendered drops member: no per-message id validation, drops copied verbatim
+/// (drops_json may be nullptr / drops_len 0 for none). Same errors as encode_json except
+/// that an invalid id is not detected.
+Status encode_json_trusted(const char* device_id, size_t id_len, const Message& m,
+                           const char* drops_json, size_t drops_len, char* buf, size_t cap,
+                           size_t* len);
+
 /// Dispatches on fmt.
 Status encode(PayloadFormat fmt, const char* device_id, const Message& m,
               const DropCounters* drops, char* buf, size_t cap, size_t* len);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "detectors.h"
 #include "encoder.h"
@@ -80,6 +81,8 @@ class Node {
       return Status::kInvalidArgument;
     }
     cfg_ = cfg;
+    id_len_ = std::strlen(cfg.device_id);
+    drops_len_ = 0;
     clock_ = EventClock(cfg.clock_jump_threshold_ms);
     for (auto& s : slot_) s = kNone;
     for (size_t i = 0; i < n; ++i) {
@@ -162,10 +165,18 @@ class Node {
     return Status::kOk;
   }
 
-  /// Encodes m in the configured format with the current drop counters.
-  Status encode(const Message& m, char* buf, size_t cap, size_t* len) const {
+  /// Encodes m in the configured format with the current drop counters. The device id was
+  /// validated by init(); the JSON "drops" member is re-rendered only when a counter changed.
+  Status encode(const Message& m, char* buf, size_t cap, size_t* len) {
     const DropCounters d = drops();
-    return fw::encode(cfg_.format, cfg_.device_id, m, &d, buf, cap, len);
+    if (cfg_.format == PayloadFormat::kSenml) {
+      return encode_senml(cfg_.device_id, m, &d, buf, cap, len);
+    }
+    if (drops_len_ == 0 || std::memcmp(&d, &drops_cached_, sizeof(d)) != 0) {
+      drops_cached_ = d;
+      drops_len_ = render_drops_json(d, drops_json_);
+    }
+    return encode_json_trusted(cfg_.device_id, id_len_, m, drops_json_, drops_len_, buf, cap, len);
   }
 
   /// Cumulative drop counters since boot (reported in every payload).
@@ -248,6 +259,10 @@ class Node {
   NodeEvents events_;
   uint32_t invalid_ = 0;
   uint32_t storage_errors_ = 0;
+  size_t id_len_ = 0;
+  DropCounters drops_cached_;
+  char drops_json_[128] = {};
+  size_t drops_len_ = 0;
 };
 
 }  // namespace fw

@@ -25,9 +25,8 @@ class Outbox {
   /// Queues m (its flags are cleared). kOk, or kDroppedOldest when the oldest was dropped
   /// (dropped() grows; if it was in flight, its later ack is ignored).
   Status push(const Message& m) {
-    Message c = m;
-    c.flags = 0;
-    const Status st = q_.push(c);
+    const Status st = q_.push(m);
+    q_.back().flags = 0;
     if (st == Status::kDroppedOldest && unsent_ > 0) --unsent_;
     return st;
   }

@@ -14,6 +14,8 @@
 --   alert when R is less than within_s after S (Flink WITHIN: the match must end less than
 --   60 s after its first event; a rise at 60 s or later does not match).
 --   AFTER MATCH SKIP TO NEXT ROW: every spike is judged on its own, one alert per spike at most.
+--   Flink emits a completed match only when no earlier-starting partial match is open, so an
+--   alert can wait up to 60 s behind an earlier spike's undecided match.
 -- param: baseline_snapshots = 560 snapshots. Source: FEMTO Bearing1_1 has 2803 snapshots;
 --   its first fifth (560, about 93 min at 10 s) is the reference period of data/README
 --   ("3x the mean of the run's first fifth"); baseline there = 0.3786 g.
@@ -81,6 +83,10 @@ MATCH_RECOGNIZE (
     S AS S.vib_n > 560 AND S.h_rms_g > 3.0 * S.baseline_g,
     V AS V.temp_c IS NULL,
     T0 AS T0.temp_c IS NOT NULL,
+    -- X and R exclude each other, so R is the first rise: with a reluctant X alone, Flink CEP
+    -- keeps the branch where X also took the first rise, and while an earlier spike's
+    -- partial match holds completed matches back, that branch can complete later and win.
+    X AS X.temp_c IS NULL OR X.temp_c < T0.temp_c + 0.3,
     R AS R.temp_c >= T0.temp_c + 0.3
 );
 
