@@ -46,12 +46,16 @@ import hashlib
 import logging
 import re
 import string
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from iotflink.errors import JobError
-from iotflink.settings import PROJECT_ROOT, RulesSettings
+if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iotflink.errors import JobError  # noqa: E402
+from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +441,8 @@ def _flink_message(exc: BaseException) -> str:
     text = str(exc)
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.startswith(("at ", "org.apache.flink.api.python.shaded")):
+        if line and not line.startswith(("at ", "org.apache.flink.api.python.shaded", "An error occurred while calling",
+                                         "Traceback", "File ")):
             # py4j wraps the Java message as "...Exception: <message>"
             return re.sub(r"^(?:[\w.$]+(?:Exception|Error):\s*)+", "", line)
     return text[:300]
@@ -717,6 +722,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())
