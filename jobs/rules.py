@@ -444,7 +444,7 @@ def _flink_message(exc: BaseException) -> str:
         if line and not line.startswith(("at ", "org.apache.flink.api.python.shaded", "An error occurred while calling",
                                          "Traceback", "File ")):
             # py4j wraps the Java message as "...Exception: <message>"
-            return re.sub(r"^(?:[\w.$]+(?:Exception|Error):\s*)+", "", line)
+            return re.sub(r"^(?::\s*|[\w.$]+(?:Exception|Error):\s*)+", "", line)
     return text[:300]
 
 
@@ -458,7 +458,8 @@ def _run(path: Path, stmt: Statement, fn, *args):
         line, col = (stmt.line, 1)
         if m:
             line, col = stmt.line + int(m.group(1)) - 1, int(m.group(2))
-        msg = _flink_message(exc)
+        msg = _POS_RE.sub(lambda p: f"line {stmt.line + int(p.group(1)) - 1}, column {p.group(2)}",
+                          _flink_message(exc))
         # the root cause usually says what is wrong; keep it when it differs
         causes = re.findall(r"Caused by: [\w.$]+: (.*)", full)
         if causes and causes[-1] not in msg:
