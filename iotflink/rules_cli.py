@@ -14,6 +14,9 @@ Dispatched by ``python -m iotflink.cli rules ...`` (``main(argv)``), or run dire
   ``/jobs/overview``).
 - ``stop RULE [--savepoint DIR]``: cancel the rule's running job, or stop it with a
   savepoint.
+- ``alerts [--ground-truth F] [--wait-s S]``: summarise the alerts topic by rule; with the
+  transaction replayer's ground truth, poll until every injected scenario's alert id is
+  there (exit 1 if some are still missing after S seconds). For ``make demo``.
 - ``render-ddl RULE``: print the DDL, filled for RULE's Kafka wiring and the cluster, for the
   stock SQL client (below).
 
@@ -44,6 +47,11 @@ Run a rule in the stock Flink SQL client (the same file `rules deploy` submits):
     .venv/bin/python -m iotflink.cli rules render-ddl bearing_failure > .run/sql/init-bearing_failure.sql
     FLINK_CONF_DIR=.run/flink/conf .venv/lib/python3.11/site-packages/pyflink/bin/sql-client.sh \\
         -i .run/sql/init-bearing_failure.sql -f sql/rules/bearing_failure.sql
+
+The stock client needs flink-sql-gateway-2.2.1.jar (Maven Central,
+org.apache.flink:flink-sql-gateway:2.2.1) in $FLINK_HOME/opt, which the apache-flink wheel
+does not ship; setup puts it there. Without it sql-client.sh fails with
+NoClassDefFoundError: org/apache/flink/table/gateway/service/context/DefaultContext.
 
 The init file (-i) holds the DDL of sql/ddl.sql with the Kafka bootstrap servers, topics and
 group ids filled in from the IOTFLINK_* settings, plus the cluster's REST address; the rule
@@ -187,6 +195,56 @@ def render_ddl_for_client(cfg: RulesSettings, rule_id: str) -> str:
     return head + render_ddl(cfg, kafka_options(cfg, rule_id))
 
 
+def summarize_alerts(alerts: Sequence[dict], truth: dict | None) -> tuple[list[str], list[dict]]:
+    """Report lines for alert records (dicts of the alerts topic's values), and the injected
+    scenarios of ``truth`` (the replayer's ground truth) that no alert matches yet."""
+    by_rule: dict[str, set[str]] = {}
+    for a in alerts:
+        by_rule.setdefault(a["rule_id"], set()).add(a["alert_id"])
+    lines = [f"{len(alerts)} alert records, {sum(map(len, by_rule.values()))} distinct ids"]
+    lines += [f"  {rule:<24} {len(ids)}" for rule, ids in sorted(by_rule.items())]
+    missing: list[dict] = []
+    if truth is not None:
+        found = set().union(*by_rule.values()) if by_rule else set()
+        scenarios = truth.get("scenarios", [])
+        missing = [sc for sc in scenarios if sc["expected_alert_id"] not in found]
+        expected = {sc["expected_alert_id"] for sc in scenarios}
+        lines.append(f"injected scenarios found: {len(scenarios) - len(missing)}/{len(scenarios)}")
+        lines += [f"  MISSING {sc['scenario_id']} ({sc['rule_id']}, card {sc['card_id']})" for sc in missing]
+        others = {rule: len(ids - expected) for rule, ids in by_rule.items() if ids - expected}
+        if others:
+            lines.append("other alerts (natural data; card_velocity: spend bursts of TabFormer user 0): "
+                         + ", ".join(f"{r} {n}" for r, n in sorted(others.items())))
+    return lines, missing
+
+
+def show_alerts(cfg: RulesSettings, truth_path: Path | None, wait_s: float, sample: int = 3,
+                out=sys.stdout, read=None) -> int:
+    """Print the alerts topic by rule; with a ground truth, poll until every injected
+    scenario has its alert or ``wait_s`` passed. Returns 1 if scenarios are still missing."""
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    if read is None:
+        from iotflink.kafka_io import read_topic  # noqa: PLC0415
+
+        def read():
+            return [r["value"] for r in read_topic(cfg.kafka_bootstrap, cfg.topics.alerts) if r["value"]]
+    truth = json.loads(truth_path.read_text(encoding="utf-8")) if truth_path else None
+    deadline = time.monotonic() + wait_s
+    while True:
+        alerts = read()
+        lines, missing = summarize_alerts(alerts, truth)
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(2.0)  # polling the topic for the condition, not a fixed wait
+    for line in lines:
+        print(line, file=out)
+    for a in alerts[:sample]:
+        print("  " + json.dumps({k: a[k] for k in ("rule_id", "alert_key", "detection_ms", "events")}), file=out)
+    return 1 if missing else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``rules``."""
     p = argparse.ArgumentParser(prog="iotflink rules", description=__doc__.splitlines()[0])
@@ -202,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render-ddl", help="print the SQL client init file for a rule")
     r.add_argument("rule")
     sub.add_parser("howto", help="print how to run the rules in the stock SQL client")
+    a = sub.add_parser("alerts", help="summarise the alerts topic (and check the replay's ground truth)")
+    a.add_argument("--ground-truth", type=Path, help="the transaction replayer's ground truth JSON")
+    a.add_argument("--wait-s", type=float, default=0.0, help="poll until every injected scenario is found")
     return p
 
 
@@ -219,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_rules(cfg)
         if args.action == "stop":
             return stop(cfg, args.rule, args.savepoint)
+        if args.action == "alerts":
+            return show_alerts(cfg, args.ground_truth, args.wait_s)
         if args.action == "render-ddl":
             print(render_ddl_for_client(cfg, args.rule))
             return 0

@@ -651,7 +651,7 @@ def calibrate(k_values: Sequence[float] = (2.5, 3.0, 4.0),
               rises_c: Sequence[float] = (0.3, 0.5, 1.0), baseline_snapshots: int = 560) -> dict[str, Any]:
     """Figures behind the thresholds of the rule headers.
 
-    Bearing: on FEMTO Bearing1_1 (snapshots in time order; the clock-fault snapshot 2121,
+    Bearing: on FEMTO Bearing1_1 (snapshots in time order; the clock-fault snapshots 2121-2122,
     about 6 h early, dropped as a late event would be), the baseline (mean h_rms_g of the
     first ``baseline_snapshots``), and for each spike multiple k and rise X (degrees C): the
     spikes, how many are followed by a rise of X within 60 s (from the first temperature

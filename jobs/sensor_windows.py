@@ -21,9 +21,10 @@ instance's watermark is the minimum over its input channels, and each channel ca
 watermarks the upstream operator forwarded before the record, so it is never ahead of the
 watermark the flag saw: a record the flag lets through is never dropped by the window. The
 source runs with ``source_parallelism`` 1 (default): a single watermark generator, with
-per-partition watermarks and idleness inside the Kafka source, so no idle/active switch of a
-parallel source instance can move the window's watermark past the flag's
-(see ``docs``/the report of the window job). ``tests/test_sensor_windows.py`` counts it.
+per-partition watermarks and idleness inside the Kafka source, whose combined watermark never
+goes back. (With several source instances, one that was idle and becomes active again is
+ignored by the window's watermark until it catches up: its records could then be judged
+on time by the flag and dropped by the window.) ``tests/test_sensor_windows.py`` counts it.
 
 Submit to the standalone cluster (from the project root, with the stack's configuration)::
 

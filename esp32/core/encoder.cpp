@@ -21,12 +21,22 @@ static_assert(sizeof(kSensorNames) / sizeof(kSensorNames[0]) ==
 static_assert(sizeof(kSenmlUnits) / sizeof(kSenmlUnits[0]) == static_cast<size_t>(Sensor::kCount),
               "one unit per sensor");
 
+/// A reading's JSON member name with quotes and colon ("temp_c":), padded so it can be copied
+/// with one fixed-size copy; len = used characters.
+struct NameLit {
+  char s[24];
+  uint8_t len;
+};
+const NameLit kNameLits[] = {{"\"temp\":", 7},          {"\"temp_c\":", 9},
+                             {"\"h_rms_g\":", 10},      {"\"v_rms_g\":", 10},
+                             {"\"peak_abs_g\":", 13},   {"\"humidity_pct\":", 15},
+                             {"\"light_lux\":", 12},    {"\"co2_ppm\":", 10},
+                             {"\"humidity_ratio\":", 17}};
+static_assert(sizeof(kNameLits) / sizeof(kNameLits[0]) == static_cast<size_t>(Sensor::kCount),
+              "one member name per sensor");
+
 const double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4,  1e5,  1e6,
                          1e7, 1e8, 1e9, 1e10, 1e11, 1e12};
-const uint64_t kPow10U[] = {1ULL,         10ULL,         100ULL,        1000ULL,
-                            10000ULL,     100000ULL,     1000000ULL,    10000000ULL,
-                            100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL,
-                            1000000000000ULL};
 
 /// Appends to a fixed buffer; remembers overflow instead of failing each call.
 class Writer {
@@ -73,6 +83,7 @@ class Writer {
       put(tmp, format_number(v, tmp));
     }
   }
+  void name(const NameLit& n) { put(n.s, n.len); }
   Status finish(size_t* len) {
     if (cap_ == 0 || overflow_) {
       if (cap_ > 0) buf_[0] = '\0';
@@ -89,6 +100,38 @@ class Writer {
   size_t cap_;
   size_t pos_ = 0;
   bool overflow_ = false;
+};
+
+/// Writer without bounds checks, for a buffer known to hold the worst case (json_bound()).
+/// Fixed-size copies may write a few bytes past the text; the bound includes them.
+class RawWriter {
+ public:
+  explicit RawWriter(char* buf) : start_(buf), p_(buf) {}
+  void put(char c) { *p_++ = c; }
+  void put(const char* s, size_t n) {
+    std::memcpy(p_, s, n);
+    p_ += n;
+  }
+  template <size_t K>
+  void lit(const char (&s)[K]) {
+    std::memcpy(p_, s, K - 1);
+    p_ += K - 1;
+  }
+  void u64(uint64_t v) { p_ += format_u64(v, p_); }
+  void num(float v) { p_ += format_number(v, p_); }
+  void name(const NameLit& n) {
+    std::memcpy(p_, n.s, sizeof(n.s));
+    p_ += n.len;
+  }
+  Status finish(size_t* len) {
+    *p_ = '\0';
+    if (len != nullptr) *len = static_cast<size_t>(p_ - start_);
+    return Status::kOk;
+  }
+
+ private:
+  char* start_;
+  char* p_;
 };
 
 Status check_message(const Message& m) {
@@ -137,82 +180,141 @@ const char kDigits2[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
+const uint64_t kPow10U64[] = {1ULL,
+                              10ULL,
+                              100ULL,
+                              1000ULL,
+                              10000ULL,
+                              100000ULL,
+                              1000000ULL,
+                              10000000ULL,
+                              100000000ULL,
+                              1000000000ULL,
+                              10000000000ULL,
+                              100000000000ULL,
+                              1000000000000ULL,
+                              10000000000000ULL,
+                              100000000000000ULL,
+                              1000000000000000ULL,
+                              10000000000000000ULL,
+                              100000000000000000ULL,
+                              1000000000000000000ULL,
+                              10000000000000000000ULL};
+// floor(e2 * log10(2)) for e2 = -17 .. 23: the decimal exponent estimate of a float with binary
+// exponent e2 (the true floor(log10 v) is this or one more).
+const int8_t kLog10Of2Pow[] = {-6, -5, -5, -5, -4, -4, -4, -4, -3, -3, -3, -2, -2, -2,
+                               -1, -1, -1, 0,  0,  0,  0,  1,  1,  1,  2,  2,  2,  3,
+                               3,  3,  3,  4,  4,  4,  5,  5,  5,  6,  6,  6,  6};
+static_assert(sizeof(kLog10Of2Pow) == 41, "e2 = -17 .. 23");
+
+inline void put2(char* p, uint32_t r) { std::memcpy(p, kDigits2 + 2 * r, 2); }
+
+/// Decimal digits of v (1 for 0): bit length -> estimate (1233/4096 ~ log10 2), one compare.
+inline size_t count_digits(uint64_t v) {
+#if defined(__GNUC__)
+  const int bits = 64 - __builtin_clzll(v | 1);
+  const int t = (bits * 1233) >> 12;  // floor(log10 v) or one more
+  return static_cast<size_t>(t) + 1 - ((v | 1) < kPow10U64[t] ? 1 : 0);
+#else
+  size_t n = 1;
+  while (n < 20 && v >= kPow10U64[n]) ++n;
+  return n;
+#endif
+}
+
+/// Rare magnitudes (|v| >= 1e7 or < 1e-5), v > 0: integer digits below 1e9 (as 7 significant
+/// digits would need an exponent), exponent notation via snprintf otherwise.
+size_t format_rare(double v, char* out) {
+  if (v >= 1e7 && v < 1e9) return format_u64(static_cast<uint64_t>(v + 0.5), out);
+  const int k = std::snprintf(out, 24, "%.7g", v);
+  return k > 0 ? static_cast<size_t>(k) : 0;
+}
+
 }  // namespace
 
 size_t format_u64(uint64_t v, char* out) {
-  static const uint64_t kPow[] = {10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-                                  10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-                                  100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-                                  100000000000000ULL, 1000000000000000ULL,
-                                  10000000000000000ULL, 100000000000000000ULL,
-                                  1000000000000000000ULL, 10000000000000000000ULL};
-  size_t n = 1;
-  while (n < 20 && v >= kPow[n - 1]) ++n;  // digit count
+  const size_t n = count_digits(v);
   char* p = out + n;
-  while (v >= 100) {  // two digits per division
-    const unsigned r = static_cast<unsigned>(v % 100);
-    v /= 100;
-    p -= 2;
-    p[0] = kDigits2[2 * r];
-    p[1] = kDigits2[2 * r + 1];
+  while (v >= 100000000ULL) {  // 8 digits per 64-bit division, then 32-bit pairs
+    const uint64_t q = v / 100000000ULL;
+    uint32_t lo = static_cast<uint32_t>(v - q * 100000000ULL);
+    v = q;
+    for (int i = 0; i < 4; ++i) {
+      p -= 2;
+      put2(p, lo % 100);
+      lo /= 100;
+    }
   }
-  if (v >= 10) {
+  uint32_t w = static_cast<uint32_t>(v);
+  while (w >= 100) {
     p -= 2;
-    p[0] = kDigits2[2 * v];
-    p[1] = kDigits2[2 * v + 1];
+    put2(p, w % 100);
+    w /= 100;
+  }
+  if (w >= 10) {
+    put2(p - 2, w);
   } else {
-    *--p = static_cast<char>('0' + v);
+    p[-1] = static_cast<char>('0' + w);
   }
   return n;
 }
 
 size_t format_number(float vf, char* out) {
   if (!std::isfinite(vf)) return 0;
-  double v = vf;
-  if (v == 0.0) {
+  if (vf == 0.0f) {
     out[0] = '0';
     return 1;
   }
   size_t n = 0;
+  double v = vf;
   if (v < 0) {
     out[n++] = '-';
     v = -v;
   }
-  if (v < 1e-5 || v >= 1e9) {
-    // rare: exponent notation via snprintf ("1.5e-06" is a valid JSON number)
-    const int k = std::snprintf(out + n, 24, "%.7g", v);
-    return k > 0 ? n + static_cast<size_t>(k) : 0;
+  if (v < 1e-5 || v >= 1e7) return n + format_rare(v, out + n);
+  // e10 = floor(log10 v) in [-5, 6], from the float's binary exponent (v >= 1e-5 is normal)
+  uint32_t bits;
+  std::memcpy(&bits, &vf, sizeof(bits));
+  int e10 = kLog10Of2Pow[static_cast<int>((bits >> 23) & 0xFFu) - 127 + 17];
+  // t = v * 10^(6 - e10) is exact in double (24-bit v times 5^k <= 5^12 fits in 53 bits), so
+  // the comparison settles e10 exactly and t lands in [1e6, 1e7)
+  double t = v * kPow10[6 - e10];
+  if (t >= 1e7) {
+    ++e10;
+    t = v * kPow10[6 - e10];
   }
-  // decimals so that 7 significant digits remain: 6 - floor(log10(v)), clamped to >= 0
-  int dec;
-  if (v >= 1.0) {
-    int e = 0;
-    while (e < 8 && v >= kPow10[e + 1]) ++e;
-    dec = e >= 6 ? 0 : 6 - e;
-  } else {
-    int neg = 1;  // v in [10^-neg, 10^-(neg-1))
-    while (neg < 5 && v * kPow10[neg] < 1.0) ++neg;
-    dec = 6 + neg;
+  uint32_t d = static_cast<uint32_t>(t + 0.5);  // 7 significant digits, ties away from zero
+  if (d >= 10000000u) {  // rounded up to the next power of ten
+    d = 1000000u;
+    ++e10;
   }
-  const uint64_t scaled = static_cast<uint64_t>(v * kPow10[dec] + 0.5);
-  const uint64_t p10 = kPow10U[dec];
-  const uint64_t ip = scaled / p10;
-  uint64_t fp = scaled % p10;
-  n += format_u64(ip, out + n);
-  if (fp != 0) {
-    int digits = dec;
-    while (fp % 10 == 0) {  // trim trailing zeros
-      fp /= 10;
-      --digits;
-    }
-    out[n++] = '.';
-    for (int i = digits - 1; i >= 0; --i) {
-      out[n + static_cast<size_t>(i)] = static_cast<char>('0' + fp % 10);
-      fp /= 10;
-    }
-    n += static_cast<size_t>(digits);
+  char dg[16] = {};  // the 7 digits, then zero padding for the fixed-size copies below
+  dg[0] = static_cast<char>('0' + d / 1000000u);
+  uint32_t r = d % 1000000u;
+  put2(dg + 1, r / 10000u);
+  r %= 10000u;
+  put2(dg + 3, r / 100u);
+  put2(dg + 5, r % 100u);
+  size_t sig = 7;  // significant digits without trailing zeros
+  while (sig > 1 && dg[sig - 1] == '0') --sig;
+  char* o = out + n;
+  if (e10 >= 6) {  // integer of 7 or 8 digits
+    std::memcpy(o, dg, 8);
+    if (e10 == 7) o[7] = '0';
+    return n + static_cast<size_t>(e10) + 1;
   }
-  return n;
+  if (e10 >= 0) {  // ddd[.ddd]
+    const size_t ip = static_cast<size_t>(e10) + 1;
+    std::memcpy(o, dg, 8);
+    if (sig <= ip) return n + ip;
+    o[ip] = '.';
+    std::memcpy(o + ip + 1, dg + ip, 8);
+    return n + sig + 1;
+  }
+  const size_t z = static_cast<size_t>(-e10 - 1);  // 0.000ddd: z zeros after the point
+  std::memcpy(o, "0.000000", 8);
+  std::memcpy(o + 2 + z, dg, 8);
+  return n + 2 + z + sig;
 }
 
 namespace {
@@ -241,30 +343,73 @@ size_t render_drops_json(const DropCounters& d, char* out) {
   return len;
 }
 
-Status encode_json_trusted(const char* device_id, size_t id_len, const Message& m,
-                           const char* drops_json, size_t drops_len, char* buf, size_t cap,
-                           size_t* len) {
-  const Status st = check_message(m);
-  if (st != Status::kOk) return st;
-  Writer w(buf, cap);
-  w.lit("{\"device_id\":\"");
-  w.put(device_id, id_len);
-  w.lit("\",\"seq\":");
+namespace {
+
+/// One pass over the message: head, seq, ts, readings, tail, closing brace.
+template <class W>
+void json_body(W& w, const char* head, size_t head_len, const Message& m, const char* tail,
+               size_t tail_len) {
+  w.put(head, head_len);
   w.u64(m.seq);
   w.lit(",\"ts\":");
   w.u64(static_cast<uint64_t>(m.ts));
   w.lit(",\"readings\":{");
   for (uint8_t i = 0; i < m.count; ++i) {
     if (i > 0) w.put(',');
-    w.put('"');
-    w.str(kSensorNames[static_cast<size_t>(m.readings[i].sensor)]);
-    w.lit("\":");
+    w.name(kNameLits[static_cast<size_t>(m.readings[i].sensor)]);
     w.num(m.readings[i].value);
   }
   w.put('}');
-  if (drops_json != nullptr) w.put(drops_json, drops_len);
+  w.put(tail, tail_len);
   w.put('}');
+}
+
+/// Bytes json_body may touch for a message of count readings (text, NUL and the slack of
+/// RawWriter's fixed-size copies): seq and ts <= 20 digits each, a name slot of 24 and a
+/// number slot of 32 per reading (format_number writes at most 24 bytes).
+constexpr size_t json_bound(size_t head_len, size_t count, size_t tail_len) {
+  return head_len + 20 + 6 + 20 + 13 + count * (24 + 32) + 1 + tail_len + 1 + 1;
+}
+
+}  // namespace
+
+size_t render_json_head(const char* device_id, char* out) {
+  if (!valid_device_id(device_id)) return 0;
+  Writer w(out, kJsonHeadMax);
+  w.lit("{\"device_id\":\"");
+  w.str(device_id);
+  w.lit("\",\"seq\":");
+  size_t len = 0;
+  w.finish(&len);
+  return len;
+}
+
+Status encode_json_head(const char* head, size_t head_len, const Message& m, const char* tail,
+                        size_t tail_len, char* buf, size_t cap, size_t* len) {
+  const Status st = check_message(m);
+  if (st != Status::kOk) return st;
+  if (tail == nullptr) tail_len = 0;
+  if (cap >= json_bound(head_len, m.count, tail_len)) {  // the hot path: no per-write checks
+    RawWriter w(buf);
+    json_body(w, head, head_len, m, tail, tail_len);
+    return w.finish(len);
+  }
+  Writer w(buf, cap);  // small buffer: checked writes (exact fit allowed)
+  json_body(w, head, head_len, m, tail, tail_len);
   return w.finish(len);
+}
+
+Status encode_json_trusted(const char* device_id, size_t id_len, const Message& m,
+                           const char* drops_json, size_t drops_len, char* buf, size_t cap,
+                           size_t* len) {
+  char head[kJsonHeadMax];
+  Writer hw(head, sizeof(head));
+  hw.lit("{\"device_id\":\"");
+  hw.put(device_id, id_len);
+  hw.lit("\",\"seq\":");
+  size_t head_len = 0;
+  if (hw.finish(&head_len) != Status::kOk) return Status::kInvalidArgument;  // id > 64 chars
+  return encode_json_head(head, head_len, m, drops_json, drops_len, buf, cap, len);
 }
 
 Status encode_json(const char* device_id, const Message& m, const DropCounters* drops, char* buf,

@@ -14,12 +14,34 @@ enum class PayloadFormat : uint8_t { kContractJson, kSenml };
 /// True if id matches [A-Za-z0-9_.-]{1,64} (docs/CONTRACT.md), so it needs no escaping.
 bool valid_device_id(const char* id);
 
-/// Writes a JSON number for v with 7 significant digits (enough for a float) into out
-/// (at least 24 bytes). Returns the length, 0 if v is not finite. Plain decimal notation
-/// for 1e-5 <= |v| < 1e9 (fast path), exponent notation otherwise.
+/// Writes a JSON number for v into out (at least 24 bytes; bytes after the returned length
+/// may be overwritten) and returns its length, 0 if v is not finite (nothing written).
+/// Precision: 7 significant digits of the float's exact binary value, rounded half away from
+/// zero, trailing zeros removed: the same decimal value as printf("%.7g") except at exact
+/// ties (half-even there), so the relative error is <= 5e-7 and every decimal of at most 6
+/// significant digits (e.g. 70.394, 0.00479) read into a float prints back unchanged.
+/// Notation: plain decimal for 1e-5 <= |v| < 1e7 (fast path: no printf, no division by a
+/// variable), the rounded integer for 1e7 <= |v| < 1e9, printf "%.7g" exponent notation
+/// otherwise ("1e-05"). -0 prints "0". The contract's value ranges (docs/CONTRACT.md: degrees,
+/// g, %, lux <= 1e5, ppm <= 4e4, kg/kg >= 1e-5) all take the fast path.
 size_t format_number(float v, char* out);
-/// Writes the decimal digits of v into out (at least 21 bytes); returns the length.
+/// Writes the decimal digits of v into out (at least 20 bytes) and returns their count.
 size_t format_u64(uint64_t v, char* out);
+
+/// Longest head rendered by render_json_head, with its NUL.
+constexpr size_t kJsonHeadMax = 14 + 64 + 8 + 1;
+/// Renders the part of every contract JSON payload that depends only on the device,
+/// `{"device_id":"<id>","seq":`, into out (at least kJsonHeadMax bytes). Returns its length,
+/// 0 if device_id is not valid (valid_device_id()).
+size_t render_json_head(const char* device_id, char* out);
+/// Fastest contract JSON encoder, for callers that cache the head (render_json_head) and the
+/// drops member (render_drops_json; tail may be nullptr for none): writes the same text as
+/// encode_json in one pass, without per-write bounds checks when cap holds the worst case
+/// for m (about head_len + tail_len + 62 + 56 per reading bytes), checked writes otherwise.
+/// Errors: kInvalidArgument (no readings, ts < 2020-01-01, bad sensor), kNotFinite,
+/// kBufferTooSmall (buf[0] = NUL, *len = 0).
+Status encode_json_head(const char* head, size_t head_len, const Message& m, const char* tail,
+                        size_t tail_len, char* buf, size_t cap, size_t* len);
 
 /// Encodes m as the contract JSON object
 ///   {"device_id":..,"seq":..,"ts":<epoch ms>,"readings":{..},"drops":{..}}

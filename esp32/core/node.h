@@ -81,7 +81,7 @@ class Node {
       return Status::kInvalidArgument;
     }
     cfg_ = cfg;
-    id_len_ = std::strlen(cfg.device_id);
+    head_len_ = render_json_head(cfg.device_id, json_head_);
     drops_len_ = 0;
     clock_ = EventClock(cfg.clock_jump_threshold_ms);
     for (auto& s : slot_) s = kNone;
@@ -165,8 +165,11 @@ class Node {
     return Status::kOk;
   }
 
-  /// Encodes m in the configured format with the current drop counters. The device id was
-  /// validated by init(); the JSON "drops" member is re-rendered only when a counter changed.
+  /// Encodes m in the configured format with the current drop counters into buf[0..cap)
+  /// (NUL-terminated; *len = length without the NUL). The JSON head (`{"device_id":..,"seq":`)
+  /// is rendered once by init() and the "drops" member only when a counter changed; with
+  /// cap >= 512 a contract JSON message of up to 6 readings is written without per-byte
+  /// bounds checks. Errors: those of encode_json_head / encode_senml.
   Status encode(const Message& m, char* buf, size_t cap, size_t* len) {
     const DropCounters d = drops();
     if (cfg_.format == PayloadFormat::kSenml) {
@@ -176,7 +179,7 @@ class Node {
       drops_cached_ = d;
       drops_len_ = render_drops_json(d, drops_json_);
     }
-    return encode_json_trusted(cfg_.device_id, id_len_, m, drops_json_, drops_len_, buf, cap, len);
+    return encode_json_head(json_head_, head_len_, m, drops_json_, drops_len_, buf, cap, len);
   }
 
   /// Cumulative drop counters since boot (reported in every payload).
@@ -259,7 +262,8 @@ class Node {
   NodeEvents events_;
   uint32_t invalid_ = 0;
   uint32_t storage_errors_ = 0;
-  size_t id_len_ = 0;
+  char json_head_[kJsonHeadMax] = {};
+  size_t head_len_ = 0;
   DropCounters drops_cached_;
   char drops_json_[128] = {};
   size_t drops_len_ = 0;

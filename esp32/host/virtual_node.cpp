@@ -7,8 +7,9 @@
 //                [--seq-file PATH] [--client-id ID] [--max-inflight N] [--format json|senml]
 //                [--clock-late N] [--quiet]
 //
-// At exit it prints one JSON line to stdout:
-//   {"device_id":..,"published":N,"dropped":N,"first_seq":..,"last_seq":..,...}
+// At exit it prints one JSON line to stdout (fields: esp32/README.md "Virtual node"):
+//   {"device_id":..,"published":N,"dropped":N,"first_seq":..,"last_seq":..,
+//    "seq_begin":..,"seq_end":..,"acked_ranges":[[lo,hi],..],...}
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <sys/stat.h>
@@ -126,9 +127,21 @@ struct Link {
   int inflight_limit = 20;
   int receive_max = 65535;
   std::unordered_map<int, uint64_t> mid_to_seq;
-  uint64_t published = 0, sends = 0, rejected = 0, connects = 0;
-  bool have_first = false;
-  uint64_t first_seq = 0, last_seq = 0;
+  uint64_t sends = 0, rejected = 0, connects = 0, no_subscribers = 0;
+  /// seqs the broker accepted (PUBACK reason < 0x80), each once: the exact set that reached
+  /// the broker (duplicates after a lost PUBACK are counted once)
+  std::vector<uint64_t> acked;
+  size_t acked_sorted = 0;  // acked[0, acked_sorted) is sorted and unique
+  uint64_t published() {
+    compact();
+    return acked.size();
+  }
+  void compact() {
+    if (acked_sorted == acked.size()) return;
+    std::sort(acked.begin(), acked.end());
+    acked.erase(std::unique(acked.begin(), acked.end()), acked.end());
+    acked_sorted = acked.size();
+  }
   Clock::time_point next_retry = Clock::now();
   double backoff_s = 0.5;
 
@@ -172,16 +185,16 @@ struct Link {
     if (it == l->mid_to_seq.end()) return;
     const uint64_t seq = it->second;
     l->mid_to_seq.erase(it);
-    if (reason >= 0x80) {
+    // the broker has it (or refused it for good): it leaves the outbox either way, even when
+    // the outbox already dropped it (then ack() says kNotFound)
+    g_node.outbox().ack(seq);
+    if (reason >= 0x80) {  // refused: not published, counted in dropped (never retried)
       ++l->rejected;
       l->log("PUBACK for seq %llu: reason 0x%02x", static_cast<unsigned long long>(seq), reason);
+      return;
     }
-    if (g_node.outbox().ack(seq) == fw::Status::kOk) {
-      ++l->published;
-      if (!l->have_first) l->first_seq = seq;
-      l->have_first = true;
-      l->last_seq = seq;
-    }
+    if (reason == 0x10) ++l->no_subscribers;  // accepted, but nobody subscribed (MQTT v5)
+    l->acked.push_back(seq);
   }
 
   /// Opens the connection when wanted and due (exponential backoff 0.5 s .. 8 s).
@@ -304,6 +317,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const uint64_t seq_begin = g_node.next_seq();
   mosquitto_lib_init();
   Link link;
   link.opt = &opt;
@@ -331,6 +345,7 @@ int main(int argc, char** argv) {
   Clock::time_point outage_end_wall;
   size_t processed = 0;
   constexpr size_t kHighWater = fw::Outbox<128>::capacity() / 2;
+  constexpr auto kStallLimit = std::chrono::seconds(30);  // speedup 0: wait for a connection
   // wait for the first CONNACK (bounded) so speedup 0 does not start offline
   for (int i = 0; i < 100 && !link.ready && !g_stop; ++i) link.service(50);
 
@@ -347,7 +362,12 @@ int main(int argc, char** argv) {
         link.service(static_cast<int>(std::min<int64_t>(left.count() + 1, 100)));
       }
     } else {  // as fast as possible, but let the outbox drain while online (backpressure)
-      while (!g_stop && !offline && link.ready && g_node.outbox().size() >= kHighWater) {
+      // Data time stands still while we wait, so waiting loses nothing: also wait while
+      // (re)connecting, e.g. for the CONNACK after an outage, but at most kStallLimit without a
+      // connection (broker gone: keep playing; the outbox then drops the oldest, counted).
+      const auto stall_start = Clock::now();
+      while (!g_stop && !offline && g_node.outbox().size() >= kHighWater) {
+        if (!link.ready && Clock::now() - stall_start > kStallLimit) break;
         link.service(100);
       }
     }
@@ -391,12 +411,12 @@ int main(int argc, char** argv) {
     link.log("clock never set: %zu readings held and not sent", g_node.held());
   }
   auto last_progress = Clock::now();
-  uint64_t last_published = link.published;
+  size_t last_published = link.acked.size();
   while (!g_node.outbox().empty() && Clock::now() - last_progress < std::chrono::seconds(30)) {
     if (g_stop && Clock::now() - last_progress > std::chrono::seconds(3)) break;
     link.service(50);
-    if (link.published != last_published) {
-      last_published = link.published;
+    if (link.acked.size() != last_published) {
+      last_published = link.acked.size();
       last_progress = Clock::now();
     }
   }
@@ -409,21 +429,41 @@ int main(int argc, char** argv) {
 
   const fw::DropCounters d = g_node.drops();
   const uint64_t unsent = g_node.outbox().size() + g_node.held();
-  const uint64_t dropped = uint64_t{d.buffer} + d.outbox + d.clock + d.storage + unsent;
+  // messages = seqs handed out this run; each either reached the broker or is dropped
+  const uint64_t seq_end = g_node.next_seq();
+  const uint64_t messages = seq_end - seq_begin;
+  const uint64_t published = link.published();
+  const uint64_t dropped = uint64_t{d.buffer} + d.storage + (messages - published);
+  std::string ranges;  // acked seqs as [lo,hi] ranges, ascending
+  for (size_t i = 0; i < link.acked.size();) {
+    size_t j = i;
+    while (j + 1 < link.acked.size() && link.acked[j + 1] == link.acked[j] + 1) ++j;
+    ranges += (ranges.empty() ? "[" : ",[") + std::to_string(link.acked[i]) + "," +
+              std::to_string(link.acked[j]) + "]";
+    i = j + 1;
+  }
+  const bool have = published > 0;
   const auto& ev = g_node.events();
   std::printf(
       "{\"device_id\":\"%s\",\"published\":%llu,\"dropped\":%llu,\"first_seq\":%s,"
-      "\"last_seq\":%s,\"readings\":%zu,\"invalid\":%u,\"unsent\":%llu,\"sends\":%llu,"
-      "\"rejected\":%llu,\"connects\":%llu,\"clock_jumps\":%u,\"spikes\":%u,"
-      "\"sequence_matches\":%u,\"z_anomalies\":%u}\n",
-      opt.device.c_str(), static_cast<unsigned long long>(link.published),
+      "\"last_seq\":%s,\"seq_begin\":%llu,\"seq_end\":%llu,\"acked_ranges\":[%s],"
+      "\"messages\":%llu,\"readings\":%zu,\"invalid\":%u,\"unsent\":%llu,"
+      "\"drops\":{\"buffer\":%u,\"outbox\":%u,\"clock\":%u,\"storage\":%u},"
+      "\"sends\":%llu,\"rejected\":%llu,\"no_subscribers\":%llu,\"connects\":%llu,"
+      "\"clock_jumps\":%u,\"spikes\":%u,\"sequence_matches\":%u,\"z_anomalies\":%u,"
+      "\"wall_s\":%.3f}\n",
+      opt.device.c_str(), static_cast<unsigned long long>(published),
       static_cast<unsigned long long>(dropped),
-      link.have_first ? std::to_string(link.first_seq).c_str() : "null",
-      link.have_first ? std::to_string(link.last_seq).c_str() : "null", processed, d.invalid,
-      static_cast<unsigned long long>(unsent), static_cast<unsigned long long>(link.sends),
-      static_cast<unsigned long long>(link.rejected),
+      have ? std::to_string(link.acked.front()).c_str() : "null",
+      have ? std::to_string(link.acked.back()).c_str() : "null",
+      static_cast<unsigned long long>(seq_begin), static_cast<unsigned long long>(seq_end),
+      ranges.c_str(), static_cast<unsigned long long>(messages), processed, d.invalid,
+      static_cast<unsigned long long>(unsent), d.buffer, d.outbox, d.clock, d.storage,
+      static_cast<unsigned long long>(link.sends), static_cast<unsigned long long>(link.rejected),
+      static_cast<unsigned long long>(link.no_subscribers),
       static_cast<unsigned long long>(link.connects), g_node.clock().jumps(), ev.spikes,
-      ev.sequence_matches, ev.z_anomalies);
+      ev.sequence_matches, ev.z_anomalies,
+      std::chrono::duration<double>(Clock::now() - t0).count());
   std::fflush(stdout);
   return unsent == 0 ? 0 : 3;
 }

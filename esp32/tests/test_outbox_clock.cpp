@@ -102,6 +102,25 @@ TEST(Outbox, OutOfOrderAckAndOverflowWhileInFlight) {
   EXPECT_EQ(ob.next_unsent()->seq, 3u);
 }
 
+TEST(Outbox, DisconnectDoesNotResendMessagesAckedOutOfOrder) {
+  Outbox<8> ob;
+  for (uint64_t i = 0; i < 5; ++i) ob.push(m(i, 0));
+  for (int i = 0; i < 4; ++i) ob.mark_sent();  // 0..3 in flight
+  EXPECT_EQ(ob.ack(1), Status::kOk);
+  EXPECT_EQ(ob.ack(3), Status::kOk);
+  EXPECT_EQ(ob.ack(3), Status::kNotFound);  // duplicate PUBACK
+  ob.on_disconnect();                       // PUBACKs of 0 and 2 lost
+  std::vector<uint64_t> resent;
+  while (const Message* n = ob.next_unsent()) {
+    resent.push_back(n->seq);
+    ob.mark_sent();
+  }
+  EXPECT_EQ(resent, (std::vector<uint64_t>{0, 2, 4}));
+  for (uint64_t s : {0u, 2u, 4u}) EXPECT_EQ(ob.ack(s), Status::kOk) << s;
+  EXPECT_TRUE(ob.empty());
+  EXPECT_EQ(ob.in_flight(), 0u);
+}
+
 struct ClockCase {
   const char* name;
   std::vector<std::pair<int64_t, int64_t>> sets;  // (mono, epoch)

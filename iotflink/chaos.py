@@ -1,0 +1,449 @@
+"""Fault injection on the local stack, with timing facts: the building blocks of issue 5's
+fault tests (``tests/test_chaos.py``) and of ``bench/recovery_bench.py``.
+
+Faults (each kills or stops one service of :class:`iotflink.stack.Stack`, starts it again,
+waits until it is ready and returns a :class:`FaultTiming`):
+
+- :func:`kill_taskmanager`: ``kill -9`` of the TaskManager's process group (the
+  ``taskmanager.sh start-foreground`` shell and its JVM), then a new TaskManager. Ready means
+  the JobManager lists a TaskManager id that was not there before the kill (the dead one can
+  stay listed until its heartbeat times out, so "a TaskManager is registered" proves nothing).
+- :func:`restart_kafka`: SIGTERM to the broker (controlled shutdown), then start it again.
+  Ready: the broker answers a metadata request.
+- :func:`restart_mosquitto`: SIGTERM to Mosquitto (it writes its persistence file, so queued
+  QoS 1 messages of persistent sessions survive), then start it again. Ready: CONNACK.
+- :func:`kill_bridge`: ``kill -9`` of the bridge, then a new bridge process. Ready: the new
+  bridge holds its QoS 1 subscription (its stats file counts one SUBACK).
+
+Supervision gap: nothing restarts a bridge that exited by itself. The bridge exits with
+status 3 (``bridge.service.EXIT_KAFKA_FAILURE``) when Kafka did not confirm a record within
+its delivery timeout; :func:`ensure_bridge` notices that, records how it ended and starts a
+new bridge, as a supervisor (systemd ``Restart=on-failure``, a container restart policy)
+would in production. Every fault function calls it at the end, so a fault that made the
+bridge exit is visible in :attr:`FaultTiming.bridge_restarts`.
+
+Recovery after a fault is measured on the pipeline's output, not on process state:
+:class:`OutputMonitor` samples the ``read_committed`` end offsets (last stable offsets) of
+chosen topics every ``interval_s`` from one long-lived consumer, so "the first new committed
+record in sensor-aggregates after the kill" is the first sample whose end offset exceeds the
+one seen before the kill. :func:`wait_job_recovered` adds the job's view (REST state RUNNING
+again, entered after the fault).
+
+Command line (against the stack described by the ``IOTFLINK_*`` environment)::
+
+    python -m iotflink.chaos kill-taskmanager [--job JOB_ID] [--down-s 0]
+    python -m iotflink.chaos restart-kafka [--down-s 0]
+    python -m iotflink.chaos restart-mosquitto
+    python -m iotflink.chaos kill-bridge
+
+prints the :class:`FaultTiming` as JSON (plus ``job_running_s`` with ``--job``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from iotflink.errors import IotFlinkError, JobError, StackError
+from iotflink.settings import StackSettings
+from iotflink.stack import Stack, wait_for
+
+log = logging.getLogger(__name__)
+
+#: Exit status of a bridge whose Kafka record was not confirmed (bridge.service.EXIT_KAFKA_FAILURE).
+BRIDGE_EXIT_KAFKA_FAILURE = 3
+
+#: The faults by CLI name.
+FAULTS = ("kill-taskmanager", "restart-kafka", "restart-mosquitto", "kill-bridge")
+
+
+@dataclass
+class FaultTiming:
+    """Timing facts of one injected fault. Times are seconds from the kill / stop signal.
+
+    Fields:
+        fault: one of :data:`FAULTS`.
+        service: the stack service hit.
+        signal: ``SIGKILL`` (kill -9) or ``SIGTERM`` (graceful restart).
+        old_pid / new_pid: the service's process before and after.
+        t_fault: ``time.monotonic()`` when the signal was sent (reference of the other times;
+            compare with :class:`OutputMonitor` samples, which use the same clock).
+        fault_epoch_ms: wall clock of the signal, epoch ms (compare with Flink REST timestamps).
+        down_s: until the old process was gone.
+        start_s: until the new process was spawned (``down_s`` + any requested downtime).
+        ready_s: until the new process answered its readiness probe.
+        bridge_restarts: bridges found exited (and started again) by :func:`ensure_bridge`
+            after this fault, each ``{"pid", "exit_code", "fatal", "ready_s"}``.
+        extra: fault-specific facts (e.g. TaskManager ids).
+    """
+
+    fault: str
+    service: str
+    signal: str
+    old_pid: int | None
+    t_fault: float
+    fault_epoch_ms: int
+    down_s: float = float("nan")
+    start_s: float = float("nan")
+    ready_s: float = float("nan")
+    new_pid: int | None = None
+    bridge_restarts: list[dict] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict, times rounded to ms."""
+        out = asdict(self)
+        for key in ("down_s", "start_s", "ready_s"):
+            out[key] = round(out[key], 3)
+        return out
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _begin(stack: Stack, fault: str, service: str, sig: str) -> FaultTiming:
+    pid = stack.pid(service)
+    if pid is None:
+        raise StackError(f"{fault}: {service} is not running; see {stack.log_file(service)}")
+    return FaultTiming(fault=fault, service=service, signal=sig, old_pid=pid,
+                       t_fault=time.monotonic(), fault_epoch_ms=_now_ms())
+
+
+def _stop(stack: Stack, timing: FaultTiming, kill: bool, down_for_s: float) -> None:
+    stack.stop_service(timing.service, kill=kill)
+    timing.down_s = time.monotonic() - timing.t_fault
+    if down_for_s > 0:
+        # deliberate downtime of the fault (the fault's duration), not synchronisation
+        time.sleep(max(0.0, timing.t_fault + down_for_s - time.monotonic()))
+
+
+def _restart(stack: Stack, timing: FaultTiming, ready_timeout_s: float,
+             ready: Callable[[], bool] | None = None) -> None:
+    timing.start_s = time.monotonic() - timing.t_fault
+    stack.start(services=(timing.service,))
+    if ready is not None:
+        wait_for(ready, ready_timeout_s, interval_s=0.2, what=f"{timing.service} ready after {timing.fault}")
+    timing.ready_s = time.monotonic() - timing.t_fault
+    timing.new_pid = stack.pid(timing.service)
+
+
+def _taskmanager_ids(stack: Stack) -> set[str]:
+    from iotflink.stack import _http_json  # noqa: PLC0415 - the stack's loopback JSON helper
+
+    return {tm["id"] for tm in _http_json(f"{stack.s.flink_rest_url}/taskmanagers").get("taskmanagers", [])}
+
+
+def kill_taskmanager(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 120.0) -> FaultTiming:
+    """``kill -9`` the TaskManager, start a new one, wait until the JobManager registered it.
+
+    Args:
+        stack: the running stack.
+        down_for_s: keep the TaskManager dead this long (from the kill) before starting it.
+        ready_timeout_s: longest wait for the new TaskManager to register.
+    """
+    old_ids = _taskmanager_ids(stack)
+    timing = _begin(stack, "kill-taskmanager", "flink-taskmanager", "SIGKILL")
+    _stop(stack, timing, kill=True, down_for_s=down_for_s)
+
+    def new_tm_registered() -> bool:
+        return bool(_taskmanager_ids(stack) - old_ids)
+
+    _restart(stack, timing, ready_timeout_s, new_tm_registered)
+    timing.extra["old_taskmanager_ids"] = sorted(old_ids)
+    timing.extra["new_taskmanager_ids"] = sorted(_taskmanager_ids(stack) - old_ids)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
+def restart_kafka(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 120.0) -> FaultTiming:
+    """Stop the Kafka broker (SIGTERM, controlled shutdown), start it again, wait for metadata.
+
+    Args:
+        stack: the running stack.
+        down_for_s: keep the broker down this long (from the stop signal) before starting it.
+        ready_timeout_s: unused beyond the stack's own readiness timeout (kept for symmetry).
+    """
+    timing = _begin(stack, "restart-kafka", "kafka", "SIGTERM")
+    _stop(stack, timing, kill=False, down_for_s=down_for_s)
+    _restart(stack, timing, ready_timeout_s)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
+def restart_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
+    """Stop Mosquitto (SIGTERM: it saves its persistence file), start it again, wait for CONNACK."""
+    timing = _begin(stack, "restart-mosquitto", "mosquitto", "SIGTERM")
+    _stop(stack, timing, kill=False, down_for_s=down_for_s)
+    _restart(stack, timing, ready_timeout_s)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
+def kill_bridge(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
+    """``kill -9`` the bridge, start a new bridge process, wait until it holds its subscription."""
+    timing = _begin(stack, "kill-bridge", "bridge", "SIGKILL")
+    _stop(stack, timing, kill=True, down_for_s=down_for_s)
+    _restart(stack, timing, ready_timeout_s)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
+FAULT_FUNCTIONS: dict[str, Callable[..., FaultTiming]] = {
+    "kill-taskmanager": kill_taskmanager,
+    "restart-kafka": restart_kafka,
+    "restart-mosquitto": restart_mosquitto,
+    "kill-bridge": kill_bridge,
+}
+
+
+def _exit_code_of(pid: int) -> int | None:
+    """Exit status of our own exited child ``pid``, if nobody reaped it yet, else None."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if got != pid:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def bridge_exit_info(stack: Stack) -> dict[str, Any] | None:
+    """How the bridge ended, if its pid file names a process that is gone; else None.
+
+    Returns ``{"pid", "exit_code", "fatal"}``. ``exit_code`` comes from ``waitpid`` when this
+    process started the bridge and its status was not collected yet; otherwise it is inferred
+    from the bridge's last stats (``fatal`` set means it returned
+    :data:`BRIDGE_EXIT_KAFKA_FAILURE`), or None when unknown (e.g. killed by a signal).
+    """
+    try:
+        pid = int((stack.pid_dir / "bridge.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if stack.pid("bridge") is not None:
+        return None
+    code = _exit_code_of(pid)
+    fatal = None
+    try:
+        fatal = stack.bridge_stats().get("fatal")
+    except (OSError, ValueError):
+        pass
+    if code is None and fatal:
+        code = BRIDGE_EXIT_KAFKA_FAILURE
+    return {"pid": pid, "exit_code": code, "fatal": fatal}
+
+
+def ensure_bridge(stack: Stack, t_ref: float | None = None) -> list[dict]:
+    """Start the bridge again if it exited by itself (the supervision gap; see module doc).
+
+    Returns a list with one ``{"pid", "exit_code", "fatal", "ready_s"}`` per restart (empty
+    when the bridge was running). ``ready_s`` counts from ``t_ref`` (monotonic) if given.
+    """
+    info = bridge_exit_info(stack)
+    if info is None:
+        return []
+    log.warning("bridge (pid %s) had exited (status %s, fatal %s); starting it again",
+                info["pid"], info["exit_code"], info["fatal"])
+    stack.start(services=("bridge",))
+    info["ready_s"] = round(time.monotonic() - (t_ref if t_ref is not None else time.monotonic()), 3)
+    info["new_pid"] = stack.pid("bridge")
+    return [info]
+
+
+# ---------------------------------------------------------------------- recovery measurement
+class OutputMonitor:
+    """Samples the ``read_committed`` end offsets of ``topics`` every ``interval_s`` seconds.
+
+    One consumer lives for the whole run (no per-sample connection cost). While the broker is
+    down a sample fails and is skipped. ``samples`` holds ``(t_monotonic, {topic: sum of end
+    offsets})``. For exactly-once sinks the end offset under read_committed is the last stable
+    offset, which moves when a transaction commits, i.e. when new output becomes visible.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], interval_s: float = 0.2) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="output-monitor", daemon=True)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "OutputMonitor":
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start sampling in a daemon thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling and close the consumer."""
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _consumer(self):
+        from kafka import KafkaConsumer  # noqa: PLC0415
+
+        return KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed", request_timeout_ms=3000,
+                             session_timeout_ms=2000, heartbeat_interval_ms=500,
+                             reconnect_backoff_max_ms=500, client_id="iotflink-chaos-monitor")
+
+    def _run(self) -> None:
+        from kafka import TopicPartition  # noqa: PLC0415
+
+        consumer = None
+        parts: list = []
+        try:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    if consumer is None:
+                        consumer = self._consumer()
+                    if not parts:
+                        found = [TopicPartition(topic, p) for topic in self.topics
+                                 for p in sorted(consumer.partitions_for_topic(topic) or [])]
+                        if {tp.topic for tp in found} != set(self.topics):
+                            raise IotFlinkError(f"no metadata yet for {self.topics}")
+                        parts = found
+                    ends = consumer.end_offsets(parts, timeout_ms=2000)
+                    totals = {topic: 0 for topic in self.topics}
+                    for tp, off in ends.items():
+                        totals[tp.topic] += off
+                    with self._lock:
+                        self.samples.append((time.monotonic(), totals))
+                except Exception as exc:  # noqa: BLE001 - broker down: skip the sample
+                    log.debug("output monitor: sample failed: %r", exc)
+                self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
+        finally:
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def value_at(self, topic: str, t: float) -> int | None:
+        """End offset sum of ``topic`` in the last sample taken at or before ``t``."""
+        with self._lock:
+            before = [s for s in self.samples if s[0] <= t]
+        return before[-1][1][topic] if before else None
+
+    def latest(self, topic: str) -> int | None:
+        """End offset sum of ``topic`` in the newest sample."""
+        with self._lock:
+            return self.samples[-1][1][topic] if self.samples else None
+
+    def first_increase_after(self, topic: str, t: float) -> float | None:
+        """Time (monotonic) of the first sample after ``t`` whose end offset of ``topic`` is
+        above the value sampled at or before ``t``; None if there is none yet."""
+        base = self.value_at(topic, t)
+        with self._lock:
+            later = [s for s in self.samples if s[0] > t]
+        for ts, totals in later:
+            if base is None:
+                base = totals[topic]
+                continue
+            if totals[topic] > base:
+                return ts
+        return None
+
+    def wait_increase_after(self, topic: str, t: float, timeout_s: float) -> float:
+        """Poll until :meth:`first_increase_after` has an answer; return it (monotonic).
+
+        Raises:
+            TimeoutError: no new output within ``timeout_s``.
+        """
+        found: list[float] = []
+
+        def check() -> bool:
+            got = self.first_increase_after(topic, t)
+            if got is not None:
+                found.append(got)
+            return got is not None
+
+        wait_for(check, timeout_s, interval_s=self.interval_s, what=f"new committed output in {topic}")
+        return found[0]
+
+
+def wait_job_recovered(ctl, job_id: str, since_epoch_ms: int, timeout_s: float = 180.0) -> float:
+    """Poll the REST API until the job is RUNNING again, every vertex RUNNING, and the job
+    entered RUNNING after ``since_epoch_ms`` (its ``timestamps.RUNNING``); return the
+    monotonic time it was first seen so.
+
+    Raises:
+        JobError: the job FAILED for good, or did not recover within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            info = ctl.job(job_id)
+        except JobError:
+            info = None  # JobManager busy: try again
+        if info is not None:
+            if info["state"] in ("FAILED", "CANCELED", "FINISHED"):
+                raise JobError(f"job {job_id} is {info['state']} after the fault")
+            verts = info.get("vertices", [])
+            if (info["state"] == "RUNNING" and verts and all(v["status"] == "RUNNING" for v in verts)
+                    and info.get("timestamps", {}).get("RUNNING", 0) >= since_epoch_ms):
+                return time.monotonic()
+        time.sleep(0.2)
+    raise JobError(f"job {job_id} did not run again within {timeout_s:.0f} s of the fault")
+
+
+def job_restarts(ctl, job_id: str) -> int:
+    """How many times the job restarted (the REST exceptions history length is a lower bound
+    when it is truncated; ``numRestarts`` job metric when exposed)."""
+    try:
+        res = ctl.rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+        if res:
+            return int(float(res[0]["value"]))
+    except (JobError, KeyError, ValueError):
+        pass
+    return -1
+
+
+# ---------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iotflink.chaos FAULT [--down-s S] [--job JOB_ID]``; prints JSON facts.
+
+    Exit status: 0 the fault was injected and the service is back, 1 a project error.
+    """
+    p = argparse.ArgumentParser(prog="python -m iotflink.chaos", description="Inject one fault into the local stack.")
+    p.add_argument("fault", choices=FAULTS)
+    p.add_argument("--down-s", type=float, default=0.0, help="keep the service down this long (s) before restarting it")
+    p.add_argument("--job", default=None, help="also wait until this Flink job runs again (REST) and report it")
+    p.add_argument("--timeout-s", type=float, default=180.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("kafka", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stack = Stack(StackSettings.from_env())
+    try:
+        timing = FAULT_FUNCTIONS[args.fault](stack, down_for_s=args.down_s)
+        out = timing.to_dict()
+        if args.job:
+            from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+
+            t = wait_job_recovered(FlinkCtl(stack.s), args.job, timing.fault_epoch_ms, args.timeout_s)
+            out["job_running_s"] = round(t - timing.t_fault, 3)
+    except (IotFlinkError, TimeoutError) as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Virtual ESP32 nodes as a data source: build ``esp32/build/virtual_node`` if needed, run N of
+them as subprocesses against an MQTT broker, wait for them and return their JSON summaries.
+
+A virtual node (``esp32/host/virtual_node.cpp``, see ``esp32/README.md`` "Virtual node") is the
+firmware core plus libmosquitto: it plays a project data file as its sensor, publishes each
+message at QoS 1 (MQTT v5) on ``sensors/{device_id}/telemetry`` per docs/CONTRACT.md, keeps
+unacknowledged messages in its bounded outbox (also during a simulated outage) and persists its
+sequence numbers in a file.
+
+Timestamps: each node shifts its data set by whole weeks so that the data set's last event falls
+in the week before the node starts (contract "Replay time"), so every ``ts`` lies in
+[2020-01-01, start time] and the bridge's ``ts`` checks accept it.
+
+Accounting (the summary of :class:`NodeResult`):
+
+* ``published``: distinct seqs the broker accepted (PUBACK reason code < 0x80). A message is
+  counted once even if it was sent twice after a lost PUBACK, so ``published`` is exactly the
+  number of distinct ``(device_id, seq)`` the broker received.
+* ``acked_ranges``: those seqs as inclusive ``[lo, hi]`` ranges (:meth:`NodeResult.acked_seqs`).
+* ``seq_begin`` .. ``seq_end`` (exclusive): every seq the node handed out in this run;
+  ``messages = seq_end - seq_begin``. Each such seq either reached the broker or is dropped.
+* ``dropped``: readings-samples that did not reach the broker: ``drops.buffer`` and
+  ``drops.storage`` (no seq was handed out) plus ``messages - published`` (outbox overflow during
+  an outage, held-queue overflow before the clock was set, refused by the broker, still unsent at
+  exit).
+* ``readings``: data rows the node played; ``invalid``: single readings rejected by the range
+  check (the rest of their message is still sent).
+
+Usage::
+
+    from iotflink.vnodes import NodeSpec, run_nodes
+    results = run_nodes([NodeSpec("nab-machine"), NodeSpec("femto-b1_1", outage_at=1000,
+                         outage_s=100)], host="127.0.0.1", port=1883, run_dir=Path(".run"))
+    published = sum(r.published for r in results)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from iotflink.errors import IotFlinkError
+from iotflink.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+#: Profiles the virtual node knows (device id = profile name unless NodeSpec.device_id is set).
+PROFILES = ("nab-machine", "femto-b1_1", "occupancy-office")
+#: The firmware's host build tree (shared with ``bash esp32/test.sh``'s plain build).
+ESP32_DIR = PROJECT_ROOT / "esp32"
+BUILD_DIR = ESP32_DIR / "build"
+#: The project's data files (the nodes' sensors).
+DATA_DIR = PROJECT_ROOT / "data"
+#: Exit codes of virtual_node that come with a valid summary line (3: messages left unsent).
+SUMMARY_EXIT_CODES = (0, 3)
+
+
+class VnodeError(IotFlinkError):
+    """Building or running a virtual node failed (message names the node and its log file)."""
+
+
+def binary_path(build_dir: Path = BUILD_DIR) -> Path:
+    """Path of the virtual node executable in ``build_dir`` (it may not exist yet)."""
+    return Path(build_dir) / "virtual_node"
+
+
+def build(build_dir: Path = BUILD_DIR, jobs: int = 2, timeout_s: float = 900.0) -> Path:
+    """Configure (once) and build the ``virtual_node`` target; returns the executable's path.
+
+    Reuses ``build_dir`` when it holds a CMake cache (an up-to-date target builds in well
+    under a second); configures it otherwise with the same generator ``esp32/test.sh`` uses
+    (Ninja when installed, so the two share the tree). Needs cmake, g++, libgtest-dev and
+    libmosquitto-dev (``deps/apt.txt``).
+
+    Raises:
+        VnodeError: cmake is missing, configuring or building failed (output quoted), it took
+            longer than ``timeout_s`` seconds, or the build produced no executable.
+    """
+    build_dir = Path(build_dir)
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise VnodeError("cmake not found; install the packages of deps/apt.txt")
+    cmds: list[list[str]] = []
+    if not (build_dir / "CMakeCache.txt").exists():
+        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+        cmds.append([cmake, "-S", str(ESP32_DIR), "-B", str(build_dir), *gen,
+                     "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DFW_SANITIZE=OFF"])
+    cmds.append([cmake, "--build", str(build_dir), "--target", "virtual_node", f"-j{jobs}"])
+    for cmd in cmds:
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,  # noqa: S603
+                                 check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise VnodeError(f"{' '.join(cmd)} took more than {timeout_s:.0f} s") from exc
+        if res.returncode != 0:
+            tail = "\n".join((res.stdout + res.stderr).splitlines()[-30:])
+            raise VnodeError(f"{' '.join(cmd)} failed (exit {res.returncode}):\n{tail}")
+    exe = binary_path(build_dir)
+    if not exe.exists():
+        raise VnodeError(f"{exe} was not built (is libmosquitto-dev installed? see CMake output)")
+    return exe
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One virtual node to run.
+
+    Fields:
+        profile: one of :data:`PROFILES` (data file and sensor channels).
+        device_id: MQTT/payload device id; default the profile name. Give distinct ids to run
+            several nodes of one profile.
+        speedup: event time / speedup = wall time; 0 = as fast as PUBACKs allow (at most
+            ``max_inflight`` unacked messages).
+        limit: play only the first ``limit`` data rows (None = all).
+        outage_at: before data row ``outage_at`` (0-based) the node waits for its PUBACKs and
+            disconnects; None = no outage.
+        outage_s: outage length in event-time seconds (also ``outage_s / speedup`` wall
+            seconds when speedup > 0). The outbox holds 128 messages; a longer outage drops the
+            oldest (counted in ``drops.outbox`` and ``dropped``).
+        clock_late: the first ``clock_late`` readings are taken before "SNTP" sets the clock
+            (held, then stamped).
+        max_inflight: unacked QoS 1 messages at most (also capped by the broker's Receive
+            Maximum).
+        extra_args: further ``virtual_node`` options, passed verbatim.
+    """
+
+    profile: str
+    device_id: str | None = None
+    speedup: float = 0.0
+    limit: int | None = None
+    outage_at: int | None = None
+    outage_s: float = 0.0
+    clock_late: int = 0
+    max_inflight: int = 20
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def device(self) -> str:
+        """The device id the node publishes as."""
+        return self.device_id or self.profile
+
+    def argv(self, exe: Path, host: str, port: int, seq_file: Path) -> list[str]:
+        """The command line that runs this node against ``host:port``.
+
+        Raises:
+            ValueError: unknown profile, negative speedup/limit, or an outage without length.
+        """
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
+        if self.speedup < 0 or (self.limit is not None and self.limit < 0):
+            raise ValueError("speedup and limit must be >= 0")
+        if self.outage_at is not None and self.outage_s <= 0:
+            raise ValueError("outage_at needs outage_s > 0")
+        argv = [str(exe), "--profile", self.profile, "--device", self.device, "--host", host,
+                "--port", str(port), "--data-dir", str(DATA_DIR), "--speedup", repr(self.speedup),
+                "--seq-file", str(seq_file), "--max-inflight", str(self.max_inflight)]
+        if self.limit is not None:
+            argv += ["--limit", str(self.limit)]
+        if self.outage_at is not None:
+            argv += ["--outage-at", str(self.outage_at), "--outage-seconds", repr(self.outage_s)]
+        if self.clock_late:
+            argv += ["--clock-late", str(self.clock_late)]
+        return argv + list(self.extra_args)
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What one node reported.
+
+    Fields:
+        spec: the node's :class:`NodeSpec`.
+        returncode: 0, or 3 when messages were left unsent (they count in ``dropped``).
+        summary: the node's JSON summary line, parsed (fields: module docstring and
+            esp32/README.md "Virtual node").
+        log_file: the node's stderr log.
+        wall_s: seconds from start to exit.
+    """
+
+    spec: NodeSpec
+    returncode: int
+    summary: dict
+    log_file: Path
+    wall_s: float = field(default=0.0)
+
+    @property
+    def device_id(self) -> str:
+        """The device id the node published as."""
+        return self.summary["device_id"]
+
+    @property
+    def published(self) -> int:
+        """Distinct messages the broker accepted (PUBACKed): exactly what reached the broker."""
+        return int(self.summary["published"])
+
+    @property
+    def dropped(self) -> int:
+        """Samples/messages that never reached the broker (see module docstring)."""
+        return int(self.summary["dropped"])
+
+    def acked_seqs(self) -> list[int]:
+        """The seqs that reached the broker, ascending (from ``acked_ranges``)."""
+        return [s for lo, hi in self.summary["acked_ranges"] for s in range(lo, hi + 1)]
+
+
+def seq_file(run_dir: Path, device: str) -> Path:
+    """Where a node's sequence mark lives under the stack's run dir (``vnodes/{device}.seq``)."""
+    return Path(run_dir) / "vnodes" / f"{device}.seq"
+
+
+class NodeGroup:
+    """Virtual nodes running as subprocesses (use :func:`run_nodes` unless you need to act
+    while they run, e.g. restart the broker). Also a context manager: leaving it stops any node
+    still running (SIGTERM, then SIGKILL after 10 s).
+    """
+
+    def __init__(self, specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
+                 exe: Path | None = None, reset_seq: bool = False) -> None:
+        """Start one process per spec.
+
+        Args:
+            specs: the nodes; their device ids must be distinct.
+            host, port: the MQTT broker.
+            run_dir: the stack's run dir; seq files go to ``run_dir/vnodes/{device}.seq``,
+                stderr logs to ``run_dir/logs/vnode-{device}.log``, summaries to
+                ``run_dir/vnodes/{device}.summary.json``.
+            exe: the virtual node executable (default: :func:`build` it if missing).
+            reset_seq: delete the seq files first, so each device starts at seq 0 (otherwise it
+                continues above its previous run, as a rebooted board does).
+
+        Raises:
+            ValueError: duplicate device ids or a bad spec.
+            VnodeError: the executable could not be built or started.
+        """
+        devices = [s.device for s in specs]
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"device ids must be distinct: {devices}")
+        self.run_dir = Path(run_dir)
+        self.exe = Path(exe) if exe is not None else binary_path()
+        if exe is None and not self.exe.exists():
+            self.exe = build()
+        (self.run_dir / "vnodes").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._procs: list[tuple[NodeSpec, subprocess.Popen, Path, Path, float]] = []
+        try:
+            for spec in specs:
+                sf = seq_file(self.run_dir, spec.device)
+                if reset_seq:
+                    sf.unlink(missing_ok=True)
+                out = self.run_dir / "vnodes" / f"{spec.device}.summary.json"
+                err = self.run_dir / "logs" / f"vnode-{spec.device}.log"
+                argv = spec.argv(self.exe, host, port, sf)
+                with open(out, "wb") as fout, open(err, "ab") as ferr:
+                    proc = subprocess.Popen(argv, stdout=fout, stderr=ferr,  # noqa: S603
+                                            stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT)
+                log.info("started virtual node %s (pid %d): %s", spec.device, proc.pid,
+                         " ".join(argv))
+                self._procs.append((spec, proc, out, err, time.monotonic()))
+        except OSError as exc:
+            self.stop()
+            raise VnodeError(f"starting {self.exe} failed: {exc}") from exc
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the nodes, in spec order."""
+        return [p.pid for _, p, _, _, _ in self._procs]
+
+    def running(self) -> int:
+        """How many nodes have not exited yet."""
+        return sum(p.poll() is None for _, p, _, _, _ in self._procs)
+
+    def wait(self, timeout_s: float = 600.0) -> list[NodeResult]:
+        """Wait until every node exited; return their results in spec order.
+
+        Raises:
+            VnodeError: a node did not exit within ``timeout_s`` seconds (all are then
+                stopped), exited with a code other than 0 or 3, or printed no summary.
+        """
+        deadline = time.monotonic() + timeout_s
+        ends: dict[int, float] = {}
+        for spec, proc, _, err, _ in self._procs:
+            left = deadline - time.monotonic()
+            try:
+                proc.wait(timeout=max(left, 0.0))
+            except subprocess.TimeoutExpired as exc:
+                self.stop()
+                raise VnodeError(f"virtual node {spec.device} still running after {timeout_s:.0f} s; "
+                                 f"stopped all nodes; see {err}") from exc
+            ends[proc.pid] = time.monotonic()
+        results = []
+        for spec, proc, out, err, t0 in self._procs:
+            rc = proc.returncode
+            text = out.read_text(errors="replace").strip()
+            if rc not in SUMMARY_EXIT_CODES or not text:
+                raise VnodeError(f"virtual node {spec.device} exited with {rc}; see {err}")
+            try:
+                summary = json.loads(text.splitlines()[-1])
+            except ValueError as exc:
+                raise VnodeError(f"virtual node {spec.device}: bad summary {text[-200:]!r}; "
+                                 f"see {err}") from exc
+            results.append(NodeResult(spec, rc, summary, err, ends.get(proc.pid, t0) - t0))
+        return results
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM every node still running (it flushes for <= 3 s and prints its summary),
+        then SIGKILL those still alive after ``timeout_s`` seconds."""
+        for _, proc, _, _, _ in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for _, proc, _, _, _ in self._procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> "NodeGroup":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_nodes(specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
+              timeout_s: float = 600.0, exe: Path | None = None,
+              reset_seq: bool = False) -> list[NodeResult]:
+    """Run the nodes of ``specs`` at once against ``host:port`` and wait for all of them.
+
+    Builds the executable first when it is missing (:func:`build`). See :class:`NodeGroup` for
+    the arguments and the files written under ``run_dir``.
+
+    Returns:
+        One :class:`NodeResult` per spec, in spec order.
+
+    Raises:
+        ValueError: a bad spec or duplicate device ids.
+        VnodeError: build or start failed, a node timed out (all are stopped) or failed.
+    """
+    with NodeGroup(specs, host, port, run_dir, exe=exe, reset_seq=reset_seq) as group:
+        return group.wait(timeout_s)
+
+
+def totals(results: Sequence[NodeResult]) -> dict:
+    """Accounting over several nodes: ``{"published": int, "dropped": int,
+    "per_device": {device_id: {"published": int, "dropped": int}}}``."""
+    per = {r.device_id: {"published": r.published, "dropped": r.dropped} for r in results}
+    return {"published": sum(r.published for r in results),
+            "dropped": sum(r.dropped for r in results), "per_device": per}
+
+
+def default_demo_specs(limit: int | None = None, speedup: float = 0.0) -> list[NodeSpec]:
+    """The demo's three devices (docs/CONTRACT.md "Demo devices"); the FEMTO node has a
+    100 s outage (event time) before its 1,000th reading, flushed on reconnect (late,
+    out-of-order data downstream; ~110 messages, within the 128-message outbox)."""
+    femto_outage = 1000 if limit is None or limit > 1000 else None
+    return [
+        NodeSpec("nab-machine", speedup=speedup, limit=limit),
+        NodeSpec("femto-b1_1", speedup=speedup, limit=limit, outage_at=femto_outage,
+                 outage_s=100.0 if femto_outage is not None else 0.0),
+        NodeSpec("occupancy-office", speedup=speedup, limit=limit),
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    import argparse
+    import sys
+
+    from iotflink.settings import StackSettings  # noqa: PLC0415
+
+    cfg = StackSettings.from_env()
+    ap = argparse.ArgumentParser(prog="python -m iotflink.vnodes", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default=cfg.mqtt_host)
+    ap.add_argument("--port", type=int, default=cfg.mqtt_port)
+    ap.add_argument("--run-dir", type=Path, default=cfg.run_dir)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--speedup", type=float, default=0.0)
+    a = ap.parse_args()
+    res = run_nodes(default_demo_specs(a.limit, a.speedup), a.host, a.port, a.run_dir)
+    json.dump(totals(res), sys.stdout, indent=1)
+    print()

@@ -1,0 +1,75 @@
+"""Rules on the real stack: ``rules deploy`` to a Flink standalone cluster, the TabFormer
+replay into Kafka, and the injected scenarios' alerts read back from the ``alerts`` topic.
+
+An isolated stack (Kafka KRaft + Flink JobManager/TaskManager, 2 slots) runs on free loopback
+ports. Two rules are deployed (one slot each): ``card_failed_burst`` and
+``card_address_change``; a second deploy leaves them running. The replayer sends the whole
+stream; the test polls the alerts topic until the alert id of every injected scenario of
+those two rules is there, and checks that no other alert of those rules exists.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from iotflink import kafka_io, rules_cli
+from iotflink.settings import RulesSettings, TransactionSettings
+from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.transactions import build_stream, ground_truth, publish
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RULES = ("card_failed_burst", "card_address_change")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    cfg = free_port_settings(tmp_path_factory.mktemp("rules-stack") / "run")
+    st = Stack(cfg)
+    try:
+        st.start(("kafka", "flink-jobmanager", "flink-taskmanager"))
+        yield st
+    finally:
+        st.stop()
+
+
+def test_deploy_replay_and_alerts(stack, monkeypatch):
+    for key, value in stack.s.to_env().items():  # every from_env() below sees this stack
+        monkeypatch.setenv(key, value)
+    cfg = RulesSettings.from_env()
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+    from kafka.admin import NewTopic  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap)
+    try:
+        if cfg.late_topic not in admin.list_topics():
+            admin.create_topics([NewTopic(cfg.late_topic, 1, 1)])
+    finally:
+        admin.close()
+
+    out = io.StringIO()
+    assert rules_cli.deploy(cfg, RULES, out=out) == 0, out.getvalue()
+    assert sum(line.startswith("start ") for line in out.getvalue().splitlines()) == 2
+    ctl = rules_cli._stack_ctl()
+    jobs = rules_cli.rule_jobs(ctl)
+    for rule in RULES:
+        ctl.wait_running(jobs[rule][0]["jid"])
+    out = io.StringIO()
+    assert rules_cli.deploy(cfg, RULES, out=out) == 0
+    assert sum(line.startswith("keep  ") for line in out.getvalue().splitlines()) == 2
+
+    tcfg = TransactionSettings.from_env()
+    stream, scenarios = build_stream(tcfg)
+    assert publish(tcfg, stream) == len(stream)
+    truth = ground_truth(tcfg, stream, scenarios)
+    want = {sc["expected_alert_id"] for sc in truth["scenarios"] if sc["rule_id"] in RULES}
+
+    def alert_ids() -> set[str]:
+        return {r["value"]["alert_id"] for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.alerts)}
+
+    wait_for(lambda: want <= alert_ids(), 180, interval_s=2.0, what="the injected scenarios' alerts")
+    assert alert_ids() == want  # nothing else from these two rules
+    for rule in RULES:
+        assert rules_cli.stop(cfg, rule, out=io.StringIO()) == 0
