@@ -176,10 +176,6 @@ bool valid_device_id(const char* id) {
 }
 
 namespace {
-const char kDigits2[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
 const uint64_t kPow10U64[] = {1ULL,
                               10ULL,
                               100ULL,
@@ -207,18 +203,29 @@ const int8_t kLog10Of2Pow[] = {-6, -5, -5, -5, -4, -4, -4, -4, -3, -3, -3, -2, -
                                3,  3,  3,  4,  4,  4,  5,  5,  5,  6,  6,  6,  6};
 static_assert(sizeof(kLog10Of2Pow) == 41, "e2 = -17 .. 23");
 
-inline void put2(char* p, uint32_t r) { std::memcpy(p, kDigits2 + 2 * r, 2); }
+/// The 8 decimal digits of v < 1e8 (leading zeros included) as ASCII in one 64-bit word whose
+/// byte i (i = 0 least significant) is the i-th digit from the left. SWAR: both 4-digit halves
+/// are split into pairs, then into digits, with multiply-shift divisions in parallel lanes
+/// (x * 10486 >> 20 = x / 100 for x < 43699; x * 103 >> 10 = x / 10 for x < 179). Technique
+/// as described by D. Lemire, "Converting integers to decimal strings faster with AVX-512"
+/// (2022), scalar variant.
+inline uint64_t digits8_word(uint32_t v) {
+  const uint64_t merged = (v / 10000u) | (static_cast<uint64_t>(v % 10000u) << 32);
+  const uint64_t top = ((merged * 10486u) >> 20) & ((0x7FULL << 32) | 0x7FULL);
+  const uint64_t bot = merged - 100u * top;
+  const uint64_t hundreds = (bot << 16) + top;
+  uint64_t tens = (hundreds * 103u) >> 10;
+  tens &= (0xFULL << 48) | (0xFULL << 32) | (0xFULL << 16) | 0xFULL;
+  tens += (hundreds - 10u * tens) << 8;
+  return tens + 0x3030303030303030ULL;
+}
 
-/// Decimal digits of v (1 for 0): bit length -> estimate (1233/4096 ~ log10 2), one compare.
-inline size_t count_digits(uint64_t v) {
-#if defined(__GNUC__)
-  const int bits = 64 - __builtin_clzll(v | 1);
-  const int t = (bits * 1233) >> 12;  // floor(log10 v) or one more
-  return static_cast<size_t>(t) + 1 - ((v | 1) < kPow10U64[t] ? 1 : 0);
+/// Stores w (from digits8_word, possibly shifted) as 8 bytes at p, byte 0 first.
+inline void store8(char* p, uint64_t w) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  std::memcpy(p, &w, 8);  // ESP32 (Xtensa) and x86 are little-endian: one store
 #else
-  size_t n = 1;
-  while (n < 20 && v >= kPow10U64[n]) ++n;
-  return n;
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(w >> (8 * i));
 #endif
 }
 
@@ -233,30 +240,15 @@ size_t format_rare(double v, char* out) {
 }  // namespace
 
 size_t format_u64(uint64_t v, char* out) {
-  const size_t n = count_digits(v);
-  char* p = out + n;
-  while (v >= 100000000ULL) {  // 8 digits per 64-bit division, then 32-bit pairs
-    const uint64_t q = v / 100000000ULL;
-    uint32_t lo = static_cast<uint32_t>(v - q * 100000000ULL);
-    v = q;
-    for (int i = 0; i < 4; ++i) {
-      p -= 2;
-      put2(p, lo % 100);
-      lo /= 100;
-    }
+  if (v < 100000000ULL) {  // up to 8 digits: one word, leading zeros shifted out
+    const size_t n = count_digits(v);
+    store8(out, digits8_word(static_cast<uint32_t>(v)) >> (8 * (8 - n)));
+    return n;
   }
-  uint32_t w = static_cast<uint32_t>(v);
-  while (w >= 100) {
-    p -= 2;
-    put2(p, w % 100);
-    w /= 100;
-  }
-  if (w >= 10) {
-    put2(p - 2, w);
-  } else {
-    p[-1] = static_cast<char>('0' + w);
-  }
-  return n;
+  const uint64_t top = v / 100000000ULL;  // epoch ms: 5 + 8 digits
+  const size_t n = format_u64(top, out);   // recurses at most twice (20 digits)
+  store8(out + n, digits8_word(static_cast<uint32_t>(v - top * 100000000ULL)));
+  return n + 8;
 }
 
 size_t format_number(float vf, char* out) {
@@ -289,12 +281,7 @@ size_t format_number(float vf, char* out) {
     ++e10;
   }
   char dg[16] = {};  // the 7 digits, then zero padding for the fixed-size copies below
-  dg[0] = static_cast<char>('0' + d / 1000000u);
-  uint32_t r = d % 1000000u;
-  put2(dg + 1, r / 10000u);
-  r %= 10000u;
-  put2(dg + 3, r / 100u);
-  put2(dg + 5, r % 100u);
+  store8(dg, digits8_word(d) >> 8);  // "0ddddddd": drop the leading zero
   size_t sig = 7;  // significant digits without trailing zeros
   while (sig > 1 && dg[sig - 1] == '0') --sig;
   char* o = out + n;
