@@ -376,6 +376,37 @@ class OutputMonitor:
         return found[0]
 
 
+def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """Offsets committed by consumer ``group``: ``{(topic, partition): offset}``.
+
+    Uses kafka-python 3's ``KafkaAdminClient.list_group_offsets`` (2.x called it
+    ``list_consumer_group_offsets``; both are tried).
+    """
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="iotflink-chaos-offsets")
+    try:
+        if hasattr(admin, "list_group_offsets"):
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+        else:  # kafka-python 2.x
+            offsets = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+            if meta is not None and meta.offset is not None and meta.offset >= 0}
+
+
+def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """True when ``group`` has committed the current end offset of every non-empty partition
+    of ``topic`` (a Flink Kafka source commits on checkpoint completion, so this means a
+    checkpoint completed after the source read everything there is)."""
+    from iotflink import kafka_io  # noqa: PLC0415
+
+    ends = kafka_io.end_offsets(bootstrap, topic)
+    committed = committed_offsets(bootstrap, group)
+    return all(end == 0 or committed.get((topic, part), -1) >= end for part, end in ends.items())
+
+
 def wait_job_recovered(ctl, job_id: str, since_epoch_ms: int, timeout_s: float = 180.0) -> float:
     """Poll the REST API until the job is RUNNING again, every vertex RUNNING, and the job
     entered RUNNING after ``since_epoch_ms`` (its ``timestamps.RUNNING``); return the

@@ -5,9 +5,29 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli stack start|stop|status     # the local stack
     python -m iotflink.cli topics                      # create the project's Kafka topics
     python -m iotflink.cli job submit sensor_windows   # `flink run -py` to the cluster
-    python -m iotflink.cli job list | job cancel JOB_ID
+    python -m iotflink.cli job submit sensor_windows --from-savepoint PATH [--allow-non-restored]
+    python -m iotflink.cli job list | job cancel JOB
+    python -m iotflink.cli backpressure [JOB] [--json] [--group GROUP]
+    python -m iotflink.cli savepoint JOB [--dir DIR] [--format canonical|native]
+    python -m iotflink.cli stop JOB [--savepoint-dir DIR] [--drain]
     python -m iotflink.cli env                         # every environment variable and its value
     python -m iotflink.cli rules validate|deploy|list|stop RULE
+
+JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
+that matches exactly one RUNNING job.
+
+- ``backpressure``: per vertex of each running job (or of JOB): backpressure level and ratio,
+  busy / idle / backpressured ms per second (max over subtasks), records in / out per second
+  (sum over subtasks), and the Kafka lag of the job's sources per partition (live, from the
+  source's offsets; and committed, which moves at checkpoints). See
+  :mod:`iotflink.backpressure`. ``--json`` prints ``{"jobs": [...]}`` instead of tables.
+- ``savepoint``: take a savepoint, the job keeps running; prints the savepoint's location.
+- ``stop``: stop with a savepoint (``--drain``: fire every event-time window first; do not
+  resume a drained job); prints the location.
+- ``job submit NAME --from-savepoint PATH``: resume a job from a savepoint (or a retained
+  checkpoint); ``--allow-non-restored`` (``-n``) lets state without a matching operator be
+  skipped. Other arguments go to the job; put them after ``--`` if they could be mistaken
+  for these options.
 
 Every command reads :class:`iotflink.settings.StackSettings` from the environment.
 Exit status: 0 success, 1 a project error (message on stderr), 2 bad usage.
@@ -55,19 +75,107 @@ def _cmd_topics(_args: argparse.Namespace, cfg: StackSettings) -> int:
     return 0
 
 
+class UsageError(Exception):
+    """Bad command-line usage found after argparse (exit status 2)."""
+
+
+def split_submit_args(tokens: list[str]) -> tuple[str, str | None, bool, list[str]]:
+    """Split the words after ``job submit`` into (name, savepoint, allow_non_restored, job args).
+
+    Recognised before a ``--`` separator: ``--from-savepoint PATH`` (or ``=PATH``) and
+    ``--allow-non-restored`` / ``-n``; the first other word is the job name; every other
+    word, and everything after ``--``, goes to the job unchanged.
+
+    Raises:
+        UsageError: no job name, or ``--from-savepoint`` without a path, or
+            ``--allow-non-restored`` without ``--from-savepoint``.
+    """
+    name = ""
+    savepoint: str | None = None
+    allow = False
+    job_args: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "--":
+            job_args.extend(tokens[i + 1:])
+            break
+        if tok == "--from-savepoint":
+            if i + 1 >= len(tokens) or not tokens[i + 1] or tokens[i + 1].startswith("-"):
+                raise UsageError("--from-savepoint needs a PATH")
+            savepoint = tokens[i + 1]
+            i += 2
+            continue
+        if tok.startswith("--from-savepoint="):
+            savepoint = tok.split("=", 1)[1]
+            if not savepoint:
+                raise UsageError("--from-savepoint needs a PATH")
+        elif tok in ("--allow-non-restored", "-n"):
+            allow = True
+        elif not name and not tok.startswith("-"):
+            name = tok
+        else:
+            job_args.append(tok)
+        i += 1
+    if not name:
+        raise UsageError("job submit needs a job NAME (a module under jobs/)")
+    if allow and savepoint is None:
+        raise UsageError("--allow-non-restored only applies with --from-savepoint")
+    return name, savepoint, allow, job_args
+
+
 def _cmd_job(args: argparse.Namespace, cfg: StackSettings) -> int:
     from iotflink import flinkctl  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(cfg)
     if args.action == "submit":
-        job_id = ctl.submit(args.name, extra_args=args.rest)
+        name, savepoint, allow, job_args = split_submit_args(([args.name] if args.name else []) + args.rest)
+        job_id = ctl.submit(name, extra_args=job_args, savepoint=savepoint, allow_non_restored=allow)
         print(job_id)
     elif args.action == "list":
         for job in ctl.list_jobs():
             print(f"{job['jid']}  {job['state']:10}  {job['name']}")
     elif args.action == "cancel":
-        ctl.cancel(args.name)
-        print(f"cancelled {args.name}")
+        if not args.name:
+            raise UsageError("job cancel needs a JOB (id or name)")
+        job_id = ctl.resolve_job(args.name)
+        ctl.cancel(job_id)
+        print(f"cancelled {job_id}")
+    return 0
+
+
+def _cmd_backpressure(args: argparse.Namespace, cfg: StackSettings) -> int:
+    from iotflink import backpressure, flinkctl  # noqa: PLC0415
+
+    ctl = flinkctl.FlinkCtl(cfg)
+    reps = backpressure.reports(ctl, args.job, cfg.kafka_bootstrap, group=args.group,
+                                bp_timeout_s=args.wait_s)
+    if args.json:
+        print(backpressure.to_json(reps))
+    elif not reps:
+        print("no running jobs")
+    else:
+        print("\n\n".join(backpressure.format_report(r) for r in reps))
+    return 0
+
+
+def _cmd_savepoint(args: argparse.Namespace, cfg: StackSettings) -> int:
+    from iotflink import flinkctl  # noqa: PLC0415
+
+    ctl = flinkctl.FlinkCtl(cfg)
+    job_id = ctl.resolve_job(args.job)
+    print(ctl.savepoint(job_id, target_dir=args.dir, timeout_s=args.timeout_s, format_type=args.format))
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace, cfg: StackSettings) -> int:
+    from iotflink import flinkctl  # noqa: PLC0415
+
+    ctl = flinkctl.FlinkCtl(cfg)
+    job_id = ctl.resolve_job(args.job)
+    location = ctl.stop_with_savepoint(job_id, drain=args.drain, target_dir=args.savepoint_dir,
+                                       timeout_s=args.timeout_s, format_type=args.format)
+    print(location)
     return 0
 
 
@@ -83,6 +191,16 @@ def _cmd_rules(args: argparse.Namespace, _cfg: StackSettings) -> int:
     return rules_cli.main(args.rest)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m iotflink.cli``."""
     parser = argparse.ArgumentParser(prog="iotflink", description=__doc__.split("\n\n")[0])
@@ -96,11 +214,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the project's Kafka topics")
     p.set_defaults(func=_cmd_topics)
 
-    p = sub.add_parser("job", help="submit, list or cancel Flink jobs on the cluster")
+    p = sub.add_parser("job", help="submit, list or cancel Flink jobs on the cluster",
+                       description="job submit NAME [--from-savepoint PATH [--allow-non-restored]] "
+                                   "[job args...] | job list | job cancel JOB")
     p.add_argument("action", choices=["submit", "list", "cancel"])
-    p.add_argument("name", nargs="?", default="", help="job module (submit) or job id (cancel)")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="extra arguments for the job")
+    p.add_argument("name", nargs="?", default="", help="job module (submit) or job id / name (cancel)")
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="submit: --from-savepoint PATH, --allow-non-restored, then the job's arguments")
     p.set_defaults(func=_cmd_job)
+
+    p = sub.add_parser("backpressure", help="backpressure, busy time, rates and source lag of running jobs")
+    p.add_argument("job", nargs="?", default=None, help="job id or name (default: every running job)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--group", default=None,
+                   help="also show this Kafka consumer group's committed offsets as the broker has them")
+    p.add_argument("--wait-s", type=_positive_float, default=30.0,
+                   help="how long to poll each vertex's backpressure endpoint for a sample (s)")
+    p.set_defaults(func=_cmd_backpressure)
+
+    p = sub.add_parser("savepoint", help="take a savepoint of a running job (it keeps running)")
+    p.add_argument("job", help="job id or name")
+    p.add_argument("--dir", default=None, help="target directory (default: the cluster's savepoint dir)")
+    p.add_argument("--format", choices=["canonical", "native"], default=None)
+    p.add_argument("--timeout-s", type=_positive_float, default=300.0)
+    p.set_defaults(func=_cmd_savepoint)
+
+    p = sub.add_parser("stop", help="stop a running job with a savepoint")
+    p.add_argument("job", help="job id or name")
+    p.add_argument("--savepoint-dir", default=None, help="target directory (default: the cluster's)")
+    p.add_argument("--drain", action="store_true",
+                   help="emit the max watermark first so every window fires (do not resume afterwards)")
+    p.add_argument("--format", choices=["canonical", "native"], default=None)
+    p.add_argument("--timeout-s", type=_positive_float, default=300.0)
+    p.set_defaults(func=_cmd_stop)
 
     p = sub.add_parser("env", help="print every environment variable the project reads")
     p.set_defaults(func=_cmd_env)
@@ -118,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args, StackSettings.from_env())
+    except UsageError as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return 2
     except IotFlinkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

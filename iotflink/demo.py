@@ -4,16 +4,19 @@ Steps (each prints a progress line):
 
 1. start the local stack (Kafka KRaft, Mosquitto, the bridge, Flink JobManager + TaskManager)
    and reset the demo's topics, so the counts below cover this run only;
-2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``;
+2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``, and deploy the
+   detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
 3. replay NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT as the
    sensor nodes would, with a seeded fraction of readings delayed (out of order, inside the
    watermark bound) and a few held back past the allowed lateness, plus a handful of bad
    payloads that must land in the dead-letter queue;
+   then replay TabFormer card transactions with seeded fraud scenarios into ``transactions``;
 4. wait until the bridge has accounted for every message and the job's Kafka source has read
    every record, then stop the job with a drained savepoint: the maximum watermark fires the
    last windows (a bounded replay leaves every partition idle, and idle inputs never advance
    the watermark; PITFALLS 3), and the exactly-once sinks commit;
-5. read the result topics back (``read_committed``) and print the summary. It checks that
+5. print the rules' alerts by rule and check every injected fraud scenario was found;
+6. read the result topics back (``read_committed``) and print the summary. It checks that
    every published message is in ``sensor-readings`` or ``sensor-dlq``, and that every sensor
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
    ``sensor-late``.
@@ -72,10 +75,13 @@ def reset_topics(stack: Stack, ctl: FlinkCtl, group: str) -> None:
         if existing:
             admin.delete_topics(existing)
             wait_for(lambda: not set(existing) & set(admin.list_topics()), 60, what="topic deletion")
-        try:
-            admin.delete_consumer_groups([group])
-        except Exception:  # noqa: BLE001 - the group may not exist
-            pass
+        groups = {g["group_id"] for g in admin.list_groups()}  # kafka-python 3.x: list of dicts
+        stale = sorted(g for g in groups if g == group or g.startswith("iotflink"))
+        if stale:
+            try:
+                admin.delete_groups(stale)
+            except Exception as exc:  # noqa: BLE001 - a group may have gone meanwhile
+                log.warning("deleting consumer groups %s: %s", stale, exc)
     finally:
         admin.close()
     wait_for(lambda: bool(stack.create_topics()) or True, 60, what="topic creation")
@@ -118,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     ctl.wait_running(job_id)
     _step(f"  job {job_id} RUNNING; web UI {cfg.flink_rest_url}/#/job/running/{job_id}/overview")
 
+    _step("deploying the detection rules (Flink SQL MATCH_RECOGNIZE, one job per rule) ...")
+    _run_cli(["rules", "deploy"], stack)
+
     summary_file = cfg.run_dir / "replay-summary.json"
     replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
                   "--speedup", str(args.speedup), "--seed", str(args.seed),
@@ -140,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
     bst = stack.bridge_stats()
     _step(f"  bridge: forwarded {bst['forwarded']}, dead-lettered {bst['dead_lettered']}")
 
+    _step("replaying TabFormer card transactions with injected fraud scenarios (seeded) ...")
+    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,  # noqa: S603
+                   env=stack.flink_env())
+
     readings_end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
     _step("waiting for the job's Kafka source to read every record ...")
     last = [-1]
@@ -154,7 +167,17 @@ def run(args: argparse.Namespace) -> int:
     wait_for(source_done, 600, interval_s=2.0, what="the job's source to catch up")
     _step("stopping the job with a drained savepoint (fires the last windows, commits the sinks) ...")
     savepoint = ctl.stop_with_savepoint(job_id, drain=True)
-    _step(f"  savepoint {savepoint}")
+    # the exactly-once sinks commit their last transaction when the final savepoint is
+    # confirmed; FINISHED means every committer is done, so read_committed sees everything
+    ctl.wait_state(job_id, {"FINISHED"})
+    _step(f"  savepoint {savepoint}; job FINISHED")
+
+    _step("alerts of the detection rules (waiting until every injected fraud scenario is found) ...")
+    from iotflink.settings import TransactionSettings  # noqa: PLC0415
+
+    ground_truth = TransactionSettings.from_env().ground_truth_path
+    alerts_rc = _run_cli(["rules", "alerts", "--ground-truth", str(ground_truth), "--wait-s", "240"],
+                         stack, check=False)
 
     readings = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
     dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
@@ -176,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         ("every sensor value is in one aggregate count or in sensor-late",
          counted + len(late) == values_in, f"{counted} + {len(late)} vs {values_in}"),
         ("every bad payload is in the DLQ", len(dlq) >= len(BAD_PAYLOADS), f"{len(dlq)} DLQ records"),
+        ("every injected fraud scenario raised its alert", alerts_rc == 0,
+         f"rules alerts exit status {alerts_rc}"),
     ]
     print()
     print("=" * 72)
@@ -199,6 +224,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo took {time.monotonic() - t_start:.0f} s; the stack stays up (make down stops it)")
     print("=" * 72)
     return 0 if ok else 1
+
+
+def _run_cli(args: list[str], stack: Stack, check: bool = True) -> int:
+    """Run ``python -m iotflink.cli ARGS`` with the stack's environment; returns its status."""
+    proc = subprocess.run([sys.executable, "-m", "iotflink.cli", *args], cwd=PROJECT_ROOT,  # noqa: S603
+                          env=stack.flink_env(), check=False)
+    if check and proc.returncode != 0:
+        raise IotFlinkError(f"`iotflink {' '.join(args)}` failed with exit status {proc.returncode}")
+    return proc.returncode
 
 
 def _bridge_done(stack: Stack, published: int) -> bool:

@@ -9,6 +9,12 @@ the cluster's REST endpoint. ``pyfiles.zip`` holds the project's Python packages
 ``udfs``, ``iotflink``, ``bridge``) and ships them to the Python workers of every TaskManager,
 also on other hosts. Everything else goes through the REST API (``/jobs/overview``,
 ``/jobs/:jid``, ``/jobs/:jid/stop``, ``/jobs/:jid/savepoints``).
+
+Savepoints (issue 5): :meth:`FlinkCtl.savepoint` (the job keeps running),
+:meth:`FlinkCtl.stop_with_savepoint` (the job ends FINISHED) and
+``submit(name, savepoint=PATH)`` (``flink run -s PATH``) to resume; every job gives its
+operators stable uids (``table.exec.uid.generation = ALWAYS``, ``jobs/common.py``), so the
+state maps back (PITFALLS 7). Jobs are named by id or by name (:meth:`FlinkCtl.resolve_job`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ log = logging.getLogger(__name__)
 PY_PACKAGES = ("jobs", "udfs", "iotflink", "bridge")
 
 _JOB_ID = re.compile(r"JobID\s+([0-9a-f]{32})")
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+
+#: Job states in which a job can take a savepoint or be stopped.
+LIVE_STATES = ("RUNNING",)
+
+#: Savepoint formats Flink accepts (``formatType``): canonical (portable across state
+#: backends) and native (the backend's own format: faster to take and restore).
+SAVEPOINT_FORMATS = ("CANONICAL", "NATIVE")
 
 
 class FlinkCtl:
@@ -71,6 +85,30 @@ class FlinkCtl:
         """The REST API's ``/jobs/:jid`` (state, vertices, timestamps)."""
         return self.rest(f"/jobs/{job_id}")
 
+    def resolve_job(self, ref: str, states: tuple[str, ...] = LIVE_STATES) -> str:
+        """The id of the job ``ref`` names: a job id (32 hex digits) or a job name.
+
+        A name must match exactly one job in ``states`` (by default RUNNING); an id is taken as
+        it is if the cluster knows it (in any state).
+
+        Raises:
+            JobError: no such job, or the name is ambiguous (the matching ids are listed).
+        """
+        jobs = self.list_jobs()
+        if _HEX_ID.match(ref):
+            if any(j["jid"] == ref for j in jobs):
+                return ref
+            raise JobError(f"no job with id {ref} on the cluster at {self.base}")
+        hits = [j for j in jobs if j["name"] == ref and j["state"] in states]
+        if len(hits) == 1:
+            return hits[0]["jid"]
+        if len(hits) > 1:
+            raise JobError(f"{len(hits)} jobs named {ref!r} are {'/'.join(states)}: "
+                           f"{', '.join(j['jid'] for j in hits)}; give the job id")
+        others = sorted({j["state"] for j in jobs if j["name"] == ref})
+        raise JobError(f"no {'/'.join(states)} job named {ref!r} on the cluster at {self.base}"
+                       + (f" (it is {', '.join(others)})" if others else ""))
+
     def cancel(self, job_id: str) -> None:
         """Cancel a job (no savepoint)."""
         self.rest(f"/jobs/{job_id}", method="PATCH")
@@ -106,6 +144,7 @@ class FlinkCtl:
         raise JobError(f"job {job_id} not running after {timeout_s:.0f} s")
 
     def _trigger(self, path: str, body: dict, job_id: str, timeout_s: float) -> str:
+        """POST a savepoint/stop request, poll ``/jobs/:jid/savepoints/:trigger``; return the location."""
         trig = self.rest(path, method="POST", body=body)["request-id"]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -118,25 +157,58 @@ class FlinkCtl:
             time.sleep(0.5)
         raise JobError(f"savepoint of {job_id} did not complete in {timeout_s:.0f} s")
 
-    def savepoint(self, job_id: str, target_dir: str | None = None, timeout_s: float = 300.0) -> str:
-        """Trigger a savepoint; returns its location (a ``file://`` path)."""
-        body = {"cancel-job": False}
+    def savepoint(self, job_id: str, target_dir: str | None = None, timeout_s: float = 300.0,
+                  format_type: str | None = None) -> str:
+        """Trigger a savepoint; the job keeps running. Returns its location (``file:`` URI).
+
+        Args:
+            job_id: the job's id.
+            target_dir: directory (path or URI) the JobManager writes to; default: the
+                cluster's ``execution.checkpointing.savepoint-dir``.
+            timeout_s: how long to wait for completion (s).
+            format_type: ``"CANONICAL"`` (default) or ``"NATIVE"``.
+
+        Raises:
+            JobError: bad ``format_type``, no savepoint directory configured or given, the
+                savepoint failed (cause quoted) or did not complete within ``timeout_s``.
+        """
+        body: dict = {"cancel-job": False}
         if target_dir:
             body["target-directory"] = target_dir
+        if format_type:
+            body["formatType"] = _format_type(format_type)
         return self._trigger(f"/jobs/{job_id}/savepoints", body, job_id, timeout_s)
 
     def stop_with_savepoint(self, job_id: str, drain: bool = False, target_dir: str | None = None,
-                            timeout_s: float = 300.0) -> str:
-        """Stop a job with a savepoint; returns the savepoint's location.
+                            timeout_s: float = 300.0, format_type: str | None = None) -> str:
+        """Stop a job with a savepoint; returns the savepoint's location. The job ends FINISHED.
 
         ``drain=True`` first emits the maximum watermark, so every event-time window fires and
         every timer runs: use it at the end of a bounded replay, where no later event would
-        ever advance the watermark (PITFALLS 3). A drained job should not be resumed.
+        ever advance the watermark (PITFALLS 3). A drained job should not be resumed: its
+        windows have fired already. Without ``drain`` the savepoint is meant for a resume
+        (upgrade, rescale, move).
+
+        Raises:
+            JobError: as :meth:`savepoint`.
         """
         body: dict = {"drain": drain}
         if target_dir:
             body["targetDirectory"] = target_dir
-        return self._trigger(f"/jobs/{job_id}/stop", body, job_id, timeout_s)
+        if format_type:
+            body["formatType"] = _format_type(format_type)
+        location = self._trigger(f"/jobs/{job_id}/stop", body, job_id, timeout_s)
+        # The exactly-once Kafka sinks commit their last transaction when the savepoint is
+        # confirmed; only a FINISHED job guarantees read_committed readers see all of it.
+        self.wait_state(job_id, {"FINISHED"}, timeout_s)
+        return location
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoints(self, job_id: str) -> dict:
+        """``/jobs/:jid/checkpoints``: ``counts``, ``summary`` (state size, duration), ``latest``
+        and ``history`` (each with ``checkpointed_size`` and ``state_size`` in bytes,
+        ``end_to_end_duration`` in ms, ``status``)."""
+        return self.rest(f"/jobs/{job_id}/checkpoints")
 
     # ------------------------------------------------------------------ submission
     def pyfiles_zip(self) -> Path:
@@ -185,3 +257,15 @@ class FlinkCtl:
         if proc.returncode != 0 or not match:
             raise JobError(f"flink run {name} failed (exit {proc.returncode}):\n{out[-3000:]}")
         return match.group(1)
+
+
+def _format_type(value: str) -> str:
+    """Normalise a savepoint format name.
+
+    Raises:
+        JobError: not one of :data:`SAVEPOINT_FORMATS` (any case).
+    """
+    up = value.upper()
+    if up not in SAVEPOINT_FORMATS:
+        raise JobError(f"savepoint format {value!r}: expected one of {', '.join(SAVEPOINT_FORMATS)}")
+    return up

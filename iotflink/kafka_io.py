@@ -108,7 +108,8 @@ def consumer_lag(bootstrap: str, group: str, topic: str) -> dict[int, dict[str, 
     ends = end_offsets(bootstrap, topic)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="iotflink-lag")
     try:
-        committed = admin.list_consumer_group_offsets(group)
+        # kafka-python 3.x: list_group_offsets({group: None}) -> {group: {TopicPartition: OffsetAndMetadata}}
+        committed = admin.list_group_offsets({group: None}).get(group, {})
     finally:
         admin.close()
     out: dict[int, dict[str, int | None]] = {}

@@ -45,6 +45,8 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_TOPIC_DLQ": "sensor-dlq",
     "IOTFLINK_TOPIC_ALERTS": "alerts",
     "IOTFLINK_TOPIC_TRANSACTIONS": "transactions",
+    # readings the window job dropped as duplicates of an earlier (device_id, seq)
+    "IOTFLINK_TOPIC_DUPLICATES": "sensor-duplicates",
     "IOTFLINK_READINGS_PARTITIONS": "4",
     # MQTT bridge
     "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
@@ -69,6 +71,15 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_KAFKA_TXN_TIMEOUT_MS": "600000",
     # where the window job starts reading when its group has no committed offset: earliest | latest
     "IOTFLINK_WINDOW_OFFSET_RESET": "earliest",
+    # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
+    # processing time since the last copy); 1 h, see jobs/sensor_windows.py (dedup_ttl)
+    "IOTFLINK_DEDUP_TTL_MS": "3600000",
+    # slow-sink demo switch: when set at submission, a Python UDF before the aggregates sink
+    # sleeps IOTFLINK_SLOW_SINK_MS per row while this file exists; empty = off (JVM-only plan)
+    "IOTFLINK_SLOW_SINK_FILE": "",
+    "IOTFLINK_SLOW_SINK_MS": "20",
+    # sensor-late records also carry watermark_ms (the watermark that judged them late): true | false
+    "IOTFLINK_LATE_WATERMARK_COLUMN": "false",
     # detection rules (jobs/rules.py, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
     "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
@@ -108,6 +119,15 @@ def _int(name: str, environ: Mapping[str, str] | None) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from exc
 
 
+def _bool(name: str, environ: Mapping[str, str] | None) -> bool:
+    raw = env(name, environ).strip().lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no", ""):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true | false)")
+
+
 @dataclass(frozen=True)
 class Topics:
     """Kafka topic names. ``readings_partitions`` is the partition count of ``readings``."""
@@ -119,6 +139,8 @@ class Topics:
     alerts: str = "alerts"
     transactions: str = "transactions"
     readings_partitions: int = 4
+    duplicates: str = "sensor-duplicates"
+    rules_late: str = "rules-late"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
@@ -131,11 +153,14 @@ class Topics:
             alerts=env("IOTFLINK_TOPIC_ALERTS", environ),
             transactions=env("IOTFLINK_TOPIC_TRANSACTIONS", environ),
             readings_partitions=_int("IOTFLINK_READINGS_PARTITIONS", environ),
+            duplicates=env("IOTFLINK_TOPIC_DUPLICATES", environ),
+            rules_late=env("IOTFLINK_TOPIC_RULES_LATE", environ),
         )
 
     def all(self) -> list[str]:
         """Every topic name, readings first."""
-        return [self.readings, self.aggregates, self.late, self.dlq, self.alerts, self.transactions]
+        return [self.readings, self.aggregates, self.late, self.dlq, self.alerts, self.transactions,
+                self.duplicates, self.rules_late]
 
 
 @dataclass(frozen=True)
@@ -228,6 +253,8 @@ class StackSettings:
             "IOTFLINK_TOPIC_ALERTS": self.topics.alerts,
             "IOTFLINK_TOPIC_TRANSACTIONS": self.topics.transactions,
             "IOTFLINK_READINGS_PARTITIONS": str(self.topics.readings_partitions),
+            "IOTFLINK_TOPIC_DUPLICATES": self.topics.duplicates,
+            "IOTFLINK_TOPIC_RULES_LATE": self.topics.rules_late,
         }
 
 
@@ -291,6 +318,13 @@ class WindowJobSettings:
         transaction_timeout_ms: Kafka producer transaction timeout (ms), below the broker's
             ``transaction.max.timeout.ms`` (15 min by default).
         offset_reset: where the consumer group starts without committed offsets.
+        dedup_ttl_ms: how long a (device_id, seq) is remembered to drop redelivered copies
+            (ms, processing time since its last copy; Flink SQL state TTL).
+        slow_sink_file: slow-sink demo switch; empty = off (no Python operator in the plan).
+            When set, a Python UDF before the aggregates sink sleeps ``slow_sink_ms`` per row
+            while this file exists on the TaskManager's host.
+        slow_sink_ms: sleep per aggregate row while the slow-sink file exists (ms).
+        late_watermark_column: ``sensor-late`` records also carry ``watermark_ms``.
     """
 
     window_size_ms: int = 60_000
@@ -307,6 +341,10 @@ class WindowJobSettings:
     transactional_id_prefix: str = "iotflink-sensor-windows"
     transaction_timeout_ms: int = 600_000
     offset_reset: str = "earliest"
+    dedup_ttl_ms: int = 3_600_000
+    slow_sink_file: str = ""
+    slow_sink_ms: int = 20
+    late_watermark_column: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WindowJobSettings":
@@ -331,6 +369,10 @@ class WindowJobSettings:
             transactional_id_prefix=env("IOTFLINK_WINDOW_TXN_ID_PREFIX", environ),
             transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
             offset_reset=env("IOTFLINK_WINDOW_OFFSET_RESET", environ),
+            dedup_ttl_ms=_int("IOTFLINK_DEDUP_TTL_MS", environ),
+            slow_sink_file=env("IOTFLINK_SLOW_SINK_FILE", environ),
+            slow_sink_ms=_int("IOTFLINK_SLOW_SINK_MS", environ),
+            late_watermark_column=_bool("IOTFLINK_LATE_WATERMARK_COLUMN", environ),
         )
         if cfg.window_size_ms <= 0 or cfg.allowed_lateness_ms < 0 or cfg.out_of_orderness_ms < 0:
             raise ConfigError(f"window durations must be positive: {cfg}")
@@ -344,6 +386,11 @@ class WindowJobSettings:
                               "(0, 900000]: brokers cap transactions at 15 min by default")
         if cfg.offset_reset not in ("earliest", "latest"):
             raise ConfigError(f"IOTFLINK_WINDOW_OFFSET_RESET={cfg.offset_reset!r}: expected earliest or latest")
+        if cfg.dedup_ttl_ms <= 0:
+            raise ConfigError(f"IOTFLINK_DEDUP_TTL_MS={cfg.dedup_ttl_ms} must be positive "
+                              "(0 would keep every (device_id, seq) forever: unbounded state)")
+        if cfg.slow_sink_ms < 0:
+            raise ConfigError(f"IOTFLINK_SLOW_SINK_MS={cfg.slow_sink_ms} must not be negative")
         return cfg
 
 

@@ -4,13 +4,55 @@ Pipeline (every operator is a JVM operator; no Python on the hot path)::
 
     sensor-readings (JSON, key device_id)
       -> event time = payload ts (epoch ms); watermark = max ts - out_of_orderness, idleness
+      -> dedup: copy_no := COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY PROCTIME())
+                keyed state, one BIGINT per (device_id, seq), state TTL dedup_ttl_ms
+         |-- copy_no > 1  -> sensor-duplicates  (append, the whole dropped reading)
+         `-- copy_no = 1
       -> explode readings map -> (device_id, seq, ts, sensor, value)
       -> flag: window_start_ms, is_late := window_start_ms + size - 1 + allowed_lateness
                                            <= CURRENT_WATERMARK   (NULL watermark: not late)
          |-- is_late      -> sensor-late        (append, one record per sensor value)
          `-- not is_late  -> GROUP BY device_id, sensor, TUMBLE(rowtime, size)
                              with allowed lateness (late firings update the window)
+                          [-> throttle(): Python UDF, only with the slow-sink switch on]
                           -> sensor-aggregates  (upsert, key device_id/sensor/window_start_ms)
+
+Deduplication (issue 5): the bridge delivers at least once (docs/CONTRACT.md), so a reading
+can reach ``sensor-readings`` twice with the same ``(device_id, seq)``. The job numbers the
+copies of each ``(device_id, seq)`` in arrival order and passes on only copy 1; every later
+copy goes, whole, to ``sensor-duplicates`` (exactly-once like every sink): a dropped duplicate
+is counted and kept, never lost silently, and the accounting closes::
+
+    records(sensor-readings)        = unique readings + records(sensor-duplicates)
+    sum(count) + records(sensor-late) = values in unique readings
+                                      = values(sensor-readings) - values(sensor-duplicates)
+
+Variants measured on the Flink 2.2 planner (see ``tests/test_dedup_minicluster.py``):
+
+- ``ROW_NUMBER() OVER (PARTITION BY device_id, seq ORDER BY <proctime>) = 1`` becomes
+  ``Deduplicate(keep=FirstRow, order=PROCTIME, outputInsertOnly=true)``: append-only and the
+  rowtime attribute survives (the event-time window downstream still works), but a dropped
+  copy leaves no trace except operator metrics that restart from 0 after every failover.
+- ``... ORDER BY rowtime) = 1`` becomes ``RowTimeDeduplicateKeepFirstRowFunction``: append-only
+  only because it holds every reading until the watermark passes it (adds the out-of-orderness
+  bound to the latency), and it silently drops a reading behind the watermark (counter
+  ``numLateRecordsDropped`` only), so late values would vanish instead of reaching sensor-late:
+  it breaks the exact late split. Rejected.
+- ``COUNT(*) OVER (... ORDER BY <proctime> ROWS UNBOUNDED PRECEDING)`` (chosen) becomes
+  ``ProcTimeUnboundedPrecedingFunction``: one BIGINT accumulator per key, append-only, rowtime
+  kept, and every row carries its copy number, so the same operator and the same checkpoint
+  yield both the unique stream and the duplicates stream.
+
+State TTL: Flink SQL state TTL is processing time (``StateTtlConfig`` OnCreateAndWrite,
+NeverReturnExpired). The accumulator is rewritten by every copy, so a key expires
+``dedup_ttl_ms`` after its *last* copy; a copy arriving later is copy 1 again (not dropped).
+``table.exec.state.ttl`` is set to ``dedup_ttl_ms``; the only operator of this job that reads
+it is the dedup (the legacy group window cleans its state with event-time timers, the sinks
+keep no SQL state, ``upsert-materialize`` is off), which ``tests/test_dedup_minicluster.py``
+checks in the compiled plan. :func:`dedup_ttl` justifies the default and sizes the state.
+
+Lateness is judged after the dedup, so a late duplicate is a duplicate (counted once, in
+sensor-duplicates), not a second late value.
 
 Why the late split is exact (every value lands in exactly one of an aggregate's count or
 sensor-late): the legacy group window drops an element iff
@@ -19,7 +61,9 @@ sensor-late): the legacy group window drops an element iff
 applies the same test with the watermark of the Calc that sees the record first. A window
 instance's watermark is the minimum over its input channels, and each channel carries only
 watermarks the upstream operator forwarded before the record, so it is never ahead of the
-watermark the flag saw: a record the flag lets through is never dropped by the window. The
+watermark the flag saw: a record the flag lets through is never dropped by the window. (The
+flag runs in the dedup's task, after a hash exchange from the single source; every dedup
+instance receives the source's watermarks in order, so the argument is unchanged.) The
 source runs with ``source_parallelism`` 1 (default): a single watermark generator, with
 per-partition watermarks and idleness inside the Kafka source, whose combined watermark never
 goes back. (With several source instances, one that was idle and becomes active again is
@@ -41,7 +85,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -86,6 +132,120 @@ LATE_COLUMNS = """
   window_start_ms BIGINT,
   window_end_ms BIGINT,
   ingest_ms BIGINT"""
+
+
+#: Extra column of sensor-late with ``IOTFLINK_LATE_WATERMARK_COLUMN=true``: the watermark
+#: (epoch ms) that judged the value late, so ``watermark_ms - ts`` says how late it was.
+LATE_WATERMARK_COLUMN = """,
+  watermark_ms BIGINT"""
+
+#: Columns of the sensor-duplicates sink: one row per dropped copy of a reading.
+DUPLICATE_COLUMNS = """
+  device_id STRING,
+  seq BIGINT,
+  ts BIGINT,
+  readings MAP<STRING, DOUBLE>,
+  ingest_ms BIGINT,
+  copy_no BIGINT"""
+
+
+def late_columns(cfg: WindowJobSettings) -> str:
+    """Columns of the sensor-late sink for ``cfg``: :data:`LATE_COLUMNS`, plus
+    :data:`LATE_WATERMARK_COLUMN` when ``cfg.late_watermark_column``."""
+    return LATE_COLUMNS + (LATE_WATERMARK_COLUMN if cfg.late_watermark_column else "")
+
+
+# --------------------------------------------------------------------------- deduplication model
+@dataclass(frozen=True)
+class DedupEntry:
+    """The dedup state of one ``(device_id, seq)``: copies seen and the last write (ms)."""
+
+    copies: int
+    written_ms: int
+
+
+def dedup_visible(entry: DedupEntry | None, now_ms: int, ttl_ms: int) -> bool:
+    """Whether ``entry`` is still visible at processing time ``now_ms`` under a TTL of ``ttl_ms``.
+
+    Flink's TTL (``TtlUtils.expired``): expired iff ``written + ttl <= now``; with
+    NeverReturnExpired an expired value reads as absent even before cleanup removes it.
+    """
+    return entry is not None and entry.written_ms + ttl_ms > now_ms
+
+
+def dedup_step(state: Mapping[tuple[str, int], DedupEntry], device_id: str, seq: int, now_ms: int,
+               ttl_ms: int) -> tuple[dict[tuple[str, int], DedupEntry], int]:
+    """One reading through the dedup: the model of the SQL operator, for unit tests.
+
+    Args:
+        state: ``(device_id, seq) -> DedupEntry`` before the reading (not modified).
+        device_id, seq: the reading's identity (docs/CONTRACT.md).
+        now_ms: processing time of the arrival (ms, the TaskManager's wall clock).
+        ttl_ms: ``dedup_ttl_ms`` (> 0).
+
+    Returns:
+        ``(new_state, copy_no)``: ``copy_no == 1`` passes to the windows, ``> 1`` goes to
+        sensor-duplicates. The entry is rewritten on every copy (OnCreateAndWrite), so it
+        expires ``ttl_ms`` after the last copy.
+
+    Raises:
+        ValueError: ``ttl_ms`` is not positive.
+    """
+    if ttl_ms <= 0:
+        raise ValueError(f"dedup TTL must be positive: {ttl_ms} ms")
+    key = (device_id, seq)
+    prev = state.get(key)
+    copy_no = prev.copies + 1 if dedup_visible(prev, now_ms, ttl_ms) else 1
+    new_state = dict(state)
+    new_state[key] = DedupEntry(copy_no, now_ms)
+    return new_state, copy_no
+
+
+def dedup_expire(state: Mapping[tuple[str, int], DedupEntry], now_ms: int,
+                 ttl_ms: int) -> dict[tuple[str, int], DedupEntry]:
+    """The entries still visible at ``now_ms`` (what background cleanup converges to)."""
+    return {k: v for k, v in state.items() if dedup_visible(v, now_ms, ttl_ms)}
+
+
+#: Estimated RocksDB bytes per dedup key: key group (2) + device_id (~20) + seq (8) +
+#: namespace (1) + TTL timestamp (8) + BIGINT accumulator row (~13), plus ~50 bytes of
+#: RocksDB per-entry overhead (index, block framing). An estimate, not a measurement.
+DEDUP_BYTES_PER_KEY = 100
+
+
+def dedup_ttl(devices: int, readings_per_s_per_device: float, ttl_ms: int,
+              bytes_per_key: int = DEDUP_BYTES_PER_KEY) -> dict[str, float]:
+    """Size the dedup state: keys alive = devices x TTL x rate; bytes = keys x bytes per key.
+
+    Default TTL (``IOTFLINK_DEDUP_TTL_MS`` = 1 h): longer than the longest redelivery gap
+    we expect between two copies of a reading, which is the time a copy can wait before it
+    is sent again:
+
+    - bridge crash after Kafka acked but before the MQTT ack: the broker redelivers when the
+      bridge reconnects (restart back-off, seconds) behind the messages queued for the
+      persistent session meanwhile (an outage of minutes: issue 5 stops Kafka for 1 min);
+    - the bridge's producer retries within ``delivery.timeout.ms`` (2 min by default);
+    - a node that lost its PUBACK re-sends from its outbox when it reconnects, which can be
+      as long as the outage itself; DOMAIN.md's sizing of a post-outage flush is an hour of
+      readings (10,000 sensors, 36 million readings), so 1 h covers a full hour's outage.
+
+    A copy arriving after the TTL is not dropped (it is counted twice in an aggregate if its
+    window is still open, else it goes to sensor-late, where (device_id, seq) shows it).
+
+    State at the default, 1 h TTL, :data:`DEDUP_BYTES_PER_KEY` = 100 B:
+
+    - demo (3 devices, ~1 reading/s in all): ~3,600 keys, ~0.4 MB;
+    - fleet of DOMAIN.md (8,000 devices every 5 s = 1,600 readings/s): 5.76 M keys,
+      ~576 MB in RocksDB; incremental checkpoints upload only the new keys,
+      1,600 keys/s x 100 B = 160 kB/s, ~4.8 MB per 30 s checkpoint. A 10 min TTL cuts it to
+      960,000 keys, ~96 MB, if redeliveries are known to come sooner.
+
+    Returns:
+        ``{"keys": ..., "bytes": ..., "bytes_per_s_new": ...}``.
+    """
+    keys = devices * readings_per_s_per_device * ttl_ms / 1000.0
+    return {"keys": keys, "bytes": keys * bytes_per_key,
+            "bytes_per_s_new": devices * readings_per_s_per_device * bytes_per_key}
 
 
 # --------------------------------------------------------------------------- window arithmetic
@@ -201,11 +361,21 @@ def kafka_aggregates_sink_ddl(cfg: WindowJobSettings, name: str = "aggregates") 
 
 
 def kafka_late_sink_ddl(cfg: WindowJobSettings, name: str = "late") -> str:
-    """``CREATE TABLE`` of the ``sensor-late`` Kafka sink (append; key = device_id as text)."""
+    """``CREATE TABLE`` of the ``sensor-late`` Kafka sink (append; key = device_id as text;
+    columns :func:`late_columns`)."""
     opts = {"connector": "kafka", **_kafka_sink_options(cfg, cfg.topics.late, "late"),
             "key.format": "raw", "key.fields": "device_id",
             "value.format": "json", "value.fields-include": "ALL"}
-    return f"CREATE TABLE {name} ({LATE_COLUMNS}\n) {with_clause(opts)}"
+    return f"CREATE TABLE {name} ({late_columns(cfg)}\n) {with_clause(opts)}"
+
+
+def kafka_duplicates_sink_ddl(cfg: WindowJobSettings, name: str = "duplicates") -> str:
+    """``CREATE TABLE`` of the ``sensor-duplicates`` Kafka sink (append; key = device_id as
+    text; :data:`DUPLICATE_COLUMNS`: the dropped reading and its copy number, 2, 3, ...)."""
+    opts = {"connector": "kafka", **_kafka_sink_options(cfg, cfg.topics.duplicates, "duplicates"),
+            "key.format": "raw", "key.fields": "device_id",
+            "value.format": "json", "value.fields-include": "ALL"}
+    return f"CREATE TABLE {name} ({DUPLICATE_COLUMNS}\n) {with_clause(opts)}"
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -222,33 +392,48 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
     - ``table.exec.sink.upsert-materialize = NONE``: the aggregate's updates are already keyed
       by the sink's primary key (window_start_ms is a grouping key), so the planner's
       materializer would only add unbounded state.
+    - ``table.exec.state.ttl = dedup_ttl_ms``: the TTL of the dedup's keyed state (the only
+      operator of this job that reads the option; see the module doc).
     """
     tc = t_env.get_config()
     if cfg.allowed_lateness_ms > 0:
         tc.set("table.exec.emit.late-fire.enabled", "true")
         tc.set("table.exec.emit.late-fire.delay", "0 ms")
-        tc.set("table.exec.emit.allow-lateness", f"{cfg.allowed_lateness_ms} ms")
     else:
         tc.set("table.exec.emit.late-fire.enabled", "false")
+    # always explicit: unset, the planner falls back to the state TTL (WindowEmitStrategy), which
+    # is the dedup TTL here, and would keep fired windows open for it
+    tc.set("table.exec.emit.allow-lateness", f"{cfg.allowed_lateness_ms} ms")
     tc.set("table.exec.source.idle-timeout", f"{cfg.idleness_ms} ms")
     tc.set("table.exec.sink.upsert-materialize", "NONE")
+    tc.set("table.exec.state.ttl", f"{cfg.dedup_ttl_ms} ms")
     tc.set("table.local-time-zone", "UTC")
 
 
-def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late_sink: str):
-    """Add the window pipeline from table ``source`` to ``aggregates_sink`` and ``late_sink``.
+def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late_sink: str,
+          duplicates_sink: str | None = None):
+    """Add the window pipeline from table ``source`` to the sinks; returns a ``StatementSet``.
 
     Args:
         t_env: a streaming ``TableEnvironment`` (see :func:`jobs.common.create_table_env`).
-        cfg: window size, allowed lateness and idleness (all ms).
+        cfg: window size, allowed lateness, idleness, dedup TTL (all ms), slow-sink switch.
         source: name of a registered table with :func:`source_schema` (columns device_id,
             seq, ts (epoch ms), readings MAP<STRING, DOUBLE>, ingest_ms; rowtime + watermark).
         aggregates_sink: table with :data:`AGGREGATE_COLUMNS` accepting updates
             (upsert on device_id, sensor, window_start_ms).
-        late_sink: append table with :data:`LATE_COLUMNS`.
+        late_sink: append table with :func:`late_columns` of ``cfg``.
+        duplicates_sink: append table with :data:`DUPLICATE_COLUMNS` receiving every dropped
+            copy. ``None`` (benchmarks only) drops duplicates without writing them; ``main()``
+            always passes one.
+
+    Statements are added in the order duplicates, late, aggregates: exec node ids (and so the
+    operator uids, ``table.exec.uid.generation=ALWAYS``) are numbered in that order, so a
+    change on the aggregates path (e.g. the slow-sink switch) shifts no uid of the other
+    branches, and a change of a Calc's columns shifts none at all (see
+    ``tests/test_savepoint_upgrade.py``).
 
     Returns:
-        a ``StatementSet`` holding both INSERTs (one job); call ``execute()`` on it.
+        a ``StatementSet`` holding every INSERT (one job); call ``execute()`` on it.
 
     Raises:
         JobError: the planner rejected the pipeline (message of the planner attached).
@@ -257,32 +442,91 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     size, lateness = cfg.window_size_ms, cfg.allowed_lateness_ms
     ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
     try:
+        # Dedup: copy number of each (device_id, seq) in arrival order; one BIGINT of keyed
+        # state per key, expiring dedup_ttl_ms (processing time) after its last copy.
+        dedup = t_env.sql_query(f"""
+            SELECT device_id, seq, ts, readings, ingest_ms, rowtime,
+                   COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY arrival
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS copy_no
+            FROM (SELECT *, PROCTIME() AS arrival FROM {source})""")
+        t_env.create_temporary_view("sensor_windows_dedup", dedup)
         # One Calc computes the flag once per value; both branches only read it.
         flagged = t_env.sql_query(f"""
             SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
                    {ws} AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
                    COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
                             <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM {source} CROSS JOIN UNNEST(readings) AS r(sensor, val)""")
+            FROM sensor_windows_dedup CROSS JOIN UNNEST(readings) AS r(sensor, val)
+            WHERE copy_no = 1""")
         t_env.create_temporary_view("sensor_windows_flagged", flagged)
-        aggregates = t_env.sql_query(f"""
+        window_start = "window_start_ms"
+        if cfg.slow_sink_file:
+            t_env.get_config().set("python.fn-execution.bundle.size", "10")
+            t_env.get_config().set("python.fn-execution.bundle.time", "100 ms")
+            from udfs.throttle import throttle_udf  # noqa: PLC0415 - only with the switch on
+
+            t_env.create_temporary_function(
+                "sensor_windows_throttle", throttle_udf(cfg.slow_sink_file, cfg.slow_sink_ms))
+            window_start = "sensor_windows_throttle(window_start_ms)"
+        windowed = t_env.sql_query(f"""
             SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
                    COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`,
                    AVG(`value`) AS `mean`
             FROM sensor_windows_flagged
             WHERE NOT is_late
             GROUP BY device_id, sensor, window_start_ms, TUMBLE(rowtime, {sql_interval(size)})""")
+        t_env.create_temporary_view("sensor_windows_windowed", windowed)
+        aggregates = t_env.sql_query(f"""
+            SELECT device_id, sensor, {window_start} AS window_start_ms, window_end_ms,
+                   `count`, `min`, `max`, `mean`
+            FROM sensor_windows_windowed""")
+        wm_col = ", UNIX_TIMESTAMP_MS_OF(wm) AS watermark_ms" if cfg.late_watermark_column else ""
         late = t_env.sql_query(f"""
             SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
-                   window_start_ms + {size} AS window_end_ms, ingest_ms
+                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
             FROM sensor_windows_flagged
             WHERE is_late""")
         stmts = t_env.create_statement_set()
-        stmts.add_insert(aggregates_sink, aggregates)
+        if duplicates_sink is not None:
+            duplicates = t_env.sql_query("""
+                SELECT device_id, seq, ts, readings, ingest_ms, copy_no
+                FROM sensor_windows_dedup
+                WHERE copy_no > 1""")
+            stmts.add_insert(duplicates_sink, duplicates)
         stmts.add_insert(late_sink, late)
+        stmts.add_insert(aggregates_sink, aggregates)
     except Exception as exc:  # py4j wraps planner errors; keep the cause
         raise JobError(f"cannot build {JOB_NAME}: {exc}") from exc
     return stmts
+
+
+def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
+    """The Kafka job exactly as ``main()`` submits it: ``(t_env, statement_set)``, not executed.
+
+    Tests compile its plan (:func:`compiled_plan`) to assert what actually runs (sink
+    guarantees, transactional ids, state TTL).
+
+    Raises:
+        JobError: connector jar missing, or the pipeline cannot be built.
+    """
+    t_env = create_table_env(job_configuration(cfg, JOB_NAME, use_kafka=True, extra=extra))
+    t_env.execute_sql(kafka_source_ddl(cfg, "readings"))
+    t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
+    t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
+    t_env.execute_sql(kafka_duplicates_sink_ddl(cfg, "duplicates"))
+    return t_env, build(t_env, cfg, "readings", "aggregates", "late", "duplicates")
+
+
+def compiled_plan(stmts) -> dict:
+    """The compiled plan (``StatementSet.compilePlan()``) of ``stmts`` as JSON.
+
+    It lists every exec node with its id, every sink's resolved table options, and every
+    stateful node's state TTL. Python UDFs cannot be compiled (slow-sink switch off only).
+    """
+    import json  # noqa: PLC0415
+
+    return json.loads(stmts._j_statement_set.compilePlan().asJsonString())  # noqa: SLF001
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,18 +539,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = WindowJobSettings.from_env()
     log.info("settings: %s", cfg)
-    t_env = create_table_env(job_configuration(cfg, JOB_NAME, use_kafka=True))
-    t_env.execute_sql(kafka_source_ddl(cfg, "readings"))
-    t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
-    t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
-    result = build(t_env, cfg, "readings", "aggregates", "late").execute()
+    _, stmts = create_job(cfg)
+    result = stmts.execute()
     client = result.get_job_client()
     log.info("submitted %s: job id %s", JOB_NAME, client.get_job_id() if client else "?")
 
 
-__all__ = ["build", "main", "window_bounds", "cleanup_time", "is_late", "source_schema",
-           "kafka_source_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl", "sql_str",
-           "AGGREGATE_COLUMNS", "LATE_COLUMNS", "SOURCE_COLUMNS", "JOB_NAME"]
+__all__ = ["build", "create_job", "compiled_plan", "main", "window_bounds", "cleanup_time", "is_late",
+           "source_schema", "kafka_source_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
+           "kafka_duplicates_sink_ddl", "late_columns", "dedup_step", "dedup_expire", "dedup_visible",
+           "dedup_ttl", "DedupEntry", "sql_str", "AGGREGATE_COLUMNS", "LATE_COLUMNS", "LATE_WATERMARK_COLUMN",
+           "DUPLICATE_COLUMNS", "SOURCE_COLUMNS", "JOB_NAME"]
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 #   2. a Python venv in .venv with requirements.lock (pins from requirements.txt)
 #   3. Maven artifacts from deps/pom.xml into .deps/ (Kafka broker, Flink Kafka connector)
 #   4. the connector jar copied into the venv's Flink distribution (pyflink/lib), so the
-#      MiniCluster, the standalone cluster and sql-client.sh all load it (PITFALLS 1)
+#      MiniCluster, the standalone cluster and sql-client.sh all load it (PITFALLS 1), and
+#      the SQL gateway jar into pyflink/opt (sql-client.sh needs it; the wheel lacks it)
 # A second run skips every step that is already in place. Prints one line per step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +53,7 @@ if [[ -f "$DEPS/.pom.sha" && "$(cat "$DEPS/.pom.sha")" == "$pomsha" ]]; then
   step "Maven artifacts present ($DEPS)"
 else
   step "fetching Maven artifacts into $DEPS (Kafka broker, Flink Kafka connector)"
-  rm -rf "$DEPS/kafka" "$DEPS/flink"
+  rm -rf "$DEPS/kafka" "$DEPS/flink" "$DEPS/flink-opt"
   mvn -q -B -f deps/pom.xml -DdepsDir="$DEPS" package
   echo "$pomsha" > "$DEPS/.pom.sha"
 fi
@@ -64,6 +65,13 @@ for jar in "$DEPS"/flink/*.jar; do
   if [[ ! -s "$dest" ]] || ! cmp -s "$jar" "$dest"; then
     cp "$jar" "$dest"
     step "installed $(basename "$jar") into $FLINK_HOME/lib"
+  fi
+done
+for jar in "$DEPS"/flink-opt/*.jar; do
+  dest="$FLINK_HOME/opt/$(basename "$jar")"
+  if [[ ! -s "$dest" ]] || ! cmp -s "$jar" "$dest"; then
+    cp "$jar" "$dest"
+    step "installed $(basename "$jar") into $FLINK_HOME/opt"
   fi
 done
 step "done"

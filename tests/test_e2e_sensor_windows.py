@@ -81,6 +81,9 @@ def test_nab_slice_aggregates_match_independent_computation(stack):
 
     wait_for(lambda: source_records_read(ctl, job_id) >= N_ROWS, 180, what="job source to read all")
     ctl.stop_with_savepoint(job_id, drain=True)
+    # the exactly-once sinks commit their last transaction when the final savepoint is
+    # confirmed; FINISHED means every committer is done, so read_committed sees everything
+    ctl.wait_state(job_id, {"FINISHED"})
 
     readings = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
     assert len(readings) == N_ROWS

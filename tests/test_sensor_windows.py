@@ -5,7 +5,9 @@ from a JSON-lines filesystem source with the same schema and watermark, into fil
 (aggregates as a ``debezium-json`` changelog, so late firings are visible as updates; late
 values as JSON lines). ``pipeline.auto-watermark-interval = 0`` makes the watermark advance on
 every record, so which events are late is a pure function of the input order, and a Python
-reference model (:func:`reference`) predicts every output exactly.
+reference model (:func:`reference`) predicts every output exactly. Duplicates of a
+``(device_id, seq)`` go to a ``dups`` JSON-lines sink (sensor-duplicates); the reference drops
+them first (:func:`split_duplicates`, the dedup model with a TTL far longer than the test).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def _table_env(cfg: WindowJobSettings, tmp: Path, events: list[dict], *, monitor
         {"connector": "filesystem", "path": str(tmp / "agg"), "format": "debezium-json", **rolling}))
     t_env.execute_sql(f"CREATE TABLE late ({sw.LATE_COLUMNS}\n) " + with_clause(
         {"connector": "filesystem", "path": str(tmp / "late"), "format": "json", **rolling}))
+    t_env.execute_sql(f"CREATE TABLE dups ({sw.DUPLICATE_COLUMNS}\n) " + with_clause(
+        {"connector": "filesystem", "path": str(tmp / "dups"), "format": "json", **rolling}))
     return t_env
 
 
@@ -100,8 +104,25 @@ def _final_aggregates(directory: Path) -> dict[tuple, dict]:
 
 def _run_bounded(cfg: WindowJobSettings, tmp: Path, events: list[dict]):
     t_env = _table_env(cfg, tmp, events)
-    sw.build(t_env, cfg, "src", "agg", "late").execute().wait()
+    sw.build(t_env, cfg, "src", "agg", "late", "dups").execute().wait()
     return _changelog_per_file(tmp / "agg"), _final_aggregates(tmp / "agg"), _committed_lines(tmp / "late")
+
+
+def split_duplicates(events: list[dict]) -> tuple[list[dict], list[tuple[str, int, int]]]:
+    """(first copies in input order, [(device_id, seq, copy_no) of every later copy]).
+
+    The dedup model (:func:`jobs.sensor_windows.dedup_step`) at one processing instant with a
+    1 h TTL: nothing expires within a test run.
+    """
+    state: dict = {}
+    unique, dups = [], []
+    for e in events:
+        state, copy_no = sw.dedup_step(state, e["device_id"], e["seq"], 0, 3_600_000)
+        if copy_no == 1:
+            unique.append(e)
+        else:
+            dups.append((e["device_id"], e["seq"], copy_no))
+    return unique, dups
 
 
 def reference(events: list[dict], cfg: WindowJobSettings):
@@ -231,6 +252,44 @@ def test_parallel_window_never_drops_what_the_flag_let_through(tmp_path):
         assert got["mean"] == pytest.approx(exp["mean"], rel=1e-12, abs=1e-12), key
 
 
+def test_duplicates_are_dropped_counted_and_never_judged_late(tmp_path):
+    """Parallelism 2 with redelivered copies: some right after the original, some long after
+    (their event time is then behind the allowed lateness, but they are duplicates, not late
+    values). Exact outputs: aggregates and sensor-late as the reference over the first copies,
+    every later copy in sensor-duplicates with its copy number, and the accounting closes."""
+    cfg = _cfg(parallelism=2)
+    base = _disordered(seed=11, n=300)
+    rng = random.Random(5)
+    events: list[dict] = []
+    for i, e in enumerate(base):
+        events.append(e)
+        if rng.random() < 0.1:                    # QoS 1 redelivery right after
+            events.append(dict(e))
+        if i >= 60 and rng.random() < 0.1:        # bridge restart: a copy of a reading ~60 back
+            events.append(dict(base[i - 60]))
+    events.append(dict(base[3]))                  # third copy of an early reading, maybe
+    events.append(dict(base[3]))
+    unique, exp_dups = split_duplicates(events)
+    assert unique == base and len(exp_dups) > 40
+
+    _, final, late = _run_bounded(cfg, tmp_path, events)
+    dups = _committed_lines(tmp_path / "dups")
+    exp_aggs, exp_late = reference(unique, cfg)
+    assert len(exp_late) > 10  # lateness is exercised too
+    assert sorted((d["device_id"], d["seq"], d["copy_no"]) for d in dups) == sorted(exp_dups)
+    by_key = {(e["device_id"], e["seq"]): e for e in unique}
+    for d in dups:  # the whole reading is kept
+        e = by_key[(d["device_id"], d["seq"])]
+        assert (d["ts"], d["readings"]) == (e["ts"], {k: float(v) for k, v in e["readings"].items()})
+    assert sorted((r["seq"], r["sensor"]) for r in late) == sorted((r["seq"], r["sensor"]) for r in exp_late)
+    assert {k: (v["count"], v["min"], v["max"]) for k, v in final.items()} == \
+        {k: (v["count"], v["min"], v["max"]) for k, v in exp_aggs.items()}
+    # accounting of the demo: records = unique + duplicates; counts + late = values of unique
+    values = lambda evs: sum(len(e["readings"]) for e in evs)  # noqa: E731
+    assert len(events) == len(unique) + len(dups)
+    assert sum(a["count"] for a in final.values()) + len(late) == values(events) - sum(len(d["readings"]) for d in dups)
+
+
 # --------------------------------------------------------------------------- idleness
 def test_idle_source_instance_does_not_stall_windows(tmp_path):
     """Parallelism 2 with one input file: one source instance never gets data and stays open.
@@ -243,7 +302,7 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
     cfg = _cfg(parallelism=2, idleness_ms=1_000)
     events = [_event(i, i * 1_000, {"temp": float(i)}) for i in range(25)]  # wm ends at BASE+23s
     t_env = _table_env(cfg, tmp_path, events, monitor=True)
-    result = sw.build(t_env, cfg, "src", "agg", "late").execute()
+    result = sw.build(t_env, cfg, "src", "agg", "late", "dups").execute()
     client = result.get_job_client()
     try:
         deadline = time.monotonic() + 90

@@ -38,6 +38,9 @@ static_assert(sizeof(kNameLits) / sizeof(kNameLits[0]) == static_cast<size_t>(Se
 const double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4,  1e5,  1e6,
                          1e7, 1e8, 1e9, 1e10, 1e11, 1e12};
 
+/// Epoch ms as JSON digits (defined with the number formatters below).
+inline size_t put_ts(uint64_t ts, char* out);
+
 /// Appends to a fixed buffer; remembers overflow instead of failing each call.
 class Writer {
  public:
@@ -84,6 +87,14 @@ class Writer {
     }
   }
   void name(const NameLit& n) { put(n.s, n.len); }
+  void ts(uint64_t v) {
+    if (pos_ + 21 < cap_) {
+      pos_ += put_ts(v, buf_ + pos_);
+    } else {
+      char tmp[24];
+      put(tmp, put_ts(v, tmp));
+    }
+  }
   Status finish(size_t* len) {
     if (cap_ == 0 || overflow_) {
       if (cap_ > 0) buf_[0] = '\0';
@@ -118,6 +129,7 @@ class RawWriter {
     p_ += K - 1;
   }
   void u64(uint64_t v) { p_ += format_u64(v, p_); }
+  void ts(uint64_t v) { p_ += put_ts(v, p_); }
   void num(float v) { p_ += format_number(v, p_); }
   void name(const NameLit& n) {
     std::memcpy(p_, n.s, sizeof(n.s));
@@ -229,6 +241,19 @@ inline void store8(char* p, uint64_t w) {
 #endif
 }
 
+/// Decimal digits of v (1 for 0): bit length -> estimate (1233/4096 ~ log10 2), one compare.
+inline size_t count_digits(uint64_t v) {
+#if defined(__GNUC__)
+  const int bits = 64 - __builtin_clzll(v | 1);
+  const int t = (bits * 1233) >> 12;  // floor(log10 v) or one more
+  return static_cast<size_t>(t) + 1 - ((v | 1) < kPow10U64[t] ? 1 : 0);
+#else
+  size_t n = 1;
+  while (n < 20 && v >= kPow10U64[n]) ++n;
+  return n;
+#endif
+}
+
 /// Rare magnitudes (|v| >= 1e7 or < 1e-5), v > 0: integer digits below 1e9 (as 7 significant
 /// digits would need an exponent), exponent notation via snprintf otherwise.
 size_t format_rare(double v, char* out) {
@@ -239,15 +264,47 @@ size_t format_rare(double v, char* out) {
 
 }  // namespace
 
+namespace {
+
+/// v < 1e8 without leading zeros: one word, the leading zeros shifted out. Writes 8 bytes.
+inline size_t put_upto8(uint32_t v, char* out) {
+  const size_t n = count_digits(v);
+  store8(out, digits8_word(v) >> (8 * (8 - n)));
+  return n;
+}
+
+/// Epoch ms from 2001-09-09 to 2286-11-20 (1e12 <= ts < 1e13): always 13 digits = 5 + 8,
+/// no digit count. Writes 13 bytes.
+inline size_t put_ts13(uint64_t ts, char* out) {
+  const uint64_t top = ts / 100000000ULL;
+  store8(out, digits8_word(static_cast<uint32_t>(top)) >> 24);  // "000ddddd" -> 5 digits
+  store8(out + 5, digits8_word(static_cast<uint32_t>(ts - top * 100000000ULL)));
+  return 13;
+}
+
+/// Epoch ms as JSON digits: the 13-digit fast path, format_u64 otherwise.
+inline size_t put_ts(uint64_t ts, char* out) {
+  return ts >= 1000000000000ULL && ts < 10000000000000ULL ? put_ts13(ts, out)
+                                                           : format_u64(ts, out);
+}
+
+}  // namespace
+
 size_t format_u64(uint64_t v, char* out) {
-  if (v < 100000000ULL) {  // up to 8 digits: one word, leading zeros shifted out
-    const size_t n = count_digits(v);
-    store8(out, digits8_word(static_cast<uint32_t>(v)) >> (8 * (8 - n)));
-    return n;
+  constexpr uint64_t k8 = 100000000ULL;
+  if (v < k8) return put_upto8(static_cast<uint32_t>(v), out);
+  uint64_t top = v / k8;
+  const auto lo = static_cast<uint32_t>(v - top * k8);
+  size_t n;
+  if (top < k8) {  // 9 .. 16 digits
+    n = put_upto8(static_cast<uint32_t>(top), out);
+  } else {  // 17 .. 20 digits
+    const uint64_t top2 = top / k8;  // < 1845
+    n = put_upto8(static_cast<uint32_t>(top2), out);
+    store8(out + n, digits8_word(static_cast<uint32_t>(top - top2 * k8)));
+    n += 8;
   }
-  const uint64_t top = v / 100000000ULL;  // epoch ms: 5 + 8 digits
-  const size_t n = format_u64(top, out);   // recurses at most twice (20 digits)
-  store8(out + n, digits8_word(static_cast<uint32_t>(v - top * 100000000ULL)));
+  store8(out + n, digits8_word(lo));
   return n + 8;
 }
 
@@ -339,7 +396,7 @@ void json_body(W& w, const char* head, size_t head_len, const Message& m, const 
   w.put(head, head_len);
   w.u64(m.seq);
   w.lit(",\"ts\":");
-  w.u64(static_cast<uint64_t>(m.ts));
+  w.ts(static_cast<uint64_t>(m.ts));
   w.lit(",\"readings\":{");
   for (uint8_t i = 0; i < m.count; ++i) {
     if (i > 0) w.put(',');
@@ -375,7 +432,10 @@ Status encode_json_head(const char* head, size_t head_len, const Message& m, con
                         size_t tail_len, char* buf, size_t cap, size_t* len) {
   const Status st = check_message(m);
   if (st != Status::kOk) return st;
-  if (tail == nullptr) tail_len = 0;
+  if (tail == nullptr) {  // no drops member (memcpy must not see a null pointer)
+    tail = "";
+    tail_len = 0;
+  }
   if (cap >= json_bound(head_len, m.count, tail_len)) {  // the hot path: no per-write checks
     RawWriter w(buf);
     json_body(w, head, head_len, m, tail, tail_len);

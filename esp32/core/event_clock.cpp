@@ -19,10 +19,4 @@ Status EventClock::set(int64_t mono_ms, int64_t epoch_ms) {
   return Status::kOk;
 }
 
-Status EventClock::to_epoch(int64_t mono_ms, int64_t* epoch_ms) const {
-  if (!set_) return Status::kClockNotSet;
-  *epoch_ms = mono_ms + offset_ms_;
-  return Status::kOk;
-}
-
 }  // namespace fw

@@ -19,7 +19,11 @@ class EventClock {
   /// Returns kInvalidArgument (ignored) for epoch_ms < 2020-01-01; kOk otherwise.
   Status set(int64_t mono_ms, int64_t epoch_ms);
   /// Epoch ms for uptime mono_ms into *epoch_ms; kClockNotSet before the first set().
-  Status to_epoch(int64_t mono_ms, int64_t* epoch_ms) const;
+  Status to_epoch(int64_t mono_ms, int64_t* epoch_ms) const {  // inline: once per sample
+    if (!set_) return Status::kClockNotSet;
+    *epoch_ms = mono_ms + offset_ms_;
+    return Status::kOk;
+  }
   bool is_set() const { return set_; }
   uint32_t jumps() const { return jumps_; }
   /// Offset change of the last jump, ms (positive = the clock moved forward).

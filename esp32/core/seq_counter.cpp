@@ -19,14 +19,10 @@ Status SeqCounter::init(SeqStorage* storage, uint32_t block) {
   return Status::kOk;
 }
 
-Status SeqCounter::next(uint64_t* out) {
-  if (storage_ == nullptr) return Status::kInvalidArgument;
-  if (next_ >= reserved_) {
-    const uint64_t mark = next_ + block_;
-    if (storage_->store(mark) != Status::kOk) return Status::kStorageError;
-    reserved_ = mark;
-  }
-  *out = next_++;
+Status SeqCounter::reserve() {
+  const uint64_t mark = next_ + block_;
+  if (storage_->store(mark) != Status::kOk) return Status::kStorageError;
+  reserved_ = mark;
   return Status::kOk;
 }
 

@@ -29,11 +29,19 @@ class SeqCounter {
   Status init(SeqStorage* storage, uint32_t block);
   /// Writes the next number to *out. kStorageError (nothing handed out) when a needed
   /// reservation cannot be persisted; kInvalidArgument before a successful init().
-  Status next(uint64_t* out);
+  Status next(uint64_t* out) {  // inline: once per message; storage only once per block
+    if (storage_ == nullptr) return Status::kInvalidArgument;
+    if (next_ >= reserved_ && reserve() != Status::kOk) return Status::kStorageError;
+    *out = next_++;
+    return Status::kOk;
+  }
   /// The number next() would hand out.
   uint64_t peek() const { return next_; }
 
  private:
+  /// Persists the next reservation mark (next_ + block_). kStorageError if that fails.
+  Status reserve();
+
   SeqStorage* storage_ = nullptr;
   uint32_t block_ = 0;
   uint64_t next_ = 0;

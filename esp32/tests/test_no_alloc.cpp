@@ -18,23 +18,31 @@ void note() {
 }
 }  // namespace
 
+extern "C" {
+void* __real_malloc(size_t);
+void* __real_calloc(size_t, size_t);
+void* __real_realloc(void*, size_t);
+}
+
+// Each operator new counts once: it takes memory from __real_malloc, not the wrapped malloc
+// (which would count the same allocation again, as it does at -O0).
 void* operator new(std::size_t n) {
   note();
-  if (void* p = std::malloc(n ? n : 1)) return p;
+  if (void* p = __real_malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n) {
   note();
-  if (void* p = std::malloc(n ? n : 1)) return p;
+  if (void* p = __real_malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   note();
-  return std::malloc(n ? n : 1);
+  return __real_malloc(n ? n : 1);
 }
 void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
   note();
-  return std::malloc(n ? n : 1);
+  return __real_malloc(n ? n : 1);
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
@@ -42,9 +50,6 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 extern "C" {
-void* __real_malloc(size_t);
-void* __real_calloc(size_t, size_t);
-void* __real_realloc(void*, size_t);
 void* __wrap_malloc(size_t n) {
   note();
   return __real_malloc(n);
@@ -78,8 +83,8 @@ MemStorage g_mem;
 TEST(NoAlloc, CountersWork) {
   g_allocs = 0;
   g_counting = true;
-  int* p = new int(3);
-  void* q = std::malloc(8);
+  int* volatile p = new int(3);  // volatile: the new/delete pair must not be elided
+  void* volatile q = std::malloc(8);
   g_counting = false;
   delete p;
   std::free(q);

@@ -1,0 +1,287 @@
+"""Full versus incremental RocksDB checkpoints of a large keyed state: size and duration.
+
+The state is the fleet example of ``shared/DOMAIN.md``: ``--devices`` 8,000 devices reporting
+every ``--period-s`` 5 s, kept in 1-hour sliding windows (``--window-min`` 60, slide
+``--slide-min`` 5). It is built by one Flink SQL job, submitted from this process to the
+standalone cluster (``execution.target: remote``), with no Python on the hot path::
+
+    datagen "fill"   id = 0 .. devices*window/period - 1, as fast as possible  (one hour of events)
+      UNION ALL
+    datagen "steady" id = fill .. , devices/period rows/s                      (the fleet's real rate)
+      -> device_id = id % devices, event time = base + (id / devices) * period, watermark = event time
+      -> HOP(event time, slide, window) GROUP BY device_id:
+         COUNT(*), ARRAY_AGG(lat), ARRAY_AGG(lon), ARRAY_AGG(speed), ARRAY_AGG(fuel), ARRAY_AGG(ts_ms)
+      -> blackhole
+
+``ARRAY_AGG`` keeps every value, so the window state holds the raw readings of the last hour
+per device (5 x 8 bytes per event, plus the key: the DOMAIN.md estimate of 56 bytes per event
+counts a 16-byte id per event, which keyed state stores once per key), i.e. the
+"raw window data" line of the sizing table rather than incremental running statistics.
+
+Phases, on one stack (started on free ports unless ``--stack env``):
+
+1. submit with ``execution.checkpointing.incremental: true`` (RocksDB, exactly-once,
+   ``--interval-s`` 30 s, the project's interval); wait until the fill source has FINISHED
+   (the hour of state is built), then record ``--checkpoints`` completed checkpoints;
+2. stop with a savepoint (native format), resubmit the same SQL from it with
+   ``execution.checkpointing.incremental: false``; record as many completed checkpoints.
+
+Per checkpoint, from ``/jobs/:jid/checkpoints`` (history): ``checkpointed_size`` (bytes
+written by this checkpoint; for an incremental one, the new SST files only), ``state_size``
+(the full state the checkpoint represents) and ``end_to_end_duration`` (ms). The first
+incremental checkpoint after the fill uploads nearly everything (the files written during the
+fill); it is reported but kept out of the steady-state medians. The same holds for the first
+checkpoint after the restore (NO_CLAIM: it may not reference the savepoint's files).
+
+Writes ``bench/results/checkpoint.json`` and prints a table. The 1-minute load average is
+recorded: a 2-core box shared with other work.
+
+Usage::
+
+    .venv/bin/python bench/checkpoint_bench.py                         # the fleet example
+    .venv/bin/python bench/checkpoint_bench.py --devices 2000 --checkpoints 2 --interval-s 20   # reduced
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iotflink.flinkctl import FlinkCtl  # noqa: E402
+from iotflink.settings import StackSettings, WindowJobSettings  # noqa: E402
+from iotflink.stack import Stack, free_port_settings  # noqa: E402
+from jobs.common import create_table_env, job_configuration, with_clause  # noqa: E402
+
+log = logging.getLogger("checkpoint_bench")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASE_TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+JOB_NAME = "bench-checkpoint-fleet"
+
+
+def load1() -> float:
+    """The 1-minute load average."""
+    return round(os.getloadavg()[0], 2)
+
+
+def mib(n: int | float) -> float:
+    """Bytes as MiB, 1 decimal."""
+    return round(n / 2**20, 1)
+
+
+def fleet_sql(devices: int, period_s: int, window_min: int, slide_min: int) -> tuple[list[str], str, int]:
+    """DDL statements, the INSERT, and the fill size (events in one window) of the fleet job."""
+    period_ms = period_s * 1000
+    fill = devices * (window_min * 60 // period_s)
+    steady_rate = max(1, devices // period_s)
+
+    def gen(name: str, start: int, end: int, rate: int) -> str:
+        opts = {"connector": "datagen", "fields.id.kind": "sequence", "fields.id.start": str(start),
+                "fields.id.end": str(end), "rows-per-second": str(rate),
+                "fields.lat.min": "40", "fields.lat.max": "50", "fields.lon.min": "0", "fields.lon.max": "10",
+                "fields.speed.min": "0", "fields.speed.max": "130", "fields.fuel.min": "0", "fields.fuel.max": "100"}
+        return (f"CREATE TABLE {name} (id BIGINT, lat DOUBLE, lon DOUBLE, speed DOUBLE, fuel DOUBLE,\n"
+                f"  ts_ms AS {BASE_TS} + (id / {devices}) * {period_ms},\n"
+                f"  ts AS TO_TIMESTAMP_LTZ({BASE_TS} + (id / {devices}) * {period_ms}, 3),\n"
+                f"  WATERMARK FOR ts AS ts) {with_clause(opts)}")
+
+    ddl = [gen("fill", 0, fill - 1, 10_000_000),
+           gen("steady", fill, fill + steady_rate * 86_400, steady_rate),
+           "CREATE TABLE sink (device_id BIGINT, window_start TIMESTAMP(3), n BIGINT, lat ARRAY<DOUBLE>, "
+           "lon ARRAY<DOUBLE>, speed ARRAY<DOUBLE>, fuel ARRAY<DOUBLE>, ts_ms ARRAY<BIGINT>) "
+           "WITH ('connector' = 'blackhole')",
+           "CREATE TEMPORARY VIEW readings AS SELECT * FROM fill UNION ALL SELECT * FROM steady"]
+    insert = (f"INSERT INTO sink SELECT id % {devices} AS device_id, window_start, COUNT(*), ARRAY_AGG(lat), "
+              f"ARRAY_AGG(lon), ARRAY_AGG(speed), ARRAY_AGG(fuel), ARRAY_AGG(ts_ms) "
+              f"FROM TABLE(HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '{slide_min}' MINUTES, "
+              f"INTERVAL '{window_min}' MINUTES)) GROUP BY id % {devices}, window_start, window_end")
+    return ddl, insert, fill
+
+
+def submit(stack: Stack, args: argparse.Namespace, incremental: bool, restore_from: str | None) -> str:
+    """Submit the fleet job; returns its id."""
+    s = stack.s
+    cfg = WindowJobSettings(kafka_bootstrap=s.kafka_bootstrap, parallelism=args.parallelism,
+                            checkpoint_interval_ms=args.interval_s * 1000)
+    extra = {"execution.target": "remote", "rest.address": s.host, "rest.port": str(s.flink_rest_port),
+             "execution.checkpointing.incremental": str(incremental).lower(),
+             "execution.checkpointing.min-pause": "1 s"}
+    if restore_from:
+        extra["execution.state-recovery.path"] = restore_from
+    t_env = create_table_env(job_configuration(cfg, JOB_NAME, use_kafka=False, extra=extra))
+    ddl, insert, _ = fleet_sql(args.devices, args.period_s, args.window_min, args.slide_min)
+    for stmt in ddl:
+        t_env.execute_sql(stmt)
+    return str(t_env.execute_sql(insert).get_job_client().get_job_id())
+
+
+def completed(ctl: FlinkCtl, job_id: str) -> list[dict]:
+    """Completed, non-savepoint checkpoints of the job, oldest first (from the REST history)."""
+    hist = ctl.checkpoints(job_id).get("history", [])
+    return sorted((c for c in hist if c.get("status") == "COMPLETED" and not c.get("is_savepoint")),
+                  key=lambda c: c["id"])
+
+
+def wait_checkpoints(ctl: FlinkCtl, job_id: str, after_ms: int, n: int, timeout_s: float) -> list[dict]:
+    """Poll until ``n`` checkpoints triggered after ``after_ms`` (epoch ms) completed; return them.
+
+    Raises:
+        TimeoutError: not within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = [c for c in completed(ctl, job_id) if c["trigger_timestamp"] > after_ms]
+        if len(done) >= n:
+            return done[:n]
+        if ctl.job(job_id)["state"] != "RUNNING":
+            raise RuntimeError(f"job {job_id} is {ctl.job(job_id)['state']}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(done)}/{n} checkpoints after {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+def summarize(cp: dict) -> dict:
+    """The fields reported per checkpoint (sizes in bytes and MiB, duration in ms)."""
+    return {"id": cp["id"], "checkpointed_size": cp["checkpointed_size"], "state_size": cp["state_size"],
+            "checkpointed_mib": mib(cp["checkpointed_size"]), "state_mib": mib(cp["state_size"]),
+            "duration_ms": cp["end_to_end_duration"]}
+
+
+def phase(stack: Stack, ctl: FlinkCtl, args: argparse.Namespace, incremental: bool,
+          restore_from: str | None) -> tuple[str, dict]:
+    """Run one mode; returns (job id, result dict)."""
+    before = load1()
+    t0 = time.monotonic()
+    job_id = submit(stack, args, incremental, restore_from)
+    ctl.wait_running(job_id, timeout_s=300)
+    fill_vertex = next(v["id"] for v in ctl.job(job_id)["vertices"] if "fill" in v["name"])
+    # the fill source FINISHED: the hour of state is built (after a restore it is finished already)
+    deadline = time.monotonic() + args.fill_timeout_s
+    while True:
+        info = ctl.job(job_id)
+        fill_state = next(v for v in info["vertices"] if v["id"] == fill_vertex)
+        if fill_state["status"] == "FINISHED":
+            break
+        if info["state"] != "RUNNING":
+            raise RuntimeError(f"job {job_id} is {info['state']} during the fill")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fill not done in {args.fill_timeout_s} s")
+        time.sleep(2)
+    fill_done_ms = int(time.time() * 1000)
+    fill_s = time.monotonic() - t0
+    print(f"[bench] {'incremental' if incremental else 'full'}: fill done {fill_s:.0f} s after submission",
+          flush=True)
+    cps = wait_checkpoints(ctl, job_id, fill_done_ms, args.checkpoints + 1,
+                           timeout_s=(args.checkpoints + 2) * (args.interval_s + 600))
+    first, steady = summarize(cps[0]), [summarize(c) for c in cps[1:]]
+    res = {"mode": "incremental" if incremental else "full", "job_id": job_id,
+           "restored_from": restore_from, "seconds_to_fill": round(fill_s, 1),
+           "first_after_fill": first, "steady": steady,
+           "median_checkpointed_mib": mib(statistics.median(c["checkpointed_size"] for c in steady)),
+           "median_state_mib": mib(statistics.median(c["state_size"] for c in steady)),
+           "median_duration_ms": statistics.median(c["duration_ms"] for c in steady),
+           "load1_before": before, "load1_after": load1()}
+    print(f"[bench] {res['mode']}: {json.dumps(res)}", flush=True)
+    return job_id, res
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Both phases on one stack; returns the result dict."""
+    own = args.stack == "own"
+    cfg = free_port_settings(Path(tempfile.mkdtemp(prefix="bench-cp-")) / "run") if own else StackSettings.from_env()
+    stack = Stack(cfg)
+    if own:
+        stack.start(services=("kafka", "flink-jobmanager", "flink-taskmanager"),
+                    progress=lambda m: print(f"[stack] {m}", flush=True))
+    ctl = FlinkCtl(cfg)
+    _, _, fill = fleet_sql(args.devices, args.period_s, args.window_min, args.slide_min)
+    result = {"bench": "checkpoint", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "machine": {"cpus": os.cpu_count(), "load1_start": load1()},
+              "params": {"devices": args.devices, "period_s": args.period_s, "window_min": args.window_min,
+                         "slide_min": args.slide_min, "events_in_window": fill,
+                         "steady_events_per_s": args.devices // args.period_s, "interval_s": args.interval_s,
+                         "checkpoints_per_mode": args.checkpoints, "parallelism": args.parallelism,
+                         "state_backend": "rocksdb", "stack": args.stack,
+                         "reduced_from_fleet_example": args.devices != 8000 or args.period_s != 5
+                         or args.window_min != 60},
+              "modes": []}
+    try:
+        job_id, inc = phase(stack, ctl, args, True, None)
+        result["modes"].append(inc)
+        t0 = time.monotonic()
+        sp = ctl.stop_with_savepoint(job_id, format_type="NATIVE", timeout_s=900)
+        result["savepoint"] = {"location": sp, "seconds": round(time.monotonic() - t0, 1)}
+        ctl.wait_state(job_id, {"FINISHED"}, 120)
+        _, full = phase(stack, ctl, args, False, sp)
+        result["modes"].append(full)
+        result["ratios"] = {
+            "full_over_incremental_checkpointed_size": round(
+                full["median_checkpointed_mib"] / max(0.1, inc["median_checkpointed_mib"]), 1),
+            "full_over_incremental_duration": round(
+                full["median_duration_ms"] / max(1, inc["median_duration_ms"]), 1),
+            "incremental_share_of_state": round(inc["median_checkpointed_mib"] / max(0.1, inc["median_state_mib"]), 3),
+        }
+        result["machine"]["load1_end"] = load1()
+        return result
+    finally:
+        for j in ctl.list_jobs():
+            if j["state"] == "RUNNING" and j["name"] == JOB_NAME:
+                ctl.cancel(j["jid"])
+        if own:
+            stack.stop()
+
+
+def table(result: dict) -> str:
+    """The result as a text table."""
+    p = result["params"]
+    lines = [f"checkpoint bench: {p['devices']} devices every {p['period_s']} s, {p['window_min']}-min windows "
+             f"sliding {p['slide_min']} min ({p['events_in_window']} events in state), RocksDB, interval "
+             f"{p['interval_s']} s, parallelism {p['parallelism']}; {result['machine']['cpus']} CPUs, load1 "
+             f"{result['machine']['load1_start']} -> {result['machine'].get('load1_end')}",
+             f"{'mode':12} {'ckpt':>5} {'written MiB':>12} {'state MiB':>10} {'duration ms':>12}"]
+    for m in result["modes"]:
+        f = m["first_after_fill"]
+        lines.append(f"{m['mode']:12} {f['id']:>5} {f['checkpointed_mib']:>12} {f['state_mib']:>10} "
+                     f"{f['duration_ms']:>12}   (first after fill/restore)")
+        for c in m["steady"]:
+            lines.append(f"{'':12} {c['id']:>5} {c['checkpointed_mib']:>12} {c['state_mib']:>10} {c['duration_ms']:>12}")
+        lines.append(f"{'':12} {'med':>5} {m['median_checkpointed_mib']:>12} {m['median_state_mib']:>10} "
+                     f"{m['median_duration_ms']:>12}")
+    lines.append(f"ratios: {result.get('ratios')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; see the module docstring."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stack", choices=["own", "env"], default="own")
+    p.add_argument("--devices", type=int, default=8000)
+    p.add_argument("--period-s", type=int, default=5)
+    p.add_argument("--window-min", type=int, default=60)
+    p.add_argument("--slide-min", type=int, default=5)
+    p.add_argument("--interval-s", type=int, default=30)
+    p.add_argument("--checkpoints", type=int, default=3, help="steady checkpoints recorded per mode")
+    p.add_argument("--parallelism", type=int, default=2)
+    p.add_argument("--fill-timeout-s", type=float, default=1800)
+    p.add_argument("--out", type=Path, default=RESULTS / "checkpoint.json")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Unit tests of the CLI's argument handling (``iotflink/cli.py``) and of the pure parts of
+``iotflink/backpressure.py`` and ``iotflink/flinkctl.py``: no stack, a fake of ``FlinkCtl``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iotflink import backpressure, cli, flinkctl
+from iotflink.errors import JobError
+
+JID = "0123456789abcdef0123456789abcdef"
+JID2 = "fedcba9876543210fedcba9876543210"
+
+
+# --------------------------------------------------------------------------- job submit args
+@pytest.mark.parametrize("tokens, expected", [
+    (["sensor_windows"], ("sensor_windows", None, False, [])),
+    (["sensor_windows", "--from-savepoint", "/sp/savepoint-1"], ("sensor_windows", "/sp/savepoint-1", False, [])),
+    (["sensor_windows", "--from-savepoint=file:///sp/x", "-n"], ("sensor_windows", "file:///sp/x", True, [])),
+    (["--from-savepoint", "/sp", "--allow-non-restored", "rules", "--rule", "r1"],
+     ("rules", "/sp", True, ["--rule", "r1"])),
+    (["rules", "--rule", "r1"], ("rules", None, False, ["--rule", "r1"])),
+    (["rules", "a", "--", "--from-savepoint", "x"], ("rules", None, False, ["a", "--from-savepoint", "x"])),
+])
+def test_split_submit_args(tokens, expected):
+    assert cli.split_submit_args(tokens) == expected
+
+
+@pytest.mark.parametrize("tokens, message", [
+    ([], "needs a job NAME"),
+    (["--from-savepoint", "/sp"], "needs a job NAME"),
+    (["sensor_windows", "--from-savepoint"], "needs a PATH"),
+    (["sensor_windows", "--from-savepoint", "--allow-non-restored"], "needs a PATH"),
+    (["sensor_windows", "--from-savepoint="], "needs a PATH"),
+    (["sensor_windows", "-n"], "only applies with --from-savepoint"),
+])
+def test_split_submit_args_rejects(tokens, message):
+    with pytest.raises(cli.UsageError, match=message):
+        cli.split_submit_args(tokens)
+
+
+# --------------------------------------------------------------------------- dispatch with a fake
+class FakeCtl:
+    """What the CLI calls on :class:`iotflink.flinkctl.FlinkCtl`, recorded."""
+
+    jobs = [{"jid": JID, "name": "sensor_windows", "state": "RUNNING"},
+            {"jid": JID2, "name": "sensor_windows", "state": "FINISHED"}]
+
+    def __init__(self, _settings=None):
+        self.calls: list[tuple] = []
+        FakeCtl.last = self
+
+    def list_jobs(self):
+        return self.jobs
+
+    resolve_job = flinkctl.FlinkCtl.resolve_job
+    base = "http://fake"
+
+    def submit(self, name, extra_args=None, savepoint=None, allow_non_restored=False):
+        self.calls.append(("submit", name, extra_args, savepoint, allow_non_restored))
+        return JID2
+
+    def savepoint(self, job_id, target_dir=None, timeout_s=0.0, format_type=None):
+        self.calls.append(("savepoint", job_id, target_dir, timeout_s, format_type))
+        return "file:/sp/savepoint-1"
+
+    def stop_with_savepoint(self, job_id, drain=False, target_dir=None, timeout_s=0.0, format_type=None):
+        self.calls.append(("stop", job_id, drain, target_dir, timeout_s, format_type))
+        return "file:/sp/savepoint-2"
+
+    def cancel(self, job_id):
+        self.calls.append(("cancel", job_id))
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setattr(flinkctl, "FlinkCtl", FakeCtl)
+    return FakeCtl
+
+
+def test_savepoint_by_name_and_by_id(fake, capsys):
+    assert cli.main(["savepoint", "sensor_windows"]) == 0
+    assert fake.last.calls == [("savepoint", JID, None, 300.0, None)]
+    assert capsys.readouterr().out.strip() == "file:/sp/savepoint-1"
+    assert cli.main(["savepoint", JID, "--dir", "file:///data/sp", "--format", "native", "--timeout-s", "60"]) == 0
+    assert fake.last.calls == [("savepoint", JID, "file:///data/sp", 60.0, "native")]
+
+
+def test_stop_options(fake, capsys):
+    assert cli.main(["stop", "sensor_windows", "--savepoint-dir", "/tmp/sp", "--drain"]) == 0
+    assert fake.last.calls == [("stop", JID, True, "/tmp/sp", 300.0, None)]
+    assert capsys.readouterr().out.strip() == "file:/sp/savepoint-2"
+    assert cli.main(["stop", JID]) == 0
+    assert fake.last.calls == [("stop", JID, False, None, 300.0, None)]
+
+
+def test_job_submit_from_savepoint(fake, capsys):
+    assert cli.main(["job", "submit", "sensor_windows", "--from-savepoint", "/sp/savepoint-2", "-n"]) == 0
+    assert fake.last.calls == [("submit", "sensor_windows", [], "/sp/savepoint-2", True)]
+    assert capsys.readouterr().out.strip() == JID2
+    # the old form still works: name then the job's own arguments
+    assert cli.main(["job", "submit", "rules", "--rule", "bearing_failure"]) == 0
+    assert fake.last.calls == [("submit", "rules", ["--rule", "bearing_failure"], None, False)]
+
+
+def test_job_cancel_by_name(fake, capsys):
+    assert cli.main(["job", "cancel", "sensor_windows"]) == 0
+    assert fake.last.calls == [("cancel", JID)]
+    assert cli.main(["job", "cancel", JID]) == 0
+    assert fake.last.calls == [("cancel", JID)]
+
+
+def test_usage_errors_exit_2(fake, capsys):
+    assert cli.main(["job", "submit"]) == 2
+    assert "needs a job NAME" in capsys.readouterr().err
+    assert cli.main(["job", "submit", "x", "--from-savepoint"]) == 2
+    assert cli.main(["job", "cancel"]) == 2
+    for argv in (["savepoint"], ["stop"], ["savepoint", "j", "--format", "binary"],
+                 ["stop", "j", "--timeout-s", "0"], ["backpressure", "--wait-s", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2, argv
+
+
+def test_unknown_or_finished_job_is_an_error(fake, capsys, monkeypatch):
+    assert cli.main(["savepoint", "no_such_job"]) == 1
+    assert "no RUNNING job named 'no_such_job'" in capsys.readouterr().err
+    assert cli.main(["savepoint", "ffffffffffffffffffffffffffffffff"]) == 1
+    assert "no job with id" in capsys.readouterr().err
+    monkeypatch.setattr(fake, "jobs", [{"jid": JID2, "name": "sensor_windows", "state": "FINISHED"}])
+    assert cli.main(["stop", "sensor_windows"]) == 1
+    assert "(it is FINISHED)" in capsys.readouterr().err
+
+
+def test_ambiguous_name_lists_ids(fake, capsys, monkeypatch):
+    monkeypatch.setattr(fake, "jobs", [{"jid": JID, "name": "w", "state": "RUNNING"},
+                                       {"jid": JID2, "name": "w", "state": "RUNNING"}])
+    assert cli.main(["stop", "w"]) == 1
+    err = capsys.readouterr().err
+    assert JID in err and JID2 in err and "give the job id" in err
+
+
+def test_savepoint_format_type_is_checked():
+    assert flinkctl._format_type("native") == "NATIVE"
+    with pytest.raises(JobError, match="CANONICAL, NATIVE"):
+        flinkctl._format_type("binary")
+
+
+def test_existing_commands_still_parse():
+    parser = cli.build_parser()
+    assert parser.parse_args(["stack", "status"]).action == "status"
+    assert parser.parse_args(["job", "list"]).action == "list"
+    assert parser.parse_args(["rules", "deploy", "bearing_failure"]).rest == ["deploy", "bearing_failure"]
+    args = parser.parse_args(["backpressure", "sensor_windows", "--json", "--group", "g"])
+    assert (args.job, args.json, args.group, args.wait_s) == ("sensor_windows", True, "g", 30.0)
+    assert parser.parse_args(["backpressure"]).job is None
+
+
+# --------------------------------------------------------------------------- backpressure parts
+class FakeRest:
+    """Answers the REST paths job_report reads, from canned JSON; counts backpressure polls."""
+
+    def __init__(self):
+        self.bp_polls = 0
+
+    def job(self, job_id):
+        return {"jid": job_id, "name": "sensor_windows", "state": "RUNNING",
+                "vertices": [{"id": "src", "name": "Source: readings[1]", "parallelism": 1},
+                             {"id": "agg", "name": "GroupWindowAggregate[7] -> aggregates[9]: Writer",
+                              "parallelism": 2}],
+                "plan": {"nodes": [{"id": "agg", "inputs": [{"id": "src"}]}, {"id": "src"}]}}
+
+    def list_jobs(self):
+        return [{"jid": JID, "name": "sensor_windows", "state": "RUNNING"},
+                {"jid": JID2, "name": "old", "state": "CANCELED"}]
+
+    def rest(self, path):
+        if path.endswith("/backpressure"):
+            self.bp_polls += 1
+            if self.bp_polls == 1:
+                return {"status": "deprecated"}  # no sample yet: must poll again
+            hi = "/src/" in path
+            return {"status": "ok", "backpressureLevel": "high" if hi else "ok",
+                    "subtasks": [{"subtask": 0, "ratio": 0.93 if hi else 0.0},
+                                 {"subtask": 1, "ratio": 0.2 if hi else "NaN"}]}
+        if "/subtasks/metrics" in path:
+            busy = 40.0 if "/src/" in path else 1000.0
+            return [{"id": "busyTimeMsPerSecond", "max": busy, "sum": busy},
+                    {"id": "idleTimeMsPerSecond", "max": "NaN", "sum": 0},
+                    {"id": "backPressuredTimeMsPerSecond", "max": 930.0, "sum": 930.0},
+                    {"id": "numRecordsInPerSecond", "max": 5, "sum": 10.5},
+                    {"id": "numRecordsOutPerSecond", "max": 5, "sum": 9.5}]
+        if path.endswith("/vertices/src/metrics"):
+            return [{"id": "0.Source__readings[1].KafkaSourceReader.topic.sensor-readings.partition.0.currentOffset"},
+                    {"id": "0.Source__readings[1].KafkaSourceReader.topic.sensor-readings.partition.0.committedOffset"},
+                    {"id": "0.Source__readings[1].KafkaSourceReader.topic.sensor-readings.partition.1.currentOffset"},
+                    {"id": "0.numRecordsIn"}]
+        if "/vertices/src/metrics?get=" in path:
+            return [{"id": "0.Source__readings[1].KafkaSourceReader.topic.sensor-readings.partition.0.currentOffset",
+                     "value": "99"},
+                    {"id": "0.Source__readings[1].KafkaSourceReader.topic.sensor-readings.partition.0.committedOffset",
+                     "value": "50"},
+                    {"id": "0.Source__readings[1].KafkaSourceReader.topic.sensor-readings.partition.1.currentOffset",
+                     "value": "-1"}]  # nothing read yet from partition 1
+        raise AssertionError(f"unexpected REST path {path}")
+
+
+def test_job_report_polls_and_aggregates(monkeypatch):
+    from iotflink import kafka_io
+
+    monkeypatch.setattr(kafka_io, "end_offsets", lambda bootstrap, topic: {0: 150, 1: 7, 2: 0})
+    fake = FakeRest()
+    rep = backpressure.job_report(fake, JID, "kafka:9092", bp_timeout_s=5)
+    assert fake.bp_polls == 3  # one "deprecated" answer, then one per vertex
+    src, agg = rep.vertices
+    assert (src.level, src.ratio, src.subtask_ratios) == ("HIGH", 0.93, [0.93, 0.2])
+    assert (agg.level, agg.ratio, agg.subtask_ratios) == ("OK", 0.0, [0.0, None])
+    assert agg.busy_ms_per_s == 1000.0 and agg.idle_ms_per_s is None
+    assert (agg.records_in_per_s, agg.records_out_per_s) == (10.5, 9.5)
+    assert [v.name for v in rep.upstream_of("agg")] == [src.name]
+    assert rep.vertex("GroupWindow") is agg
+    lag = {p.partition: p for p in rep.source_lag}
+    assert (lag[0].end_offset, lag[0].current_offset, lag[0].live_lag) == (150, 99, 50)
+    assert (lag[0].committed_offset, lag[0].committed_lag) == (50, 100)
+    assert (lag[1].current_offset, lag[1].live_lag, lag[1].committed_lag) == (None, 7, None)
+    assert lag[2].live_lag == 0
+    assert rep.live_lag_total == 57
+    assert rep.errors == []
+    text = backpressure.format_report(rep)
+    assert "HIGH" in text and "total live lag: 57" in text
+    doc = json.loads(backpressure.to_json([rep]))
+    assert doc["jobs"][0]["live_lag_total"] == 57
+    assert doc["jobs"][0]["vertices"][0]["level"] == "HIGH"
+
+
+def test_job_report_without_kafka_says_so(monkeypatch):
+    from iotflink import kafka_io
+
+    def boom(bootstrap, topic):
+        raise OSError("no broker")
+    monkeypatch.setattr(kafka_io, "end_offsets", boom)
+    rep = backpressure.job_report(FakeRest(), JID, "kafka:9092", bp_timeout_s=5)
+    assert any("no broker" in e for e in rep.errors)
+    assert rep.live_lag_total is None
+
+
+def test_backpressure_poll_gives_up():
+    calls = []
+
+    def rest(path):
+        calls.append(path)
+        return {"status": "deprecated"}
+    res = backpressure.vertex_backpressure(rest, JID, "v", timeout_s=0.2, interval_s=0.05)
+    assert res == {"status": "deprecated"} and len(calls) >= 2
+
+
+def test_resolve_jobs():
+    fake = FakeRest()
+    assert [j["jid"] for j in backpressure.resolve_jobs(fake)] == [JID]
+    assert [j["jid"] for j in backpressure.resolve_jobs(fake, "sensor_windows")] == [JID]
+    assert [j["jid"] for j in backpressure.resolve_jobs(fake, JID2)] == [JID2]
+    with pytest.raises(JobError, match="no RUNNING job named 'old'"):
+        backpressure.resolve_jobs(fake, "old")
+    with pytest.raises(JobError, match="no job named 'x'"):
+        backpressure.resolve_jobs(fake, "x")
+
+
+def test_compute_lag_with_group_offsets():
+    rows = backpressure.compute_lag({("t", 0): {"current": 9, "committed": 5}}, {"t": {0: 10}},
+                                    {"t": {0: 4}})
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r.live_lag, r.committed_lag, r.group_committed_offset, r.group_lag) == (0, 5, 4, 6)
