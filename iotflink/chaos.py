@@ -444,6 +444,67 @@ def job_restarts(ctl, job_id: str) -> int:
     return -1
 
 
+class ContinuousPublisher(threading.Thread):
+    """Publishes ``messages`` (replayer :class:`~iotflink.replay.Message` objects) at QoS 1 at a
+    constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
+    faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
+    (a Mosquitto restart) and re-sends un-acked messages."""
+
+    def __init__(self, messages: list, host: str, port: int, rate_per_s: float,
+                 client_id: str = "iotflink-chaos-publisher", window: int = 200) -> None:
+        super().__init__(name="continuous-publisher", daemon=True)
+        self.messages, self.host, self.port = messages, host, port
+        self.rate_per_s, self.client_id, self.window = rate_per_s, client_id, window
+        self.sent = 0
+        self.acked = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._slots = threading.Semaphore(window)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop publishing; wait up to ``timeout_s`` for the outstanding PUBACKs."""
+        self._stop.set()
+        self.join(timeout=timeout_s + 5)
+
+    def run(self) -> None:
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+
+        def on_publish(_c, _u, _mid, _rc, _p) -> None:
+            self.acked += 1
+            self._slots.release()
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        client.max_inflight_messages_set(self.window)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 5)
+        client.on_publish = on_publish
+        try:
+            client.connect(self.host, self.port, keepalive=30)
+            client.loop_start()
+            t0 = time.monotonic()
+            for i, m in enumerate(self.messages):
+                if self._stop.is_set():
+                    break
+                delay = t0 + i / self.rate_per_s - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)  # pacing, not synchronisation
+                while not self._slots.acquire(timeout=0.5):
+                    if self._stop.is_set():
+                        break
+                else:
+                    client.publish(m.topic, m.payload_bytes(), qos=1)
+                    self.sent += 1
+            deadline = time.monotonic() + 30
+            while self.acked < self.sent and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except BaseException as exc:  # noqa: BLE001 - reported through .error
+            self.error = exc
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+
 # ---------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.chaos FAULT [--down-s S] [--job JOB_ID]``; prints JSON facts.

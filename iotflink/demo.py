@@ -6,10 +6,13 @@ Steps (each prints a progress line):
    and reset the demo's topics, so the counts below cover this run only;
 2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``, and deploy the
    detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
-3. replay NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT as the
-   sensor nodes would, with a seeded fraction of readings delayed (out of order, inside the
-   watermark bound) and a few held back past the allowed lateness, plus a handful of bad
-   payloads that must land in the dead-letter queue;
+3. play NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT with three
+   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.vnodes``); the FEMTO node
+   has a connectivity outage, and its store-and-forward outbox flushes the queued readings on
+   reconnect with their original timestamps (late and out-of-order data downstream). With
+   ``--source replay`` the Python replayer plays them instead, with a seeded fraction of
+   readings delayed inside the watermark bound and some held back past the allowed lateness.
+   A handful of bad payloads must land in the dead-letter queue;
    then replay TabFormer card transactions with seeded fraud scenarios into ``transactions``;
 4. wait until the bridge has accounted for every message and the job's Kafka source has read
    every record, then stop the job with a drained savepoint: the maximum watermark fires the
@@ -127,22 +130,36 @@ def run(args: argparse.Namespace) -> int:
     _step("deploying the detection rules (Flink SQL MATCH_RECOGNIZE, one job per rule) ...")
     _run_cli(["rules", "deploy"], stack)
 
-    summary_file = cfg.run_dir / "replay-summary.json"
-    replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
-                  "--speedup", str(args.speedup), "--seed", str(args.seed),
-                  "--delay-fraction", str(args.delay_fraction), "--delay-ms", str(args.delay_ms),
-                  "--late-fraction", str(args.late_fraction), "--late-ms", str(args.late_ms),
-                  "--summary-file", str(summary_file)]
-    if args.limit:
-        replay_cmd += ["--limit", str(args.limit)]
-    _step("replaying real data through MQTT: " + " ".join(replay_cmd[2:]))
-    env = {**stack.flink_env()}
-    subprocess.run(replay_cmd, check=True, cwd=PROJECT_ROOT, env=env)  # noqa: S603
-    replay = json.loads(summary_file.read_text())
+    if args.source == "vnodes":
+        from iotflink.vnodes import default_demo_specs, run_nodes, totals  # noqa: PLC0415
+
+        _step("playing the data sets through virtual ESP32 nodes (firmware core + libmosquitto); "
+              "the FEMTO node has a 100 s connectivity outage, flushed on reconnect ...")
+        results = run_nodes(default_demo_specs(limit=args.limit or None, speedup=args.speedup),
+                            cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=1800, reset_seq=True)
+        acct = totals(results)
+        per_device = {dev: c["published"] for dev, c in acct["per_device"].items()}
+        real = acct["published"]
+        detail = f"{acct['dropped']} dropped at the nodes (outbox full)"
+    else:
+        summary_file = cfg.run_dir / "replay-summary.json"
+        replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
+                      "--speedup", str(args.speedup), "--seed", str(args.seed),
+                      "--delay-fraction", str(args.delay_fraction), "--delay-ms", str(args.delay_ms),
+                      "--late-fraction", str(args.late_fraction), "--late-ms", str(args.late_ms),
+                      "--summary-file", str(summary_file)]
+        if args.limit:
+            replay_cmd += ["--limit", str(args.limit)]
+        _step("replaying real data through MQTT: " + " ".join(replay_cmd[2:]))
+        subprocess.run(replay_cmd, check=True, cwd=PROJECT_ROOT, env=stack.flink_env())  # noqa: S603
+        replay = json.loads(summary_file.read_text())
+        per_device = replay["published"]
+        real = replay["total"]
+        detail = (f"{replay['delayed']} delayed, {replay['held_back']} held back past the "
+                  "lateness bound")
     bad_acked = publish_bad(cfg.mqtt_host, cfg.mqtt_port)
-    published = replay["total"] + len(BAD_PAYLOADS)
-    _step(f"  published {replay['total']} readings ({replay['delayed']} delayed, "
-          f"{replay['held_back']} held back past the lateness bound) + {bad_acked} bad payloads")
+    published = real + len(BAD_PAYLOADS)
+    _step(f"  published {real} readings ({detail}) + {bad_acked} bad payloads")
 
     _step("waiting for the bridge to account for every message ...")
     wait_for(lambda: _bridge_done(stack, published), 300, interval_s=0.5, what="the bridge")
@@ -206,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
     print("=" * 72)
     print("iot-flink demo summary")
     print("-" * 72)
-    print(f"readings published (MQTT)        {published:>10}   ({replay['total']} real + {len(BAD_PAYLOADS)} bad)")
-    for dev, n in sorted(replay["published"].items()):
+    print(f"readings published (MQTT)        {published:>10}   ({real} real + {len(BAD_PAYLOADS)} bad; {detail})")
+    for dev, n in sorted(per_device.items()):
         print(f"   {dev:30}{n:>10}")
     print(f"records in {cfg.topics.readings:22}{len(readings):>10}   ({values_in} sensor values)")
     print(f"aggregates in {cfg.topics.aggregates:19}{len(aggregates):>10}   windows "
@@ -271,7 +288,9 @@ def source_records_read(ctl: FlinkCtl, job_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.demo [--speedup X] [--limit N] ...``; see the module docstring."""
     p = argparse.ArgumentParser(prog="python -m iotflink.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", default="nab,femto,occupancy")
+    p.add_argument("--source", choices=["vnodes", "replay"], default="vnodes",
+                   help="virtual ESP32 nodes (default) or the Python replayer (seeded delays)")
+    p.add_argument("--datasets", default="nab,femto,occupancy", help="replay source only")
     p.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
     p.add_argument("--limit", type=int, default=0, help="rows per data set (0 = all)")
     p.add_argument("--seed", type=int, default=42)

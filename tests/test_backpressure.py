@@ -4,11 +4,18 @@ One stack (Kafka + Flink standalone cluster; no MQTT: readings are produced stra
 ``sensor-readings`` in the contract format, the test is about Flink) and one submission of
 ``jobs/sensor_windows`` with:
 
-- 100 ms tumbling windows, no allowed lateness, 10 devices each reporting every 100 ms, so
-  every reading makes (about) one aggregate: ~100 aggregates/s;
+- 100 ms tumbling windows, no allowed lateness, 20 devices each reporting every 100 ms, so
+  every reading makes one aggregate: ``RATE`` = 200 readings/s and aggregates/s;
 - the slow-sink switch (``IOTFLINK_SLOW_SINK_FILE``): while the file exists, a Python UDF
-  before the aggregates sink sleeps ``SLOW_MS`` = 50 ms per row, i.e. at most 20 rows/s per
-  subtask, 40 rows/s at parallelism 2: well under the 100 rows/s arriving.
+  before the aggregates sink sleeps ``SLOW_MS`` = 200 ms per row, i.e. at most 5 rows/s per
+  subtask, 10 rows/s at parallelism 2: far under the 200 rows/s arriving. With the switch
+  off the same path handles several hundred rows/s, so the backlog drains under the load.
+
+Why long device ids and sensor names (60 characters): under backpressure Flink's network
+buffers (32 KiB each, ~30 per channel pair between two vertices with the default
+``taskmanager.network`` settings) fill up completely before the upstream vertex blocks; with
+~60-byte rows they hold ~15,000 rows, i.e. over a minute of deficit at this rate. Rows of
+~200 bytes cut that to a few thousand, so HIGH shows within seconds of the buffers filling.
 
 ``test_slow_sink_backpressure_and_drain``:
 
@@ -45,13 +52,14 @@ from iotflink.stack import Stack, free_port_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DEVICES = 10
+DEVICES = 20
 PERIOD_MS = 100          # each device reports every 100 ms
 RATE = DEVICES * 1000 // PERIOD_MS  # readings/s
 WINDOW_MS = 100          # one reading per device and window: one aggregate per reading
-SLOW_MS = 50             # per aggregate row while the switch is on: <= 20 rows/s per subtask
+SLOW_MS = 200            # per aggregate row while the switch is on: <= 5 rows/s per subtask
+SENSOR = "temp_c_" + "x" * 54  # a valid sensor name (CONTRACT.md), 60 characters
 BASELINE_S = 120.0       # the job is up, OK and caught up within this
-HIGH_S = 90.0            # HIGH upstream within this after the switch is on
+HIGH_S = 120.0           # HIGH upstream within this after the switch is on
 RECOVER_S = 120.0        # OK again within this after the switch is off (load continues)
 DRAIN_S = 60.0           # live lag 0 within this after the load stops
 #: "caught up" at baseline: lag under 12 s of input (2 s of processing + 10 s metric age)
@@ -70,8 +78,8 @@ JOB_ENV = {
 class SteadyLoad:
     """Produce ``rate`` readings/s to the readings topic from a thread (contract format).
 
-    Device ``bp-<i>`` sends ``seq`` 0, 1, 2, ... with ``ts`` = now (epoch ms) and one reading
-    ``temp_c``; keyed by device id. ``sent`` counts records handed to the producer;
+    Device ``bp-<i>-xxx...`` (60 characters) sends ``seq`` 0, 1, 2, ... with ``ts`` = now
+    (epoch ms) and one reading named ``SENSOR`` (60 characters); keyed by device id. ``sent`` counts records handed to the producer;
     :meth:`stop` flushes them, so afterwards every one of them is in Kafka.
     """
 
@@ -96,8 +104,8 @@ class SteadyLoad:
             while not self._stop.is_set():
                 now = int(time.time() * 1000)
                 for d in range(self.devices):
-                    dev = f"bp-{d}"
-                    rec = {"device_id": dev, "seq": seq, "ts": now, "readings": {"temp_c": 20.0 + (seq % 10) / 10},
+                    dev = f"bp-{d}-".ljust(60, "x")
+                    rec = {"device_id": dev, "seq": seq, "ts": now, "readings": {SENSOR: 20.0 + (seq % 10) / 10},
                            "ingest_ms": now}
                     self.producer.send(self.topic, key=dev.encode(), value=json.dumps(rec).encode())
                 seq += 1

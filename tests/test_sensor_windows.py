@@ -276,6 +276,7 @@ def test_duplicates_are_dropped_counted_and_never_judged_late(tmp_path):
     dups = _committed_lines(tmp_path / "dups")
     exp_aggs, exp_late = reference(unique, cfg)
     assert len(exp_late) > 10  # lateness is exercised too
+    print("DEBUG", sorted(str(x) for x in tmp_path.rglob("*")), len(late))
     assert sorted((d["device_id"], d["seq"], d["copy_no"]) for d in dups) == sorted(exp_dups)
     by_key = {(e["device_id"], e["seq"]): e for e in unique}
     for d in dups:  # the whole reading is kept
