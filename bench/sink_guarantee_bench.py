@@ -44,6 +44,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -361,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "sink_guarantee.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # SIGTERM / SIGINT end the run through run()'s finally: jobs cancelled, the stack stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -272,7 +272,7 @@ class OutputMonitor:
         self.topics = list(topics)
         self.interval_s = interval_s
         self.samples: list[tuple[float, dict[str, int]]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="output-monitor", daemon=True)
         self._lock = threading.Lock()
 
@@ -289,7 +289,7 @@ class OutputMonitor:
 
     def stop(self) -> None:
         """Stop sampling and close the consumer."""
-        self._stop.set()
+        self._halt.set()
         self._thread.join(timeout=15)
 
     def _consumer(self):
@@ -306,7 +306,7 @@ class OutputMonitor:
         consumer = None
         parts: list = []
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 t0 = time.monotonic()
                 try:
                     if consumer is None:
@@ -325,7 +325,7 @@ class OutputMonitor:
                         self.samples.append((time.monotonic(), totals))
                 except Exception as exc:  # noqa: BLE001 - broker down: skip the sample
                     log.debug("output monitor: sample failed: %r", exc)
-                self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
+                self._halt.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
         finally:
             if consumer is not None:
                 try:
@@ -344,21 +344,36 @@ class OutputMonitor:
         with self._lock:
             return self.samples[-1][1][topic] if self.samples else None
 
-    def first_increase_after(self, topic: str, t: float) -> float | None:
-        """Time (monotonic) of the first sample after ``t`` whose end offset of ``topic`` is
-        above the value sampled at or before ``t``; None if there is none yet."""
-        base = self.value_at(topic, t)
+    def first_increase_after(self, topic: str, t: float, base_before: bool = False) -> float | None:
+        """Time (monotonic) of the first sample whose end offset of ``topic`` is above the base
+        value; None if there is none yet.
+
+        The base is the first sample taken at or after ``t`` (use a ``t`` after which the
+        output cannot move until recovery, e.g. just after the faulted process died: a sample
+        taken before ``t`` may predate a last pre-fault commit). With ``base_before`` it is the
+        last sample taken at or before ``t`` instead (for a broker outage, when no sample can
+        be taken after the stop).
+        """
         with self._lock:
-            later = [s for s in self.samples if s[0] > t]
+            samples = list(self.samples)
+        if base_before:
+            before = [s for s in samples if s[0] <= t]
+            if not before:
+                return None
+            base = before[-1][1][topic]
+            later = [s for s in samples if s[0] > t]
+        else:
+            after = [s for s in samples if s[0] >= t]
+            if not after:
+                return None
+            base = after[0][1][topic]
+            later = after[1:]
         for ts, totals in later:
-            if base is None:
-                base = totals[topic]
-                continue
             if totals[topic] > base:
                 return ts
         return None
 
-    def wait_increase_after(self, topic: str, t: float, timeout_s: float) -> float:
+    def wait_increase_after(self, topic: str, t: float, timeout_s: float, base_before: bool = False) -> float:
         """Poll until :meth:`first_increase_after` has an answer; return it (monotonic).
 
         Raises:
@@ -367,7 +382,7 @@ class OutputMonitor:
         found: list[float] = []
 
         def check() -> bool:
-            got = self.first_increase_after(topic, t)
+            got = self.first_increase_after(topic, t, base_before)
             if got is not None:
                 found.append(got)
             return got is not None
@@ -458,12 +473,12 @@ class ContinuousPublisher(threading.Thread):
         self.sent = 0
         self.acked = 0
         self.error: BaseException | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._slots = threading.Semaphore(window)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop publishing; wait up to ``timeout_s`` for the outstanding PUBACKs."""
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=timeout_s + 5)
 
     def run(self) -> None:
@@ -484,13 +499,13 @@ class ContinuousPublisher(threading.Thread):
             client.loop_start()
             t0 = time.monotonic()
             for i, m in enumerate(self.messages):
-                if self._stop.is_set():
+                if self._halt.is_set():
                     break
                 delay = t0 + i / self.rate_per_s - time.monotonic()
                 if delay > 0:
-                    self._stop.wait(delay)  # pacing, not synchronisation
+                    self._halt.wait(delay)  # pacing, not synchronisation
                 while not self._slots.acquire(timeout=0.5):
-                    if self._stop.is_set():
+                    if self._halt.is_set():
                         break
                 else:
                     client.publish(m.topic, m.payload_bytes(), qos=1)

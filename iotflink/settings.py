@@ -78,7 +78,7 @@ ENV_VARS: dict[str, str] = {
     # sleeps IOTFLINK_SLOW_SINK_MS per row while this file exists; empty = off (JVM-only plan)
     "IOTFLINK_SLOW_SINK_FILE": "",
     "IOTFLINK_SLOW_SINK_MS": "20",
-    # sensor-late records also carry watermark_ms (the watermark that judged them late): true | false
+    # sensor-late records also carry `watermark` (the watermark that judged them late): true | false
     "IOTFLINK_LATE_WATERMARK_COLUMN": "false",
     # detection rules (jobs/rules.py, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
@@ -324,7 +324,7 @@ class WindowJobSettings:
             When set, a Python UDF before the aggregates sink sleeps ``slow_sink_ms`` per row
             while this file exists on the TaskManager's host.
         slow_sink_ms: sleep per aggregate row while the slow-sink file exists (ms).
-        late_watermark_column: ``sensor-late`` records also carry ``watermark_ms``.
+        late_watermark_column: ``sensor-late`` records also carry ``watermark`` (UTC text).
     """
 
     window_size_ms: int = 60_000

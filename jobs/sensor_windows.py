@@ -61,14 +61,13 @@ sensor-late): the legacy group window drops an element iff
 applies the same test with the watermark of the Calc that sees the record first. A window
 instance's watermark is the minimum over its input channels, and each channel carries only
 watermarks the upstream operator forwarded before the record, so it is never ahead of the
-watermark the flag saw: a record the flag lets through is never dropped by the window. (The
-flag runs in the dedup's task, after a hash exchange from the single source; every dedup
-instance receives the source's watermarks in order, so the argument is unchanged.) The
-source runs with ``source_parallelism`` 1 (default): a single watermark generator, with
-per-partition watermarks and idleness inside the Kafka source, whose combined watermark never
-goes back. (With several source instances, one that was idle and becomes active again is
-ignored by the window's watermark until it catches up: its records could then be judged
-on time by the flag and dropped by the window.) ``tests/test_sensor_windows.py`` counts it.
+watermark the flag saw: a record the flag lets through is never dropped by the window. The
+flag runs in the dedup's task, behind a hash exchange from the source, so its watermark is
+already the minimum over every source instance (a source instance that was idle and becomes
+active again is ignored there until it catches up, exactly as at the window): the argument
+holds for any source parallelism. The source still runs with ``source_parallelism`` 1
+(default): a single watermark generator, with per-partition watermarks and idleness inside
+the Kafka source, whose combined watermark never goes back. ``tests/test_sensor_windows.py`` counts it.
 
 Submit to the standalone cluster (from the project root, with the stack's configuration)::
 
@@ -135,9 +134,10 @@ LATE_COLUMNS = """
 
 
 #: Extra column of sensor-late with ``IOTFLINK_LATE_WATERMARK_COLUMN=true``: the watermark
-#: (epoch ms) that judged the value late, so ``watermark_ms - ts`` says how late it was.
+#: that judged the value late (JSON text ``"2026-01-01 00:03:09.000Z"``, UTC), so
+#: ``watermark - ts`` says how late it was.
 LATE_WATERMARK_COLUMN = """,
-  watermark_ms BIGINT"""
+  `watermark` TIMESTAMP_LTZ(3)"""
 
 #: Columns of the sensor-duplicates sink: one row per dropped copy of a reading.
 DUPLICATE_COLUMNS = """
@@ -462,8 +462,10 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         t_env.create_temporary_view("sensor_windows_flagged", flagged)
         window_start = "window_start_ms"
         if cfg.slow_sink_file:
-            t_env.get_config().set("python.fn-execution.bundle.size", "10")
-            t_env.get_config().set("python.fn-execution.bundle.time", "100 ms")
+            # small bundles: a checkpoint waits for the rows buffered in the Python worker
+            # (100 rows x 20 ms = 2 s while slow); larger ones would hide the backpressure
+            t_env.get_config().set("python.fn-execution.bundle.size", "100")
+            t_env.get_config().set("python.fn-execution.bundle.time", "100")  # ms (a plain long)
             from udfs.throttle import throttle_udf  # noqa: PLC0415 - only with the switch on
 
             t_env.create_temporary_function(
@@ -481,7 +483,7 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
             SELECT device_id, sensor, {window_start} AS window_start_ms, window_end_ms,
                    `count`, `min`, `max`, `mean`
             FROM sensor_windows_windowed""")
-        wm_col = ", UNIX_TIMESTAMP_MS_OF(wm) AS watermark_ms" if cfg.late_watermark_column else ""
+        wm_col = ", wm AS `watermark`" if cfg.late_watermark_column else ""
         late = t_env.sql_query(f"""
             SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
                    window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}

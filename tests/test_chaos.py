@@ -184,7 +184,8 @@ def _recovery(fault: str, timing: chaos.FaultTiming, mon: chaos.OutputMonitor, c
     # Output committed until just after the old process died is pre-fault output: nothing
     # can start again within 0.3 s of the death (every restart takes longer).
     t_ref = timing.t_fault + timing.down_s + 0.3
-    t_out = mon.wait_increase_after(topic, t_ref, timeout_s=240)
+    # (Kafka: no sample succeeds while the broker is down, so the base is the last one before)
+    t_out = mon.wait_increase_after(topic, t_ref, timeout_s=240, base_before=fault == "restart-kafka")
     out = {"recovery_s": round(t_out - timing.t_fault, 3), "measured_on": topic,
            "down_s": round(timing.down_s, 3), "service_ready_s": round(timing.ready_s, 3),
            "bridge_restarts": timing.bridge_restarts}
@@ -390,6 +391,16 @@ def test_baseline_is_right(baseline, messages):
     assert sum(baseline.readings.values()) == len(messages), "no duplicates without faults"
     assert set(baseline.readings) == {(m.device_id, m.seq) for m in messages}
     expected = _independent_aggregates(messages)
+    missing = sorted(set(expected) - set(baseline.aggregates))
+    last_ts = max(m.ts_ms for m in messages)
+    # windows the running watermark (last ts - 10 s out-of-orderness) never closed: only the
+    # drained stop's final MAX watermark fires them
+    pending_at_drain = sorted(k for k in expected if k[2] + WINDOW_MS > last_ts - 10_000 - 1)
+    assert not missing, (
+        f"the job never emitted {len(missing)} windows {missing}; windows only the drain fires: "
+        f"{pending_at_drain}. If they are the same, the drain's MAX watermark was lost because the "
+        "source was idle at drain (idle-timeout passed after the last record): Flink FLINK-40499, "
+        "apache/flink#29037 (open)")
     assert set(baseline.aggregates) == set(expected)
     for key, exp in expected.items():
         got = baseline.aggregates[key]
