@@ -5,7 +5,7 @@ every ``--period-s`` 5 s, kept in 1-hour sliding windows (``--window-min`` 60, s
 ``--slide-min`` 5). It is built by one Flink SQL job, submitted from this process to the
 standalone cluster (``execution.target: remote``), with no Python on the hot path::
 
-    datagen "fill"   id = 0 .. devices*window/period - 1, as fast as possible  (one hour of events)
+    datagen "fill"   id = 0 .. devices*window/period - 1, at --fill-rate events/s  (one hour of events)
       UNION ALL
     datagen "steady" id = fill .. , devices/period rows/s                      (the fleet's real rate)
       -> device_id = id % devices, event time = base + (id / devices) * period, watermark = event time

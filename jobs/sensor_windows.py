@@ -69,6 +69,24 @@ holds for any source parallelism. The source still runs with ``source_parallelis
 (default): a single watermark generator, with per-partition watermarks and idleness inside
 the Kafka source, whose combined watermark never goes back. ``tests/test_sensor_windows.py`` counts it.
 
+Slow-sink demo switch (issue 5, backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
+environment of the submitting client, ``build()`` puts the Python UDF ``udfs/throttle.py``
+(``PythonCalc``) between the window aggregate and the ``sensor-aggregates`` sink, and sets
+``python.fn-execution.bundle.size=100`` / ``bundle.time=100`` (ms). While ``<path>`` exists on the
+TaskManager's host, each aggregate row sleeps ``IOTFLINK_SLOW_SINK_MS`` (default 20 ms; the file
+is checked at most every 200 ms). Unset or empty (default): no Python operator in the plan.
+How to drive it (as in the one-off check on a free-port stack; a 1 s window makes every reading its own
+aggregate)::
+
+    ctl.submit("sensor_windows", env_overrides={"IOTFLINK_SLOW_SINK_FILE": "/tmp/slow",
+               "IOTFLINK_WINDOW_SIZE_MS": "1000", "IOTFLINK_OUT_OF_ORDERNESS_MS": "0"})
+    touch /tmp/slow      # + produce > 50 aggregates/s per window subtask
+    GET /jobs/<jid>/vertices/<vid>/backpressure   # vertices upstream of the
+        # "GroupWindowAggregate[..] -> PythonCalc[..] -> ..." vertex: the source, "Calc[2]",
+        # "OverAggregate[..] -> ..." report backpressureLevel "high"; the PythonCalc vertex
+        # itself is busy, not backpressured ("ok")
+    rm /tmp/slow         # rows pass at full speed within 200 ms; the lag drains
+
 Submit to the standalone cluster (from the project root, with the stack's configuration)::
 
     FLINK_CONF_DIR=.run/flink/conf .venv/lib/python3.11/site-packages/pyflink/bin/flink run -d \\

@@ -22,7 +22,8 @@ about 20 MiB above the pre-outage RSS. An unbounded bridge would take in the who
 traffic instead, :data:`RATE_PER_S` x :data:`OUTAGE_S` = 30,000 messages at >= 1 KiB each
 (the same objects, kept), i.e. >= 29 MiB more, so the bound tells the two apart. The test also
 checks the mechanism: the bridge's ``pending`` count never exceeds ``max_inflight`` and its
-``received`` count stops growing while Kafka is down (QoS 1 messages wait at the broker).
+``received`` count stays flat in the second half of the outage (QoS 1 messages wait at the
+broker).
 
 **Nothing lost.** After Kafka is back, every published ``(device_id, seq)`` must be in
 ``sensor-readings``. The bridge is at-least-once by contract (docs/CONTRACT.md: duplicates
@@ -221,6 +222,8 @@ def test_bridge_rss_bounded_while_kafka_down_and_nothing_lost(stack):
     assert len(during) >= OUTAGE_S - 5, f"only {len(during)} RSS samples during the outage"
     assert rss_during <= bound, f"bridge RSS {_mib(rss_during)} above the bound {_mib(bound)}"
     assert pending_max <= max_inflight
-    # backpressure: while Kafka was down the bridge took in at most max_inflight more messages
-    assert max(received_during) - received_at_stop <= max_inflight, (received_at_stop, max(received_during))
+    # backpressure: in the second half of the outage (the broker long gone, max_inflight
+    # messages un-acked) the bridge takes no MQTT message at all; they wait at the broker
+    late_received = [s[2].get("received") for s in during if s[2] and s[0] >= t_stop + OUTAGE_S / 2]
+    assert late_received and len(set(late_received)) == 1, f"received kept growing: {late_received}"
     assert published <= set(seen), f"lost: {sorted(published - set(seen))[:20]}"

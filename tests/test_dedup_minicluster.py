@@ -66,7 +66,6 @@ def _wait(what: str, probe, timeout_s: float = 60.0):
         got = probe()
         if got:
             log.info("%s after %.1f s", what, time.monotonic() - t0)
-            print(f"TIMING {what} after {time.monotonic() - t0:.1f} s", flush=True)
             return got
         time.sleep(0.1)  # polling interval, not synchronisation
     raise AssertionError(f"timed out waiting for {what}")
