@@ -76,7 +76,12 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable_idempotence": True,
     "linger_ms": 5,
     "batch_size": 64 * 1024,
-    "delivery_timeout_ms": 120_000,
+    # A Kafka outage must not end the bridge: at most max_inflight records wait (bounded
+    # memory; the rest wait at the MQTT broker), so let them wait for a day, and reconnect
+    # within a second of the broker's return (kafka-python's default backoff grows to 30 s,
+    # which once outlived a 120 s delivery timeout and made the bridge exit with status 3).
+    "delivery_timeout_ms": 86_400_000,
+    "reconnect_backoff_max_ms": 1_000,
     "request_timeout_ms": 30_000,
     "max_block_ms": 30_000,
     "client_id": "iotflink-bridge",

@@ -183,11 +183,10 @@ def run(args: argparse.Namespace) -> int:
 
     wait_for(source_done, 600, interval_s=2.0, what="the job's source to catch up")
     _step("stopping the job with a drained savepoint (fires the last windows, commits the sinks) ...")
-    savepoint = ctl.stop_with_savepoint(job_id, drain=True)
-    # the exactly-once sinks commit their last transaction when the final savepoint is
-    # confirmed; FINISHED means every committer is done, so read_committed sees everything
-    ctl.wait_state(job_id, {"FINISHED"})
-    _step(f"  savepoint {savepoint}; job FINISHED")
+    last_ts = max(r["value"]["ts"] for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
+                  if not kafka_io.is_heartbeat(r["value"]))
+    savepoint = ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings, last_ts)
+    _step(f"  savepoint {savepoint}; job FINISHED (its exactly-once sinks committed)")
 
     _step("alerts of the detection rules (waiting until every injected fraud scenario is found) ...")
     from iotflink.settings import TransactionSettings  # noqa: PLC0415
@@ -196,12 +195,17 @@ def run(args: argparse.Namespace) -> int:
     alerts_rc = _run_cli(["rules", "alerts", "--ground-truth", str(ground_truth), "--wait-s", "240"],
                          stack, check=False)
 
-    readings = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
+    readings = [r for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
+                if not kafka_io.is_heartbeat(r["value"])]
+    duplicates = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.duplicates)
     dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
     aggregates_raw = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates)
     late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.late)
     aggregates = kafka_io.latest_by_key(aggregates_raw)
-    values_in = sum(len(r["value"]["readings"]) for r in readings)
+    # the job drops a reading delivered twice (same device_id, seq) and writes the copy to
+    # sensor-duplicates; every unique reading's values are counted once
+    unique = {(r["value"]["device_id"], r["value"]["seq"]): r["value"] for r in readings}
+    values_in = sum(len(v["readings"]) for v in unique.values())
     counted = sum(int(a["count"]) for a in aggregates.values())
     dlq_reasons: dict[str, int] = {}
     for rec in dlq:
@@ -213,8 +217,11 @@ def run(args: argparse.Namespace) -> int:
          len(readings) + len(dlq) == published, f"{len(readings)} + {len(dlq)} vs {published}"),
         ("readings offsets match records (no gaps)", len(readings) <= readings_end,
          f"{len(readings)} records, end offsets {readings_end}"),
+        ("every extra copy of a reading is in sensor-duplicates",
+         len(readings) - len(unique) == len(duplicates),
+         f"{len(readings)} records - {len(unique)} unique vs {len(duplicates)}"),
         ("every sensor value is in one aggregate count or in sensor-late",
-         counted + len(late) == values_in, f"{counted} + {len(late)} vs {values_in}"),
+         counted + len(late) == values_in, f"{counted} + {len(late)} vs {values_in} (unique readings)"),
         ("every bad payload is in the DLQ", len(dlq) >= len(BAD_PAYLOADS), f"{len(dlq)} DLQ records"),
         ("every injected fraud scenario raised its alert", alerts_rc == 0,
          f"rules alerts exit status {alerts_rc}"),
@@ -230,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"aggregates in {cfg.topics.aggregates:19}{len(aggregates):>10}   windows "
           f"({len(aggregates_raw)} records incl. late-firing updates; counts sum to {counted})")
     print(f"late events in {cfg.topics.late:18}{len(late):>10}")
+    print(f"duplicates in {cfg.topics.duplicates:19}{len(duplicates):>10}   (readings delivered twice, dropped by the job)")
     print(f"DLQ records in {cfg.topics.dlq:18}{len(dlq):>10}   {dlq_reasons}")
     print(f"Flink web UI                     {cfg.flink_rest_url}")
     print(f"job {job_id}  savepoint {savepoint}")
@@ -260,29 +268,8 @@ def _bridge_done(stack: Stack, published: int) -> bool:
 
 
 def source_records_read(ctl: FlinkCtl, job_id: str) -> int:
-    """Records the job's Kafka source operator has emitted so far (sum over subtasks).
-
-    Reads the operator metric ``<source operator>.numRecordsOut`` of the source vertex from the
-    REST API (``/jobs/:jid/vertices/:vid/subtasks/metrics?get=...&agg=sum``).
-
-    Raises:
-        JobError: the job has no source vertex or the metric is not exposed.
-    """
-    info = ctl.job(job_id)
-    src = next((v for v in info["vertices"] if v["name"].startswith("Source")), None)
-    if src is None:
-        raise JobError(f"job {job_id} has no source vertex")
-    vid = src["id"]
-    # ids come per subtask ("0.Source__readings[1].numRecordsOut"); strip the subtask index
-    ids = sorted({m["id"].split(".", 1)[1] if m["id"].split(".", 1)[0].isdigit() else m["id"]
-                  for m in ctl.rest(f"/jobs/{job_id}/vertices/{vid}/metrics")})
-    wanted = [i for i in ids if i.startswith("Source") and i.endswith(".numRecordsOut")]
-    if not wanted:
-        wanted = [i for i in ids if i == "numRecordsIn"] or [i for i in ids if i.endswith("numRecordsOut")]
-    if not wanted:
-        return 0
-    res = ctl.rest(f"/jobs/{job_id}/vertices/{vid}/subtasks/metrics?get={wanted[0]}&agg=sum")
-    return int(float(res[0]["sum"])) if res else 0
+    """Records the job's source has emitted so far (see :meth:`FlinkCtl.source_records_read`)."""
+    return ctl.source_records_read(job_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,7 +170,8 @@ def _run_settings(base: StackSettings, name: str) -> StackSettings:
 
 def _unique_readings(cfg: StackSettings) -> Counter:
     recs = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
-    return Counter((r["value"]["device_id"], r["value"]["seq"]) for r in recs)
+    return Counter((r["value"]["device_id"], r["value"]["seq"]) for r in recs
+                   if not kafka_io.is_heartbeat(r["value"]))
 
 
 def _group_caught_up(cfg: StackSettings, group: str) -> bool:
@@ -321,10 +322,10 @@ class _Runner:
             wait_for(lambda: _group_caught_up(cfg, group=f"chaos-{name}"), 180, interval_s=0.5,
                      what="the job's consumer group to commit the end of sensor-readings")
             phase("catch-up")
-            ctl.stop_with_savepoint(job_id, drain=True)
-            # the exactly-once sinks commit their last transaction when the final savepoint is
-            # confirmed; FINISHED means every committer is done
-            ctl.wait_state(job_id, {"FINISHED"})
+            # heartbeats keep the idle source active so the drain's watermark fires the last
+            # windows (FlinkCtl.drain_bounded_replay); FINISHED: every sink committed
+            ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings,
+                                     max(m.ts_ms for m in messages))
             phase("drain")
         except BaseException:
             _cancel_quietly(ctl, job_id)
