@@ -4,13 +4,14 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test test-unit test-integration firmware-test down status bench lock help
+.PHONY: setup demo test test-unit test-integration chaos firmware-test down status bench lock help
 
 help:
 	@echo "make demo    set up, start the local stack, run the main job on real data, print a summary"
 	@echo "make test    set up, run the whole test suite (firmware host tests + pytest)"
 	@echo "make down    stop the local stack"
 	@echo "make status  show the local stack's services"
+	@echo "make chaos   fault-injection tests only (also part of make test)"
 	@echo "make bench   run the benchmarks under bench/ (needs the stack for some)"
 
 setup:
@@ -27,6 +28,9 @@ test-unit: setup
 
 test-integration: setup
 	@$(PY) -m pytest -q -m integration
+
+chaos: setup
+	@$(PY) -m pytest -q -m integration tests/test_chaos.py tests/test_bridge_memory.py
 
 firmware-test: setup
 	@bash esp32/test.sh

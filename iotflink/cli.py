@@ -12,6 +12,7 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli stop JOB [--savepoint-dir DIR] [--drain]
     python -m iotflink.cli env                         # every environment variable and its value
     python -m iotflink.cli rules validate|deploy|list|stop RULE
+    python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-bridge
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
@@ -254,7 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="validate, deploy, list or stop detection rules")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_rules)
+
+    p = sub.add_parser("chaos", help="inject one fault into the local stack (see iotflink.chaos)")
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-bridge [--down-s S] [--job JOB]")
+    p.set_defaults(func=_cmd_chaos)
     return parser
+
+
+def _cmd_chaos(args: argparse.Namespace, _cfg: StackSettings) -> int:
+    from iotflink import chaos  # noqa: PLC0415
+
+    return chaos.main(args.rest)
 
 
 def main(argv: list[str] | None = None) -> int:
