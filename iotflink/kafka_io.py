@@ -139,17 +139,16 @@ class Heartbeat:
     :meth:`stop`. The records hold no sensor value (the window job's ``UNNEST`` of an empty map
     yields no row; no rule matches them), so results and their accounting do not change.
 
-    Why: a drained stop-with-savepoint emits the maximum watermark from the source, but when
-    the source has been idle longer than its idle timeout Flink 2.2 drops that watermark, so
-    the windows only the drain would close never fire (seen in tests/test_chaos.py: 19 of 21
-    windows). At the end of a bounded replay every partition is idle; heartbeats keep the
-    source active until the drain. Use as a context manager around ``stop_with_savepoint``.
+    Why: at the end of a bounded replay every partition is idle, and nothing advances the
+    watermark (PITFALLS 3); a drained stop-with-savepoint did not fire the last windows in
+    Flink 2.2 (tests/test_chaos.py saw 19 of 21). Heartbeats advance every partition's
+    watermark explicitly. Use as a context manager around ``stop_with_savepoint``.
 
     Args:
         bootstrap: Kafka ``host:port``.
         topic: the job's source topic (``sensor-readings``).
-        ts_ms: event time of the heartbeats, epoch ms: use the largest event time of the
-            replay, so the watermark never passes a window the data did not already pass.
+        ts_ms: event time of the heartbeats, epoch ms (the end of the replay's event time,
+            see :meth:`iotflink.flinkctl.FlinkCtl.drain_bounded_replay`).
         interval_s: seconds between rounds; keep it below the job's idle timeout.
     """
 

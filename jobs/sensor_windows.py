@@ -152,7 +152,7 @@ LATE_COLUMNS = """
 
 
 #: Extra column of sensor-late with ``IOTFLINK_LATE_WATERMARK_COLUMN=true``: the watermark
-#: that judged the value late (JSON text ``"2026-01-01 00:03:09.000Z"``, UTC), so
+#: that judged the value late (JSON text in UTC such as ``"2026-01-01 00:03:06Z"``; ``.SSS`` only when not 0), so
 #: ``watermark - ts`` says how late it was.
 LATE_WATERMARK_COLUMN = """,
   `watermark` TIMESTAMP_LTZ(3)"""
@@ -460,23 +460,35 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     size, lateness = cfg.window_size_ms, cfg.allowed_lateness_ms
     ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
     try:
-        # Dedup: copy number of each (device_id, seq) in arrival order; one BIGINT of keyed
-        # state per key, expiring dedup_ttl_ms (processing time) after its last copy.
-        dedup = t_env.sql_query(f"""
-            SELECT device_id, seq, ts, readings, ingest_ms, rowtime,
-                   COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY arrival
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS copy_no
-            FROM (SELECT *, PROCTIME() AS arrival FROM {source})""")
-        t_env.create_temporary_view("sensor_windows_dedup", dedup)
-        # One Calc computes the flag once per value; both branches only read it.
-        flagged = t_env.sql_query(f"""
-            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                   {ws} AS window_start_ms,
-                   CURRENT_WATERMARK(rowtime) AS wm,
-                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
-                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM sensor_windows_dedup CROSS JOIN UNNEST(readings) AS r(sensor, val)
-            WHERE copy_no = 1""")
+        if cfg.dedup:
+            # Dedup: copy number of each (device_id, seq) in arrival order; one BIGINT of keyed
+            # state per key, expiring dedup_ttl_ms (processing time) after its last copy.
+            dedup = t_env.sql_query(f"""
+                SELECT device_id, seq, ts, readings, ingest_ms, rowtime,
+                       COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY arrival
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS copy_no
+                FROM (SELECT *, PROCTIME() AS arrival FROM {source})""")
+            t_env.create_temporary_view("sensor_windows_dedup", dedup)
+            # One Calc computes the flag once per value; both branches only read it.
+            flagged = t_env.sql_query(f"""
+                SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                       {ws} AS window_start_ms,
+                       CURRENT_WATERMARK(rowtime) AS wm,
+                       COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                                <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+                FROM sensor_windows_dedup CROSS JOIN UNNEST(readings) AS r(sensor, val)
+                WHERE copy_no = 1""")
+        else:
+            # Without dedup: the flag in the one Calc that explodes the source's readings, with
+            # the source's own watermark; no keyed operator between it and the window, so the
+            # window operator never drops a row the flag let through (numLateRecordsDropped 0).
+            flagged = t_env.sql_query(f"""
+                SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                       {ws} AS window_start_ms,
+                       CURRENT_WATERMARK(rowtime) AS wm,
+                       COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                                <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+                FROM {source} CROSS JOIN UNNEST(readings) AS r(sensor, val)""")
         t_env.create_temporary_view("sensor_windows_flagged", flagged)
         window_start = "window_start_ms"
         if cfg.slow_sink_file:
@@ -508,7 +520,7 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
             FROM sensor_windows_flagged
             WHERE is_late""")
         stmts = t_env.create_statement_set()
-        if duplicates_sink is not None:
+        if duplicates_sink is not None and cfg.dedup:
             duplicates = t_env.sql_query("""
                 SELECT device_id, seq, ts, readings, ingest_ms, copy_no
                 FROM sensor_windows_dedup
