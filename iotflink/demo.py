@@ -283,8 +283,8 @@ def source_records_read(ctl: FlinkCtl, job_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.demo [--speedup X] [--limit N] ...``; see the module docstring."""
     p = argparse.ArgumentParser(prog="python -m iotflink.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", choices=["vnodes", "replay"], default="vnodes",
-                   help="virtual ESP32 nodes (default) or the Python replayer (seeded delays)")
+    p.add_argument("--source", choices=["vnodes", "replay"], default="replay",
+                   help="the Python replayer (default; seeded delays) or virtual ESP32 nodes (see the README: open defect)")
     p.add_argument("--datasets", default="nab,femto,occupancy", help="replay source only")
     p.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
     p.add_argument("--limit", type=int, default=0, help="rows per data set (0 = all)")
