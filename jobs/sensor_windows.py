@@ -424,7 +424,8 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
     tc.set("table.exec.emit.allow-lateness", f"{cfg.allowed_lateness_ms} ms")
     tc.set("table.exec.source.idle-timeout", f"{cfg.idleness_ms} ms")
     tc.set("table.exec.sink.upsert-materialize", "NONE")
-    tc.set("table.exec.state.ttl", f"{cfg.dedup_ttl_ms} ms")
+    if cfg.dedup:
+        tc.set("table.exec.state.ttl", f"{cfg.dedup_ttl_ms} ms")
     tc.set("table.local-time-zone", "UTC")
 
 
