@@ -56,6 +56,7 @@ if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs`
 
 from iotflink.errors import JobError  # noqa: E402
 from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
+from jobs.common import sql_interval, sql_str  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -340,23 +341,8 @@ def discover_rules(rules_dir: Path | str) -> list[RuleFile]:
 
 
 # ---------------------------------------------------------------------------- DDL
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _options_sql(options: Mapping[str, str]) -> str:
-    return ",\n  ".join(f"{_sql_str(k)} = {_sql_str(str(v))}" for k, v in options.items())
-
-
-def sql_interval(ms: int) -> str:
-    """Interval literal of ``ms`` ms, ``INTERVAL 'd hh:mm:ss.mmm' DAY TO SECOND(3)``."""
-    if not 0 <= ms < 100 * 86_400_000:
-        raise ValueError(f"interval out of range [0, 100 days): {ms} ms")
-    days, rest = divmod(ms, 86_400_000)
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds, millis = divmod(rest, 1000)
-    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY TO SECOND(3)"
+    return ",\n  ".join(f"{sql_str(k)} = {sql_str(str(v))}" for k, v in options.items())
 
 
 def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]],
