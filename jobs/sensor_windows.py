@@ -470,26 +470,21 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
                                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS copy_no
                 FROM (SELECT *, PROCTIME() AS arrival FROM {source})""")
             t_env.create_temporary_view("sensor_windows_dedup", dedup)
-            # One Calc computes the flag once per value; both branches only read it.
-            flagged = t_env.sql_query(f"""
-                SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                       {ws} AS window_start_ms,
-                       CURRENT_WATERMARK(rowtime) AS wm,
-                       COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
-                                <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-                FROM sensor_windows_dedup CROSS JOIN UNNEST(readings) AS r(sensor, val)
-                WHERE copy_no = 1""")
+            readings_from, first_copy = "sensor_windows_dedup", "WHERE copy_no = 1"
         else:
-            # Without dedup: the flag in the one Calc that explodes the source's readings, with
-            # the source's own watermark; no keyed operator between it and the window, so the
-            # window operator never drops a row the flag let through (numLateRecordsDropped 0).
-            flagged = t_env.sql_query(f"""
-                SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                       {ws} AS window_start_ms,
-                       CURRENT_WATERMARK(rowtime) AS wm,
-                       COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
-                                <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-                FROM {source} CROSS JOIN UNNEST(readings) AS r(sensor, val)""")
+            # Without dedup the flag is computed in the one Calc that explodes the source's
+            # readings, with the source's own watermark; no keyed operator stands between it and
+            # the window, so the window operator never drops a row the flag let through.
+            readings_from, first_copy = source, ""
+        # One Calc computes the flag once per value; both branches only read it.
+        flagged = t_env.sql_query(f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   {ws} AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {readings_from} CROSS JOIN UNNEST(readings) AS r(sensor, val)
+            {first_copy}""")
         t_env.create_temporary_view("sensor_windows_flagged", flagged)
         window_start = "window_start_ms"
         if cfg.slow_sink_file:
