@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     last = [-1]
 
     def source_done() -> bool:
-        n = source_records_read(ctl, job_id)
+        n = ctl.source_records_read(job_id)
         if n != last[0]:
             _step(f"  source has read {n}/{bst['forwarded']} records")
             last[0] = n
@@ -273,11 +273,6 @@ def _bridge_done(stack: Stack, published: int) -> bool:
     if st.get("fatal"):
         raise IotFlinkError(f"bridge failed: {st['fatal']}; see {stack.log_file('bridge')}")
     return st["forwarded"] + st["dead_lettered"] >= published and st["pending"] == 0
-
-
-def source_records_read(ctl: FlinkCtl, job_id: str) -> int:
-    """Records the job's source has emitted so far (see :meth:`FlinkCtl.source_records_read`)."""
-    return ctl.source_records_read(job_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,9 +80,7 @@ def test_nab_slice_aggregates_match_independent_computation(stack):
     result = publish(msgs, cfg.mqtt_host, cfg.mqtt_port)
     assert result["acked"] == N_ROWS
     wait_for(lambda: stack.bridge_stats()["forwarded"] >= N_ROWS, 120, what="bridge to forward")
-    from iotflink.demo import source_records_read  # noqa: PLC0415
-
-    wait_for(lambda: source_records_read(ctl, job_id) >= N_ROWS, 180, what="job source to read all")
+    wait_for(lambda: ctl.source_records_read(job_id) >= N_ROWS, 180, what="job source to read all")
     ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings, max(m.ts_ms for m in msgs))
 
     readings = [r for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)

@@ -34,7 +34,6 @@ from pathlib import Path
 import pytest
 
 from iotflink import kafka_io
-from iotflink.demo import source_records_read
 from iotflink.flinkctl import FlinkCtl
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 from iotflink.stack import Stack, free_port_settings, wait_for
@@ -198,7 +197,7 @@ def stack(tmp_path_factory):
 
 
 def _wait_read(ctl: FlinkCtl, job_id: str, n: int) -> None:
-    wait_for(lambda: source_records_read(ctl, job_id) >= n, 120, what=f"job {job_id} to read {n} records")
+    wait_for(lambda: ctl.source_records_read(job_id) >= n, 120, what=f"job {job_id} to read {n} records")
 
 
 @pytest.mark.integration
