@@ -7,17 +7,20 @@ Steps (each prints a progress line):
 2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``, and deploy the
    detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
 3. play NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT with three
-   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.vnodes``); the FEMTO node
-   has a connectivity outage, and its store-and-forward outbox flushes the queued readings on
-   reconnect with their original timestamps (late and out-of-order data downstream). With
+   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.vnodes``) on one shared
+   event-time clock at :data:`DEFAULT_VNODE_SPEEDUP` x; the NAB node has a 10 h connectivity
+   outage (event time), and its store-and-forward outbox flushes the queued readings on
+   reconnect with their original timestamps: late data downstream. With
    ``--source replay`` the Python replayer plays them instead, with a seeded fraction of
    readings delayed inside the watermark bound and some held back past the allowed lateness.
    A handful of bad payloads must land in the dead-letter queue;
    then replay TabFormer card transactions with seeded fraud scenarios into ``transactions``;
 4. wait until the bridge has accounted for every message and the job's Kafka source has read
-   every record, then stop the job with a drained savepoint: the maximum watermark fires the
-   last windows (a bounded replay leaves every partition idle, and idle inputs never advance
-   the watermark; PITFALLS 3), and the exactly-once sinks commit;
+   every record; then end the bounded replay (``FlinkCtl.drain_bounded_replay``): heartbeat
+   records with no sensor value carry every partition's watermark past the last window and its
+   allowed lateness, so the last windows fire (a bounded replay leaves every partition idle,
+   and idle inputs never advance the watermark; PITFALLS 3), and a drained stop-with-savepoint
+   commits the exactly-once sinks;
 5. print the rules' alerts by rule and check every injected fraud scenario was found;
 6. read the result topics back (``read_committed``) and print the summary. It checks that
    every published message is in ``sensor-readings`` or ``sensor-dlq``, and that every sensor
@@ -45,6 +48,11 @@ from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
 from iotflink.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
+
+#: Default speedup of the virtual nodes: the shared clock's 8 days (occupancy's first reading to
+#: FEMTO's last) in about 140 s, and the NAB node's 10 h outage lasts 7.2 s, longer than the
+#: window job's 5 s idleness (iotflink.vnodes.default_demo_specs).
+DEFAULT_VNODE_SPEEDUP = 5000.0
 
 #: Bad payloads the demo publishes on purpose; each must reach the DLQ with this reason.
 BAD_PAYLOADS: list[tuple[str, bytes, str]] = [
@@ -123,11 +131,7 @@ def run(args: argparse.Namespace) -> int:
     stack.start(services=("bridge",), progress=lambda m: _step("  " + m))
 
     _step("submitting jobs/sensor_windows to the Flink cluster (flink run -py) ...")
-    # The keyed dedup (IOTFLINK_WINDOW_DEDUP) is off in the demo: with it between the late
-    # flag and the window, the window operator dropped rows as late that the flag had let
-    # through (numLateRecordsDropped > 0 in our runs), which would break the exact accounting
-    # below. The demo's sources deliver each reading once; see the README's open defects.
-    job_id = ctl.submit("sensor_windows", env_overrides={"IOTFLINK_WINDOW_DEDUP": "false"})
+    job_id = ctl.submit("sensor_windows")
     ctl.wait_running(job_id)
     _step(f"  job {job_id} RUNNING; web UI {cfg.flink_rest_url}/#/job/running/{job_id}/overview")
 
@@ -137,9 +141,14 @@ def run(args: argparse.Namespace) -> int:
     if args.source == "vnodes":
         from iotflink.vnodes import default_demo_specs, run_nodes, totals  # noqa: PLC0415
 
-        _step("playing the data sets through virtual ESP32 nodes (firmware core + libmosquitto); "
-              "the FEMTO node has a 100 s connectivity outage, flushed on reconnect ...")
-        results = run_nodes(default_demo_specs(limit=args.limit or None, speedup=args.speedup),
+        speedup = DEFAULT_VNODE_SPEEDUP if args.speedup is None else args.speedup
+        specs = default_demo_specs(limit=args.limit or None, speedup=speedup)
+        outage = next((s for s in specs if s.outage_at is not None), None)
+        _step(f"playing the data sets through virtual ESP32 nodes (firmware core + libmosquitto) at "
+              f"{speedup:g}x on {'one shared' if specs[0].pace_origin_ms is not None else 'their own'} "
+              f"event-time clock" + (f"; {outage.device} loses its connection for {outage.outage_s:g} "
+                                     "event-time s and flushes its outbox on reconnect" if outage else "") + " ...")
+        results = run_nodes(specs,
                             cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=1800, reset_seq=True)
         acct = totals(results)
         per_device = {dev: c["published"] for dev, c in acct["per_device"].items()}
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary_file = cfg.run_dir / "replay-summary.json"
         replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
-                      "--speedup", str(args.speedup), "--seed", str(args.seed),
+                      "--speedup", str(args.speedup or 0.0), "--seed", str(args.seed),
                       "--delay-fraction", str(args.delay_fraction), "--delay-ms", str(args.delay_ms),
                       "--late-fraction", str(args.late_fraction), "--late-ms", str(args.late_ms),
                       "--summary-file", str(summary_file)]
@@ -278,10 +287,13 @@ def _bridge_done(stack: Stack, published: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.demo [--speedup X] [--limit N] ...``; see the module docstring."""
     p = argparse.ArgumentParser(prog="python -m iotflink.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", choices=["vnodes", "replay"], default="replay",
-                   help="the Python replayer (default; seeded delays) or virtual ESP32 nodes (see the README: open defect)")
+    p.add_argument("--source", choices=["vnodes", "replay"], default="vnodes",
+                   help="virtual ESP32 nodes (default: firmware core + libmosquitto, an outage flushed "
+                        "late) or the Python replayer (seeded delays and held-back readings)")
     p.add_argument("--datasets", default="nab,femto,occupancy", help="replay source only")
-    p.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
+    p.add_argument("--speedup", type=float, default=None,
+                   help=f"event-time s per wall s; 0 = as fast as possible (default: {DEFAULT_VNODE_SPEEDUP:g} "
+                        "for virtual nodes, on one shared clock; 0 for the replayer)")
     p.add_argument("--limit", type=int, default=0, help="rows per data set (0 = all)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--delay-fraction", type=float, default=0.02)

@@ -247,36 +247,60 @@ class FlinkCtl:
             total += int(float(res[0]["sum"])) if res else 0
         return total
 
+    def input_watermarks(self, job_id: str) -> dict[str, int | None]:
+        """The lowest ``currentInputWatermark`` (epoch ms) over the subtasks of each vertex that
+        has an input (every vertex but the sources), by vertex name; ``None`` for a vertex
+        that has received no watermark yet (Flink reports ``Long.MIN_VALUE`` then) or reports
+        none. Read from ``/jobs/:jid/vertices/:vid/watermarks``."""
+        out: dict[str, int | None] = {}
+        for vert in self.job(job_id).get("vertices", []):
+            if vert["name"].startswith("Source"):
+                continue
+            values = [int(float(m["value"])) for m in self.rest(f"/jobs/{job_id}/vertices/{vert['id']}/watermarks")
+                      if m["id"].endswith("currentInputWatermark")]
+            low = min(values) if values else None
+            out[vert["name"]] = None if low is None or low == -(2**63) else low
+        return out
+
     def drain_bounded_replay(self, job_id: str, bootstrap: str, topic: str, last_ts_ms: int,
                              horizon_ms: int = 31 * 24 * 3_600_000, timeout_s: float = 300.0) -> str:
         """End a bounded replay: fire every remaining window, commit the sinks, stop the job.
 
         Writes end-of-stream heartbeat records (:class:`iotflink.kafka_io.Heartbeat`: no
         sensor values) to every partition of ``topic`` with event time ``last_ts_ms +
-        horizon_ms``, waits until the job has read them, then stops it with a drained savepoint
-        and waits for FINISHED (the exactly-once sinks have committed).
+        horizon_ms``, polls the job's vertices until each one's input watermark is past
+        ``last_ts_ms + horizon_ms / 2`` (every window and its allowed lateness closed, and
+        every window fired, before the stop), then stops the job with a drained savepoint and
+        waits for FINISHED (the exactly-once sinks have committed).
 
         The heartbeats carry the watermark of every partition past the end of every window and
-        its allowed lateness (``horizon_ms``, 31 days, exceeds any window + lateness the
-        project configures), so the last windows fire through ordinary watermark progress.
-        The drain alone is not enough in Flink 2.2: its maximum watermark did not fire the last
-        windows in our runs (an idle source drops it; a demo run lost its last window even with
-        every partition active), see tests/test_chaos.py.
+        its allowed lateness (``horizon_ms / 2``, 15.5 days, exceeds any window + lateness +
+        out-of-orderness the project configures), so the last windows fire through ordinary
+        watermark progress. The drain's own maximum watermark is not enough: a downstream
+        ``StatusWatermarkValve`` ignores watermarks while the source is idle (every partition
+        idle for ``idleness_ms`` after the last record), so it fired no window in our runs.
+        Polling the watermark, not the records read, matters: the source emits the heartbeats'
+        watermark only on its next periodic emit, after it has counted them as read.
 
         Returns:
             the savepoint's location.
         Raises:
-            JobError: the job did not read the heartbeats, or the savepoint failed.
+            JobError: the watermark did not pass the heartbeats within ``timeout_s``, or the
+                savepoint failed.
         """
         from iotflink.kafka_io import Heartbeat  # noqa: PLC0415
 
-        before = self.source_records_read(job_id)
-        with Heartbeat(bootstrap, topic, last_ts_ms + horizon_ms) as hb:
+        target = last_ts_ms + horizon_ms // 2
+        with Heartbeat(bootstrap, topic, last_ts_ms + horizon_ms):
             deadline = time.monotonic() + timeout_s
-            while self.source_records_read(job_id) < before + len(hb._partitions):
+            while True:
+                marks = self.input_watermarks(job_id)
+                if marks and all(m is not None and m >= target for m in marks.values()):
+                    break
                 if time.monotonic() > deadline:
-                    raise JobError(f"job {job_id} did not read the end-of-stream heartbeats")
-                time.sleep(0.5)
+                    raise JobError(f"job {job_id}: the watermark did not pass the end-of-stream heartbeats "
+                                   f"({target} ms) within {timeout_s:.0f} s; input watermarks: {marks}")
+                time.sleep(0.5)  # polling interval of a REST condition
             return self.stop_with_savepoint(job_id, drain=True, timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ checkpoints

@@ -57,7 +57,9 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_ALLOWED_LATENESS_MS": "120000",
     "IOTFLINK_OUT_OF_ORDERNESS_MS": "10000",
     "IOTFLINK_IDLENESS_MS": "5000",
-    "IOTFLINK_JOB_PARALLELISM": "2",
+    # parallelism of the window job: must be 1, the exact late split needs the late flag's
+    # operator to be the only input of every window subtask (jobs/sensor_windows.py)
+    "IOTFLINK_JOB_PARALLELISM": "1",
     "IOTFLINK_CONSUMER_GROUP": "iotflink-sensor-windows",
     # checkpoint interval of the window job (ms); 30 s per the fleet calculation in DOMAIN.md
     "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "30000",
@@ -73,8 +75,7 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_WINDOW_OFFSET_RESET": "earliest",
     # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
     # processing time since the last copy); 1 h, see jobs/sensor_windows.py (dedup_ttl)
-    # keyed dedup on (device_id, seq) in the window job; see jobs/sensor_windows.py for the
-    # open defect that makes iotflink.demo turn it off
+    # keyed dedup on (device_id, seq) in the window job (jobs/sensor_windows.py)
     "IOTFLINK_WINDOW_DEDUP": "true",
     "IOTFLINK_DEDUP_TTL_MS": "3600000",
     # slow-sink demo switch: when set at submission, a Python UDF before the aggregates sink
@@ -312,7 +313,9 @@ class WindowJobSettings:
         out_of_orderness_ms: bounded-out-of-orderness of the watermark (ms).
         idleness_ms: a Kafka partition with no records for this long (processing time)
             stops holding the watermark back (ms).
-        parallelism: job parallelism.
+        parallelism: job parallelism; must be 1 (the exact late split: every window subtask
+            must read the late flag's watermarks from one input channel, see
+            ``jobs/sensor_windows.py``). The Kafka source has its own ``source_parallelism``.
         kafka_bootstrap, topics, consumer_group: Kafka wiring used by ``main()`` only.
         checkpoint_interval_ms: exactly-once checkpoint interval (ms).
         source_parallelism: parallelism of the Kafka source (1: one watermark generator).
@@ -336,7 +339,7 @@ class WindowJobSettings:
     allowed_lateness_ms: int = 120_000
     out_of_orderness_ms: int = 10_000
     idleness_ms: int = 5_000
-    parallelism: int = 2
+    parallelism: int = 1
     kafka_bootstrap: str = "127.0.0.1:9092"
     topics: Topics = field(default_factory=Topics)
     consumer_group: str = "iotflink-sensor-windows"
@@ -385,6 +388,13 @@ class WindowJobSettings:
             raise ConfigError(f"window durations must be positive: {cfg}")
         if cfg.checkpoint_interval_ms <= 0 or cfg.parallelism <= 0 or cfg.source_parallelism <= 0:
             raise ConfigError(f"checkpoint interval and parallelisms must be positive: {cfg}")
+        if cfg.parallelism != 1:
+            raise ConfigError(
+                f"IOTFLINK_JOB_PARALLELISM={cfg.parallelism}: the window job runs at parallelism 1. "
+                "With more late-flag subtasks, an idle/active switch of the source lets a window "
+                "subtask's watermark pass the flag's, and the window would drop values the flag "
+                "let through (jobs/sensor_windows.py, 'Why the late split is exact'). "
+                "IOTFLINK_WINDOW_SOURCE_PARALLELISM may be raised")
         if cfg.delivery_guarantee not in ("exactly-once", "at-least-once", "none"):
             raise ConfigError(f"IOTFLINK_WINDOW_DELIVERY_GUARANTEE={cfg.delivery_guarantee!r}: "
                               "expected exactly-once, at-least-once or none")

@@ -128,6 +128,13 @@ class NodeSpec:
             (held, then stamped).
         max_inflight: unacked QoS 1 messages at most (also capped by the broker's Receive
             Maximum).
+        now_ms: wall time (epoch ms) the node computes its whole-week replay shift from
+            (:func:`iotflink.replay.week_shift_ms`); None = the node's own clock at start.
+        pace_origin_ms: with ``speedup > 0``, the origin of a shared event-time clock (epoch
+            ms, replay time): a reading of event time ``t`` is due ``max(0, t - origin) /
+            speedup`` s after the node starts. Nodes started together with the same origin,
+            speedup and ``now_ms`` play on one clock, as a real fleet shares the wall clock;
+            None = each node paces by its own data time from its first reading.
         extra_args: further ``virtual_node`` options, passed verbatim.
     """
 
@@ -139,6 +146,8 @@ class NodeSpec:
     outage_s: float = 0.0
     clock_late: int = 0
     max_inflight: int = 20
+    now_ms: int | None = None
+    pace_origin_ms: int | None = None
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -158,6 +167,8 @@ class NodeSpec:
             raise ValueError("speedup and limit must be >= 0")
         if self.outage_at is not None and self.outage_s <= 0:
             raise ValueError("outage_at needs outage_s > 0")
+        if self.pace_origin_ms is not None and self.speedup <= 0:
+            raise ValueError("pace_origin_ms needs speedup > 0")
         argv = [str(exe), "--profile", self.profile, "--device", self.device, "--host", host,
                 "--port", str(port), "--data-dir", str(DATA_DIR), "--speedup", repr(self.speedup),
                 "--seq-file", str(seq_file), "--max-inflight", str(self.max_inflight)]
@@ -167,6 +178,10 @@ class NodeSpec:
             argv += ["--outage-at", str(self.outage_at), "--outage-seconds", repr(self.outage_s)]
         if self.clock_late:
             argv += ["--clock-late", str(self.clock_late)]
+        if self.now_ms is not None:
+            argv += ["--now-ms", str(self.now_ms)]
+        if self.pace_origin_ms is not None:
+            argv += ["--pace-origin-ms", str(self.pace_origin_ms)]
         return argv + list(self.extra_args)
 
 
@@ -242,9 +257,8 @@ class NodeGroup:
         if len(set(devices)) != len(devices):
             raise ValueError(f"device ids must be distinct: {devices}")
         self.run_dir = Path(run_dir)
-        self.exe = Path(exe) if exe is not None else binary_path()
-        if exe is None and not self.exe.exists():
-            self.exe = build()
+        # default: (re)build incrementally, so a changed node source never runs stale
+        self.exe = Path(exe) if exe is not None else build()
         (self.run_dir / "vnodes").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._procs: list[tuple[NodeSpec, subprocess.Popen, Path, Path, float]] = []
@@ -355,16 +369,58 @@ def totals(results: Sequence[NodeResult]) -> dict:
             "dropped": sum(r.dropped for r in results), "per_device": per}
 
 
-def default_demo_specs(limit: int | None = None, speedup: float = 0.0) -> list[NodeSpec]:
-    """The demo's three devices (docs/CONTRACT.md "Demo devices"); the FEMTO node has a
-    100 s outage (event time) before its 1,000th reading, flushed on reconnect (late,
-    out-of-order data downstream; ~110 messages, within the 128-message outbox)."""
-    femto_outage = 1000 if limit is None or limit > 1000 else None
+#: Shared-clock demo (:func:`default_demo_specs` with ``speedup > 0``): the NAB node's
+#: connectivity outage starts this long (event time) after the shared clock's origin and lasts
+#: :data:`DEMO_NAB_OUTAGE_S`: 120 readings at NAB's 5-min cadence fit the 128-message outbox.
+DEMO_NAB_OUTAGE_AFTER_MS = 3 * 24 * 3_600_000
+DEMO_NAB_OUTAGE_S = 10 * 3600.0
+
+
+def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
+                       now_ms: int | None = None) -> list[NodeSpec]:
+    """The demo's three devices (docs/CONTRACT.md "Demo devices").
+
+    ``speedup == 0`` (or a ``limit``): each node plays its file as fast as PUBACKs allow; the
+    FEMTO node has a 100 s outage (event time) before its 1,000th reading, flushed on reconnect
+    (~110 messages, within the 128-message outbox).
+
+    ``speedup > 0`` and no limit: the nodes play on one shared event-time clock (see
+    :class:`NodeSpec` ``pace_origin_ms``), because independent clocks make a replay artefact of
+    lateness: the data sets cover different weeks (after the whole-week shift: NAB 79 days up
+    to about 4 days ago, occupancy 6 days inside NAB's last 8, FEMTO 8 h after both), and a
+    node that runs ahead in event time carries the watermark past the others' readings (in one
+    run 91 % of NAB was late). The clock starts at occupancy's first reading; NAB's 71 earlier
+    days are due at once (a backlog, in order). The NAB node loses its connection
+    :data:`DEMO_NAB_OUTAGE_AFTER_MS` after the origin for :data:`DEMO_NAB_OUTAGE_S` of event
+    time (``outage / speedup`` wall seconds: longer than the job's 5 s idleness at speedups
+    below 7,200, so its partition goes idle and the occupancy node carries the watermark on); its
+    outbox flushes the queued readings on reconnect with their original timestamps, and those
+    behind the allowed lateness reach ``sensor-late``.
+
+    Args:
+        limit: rows per data set (None = all).
+        speedup: event-time seconds per wall second (0 = as fast as possible).
+        now_ms: the wall time (epoch ms) the replay shift is computed from; default now.
+    """
+    if speedup <= 0 or limit is not None:
+        femto_outage = 1000 if limit is None or limit > 1000 else None
+        return [
+            NodeSpec("nab-machine", speedup=speedup, limit=limit),
+            NodeSpec("femto-b1_1", speedup=speedup, limit=limit, outage_at=femto_outage,
+                     outage_s=100.0 if femto_outage is not None else 0.0),
+            NodeSpec("occupancy-office", speedup=speedup, limit=limit),
+        ]
+    from iotflink.replay import load_dataset  # noqa: PLC0415
+
+    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    origin = load_dataset("occupancy", now)[0][0]
+    nab_ts = [r[0] for r in load_dataset("nab", now)]
+    outage_at = next(i for i, ts in enumerate(nab_ts) if ts >= origin + DEMO_NAB_OUTAGE_AFTER_MS)
+    shared = {"speedup": speedup, "now_ms": now, "pace_origin_ms": origin}
     return [
-        NodeSpec("nab-machine", speedup=speedup, limit=limit),
-        NodeSpec("femto-b1_1", speedup=speedup, limit=limit, outage_at=femto_outage,
-                 outage_s=100.0 if femto_outage is not None else 0.0),
-        NodeSpec("occupancy-office", speedup=speedup, limit=limit),
+        NodeSpec("nab-machine", outage_at=outage_at, outage_s=DEMO_NAB_OUTAGE_S, **shared),
+        NodeSpec("femto-b1_1", **shared),
+        NodeSpec("occupancy-office", **shared),
     ]
 
 

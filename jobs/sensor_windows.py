@@ -58,16 +58,29 @@ Why the late split is exact (every value lands in exactly one of an aggregate's 
 sensor-late): the legacy group window drops an element iff
 ``window.maxTimestamp() + allowedLateness <= currentWatermark`` (Flink 2.2,
 ``InternalWindowProcessFunction.isWindowLate``), with ``maxTimestamp = end - 1``. The flag
-applies the same test with the watermark of the Calc that sees the record first. A window
-instance's watermark is the minimum over its input channels, and each channel carries only
-watermarks the upstream operator forwarded before the record, so it is never ahead of the
-watermark the flag saw: a record the flag lets through is never dropped by the window. The
-flag runs in the dedup's task, behind a hash exchange from the source, so its watermark is
-already the minimum over every source instance (a source instance that was idle and becomes
-active again is ignored there until it catches up, exactly as at the window): the argument
-holds for any source parallelism. The source still runs with ``source_parallelism`` 1
-(default): a single watermark generator, with per-partition watermarks and idleness inside
-the Kafka source, whose combined watermark never goes back. ``tests/test_sensor_windows.py`` counts it.
+applies the same test with the watermark of the Calc that sees the record first
+(``CURRENT_WATERMARK`` reads ``TableStreamOperator.currentWatermark``: the last watermark that
+Calc processed). So the split is exact iff the window's watermark, when the record reaches it,
+is never ahead of the watermark the flag saw.
+
+That holds because the job runs at parallelism 1 (``IOTFLINK_JOB_PARALLELISM`` must be 1):
+every window subtask then reads from one channel, fed by the one flag Calc, in order, so its
+watermark at a record is exactly the last watermark the flag forwarded before that record.
+With several flag subtasks it does not hold. A window subtask merges its channels in a
+``StatusWatermarkValve``: normally the minimum over channels (never ahead of any flag), but
+when the source goes idle (every partition idle for ``idleness_ms``) and active again, a
+channel that turns idle drops out of the minimum and one that turns active again is ignored
+until it catches up. If one flag subtask lags behind the other across such a switch, the
+window adopts the leader's watermark while the laggard's records, flagged with its older
+watermark, are still on their way; the window then drops them as late (only its
+``numLateRecordsDropped`` metric counts them). That is how ``make demo`` lost 11 to 256 values
+at parallelism 2 (issue 5 notes). The Kafka source may still run with
+``source_parallelism`` > 1: the flag's own valve merges the source instances and the window
+sees the flag's result.
+
+Throughput at parallelism 1 is far above the fleet of DOMAIN.md (8,000 devices every 5 s =
+1,600 readings/s): see ``bench/window_job_bench.py``. Past one core, the flag and the window
+would have to be one operator (a DataStream window with a side output); not built.
 
 Slow-sink demo switch (issue 5, backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
 environment of the submitting client, ``build()`` puts the Python UDF ``udfs/throttle.py``

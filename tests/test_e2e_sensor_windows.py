@@ -62,9 +62,6 @@ def test_nab_slice_aggregates_match_independent_computation(stack):
         "IOTFLINK_WINDOW_SIZE_MS": str(WINDOW_MS),
         "IOTFLINK_ALLOWED_LATENESS_MS": str(LATENESS_MS),
         "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "5000",
-        # issue 2's pipeline: no keyed dedup between the late flag and the window (see the
-        # README's open defects); the slice has no duplicates
-        "IOTFLINK_WINDOW_DEDUP": "false",
     })
     ctl.wait_running(job_id)
 

@@ -231,57 +231,46 @@ def _disordered(seed: int, n: int) -> list[dict]:
     return events
 
 
-def _assert_exact_split(events: list[dict], final: dict, late: list[dict], cfg: WindowJobSettings) -> None:
-    """The exact late split with several source instances.
-
-    With parallelism 2 the filesystem source runs 2 readers (one reads the file, the other
-    gets no split and finishes), and the dedup's hash exchange makes the flag's watermark the
-    minimum over both: until the empty reader has finished, the flag sees no watermark. When
-    that happens is a race, so the test does not predict the late set; it checks what holds
-    for every timing: the flag's watermark is never ahead of the reference's (the reader's
-    own), so every value in sensor-late is late by the reference; and the aggregates equal the
-    aggregation of exactly the values not in sensor-late (the window dropped none of them).
-    """
-    _, exp_late = reference(events, cfg)
-    late_ids = sorted((r["device_id"], r["seq"], r["sensor"]) for r in late)
-    assert set(late_ids) <= {(r["device_id"], r["seq"], r["sensor"]) for r in exp_late}
-    assert len(late_ids) == len(set(late_ids))
-    kept = [dict(e, readings={k: v for k, v in e["readings"].items() if (e["device_id"], e["seq"], k) not in set(late_ids)})
-            for e in events]
-    exp_aggs, _ = reference([e for e in kept if e["readings"]],
-                            WindowJobSettings(window_size_ms=cfg.window_size_ms, allowed_lateness_ms=10**12,
-                                              out_of_orderness_ms=cfg.out_of_orderness_ms))
+def _assert_exact(events: list[dict], final: dict, late: list[dict], cfg: WindowJobSettings) -> None:
+    """Outputs equal :func:`reference` exactly: the same late values (by device, seq, sensor) and
+    the same final aggregates, and the accounting closes (counts + late = every input value)."""
+    exp_aggs, exp_late = reference(events, cfg)
+    key = lambda r: (r["device_id"], r["seq"], r["sensor"])  # noqa: E731
+    assert sorted(map(key, late)) == sorted(map(key, exp_late))
     assert sum(a["count"] for a in final.values()) + len(late) == sum(len(e["readings"]) for e in events)
     assert final.keys() == exp_aggs.keys()
-    for key, exp in exp_aggs.items():
-        got = final[key]
-        assert (got["count"], got["min"], got["max"]) == (exp["count"], exp["min"], exp["max"]), key
-        assert got["mean"] == pytest.approx(exp["mean"], rel=1e-12, abs=1e-12), key
+    for k, exp in exp_aggs.items():
+        got = final[k]
+        assert (got["count"], got["min"], got["max"]) == (exp["count"], exp["min"], exp["max"]), k
+        assert got["mean"] == pytest.approx(exp["mean"], rel=1e-12, abs=1e-12), k
 
 
-def test_parallel_window_never_drops_what_the_flag_let_through(tmp_path):
-    """Parallelism 2 (hash exchanges, 2 dedup and 2 window instances, watermark = min over
-    channels).
-
-    Counting proof of the design: the final aggregates equal the aggregation of exactly the
-    values the flag did not send to sensor-late, and aggregates + late = every input value
-    (see :func:`_assert_exact_split` for why the late set itself is not predicted here; the
-    parallelism-1 tests above predict it exactly).
-    """
-    cfg = _cfg(parallelism=2)
+def test_disordered_events_split_exactly(tmp_path):
+    """400 seeded events, 15 % of them up to 40 s behind: the late set and every aggregate are
+    exactly those of the reference (the window dropped nothing the flag let through)."""
+    cfg = _cfg(parallelism=1)
     events = _disordered(seed=7, n=400)
     _, final, late = _run_bounded(cfg, tmp_path, events)
     exp_aggs, exp_late = reference(events, cfg)
     assert len(exp_late) > 20 and len(exp_aggs) > 50  # the data really exercises lateness
-    _assert_exact_split(events, final, late, cfg)
+    _assert_exact(events, final, late, cfg)
+
+
+def test_window_job_refuses_parallelism_above_one():
+    """The exact late split needs one flag subtask (jobs/sensor_windows.py): from_env refuses more."""
+    from iotflink.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="parallelism 1"):
+        WindowJobSettings.from_env({"IOTFLINK_JOB_PARALLELISM": "2"})
+    assert WindowJobSettings.from_env({}).parallelism == 1
 
 
 def test_duplicates_are_dropped_counted_and_never_judged_late(tmp_path):
-    """Parallelism 2 with redelivered copies: some right after the original, some long after
-    (their event time is then behind the allowed lateness, but they are duplicates, not late
-    values). Exact outputs: every later copy in sensor-duplicates with its copy number, the
-    exact late split over the first copies only, and the accounting closes."""
-    cfg = _cfg(parallelism=2)
+    """Redelivered copies: some right after the original, some long after (their event time is
+    then behind the allowed lateness, but they are duplicates, not late values). Exact outputs:
+    every later copy in sensor-duplicates with its copy number, the exact late split over the
+    first copies only, and the accounting closes."""
+    cfg = _cfg(parallelism=1)
     base = _disordered(seed=11, n=300)
     rng = random.Random(5)
     events: list[dict] = []
@@ -305,7 +294,7 @@ def test_duplicates_are_dropped_counted_and_never_judged_late(tmp_path):
     for d in dups:  # the whole reading is kept
         e = by_key[(d["device_id"], d["seq"])]
         assert (d["ts"], d["readings"]) == (e["ts"], {k: float(v) for k, v in e["readings"].items()})
-    _assert_exact_split(unique, final, late, cfg)  # over the first copies only
+    _assert_exact(unique, final, late, cfg)  # over the first copies only
     # accounting of the demo: records = unique + duplicates; counts + late = values of unique
     values = lambda evs: sum(len(e["readings"]) for e in evs)  # noqa: E731
     assert len(events) == len(unique) + len(dups)
@@ -315,6 +304,9 @@ def test_duplicates_are_dropped_counted_and_never_judged_late(tmp_path):
 # --------------------------------------------------------------------------- idleness
 def test_idle_source_instance_does_not_stall_windows(tmp_path):
     """Parallelism 2 with one input file: one source instance never gets data and stays open.
+
+    (Only here, to get an empty source instance: ``from_env`` refuses parallelism 2 for the job,
+    and this test checks that windows fire, not the late split.)
 
     Without idleness the window's watermark (minimum over both channels) would stay at its
     initial value forever and no window would fire. With a 1 s idle timeout the empty instance

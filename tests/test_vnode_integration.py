@@ -122,3 +122,41 @@ def test_three_nodes_at_once_one_with_outage_and_overflow(stack, vnode_exe):
     now = int(time.time() * 1000)
     for r in results:
         _check_node(r, by_dev.get(r.device_id, []), now)
+
+
+def test_shared_clock_nodes_stamp_like_the_replayer_and_pace_together(stack, vnode_exe):
+    """Two nodes on one shared event-time clock (``--now-ms``, ``--pace-origin-ms``), as the demo
+    runs them: each reading carries exactly the replayer's timestamp for its data row (same
+    whole-week shift from the same ``now``: the demo computes the clock's origin and the NAB
+    outage row in Python from those), and a node whose data begin after the origin starts late
+    by ``(first - origin) / speedup`` wall seconds."""
+    from iotflink.replay import load_dataset  # noqa: PLC0415
+
+    cfg = stack.s
+    before = stack.bridge_stats()["forwarded"]
+    now = int(time.time() * 1000)
+    occ = [r[0] for r in load_dataset("occupancy", now)]
+    nab = [r[0] for r in load_dataset("nab", now)]
+    speedup = 1200.0  # 5-min NAB rows every 0.25 s, 1-min occupancy rows every 0.05 s
+    delay_ms = 3_600_000  # the occupancy node's first reading is due 3 s after start
+    origin = occ[0] - delay_ms
+    shared = {"speedup": speedup, "now_ms": now, "pace_origin_ms": origin}
+    specs = [NodeSpec("occupancy-office", device_id="occ-shared", limit=20, **shared),
+             NodeSpec("nab-machine", device_id="nab-shared", limit=40, **shared)]  # weeks before the origin
+    t0 = time.monotonic()
+    results = run_nodes(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=120, exe=vnode_exe)
+    for r in results:
+        print("node summary:", r.summary, "wall", r.wall_s)
+        assert r.returncode == 0 and r.dropped == 0, r.summary
+    by_dev = _readings_by_device(stack, before + sum(r.published for r in results))
+    occ_ts = [r["value"]["ts"] for r in by_dev["occ-shared"]]
+    nab_ts = [r["value"]["ts"] for r in by_dev["nab-shared"]]
+    assert occ_ts == occ[:20]
+    assert nab_ts == nab[:40]
+    # occupancy's 20 rows (19 min of event time) end (delay + 19 min) / speedup = 3.95 s after
+    # start at the earliest; NAB's rows, all before the origin, went out at once
+    # (the nodes' own wall_s: start to the last PUBACK)
+    occ_wall, nab_wall = results[0].summary["wall_s"], results[1].summary["wall_s"]
+    assert occ_wall >= (delay_ms + 19 * 60_000) / speedup / 1000 - 0.1
+    assert nab_wall < occ_wall - 2.0
+    assert time.monotonic() - t0 < 60

@@ -5,7 +5,13 @@
 //   virtual_node --profile femto-b1_1 [--device ID] [--host H] [--port P] [--data-dir DIR]
 //                [--speedup X] [--limit N] [--outage-at N --outage-seconds S]
 //                [--seq-file PATH] [--client-id ID] [--max-inflight N] [--format json|senml]
-//                [--clock-late N] [--quiet]
+//                [--clock-late N] [--now-ms T] [--pace-origin-ms T] [--quiet]
+//
+// Pacing (--speedup X > 0): by default a node paces by its own data time (uptime). With
+// --pace-origin-ms T a reading of true event time t (epoch ms, after the replay shift) is due
+// max(0, t - T) / X after start, so nodes started together with the same T, X and --now-ms
+// (the wall time the replay shift is computed from) share one event-time clock, as a real
+// fleet shares the wall clock; readings before T are due at once.
 //
 // At exit it prints one JSON line to stdout (fields: esp32/README.md "Virtual node"):
 //   {"device_id":..,"published":N,"dropped":N,"first_seq":..,"last_seq":..,
@@ -52,6 +58,8 @@ struct Options {
   int max_inflight = 20;
   fw::PayloadFormat format = fw::PayloadFormat::kContractJson;
   long clock_late = 0;
+  int64_t now_ms = -1;          // wall epoch ms for the replay shift; -1 = the real clock
+  int64_t pace_origin_ms = -1;  // shared event-time clock origin (epoch ms); -1 = own uptime
   bool quiet = false;
 };
 
@@ -61,7 +69,8 @@ struct Options {
                "usage: virtual_node --profile NAME [--device ID] [--host H] [--port P]\n"
                "  [--data-dir DIR] [--speedup X (0 = as fast as acks allow)] [--limit N]\n"
                "  [--outage-at N --outage-seconds S] [--seq-file PATH] [--client-id ID]\n"
-               "  [--max-inflight N] [--format json|senml] [--clock-late N] [--quiet]\n"
+               "  [--max-inflight N] [--format json|senml] [--clock-late N]\n"
+               "  [--now-ms T] [--pace-origin-ms T] [--quiet]\n"
                "profiles: nab-machine, femto-b1_1, occupancy-office\n",
                why);
   std::exit(2);
@@ -88,6 +97,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--client-id") o.client_id = val();
     else if (a == "--max-inflight") o.max_inflight = std::atoi(val().c_str());
     else if (a == "--clock-late") o.clock_late = std::atol(val().c_str());
+    else if (a == "--now-ms") o.now_ms = std::atoll(val().c_str());
+    else if (a == "--pace-origin-ms") o.pace_origin_ms = std::atoll(val().c_str());
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--format") {
       const std::string f = val();
@@ -102,6 +113,7 @@ Options parse(int argc, char** argv) {
   if (o.profile.empty()) usage("--profile or --device is required");
   if (o.speedup < 0) usage("--speedup must be >= 0");
   if (o.max_inflight < 1) usage("--max-inflight must be >= 1");
+  if (o.pace_origin_ms >= 0 && o.speedup <= 0) usage("--pace-origin-ms needs --speedup > 0");
   if (o.outage_at >= 0 && o.outage_seconds <= 0) usage("--outage-at needs --outage-seconds > 0");
   if (o.seq_file.empty()) o.seq_file = ".run/vnode-" + o.device + ".seq";
   if (o.client_id.empty()) o.client_id = "vnode-" + o.device + "-" + std::to_string(getpid());
@@ -296,7 +308,7 @@ int main(int argc, char** argv) {
   }
   int64_t last_event = rows[0].event_ms;  // of the whole data set, as the replayer does
   for (const auto& r : rows) last_event = std::max(last_event, r.event_ms);
-  const int64_t shift = fw::replay_shift_ms(last_event, wall_epoch_ms());
+  const int64_t shift = fw::replay_shift_ms(last_event, opt.now_ms >= 0 ? opt.now_ms : wall_epoch_ms());
   if (opt.limit >= 0 && static_cast<size_t>(opt.limit) < rows.size()) {
     rows.resize(static_cast<size_t>(opt.limit));
   }
@@ -340,6 +352,7 @@ int main(int argc, char** argv) {
   const auto t0 = Clock::now();
   const int64_t first_event = rows[0].event_ms;
   int64_t mono = 0;  // device uptime, ms: non-decreasing data time
+  int64_t pace = 0;  // ms of the pacing clock this reading is due at: uptime, or shared clock
   bool offline = false;
   int64_t outage_end_mono = 0;
   Clock::time_point outage_end_wall;
@@ -353,8 +366,9 @@ int main(int argc, char** argv) {
     const fw::DataRow& row = rows[i];
     mono = std::max(mono, row.event_ms - first_event);
     if (opt.speedup > 0) {  // pace by event time
+      pace = opt.pace_origin_ms >= 0 ? std::max(pace, row.event_ms + shift - opt.pace_origin_ms) : mono;
       const auto target = t0 + std::chrono::microseconds(
-                                   static_cast<int64_t>(static_cast<double>(mono) * 1000.0 / opt.speedup));
+                                   static_cast<int64_t>(static_cast<double>(pace) * 1000.0 / opt.speedup));
       while (!g_stop) {
         const auto now = Clock::now();
         if (now >= target) break;

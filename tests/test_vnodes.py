@@ -1,0 +1,45 @@
+"""Unit tests of iotflink.vnodes: the demo's node specs and their command lines (no services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iotflink.replay import load_dataset
+from iotflink.settings import WindowJobSettings
+from iotflink.vnodes import DEMO_NAB_OUTAGE_AFTER_MS, NodeSpec, default_demo_specs
+
+NOW = 1_795_325_989_769  # a fixed wall time (2026-11-22), so the whole-week shift is fixed
+
+
+def test_shared_clock_demo_specs():
+    specs = default_demo_specs(speedup=5000.0, now_ms=NOW)
+    assert [s.profile for s in specs] == ["nab-machine", "femto-b1_1", "occupancy-office"]
+    origin = load_dataset("occupancy", NOW)[0][0]
+    assert {(s.speedup, s.now_ms, s.pace_origin_ms) for s in specs} == {(5000.0, NOW, origin)}
+    nab_ts = [r[0] for r in load_dataset("nab", NOW)]
+    (nab,) = [s for s in specs if s.outage_at is not None]
+    assert nab.profile == "nab-machine"
+    # the outage starts at the first NAB row 3 days after the origin, inside occupancy's span
+    assert nab_ts[nab.outage_at] >= origin + DEMO_NAB_OUTAGE_AFTER_MS > nab_ts[nab.outage_at - 1]
+    assert nab_ts[nab.outage_at] + nab.outage_s * 1000 < load_dataset("occupancy", NOW)[-1][0]
+    # queued readings fit the 128-message outbox (5-min cadence), and the outage lasts longer
+    # in wall time than the job's idleness, so the NAB partition goes idle
+    assert nab.outage_s / 300 <= 128
+    assert nab.outage_s / nab.speedup > WindowJobSettings().idleness_ms / 1000
+
+
+def test_own_clock_specs_without_speedup():
+    specs = default_demo_specs(limit=None, speedup=0.0)
+    assert all(s.pace_origin_ms is None and s.now_ms is None for s in specs)
+    assert [s.outage_at for s in specs] == [None, 1000, None]
+
+
+def test_argv_carries_the_shared_clock():
+    spec = NodeSpec("nab-machine", speedup=10.0, now_ms=NOW, pace_origin_ms=NOW - 5)
+    argv = spec.argv(Path("/bin/vn"), "127.0.0.1", 1883, Path("/tmp/seq"))
+    assert argv[argv.index("--now-ms") + 1] == str(NOW)
+    assert argv[argv.index("--pace-origin-ms") + 1] == str(NOW - 5)
+    with pytest.raises(ValueError, match="pace_origin_ms needs speedup"):
+        NodeSpec("nab-machine", pace_origin_ms=NOW).argv(Path("/bin/vn"), "h", 1, Path("/tmp/s"))
