@@ -8,6 +8,7 @@
 //  - Wi-Fi and MQTT reconnect with exponential backoff; the outbox keeps readings meanwhile.
 #include <Arduino.h>
 #include <WiFi.h>
+#include <esp_idf_version.h>  // ESP_IDF_VERSION_MAJOR (tested below; not via Arduino.h)
 #include <esp_timer.h>
 #include <freertos/FreeRTOS.h>
 #include <freertos/queue.h>
@@ -53,6 +54,9 @@ uint32_t g_next_reconnect_ms = 0;
 int64_t g_last_clock_sync_ms = -FW_CLOCK_RESYNC_MS;
 
 int64_t uptime_ms() { return esp_timer_get_time() / 1000; }
+/// millis() as 32 bits (unsigned long is 32-bit on the ESP32; explicit, so it also holds
+/// where unsigned long is wider, e.g. the host compile check). Differences wrap correctly.
+uint32_t millis32() { return static_cast<uint32_t>(millis()); }
 
 /// Reads the sensors into s. Replace with the real drivers of your hardware (e.g. an SHT3x for
 /// temp_c / humidity_pct, an SCD30 for co2_ppm, an ADXL345 snapshot RMS for h_rms_g). The
@@ -96,7 +100,7 @@ void handle_mqtt_events() {
       g_connected = false;
       g_n_inflight = 0;
       g_node.outbox().on_disconnect();  // unacked messages go again, in order
-      g_next_reconnect_ms = millis() + g_backoff_ms;
+      g_next_reconnect_ms = millis32() + g_backoff_ms;
       g_backoff_ms = g_backoff_ms * 2 > FW_BACKOFF_MAX_MS ? FW_BACKOFF_MAX_MS : g_backoff_ms * 2;
     } else {
       for (size_t i = 0; i < g_n_inflight; ++i) {
@@ -140,9 +144,9 @@ void sync_clock() {
 
 void maintain_links() {
   if (WiFi.status() != WL_CONNECTED) return;  // WiFi.setAutoReconnect handles Wi-Fi
-  if (!g_connected && static_cast<int32_t>(millis() - g_next_reconnect_ms) >= 0) {
+  if (!g_connected && static_cast<int32_t>(millis32() - g_next_reconnect_ms) >= 0) {
     esp_mqtt_client_reconnect(g_mqtt);
-    g_next_reconnect_ms = millis() + g_backoff_ms;
+    g_next_reconnect_ms = millis32() + g_backoff_ms;
     g_backoff_ms = g_backoff_ms * 2 > FW_BACKOFF_MAX_MS ? FW_BACKOFF_MAX_MS : g_backoff_ms * 2;
   }
 }
@@ -187,11 +191,10 @@ void setup() {
                                  on_mqtt_event, nullptr);
   esp_mqtt_client_start(g_mqtt);
 
-  const esp_timer_create_args_t targs = {on_sample_timer, nullptr, ESP_TIMER_TASK, "sample"
-#if ESP_IDF_VERSION_MAJOR >= 5
-                                         , false
-#endif
-  };
+  esp_timer_create_args_t targs = {};  // by name: 4.4 and 5.x also have skip_unhandled_events
+  targs.callback = on_sample_timer;
+  targs.dispatch_method = ESP_TIMER_TASK;
+  targs.name = "sample";
   esp_timer_handle_t timer;
   esp_timer_create(&targs, &timer);
   esp_timer_start_periodic(timer, static_cast<uint64_t>(FW_SAMPLE_PERIOD_MS) * 1000);
