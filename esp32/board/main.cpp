@@ -153,6 +153,16 @@ void maintain_links() {
 
 }  // namespace
 
+/// Setup cannot continue: say why on the serial console, then restart after 10 s (a transient
+/// failure such as low memory at boot may clear; a configuration error repeats visibly).
+[[noreturn]] void fatal(const char* why) {
+  Serial.print("fatal: ");
+  Serial.println(why);
+  delay(10000);
+  ESP.restart();
+  for (;;) delay(1000);  // not reached
+}
+
 void setup() {
   Serial.begin(115200);
   if (FW_ALARM_LED_PIN >= 0) pinMode(FW_ALARM_LED_PIN, OUTPUT);
@@ -161,8 +171,7 @@ void setup() {
   cfg.device_id = FW_DEVICE_ID;
   if (prof == nullptr || !g_nvs.begin() ||
       g_node.init(cfg, prof->channels, prof->n_channels, &g_nvs) != fw::Status::kOk) {
-    Serial.println("fatal: bad profile / device id, or NVS unavailable");
-    for (;;) delay(1000);
+    fatal("bad profile / device id, or NVS unavailable");
   }
   snprintf(g_topic, sizeof(g_topic), "sensors/%s/telemetry", FW_DEVICE_ID);
 
@@ -172,6 +181,7 @@ void setup() {
   configTime(0, 0, FW_NTP_SERVER);  // SNTP sets the system clock (UTC) in the background
 
   g_events = xQueueCreate(32, sizeof(MqttEvent));
+  if (g_events == nullptr) fatal("no memory for the MQTT event queue");
   esp_mqtt_client_config_t mc = {};
 #if ESP_IDF_VERSION_MAJOR >= 5
   mc.broker.address.uri = FW_MQTT_URI;
@@ -187,24 +197,37 @@ void setup() {
   mc.disable_auto_reconnect = true;
 #endif
   g_mqtt = esp_mqtt_client_init(&mc);
-  esp_mqtt_client_register_event(g_mqtt, static_cast<esp_mqtt_event_id_t>(ESP_EVENT_ANY_ID),
-                                 on_mqtt_event, nullptr);
-  esp_mqtt_client_start(g_mqtt);
+  if (g_mqtt == nullptr) fatal("esp_mqtt_client_init failed (bad URI or no memory)");
+  if (esp_mqtt_client_register_event(g_mqtt, static_cast<esp_mqtt_event_id_t>(ESP_EVENT_ANY_ID),
+                                     on_mqtt_event, nullptr) != ESP_OK ||
+      esp_mqtt_client_start(g_mqtt) != ESP_OK) {
+    fatal("MQTT client could not start");
+  }
 
   esp_timer_create_args_t targs = {};  // by name: 4.4 and 5.x also have skip_unhandled_events
   targs.callback = on_sample_timer;
   targs.dispatch_method = ESP_TIMER_TASK;
   targs.name = "sample";
-  esp_timer_handle_t timer;
-  esp_timer_create(&targs, &timer);
-  esp_timer_start_periodic(timer, static_cast<uint64_t>(FW_SAMPLE_PERIOD_MS) * 1000);
+  esp_timer_handle_t timer = nullptr;
+  if (esp_timer_create(&targs, &timer) != ESP_OK ||
+      esp_timer_start_periodic(timer, static_cast<uint64_t>(FW_SAMPLE_PERIOD_MS) * 1000) != ESP_OK) {
+    fatal("sampling timer could not start");
+  }
 }
 
 void loop() {
   sync_clock();
-  portENTER_CRITICAL(&g_mux);
-  g_node.process();  // microseconds per sample (see bench/firmware): fine inside the lock
-  portEXIT_CRITICAL(&g_mux);
+  // The lock guards only the sample buffer, which the timer task fills: record() runs outside it
+  // because every seq_block-th message it persists the seq to NVS flash, and ESP-IDF forbids
+  // flash writes (and anything blocking) inside a critical section.
+  for (;;) {
+    fw::Sample s;
+    portENTER_CRITICAL(&g_mux);
+    const bool got = g_node.take_sample(&s) == fw::Status::kOk;
+    portEXIT_CRITICAL(&g_mux);
+    if (!got) break;
+    g_node.record(s);
+  }
   handle_mqtt_events();
   maintain_links();
   pump_outbox();

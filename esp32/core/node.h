@@ -108,6 +108,11 @@ class Node {
   /// is full: the sample is dropped and counted in drops.buffer.
   Status submit(const Sample& s) { return samples_.push(s); }
 
+  /// Takes the oldest queued sample into *out (kEmpty when none), for a caller that must hold a
+  /// lock only while touching the sample buffer and run record() outside it (the board glue:
+  /// record() may write the seq block to NVS flash, which is not allowed in a critical section).
+  Status take_sample(Sample* out) { return samples_.pop(out); }
+
   /// Runs record() on every queued sample, oldest first. Returns how many were processed.
   size_t process() {
     size_t n = 0;

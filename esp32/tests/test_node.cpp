@@ -149,6 +149,21 @@ TEST(Node, SampleBufferAndOutboxDropsReachNextPayload) {
   EXPECT_NE(std::strstr(buf, "\"drops\":{\"buffer\":1,\"outbox\":2,"), nullptr) << buf;
 }
 
+TEST(Node, TakeSampleReturnsQueuedSamplesOldestFirst) {
+  MemStorage mem;
+  SmallNode* n = make_femto(&mem);
+  Sample out;
+  EXPECT_EQ(n->take_sample(&out), Status::kEmpty);
+  ASSERT_EQ(n->submit(sample(1, {{50.f, Sensor::kTempC}})), Status::kOk);
+  ASSERT_EQ(n->submit(sample(2, {{51.f, Sensor::kTempC}})), Status::kOk);
+  ASSERT_EQ(n->take_sample(&out), Status::kOk);
+  EXPECT_EQ(out.mono_ms, 1);
+  ASSERT_EQ(n->take_sample(&out), Status::kOk);
+  EXPECT_EQ(out.mono_ms, 2);
+  EXPECT_EQ(n->take_sample(&out), Status::kEmpty);
+  EXPECT_EQ(n->process(), 0u);  // nothing left for process()
+}
+
 TEST(Node, SeqSurvivesRebootAndStorageFailureCounts) {
   MemStorage mem;
   {

@@ -85,4 +85,11 @@ class HardwareSerial : public Stream {
   void flush();
 };
 extern HardwareSerial Serial;
+
+// Esp.h (included by Arduino.h): the chip object; restart() reboots (esp_restart()).
+class EspClass {
+ public:
+  void restart();
+};
+extern EspClass ESP;
 #endif  // __cplusplus
