@@ -1,16 +1,24 @@
 """Fault tests of issue 5: each fault injected mid-replay on the real stack must lose nothing and
-duplicate nothing in the window job's results, compared record by record with a fault-free run.
+duplicate nothing in the window job's aggregates and the rule job's alerts, compared record by
+record (by unique key) with a fault-free run.
 
 One stack (Kafka KRaft, Mosquitto, bridge, Flink JobManager + TaskManager) on free ports serves
 the whole module. Every run (the baseline and one per fault) gets its own topics
-(``sensor-readings-<run>``, ``sensor-aggregates-<run>``, ...), consumer group and transactional
-id prefix: the bridge is restarted with the run's topics and ``jobs/sensor_windows`` is
-submitted with ``flink run`` for it. A run:
+(``sensor-readings-<run>``, ``sensor-aggregates-<run>``, ``transactions-<run>``,
+``alerts-<run>``, ``rules-late-<run>``, ...), consumer groups and transactional id prefixes: the
+bridge is restarted with the run's topics, and two jobs are submitted with ``flink run`` for
+it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (``jobs/rules.py
+--rule card_failed_burst``, as ``rules deploy`` submits it; parallelism 1, consumer group
+``chaos-rules-<run>-card_failed_burst``). A run:
 
 1. publishes the same real messages through MQTT at QoS 1 (:func:`replay.publish`), in the
-   replayer's event-time order, paced at :data:`RATE_PER_S` messages per second;
-2. once :data:`FAULT_AT` of them are in ``sensor-readings`` and the job has committed output
-   (a checkpoint completed), injects the fault with :mod:`iotflink.chaos`: ``kill -9`` of the
+   replayer's event-time order, paced at :data:`RATE_PER_S` messages per second; at the same
+   time, and paced over the same duration, it publishes the TabFormer card stream with
+   injected scenarios (:func:`iotflink.transactions.build_stream`, ~20k events) to
+   ``transactions`` with an idempotent kafka-python producer (:class:`_TxnPublisher`);
+2. once :data:`FAULT_AT` of both streams are sent, :data:`FAULT_AT` of the readings are in
+   ``sensor-readings`` and the window job has committed output (a checkpoint completed),
+   injects the fault with :mod:`iotflink.chaos`: ``kill -9`` of the
    TaskManager then a new one; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of the
    bridge then a new one. A bridge that exited by itself meanwhile (status 3: Kafka did not
    confirm within its delivery timeout) is started again by the test, as a supervisor would;
@@ -19,7 +27,10 @@ submitted with ``flink run`` for it. A run:
    ``sensor-readings`` and the job's consumer group has committed the end of every partition
    (a checkpoint after the last record), stops the job with a drained savepoint (the maximum
    watermark fires every window; the exactly-once sinks commit), and reads
-   ``sensor-aggregates`` (``latest_by_key``, read_committed) and ``sensor-late``.
+   ``sensor-aggregates`` (``latest_by_key``, read_committed) and ``sensor-late``;
+4. meanwhile, once every transaction is acknowledged, ends the rule job the same way
+   (:meth:`FlinkCtl.drain_bounded_replay` on ``transactions``, below) and reads ``alerts``,
+   ``rules-late`` and ``transactions`` back.
 
 What is compared, and why it is deterministic:
 
@@ -54,15 +65,55 @@ checkpoint, so this includes up to one checkpoint interval, :data:`CHECKPOINT_MS
 record the restarted path forwards is the first new output). The time the job re-entered
 RUNNING (REST ``timestamps``) is printed too.
 
-Alerts: TODO(issue 4). The rules job (``jobs/rules.py``) is being built by another engineer;
-this module does not deploy it yet, so the ``alerts`` topic is not compared. To add it: deploy
-``bearing_failure`` next to the window job in :func:`_run` (window job at parallelism 1 so both
-fit the TaskManager's 2 slots), read ``alerts`` per run and compare ``alert_id`` sets (the ids
-are deterministic; with the at-least-once alerts sink compare sets, with exactly-once also
-counts), after checking that the FEMTO slice produces at least one alert.
+Alerts (rule ``card_failed_burst``: 3 failed transactions of one card within 5 min). The
+bearing rule is not used: it needs ~93 min of FEMTO data before its baseline exists.
 
-Budget: about 5 runs of ~20 s of replay each plus job submission and recovery; the module
-takes a few minutes on 2 cores (printed at the end of each run).
+- **The input is exact.** The transaction producer is idempotent (``enable_idempotence``,
+  acks=all, unlimited retries within a 5-min delivery timeout), so a broker restart neither
+  loses, duplicates nor reorders a record; the test reads ``transactions`` back and requires
+  every ``seq`` exactly once (duplicates would be reported and would change matches).
+- **Nothing is late, by construction.** MATCH_RECOGNIZE drops (to ``rules-late``) a row at or
+  behind its watermark, and the watermark of the project's 4-partition ``transactions`` topic
+  is the minimum over the partitions that are not idle (5 s without records): with TabFormer
+  user 0, partition 3 holds no card, partition 0 one card active only from 2008-09 to
+  2009-03 and partition 1 one card from 2014 on. Whenever an idle partition becomes active
+  again (partition 0 and 1 at their card's first event in every run; every partition after
+  a fault that pauses the source for 5 s), the partitions read first can carry the watermark
+  past rows of the one read later, so whether a row is late would depend on timing. Each
+  run's ``transactions`` topic therefore has ONE partition (created by
+  :func:`_create_transactions_topic` before the stack creates the rest): the stream is in
+  event-time order, so every row is ahead of the watermark (10 s behind the previous row) in
+  every run, and the matches are a function of the set of events. ``rules-late`` must be
+  empty in the baseline and is compared as a set of ``(record_key, seq)``.
+- **End of the unbounded rule job.** MATCH_RECOGNIZE buffers rows and emits a match only when
+  the watermark passes its last row; after the last transaction nothing advances the
+  watermark (and the idle source ignores the drain's own maximum watermark, see
+  :meth:`FlinkCtl.drain_bounded_replay`). ``rules alerts --wait-s`` (the demo) polls until
+  the ground truth's alert ids are there, which cannot tell "all matches emitted" from
+  "emitted so far". The test ends the rule job like the window job:
+  ``drain_bounded_replay`` writes end-of-stream heartbeats (``kafka_io.Heartbeat``) to
+  ``transactions`` with event time last + 31 days, polls until every non-source vertex's input
+  watermark is past them (every buffered row processed, every match emitted), then stops with
+  a drained savepoint and waits for FINISHED (every alert flushed / committed). The DDL does
+  not filter heartbeats by name, but they cannot enter a match or ``rules-late``: they parse
+  with ``errors`` NULL (the rule keeps only failed events) and are never behind the watermark
+  (they carry the largest event time).
+- **Compared**: the baseline's alert ids must equal the matches computed here from the stream
+  (:func:`_expected_failed_burst_ids`: per card, the failed events in ``(ts, seq)`` order,
+  three consecutive ones spanning < 5 min, skip past the last) and contain the alert id of
+  every injected ``failed_burst`` scenario of the ground truth (:data:`TXN_SCENARIOS_PER_KIND`
+  per kind, spread over the stream, so some alerts are emitted before the fault and some after);
+  each fault run's set of alert ids must equal the baseline's (0 lost, 0 extra). The alerts
+  sink is at-least-once by default (``IOTFLINK_ALERTS_DELIVERY``; ids are deterministic):
+  duplicates (records minus distinct ids) are reported in the ``RUN`` and ``ALERTS`` lines, not
+  failed on; with ``exactly-once`` a duplicate fails the test.
+
+Budget: 5 runs of ~12 s of replay each plus recovery, catch-up and the drains (the rule job's
+drain runs while the window job catches up). A run's two jobs (two ``flink run -py`` of ~15 s
+each, one after the other: both rewrite ``pyfiles.zip``) are submitted before the baseline, and
+for every later run in the background during the previous one. The TaskManager has 8 slots; a
+run holds 2, 4 while the next run's jobs wait. The module took 4 to 5.5 min on 2 cores (phases
+printed per run).
 """
 
 from __future__ import annotations
@@ -70,6 +121,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import json
 import math
 import threading
 import time
@@ -81,8 +133,10 @@ import pytest
 from iotflink import chaos, kafka_io
 from iotflink.flinkctl import FlinkCtl
 from iotflink.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
-from iotflink.settings import StackSettings
+from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
 from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.transactions import build_stream, ground_truth
+from jobs.rules import alert_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -99,6 +153,12 @@ LATENESS_MS = 7 * 24 * 3600 * 1000
 #: Checkpoint interval: exactly-once output is visible at checkpoints, so keep it short.
 CHECKPOINT_MS = 2_000
 FAULTS = chaos.FAULTS
+#: The rule deployed next to the window job in every run, and its pattern's span limit.
+RULE_ID = "card_failed_burst"
+RULE_WITHIN_MS = 300_000
+#: Injected scenarios per kind in the card stream (the demo uses 4): 12 failed bursts, whose
+#: alerts fall between 4 % and 98 % of the stream, on both sides of the fault.
+TXN_SCENARIOS_PER_KIND = 12
 
 
 # ---------------------------------------------------------------------- data
@@ -132,6 +192,48 @@ def _independent_aggregates(messages: list[Message]) -> dict[tuple, dict]:
     return {k: {"count": len(v), "min": min(v), "max": max(v), "mean": sum(v) / len(v)} for k, v in acc.items()}
 
 
+@dataclasses.dataclass
+class CardStream:
+    """The card events of every run (replay order, with ``seq``) and what their alerts must be."""
+
+    events: list[dict]
+    truth: dict
+    #: alert ids of the injected failed_burst scenarios (ground truth)
+    scenario_ids: set[str]
+    #: alert ids of every card_failed_burst match in the stream, computed here
+    expected_ids: set[str]
+
+
+def _expected_failed_burst_ids(events: list[dict]) -> set[str]:
+    """card_failed_burst's matches, computed from the events: per card, the failed events
+    (``errors`` not empty) ordered by ``(ts, seq)`` (the rule's ORDER BY); three consecutive
+    ones whose span is below 5 min (WITHIN) match, and matching resumes after the third
+    (AFTER MATCH SKIP PAST LAST ROW). Ids as the SQL computes them (:func:`jobs.rules.alert_id`)."""
+    by_card: dict[str, list[dict]] = {}
+    for e in events:
+        if e["errors"]:
+            by_card.setdefault(e["card_id"], []).append(e)
+    out: set[str] = set()
+    for card, failed in by_card.items():
+        failed.sort(key=lambda e: (e["ts"], e["seq"]))
+        i = 0
+        while i + 2 < len(failed):
+            if failed[i + 2]["ts"] - failed[i]["ts"] < RULE_WITHIN_MS:
+                out.add(alert_id(RULE_ID, card, [e["ts"] for e in failed[i:i + 3]]))
+                i += 3
+            else:
+                i += 1
+    return out
+
+
+def _card_stream() -> CardStream:
+    cfg = dataclasses.replace(TransactionSettings.from_env(), scenarios_per_kind=TXN_SCENARIOS_PER_KIND)
+    events, scenarios = build_stream(cfg)
+    truth = ground_truth(cfg, events, scenarios)
+    ids = {sc["expected_alert_id"] for sc in truth["scenarios"] if sc["rule_id"] == RULE_ID}
+    return CardStream(events, truth, ids, _expected_failed_burst_ids(events))
+
+
 # ---------------------------------------------------------------------- one run
 @dataclasses.dataclass
 class RunResult:
@@ -143,6 +245,25 @@ class RunResult:
     timing: dict | None
     recovery: dict
     phases: dict[str, float]
+    #: alert_id -> number of records in the run's alerts topic
+    alerts: Counter
+    #: (record_key, seq) of the rule job's late rows
+    rules_late: set[tuple]
+    #: seq -> number of records in the run's transactions topic (heartbeats excluded)
+    transactions: Counter
+
+    @property
+    def alert_duplicates(self) -> int:
+        """Alert records beyond the first per alert id."""
+        return sum(self.alerts.values()) - len(self.alerts)
+
+
+@dataclasses.dataclass
+class _Jobs:
+    """The two jobs of a run."""
+
+    window: str
+    rule: str
 
 
 class _Publisher(threading.Thread):
@@ -160,6 +281,72 @@ class _Publisher(threading.Thread):
             self.error = exc
 
 
+class _TxnPublisher(threading.Thread):
+    """Sends the card events to ``topic`` (key card_id) paced by count over ``duration_s``
+    (event ``i`` at ``i * duration_s / n``), with an idempotent producer: acks=all, retries
+    until ``delivery_timeout_ms``, so a broker restart neither loses, duplicates nor reorders.
+    ``sent`` counts sends; after the run every send is acknowledged (``acked``) or ``error``
+    says why not."""
+
+    def __init__(self, events: list[dict], bootstrap: str, topic: str, duration_s: float, name: str) -> None:
+        super().__init__(name=f"txn-publisher-{name}", daemon=True)
+        self.events, self.bootstrap, self.topic, self.duration_s = events, bootstrap, topic, duration_s
+        self.client_id = f"chaos-txn-{name}"
+        self.sent = 0
+        self.acked = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from kafka import KafkaProducer  # noqa: PLC0415
+
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                     enable_idempotence=True, acks="all", linger_ms=10,
+                                     delivery_timeout_ms=300_000, request_timeout_ms=30_000)
+            try:
+                n = len(self.events)
+                t0 = time.monotonic()
+                futures = []
+                for i, e in enumerate(self.events):
+                    delay = t0 + i * self.duration_s / n - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)  # pacing the replay, not synchronisation
+                    futures.append(producer.send(self.topic, key=e["card_id"].encode(), value=json.dumps(e).encode()))
+                    self.sent = i + 1
+                producer.flush(timeout=300)
+                for f in futures:
+                    f.get(timeout=60)  # raises the send's error, if any
+                self.acked = len(futures)
+            finally:
+                producer.close(timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+class _Background(threading.Thread):
+    """Runs ``fn()`` in a daemon thread; :meth:`result` joins and returns it or re-raises."""
+
+    def __init__(self, fn, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.fn = fn
+        self.value = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self.error = exc
+
+    def result(self, timeout_s: float):
+        self.join(timeout=timeout_s)
+        if self.is_alive():
+            raise TimeoutError(f"{self.name} still running after {timeout_s:.0f} s")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 def _run_settings(base: StackSettings, name: str) -> StackSettings:
     """``base`` with every topic name suffixed ``-<name>`` (one set of topics per run)."""
     t = base.topics
@@ -168,10 +355,36 @@ def _run_settings(base: StackSettings, name: str) -> StackSettings:
     return dataclasses.replace(base, topics=dataclasses.replace(t, **renamed))
 
 
+def _create_transactions_topic(cfg: StackSettings) -> None:
+    """Create the run's ``transactions`` topic with ONE partition (why: module docstring,
+    Alerts), before :meth:`Stack.create_topics` would create it with four."""
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+    from kafka.admin import NewTopic  # noqa: PLC0415
+    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap, client_id="chaos-topics")
+    try:
+        if cfg.topics.transactions not in set(admin.list_topics()):
+            try:
+                admin.create_topics([NewTopic(cfg.topics.transactions, 1, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    parts = kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.transactions)
+    assert len(parts) == 1, f"{cfg.topics.transactions} has {len(parts)} partitions, the test needs 1"
+
+
 def _unique_readings(cfg: StackSettings) -> Counter:
     recs = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
     return Counter((r["value"]["device_id"], r["value"]["seq"]) for r in recs
                    if not kafka_io.is_heartbeat(r["value"]))
+
+
+def _transactions(cfg: StackSettings) -> Counter:
+    """seq -> records of it in the run's transactions topic (end-of-stream heartbeats excluded)."""
+    recs = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.transactions)
+    return Counter(r["value"]["seq"] for r in recs if r["value"] and not kafka_io.is_heartbeat(r["value"]))
 
 
 def _group_caught_up(cfg: StackSettings, group: str) -> bool:
@@ -179,8 +392,9 @@ def _group_caught_up(cfg: StackSettings, group: str) -> bool:
 
 
 def _recovery(fault: str, timing: chaos.FaultTiming, mon: chaos.OutputMonitor, cfg: StackSettings,
-              ctl: FlinkCtl, job_id: str) -> dict:
+              ctl: FlinkCtl, jobs: _Jobs) -> dict:
     """Recovery facts of one fault (seconds from the kill / stop signal)."""
+    job_id = jobs.window
     topic = cfg.topics.aggregates if fault in ("kill-taskmanager", "restart-kafka") else cfg.topics.readings
     # Output committed until just after the old process died is pre-fault output: nothing
     # can start again within 0.3 s of the death (every restart takes longer).
@@ -199,6 +413,9 @@ def _recovery(fault: str, timing: chaos.FaultTiming, mon: chaos.OutputMonitor, c
     if out["job_restarted"]:
         out["job_running_s"] = round((entered - timing.fault_epoch_ms) / 1000, 3)
     out["job_restarts"] = chaos.job_restarts(ctl, job_id)
+    rule_entered = ctl.job(jobs.rule).get("timestamps", {}).get("RUNNING", 0)
+    out["rule_job_restarted"] = rule_entered > timing.fault_epoch_ms
+    out["rule_job_restarts"] = chaos.job_restarts(ctl, jobs.rule)
     return out
 
 
@@ -212,30 +429,46 @@ def _cancel_quietly(ctl: FlinkCtl, job_id: str) -> None:
 
 
 class _Runner:
-    """Runs replays on one stack. To save the ~30 s of a ``flink run -py`` submission per run,
-    the next run's job (own topics, group and transactional ids, so it cannot interfere) is
-    submitted in the background once the current run's fault has been measured."""
+    """Runs replays on one stack. To save the ~30 s of a ``flink run -py`` submission per job,
+    the next run's two jobs (own topics, groups and transactional ids, so they cannot
+    interfere) are submitted in the background once the current run's fault has been measured."""
 
     ORDER = ["baseline", *[f.replace("-", "_") for f in FAULTS]]
 
-    def __init__(self, stack: Stack, messages: list[Message]) -> None:
-        self.stack, self.messages = stack, messages
+    def __init__(self, stack: Stack, messages: list[Message], cards: CardStream) -> None:
+        self.stack, self.messages, self.cards = stack, messages, cards
         self._pending: dict[str, tuple[threading.Thread, dict]] = {}
 
-    def _submit(self, name: str) -> str:
+    def _submit(self, name: str) -> _Jobs:
+        """Create the run's topics, submit its window job then its rule job (one after the
+        other: both submissions rewrite the same ``pyfiles.zip``)."""
         cfg = _run_settings(self.stack.s, name)
+        _create_transactions_topic(cfg)
         Stack(cfg).create_topics()
+        ctl = FlinkCtl(cfg)
         group = f"chaos-{name}"
-        return FlinkCtl(cfg).submit("sensor_windows", env_overrides={
+        window = ctl.submit("sensor_windows", env_overrides={
             "IOTFLINK_WINDOW_SIZE_MS": str(WINDOW_MS),
             "IOTFLINK_ALLOWED_LATENESS_MS": str(LATENESS_MS),
             "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": str(CHECKPOINT_MS),
             "IOTFLINK_CONSUMER_GROUP": group,
             "IOTFLINK_WINDOW_TXN_ID_PREFIX": group,
         })
+        try:
+            # as `rules deploy` submits it; group (and exactly-once transactional id prefix)
+            # chaos-rules-<run>-card_failed_burst; the late topic is the run's rules-late
+            rule = ctl.submit("rules", ["--rule", RULE_ID], env_overrides={
+                "IOTFLINK_RULES_CONSUMER_GROUP": f"chaos-rules-{name}",
+                "IOTFLINK_TOPIC_RULES_LATE": cfg.topics.rules_late,
+                "IOTFLINK_RULES_CHECKPOINT_INTERVAL_MS": str(CHECKPOINT_MS),
+            })
+        except BaseException:
+            _cancel_quietly(ctl, window)
+            raise
+        return _Jobs(window=window, rule=rule)
 
     def prepare_next(self, name: str) -> None:
-        """Submit the job of the run after ``name`` in the background (if any, once)."""
+        """Submit the jobs of the run after ``name`` in the background (if any, once)."""
         i = self.ORDER.index(name) if name in self.ORDER else -1
         if i < 0 or i + 1 >= len(self.ORDER) or self.ORDER[i + 1] in self._pending:
             return
@@ -244,29 +477,31 @@ class _Runner:
 
         def work() -> None:
             try:
-                holder["job_id"] = self._submit(nxt)
-            except BaseException as exc:  # noqa: BLE001 - re-raised by job_for
+                holder["jobs"] = self._submit(nxt)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by jobs_for
                 holder["error"] = exc
 
         thread = threading.Thread(target=work, name=f"submit-{nxt}", daemon=True)
         thread.start()
         self._pending[nxt] = (thread, holder)
 
-    def job_for(self, name: str) -> str:
+    def jobs_for(self, name: str) -> _Jobs:
         if name not in self._pending:
             return self._submit(name)
         thread, holder = self._pending.pop(name)
-        thread.join(timeout=300)
+        thread.join(timeout=600)
         if "error" in holder:
             raise holder["error"]
-        return holder["job_id"]
+        return holder["jobs"]
 
     def close(self) -> None:
         """Cancel jobs submitted for runs that did not happen (e.g. with ``-k``)."""
         for name, (thread, holder) in list(self._pending.items()):
-            thread.join(timeout=300)
-            if "job_id" in holder:
-                _cancel_quietly(FlinkCtl(_run_settings(self.stack.s, name)), holder["job_id"])
+            thread.join(timeout=600)
+            if "jobs" in holder:
+                ctl = FlinkCtl(_run_settings(self.stack.s, name))
+                _cancel_quietly(ctl, holder["jobs"].window)
+                _cancel_quietly(ctl, holder["jobs"].rule)
         self._pending.clear()
 
     def run(self, name: str, fault: str | None) -> RunResult:
@@ -279,34 +514,59 @@ class _Runner:
             t_last[0] = now
 
         messages = self.messages
+        events = self.cards.events
         cfg = _run_settings(self.stack.s, name)
         stack = Stack(cfg)
         ctl = FlinkCtl(cfg)
-        job_id = self.job_for(name)
+        jobs = self.jobs_for(name)
         phase("submit")
         timing = None
         recovery: dict = {}
+        rule_drain: _Background | None = None
         try:
             stack.create_topics()
             stack.stop_service("bridge")
             stack.start(services=("bridge",))  # the bridge writes to this run's topics
-            ctl.wait_running(job_id)
+            ctl.wait_running(jobs.window)
+            ctl.wait_running(jobs.rule)
             phase("bridge+running")
             n = len(messages)
-            with chaos.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings, cfg.topics.aggregates]) as mon:
+            with chaos.OutputMonitor(cfg.kafka_bootstrap,
+                                     [cfg.topics.readings, cfg.topics.aggregates, cfg.topics.alerts]) as mon:
                 pub = _Publisher(messages, cfg, name)
+                txn_pub = _TxnPublisher(events, cfg.kafka_bootstrap, cfg.topics.transactions,
+                                        n / RATE_PER_S, name)
                 pub.start()
+                txn_pub.start()
                 if fault:
                     wait_for(lambda: (mon.latest(cfg.topics.readings) or 0) >= FAULT_AT * n
-                             and (mon.latest(cfg.topics.aggregates) or 0) > 0,
-                             120, what=f"{FAULT_AT:.0%} of the replay in Kafka and committed output")
+                             and (mon.latest(cfg.topics.aggregates) or 0) > 0
+                             and txn_pub.sent >= FAULT_AT * len(events),
+                             120, what=f"{FAULT_AT:.0%} of both replays sent / in Kafka and committed output")
                     assert pub.is_alive(), "the replay ended before the fault: more messages or a lower rate"
+                    assert txn_pub.is_alive(), "the card replay ended before the fault"
+                    # where the rule job stood: alert records already in Kafka (from the monitor's
+                    # last sample; the REST metrics lag up to the fetcher's 10 s, so not those)
+                    at_fault = {"txn_sent": txn_pub.sent, "txn_total": len(events),
+                                "alert_records": mon.latest(cfg.topics.alerts),
+                                "alerts_expected": len(self.cards.expected_ids)}
                     phase("to-fault")
                     ft = chaos.FAULT_FUNCTIONS[fault](stack)
                     timing = ft.to_dict()
-                    recovery = _recovery(fault, ft, mon, cfg, ctl, job_id)
+                    recovery = _recovery(fault, ft, mon, cfg, ctl, jobs)
+                    recovery["rule_job_at_fault"] = at_fault
                     phase("fault+recovery")
                 self.prepare_next(name)
+                txn_pub.join(timeout=600)
+                assert not txn_pub.is_alive(), "card replay did not finish"
+                assert txn_pub.error is None, f"card replay failed: {txn_pub.error!r}"
+                assert txn_pub.acked == len(events)
+                # every transaction is acknowledged: the end-of-stream heartbeats come after
+                # all of them in the (single) partition, so the rule job can be ended now
+                last_txn_ts = max(e["ts"] for e in events)
+                rule_drain = _Background(lambda: ctl.drain_bounded_replay(
+                    jobs.rule, cfg.kafka_bootstrap, cfg.topics.transactions, last_txn_ts), f"drain-rule-{name}")
+                rule_drain.start()
                 pub.join(timeout=300)
                 assert not pub.is_alive(), "replay did not finish"
                 assert pub.error is None, f"replay failed: {pub.error!r}"
@@ -324,26 +584,42 @@ class _Runner:
             phase("catch-up")
             # heartbeats keep the idle source active so the drain's watermark fires the last
             # windows (FlinkCtl.drain_bounded_replay); FINISHED: every sink committed
-            ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings,
+            ctl.drain_bounded_replay(jobs.window, cfg.kafka_bootstrap, cfg.topics.readings,
                                      max(m.ts_ms for m in messages))
             phase("drain")
+            rule_drain.result(timeout_s=360)  # the rule job FINISHED: every alert is in Kafka
+            phase("rule-drain")
         except BaseException:
-            _cancel_quietly(ctl, job_id)
+            if rule_drain is not None:
+                rule_drain.join(timeout=360)  # do not cancel under a running stop-with-savepoint
+            _cancel_quietly(ctl, jobs.window)
+            _cancel_quietly(ctl, jobs.rule)
             raise
         readings = _unique_readings(cfg)
         aggs = kafka_io.latest_by_key(kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates))
         late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.late)
         dup_topic = getattr(cfg.topics, "duplicates", None)
         dropped = len(kafka_io.read_topic(cfg.kafka_bootstrap, dup_topic)) if dup_topic else None
+        alerts = [r["value"] for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.alerts) if r["value"]]
+        assert {a["rule_id"] for a in alerts} <= {RULE_ID}, {a["rule_id"] for a in alerts}
+        rules_late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.rules_late)
+        txns = _transactions(cfg)
         phase("read")
         result = RunResult(
             name=name,
             aggregates={(a["device_id"], a["sensor"], a["window_start_ms"]): a for a in aggs.values()},
             late={(r["value"]["device_id"], r["value"]["seq"], r["value"]["sensor"]) for r in late},
-            readings=readings, duplicates_dropped=dropped, timing=timing, recovery=recovery, phases=phases)
+            readings=readings, duplicates_dropped=dropped, timing=timing, recovery=recovery, phases=phases,
+            alerts=Counter(a["alert_id"] for a in alerts),
+            rules_late={(r["value"]["record_key"], r["value"]["seq"]) for r in rules_late if r["value"]},
+            transactions=txns)
         print(f"\nRUN {name}: {len(result.aggregates)} windows, {len(result.late)} late, "
               f"{sum(readings.values())} readings records ({len(readings)} unique), "
-              f"{dropped} dropped as duplicates by the job; phases (s) {phases}", flush=True)
+              f"{dropped} dropped as duplicates by the job; "
+              f"{sum(result.alerts.values())} alert records ({len(result.alerts)} distinct ids, "
+              f"{result.alert_duplicates} duplicates by id), {len(result.rules_late)} rules-late, "
+              f"{sum(txns.values())} transactions records ({len(txns)} unique seq); "
+              f"phases (s) {phases}", flush=True)
         return result
 
 
@@ -365,8 +641,13 @@ def messages() -> list[Message]:
 
 
 @pytest.fixture(scope="module")
-def runner(stack, messages):
-    r = _Runner(stack, messages)
+def cards() -> CardStream:
+    return _card_stream()
+
+
+@pytest.fixture(scope="module")
+def runner(stack, messages, cards):
+    r = _Runner(stack, messages, cards)
     try:
         yield r
     finally:
@@ -386,15 +667,11 @@ def _job_deduplicates() -> bool:
     return hasattr(sw, "DUPLICATE_COLUMNS")
 
 
-#: Known open defect (README "Open defect"): in two CI-like runs different cases lost the last
-#: two NAB windows (run 1: restart-kafka, restart-mosquitto, kill-bridge; run 2: the baseline
-#: and kill-taskmanager), so the loss is not tied to the fault; not yet explained.
-#: Non-strict: a pass is reported as XPASS, a failure as XFAIL, both visible in the output.
-_OPEN_DEFECT = pytest.mark.xfail(strict=False, reason=(
-    "open defect: the last NAB windows went missing after this fault in a CI-like run "
-    "(README: the late split and the window operator disagree)"))
+def _alerts_exactly_once() -> bool:
+    """Whether the rule jobs' alerts sink is exactly-once (the jobs inherit this environment)."""
+    return RulesSettings.from_env().alerts_delivery == "exactly-once"
 
-@_OPEN_DEFECT
+
 def test_baseline_is_right(baseline, messages):
     """The fault-free run equals an aggregation computed here from the messages, nothing late."""
     assert baseline.late == set()
@@ -404,13 +681,11 @@ def test_baseline_is_right(baseline, messages):
     missing = sorted(set(expected) - set(baseline.aggregates))
     last_ts = max(m.ts_ms for m in messages)
     # windows the running watermark (last ts - 10 s out-of-orderness) never closed: only the
-    # drained stop's final MAX watermark fires them
+    # end-of-stream drain fires them
     pending_at_drain = sorted(k for k in expected if k[2] + WINDOW_MS > last_ts - 10_000 - 1)
     assert not missing, (
         f"the job never emitted {len(missing)} windows {missing}; windows only the drain fires: "
-        f"{pending_at_drain}. If they are the same, the drain's MAX watermark was lost because the "
-        "source was idle at drain (idle-timeout passed after the last record): Flink FLINK-40499, "
-        "apache/flink#29037 (open)")
+        f"{pending_at_drain}")
     assert set(baseline.aggregates) == set(expected)
     for key, exp in expected.items():
         got = baseline.aggregates[key]
@@ -419,11 +694,30 @@ def test_baseline_is_right(baseline, messages):
         assert math.isclose(got["mean"], exp["mean"], rel_tol=1e-9), key
 
 
-_FAULT_PARAMS = [pytest.param(f, marks=_OPEN_DEFECT) for f in FAULTS]
+def test_baseline_alerts_are_right(baseline, cards):
+    """The fault-free run's alerts are exactly the card_failed_burst matches of the stream,
+    among them every injected failed_burst scenario; no transaction was late or lost."""
+    assert cards.scenario_ids <= cards.expected_ids, "the model misses an injected scenario"
+    assert set(baseline.transactions) == {e["seq"] for e in cards.events}, "transactions lost"
+    assert sum(baseline.transactions.values()) == len(cards.events), "duplicated transactions"
+    assert baseline.rules_late == set(), sorted(baseline.rules_late)[:20]
+    got = set(baseline.alerts)
+    missing_scenarios = sorted(sc["scenario_id"] for sc in cards.truth["scenarios"]
+                               if sc["rule_id"] == RULE_ID and sc["expected_alert_id"] not in got)
+    print(f"ALERTS baseline: {len(got)} distinct ids ({baseline.alert_duplicates} duplicates by id), "
+          f"{len(cards.expected_ids)} expected, {len(cards.scenario_ids)} injected scenarios, "
+          f"missing scenarios {missing_scenarios}", flush=True)
+    assert not missing_scenarios, f"injected failed_burst scenarios without an alert: {missing_scenarios}"
+    assert got == cards.expected_ids, (sorted(cards.expected_ids - got), sorted(got - cards.expected_ids))
+    if _alerts_exactly_once():
+        assert baseline.alert_duplicates == 0
+
+
+_FAULT_PARAMS = list(FAULTS)
 
 
 @pytest.mark.parametrize("fault", _FAULT_PARAMS)
-def test_fault_loses_and_duplicates_nothing(runner, messages, baseline, fault):
+def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, fault):
     run = runner.run(fault.replace("-", "_"), fault)
     rec = run.recovery
     print(f"RECOVERY {fault}: {rec['recovery_s']:.1f} s to the first new committed record in "
@@ -431,7 +725,9 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, baseline, fault):
           + (f", job RUNNING again after {rec['job_running_s']:.1f} s" if rec.get("job_running_s") else
              ", job did not restart")
           + (f", aggregates after {rec['aggregates_after_s']:.1f} s" if "aggregates_after_s" in rec else "")
-          + f"); bridge restarts: {rec['bridge_restarts'] or 'none'}; timing {run.timing}", flush=True)
+          + f"); rule job {'restarted' if rec['rule_job_restarted'] else 'did not restart'}, "
+          f"at the fault: {rec['rule_job_at_fault']}"
+          + f"; bridge restarts: {rec['bridge_restarts'] or 'none'}; timing {run.timing}", flush=True)
 
     # sensor-readings: at-least-once by contract; nothing may be lost
     published = {(m.device_id, m.seq) for m in messages}
@@ -439,14 +735,6 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, baseline, fault):
     dups = {k: n for k, n in run.readings.items() if n > 1}
     print(f"READINGS {fault}: {len(missing)} lost, {len(dups)} duplicated (device_id, seq) "
           f"({sum(dups.values()) - len(dups)} extra records): {sorted(dups)[:10]}", flush=True)
-    assert not missing, f"{len(missing)} readings lost: {sorted(missing)[:20]}"
-    extra_copies = sum(run.readings.values()) - len(run.readings)
-    if run.duplicates_dropped is not None and _job_deduplicates():
-        # every extra copy in sensor-readings was dropped by the job's dedup, none counted twice
-        assert run.duplicates_dropped == extra_copies, (run.duplicates_dropped, extra_copies)
-
-    # late: none in either run, compared as sets
-    assert run.late == baseline.late, (sorted(run.late - baseline.late)[:20], sorted(baseline.late - run.late)[:20])
 
     # aggregates record by record, by unique key
     lost = sorted(set(baseline.aggregates) - set(run.aggregates))
@@ -460,9 +748,41 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, baseline, fault):
                            {k: b[k] for k in ("count", "min", "max", "mean")}))
     print(f"AGGREGATES {fault}: {len(baseline.aggregates)} windows in the baseline; {len(lost)} lost, "
           f"{len(extra)} extra, {len(differ)} different", flush=True)
+
+    # alerts by alert id (deterministic), as sets; duplicates reported
+    alerts_lost = sorted(set(baseline.alerts) - set(run.alerts))
+    alerts_extra = sorted(set(run.alerts) - set(baseline.alerts))
+    alert_dups = {k: n for k, n in run.alerts.items() if n > 1}
+    txn_missing = {e["seq"] for e in cards.events} - set(run.transactions)
+    txn_dups = {k: n for k, n in run.transactions.items() if n > 1}
+    print(f"ALERTS {fault}: {len(baseline.alerts)} distinct ids in the baseline; {len(alerts_lost)} lost, "
+          f"{len(alerts_extra)} extra; {run.alert_duplicates} duplicate records by id "
+          f"({len(alert_dups)} ids, sink {RulesSettings.from_env().alerts_delivery}); "
+          f"{len(run.rules_late)} rules-late; transactions {len(txn_missing)} lost, {len(txn_dups)} duplicated",
+          flush=True)
+
+    assert not missing, f"{len(missing)} readings lost: {sorted(missing)[:20]}"
+    extra_copies = sum(run.readings.values()) - len(run.readings)
+    if run.duplicates_dropped is not None and _job_deduplicates():
+        # every extra copy in sensor-readings was dropped by the job's dedup, none counted twice
+        assert run.duplicates_dropped == extra_copies, (run.duplicates_dropped, extra_copies)
+
+    # late: none in either run, compared as sets
+    assert run.late == baseline.late, (sorted(run.late - baseline.late)[:20], sorted(baseline.late - run.late)[:20])
+
     hint = ""
     if differ and dups:
         hint = (f"; sensor-readings holds {len(dups)} duplicated (device_id, seq) (allowed at-least-once "
                 "upstream) and the window job counted them: it does not deduplicate on (device_id, seq) "
                 "(issue 5, Exactly-once)")
     assert not lost and not extra and not differ, f"lost {lost[:10]}, extra {extra[:10]}, differ {differ[:5]}{hint}"
+
+    # the rule job's input must be exact for the comparison to mean anything
+    assert not txn_missing and not txn_dups, (
+        f"transactions lost {sorted(txn_missing)[:20]}, duplicated {sorted(txn_dups)[:20]} "
+        "(the idempotent producer should prevent both)")
+    assert run.rules_late == baseline.rules_late, (sorted(run.rules_late - baseline.rules_late)[:20],
+                                                   sorted(baseline.rules_late - run.rules_late)[:20])
+    assert not alerts_lost and not alerts_extra, f"alerts lost {alerts_lost}, extra {alerts_extra}"
+    if _alerts_exactly_once():
+        assert not alert_dups, f"duplicate alerts with an exactly-once sink: {alert_dups}"
