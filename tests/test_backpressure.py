@@ -8,7 +8,7 @@ One stack (Kafka + Flink standalone cluster; no MQTT: readings are produced stra
   every reading makes one aggregate: ``RATE`` = 200 readings/s and aggregates/s;
 - the slow-sink switch (``IOTFLINK_SLOW_SINK_FILE``): while the file exists, a Python UDF
   before the aggregates sink sleeps ``SLOW_MS`` = 200 ms per row, i.e. at most 5 rows/s per
-  subtask, 10 rows/s at parallelism 2: far under the 200 rows/s arriving. With the switch
+  subtask (the job runs at parallelism 1): far under the 200 rows/s arriving. With the switch
   off the same path handles several hundred rows/s, so the backlog drains under the load.
 
 Why long device ids and sensor names (60 characters): under backpressure Flink's network
