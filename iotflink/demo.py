@@ -198,8 +198,11 @@ def run(args: argparse.Namespace) -> int:
     _step("stopping the job with a drained savepoint (fires the last windows, commits the sinks) ...")
     dropped_late = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
     _step(f"  window operator's numLateRecordsDropped: {dropped_late}")
-    last_ts = max(r["value"]["ts"] for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
-                  if not kafka_io.is_heartbeat(r["value"]))
+    # every reading is in Kafka and read by the job: this is sensor-readings' final content
+    # (the end-of-stream heartbeats the drain adds next carry no value)
+    readings = [r for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
+                if not kafka_io.is_heartbeat(r["value"])]
+    last_ts = max(r["value"]["ts"] for r in readings)
     savepoint = ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings, last_ts)
     _step(f"  savepoint {savepoint}; job FINISHED (its exactly-once sinks committed)")
 
@@ -210,8 +213,6 @@ def run(args: argparse.Namespace) -> int:
     alerts_rc = _run_cli(["rules", "alerts", "--ground-truth", str(ground_truth), "--wait-s", "240"],
                          stack, check=False)
 
-    readings = [r for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.readings)
-                if not kafka_io.is_heartbeat(r["value"])]
     duplicates = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.duplicates)
     dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
     aggregates_raw = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates)

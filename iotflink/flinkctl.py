@@ -203,6 +203,18 @@ class FlinkCtl:
         self.wait_state(job_id, {"FINISHED"}, timeout_s)
         return location
 
+    def _operator_metric_ids(self, job_id: str, vertex_id: str) -> list[str]:
+        """The vertex's metric ids without the subtask index (``"0.Source__readings[1].numRecordsOut"``
+        -> ``"Source__readings[1].numRecordsOut"``), sorted, each once."""
+        return sorted({m["id"].split(".", 1)[1] if m["id"].split(".", 1)[0].isdigit() else m["id"]
+                       for m in self.rest(f"/jobs/{job_id}/vertices/{vertex_id}/metrics")})
+
+    def _metric_sum(self, job_id: str, vertex_id: str, metric: str) -> int:
+        """``metric`` summed over the vertex's subtasks (``subtasks/metrics?get=...&agg=sum``); 0
+        when no subtask reports it."""
+        res = self.rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics?get={metric}&agg=sum")
+        return int(float(res[0]["sum"])) if res else 0
+
     def source_records_read(self, job_id: str) -> int:
         """Records the job's source operator has emitted so far (sum over its subtasks).
 
@@ -216,17 +228,11 @@ class FlinkCtl:
         src = next((v for v in info["vertices"] if v["name"].startswith("Source")), None)
         if src is None:
             raise JobError(f"job {job_id} has no source vertex")
-        vid = src["id"]
-        # ids come per subtask ("0.Source__readings[1].numRecordsOut"); strip the subtask index
-        ids = sorted({m["id"].split(".", 1)[1] if m["id"].split(".", 1)[0].isdigit() else m["id"]
-                      for m in self.rest(f"/jobs/{job_id}/vertices/{vid}/metrics")})
+        ids = self._operator_metric_ids(job_id, src["id"])
         wanted = [i for i in ids if i.startswith("Source") and i.endswith(".numRecordsOut")]
         if not wanted:
             wanted = [i for i in ids if i == "numRecordsOut"]
-        if not wanted:
-            return 0
-        res = self.rest(f"/jobs/{job_id}/vertices/{vid}/subtasks/metrics?get={wanted[0]}&agg=sum")
-        return int(float(res[0]["sum"])) if res else 0
+        return self._metric_sum(job_id, src["id"], wanted[0]) if wanted else 0
 
     def operator_metric_sum(self, job_id: str, vertex_contains: str, metric_suffix: str) -> int | None:
         """Sum over subtasks of an operator metric of the first vertex whose name contains
@@ -236,16 +242,10 @@ class FlinkCtl:
         vert = next((v for v in info.get("vertices", []) if vertex_contains in v["name"]), None)
         if vert is None:
             return None
-        ids = sorted({m["id"].split(".", 1)[1] if m["id"].split(".", 1)[0].isdigit() else m["id"]
-                      for m in self.rest(f"/jobs/{job_id}/vertices/{vert['id']}/metrics")})
-        wanted = [i for i in ids if i.endswith(metric_suffix)]
+        wanted = [i for i in self._operator_metric_ids(job_id, vert["id"]) if i.endswith(metric_suffix)]
         if not wanted:
             return None
-        total = 0
-        for metric in wanted:
-            res = self.rest(f"/jobs/{job_id}/vertices/{vert['id']}/subtasks/metrics?get={metric}&agg=sum")
-            total += int(float(res[0]["sum"])) if res else 0
-        return total
+        return sum(self._metric_sum(job_id, vert["id"], metric) for metric in wanted)
 
     def input_watermarks(self, job_id: str) -> dict[str, int | None]:
         """The lowest ``currentInputWatermark`` (epoch ms) over the subtasks of each vertex that

@@ -142,7 +142,9 @@ class Heartbeat:
     Why: at the end of a bounded replay every partition is idle, and nothing advances the
     watermark (PITFALLS 3); a drained stop-with-savepoint did not fire the last windows in
     Flink 2.2 (tests/test_chaos.py saw 19 of 21). Heartbeats advance every partition's
-    watermark explicitly. Use as a context manager around ``stop_with_savepoint``.
+    watermark explicitly. Used as a context manager by
+    :meth:`iotflink.flinkctl.FlinkCtl.drain_bounded_replay`, around its wait for the watermark
+    and the stop.
 
     Args:
         bootstrap: Kafka ``host:port``.

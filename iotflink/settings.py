@@ -73,10 +73,10 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_KAFKA_TXN_TIMEOUT_MS": "600000",
     # where the window job starts reading when its group has no committed offset: earliest | latest
     "IOTFLINK_WINDOW_OFFSET_RESET": "earliest",
-    # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
-    # processing time since the last copy); 1 h, see jobs/sensor_windows.py (dedup_ttl)
     # keyed dedup on (device_id, seq) in the window job (jobs/sensor_windows.py)
     "IOTFLINK_WINDOW_DEDUP": "true",
+    # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
+    # processing time since the last copy); 1 h, see jobs/sensor_windows.py (dedup_ttl)
     "IOTFLINK_DEDUP_TTL_MS": "3600000",
     # slow-sink demo switch: when set at submission, a Python UDF before the aggregates sink
     # sleeps IOTFLINK_SLOW_SINK_MS per row while this file exists; empty = off (JVM-only plan)
@@ -325,7 +325,7 @@ class WindowJobSettings:
             ``transaction.max.timeout.ms`` (15 min by default).
         offset_reset: where the consumer group starts without committed offsets.
         dedup: drop copies of a reading (same device_id, seq) before the windows (True), or
-            not (False: no keyed operator between the late flag and the window).
+            count every copy (False: no dedup operator or state, no sensor-duplicates output).
         dedup_ttl_ms: how long a (device_id, seq) is remembered to drop redelivered copies
             (ms, processing time since its last copy; Flink SQL state TTL).
         slow_sink_file: slow-sink demo switch; empty = off (no Python operator in the plan).

@@ -34,7 +34,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import yaml
 
@@ -476,11 +476,13 @@ class Stack:
             out.append(ServiceStatus(name, pid, pid is not None, ready, self.log_file(name)))
         return out
 
-    def create_topics(self) -> list[str]:
+    def create_topics(self, partitions: Mapping[str, int] | None = None) -> list[str]:
         """Create the project's topics if missing; return the names created.
 
         ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
         the result topics get the same count so the job's sinks can write in parallel.
+        ``partitions`` overrides the count per topic name (e.g. a one-partition topic for a
+        test); a topic that exists already is left as it is.
 
         Raises:
             StackError: the broker refused to create a topic.
@@ -496,7 +498,8 @@ class Stack:
             created = []
             for topic in wanted:
                 try:
-                    admin.create_topics([NewTopic(topic, self.s.topics.readings_partitions, 1)])
+                    count = (partitions or {}).get(topic, self.s.topics.readings_partitions)
+                    admin.create_topics([NewTopic(topic, count, 1)])
                     created.append(topic)
                 except TopicAlreadyExistsError:
                     pass

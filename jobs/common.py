@@ -173,6 +173,12 @@ def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def options_sql(options: Mapping[str, str]) -> str:
+    """Connector options as ``'key' = 'value'`` lines, comma-separated (the inside of a
+    ``WITH (...)`` clause); values are converted with ``str``."""
+    return ",\n  ".join(f"{sql_str(k)} = {sql_str(str(v))}" for k, v in options.items())
+
+
 def with_clause(options: Mapping[str, str]) -> str:
     """Render a DDL ``WITH (...)`` clause from connector options."""
-    return "WITH (\n  " + ",\n  ".join(f"{sql_str(k)} = {sql_str(v)}" for k, v in options.items()) + "\n)"
+    return "WITH (\n  " + options_sql(options) + "\n)"

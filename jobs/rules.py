@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs`
 
 from iotflink.errors import JobError  # noqa: E402
 from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
-from jobs.common import sql_interval, sql_str  # noqa: E402
+from jobs.common import options_sql, sql_interval  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -341,10 +341,6 @@ def discover_rules(rules_dir: Path | str) -> list[RuleFile]:
 
 
 # ---------------------------------------------------------------------------- DDL
-def _options_sql(options: Mapping[str, str]) -> str:
-    return ",\n  ".join(f"{sql_str(k)} = {sql_str(str(v))}" for k, v in options.items())
-
-
 def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]],
                template: Path = DDL_PATH) -> str:
     """Fill ``sql/ddl.sql`` with the watermark settings and each table's connector options.
@@ -361,7 +357,7 @@ def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]
     missing = [t for t in TABLE_PLACEHOLDERS if t not in table_options]
     if missing:
         raise RuleSqlError(template, 0, 0, f"no connector options for table(s) {missing}")
-    values = {ph: _options_sql(table_options[t]) for t, ph in TABLE_PLACEHOLDERS.items()}
+    values = {ph: options_sql(table_options[t]) for t, ph in TABLE_PLACEHOLDERS.items()}
     values["out_of_orderness"] = sql_interval(cfg.out_of_orderness_ms)
     values["idleness_ms"] = str(cfg.idleness_ms)
     try:

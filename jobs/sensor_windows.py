@@ -485,9 +485,7 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
             t_env.create_temporary_view("sensor_windows_dedup", dedup)
             readings_from, first_copy = "sensor_windows_dedup", "WHERE copy_no = 1"
         else:
-            # Without dedup the flag is computed in the one Calc that explodes the source's
-            # readings, with the source's own watermark; no keyed operator stands between it and
-            # the window, so the window operator never drops a row the flag let through.
+            # without dedup the flag's Calc reads the source directly: every copy is counted
             readings_from, first_copy = source, ""
         # One Calc computes the flag once per value; both branches only read it.
         flagged = t_env.sql_query(f"""

@@ -81,7 +81,7 @@ bearing rule is not used: it needs ~93 min of FEMTO data before its baseline exi
   a fault that pauses the source for 5 s), the partitions read first can carry the watermark
   past rows of the one read later, so whether a row is late would depend on timing. Each
   run's ``transactions`` topic therefore has ONE partition (created by
-  :func:`_create_transactions_topic` before the stack creates the rest): the stream is in
+  :func:`_create_topics`): the stream is in
   event-time order, so every row is ahead of the watermark (10 s behind the previous row) in
   every run, and the matches are a function of the set of events. ``rules-late`` must be
   empty in the baseline and is compared as a set of ``(record_key, seq)``.
@@ -355,22 +355,10 @@ def _run_settings(base: StackSettings, name: str) -> StackSettings:
     return dataclasses.replace(base, topics=dataclasses.replace(t, **renamed))
 
 
-def _create_transactions_topic(cfg: StackSettings) -> None:
-    """Create the run's ``transactions`` topic with ONE partition (why: module docstring,
-    Alerts), before :meth:`Stack.create_topics` would create it with four."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap, client_id="chaos-topics")
-    try:
-        if cfg.topics.transactions not in set(admin.list_topics()):
-            try:
-                admin.create_topics([NewTopic(cfg.topics.transactions, 1, 1)])
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
+def _create_topics(cfg: StackSettings) -> None:
+    """Create the run's topics, its ``transactions`` topic with ONE partition (why: module
+    docstring, Alerts), and check that it has one."""
+    Stack(cfg).create_topics(partitions={cfg.topics.transactions: 1})
     parts = kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.transactions)
     assert len(parts) == 1, f"{cfg.topics.transactions} has {len(parts)} partitions, the test needs 1"
 
@@ -443,8 +431,7 @@ class _Runner:
         """Create the run's topics, submit its window job then its rule job (one after the
         other: both submissions rewrite the same ``pyfiles.zip``)."""
         cfg = _run_settings(self.stack.s, name)
-        _create_transactions_topic(cfg)
-        Stack(cfg).create_topics()
+        _create_topics(cfg)
         ctl = FlinkCtl(cfg)
         group = f"chaos-{name}"
         window = ctl.submit("sensor_windows", env_overrides={
@@ -524,7 +511,7 @@ class _Runner:
         recovery: dict = {}
         rule_drain: _Background | None = None
         try:
-            stack.create_topics()
+            _create_topics(cfg)
             stack.stop_service("bridge")
             stack.start(services=("bridge",))  # the bridge writes to this run's topics
             ctl.wait_running(jobs.window)
