@@ -47,6 +47,10 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_TOPIC_TRANSACTIONS": "transactions",
     # readings the window job dropped as duplicates of an earlier (device_id, seq)
     "IOTFLINK_TOPIC_DUPLICATES": "sensor-duplicates",
+    # dead-letter topics of the jobs: records of sensor-readings / transactions that a job
+    # cannot read (written by something other than the bridge), with reason and raw bytes
+    "IOTFLINK_TOPIC_WINDOW_DLQ": "sensor-windows-dlq",
+    "IOTFLINK_TOPIC_RULES_DLQ": "rules-dlq",
     "IOTFLINK_READINGS_PARTITIONS": "4",
     # MQTT bridge
     "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
@@ -145,6 +149,8 @@ class Topics:
     readings_partitions: int = 4
     duplicates: str = "sensor-duplicates"
     rules_late: str = "rules-late"
+    window_dlq: str = "sensor-windows-dlq"
+    rules_dlq: str = "rules-dlq"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
@@ -159,12 +165,14 @@ class Topics:
             readings_partitions=_int("IOTFLINK_READINGS_PARTITIONS", environ),
             duplicates=env("IOTFLINK_TOPIC_DUPLICATES", environ),
             rules_late=env("IOTFLINK_TOPIC_RULES_LATE", environ),
+            window_dlq=env("IOTFLINK_TOPIC_WINDOW_DLQ", environ),
+            rules_dlq=env("IOTFLINK_TOPIC_RULES_DLQ", environ),
         )
 
     def all(self) -> list[str]:
         """Every topic name, readings first."""
         return [self.readings, self.aggregates, self.late, self.dlq, self.alerts, self.transactions,
-                self.duplicates, self.rules_late]
+                self.duplicates, self.rules_late, self.window_dlq, self.rules_dlq]
 
 
 @dataclass(frozen=True)
@@ -259,6 +267,8 @@ class StackSettings:
             "IOTFLINK_READINGS_PARTITIONS": str(self.topics.readings_partitions),
             "IOTFLINK_TOPIC_DUPLICATES": self.topics.duplicates,
             "IOTFLINK_TOPIC_RULES_LATE": self.topics.rules_late,
+            "IOTFLINK_TOPIC_WINDOW_DLQ": self.topics.window_dlq,
+            "IOTFLINK_TOPIC_RULES_DLQ": self.topics.rules_dlq,
         }
 
 

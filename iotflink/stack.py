@@ -127,6 +127,25 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float 
 
 
 @dataclass(frozen=True)
+
+def kafka_cluster_id(raw: bytes | None = None) -> str:
+    """A KRaft cluster id: URL-safe base64 (22 characters) of 16 random bytes.
+
+    ``kafka-storage format -t ID`` parses its arguments with argparse4j, which reads an id
+    starting with ``-`` as an option. Like Kafka's own ``Uuid.randomUuid()`` (what
+    ``kafka-storage random-uuid`` prints), this never returns such an id: the top bit of the
+    first byte is cleared, so the first character is one of ``A-Za-f`` (base64 of a value
+    below 128 in its top six bits), never ``-`` or ``_``.
+
+    Args:
+        raw: 16 bytes to encode (tests); default ``uuid.uuid4().bytes``.
+    """
+    data = bytearray(uuid.uuid4().bytes if raw is None else raw)
+    if len(data) != 16:
+        raise ValueError(f"a cluster id encodes 16 bytes, got {len(data)}")
+    data[0] &= 0x7F
+    return base64.urlsafe_b64encode(bytes(data)).decode().rstrip("=")
+
 class ServiceStatus:
     """State of one service: ``running`` (its process lives), ``ready`` (it answers)."""
 
@@ -283,7 +302,7 @@ class Stack:
                f"-Dlog4j2.configurationFile={self.run_dir / 'kafka' / 'log4j2.properties'}",
                f"-Dkafka.logs.dir={self.log_dir}", "-cp", self._kafka_classpath()]
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = kafka_cluster_id()
             fmt = subprocess.run(  # noqa: S603
                 jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
                        "-c", str(props)], capture_output=True, text=True, check=False)
