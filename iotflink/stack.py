@@ -126,8 +126,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float 
         time.sleep(interval_s)
 
 
-@dataclass(frozen=True)
-
 def kafka_cluster_id(raw: bytes | None = None) -> str:
     """A KRaft cluster id: URL-safe base64 (22 characters) of 16 random bytes.
 
@@ -146,6 +144,8 @@ def kafka_cluster_id(raw: bytes | None = None) -> str:
     data[0] &= 0x7F
     return base64.urlsafe_b64encode(bytes(data)).decode().rstrip("=")
 
+
+@dataclass(frozen=True)
 class ServiceStatus:
     """State of one service: ``running`` (its process lives), ``ready`` (it answers)."""
 
