@@ -3,44 +3,58 @@
 This module is the hot path of the bridge: one :func:`validate` call per MQTT message. It has
 no I/O except a rate-limited warning for stale timestamps (see :func:`validate`).
 
-Thresholds (all from /work/shared/DOMAIN.md "Timestamps" and docs/CONTRACT.md):
+Every limit comes from :mod:`iotflink.schema`, the one definition of a reading that the Flink
+jobs' source columns are generated from too (:func:`iotflink.schema.flink_columns_sql`), so
+whatever :func:`validate` returns deserialises in every job:
 
 * unit by magnitude of ``ts``: below 1e10 seconds, below 1e13 milliseconds, below 1e16
   microseconds, otherwise nanoseconds; normalised to integer epoch milliseconds;
 * ``ts`` before 2020-01-01T00:00:00Z (:data:`TS_FLOOR_MS`) is rejected (most likely a unit
   error); more than 60 s (:data:`MAX_FUTURE_MS`) ahead of the bridge's clock is rejected
   (clock skew); more than 1 h (:data:`STALE_AFTER_MS`) old is accepted with a warning;
+* ``seq`` and every ``drops`` counter must fit 0..2^63-1 (a Flink ``BIGINT``, signed 64-bit),
+  reading values must be finite IEEE 754 doubles (Flink ``DOUBLE``);
 * payloads over 64 KiB (:data:`MAX_PAYLOAD_BYTES`) are rejected before parsing.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import logging
 import math
-import re
 import time
 from typing import Any
 
+from iotflink import schema
 from iotflink.errors import ValidationError
+from iotflink.schema import (
+    MAX_FUTURE_MS,
+    MAX_PAYLOAD_BYTES,
+    MAX_READINGS,
+    STALE_AFTER_MS,
+    TS_FLOOR_MS,
+)
 
 log = logging.getLogger(__name__)
 
-#: Largest accepted MQTT payload, bytes (64 KiB). Checked before parsing.
-MAX_PAYLOAD_BYTES = 64 * 1024
-#: 2020-01-01T00:00:00Z in epoch ms: earlier timestamps are rejected (``ts_too_old``).
-TS_FLOOR_MS = 1_577_836_800_000
-#: A ``ts`` more than this ahead of the bridge's clock is rejected (``ts_in_future``), ms.
-MAX_FUTURE_MS = 60_000
-#: A ``ts`` more than this behind the bridge's clock is accepted with a warning, ms.
-STALE_AFTER_MS = 3_600_000
-#: Most entries in ``readings``.
-MAX_READINGS = 64
+__all__ = [
+    "MAX_PAYLOAD_BYTES", "TS_FLOOR_MS", "MAX_FUTURE_MS", "STALE_AFTER_MS", "MAX_READINGS",
+    "STALE_WARN_INTERVAL_S", "STALE_WARN_MAX_DEVICES", "REASONS", "TOPIC_PREFIX", "TOPIC_SUFFIX",
+    "normalise_ts", "topic_device_id", "validate", "dead_letter",
+]
+
 #: Seconds between two stale-timestamp warnings for the same device.
 STALE_WARN_INTERVAL_S = 60.0
+#: Most devices the stale-timestamp warning limiter remembers; beyond it the device warned
+#: least recently is forgotten (it may then warn again before its interval is over, and its
+#: count of suppressed warnings is lost). Bounds the limiter at about 3 MB.
+STALE_WARN_MAX_DEVICES = 10_000
 
-#: Every reason code :func:`validate` can raise, in the order the checks run.
+#: Every reason code :func:`validate` can raise, in the order the checks run. The field
+#: checks run field by field (device_id, seq, ts, readings, drops), each type before range,
+#: so ``bad_type``, ``out_of_range`` and a reading's ``non_finite`` interleave there.
 REASONS = (
     "too_large",
     "bad_topic",
@@ -49,6 +63,7 @@ REASONS = (
     "not_object",
     "missing_field",
     "bad_type",
+    "out_of_range",
     "device_mismatch",
     "ts_too_old",
     "ts_in_future",
@@ -56,12 +71,17 @@ REASONS = (
 
 TOPIC_PREFIX = "sensors/"
 TOPIC_SUFFIX = "/telemetry"
-_DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_SENSOR_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_REQUIRED = ("device_id", "seq", "ts", "readings")
+_DEVICE_ID_RE = schema.DEVICE_ID_RE
+_SENSOR_RE = schema.NAME_RE
+_REQUIRED = schema.REQUIRED_FIELDS
+_SEQ_MAX = schema.SEQ_MAX
+_DROPS_MAX = schema.DROPS_MAX
+_MAX_DROPS = schema.MAX_DROPS
+_S_BELOW, _MS_BELOW, _US_BELOW = schema.TS_SECONDS_BELOW, schema.TS_MILLIS_BELOW, schema.TS_MICROS_BELOW
 
-# stale-ts warning rate limiter: device_id -> [last warning monotonic s, suppressed count]
-_stale_warned: dict[str, list[float]] = {}
+# stale-ts warning rate limiter, an LRU of at most STALE_WARN_MAX_DEVICES entries:
+# device_id -> [last warning monotonic s, suppressed count]; least recently warned first.
+_stale_warned: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
 
 
 def _reject_constant(name: str) -> Any:
@@ -75,9 +95,10 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 def normalise_ts(ts: int | float) -> int:
     """Return ``ts`` as integer epoch milliseconds, telling its unit by magnitude.
 
-    Rule (DOMAIN.md "Timestamps"), on ``abs(ts)``: ``< 1e10`` seconds, ``< 1e13``
-    milliseconds, ``< 1e16`` microseconds, otherwise nanoseconds. Integers are converted
-    with exact integer arithmetic (floor), floats are rounded to the nearest millisecond.
+    Rule (:data:`iotflink.schema.TS_SECONDS_BELOW` and the two after it), on ``abs(ts)``:
+    ``< 1e10`` seconds, ``< 1e13`` milliseconds, ``< 1e16`` microseconds, otherwise
+    nanoseconds. Integers are converted with exact integer arithmetic (floor), floats are
+    rounded to the nearest millisecond.
 
     Args:
         ts: an int or float (not bool), assumed finite.
@@ -86,18 +107,18 @@ def normalise_ts(ts: int | float) -> int:
     """
     mag = -ts if ts < 0 else ts
     if type(ts) is int:
-        if mag < 10_000_000_000:
+        if mag < _S_BELOW:
             return ts * 1000
-        if mag < 10_000_000_000_000:
+        if mag < _MS_BELOW:
             return ts
-        if mag < 10_000_000_000_000_000:
+        if mag < _US_BELOW:
             return ts // 1000
         return ts // 1_000_000
-    if mag < 1e10:
+    if mag < _S_BELOW:
         return int(round(ts * 1000.0))
-    if mag < 1e13:
+    if mag < _MS_BELOW:
         return int(round(ts))
-    if mag < 1e16:
+    if mag < _US_BELOW:
         return int(round(ts / 1000.0))
     return int(round(ts / 1_000_000.0))
 
@@ -115,6 +136,14 @@ def _is_number(v: Any) -> bool:
     return t is float or t is int  # bool is a subclass of int: excluded on purpose
 
 
+def _brief(v: Any, limit: int = 40) -> str:
+    # a detail quotes at most the head of an input value (a JSON integer may have 4,300 digits)
+    if type(v) is int and v.bit_length() > 128:
+        return f"<{v.bit_length()}-bit integer>"
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _finite_float(v: Any, what: str) -> float:
     try:
         f = float(v)
@@ -128,7 +157,10 @@ def _finite_float(v: Any, what: str) -> float:
 def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
     """Validate one MQTT message against docs/CONTRACT.md and build its Kafka value.
 
-    Checks run in the order of :data:`REASONS`; the first failure is raised.
+    Checks run in the order of :data:`REASONS`; the first failure is raised. The result
+    passes :func:`iotflink.schema.check_kafka_value` (a property the tests and
+    ``bench/fuzz_contract.py`` check on hostile input), so it fits the Flink columns of
+    :func:`iotflink.schema.flink_columns_sql`.
 
     Args:
         mqtt_topic: the MQTT topic, ``sensors/{device_id}/telemetry``.
@@ -139,10 +171,12 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
         "readings": {name: float}, "ingest_ms": int, "drops": {name: int}}`` (``drops``
         only when the payload has it). Unknown payload fields are not passed on.
     Raises:
-        ValidationError: with ``reason`` one of :data:`REASONS` and a human ``detail``.
+        ValidationError: with ``reason`` one of :data:`REASONS` and a human ``detail``
+            (``out_of_range``: ``seq`` or a ``drops`` counter outside 0..2^63-1).
 
     A ``ts`` more than 1 h old is accepted but logged as a warning, at most once per device
-    every :data:`STALE_WARN_INTERVAL_S` (with the count of suppressed warnings).
+    every :data:`STALE_WARN_INTERVAL_S` (with the count of suppressed warnings; the limiter
+    remembers at most :data:`STALE_WARN_MAX_DEVICES` devices).
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
@@ -167,10 +201,12 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
 
     device_id = doc["device_id"]
     if type(device_id) is not str or not _DEVICE_ID_RE.fullmatch(device_id):
-        raise ValidationError("bad_type", "device_id must be a string matching [A-Za-z0-9_.-]{1,64}")
+        raise ValidationError("bad_type", f"device_id must be a string matching {schema.DEVICE_ID_PATTERN}")
     seq = doc["seq"]
-    if type(seq) is not int or seq < 0:
-        raise ValidationError("bad_type", "seq must be an integer >= 0")
+    if type(seq) is not int:
+        raise ValidationError("bad_type", f"seq must be an integer, got {type(seq).__name__}")
+    if not 0 <= seq <= _SEQ_MAX:
+        raise ValidationError("out_of_range", f"seq {_brief(seq)} is outside 0..2^63-1 (Flink BIGINT)")
     ts = doc["ts"]
     if not _is_number(ts):
         raise ValidationError("bad_type", "ts must be a number")
@@ -184,28 +220,31 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
     out_readings: dict[str, float] = {}
     for name, value in readings.items():
         if not _SENSOR_RE.fullmatch(name):
-            raise ValidationError("bad_type", f"sensor name {name!r} does not match [a-z][a-z0-9_]{{0,63}}")
+            raise ValidationError("bad_type", f"sensor name {_brief(name)} does not match {schema.NAME_PATTERN}")
         if not _is_number(value):
             raise ValidationError("bad_type", f"readings.{name} must be a number, got {type(value).__name__}")
         out_readings[name] = _finite_float(value, f"readings.{name}")
     drops = doc.get("drops")
     if drops is not None:
-        if type(drops) is not dict or len(drops) > MAX_READINGS:
-            raise ValidationError("bad_type", f"drops must be an object of at most {MAX_READINGS} entries")
+        if type(drops) is not dict or len(drops) > _MAX_DROPS:
+            raise ValidationError("bad_type", f"drops must be an object of at most {_MAX_DROPS} entries")
         for name, value in drops.items():
             if not _SENSOR_RE.fullmatch(name):
-                raise ValidationError("bad_type", f"drops name {name!r} does not match [a-z][a-z0-9_]{{0,63}}")
-            if type(value) is not int or value < 0:
-                raise ValidationError("bad_type", f"drops.{name} must be an integer >= 0")
+                raise ValidationError("bad_type", f"drops name {_brief(name)} does not match {schema.NAME_PATTERN}")
+            if type(value) is not int:
+                raise ValidationError("bad_type", f"drops.{name} must be an integer, got {type(value).__name__}")
+            if not 0 <= value <= _DROPS_MAX:
+                raise ValidationError("out_of_range", f"drops.{name} {_brief(value)} is outside 0..2^63-1 (Flink BIGINT)")
 
     if device_id != topic_dev:
         raise ValidationError("device_mismatch", f"payload device_id {device_id!r} != topic device {topic_dev!r}")
 
     ts_ms = normalise_ts(ts)
     if ts_ms < TS_FLOOR_MS:
-        raise ValidationError("ts_too_old", f"ts {ts!r} -> {ts_ms} ms is before 2020-01-01T00:00:00Z")
+        raise ValidationError("ts_too_old", f"ts {_brief(ts)} -> {_brief(ts_ms)} ms is before 2020-01-01T00:00:00Z")
     if ts_ms > now_ms + MAX_FUTURE_MS:
-        raise ValidationError("ts_in_future", f"ts {ts!r} -> {ts_ms} ms is {ts_ms - now_ms} ms ahead of the bridge clock")
+        raise ValidationError("ts_in_future", f"ts {_brief(ts)} -> {_brief(ts_ms)} ms is more than "
+                                              f"{MAX_FUTURE_MS} ms ahead of the bridge clock")
     if now_ms - ts_ms > STALE_AFTER_MS:
         _warn_stale(device_id, ts_ms, now_ms)
 
@@ -216,13 +255,22 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
 
 
 def _warn_stale(device_id: str, ts_ms: int, now_ms: int) -> None:
+    # Called from the bridge's one paho thread only. LRU: a device moves to the end on every
+    # stale reading; the front (least recently seen) is dropped past STALE_WARN_MAX_DEVICES.
     now = time.monotonic()
     state = _stale_warned.get(device_id)
-    if state is not None and now - state[0] < STALE_WARN_INTERVAL_S:
-        state[1] += 1
-        return
-    suppressed = int(state[1]) if state is not None else 0
-    _stale_warned[device_id] = [now, 0]
+    if state is not None:
+        _stale_warned.move_to_end(device_id)
+        if now - state[0] < STALE_WARN_INTERVAL_S:
+            state[1] += 1
+            return
+        suppressed = int(state[1])
+        state[0], state[1] = now, 0
+    else:
+        suppressed = 0
+        _stale_warned[device_id] = [now, 0]
+        while len(_stale_warned) > STALE_WARN_MAX_DEVICES:
+            _stale_warned.popitem(last=False)
     log.warning(
         "late data: device %s ts %d is %.1f h old (accepted; %d more such warnings suppressed)",
         device_id, ts_ms, (now_ms - ts_ms) / 3_600_000, suppressed,

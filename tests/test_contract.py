@@ -96,9 +96,7 @@ def test_topic_device_id():
 
 
 # ---------------------------------------------------------------- every reason
-@pytest.mark.parametrize(
-    "raw, reason",
-    [
+_REJECTION_CASES = [
         (b"{not json", "malformed_json"),
         (b"", "malformed_json"),
         (b'{"device_id": "dev-1"', "malformed_json"),
@@ -115,7 +113,13 @@ def test_topic_device_id():
         (payload(device_id="bad id"), "bad_type"),
         (payload(seq="1"), "bad_type"),
         (payload(seq=1.5), "bad_type"),
-        (payload(seq=-1), "bad_type"),
+        (payload(seq=-1), "out_of_range"),
+        (payload(seq=2**63), "out_of_range"),  # one past Flink BIGINT
+        (payload(seq=2**64), "out_of_range"),
+        (payload(seq=-(2**63) - 1), "out_of_range"),
+        (b'{"device_id":"dev-1","seq":9223372036854775808,"ts":1767225599000,"readings":{"t":1}}',
+         "out_of_range"),
+        (payload(seq=10**4000), "out_of_range"),  # just within CPython's 4,300-digit parse limit
         (payload(seq=True), "bad_type"),  # bools are not numbers
         (payload(ts="1767225599000"), "bad_type"),
         (payload(ts=True), "bad_type"),
@@ -131,7 +135,9 @@ def test_topic_device_id():
         (payload(readings={"Temp": 1.0}), "bad_type"),
         (payload(readings={"1temp": 1.0}), "bad_type"),
         (payload(drops=[0]), "bad_type"),
-        (payload(drops={"buffer": -1}), "bad_type"),
+        (payload(drops={"buffer": -1}), "out_of_range"),
+        (payload(drops={"buffer": 2**63}), "out_of_range"),
+        (payload(drops={"buffer": 0, "outbox": 2**64 + 5}), "out_of_range"),
         (payload(drops={"buffer": 1.5}), "bad_type"),
         (payload(drops={"buffer": True}), "bad_type"),
         (payload(drops={"Buffer": 1}), "bad_type"),
@@ -142,8 +148,10 @@ def test_topic_device_id():
         (payload(ts=1_000), "ts_too_old"),  # 1970 in seconds
         (payload(ts=-5), "ts_too_old"),
         (payload(ts=NOW_MS + 60_001), "ts_in_future"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("raw, reason", _REJECTION_CASES)
 def test_rejections(raw, reason):
     assert reason_of(TOPIC, raw) == reason
 
@@ -218,6 +226,45 @@ def test_stale_ts_is_accepted_with_a_warning(caplog):
     assert not caplog.records
 
 
+def test_stale_warning_limiter_is_a_bounded_lru(monkeypatch, caplog):
+    contract._stale_warned.clear()
+    monkeypatch.setattr(contract, "STALE_WARN_MAX_DEVICES", 3)
+    old = NOW_MS - 2 * 3_600_000
+
+    def stale(dev: str, seq: int = 1) -> None:
+        raw = payload(device_id=dev, seq=seq, ts=old)
+        assert validate(f"sensors/{dev}/telemetry", raw, NOW_MS)["device_id"] == dev
+
+    with caplog.at_level(logging.WARNING, logger="bridge.contract"):
+        for dev in ("d1", "d2", "d3"):
+            stale(dev)
+        stale("d1", 2)  # rate-limited, and d1 becomes the most recently seen
+        stale("d4")  # evicts d2, the least recently seen
+        assert list(contract._stale_warned) == ["d3", "d1", "d4"]
+        assert contract._stale_warned["d1"][1] == 1  # one suppressed warning kept
+        stale("d2")  # forgotten: warns again, evicts d3
+        assert list(contract._stale_warned) == ["d1", "d4", "d2"]
+    warned = [r.getMessage().split()[3] for r in caplog.records if "late data" in r.getMessage()]
+    assert warned == ["d1", "d2", "d3", "d4", "d2"]
+
+
+def test_stale_warning_limiter_holds_at_most_10000_devices():
+    assert contract.STALE_WARN_MAX_DEVICES == 10_000
+    contract._stale_warned.clear()
+    logger = logging.getLogger("bridge.contract")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # 10,500 first warnings: not the point here
+    try:
+        for i in range(10_500):
+            contract._warn_stale(f"dev-{i}", NOW_MS - 7_200_000, NOW_MS)
+    finally:
+        logger.setLevel(level)
+    assert len(contract._stale_warned) == 10_000
+    assert "dev-499" not in contract._stale_warned and "dev-500" in contract._stale_warned
+    assert next(reversed(contract._stale_warned)) == "dev-10499"
+    contract._stale_warned.clear()
+
+
 # ---------------------------------------------------------------- dead letters
 def test_dead_letter_keeps_utf8_text():
     raw = '{"device_id": "café", broken'.encode()
@@ -246,10 +293,46 @@ def test_dead_letter_of_oversized_payload_is_truncated():
     assert base64.b64decode(dl["raw_b64"]) == binary[:MAX_PAYLOAD_BYTES]
 
 
-def test_every_reason_is_documented():
-    assert set(contract.REASONS) == {
-        "malformed_json", "not_object", "missing_field", "bad_type", "non_finite", "too_large",
-        "ts_too_old", "ts_in_future", "device_mismatch", "bad_topic"}
+def test_reasons_are_complete_and_in_check_order():
+    assert contract.REASONS == (
+        "too_large", "bad_topic", "malformed_json", "non_finite", "not_object", "missing_field",
+        "bad_type", "out_of_range", "device_mismatch", "ts_too_old", "ts_in_future")
+
+
+def test_huge_integer_beyond_the_parse_limit_is_malformed_json():
+    # CPython refuses to parse integers of more than 4,300 digits (ValueError)
+    assert reason_of(TOPIC, payload(seq=_DROP)[:-1] + b', "seq": ' + b"9" * 5000 + b"}") == "malformed_json"
+
+
+def test_int64_boundaries_are_accepted():
+    out = validate(TOPIC, payload(seq=2**63 - 1, drops={"buffer": 2**63 - 1, "outbox": 0}), NOW_MS)
+    assert out["seq"] == 2**63 - 1 and out["drops"] == {"buffer": 2**63 - 1, "outbox": 0}
+    assert validate(TOPIC, payload(seq=0), NOW_MS)["seq"] == 0
+
+
+def test_rejection_details_stay_short_for_huge_integers():
+    with pytest.raises(ValidationError) as info:
+        validate(TOPIC, payload(seq=10**4000), NOW_MS)
+    assert len(info.value.detail) < 200
+
+
+def test_contract_limits_come_from_the_schema():
+    from iotflink import schema  # noqa: PLC0415
+
+    assert contract.MAX_PAYLOAD_BYTES is schema.MAX_PAYLOAD_BYTES
+    assert contract.TS_FLOOR_MS == schema.TS_FLOOR_MS
+    assert contract.MAX_FUTURE_MS == schema.MAX_FUTURE_MS
+    assert contract.STALE_AFTER_MS == schema.STALE_AFTER_MS
+    assert contract.MAX_READINGS == schema.MAX_READINGS
+    assert contract._DEVICE_ID_RE is schema.DEVICE_ID_RE  # noqa: SLF001
+    assert contract._SENSOR_RE is schema.NAME_RE  # noqa: SLF001
+    assert contract._REQUIRED == schema.REQUIRED_FIELDS  # noqa: SLF001
+
+
+def test_every_reason_has_a_rejection_case():
+    covered = {reason for _raw, reason in _REJECTION_CASES}
+    covered |= {"too_large", "bad_topic", "non_finite"}  # tested by their own functions below
+    assert covered == set(contract.REASONS)
 
 
 def test_validation_error_chains_its_cause():
