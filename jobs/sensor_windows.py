@@ -122,6 +122,7 @@ from typing import Mapping
 if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iotflink import schema  # noqa: E402
 from iotflink.errors import JobError  # noqa: E402
 from iotflink.settings import WindowJobSettings  # noqa: E402
 from jobs.common import create_table_env, job_configuration, sql_interval, sql_str, with_clause  # noqa: E402
@@ -133,13 +134,24 @@ JOB_NAME = "sensor_windows"
 #: Largest value of a Java long: Flink's "no cleanup" time.
 LONG_MAX = 2**63 - 1
 
-#: Physical columns of the readings source (docs/CONTRACT.md, topic sensor-readings).
-SOURCE_COLUMNS = """
-  device_id STRING,
-  seq BIGINT,
-  ts BIGINT,
-  readings MAP<STRING, DOUBLE>,
-  ingest_ms BIGINT"""
+#: Physical columns of the readings source: the ``sensor-readings`` value as defined once in
+#: :mod:`iotflink.schema` (docs/CONTRACT.md), then the dead-letter columns filled by the
+#: ``json-dlq`` format (jvm/: NULL on a good record; reason, detail and the raw bytes on a record
+#: the job cannot read, whose data columns are then NULL).
+SOURCE_COLUMNS = "\n" + schema.flink_columns_sql() + """,
+  dlq_reason STRING,
+  dlq_detail STRING,
+  dlq_raw BYTES"""
+
+#: Columns of the job's dead-letter sink (topic ``sensor-windows-dlq``): one row per record of
+#: ``sensor-readings`` the job could not read. ``raw`` is the record's value, base64 in JSON.
+DLQ_COLUMNS = """
+  source STRING,
+  reason STRING,
+  detail STRING,
+  kafka_partition INT,
+  kafka_offset BIGINT,
+  `raw` BYTES"""
 
 #: Columns of the sensor-aggregates sink (its primary key is device_id, sensor, window_start_ms).
 AGGREGATE_COLUMNS = """
@@ -332,14 +344,48 @@ def is_late(ts_ms: int, watermark_ms: int | None, size_ms: int, allowed_lateness
 
 
 # --------------------------------------------------------------------------- DDL
-def source_schema(cfg: WindowJobSettings) -> str:
-    """Schema part of a readings source DDL: physical columns, ``rowtime`` and the watermark.
+def source_format_options(prefix: str = "") -> dict[str, str]:
+    """Options of the ``json-dlq`` value format of the readings source (``prefix``: ``"value."``
+    for Kafka, ``""`` for the filesystem connector).
 
-    ``rowtime`` is ``TO_TIMESTAMP_LTZ(ts, 3)`` (epoch ms); the watermark is
-    ``rowtime - out_of_orderness_ms``. Tests put the same schema on a filesystem source.
+    ``json-dlq`` (jvm/, ``DlqJsonFormatFactory``) is Flink's JSON format that turns a record it
+    cannot read into a dead-letter row (``dlq_reason`` set) instead of failing the job: an
+    integer beyond BIGINT, a wrong type, text that is not JSON, a missing required field
+    (:data:`iotflink.schema.REQUIRED_FIELDS`), a non-finite or null reading.
     """
-    return (f"{SOURCE_COLUMNS},\n  rowtime AS TO_TIMESTAMP_LTZ(ts, 3),\n"
+    return {
+        f"{prefix}format": "json-dlq",
+        f"{prefix}json-dlq.fail-on-missing-field": "false",
+        f"{prefix}json-dlq.required-fields": ";".join(schema.REQUIRED_FIELDS),
+    }
+
+
+def source_schema(cfg: WindowJobSettings, kafka: bool = True) -> str:
+    """Schema part of a readings source DDL: physical columns, Kafka coordinates, ``rowtime``
+    and the watermark.
+
+    ``rowtime`` is ``TO_TIMESTAMP_LTZ(ts, 3)`` (epoch ms); a dead-letter row has no ``ts`` and
+    gets epoch 0, which never advances the watermark (the maximum of the rows seen) and never
+    reaches a window (the job routes it to its DLQ first). The watermark is
+    ``rowtime - out_of_orderness_ms``. ``kafka_partition`` / ``kafka_offset`` are the record's
+    Kafka metadata (``kafka=True``) or NULL (filesystem sources of tests and benchmarks).
+    """
+    if kafka:
+        coords = ("  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
+                  "  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL")
+    else:
+        coords = "  kafka_partition AS CAST(NULL AS INT),\n  kafka_offset AS CAST(NULL AS BIGINT)"
+    return (f"{SOURCE_COLUMNS},\n{coords},\n  rowtime AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),\n"
             f"  WATERMARK FOR rowtime AS rowtime - {sql_interval(cfg.out_of_orderness_ms)}")
+
+
+def file_source_ddl(cfg: WindowJobSettings, name: str, path: Path | str,
+                    extra: Mapping[str, str] | None = None) -> str:
+    """``CREATE TABLE`` of a readings source over JSON lines in ``path`` (file or directory),
+    with the same schema and format as the Kafka source (tests, benchmarks); ``extra``: more
+    filesystem connector options (e.g. ``source.monitor-interval``)."""
+    opts = {"connector": "filesystem", "path": str(path), **source_format_options(), **(extra or {})}
+    return f"CREATE TABLE {name} ({source_schema(cfg, kafka=False)}\n) {with_clause(opts)}"
 
 
 def kafka_source_ddl(cfg: WindowJobSettings, name: str = "readings") -> str:
@@ -347,8 +393,9 @@ def kafka_source_ddl(cfg: WindowJobSettings, name: str = "readings") -> str:
 
     Consumer group ``cfg.consumer_group``; starts from the group's committed offsets (committed
     on each checkpoint), else ``cfg.offset_reset``; reads ``read_committed``; runs with
-    ``cfg.source_parallelism``. Malformed records fail the job (the bridge validated them and
-    sends bad input to the DLQ, so one here is a bug, not data to skip silently).
+    ``cfg.source_parallelism``. The value format is ``json-dlq`` (:func:`source_format_options`):
+    a record the job cannot read becomes a dead-letter row, which :func:`build` writes to the
+    job's DLQ, and the job goes on.
     """
     opts = {
         "connector": "kafka",
@@ -359,9 +406,7 @@ def kafka_source_ddl(cfg: WindowJobSettings, name: str = "readings") -> str:
         "properties.auto.offset.reset": cfg.offset_reset,
         "scan.startup.mode": "group-offsets",
         "scan.parallelism": str(cfg.source_parallelism),
-        "value.format": "json",
-        "value.json.fail-on-missing-field": "false",
-        "value.json.ignore-parse-errors": "false",
+        **source_format_options("value."),
     }
     return f"CREATE TABLE {name} ({source_schema(cfg)}\n) {with_clause(opts)}"
 
@@ -398,6 +443,14 @@ def kafka_late_sink_ddl(cfg: WindowJobSettings, name: str = "late") -> str:
             "key.format": "raw", "key.fields": "device_id",
             "value.format": "json", "value.fields-include": "ALL"}
     return f"CREATE TABLE {name} ({late_columns(cfg)}\n) {with_clause(opts)}"
+
+
+def kafka_dlq_sink_ddl(cfg: WindowJobSettings, name: str = "dlq") -> str:
+    """``CREATE TABLE`` of the job's dead-letter sink, topic ``cfg.topics.window_dlq`` (append,
+    no key, :data:`DLQ_COLUMNS`; exactly-once like every sink of the job)."""
+    opts = {"connector": "kafka", **_kafka_sink_options(cfg, cfg.topics.window_dlq, "dlq"),
+            "value.format": "json"}
+    return f"CREATE TABLE {name} ({DLQ_COLUMNS}\n) {with_clause(opts)}"
 
 
 def kafka_duplicates_sink_ddl(cfg: WindowJobSettings, name: str = "duplicates") -> str:
@@ -443,7 +496,7 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
 
 
 def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late_sink: str,
-          duplicates_sink: str | None = None):
+          duplicates_sink: str | None = None, dlq_sink: str | None = None):
     """Add the window pipeline from table ``source`` to the sinks; returns a ``StatementSet``.
 
     Args:
@@ -457,8 +510,11 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         duplicates_sink: append table with :data:`DUPLICATE_COLUMNS` receiving every dropped
             copy. ``None`` (benchmarks only) drops duplicates without writing them; ``main()``
             always passes one.
+        dlq_sink: append table with :data:`DLQ_COLUMNS` receiving every record the job could
+            not read (``dlq_reason`` set by the ``json-dlq`` format). ``None`` (benchmarks
+            only) drops them; ``main()`` always passes one.
 
-    Statements are added in the order duplicates, late, aggregates: exec node ids (and so the
+    Statements are added in the order duplicates, late, aggregates, dead letters: exec node ids (and so the
     operator uids, ``table.exec.uid.generation=ALWAYS``) are numbered in that order, so a
     change on the aggregates path (e.g. the slow-sink switch) shifts no uid of the other
     branches, and a change of a Calc's columns shifts none at all (see
@@ -471,9 +527,16 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         JobError: the planner rejected the pipeline (message of the planner attached).
     """
     configure_windowing(t_env, cfg)
+    raw_source = source
     size, lateness = cfg.window_size_ms, cfg.allowed_lateness_ms
     ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
     try:
+        # Records the job can read; the others (dlq_reason set) go only to the DLQ sink.
+        valid = t_env.sql_query(f"""
+            SELECT device_id, seq, ts, readings, ingest_ms, rowtime FROM {source}
+            WHERE dlq_reason IS NULL""")
+        t_env.create_temporary_view("sensor_windows_valid", valid)
+        source = "sensor_windows_valid"
         if cfg.dedup:
             # Dedup: copy number of each (device_id, seq) in arrival order; one BIGINT of keyed
             # state per key, expiring dedup_ttl_ms (processing time) after its last copy.
@@ -535,6 +598,13 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
             stmts.add_insert(duplicates_sink, duplicates)
         stmts.add_insert(late_sink, late)
         stmts.add_insert(aggregates_sink, aggregates)
+        if dlq_sink is not None:
+            dead = t_env.sql_query(f"""
+                SELECT {sql_str(JOB_NAME)} AS source, dlq_reason AS reason, dlq_detail AS detail,
+                       kafka_partition, kafka_offset, dlq_raw AS `raw`
+                FROM {raw_source}
+                WHERE dlq_reason IS NOT NULL""")
+            stmts.add_insert(dlq_sink, dead)
     except Exception as exc:  # py4j wraps planner errors; keep the cause
         raise JobError(f"cannot build {JOB_NAME}: {exc}") from exc
     return stmts
@@ -554,7 +624,8 @@ def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
     t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
     t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
     t_env.execute_sql(kafka_duplicates_sink_ddl(cfg, "duplicates"))
-    return t_env, build(t_env, cfg, "readings", "aggregates", "late", "duplicates")
+    t_env.execute_sql(kafka_dlq_sink_ddl(cfg, "dlq"))
+    return t_env, build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
 
 
 def compiled_plan(stmts) -> dict:
@@ -585,10 +656,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["build", "create_job", "compiled_plan", "main", "window_bounds", "cleanup_time", "is_late",
-           "source_schema", "kafka_source_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
+           "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
            "kafka_duplicates_sink_ddl", "late_columns", "dedup_step", "dedup_expire", "dedup_visible",
            "dedup_ttl", "DedupEntry", "sql_str", "AGGREGATE_COLUMNS", "LATE_COLUMNS", "LATE_WATERMARK_COLUMN",
-           "DUPLICATE_COLUMNS", "SOURCE_COLUMNS", "JOB_NAME"]
+           "DUPLICATE_COLUMNS", "DLQ_COLUMNS", "SOURCE_COLUMNS", "JOB_NAME"]
 
 
 if __name__ == "__main__":

@@ -90,9 +90,7 @@ def t_env_factory(tmp_path_factory):
                                         "execution.checkpointing.dir": (tmp / "chk").as_uri()})
         t_env = create_table_env(conf)
         (tmp / "in").mkdir()
-        src = {"connector": "filesystem", "path": str(tmp / "in"), "format": "json",
-               "source.monitor-interval": "200 ms"}
-        t_env.execute_sql(f"CREATE TABLE src ({sw.source_schema(cfg)}\n) {with_clause(src)}")
+        t_env.execute_sql(sw.file_source_ddl(cfg, "src", tmp / "in", {"source.monitor-interval": "200 ms"}))
         rolling = {"sink.rolling-policy.rollover-interval": "200 ms", "sink.rolling-policy.check-interval": "100 ms"}
         t_env.execute_sql(f"CREATE TABLE agg ({sw.AGGREGATE_COLUMNS}\n) " + with_clause(
             {"connector": "filesystem", "path": str(tmp / "agg"), "format": "debezium-json", **rolling}))

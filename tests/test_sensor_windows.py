@@ -48,10 +48,9 @@ def _table_env(cfg: WindowJobSettings, tmp: Path, events: list[dict], *, monitor
                              extra={"pipeline.auto-watermark-interval": "0 ms",
                                     "state.backend.type": "hashmap"})
     t_env = create_table_env(conf)
-    src_opts = {"connector": "filesystem", "path": str(src), "format": "json"}
-    if monitor:  # unbounded: keeps watching the directory, so the job never ends by itself
-        src_opts["source.monitor-interval"] = "1 h"
-    t_env.execute_sql(f"CREATE TABLE src ({sw.source_schema(cfg)}\n) {with_clause(src_opts)}")
+    # unbounded with monitor: keeps watching the directory, so the job never ends by itself
+    extra = {"source.monitor-interval": "1 h"} if monitor else None
+    t_env.execute_sql(sw.file_source_ddl(cfg, "src", src, extra))
     # row-format part files roll by time here (they do not roll on checkpoint); a rolled part
     # file is committed (made visible) by the next checkpoint, or at the end of a bounded run
     rolling = {"sink.rolling-policy.rollover-interval": "200 ms", "sink.rolling-policy.check-interval": "100 ms"}
