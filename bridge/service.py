@@ -2,22 +2,56 @@
 
 Data flow, per MQTT message on ``sensors/+/telemetry``::
 
-    paho network thread: on_message -> contract.validate -> producer.send(readings | dlq)
-    kafka-python I/O thread: future succeeded -> mark done -> PUBACK (in arrival order)
+    paho network thread:     on_message -> contract.validate -> record (reading | dead letter)
+                             -> admission (message and byte bounds) -> send queue
+    bridge sender thread:    producer.send(readings | dlq), in arrival order; a failed send is
+                             retried with backoff before anything newer is sent
+    kafka-python I/O thread: record confirmed -> mark done -> PUBACKs of the done prefix, in
+                             arrival order; record failed -> dead letter (too large) or re-send
 
-Guarantees and decisions (see also docs/CONTRACT.md and /work/shared/PITFALLS.md item 8):
+Guarantees and decisions (see also docs/CONTRACT.md):
 
 * **Persistent session.** MQTT v5, fixed client id (``BridgeSettings.client_id``),
   ``clean_start=False`` and a session expiry of :data:`SESSION_EXPIRY_S`, so QoS 1 messages
   published while the bridge is down wait at the broker. The subscription is made in
   ``on_connect``, i.e. again on every (re)connect. Redeliveries (``dup`` flag) are processed
   like any other message, never skipped.
+* **Retained messages: never replayed.** The subscription asks for MQTT v5 *retain handling 2*
+  (:data:`RETAIN_HANDLING`, "do not send retained messages at subscribe time"). Without it the
+  broker would send every device's retained telemetry again on each re-subscribe, i.e. on
+  every reconnect, and each copy would become another record in ``sensor-readings``. A message
+  published with the retain flag while the bridge's session exists is still delivered once,
+  like any other message (also when it waits in the session while the bridge is down). A
+  retained message stored before the bridge's session existed (first start, or after the
+  session expired) is not forwarded: devices must not rely on the retain flag for delivery.
 * **Ack after Kafka.** ``manual_ack=True``; a message's PUBACK is sent only after
   kafka-python's future for its record (reading or dead letter) succeeded. PUBACKs go out in
   the order the PUBLISH packets arrived (MQTT 3.1.1 §4.6 / 5.0 §4.6), so a slow record holds
   back the acks behind it. Delivery is at-least-once: after a crash or reconnect the broker
-  redelivers every un-acked message, whose record may already be in Kafka (duplicates are
-  identified downstream by ``(device_id, seq)``).
+  redelivers every un-acked message, whose record may already be in Kafka.
+* **Kafka failures never end the process** (no exit, no crash loop on a redelivered message).
+  Each failed send, synchronous (``producer.send`` raises: a metadata wait for an uncached
+  topic during an outage, a missing topic, a record over ``max_request_size``) or
+  asynchronous (the future fails: the broker's ``message.max.bytes``, a delivery timeout), is
+  decided per error:
+
+  - *record too large* (``MessageSizeTooLargeError``, ``RecordListTooLargeError``): the
+    message goes to the DLQ instead, as a record of reason ``record_too_large`` whose
+    ``detail`` names the refused record's size in bytes and whose ``raw``/``mqtt_topic``
+    keep at most :data:`TOO_LARGE_KEEP_BYTES` bytes of JSON each (``"truncated": true``,
+    ``raw_bytes`` = the full payload size);
+  - *anything else* (Kafka away, topic missing, timeouts, a dead letter still too large after
+    truncation): the same record is sent again after an exponential backoff
+    (:data:`RETRY_BACKOFF_MIN_S` doubling to :data:`RETRY_BACKOFF_MAX_S`), and nothing newer
+    is sent before it. Acks stop behind it (nothing is lost: the message stays un-acked at the
+    broker), the log says so, and :meth:`Bridge.stats` shows ``kafka_blocked`` (a
+    ``sensor-readings`` record) or ``dlq_blocked`` (a ``sensor-dlq`` record) with the error
+    text and since when, until a record of that topic is confirmed again.
+
+  A re-send after an asynchronous failure can duplicate a record (Kafka may have written the
+  first copy, e.g. when the acknowledgement timed out). That is acceptable and documented in
+  docs/CONTRACT.md: the window job drops duplicates by ``(device_id, seq)``, and dead letters
+  are diagnostics.
 * **Thread safety of ack().** ``Client.ack()`` only builds the 4-byte PUBACK and appends it to
   paho's outgoing deque, then writes one byte to the socket pair that wakes the network thread
   (``_packet_queue``). With ``loop_start()`` (our case) it never touches the socket itself, so
@@ -26,22 +60,26 @@ Guarantees and decisions (see also docs/CONTRACT.md and /work/shared/PITFALLS.md
   an earlier connection is dropped (never sent on the new connection, where its packet id may
   already name another message); the broker redelivers that message instead.
 * **Bounded memory / backpressure.** At most ``max_inflight`` messages are un-acked: the
-  CONNECT carries ``Receive Maximum = max_inflight`` so the broker itself stops sending, and a
-  semaphore of the same size blocks ``on_message`` (the paho thread, hence all reading from
-  the socket) should a broker ignore it. Permits come back when a message is acked.
-* **Kafka failure.** kafka-python retries internally until ``delivery_timeout_ms``. If a
-  record still fails, its message and every message after it stay un-acked, the bridge stops
-  with :data:`EXIT_KAFKA_FAILURE` and the broker redelivers them to the next bridge process
-  (a supervisor, or ``make demo``, restarts it). The bridge never acks a message whose record
-  Kafka did not confirm and never re-sends on its own (a re-send would not be de-duplicated).
+  CONNECT carries ``Receive Maximum = max_inflight`` so the broker itself stops sending, and
+  ``on_message`` (the paho thread, hence all reading from the socket) waits should a broker
+  ignore it. At most ``max_inflight_bytes`` bytes (:func:`message_cost`) are held for
+  messages whose record Kafka has not yet confirmed; ``on_message`` waits for room (a message
+  larger than the whole bound is admitted alone, once nothing else is held). Bytes come back
+  when Kafka confirms a record, messages when they are acked. The broker refuses any packet
+  over :data:`MAX_PACKET_BYTES` (``max_packet_size`` in deploy/mosquitto.conf), so one
+  message costs at most about 0.85 MiB (a dead letter escapes a control character as 6 bytes).
+  While ``on_message`` waits it sends no MQTT keepalive: a wait longer than 1.5 x
+  :data:`KEEPALIVE_S` (only while Kafka is away *and* the byte bound is full) makes the broker
+  drop the connection, and it redelivers the un-acked messages after the reconnect.
 * **Reconnect** with paho's exponential backoff (``reconnect_delay_set``), logged.
-* **Nothing lost silently.** ``received = forwarded + dead_lettered + pending + failed``
+* **Nothing lost silently.** ``received = forwarded + dead_lettered + pending``
   (see :meth:`Bridge.stats`); invalid payloads go to the DLQ topic with a reason.
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import json
 import logging
 import os
@@ -51,6 +89,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
+from kafka import errors as kafka_errors
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -68,7 +107,24 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 KEEPALIVE_S = 30
 #: paho reconnect backoff: first delay and cap, seconds (doubles each failed attempt).
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
-#: Exit status when Kafka did not confirm a record (messages stay un-acked at the broker).
+#: MQTT v5 retain handling of the subscription: 2 = never send retained messages at subscribe
+#: time (so a reconnect does not replay retained telemetry).
+RETAIN_HANDLING = SubscribeOptions.RETAIN_DO_NOT_SEND
+#: Backoff before re-sending a record whose send failed: first delay and cap, seconds (doubles
+#: with each consecutive failure of records of the same topic).
+RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S = 0.5, 30.0
+#: Bytes allowed on top of the contract's payload maximum in one MQTT PUBLISH packet: fixed
+#: header (<= 5), topic length and packet id (4), the topic (``sensors/{device_id}/telemetry``,
+#: <= 82 bytes) and MQTT v5 properties (the rest, ~930 bytes).
+MQTT_PACKET_ALLOWANCE_BYTES = 1024
+#: The broker's ``max_packet_size`` (deploy/mosquitto.conf): a larger packet is refused (the
+#: publisher is disconnected) before it reaches the bridge. 66,560 bytes.
+MAX_PACKET_BYTES = contract.MAX_PAYLOAD_BYTES + MQTT_PACKET_ALLOWANCE_BYTES
+#: A ``record_too_large`` dead letter keeps at most this many bytes of JSON text of each of
+#: ``raw``, ``mqtt_topic`` and ``detail``, so it is at most ~3.3 KiB.
+TOO_LARGE_KEEP_BYTES = 1024
+#: Former exit status after a Kafka failure. :meth:`Bridge.run_until` no longer returns it
+#: (Kafka failures are retried or dead-lettered); kept for callers that name it.
 EXIT_KAFKA_FAILURE = 3
 #: Default kafka-python producer configuration (overridable through ``Bridge(producer_config=)``).
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -78,45 +134,111 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch_size": 64 * 1024,
     # A Kafka outage must not end the bridge: at most max_inflight records wait (bounded
     # memory; the rest wait at the MQTT broker), so let them wait for a day, and reconnect
-    # within a second of the broker's return (kafka-python's default backoff grows to 30 s,
-    # which once outlived a 120 s delivery timeout and made the bridge exit with status 3).
+    # within a second of the broker's return (kafka-python's default backoff grows to 30 s).
+    # A record that still times out is re-sent by the bridge (see the module docstring).
     "delivery_timeout_ms": 86_400_000,
     "reconnect_backoff_max_ms": 1_000,
     "request_timeout_ms": 30_000,
-    "max_block_ms": 30_000,
+    # how long send() waits for an uncached topic's metadata; the sender thread retries
+    # anyway, so a short wait reports a blocked state sooner and lets stop() finish sooner
+    "max_block_ms": 10_000,
     "client_id": "iotflink-bridge",
 }
 
+#: kafka-python errors meaning "this record is too large for Kafka" (the producer's
+#: ``max_request_size`` raises the first one synchronously; the broker answers either).
+_TOO_LARGE = (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordListTooLargeError)
 
 #: Compact JSON encoder for Kafka values (one instance: json.dumps(**kw) builds one per call).
 _encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
 
 class KafkaDeliveryError(IotFlinkError):
-    """Kafka did not confirm a record; its MQTT message was not acknowledged."""
+    """Kafka did not confirm a record; its MQTT message was not acknowledged.
+
+    Not raised by the bridge any more (failures are retried); kept for callers that name it.
+    """
 
 
-class _Pending:
-    """One MQTT message accepted but not yet acknowledged to the broker."""
+def message_cost(payload_bytes: int, topic_bytes: int, record_bytes: int) -> int:
+    """Bytes one in-flight message counts against ``max_inflight_bytes``.
 
-    __slots__ = ("mid", "qos", "gen", "done", "failed")
+    Args:
+        payload_bytes: the MQTT payload's size (kept for a possible ``record_too_large``
+            dead letter until Kafka confirms).
+        topic_bytes: the MQTT topic's size.
+        record_bytes: the Kafka record's key + value size; counted twice, for the bridge's
+            copy (kept for a re-send) and the copy in kafka-python's batch buffer.
+    Returns:
+        the cost in bytes.
+    """
+    return payload_bytes + topic_bytes + 2 * record_bytes
 
-    def __init__(self, mid: int, qos: int, gen: int) -> None:
+
+def _json_head(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose JSON string form is at most ``limit`` bytes."""
+    if len(text.encode("utf-8", "surrogatepass")) * 6 <= limit:  # even fully escaped it fits
+        return text
+    size = 0
+    for i, ch in enumerate(text):
+        size += len(_encode_json(ch).encode("utf-8", "surrogatepass")) - 2
+        if size > limit:
+            return text[:i]
+    return text
+
+
+class _Entry:
+    """One MQTT message accepted but not yet acknowledged, and the Kafka record made from it.
+
+    ``kind`` is ``"forwarded"`` (a ``sensor-readings`` record) or ``"dead_lettered"``;
+    ``topic``/``key``/``value`` are the record (bytes); ``reason``/``detail`` the dead
+    letter's; ``payload``/``mqtt_topic``/``received_ms`` the message's, kept for a
+    ``record_too_large`` dead letter; ``cost`` its bytes against the byte bound (0 once
+    confirmed); ``attempt`` counts failed sends (a future of an older attempt is ignored).
+    """
+
+    __slots__ = ("seq", "mid", "qos", "gen", "done", "kind", "topic", "key", "value", "reason",
+                 "detail", "payload", "mqtt_topic", "received_ms", "cost", "attempt", "truncated")
+
+    def __init__(self, mid: int, qos: int, kind: str, topic: str, key: bytes | None, value: bytes,
+                 reason: str | None, detail: str | None, payload: bytes, mqtt_topic: str,
+                 received_ms: int) -> None:
+        self.seq = 0
         self.mid = mid
         self.qos = qos
-        self.gen = gen
+        self.gen = 0
         self.done = False
-        self.failed = False
+        self.kind = kind
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.reason = reason
+        self.detail = detail
+        self.payload = payload
+        self.mqtt_topic = mqtt_topic
+        self.received_ms = received_ms
+        self.cost = message_cost(len(payload), len(mqtt_topic.encode("utf-8", "surrogatepass")),
+                                 len(value) + len(key or b""))
+        self.attempt = 0
+        self.truncated = False
 
 
 class Bridge:
     """MQTT (QoS 1, persistent session) to Kafka (idempotent, ``acks=all``) bridge.
 
     Args:
-        settings: broker addresses, topics, client id and ``max_inflight``.
+        settings: broker addresses, topics, client id, ``max_inflight`` (1..65535, the MQTT
+            Receive Maximum) and ``max_inflight_bytes`` (>= 1).
         producer_config: kafka-python overrides merged over :data:`PRODUCER_DEFAULTS`.
         producer_factory: builds the producer (tests inject a fake); default ``KafkaProducer``.
-        clock_ms: the bridge clock, epoch ms (``ingest_ms``, ``received_ms``, ts checks).
+        clock_ms: the bridge clock, epoch ms (``ingest_ms``, ``received_ms``, ts checks,
+            ``since_ms`` of a blocked state).
+        client_factory: builds the MQTT client with paho ``Client``'s arguments (tests inject
+            a fake); default ``paho.mqtt.client.Client``.
+        retry_backoff_s: ``(first, cap)`` delay before re-sending a failed record, seconds.
+
+    Raises:
+        ValueError: a bound out of range.
 
     Use :meth:`start`, then :meth:`run_until` or :meth:`stop`; :meth:`stats` at any time.
     """
@@ -127,31 +249,46 @@ class Bridge:
         producer_config: dict[str, Any] | None = None,
         producer_factory: Callable[..., Any] | None = None,
         clock_ms: Callable[[], int] | None = None,
+        client_factory: Callable[..., Any] | None = None,
+        retry_backoff_s: tuple[float, float] = (RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S),
     ) -> None:
         if not 1 <= settings.max_inflight <= 65535:
             raise ValueError("max_inflight must be in 1..65535 (MQTT Receive Maximum)")
+        if settings.max_inflight_bytes < 1:
+            raise ValueError("max_inflight_bytes must be >= 1")
         self.settings = settings
         self._producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
         self._producer_factory = producer_factory
+        self._client_factory = client_factory or mqtt.Client
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._backoff_min_s, self._backoff_max_s = retry_backoff_s
         self._lock = threading.RLock()
-        self._pending: collections.deque[_Pending] = collections.deque()
-        self._permits = threading.Semaphore(settings.max_inflight)
+        self._cv = threading.Condition(self._lock)  # any change of the state below
+        self._pending: collections.deque[_Entry] = collections.deque()  # arrival order, un-acked
+        self._inflight_bytes = 0  # sum of cost over _pending
+        self._send_queue: collections.deque[_Entry] = collections.deque()  # admitted, not sent yet
+        self._retry: list[tuple[int, _Entry]] = []  # heap (seq, entry): failed, to re-send first
+        self._retry_at = 0.0  # monotonic time before which the sender sends nothing (backoff)
+        self._blocked: dict[str, dict[str, Any]] = {}  # "kafka" | "dlq" -> blocked state
+        self._admission_blocked: str | None = None  # "messages" | "bytes" while on_message waits
+        self._seq = 0
         self._gen = 0
         self._connected = False
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._disconnected = threading.Event()
+        #: Always None: the bridge no longer stops on Kafka errors. Kept for callers.
         self.fatal: BaseException | None = None
-        self._counts = collections.Counter()
+        self._counts: collections.Counter = collections.Counter()
         self._dlq_reasons: collections.Counter = collections.Counter()
         self._started_mono = time.monotonic()
+        self._sender: threading.Thread | None = None
         self.producer: Any = None
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ setup
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+        client = self._client_factory(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.settings.client_id,
             protocol=mqtt.MQTTv5,
@@ -171,7 +308,7 @@ class Bridge:
         return props
 
     def start(self) -> None:
-        """Create the Kafka producer, then connect to MQTT and start paho's network thread.
+        """Create the Kafka producer and the sender thread, then connect to MQTT.
 
         The MQTT connection is made asynchronously and retried with backoff, so a broker that
         is not up yet is waited for. Raises whatever the producer factory raises (e.g.
@@ -184,6 +321,8 @@ class Bridge:
         self.producer = self._producer_factory(
             bootstrap_servers=self.settings.kafka_bootstrap, **self._producer_config
         )
+        self._sender = threading.Thread(target=self._sender_loop, name="bridge-sender", daemon=True)
+        self._sender.start()
         self.client.connect_async(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
@@ -193,10 +332,11 @@ class Bridge:
         )
         self.client.loop_start()
         log.info(
-            "bridge started: mqtt %s:%d filter %s client_id %s -> kafka %s (%s, dlq %s), max_inflight %d",
+            "bridge started: mqtt %s:%d filter %s client_id %s -> kafka %s (%s, dlq %s), "
+            "max_inflight %d messages / %d bytes",
             self.settings.mqtt_host, self.settings.mqtt_port, self.settings.topic_filter,
             self.settings.client_id, self.settings.kafka_bootstrap, self.settings.readings_topic,
-            self.settings.dlq_topic, self.settings.max_inflight,
+            self.settings.dlq_topic, self.settings.max_inflight, self.settings.max_inflight_bytes,
         )
 
     # ------------------------------------------------------------------ paho callbacks
@@ -208,9 +348,11 @@ class Bridge:
             self._gen += 1
             self._connected = True
             self._counts["connects"] += 1
-        log.info("MQTT connected (session present: %s); subscribing to %s at QoS 1",
-                 flags.session_present, self.settings.topic_filter)
-        client.subscribe(self.settings.topic_filter, options=SubscribeOptions(qos=1))
+        log.info("MQTT connected (session present: %s); subscribing to %s at QoS 1, retained "
+                 "messages not replayed (retain handling %d)",
+                 flags.session_present, self.settings.topic_filter, RETAIN_HANDLING)
+        client.subscribe(self.settings.topic_filter,
+                         options=SubscribeOptions(qos=1, retainHandling=RETAIN_HANDLING))
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
         for rc in reason_codes:
@@ -236,13 +378,9 @@ class Bridge:
                         RECONNECT_MIN_S, RECONNECT_MAX_S)
 
     def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
-        # Runs in paho's network thread. Blocks (stops reading MQTT) while max_inflight
-        # messages are un-acked.
+        # Runs in paho's network thread. Waits (stops reading MQTT) while a bound is full.
         if self._stopping.is_set():
             return  # not processed, not acked: the broker redelivers it to the next session
-        while not self._permits.acquire(timeout=0.5):
-            if self._stopping.is_set():
-                return
         now_ms = self._clock_ms()
         try:
             topic = msg.topic
@@ -253,7 +391,9 @@ class Bridge:
         try:
             value = contract.validate(topic, payload, now_ms)
             body = _encode_json(value).encode()
-            kind, out_topic, key = "forwarded", self.settings.readings_topic, value["device_id"]
+            key = value["device_id"]
+            entry = _Entry(msg.mid, msg.qos, "forwarded", self.settings.readings_topic,
+                           key.encode(), body, None, None, payload, topic, now_ms)
             stale = now_ms - value["ts"] > contract.STALE_AFTER_MS
         except Exception as exc:  # noqa: BLE001 - every message in is counted out
             if isinstance(exc, ValidationError):
@@ -262,56 +402,204 @@ class Bridge:
                 log.exception("unexpected error handling a message on %s; dead-lettering it", topic)
                 reason, detail = "internal_error", repr(exc)
             body = _encode_json(contract.dead_letter(topic, payload, reason, detail, now_ms)).encode()
-            kind, out_topic, key = "dead_lettered", self.settings.dlq_topic, contract.topic_device_id(topic)
-            with self._lock:
-                self._dlq_reasons[reason] += 1
-        entry = _Pending(msg.mid, msg.qos, 0)
-        with self._lock:
+            key = contract.topic_device_id(topic)
+            entry = _Entry(msg.mid, msg.qos, "dead_lettered", self.settings.dlq_topic,
+                           key.encode() if key is not None else None, body, reason, detail,
+                           payload, topic, now_ms)
+        self._admit(entry, dup=msg.dup, stale=stale)
+
+    def _admit(self, entry: _Entry, dup: bool, stale: bool) -> bool:
+        """Wait until ``entry`` fits both bounds, then queue it for sending.
+
+        Returns False (the message is neither counted nor acked; the broker redelivers it)
+        when the bridge stops while waiting.
+        """
+        limit_n, limit_b = self.settings.max_inflight, self.settings.max_inflight_bytes
+        with self._cv:
+            waited: str | None = None
+            while True:
+                if self._stopping.is_set():
+                    self._admission_blocked = None
+                    return False
+                if len(self._pending) >= limit_n:
+                    why = "messages"
+                elif self._inflight_bytes and self._inflight_bytes + entry.cost > limit_b:
+                    why = "bytes"
+                else:
+                    break
+                if why != waited:
+                    self._counts[f"inflight_{why}_waits"] += 1
+                    waited = why
+                self._admission_blocked = why
+                self._cv.wait(0.5)
+            self._admission_blocked = None
             entry.gen = self._gen
+            entry.seq = self._seq
+            self._seq += 1
             self._counts["received"] += 1
-            if msg.dup:
+            if dup:
                 self._counts["redelivered"] += 1
             if stale:
                 self._counts["stale_ts"] += 1
             self._pending.append(entry)
+            self._inflight_bytes += entry.cost
+            self._send_queue.append(entry)
+            self._cv.notify_all()
+        return True
+
+    # ------------------------------------------------------------------ sending
+    def _sender_loop(self) -> None:
+        # The bridge's sender thread: one send at a time, failed records first, in arrival order.
+        while True:
+            entry = self._next_to_send()
+            if entry is None:
+                return
+            try:
+                self._send(entry)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the thread
+                log.exception("unexpected error sending a record to %s", entry.topic)
+                self._on_failed(entry, entry.attempt, exc)
+
+    def _next_to_send(self) -> _Entry | None:
+        with self._cv:
+            while True:
+                if self._stopping.is_set():
+                    return None
+                if not self._retry and not self._send_queue:
+                    self._cv.wait()
+                    continue
+                delay = self._retry_at - time.monotonic()
+                if delay > 0:
+                    self._cv.wait(delay)
+                    continue
+                if self._retry:
+                    entry = heapq.heappop(self._retry)[1]
+                    self._counts["resent"] += 1
+                else:
+                    entry = self._send_queue.popleft()
+                return entry
+
+    def _send(self, entry: _Entry) -> None:
+        attempt = entry.attempt
         try:
-            future = self.producer.send(
-                out_topic,
-                value=body,
-                key=key.encode() if key is not None else None,
-            )
+            future = self.producer.send(entry.topic, value=entry.value, key=entry.key)
         except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError waiting for metadata
-            self._on_failed(entry, kind, exc)
+            self._on_failed(entry, attempt, exc)
             return
-        future.add_callback(self._on_sent, entry, kind)
-        future.add_errback(self._on_failed, entry, kind)
+        future.add_callback(self._on_sent, entry, attempt)
+        future.add_errback(self._on_failed, entry, attempt)
 
     # ------------------------------------------------------------------ kafka callbacks
-    def _on_sent(self, entry: _Pending, kind: str, _metadata: Any) -> None:
-        with self._lock:
+    def _on_sent(self, entry: _Entry, attempt: int, _metadata: Any) -> None:
+        which = "dlq" if entry.topic == self.settings.dlq_topic else "kafka"
+        with self._cv:
+            if entry.attempt != attempt or entry.done:
+                return
             entry.done = True
-            self._counts[kind] += 1
+            self._counts[entry.kind] += 1
+            if entry.kind == "dead_lettered":
+                self._dlq_reasons[entry.reason] += 1
+            self._inflight_bytes -= entry.cost
+            entry.cost = 0
+            entry.value = entry.payload = None  # free the memory now; the ack may wait
+            recovered = self._blocked.pop(which, None)
             self._drain_acks()
+            self._cv.notify_all()
+        if recovered:
+            log.warning("Kafka accepts %s records again (blocked since %d ms epoch, %d failed "
+                        "sends, last error %s); acks resume", entry.topic, recovered["since_ms"],
+                        recovered["failures"], recovered["error"])
 
-    def _on_failed(self, entry: _Pending, kind: str, exc: BaseException) -> None:
-        with self._lock:
-            entry.failed = True
+    def _on_failed(self, entry: _Entry, attempt: int, exc: BaseException) -> None:
+        # Runs in the sender thread (send raised) or kafka-python's I/O thread (errback).
+        error = f"{type(exc).__name__}: {exc}"
+        with self._cv:
+            if entry.attempt != attempt or entry.done:
+                return
+            entry.attempt += 1
             self._counts["kafka_errors"] += 1
-            first = self.fatal is None
-            if first:
-                self.fatal = KafkaDeliveryError(f"Kafka did not confirm a {kind} record: {exc!r}")
-        if first:
-            log.error("Kafka send failed (%r): MQTT message mid %d and all after it stay un-acked; "
-                      "stopping so the broker redelivers them to the next bridge process", exc, entry.mid)
-        self._stopping.set()
-        self._done.set()
+            if self._stopping.is_set():
+                return  # stays un-acked: the broker redelivers it to the next session
+            if isinstance(exc, _TOO_LARGE) and not entry.truncated:
+                refused = (entry.kind, entry.topic, len(entry.value) + len(entry.key or b""))
+                self._to_too_large_letter(entry, error)
+                state = None
+            else:
+                which = "dlq" if entry.topic == self.settings.dlq_topic else "kafka"
+                state = self._blocked.get(which)
+                if state is None:
+                    state = self._blocked[which] = {"topic": entry.topic, "since_ms": self._clock_ms(),
+                                                    "failures": 0}
+                state["failures"] += 1
+                state["error"] = error
+                state["last_ms"] = self._clock_ms()
+                delay = min(self._backoff_max_s, self._backoff_min_s * 2 ** min(state["failures"] - 1, 30))
+                self._retry_at = max(self._retry_at, time.monotonic() + delay)
+                failures = state["failures"]
+                unacked = len(self._pending)
+            heapq.heappush(self._retry, (entry.seq, entry))
+            self._cv.notify_all()
+        if state is None:
+            log.warning("Kafka refused a %s record of %d bytes for %s as too large (%s); sending "
+                        "it to %s as a truncated record_too_large dead letter",
+                        refused[0], refused[2], refused[1], error, self.settings.dlq_topic)
+        elif failures == 1:
+            log.error("Kafka send to %s failed (%s): re-sending with backoff %.1f..%.0f s; MQTT acks "
+                      "stop behind this message (%d un-acked, kept at the broker, nothing lost)%s",
+                      entry.topic, error, self._backoff_min_s, self._backoff_max_s, unacked,
+                      "; the dead-letter topic cannot be written" if entry.topic == self.settings.dlq_topic else "")
+        else:
+            log.warning("Kafka send to %s failed again (%s), attempt %d; retrying in %.1f s",
+                        entry.topic, error, failures, delay)
+
+    def _to_too_large_letter(self, entry: _Entry, error: str) -> None:
+        # Caller holds self._lock. Turn entry into a truncated record_too_large dead letter.
+        size = len(entry.value) + len(entry.key or b"")
+        if entry.kind == "forwarded":
+            what = f"{entry.topic} record"
+        else:
+            what = f"dead letter ({entry.reason}: {entry.detail})"
+        detail = _json_head(f"{what} of {size} bytes (key + value) refused by Kafka: {error}",
+                            TOO_LARGE_KEEP_BYTES)
+        payload = entry.payload
+        try:
+            text: str | None = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            raw_field, raw = "raw", _json_head(text, TOO_LARGE_KEEP_BYTES)
+        else:
+            import base64  # noqa: PLC0415 - rare path
+
+            raw_field = "raw_b64"
+            raw = base64.b64encode(payload[: TOO_LARGE_KEEP_BYTES * 3 // 4]).decode("ascii")
+        value = {
+            "reason": "record_too_large",
+            "detail": detail,
+            "source": "bridge",
+            "mqtt_topic": _json_head(entry.mqtt_topic, TOO_LARGE_KEEP_BYTES),
+            raw_field: raw,
+            "raw_bytes": len(payload),
+            "received_ms": entry.received_ms,
+            "truncated": True,
+        }
+        key = contract.topic_device_id(entry.mqtt_topic)
+        entry.kind, entry.topic, entry.reason, entry.detail = (
+            "dead_lettered", self.settings.dlq_topic, "record_too_large", detail)
+        entry.key = key.encode() if key is not None else None
+        entry.value = _encode_json(value).encode()
+        entry.truncated = True
+        cost = message_cost(len(payload), len(entry.mqtt_topic.encode("utf-8", "surrogatepass")),
+                            len(entry.value) + len(entry.key or b""))
+        self._inflight_bytes += cost - entry.cost
+        entry.cost = cost
 
     def _drain_acks(self) -> None:
         # Caller holds self._lock. Ack the done prefix of the queue, in arrival order.
         pending = self._pending
         while pending and pending[0].done:
             entry = pending.popleft()
-            if entry.gen == self._gen and self._connected and self.fatal is None:
+            if entry.gen == self._gen and self._connected:
                 rc = self.client.ack(entry.mid, entry.qos)
                 if rc == mqtt.MQTT_ERR_SUCCESS:
                     self._counts["acked"] += 1
@@ -319,28 +607,44 @@ class Bridge:
                     self._counts["ack_dropped"] += 1
             else:
                 self._counts["ack_dropped"] += 1  # message from a lost connection: redelivered
-            self._permits.release()
 
     # ------------------------------------------------------------------ running
     def stats(self) -> dict[str, Any]:
-        """Counters since start, as a JSON-able dict.
+        """Counters since start and the current state, as a JSON-able dict.
 
-        Fields: ``received`` (MQTT messages taken in), ``forwarded`` (Kafka confirmed a
+        Counters: ``received`` (MQTT messages taken in), ``forwarded`` (Kafka confirmed a
         ``sensor-readings`` record), ``dead_lettered`` (Kafka confirmed a DLQ record),
-        ``acked`` (PUBACK queued to the broker), ``kafka_errors`` (records Kafka did not
-        confirm), ``pending`` (accepted, not yet acked), ``redelivered`` (``dup`` flag set),
+        ``acked`` (PUBACK queued to the broker), ``kafka_errors`` (failed sends, synchronous
+        or asynchronous), ``resent`` (sends of a record whose earlier send failed, including
+        its ``record_too_large`` replacement), ``redelivered`` (``dup`` flag set),
         ``stale_ts`` (ts more than 1 h old), ``ack_dropped`` (acks not sent because the
         connection was lost; the broker redelivers those), ``connects``, ``disconnects``,
         ``subscribed`` (SUBACKs granting QoS 1: the bridge is ready once this is >= 1),
-        ``dlq_reasons`` {reason: count}, ``uptime_s``, ``fatal`` (error text or null).
+        ``inflight_messages_waits`` / ``inflight_bytes_waits`` (times ``on_message`` had to
+        wait for the message / byte bound), ``dlq_reasons`` {reason: count of confirmed dead
+        letters}.
+
+        State: ``pending`` (accepted, not yet acked; ``received = forwarded + dead_lettered
+        + pending``), ``inflight_bytes`` (bytes held against ``max_inflight_bytes``),
+        ``admission_blocked`` (null, or ``"messages"``/``"bytes"`` while ``on_message``
+        waits for that bound), ``kafka_blocked`` / ``dlq_blocked`` (null, or while records of
+        ``sensor-readings`` / ``sensor-dlq`` fail: ``{"topic", "error" (last error text),
+        "since_ms" (first failure, epoch ms), "last_ms", "failures"}``; acks are held back
+        meanwhile), ``fatal`` (always null; kept for readers of older stats),
+        ``uptime_s``.
         """
         with self._lock:
-            out = {k: self._counts.get(k, 0) for k in (
-                "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "redelivered",
-                "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed")}
+            out: dict[str, Any] = {k: self._counts.get(k, 0) for k in (
+                "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "resent",
+                "redelivered", "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed",
+                "inflight_messages_waits", "inflight_bytes_waits")}
             out["pending"] = len(self._pending)
+            out["inflight_bytes"] = self._inflight_bytes
+            out["admission_blocked"] = self._admission_blocked
+            out["kafka_blocked"] = dict(self._blocked["kafka"]) if "kafka" in self._blocked else None
+            out["dlq_blocked"] = dict(self._blocked["dlq"]) if "dlq" in self._blocked else None
             out["dlq_reasons"] = dict(self._dlq_reasons)
-            out["fatal"] = str(self.fatal) if self.fatal else None
+            out["fatal"] = None
         out["uptime_s"] = round(time.monotonic() - self._started_mono, 3)
         return out
 
@@ -356,37 +660,43 @@ class Bridge:
         self._done.set()
 
     def run_until(self, stats_file: Path | None = None, stats_interval_s: float = 5.0) -> int:
-        """Block until :meth:`request_stop` or a Kafka failure, logging stats periodically.
+        """Block until :meth:`request_stop`, logging (and writing) stats every interval.
 
-        Returns the process exit status: 0 after a clean stop, :data:`EXIT_KAFKA_FAILURE`
-        after a Kafka failure. Always calls :meth:`stop`.
+        Kafka failures do not end it: they are retried or dead-lettered, and shown in the
+        stats (``kafka_blocked``, ``dlq_blocked``). Returns the process exit status, 0.
+        Always calls :meth:`stop`.
         """
         if stats_file:
             self.write_stats(stats_file)
         try:
             while not self._done.wait(stats_interval_s):
                 st = self.stats()
-                log.info("bridge stats: received %d forwarded %d dlq %d acked %d pending %d kafka_errors %d",
-                         st["received"], st["forwarded"], st["dead_lettered"], st["acked"],
-                         st["pending"], st["kafka_errors"])
+                blocked = " ".join(f"{name} since {st[name]['since_ms']} ({st[name]['error']})"
+                                   for name in ("kafka_blocked", "dlq_blocked") if st[name])
+                log.info("bridge stats: received %d forwarded %d dlq %d acked %d pending %d "
+                         "(%d bytes) kafka_errors %d%s", st["received"], st["forwarded"],
+                         st["dead_lettered"], st["acked"], st["pending"], st["inflight_bytes"],
+                         st["kafka_errors"], f"; BLOCKED: {blocked}" if blocked else "")
                 if stats_file:
                     self.write_stats(stats_file)
         finally:
             self.stop()
             if stats_file:
                 self.write_stats(stats_file)
-        return EXIT_KAFKA_FAILURE if self.fatal else 0
+        return 0
 
     def stop(self, flush_timeout_s: float = 30.0) -> None:
         """Stop cleanly: take no new messages, flush Kafka, send the acks, then disconnect.
 
-        Messages that arrive while stopping are neither forwarded nor acked; the broker keeps
-        them in the persistent session. After a Kafka failure nothing more is acked.
+        Messages that arrive while stopping, and records not yet sent or waiting for a re-send,
+        are neither forwarded nor acked; the broker keeps them in the persistent session.
         """
         if getattr(self, "_stopped", False):
             return
         self._stopped = True
         self._stopping.set()
+        with self._cv:
+            self._cv.notify_all()  # wake on_message (admission) and the sender thread
         if self.producer is not None:
             try:
                 self.producer.flush(timeout=flush_timeout_s)
@@ -407,5 +717,8 @@ class Bridge:
                 self.producer.close(timeout=5)
             except Exception as exc:  # noqa: BLE001
                 log.warning("closing the Kafka producer: %r", exc)
+        if self._sender is not None:
+            # it returns at once unless it is inside producer.send() (at most max_block_ms)
+            self._sender.join(timeout=1.0)
         st = self.stats()
         log.info("bridge stopped: %s", st)

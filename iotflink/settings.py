@@ -56,6 +56,12 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
     "IOTFLINK_MQTT_CLIENT_ID": "iotflink-bridge",
     "IOTFLINK_BRIDGE_MAX_INFLIGHT": "1000",
+    # bytes the bridge may hold for messages Kafka has not confirmed (MQTT payload + topic +
+    # the record twice, bridge/service.py message_cost). 16 MiB: 20x a full window of 1,000
+    # real readings (0.3..0.8 KB each), so MAX_INFLIGHT binds first for honest traffic, and
+    # about 19 of the largest hostile messages (~0.85 MB each: max_packet_size of control
+    # characters, escaped 6-fold in the dead letter) instead of 1,000 (~850 MB)
+    "IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES": "16777216",
     # sensor window job
     "IOTFLINK_WINDOW_SIZE_MS": "60000",
     "IOTFLINK_ALLOWED_LATENESS_MS": "120000",
@@ -285,6 +291,9 @@ class BridgeSettings:
         readings_topic / dlq_topic: where valid records and dead letters go.
         max_inflight: most MQTT messages accepted but not yet acknowledged to the broker;
             this bounds the bridge's memory while Kafka is slow (backpressure to MQTT).
+        max_inflight_bytes: most bytes held for messages whose record Kafka has not yet
+            confirmed (``bridge.service.message_cost``: payload + topic + 2 x record), >= 1.
+            A message larger than this alone is still admitted, one at a time.
     """
 
     mqtt_host: str
@@ -295,6 +304,7 @@ class BridgeSettings:
     readings_topic: str
     dlq_topic: str
     max_inflight: int = 1000
+    max_inflight_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "BridgeSettings":
@@ -309,6 +319,7 @@ class BridgeSettings:
             readings_topic=stack.topics.readings,
             dlq_topic=stack.topics.dlq,
             max_inflight=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT", environ),
+            max_inflight_bytes=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES", environ),
         )
 
 

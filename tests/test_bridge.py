@@ -10,7 +10,9 @@ import uuid
 
 import pytest
 
-from bridge.service import EXIT_KAFKA_FAILURE, PRODUCER_DEFAULTS, Bridge
+from kafka.errors import KafkaTimeoutError
+
+from bridge.service import PRODUCER_DEFAULTS, Bridge
 from iotflink.settings import BridgeSettings
 from test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
 
@@ -113,8 +115,7 @@ def test_ack_waits_for_kafka_in_arrival_order_and_backpressure_bounds_inflight(b
     time.sleep(0.5)  # an absence check: give the broker the chance to exceed the bound
     st = b.stats()
     assert st["received"] == 5 and st["pending"] == 5 and st["acked"] == 0  # Receive Maximum 5
-    futs = fake.pending()
-    assert len(futs) == 5
+    futs = poll(lambda: (lambda f: f if len(f) == 5 else None)(fake.pending()), 10, "5 records sent")
     futs[1].succeed()  # out of order: #1 confirmed before #0 -> nothing acked yet
     assert b.stats()["acked"] == 0
     futs[0].succeed()  # now #0 and #1 are acked, in order
@@ -132,10 +133,13 @@ def test_ack_waits_for_kafka_in_arrival_order_and_backpressure_bounds_inflight(b
     b.stop()
 
 
-def test_kafka_failure_leaves_messages_unacked_and_the_broker_redelivers(broker):
+def test_kafka_failure_is_resent_not_fatal_and_unacked_messages_are_redelivered(broker):
+    """A failed record is sent again (backoff) instead of ending the bridge; its message and
+    the ones after it stay un-acked meanwhile, so a bridge stopped then loses nothing."""
     client_id = f"bridge-redeliver-{uuid.uuid4().hex[:6]}"
     fake = FakeProducer(auto=False)
-    b = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake.factory)
+    b = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake.factory,
+               retry_backoff_s=(0.01, 0.05))
     b.start()
     poll(lambda: b.stats()["connects"] >= 1, 10, "bridge connected")
     pub = Publisher(broker.port)
@@ -145,12 +149,21 @@ def test_kafka_failure_leaves_messages_unacked_and_the_broker_redelivers(broker)
     for seq in range(1, 4):
         pub.publish("sensors/dev-a/telemetry", good("dev-a", seq))
     poll(lambda: b.stats()["received"] == n_probe + 3, 10, "messages received")
-    futs = fake.pending()
+    futs = poll(lambda: (lambda f: f if len(f) == n_probe + 3 else None)(fake.pending()), 10, "all sent")
+    head = futs[0]
     futs[1].succeed()  # a later one succeeds, but the head fails: nothing may be acked
-    futs[0].fail(RuntimeError("broker down"))
-    assert b.run_until(stats_interval_s=0.05) == EXIT_KAFKA_FAILURE
+    head.fail(KafkaTimeoutError("Batch for TopicPartition(sensor-readings, 0) expired"))
+    # the head's record is sent again (after the backoff), and the bridge keeps running
+    resent = poll(lambda: [f for _t, _k, v, f in fake.records[n_probe + 3:]], 10, "head re-sent")
     st = b.stats()
-    assert st["acked"] == 0 and st["kafka_errors"] == 1 and st["fatal"]
+    assert st["acked"] == 0 and st["kafka_errors"] == 1 and st["resent"] == 1 and not st["fatal"]
+    assert st["kafka_blocked"]["topic"] == "sensor-readings"
+    assert "KafkaTimeoutError" in st["kafka_blocked"]["error"]
+    assert fake.records[n_probe + 3][2] == fake.records[0][2]  # the same record again
+    # stop while the re-send is unconfirmed: nothing more is acked than Kafka confirmed
+    b.request_stop()
+    assert b.run_until(stats_interval_s=0.05) == 0
+    assert b.stats()["acked"] == 0 and resent[0].state is None
     # a new bridge process with the same client id gets every message again (dup flag)
     fake2 = FakeProducer(auto=True)
     b2 = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake2.factory)
@@ -198,6 +211,52 @@ def test_persistent_session_queues_while_bridge_is_down_and_survives_broker_rest
         b2.stop()
     finally:
         broker.stop()
+
+
+def test_retained_telemetry_is_forwarded_once_and_never_replayed_on_reconnect(broker):
+    """Retain handling 2: a retained message stored before the subscription is not sent; one
+    published while the bridge is subscribed arrives once, like any message; re-subscribing
+    (reconnect with the persistent session, or a fresh session) replays neither."""
+    dev = f"ret-{uuid.uuid4().hex[:6]}"
+    topic = f"sensors/{dev}/telemetry"
+    client_id = f"bridge-retain-{uuid.uuid4().hex[:6]}"
+    pub = Publisher(broker.port, client_id=f"pub-{dev}")
+    pub.publish(topic, good(dev, 1), retain=True)  # stored before any bridge subscribed
+    poll(lambda: pub.acked >= 1, 10, "retained message stored")
+
+    def seqs(fake):
+        return [json.loads(v)["seq"] for _t, k, v, _f in list(fake.records) if k == dev.encode()]
+
+    def marker_through(b, fake, seq):
+        # the broker sends retained messages right after the SUBACK, before anything published
+        # later: once this marker is through, a replayed retained message would be too
+        poll(lambda: b.stats()["subscribed"] >= 1, 10, "subscribed")
+        pub.publish(topic, good(dev, seq))
+        poll(lambda: seq in seqs(fake) and b.stats()["pending"] == 0, 10, f"marker {seq} forwarded")
+
+    fake = FakeProducer(auto=True)
+    b = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake.factory)
+    b.start()
+    marker_through(b, fake, 100)
+    pub.publish(topic, good(dev, 2), retain=True)  # published while subscribed: delivered once
+    poll(lambda: 2 in seqs(fake) and b.stats()["pending"] == 0, 10, "retained message forwarded")
+    b.stop()
+    assert seqs(fake) == [100, 2]
+
+    fake2 = FakeProducer(auto=True)  # the same session again: re-subscribes on connect
+    b2 = Bridge(settings(broker.port, client_id=client_id), producer_factory=fake2.factory)
+    b2.start()
+    marker_through(b2, fake2, 101)
+    b2.stop()
+    assert seqs(fake2) == [101]
+
+    fake3 = FakeProducer(auto=True)  # a new session: a new subscription
+    b3 = Bridge(settings(broker.port), producer_factory=fake3.factory)
+    b3.start()
+    marker_through(b3, fake3, 102)
+    b3.stop()
+    assert seqs(fake3) == [102]
+    pub.close()
 
 
 def test_unexpected_error_is_dead_lettered_and_the_bridge_keeps_running(broker, monkeypatch):

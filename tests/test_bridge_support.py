@@ -1,5 +1,6 @@
 """Helpers for the bridge tests (no tests here): a throw-away Mosquitto on a free port, a
-controllable fake Kafka producer, an MQTT publisher that counts PUBACKs, and a poll helper."""
+controllable fake Kafka producer, a fake paho client that the test drives, an MQTT publisher
+that counts PUBACKs, and a poll helper."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from bridge.service import MAX_PACKET_BYTES
 
 MOSQUITTO_CONF = """\
 # started as root, mosquitto would switch to user "mosquitto" and lose access to these files
@@ -25,6 +30,7 @@ persistence_location {data}/
 autosave_interval 1
 max_queued_messages 1000000
 max_inflight_messages 1000
+max_packet_size {max_packet_size}
 log_dest file {log}
 log_type error
 log_type warning
@@ -61,7 +67,8 @@ class Mosquitto:
         (workdir / "data").mkdir(parents=True, exist_ok=True)
         self.log = workdir / "mosquitto.log"
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(MOSQUITTO_CONF.format(user=getpass.getuser(), port=self.port, data=workdir / "data", log=self.log))
+        self.conf.write_text(MOSQUITTO_CONF.format(user=getpass.getuser(), port=self.port, data=workdir / "data",
+                                                   log=self.log, max_packet_size=MAX_PACKET_BYTES))
 
     def start(self) -> "Mosquitto":
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -131,12 +138,20 @@ class FakeFuture:
 
 class FakeProducer:
     """Records every send. ``auto=True`` confirms each record from a separate thread (like
-    kafka-python's I/O thread); ``auto=False`` leaves the futures for the test to complete."""
+    kafka-python's I/O thread); ``auto=False`` leaves the futures for the test to complete.
+
+    ``send_error``, when set, is called as ``send_error(topic, key, value)`` before each send;
+    an exception it returns is raised by :meth:`send` (a synchronous failure, as kafka-python's
+    metadata wait or record size check). ``attempts`` lists every send call as ``(topic, key,
+    value, exception or None)``; ``records`` only the sends that returned a future.
+    """
 
     def __init__(self, auto: bool = True) -> None:
         self.auto = auto
         self.config: dict = {}
         self.records: list[tuple[str, bytes | None, bytes, FakeFuture]] = []
+        self.attempts: list[tuple[str, bytes | None, bytes, BaseException | None]] = []
+        self.send_error: Callable[[str, bytes | None, bytes], BaseException | None] | None = None
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -148,6 +163,11 @@ class FakeProducer:
         return self
 
     def send(self, topic, value=None, key=None):
+        exc = self.send_error(topic, key, value) if self.send_error else None
+        with self._cv:
+            self.attempts.append((topic, key, value, exc))
+        if exc is not None:
+            raise exc
         fut = FakeFuture()
         with self._cv:
             self.records.append((topic, key, value, fut))
@@ -178,6 +198,65 @@ class FakeProducer:
         return [f for _t, _k, _v, f in self.records if f.state is None]
 
 
+class FakeMqttClient:
+    """Stands in for paho's ``Client`` in unit tests (``Bridge(client_factory=FakeMqttClient)``).
+
+    ``loop_start()`` "connects" at once (``on_connect``, then the subscription is granted at
+    QoS 1); the test calls :meth:`deliver` (in its own thread when ``on_message`` may wait)
+    and reads ``acks`` (packet ids, in the order the bridge acked them) and ``subscriptions``
+    (``(topic filter, SubscribeOptions)``).
+    """
+
+    def __init__(self, *_args, **kwargs) -> None:
+        self.kwargs = kwargs
+        self.acks: list[int] = []
+        self.subscriptions: list = []
+        self.connect_args: dict = {}
+        self.on_connect = self.on_disconnect = self.on_subscribe = self.on_message = None
+
+    def reconnect_delay_set(self, *_args) -> None:
+        pass
+
+    def connect_async(self, host, port, **kwargs) -> None:
+        self.connect_args = {"host": host, "port": port, **kwargs}
+
+    def loop_start(self) -> None:
+        self.connect()
+
+    def loop_stop(self) -> None:
+        pass
+
+    def connect(self, session_present: bool = False) -> None:
+        flags = type("ConnectFlags", (), {"session_present": session_present})()
+        self.on_connect(self, None, flags, ReasonCode(PacketTypes.CONNACK, "Success"), None)
+
+    def subscribe(self, topic, options=None):
+        self.subscriptions.append((topic, options))
+        self.on_subscribe(self, None, len(self.subscriptions),
+                          [ReasonCode(PacketTypes.SUBACK, identifier=options.QoS)], None)
+        return mqtt.MQTT_ERR_SUCCESS, len(self.subscriptions)
+
+    def deliver(self, topic: str, payload: bytes, mid: int, qos: int = 1, dup: bool = False) -> None:
+        """Hand one PUBLISH to the bridge's ``on_message`` (returns when it returns)."""
+        msg = mqtt.MQTTMessage(mid, topic.encode())
+        msg.payload, msg.qos, msg.dup = payload, qos, dup
+        self.on_message(self, None, msg)
+
+    def deliver_in_thread(self, topic: str, payload: bytes, mid: int) -> threading.Thread:
+        """:meth:`deliver` in a new thread (the "network thread"), started and returned."""
+        t = threading.Thread(target=self.deliver, args=(topic, payload, mid), daemon=True)
+        t.start()
+        return t
+
+    def ack(self, mid: int, _qos: int) -> int:
+        self.acks.append(mid)
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def disconnect(self) -> None:
+        flags = type("DisconnectFlags", (), {"is_disconnect_packet_from_server": False})()
+        self.on_disconnect(self, None, flags, ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection"), None)
+
+
 class Publisher:
     """A QoS 1 MQTT publisher that counts PUBACKs."""
 
@@ -196,8 +275,8 @@ class Publisher:
         with self._lock:
             self.acked += 1
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain)
 
     def close(self) -> None:
         self.client.disconnect()
