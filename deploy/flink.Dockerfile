@@ -9,6 +9,8 @@ RUN python3 -m venv /opt/iotflink/venv \
     && /opt/iotflink/venv/bin/pip install --no-cache-dir -r /opt/iotflink/requirements.lock
 # the same connector version deps/pom.xml pins (setup copies it into .deps/flink)
 COPY .deps/flink/flink-sql-connector-kafka-5.0.0-2.2.jar /opt/flink/lib/
+# the project's json-dlq table format (jvm/, built by setup into .deps/flink)
+COPY .deps/flink/iotflink-flink-formats.jar /opt/flink/lib/
 # flink-conf/config.yaml is the cluster's configuration; the entrypoint appends FLINK_PROPERTIES
 COPY flink-conf/config.yaml /opt/flink/conf/config.yaml
 COPY jobs /opt/iotflink/jobs

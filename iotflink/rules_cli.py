@@ -82,8 +82,8 @@ def validate(cfg: RulesSettings, rules_dir: Path | None = None, out=sys.stdout) 
         try:
             rule = R.parse_rule_file(path)
             opts = R.kafka_options(cfg, rule.rule_id)
-            R.explain(t_env, cfg, rule, {k: opts[k] for k in ("readings", "transactions")},
-                      {k: opts[k] for k in ("alerts", "rules_late")}, database=f"validate_{i}")
+            R.explain(t_env, cfg, rule, {k: opts[k] for k in R.SOURCE_TABLES},
+                      {k: opts[k] for k in R.SINK_TABLES}, database=f"validate_{i}")
         except R.RuleSqlError as exc:
             errors += 1
             print(f"{exc}", file=out)
@@ -93,11 +93,11 @@ def validate(cfg: RulesSettings, rules_dir: Path | None = None, out=sys.stdout) 
 
 
 def _add_connector_jar(t_env) -> None:
-    from jobs.common import kafka_connector_jar  # noqa: PLC0415
+    from jobs.common import format_jar, kafka_connector_jar  # noqa: PLC0415
 
-    jar = kafka_connector_jar()
-    if jar is not None:
-        t_env.get_config().set("pipeline.jars", jar.as_uri())
+    jars = [j.as_uri() for j in (kafka_connector_jar(), format_jar()) if j is not None]
+    if jars:
+        t_env.get_config().set("pipeline.jars", ";".join(jars))
 
 
 def rule_jobs(ctl) -> dict[str, list[dict]]:

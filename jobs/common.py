@@ -4,15 +4,18 @@ Every job creates its environment through :func:`create_table_env` or
 :func:`create_stream_env`, which apply :func:`job_configuration`:
 
 - exactly-once checkpoints every ``checkpoint_interval_ms``, retained on cancel;
-- the RocksDB state backend with incremental checkpoints (issue 5);
+- the RocksDB state backend with incremental checkpoints;
 - an exponential-delay restart strategy;
 - ``table.local-time-zone = UTC`` (windows on ``TIMESTAMP_LTZ`` align to the epoch);
 - ``table.exec.uid.generation = ALWAYS``: SQL operators get stable uids
   (``<exec node id>_<transformation>``), so state maps back after a restart from a
-  savepoint of the same SQL (issue 5; PITFALLS 7);
-- ``python.executable`` = the interpreter running the job (the project's venv, PITFALLS 2).
+  savepoint of the same SQL (Flink docs, "Upgrading Applications": set operator uids);
+- ``python.executable`` = the interpreter running the job (the project's venv, so Python UDF
+  workers see the same packages as the client).
 
-The Kafka SQL connector jar is checked at start-up (PITFALLS 1) by :func:`kafka_connector_jar`.
+The Kafka SQL connector jar and the project's ``json-dlq`` format jar are checked at start-up
+(:func:`kafka_connector_jar`, :func:`format_jar`): a missing jar is a clear error, not a
+``ClassNotFoundException`` deep in the planner.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: File name of the Kafka SQL connector (pinned in deps/pom.xml).
 KAFKA_CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+#: File name of the project's own format jar (jvm/pom.xml): the ``json-dlq`` table format.
+FORMAT_JAR = "iotflink-flink-formats.jar"
 
 
 def flink_home() -> Path:
@@ -40,7 +45,7 @@ def flink_home() -> Path:
 
 
 def _is_valid_jar(path: Path) -> bool:
-    """True if ``path`` is a non-empty zip holding the Kafka table factory."""
+    """True if ``path`` is a non-empty zip declaring a table factory (a connector or format)."""
     if not path.is_file() or path.stat().st_size == 0:
         return False
     try:
@@ -49,6 +54,24 @@ def _is_valid_jar(path: Path) -> bool:
     except zipfile.BadZipFile:
         return False
     return "META-INF/services/org.apache.flink.table.factories.Factory" in names
+
+
+def _flink_jar(file_name: str, what: str, deps_dir: Path | None) -> Path | None:
+    """Find jar ``file_name`` in ``$FLINK_HOME/lib`` or ``<deps_dir>/flink/`` (see
+    :func:`kafka_connector_jar`); ``None`` when it is in lib, else its path under deps."""
+    deps = Path(env("IOTFLINK_DEPS_DIR")) if deps_dir is None else deps_dir
+    in_lib = flink_home() / "lib" / file_name
+    in_deps = deps / "flink" / file_name
+    bad = [p for p in (in_lib, in_deps) if p.exists() and not _is_valid_jar(p)]
+    if bad:
+        raise JobError(f"{what} jar is empty or not a table factory jar: {', '.join(map(str, bad))}; "
+                       "delete it and run setup again (make demo / make test)")
+    if in_lib.exists():
+        return None
+    if in_deps.exists():
+        return in_deps
+    raise JobError(f"{what} jar not found: expected {in_lib} or {in_deps}; "
+                   "run setup (make demo / make test), which builds or downloads it with Maven")
 
 
 def kafka_connector_jar(deps_dir: Path | None = None) -> Path | None:
@@ -66,19 +89,17 @@ def kafka_connector_jar(deps_dir: Path | None = None) -> Path | None:
         JobError: neither copy exists, or a copy is empty / not a jar (a failed download or a
             volume mount can leave an empty file), naming every path looked at.
     """
-    deps = Path(env("IOTFLINK_DEPS_DIR")) if deps_dir is None else deps_dir
-    in_lib = flink_home() / "lib" / KAFKA_CONNECTOR_JAR
-    in_deps = deps / "flink" / KAFKA_CONNECTOR_JAR
-    bad = [p for p in (in_lib, in_deps) if p.exists() and not _is_valid_jar(p)]
-    if bad:
-        raise JobError(f"Kafka SQL connector jar is empty or not a connector jar: {', '.join(map(str, bad))}; "
-                       "delete it and run setup again (make demo / make test)")
-    if in_lib.exists():
-        return None
-    if in_deps.exists():
-        return in_deps
-    raise JobError(f"Kafka SQL connector jar not found: expected {in_lib} or {in_deps}; "
-                   "run setup (make demo / make test), which downloads it with Maven")
+    return _flink_jar(KAFKA_CONNECTOR_JAR, "Kafka SQL connector", deps_dir)
+
+
+def format_jar(deps_dir: Path | None = None) -> Path | None:
+    """Check the project's ``json-dlq`` format jar (jvm/, built by setup) like
+    :func:`kafka_connector_jar`: ``None`` when in ``$FLINK_HOME/lib``, else its path.
+
+    Raises:
+        JobError: missing, empty or not a jar.
+    """
+    return _flink_jar(FORMAT_JAR, "json-dlq format (jvm/)", deps_dir)
 
 
 def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool = True,
@@ -88,11 +109,13 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
     Args:
         cfg: job settings (parallelism, checkpoint interval, idleness).
         job_name: ``pipeline.name`` shown in the web UI and the REST API.
-        use_kafka: check the Kafka connector jar and add it to ``pipeline.jars`` if needed.
+        use_kafka: check the Kafka connector jar and add it to ``pipeline.jars`` if needed
+            (the ``json-dlq`` format jar is always checked and added the same way).
         extra: entries that override the defaults (tests: shorter intervals etc.).
 
     Raises:
-        JobError: ``use_kafka`` and the connector jar is missing (see :func:`kafka_connector_jar`).
+        JobError: the format jar, or with ``use_kafka`` the connector jar, is missing (see
+            :func:`kafka_connector_jar`, :func:`format_jar`).
     """
     conf = {
         "pipeline.name": job_name,
@@ -113,10 +136,12 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
         "python.client.executable": sys.executable,
         "python.pythonpath": str(PROJECT_ROOT),
     }
+    jars = [format_jar()]  # every job reads its sources with the json-dlq format
     if use_kafka:
-        jar = kafka_connector_jar()
-        if jar is not None:
-            conf["pipeline.jars"] = jar.as_uri()
+        jars.append(kafka_connector_jar())
+    shipped = [j.as_uri() for j in jars if j is not None]
+    if shipped:
+        conf["pipeline.jars"] = ";".join(shipped)
     conf.update(extra or {})
     return conf
 

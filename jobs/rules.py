@@ -1,6 +1,6 @@
 """Detection rules as Flink SQL ``MATCH_RECOGNIZE`` jobs: parse, build, explain and run them.
 
-PyFlink has no Python CEP API (PITFALLS 4), so every keyed pattern is a SQL file under
+PyFlink has no Python CEP API (Flink's CEP library is Java/Scala only), so every keyed pattern is a SQL file under
 ``sql/rules/``, one rule per file, run as its own Flink job named ``rule:<rule_id>``. A rule
 file holds, in order (see ``sql/rules/bearing_failure.sql``):
 
@@ -8,10 +8,11 @@ file holds, in order (see ``sql/rules/bearing_failure.sql``):
   one ``-- param: name = value unit. Source: ...`` line per threshold;
 - ``SET 'pipeline.name' = 'rule:<id>';``
 - ``CREATE TEMPORARY VIEW`` statements, ending in a view of alert records;
-- ``EXECUTE STATEMENT SET BEGIN INSERT INTO alerts ...; INSERT INTO rules_late ...; END;``
+- ``EXECUTE STATEMENT SET BEGIN INSERT INTO alerts ...; INSERT INTO rules_late ... FROM
+  late_<source>; INSERT INTO rules_dlq ... FROM dlq_<source>; END;``
 
-The tables they use (``readings``, ``transactions``, ``alerts``, ``rules_late``) and the late
-views come from the template ``sql/ddl.sql``, whose ``${...}`` placeholders
+The tables they use (``readings``, ``transactions``, ``alerts``, ``rules_late``,
+``rules_dlq``), the late views and the dead-letter views come from the template ``sql/ddl.sql``, whose ``${...}`` placeholders
 :func:`render_ddl` fills from :class:`iotflink.settings.RulesSettings` (Kafka) or from the
 options a test injects (bounded files). :func:`build` is the single place both paths go
 through, so tests run exactly the statements the cluster runs.
@@ -27,6 +28,11 @@ Alert record (topic ``alerts``, key ``alert_id``), JSON::
 
 Late record (topic ``rules-late``, key = device_id / card_id): ``{"rule_id", "source_table",
 "record_key", "seq", "ts" (epoch ms), "watermark_utc", "record" (JSON text)}``.
+
+Dead letter (topic ``rules-dlq``, no key): ``{"rule_id", "source_table", "reason", "detail",
+"kafka_partition", "kafka_offset", "raw" (base64 of the record's value)}``: a record of
+``sensor-readings`` or ``transactions`` the rule job could not read (``json-dlq`` format,
+jvm/); the job goes on.
 
 Run one rule against Kafka (``main``; what ``rules deploy`` submits with ``flink run -py``)::
 
@@ -54,6 +60,7 @@ from typing import Any, Mapping, Sequence
 if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iotflink import schema  # noqa: E402
 from iotflink.errors import JobError  # noqa: E402
 from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
 from jobs.common import options_sql, sql_interval  # noqa: E402
@@ -69,7 +76,15 @@ TABLE_PLACEHOLDERS = {
     "transactions": "transactions_options",
     "alerts": "alerts_options",
     "rules_late": "late_options",
+    "rules_dlq": "dlq_options",
 }
+
+#: Source tables of the DDL and the sink tables every rule's statement set writes.
+SOURCE_TABLES = ("readings", "transactions")
+SINK_TABLES = ("alerts", "rules_late", "rules_dlq")
+
+#: Fields a ``transactions`` record must have (the ``json-dlq`` format's required fields).
+TRANSACTION_REQUIRED_FIELDS = ("txn_id", "seq", "card_id", "ts", "event_type")
 
 #: Job name prefix of rule jobs on the cluster (``rule:<rule_id>``).
 JOB_PREFIX = "rule:"
@@ -277,8 +292,9 @@ def parse_rule_file(path: Path | str) -> RuleFile:
 
     Raises:
         RuleSqlError: missing ``rule``/``detects``/``param`` header lines, a param without a
-            ``Source:``, a rule id that differs from the file name, no statement set, or a
-            statement set that does not insert into ``alerts`` and ``rules_late``.
+            ``Source:``, a rule id that differs from the file name, no statement set, a
+            statement set that does not insert into ``alerts``, ``rules_late`` and
+            ``rules_dlq``, or late and dead-letter inserts that read different sources.
     """
     path = Path(path)
     try:
@@ -325,9 +341,16 @@ def parse_rule_file(path: Path | str) -> RuleFile:
         raise RuleSqlError(path, 1, 1, f"expected one EXECUTE STATEMENT SET, found {len(sets)}")
     targets = {re.sub(r"^INSERT\s+INTO\s+(\S+).*$", r"\1", i.body(), flags=re.I | re.S).lower()
                for i in sets[0].inserts}
-    if targets != {"alerts", "rules_late"}:
+    if targets != set(SINK_TABLES):
         raise RuleSqlError(path, sets[0].line, 1,
-                           f"the statement set must insert into alerts and rules_late, found {sorted(targets)}")
+                           f"the statement set must insert into {', '.join(SINK_TABLES)}, found {sorted(targets)}")
+    bodies = " ".join(i.body() for i in sets[0].inserts).lower()
+    late_src = set(re.findall(r"\blate_(readings|transactions)\b", bodies))
+    dlq_src = set(re.findall(r"\bdlq_(readings|transactions)\b", bodies))
+    if late_src != dlq_src:
+        raise RuleSqlError(path, sets[0].line, 1,
+                           f"late rows come from {sorted(late_src)} but dead letters from {sorted(dlq_src)}: "
+                           "a rule must write the late_X and dlq_X views of each source X it reads")
     return RuleFile(path, rule_id, detects, params, statements)
 
 
@@ -358,6 +381,9 @@ def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]
     if missing:
         raise RuleSqlError(template, 0, 0, f"no connector options for table(s) {missing}")
     values = {ph: options_sql(table_options[t]) for t, ph in TABLE_PLACEHOLDERS.items()}
+    values["readings_columns"] = schema.flink_columns_sql()
+    for table in SOURCE_TABLES:
+        values[f"{table}_coordinates"] = _coordinates(table_options[table])
     values["out_of_orderness"] = sql_interval(cfg.out_of_orderness_ms)
     values["idleness_ms"] = str(cfg.idleness_ms)
     try:
@@ -366,14 +392,35 @@ def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]
         raise RuleSqlError(template, 0, 0, f"bad placeholder: {exc}") from exc
 
 
+def _coordinates(options: Mapping[str, str]) -> str:
+    """``kafka_partition`` / ``kafka_offset`` columns of a source: Kafka metadata, or NULL."""
+    if options.get("connector") == "kafka":
+        return ("  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
+                "  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL")
+    return "  kafka_partition AS CAST(NULL AS INT),\n  kafka_offset AS CAST(NULL AS BIGINT)"
+
+
+def source_format_options(table: str) -> dict[str, str]:
+    """``json-dlq`` format options of source ``table`` (``readings`` or ``transactions``), the
+    same for the Kafka and the filesystem connector: unreadable records become dead-letter rows.
+
+    Raises:
+        KeyError: ``table`` is not a source table.
+    """
+    required = {"readings": schema.REQUIRED_FIELDS, "transactions": TRANSACTION_REQUIRED_FIELDS}[table]
+    return {"format": "json-dlq", "json-dlq.fail-on-missing-field": "false",
+            "json-dlq.required-fields": ";".join(required)}
+
+
 def kafka_options(cfg: RulesSettings, rule_id: str) -> dict[str, dict[str, str]]:
-    """Kafka connector options of the four tables, for the job of ``rule_id``.
+    """Kafka connector options of the five tables, for the job of ``rule_id``.
 
     Sources read with consumer group ``<consumer_group>-<rule_id>`` from its committed
-    offsets (earliest without any). ``alerts`` is keyed by ``alert_id`` and delivers
-    ``cfg.alerts_delivery``; ``rules_late`` is keyed by the record's device / card id.
+    offsets (earliest without any), in the ``json-dlq`` format. ``alerts`` is keyed by
+    ``alert_id`` and delivers ``cfg.alerts_delivery``; ``rules_late`` is keyed by the record's
+    device / card id; ``rules_dlq`` has no key.
     """
-    def source(topic: str) -> dict[str, str]:
+    def source(topic: str, table: str) -> dict[str, str]:
         return {
             "connector": "kafka", "topic": topic,
             "properties.bootstrap.servers": cfg.kafka_bootstrap,
@@ -381,14 +428,14 @@ def kafka_options(cfg: RulesSettings, rule_id: str) -> dict[str, dict[str, str]]
             "scan.startup.mode": "group-offsets",
             "properties.auto.offset.reset": "earliest",
             "properties.isolation.level": "read_committed",
-            "format": "json",
+            **source_format_options(table),
         }
 
-    def sink(topic: str, key: str, exactly_once: bool) -> dict[str, str]:
+    def sink(topic: str, key: str | None, exactly_once: bool) -> dict[str, str]:
         opts = {
             "connector": "kafka", "topic": topic,
             "properties.bootstrap.servers": cfg.kafka_bootstrap,
-            "key.format": "raw", "key.fields": key,
+            **({"key.format": "raw", "key.fields": key} if key else {}),
             "value.format": "json", "value.fields-include": "ALL",
         }
         if exactly_once:
@@ -403,15 +450,19 @@ def kafka_options(cfg: RulesSettings, rule_id: str) -> dict[str, dict[str, str]]
 
     eo = cfg.alerts_delivery == "exactly-once"
     return {
-        "readings": source(cfg.topics.readings),
-        "transactions": source(cfg.topics.transactions),
+        "readings": source(cfg.topics.readings, "readings"),
+        "transactions": source(cfg.topics.transactions, "transactions"),
         "alerts": sink(cfg.topics.alerts, "alert_id", eo),
         "rules_late": sink(cfg.late_topic, "record_key", eo),
+        "rules_dlq": sink(cfg.topics.rules_dlq, None, eo),
     }
 
 
-def file_options(path: Path | str) -> dict[str, str]:
-    """Options of a bounded JSON-lines file table (tests; same schema as the Kafka table)."""
+def file_options(path: Path | str, source_table: str | None = None) -> dict[str, str]:
+    """Options of a bounded JSON-lines file table (tests; same schema as the Kafka table):
+    a sink, or with ``source_table`` the source in the ``json-dlq`` format of the Kafka one."""
+    if source_table is not None:
+        return {"connector": "filesystem", "path": str(path), **source_format_options(source_table)}
     return {"connector": "filesystem", "path": str(path), "format": "json"}
 
 
@@ -473,7 +524,7 @@ def build(t_env, cfg: RulesSettings, rule: RuleFile, sources: Mapping[str, Mappi
         rule: the parsed rule file.
         sources: options of ``readings`` and ``transactions`` (Kafka in ``main``, bounded
             files in tests).
-        sinks: options of ``alerts`` and ``rules_late``.
+        sinks: options of ``alerts``, ``rules_late`` and ``rules_dlq``.
         database: if given, create and use this database first, so one TableEnvironment
             can hold several builds (tests share one environment per module).
         statement_set: add the rule's INSERTs to this StatementSet instead of a new one
@@ -529,8 +580,7 @@ def run_rule(cfg: RulesSettings, rule: RuleFile):
     t_env = create_env(cfg, rule)
     opts = kafka_options(cfg, rule.rule_id)
     stmt_set = build(t_env, cfg, rule,
-                     {k: opts[k] for k in ("readings", "transactions")},
-                     {k: opts[k] for k in ("alerts", "rules_late")})
+                     {k: opts[k] for k in SOURCE_TABLES}, {k: opts[k] for k in SINK_TABLES})
     result = stmt_set.execute()
     client = result.get_job_client()
     if client is not None:
@@ -561,8 +611,9 @@ class BoundedRun:
     """One rule on bounded inputs, for :func:`run_bounded_many`.
 
     Fields: rule; workdir (inputs and outputs go there); readings / transactions: rows in
-    arrival order (dicts with the DDL's columns); database: where its tables and views live;
-    alerts / late: filled in after the job, as dicts of the alert / late records.
+    arrival order (dicts with the DDL's columns, or ``bytes``: one raw record, written as is);
+    database: where its tables and views live; alerts / late / dlq: filled in after the job, as
+    dicts of the alert / late / dead-letter records.
     """
 
     rule: RuleFile
@@ -572,6 +623,7 @@ class BoundedRun:
     database: str = ""
     alerts: list[dict] = field(default_factory=list)
     late: list[dict] = field(default_factory=list)
+    dlq: list[dict] = field(default_factory=list)
 
 
 def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> None:
@@ -595,10 +647,12 @@ def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> N
         paths = {}
         for name, rows in (("readings", run.readings), ("transactions", run.transactions)):
             paths[name] = run.workdir / f"{name}.jsonl"
-            paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        out = {"alerts": run.workdir / "out_alerts", "rules_late": run.workdir / "out_late"}
+            paths[name].write_bytes(b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n"
+                                             for r in rows))
+        out = {"alerts": run.workdir / "out_alerts", "rules_late": run.workdir / "out_late",
+               "rules_dlq": run.workdir / "out_dlq"}
         outs.append(out)
-        build(t_env, cfg, run.rule, {k: file_options(paths[k]) for k in ("readings", "transactions")},
+        build(t_env, cfg, run.rule, {k: file_options(paths[k], k) for k in SOURCE_TABLES},
               {k: file_options(v) for k, v in out.items()},
               database=run.database or f"run{i}_{run.rule.rule_id}", statement_set=stmt_set)
     try:
@@ -611,7 +665,7 @@ def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> N
         return [json.loads(line) for p in files for line in p.read_text(encoding="utf-8").splitlines() if line]
 
     for run, out in zip(runs, outs):
-        run.alerts, run.late = read(out["alerts"]), read(out["rules_late"])
+        run.alerts, run.late, run.dlq = read(out["alerts"]), read(out["rules_late"]), read(out["rules_dlq"])
 
 
 def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,

@@ -2,9 +2,10 @@
 # Idempotent setup of everything iot-flink needs on a fresh Debian machine:
 #   1. Debian packages from deps/apt.txt (Mosquitto, kcat, libmosquitto-dev, GoogleTest, ...)
 #   2. a Python venv in .venv with requirements.lock (pins from requirements.txt)
-#   3. Maven artifacts from deps/pom.xml into .deps/ (Kafka broker, Flink Kafka connector)
+#   3. Maven artifacts from deps/pom.xml into .deps/ (Kafka broker, Flink Kafka connector), and
+#      the project's own JVM module jvm/ (the json-dlq table format) built into .deps/flink/
 #   4. the connector jar copied into the venv's Flink distribution (pyflink/lib), so the
-#      MiniCluster, the standalone cluster and sql-client.sh all load it (PITFALLS 1), and
+#      MiniCluster, the standalone cluster and sql-client.sh all load it, and
 #      the SQL gateway jar into pyflink/opt (sql-client.sh needs it; the wheel lacks it)
 # A second run skips every step that is already in place. Prints one line per step.
 set -euo pipefail
@@ -56,6 +57,16 @@ else
   rm -rf "$DEPS/kafka" "$DEPS/flink" "$DEPS/flink-opt"
   mvn -q -B -f deps/pom.xml -DdepsDir="$DEPS" package
   echo "$pomsha" > "$DEPS/.pom.sha"
+fi
+
+# 3b. the project's JVM module (rebuilt when a file under jvm/ changed)
+jvmsha=$(find jvm -type f -not -path 'jvm/target/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [[ -f "$DEPS/flink/iotflink-flink-formats.jar" && -f "$DEPS/.jvm.sha" && "$(cat "$DEPS/.jvm.sha")" == "$jvmsha" ]]; then
+  step "jvm module up to date ($DEPS/flink/iotflink-flink-formats.jar)"
+else
+  step "building jvm/ (json-dlq table format) into $DEPS/flink"
+  mvn -q -B -f jvm/pom.xml -DdepsDir="$DEPS" package
+  echo "$jvmsha" > "$DEPS/.jvm.sha"
 fi
 
 # 4. connector jar into the Flink distribution shipped with PyFlink

@@ -25,8 +25,9 @@
 -- param: rise_c = 0.3 degrees C. Source: data/README; calibrated on Bearing1_1: 199 of the
 --   359 spikes (55 %) are followed by such a rise within 60 s, against 16 % of the
 --   snapshots that are not spikes (figures: python -m jobs.rules calibrate).
--- param: within_s = 60 s. Source: issue 4 / shared DOMAIN.md (detection patterns).
+-- param: within_s = 60 s. Source: the bearing-failure pattern this project detects (README, "Detection rules").
 -- late data: rows at or behind the watermark go to rules_late (view late_readings).
+-- unreadable records of `readings` go to rules_dlq (view dlq_readings).
 
 SET 'pipeline.name' = 'rule:bearing_failure';
 
@@ -94,4 +95,5 @@ EXECUTE STATEMENT SET
 BEGIN
 INSERT INTO alerts SELECT * FROM bearing_failure_alerts;
 INSERT INTO rules_late SELECT 'bearing_failure', * FROM late_readings;
+INSERT INTO rules_dlq SELECT 'bearing_failure', * FROM dlq_readings;
 END;

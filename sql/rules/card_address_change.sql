@@ -3,16 +3,17 @@
 --   followed by an address change, immediately followed by a second purchase, all within
 --   30 minutes. Key: card_id (PARTITION BY). Input: `transactions`.
 -- definition: P A Q, strictly consecutive events of the card (strict contiguity is the
---   "immediate" of shared DOMAIN.md): P = purchase with amount_usd > min_amount_usd,
+--   "immediate" of the specified pattern): P = purchase with amount_usd > min_amount_usd,
 --   A = address_change, Q = purchase of any amount; Q less than within_s after P (Flink
 --   WITHIN). Declined purchases count as purchases (the attempt is the signal).
 --   AFTER MATCH SKIP PAST LAST ROW.
 -- param: min_amount_usd = 500 USD. Source: TabFormer user 0: 99.4 % of its 19,313
 --   purchases are below 500 USD (99th percentile 422 USD, 99.9th 981 USD; printed by
---   python -m jobs.rules calibrate), so P is a rare, high-value purchase; the issue leaves
+--   python -m jobs.rules calibrate), so P is a rare, high-value purchase; the pattern leaves
 --   the amount to configuration.
--- param: within_s = 1800 s (30 min). Source: issue 4 / shared DOMAIN.md.
+-- param: within_s = 1800 s (30 min). Source: the pattern's window as this project specifies it (README, "Detection rules").
 -- late data: rows at or behind the watermark go to rules_late (view late_transactions).
+-- unreadable records of `transactions` go to rules_dlq (view dlq_transactions).
 
 SET 'pipeline.name' = 'rule:card_address_change';
 
@@ -49,4 +50,5 @@ EXECUTE STATEMENT SET
 BEGIN
 INSERT INTO alerts SELECT * FROM card_address_change_alerts;
 INSERT INTO rules_late SELECT 'card_address_change', * FROM late_transactions;
+INSERT INTO rules_dlq SELECT 'card_address_change', * FROM dlq_transactions;
 END;

@@ -8,9 +8,10 @@
 --   within_s after the first (Flink WITHIN; a burst spanning exactly 5 min or more does not
 --   match). AFTER MATCH SKIP PAST LAST ROW: one alert per 3 failures (6 failures in 5 min
 --   give 2 alerts, 4 give 1).
--- param: min_failures = 3 failures. Source: issue 4 / shared DOMAIN.md (card fraud).
--- param: within_s = 300 s (5 min). Source: issue 4 / shared DOMAIN.md.
+-- param: min_failures = 3 failures. Source: the card-fraud pattern this project detects (README, "Detection rules").
+-- param: within_s = 300 s (5 min). Source: the pattern's window as this project specifies it (README, "Detection rules").
 -- late data: rows at or behind the watermark go to rules_late (view late_transactions).
+-- unreadable records of `transactions` go to rules_dlq (view dlq_transactions).
 
 SET 'pipeline.name' = 'rule:card_failed_burst';
 
@@ -47,4 +48,5 @@ EXECUTE STATEMENT SET
 BEGIN
 INSERT INTO alerts SELECT * FROM card_failed_burst_alerts;
 INSERT INTO rules_late SELECT 'card_failed_burst', * FROM late_transactions;
+INSERT INTO rules_dlq SELECT 'card_failed_burst', * FROM dlq_transactions;
 END;

@@ -11,13 +11,14 @@
 --                   all-time average per calendar 5 minutes of a card used a few times a day
 --                   is cents, which every purchase would exceed);
 --   alert when at least min_history earlier purchases exist and
---   spend_5m_usd >= k * hist_avg_usd (">=": DOMAIN's example, $1,200 against a $240
+--   spend_5m_usd >= k * hist_avg_usd (">=": the specified example, $1,200 against a $240
 --   average, meets a 5x threshold). One alert per qualifying purchase.
--- param: k = 5.0 (dimensionless). Source: shared DOMAIN.md example (5x).
--- param: window_s = 300 s (5 min). Source: issue 4 / shared DOMAIN.md.
+-- param: k = 5.0 (dimensionless). Source: the velocity example this project specifies ($1,200 against a $240 average, 5x).
+-- param: window_s = 300 s (5 min). Source: the pattern's window as this project specifies it (README, "Detection rules").
 -- param: min_history = 20 purchases. Source: chosen so that a new card's first purchases do
 --   not alert on a baseline of one or two values (about a week of TabFormer user 0's use).
 -- late data: rows at or behind the watermark go to rules_late (view late_transactions).
+-- unreadable records of `transactions` go to rules_dlq (view dlq_transactions).
 
 SET 'pipeline.name' = 'rule:card_velocity';
 
@@ -71,4 +72,5 @@ EXECUTE STATEMENT SET
 BEGIN
 INSERT INTO alerts SELECT * FROM card_velocity_alerts;
 INSERT INTO rules_late SELECT 'card_velocity', * FROM late_transactions;
+INSERT INTO rules_dlq SELECT 'card_velocity', * FROM dlq_transactions;
 END;
