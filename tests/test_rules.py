@@ -6,10 +6,14 @@ order. The watermark is the DDL's (10 s out-of-orderness) and is emitted after e
 (``jobs.rules.local_env``), so "late" is exact. Per rule the tests check: a match; the
 near-misses the issue names; out-of-order arrival inside the watermark bound (still matches);
 arrival past it (no alert, and the row is in ``rules_late`` -- never dropped silently).
+Unreadable records (:data:`POISON`) are interleaved with every rule's rows: each lands in
+``rules_dlq`` with its reason and raw bytes, and the rule's alerts are exactly those of the
+clean input (the job went on).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -27,6 +31,33 @@ CFG = RulesSettings()
 BOUND = CFG.out_of_orderness_ms  # 10 s
 
 
+#: Unreadable records per source table: (raw bytes, expected dead-letter reason).
+POISON = {
+    "readings": [
+        (b'{"device_id":"p-1","seq":9223372036854775808,"ts":1767225600000,"readings":{"t":1.0}}', "parse_error"),
+        (b"not json", "parse_error"),
+        (b'{"device_id":"p-1","seq":1,"ts":1767225600000,"readings":{"t":"Infinity"}}', "non_finite"),
+        (b'{"seq":1,"ts":1767225600000,"readings":{"t":1.0}}', "missing_field"),
+    ],
+    "transactions": [
+        (b'{"txn_id":"x","seq":99999999999999999999,"card_id":"0-0","ts":1767225600000,"event_type":"purchase"}',
+         "parse_error"),
+        (b"\xff\x00\x01", "parse_error"),
+        (b'{"txn_id":"x","seq":1,"ts":1767225600000,"event_type":"purchase"}', "missing_field"),
+        (b'{"txn_id":"x","seq":1,"card_id":"0-0","ts":1767225600000,"event_type":"purchase","amount_usd":"NaN"}',
+         "non_finite"),
+    ],
+}
+
+
+def _with_poison(rows: list, table: str) -> list:
+    """``rows`` with the poison records of ``table`` spread between them."""
+    out = list(rows)
+    for i, (raw, _) in enumerate(POISON[table]):
+        out.insert(min(len(out), (i + 1) * max(1, len(rows) // (len(POISON[table]) + 1)) + i), raw)
+    return out
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Run the four rules on their crafted inputs in ONE MiniCluster job; rule id -> BoundedRun."""
@@ -38,11 +69,16 @@ def results(tmp_path_factory):
         run = BoundedRun(parse_rule_file(RULES_DIR / f"{rule_id}.sql"), tmp_path_factory.mktemp(rule_id),
                          database=f"t_{rule_id}")
         if rule_id == "bearing_failure":
-            run.readings = rows
+            run.readings = _with_poison(rows, "readings")
         else:
-            run.transactions = rows
+            run.transactions = _with_poison(rows, "transactions")
         runs[rule_id] = (run, expected)
     run_bounded_many(t_env, CFG, [r for r, _ in runs.values()])
+    for run, _ in runs.values():  # every unreadable record is in rules_dlq, with its reason
+        table = "readings" if run.rule.rule_id == "bearing_failure" else "transactions"
+        got = sorted((base64.b64decode(d["raw"]), d["reason"]) for d in run.dlq)
+        assert got == sorted(POISON[table]), run.rule.rule_id
+        assert {(d["rule_id"], d["source_table"]) for d in run.dlq} == {(run.rule.rule_id, table)}
     for run, _ in runs.values():
         for a in run.alerts:  # every alert carries its deterministic id
             assert a["rule_id"] == run.rule.rule_id
