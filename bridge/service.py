@@ -43,15 +43,22 @@ Guarantees and decisions (see also docs/CONTRACT.md):
   - *anything else* (Kafka away, topic missing, timeouts, a dead letter still too large after
     truncation): the same record is sent again after an exponential backoff
     (:data:`RETRY_BACKOFF_MIN_S` doubling to :data:`RETRY_BACKOFF_MAX_S`), and nothing newer
-    is sent before it. Acks stop behind it (nothing is lost: the message stays un-acked at the
+    is sent until it has been. Acks stop behind it (nothing is lost: the message stays un-acked at the
     broker), the log says so, and :meth:`Bridge.stats` shows ``kafka_blocked`` (a
     ``sensor-readings`` record) or ``dlq_blocked`` (a ``sensor-dlq`` record) with the error
     text and since when, until a record of that topic is confirmed again.
 
+  A non-retriable asynchronous error also replaces the producer: kafka-python's idempotent
+  producer answers one (e.g. the broker's MESSAGE_TOO_LARGE) with a fatal state in which it
+  fails every later record with that same exception. Records failed that way, or by the
+  replaced producer's close, are sent again through the new one, without backoff
+  (``producer_restarts`` in the stats).
+
   A re-send after an asynchronous failure can duplicate a record (Kafka may have written the
-  first copy, e.g. when the acknowledgement timed out). That is acceptable and documented in
-  docs/CONTRACT.md: the window job drops duplicates by ``(device_id, seq)``, and dead letters
-  are diagnostics.
+  first copy, e.g. when the acknowledgement timed out), and can put it behind newer records
+  that were already on their way. That is acceptable under the contract's at-least-once
+  delivery: the window job drops duplicates by ``(device_id, seq)`` and orders by event time,
+  and dead letters are diagnostics.
 * **Thread safety of ack().** ``Client.ack()`` only builds the 4-byte PUBACK and appends it to
   paho's outgoing deque, then writes one byte to the socket pair that wakes the network thread
   (``_packet_queue``). With ``loop_start()`` (our case) it never touches the socket itself, so
@@ -149,6 +156,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 #: ``max_request_size`` raises the first one synchronously; the broker answers either).
 _TOO_LARGE = (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordListTooLargeError)
 
+#: What the sender thread's queue answers when the producer must be replaced first.
+_REPLACE = object()
+
 #: Compact JSON encoder for Kafka values (one instance: json.dumps(**kw) builds one per call).
 _encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
@@ -194,11 +204,13 @@ class _Entry:
     ``topic``/``key``/``value`` are the record (bytes); ``reason``/``detail`` the dead
     letter's; ``payload``/``mqtt_topic``/``received_ms`` the message's, kept for a
     ``record_too_large`` dead letter; ``cost`` its bytes against the byte bound (0 once
-    confirmed); ``attempt`` counts failed sends (a future of an older attempt is ignored).
+    confirmed); ``attempt`` counts failed sends (a future of an older attempt is ignored);
+    ``pgen`` is the generation of the producer its last send went to.
     """
 
     __slots__ = ("seq", "mid", "qos", "gen", "done", "kind", "topic", "key", "value", "reason",
-                 "detail", "payload", "mqtt_topic", "received_ms", "cost", "attempt", "truncated")
+                 "detail", "payload", "mqtt_topic", "received_ms", "cost", "attempt", "truncated",
+                 "pgen")
 
     def __init__(self, mid: int, qos: int, kind: str, topic: str, key: bytes | None, value: bytes,
                  reason: str | None, detail: str | None, payload: bytes, mqtt_topic: str,
@@ -221,6 +233,7 @@ class _Entry:
                                  len(value) + len(key or b""))
         self.attempt = 0
         self.truncated = False
+        self.pgen = 0
 
 
 class Bridge:
@@ -271,6 +284,9 @@ class Bridge:
         self._retry_at = 0.0  # monotonic time before which the sender sends nothing (backoff)
         self._blocked: dict[str, dict[str, Any]] = {}  # "kafka" | "dlq" -> blocked state
         self._admission_blocked: str | None = None  # "messages" | "bytes" while on_message waits
+        self._producer_gen = 0  # +1 each time the producer is replaced
+        self._replace_producer = False  # set on a non-retriable asynchronous error
+        self._poison: BaseException | None = None  # that error (the old producer repeats it)
         self._seq = 0
         self._gen = 0
         self._connected = False
@@ -454,24 +470,31 @@ class Bridge:
             entry = self._next_to_send()
             if entry is None:
                 return
+            if entry is _REPLACE:
+                self._new_producer()
+                continue
             try:
                 self._send(entry)
             except Exception as exc:  # noqa: BLE001 - a bug here must not end the thread
                 log.exception("unexpected error sending a record to %s", entry.topic)
                 self._on_failed(entry, entry.attempt, exc)
 
-    def _next_to_send(self) -> _Entry | None:
+    def _next_to_send(self) -> Any:
+        # The next entry to send, _REPLACE when the producer must be replaced first, or None
+        # when stopping. Waits for work and for the backoff.
         with self._cv:
             while True:
                 if self._stopping.is_set():
                     return None
-                if not self._retry and not self._send_queue:
+                if not self._replace_producer and not self._retry and not self._send_queue:
                     self._cv.wait()
                     continue
                 delay = self._retry_at - time.monotonic()
                 if delay > 0:
                     self._cv.wait(delay)
                     continue
+                if self._replace_producer:
+                    return _REPLACE
                 if self._retry:
                     entry = heapq.heappop(self._retry)[1]
                     self._counts["resent"] += 1
@@ -481,13 +504,57 @@ class Bridge:
 
     def _send(self, entry: _Entry) -> None:
         attempt = entry.attempt
+        with self._lock:
+            producer, entry.pgen = self.producer, self._producer_gen
         try:
-            future = self.producer.send(entry.topic, value=entry.value, key=entry.key)
+            future = producer.send(entry.topic, value=entry.value, key=entry.key)
         except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError waiting for metadata
             self._on_failed(entry, attempt, exc)
             return
         future.add_callback(self._on_sent, entry, attempt)
-        future.add_errback(self._on_failed, entry, attempt)
+        future.add_errback(self._on_send_error, entry, attempt, entry.pgen)
+
+    def _new_producer(self) -> None:
+        """Replace the producer (sender thread). kafka-python's idempotent producer answers a
+        non-retriable batch error (e.g. the broker's MESSAGE_TOO_LARGE) by entering a fatal
+        state in which it fails every later record with that same error; only a new producer
+        sends again. The old one is closed at once: its unconfirmed records fail and are sent
+        again through the new one (possible duplicates, as for any re-send)."""
+        try:
+            new = self._producer_factory(bootstrap_servers=self.settings.kafka_bootstrap,
+                                         **self._producer_config)
+        except Exception as exc:  # noqa: BLE001 - e.g. NoBrokersAvailable: try again later
+            with self._cv:
+                self._block("kafka", self.settings.readings_topic, f"new producer: {type(exc).__name__}: {exc}")
+            log.error("cannot create a new Kafka producer (%r); retrying with backoff", exc)
+            return
+        with self._cv:
+            old, self.producer = self.producer, new
+            self._producer_gen += 1
+            self._replace_producer = False
+            self._counts["producer_restarts"] += 1
+            poison = self._poison
+        log.warning("replaced the Kafka producer after a non-retriable error (%s: %s); records it "
+                    "had not confirmed are sent again", type(poison).__name__, poison)
+        try:
+            old.close(timeout=0)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the replaced Kafka producer: %r", exc)
+
+    def _block(self, which: str, topic: str, error: str) -> tuple[int, float]:
+        """Record a failed send in the ``which`` ("kafka" | "dlq") blocked state and hold all
+        sending back for the backoff. Caller holds the lock. Returns (failures, delay_s)."""
+        state = self._blocked.get(which)
+        now_ms = self._clock_ms()
+        if state is None:
+            state = self._blocked[which] = {"topic": topic, "since_ms": now_ms, "failures": 0}
+        state["failures"] += 1
+        state["error"] = error
+        state["last_ms"] = now_ms
+        delay = min(self._backoff_max_s, self._backoff_min_s * 2 ** min(state["failures"] - 1, 30))
+        self._retry_at = max(self._retry_at, time.monotonic() + delay)
+        self._cv.notify_all()
+        return state["failures"], delay
 
     # ------------------------------------------------------------------ kafka callbacks
     def _on_sent(self, entry: _Entry, attempt: int, _metadata: Any) -> None:
@@ -510,8 +577,29 @@ class Bridge:
                         "sends, last error %s); acks resume", entry.topic, recovered["since_ms"],
                         recovered["failures"], recovered["error"])
 
+    def _on_send_error(self, entry: _Entry, attempt: int, pgen: int, exc: BaseException) -> None:
+        # errback, in kafka-python's I/O thread (or the sender thread for a future that failed
+        # before send() returned).
+        with self._cv:
+            replaced = pgen != self._producer_gen or exc is self._poison
+            if not replaced and not getattr(exc, "retriable", False):
+                self._poison = exc
+                self._replace_producer = True
+                self._cv.notify_all()
+            if replaced and entry.attempt == attempt and not entry.done:
+                # failed by a replaced producer (its fatal state or its close): send it again
+                entry.attempt += 1
+                self._counts["kafka_errors"] += 1
+                if not self._stopping.is_set():
+                    heapq.heappush(self._retry, (entry.seq, entry))
+                    self._cv.notify_all()
+                return
+        if not replaced:
+            self._on_failed(entry, attempt, exc)
+
     def _on_failed(self, entry: _Entry, attempt: int, exc: BaseException) -> None:
-        # Runs in the sender thread (send raised) or kafka-python's I/O thread (errback).
+        # Decide what a failed send leads to: a record_too_large dead letter, or a re-send
+        # after the backoff. Runs in the sender thread or kafka-python's I/O thread.
         error = f"{type(exc).__name__}: {exc}"
         with self._cv:
             if entry.attempt != attempt or entry.done:
@@ -523,23 +611,14 @@ class Bridge:
             if isinstance(exc, _TOO_LARGE) and not entry.truncated:
                 refused = (entry.kind, entry.topic, len(entry.value) + len(entry.key or b""))
                 self._to_too_large_letter(entry, error)
-                state = None
+                failures = None
             else:
                 which = "dlq" if entry.topic == self.settings.dlq_topic else "kafka"
-                state = self._blocked.get(which)
-                if state is None:
-                    state = self._blocked[which] = {"topic": entry.topic, "since_ms": self._clock_ms(),
-                                                    "failures": 0}
-                state["failures"] += 1
-                state["error"] = error
-                state["last_ms"] = self._clock_ms()
-                delay = min(self._backoff_max_s, self._backoff_min_s * 2 ** min(state["failures"] - 1, 30))
-                self._retry_at = max(self._retry_at, time.monotonic() + delay)
-                failures = state["failures"]
+                failures, delay = self._block(which, entry.topic, error)
                 unacked = len(self._pending)
             heapq.heappush(self._retry, (entry.seq, entry))
             self._cv.notify_all()
-        if state is None:
+        if failures is None:
             log.warning("Kafka refused a %s record of %d bytes for %s as too large (%s); sending "
                         "it to %s as a truncated record_too_large dead letter",
                         refused[0], refused[2], refused[1], error, self.settings.dlq_topic)
@@ -621,7 +700,8 @@ class Bridge:
         connection was lost; the broker redelivers those), ``connects``, ``disconnects``,
         ``subscribed`` (SUBACKs granting QoS 1: the bridge is ready once this is >= 1),
         ``inflight_messages_waits`` / ``inflight_bytes_waits`` (times ``on_message`` had to
-        wait for the message / byte bound), ``dlq_reasons`` {reason: count of confirmed dead
+        wait for the message / byte bound), ``producer_restarts`` (producers replaced after a
+        non-retriable asynchronous error), ``dlq_reasons`` {reason: count of confirmed dead
         letters}.
 
         State: ``pending`` (accepted, not yet acked; ``received = forwarded + dead_lettered
@@ -637,7 +717,7 @@ class Bridge:
             out: dict[str, Any] = {k: self._counts.get(k, 0) for k in (
                 "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "resent",
                 "redelivered", "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed",
-                "inflight_messages_waits", "inflight_bytes_waits")}
+                "inflight_messages_waits", "inflight_bytes_waits", "producer_restarts")}
             out["pending"] = len(self._pending)
             out["inflight_bytes"] = self._inflight_bytes
             out["admission_blocked"] = self._admission_blocked

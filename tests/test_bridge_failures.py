@@ -201,12 +201,39 @@ def test_too_large_and_timeout_async_are_dead_lettered_or_resent():
     assert st["forwarded"] == 1 and st["dead_lettered"] == 1 and st["resent"] == 2
     assert st["kafka_errors"] == 2 and st["dlq_reasons"] == {"record_too_large": 1}
     assert st["kafka_blocked"] is None
+    # a non-retriable error may leave kafka-python's idempotent producer in a fatal state
+    assert st["producer_restarts"] == 1 and fake.created == 2 and fake.force_closed == 1
     letter = sent(fake, "sensor-dlq")[0]
     assert letter["reason"] == "record_too_large" and letter["truncated"] is True
     assert f"sensor-readings record of {size} bytes" in letter["detail"]
     assert "MessageSizeTooLargeError" in letter["detail"]
     # the re-send duplicates record 2 (at-least-once; the job de-duplicates on (device_id, seq))
     assert [v["seq"] for v in sent(fake, "sensor-readings")] == [1, 2, 2]
+    b.stop()
+
+
+def test_records_failed_by_a_fatal_producer_are_resent_through_a_new_one():
+    """kafka-python's idempotent producer answers the broker's MESSAGE_TOO_LARGE with a fatal
+    state that fails every later record with the same exception: only the first record is too
+    large; the others are sent again, as readings, through a new producer."""
+    fake = FakeProducer(auto=False)
+    b = make_bridge(fake)
+    for mid in (1, 2, 3):
+        b.client.deliver(TOPIC, good(mid), mid=mid)
+    futs = pending_futures(fake, 3, "3 sent")
+    fatal = MessageSizeTooLargeError("MESSAGE_SIZE_TOO_LARGE")
+    for f in futs:
+        f.fail(fatal)
+    again = pending_futures(fake, 3, "dead letter and 2 re-sends sent")
+    assert [t for t, _k, _v, f in fake.records if f.state is None] == ["sensor-dlq", "sensor-readings",
+                                                                       "sensor-readings"]
+    for f in again:
+        f.succeed()
+    poll(lambda: b.stats()["acked"] == 3, 10, "all acked")
+    st = b.stats()
+    assert b.client.acks == [1, 2, 3] and st["producer_restarts"] == 1 and fake.created == 2
+    assert st["forwarded"] == 2 and st["dead_lettered"] == 1 and st["dlq_reasons"] == {"record_too_large": 1}
+    assert st["kafka_blocked"] is None and st["kafka_errors"] == 3 and st["resent"] == 3
     b.stop()
 
 

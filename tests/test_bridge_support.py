@@ -144,6 +144,11 @@ class FakeProducer:
     an exception it returns is raised by :meth:`send` (a synchronous failure, as kafka-python's
     metadata wait or record size check). ``attempts`` lists every send call as ``(topic, key,
     value, exception or None)``; ``records`` only the sends that returned a future.
+
+    :meth:`factory` may be called again (the bridge replaces its producer after a
+    non-retriable error; ``created`` counts the calls) and returns the same fake; the replaced
+    producer's ``close(timeout=0)`` is only counted (``force_closed``): the test completes or
+    fails the futures it holds.
     """
 
     def __init__(self, auto: bool = True) -> None:
@@ -152,6 +157,8 @@ class FakeProducer:
         self.records: list[tuple[str, bytes | None, bytes, FakeFuture]] = []
         self.attempts: list[tuple[str, bytes | None, bytes, BaseException | None]] = []
         self.send_error: Callable[[str, bytes | None, bytes], BaseException | None] | None = None
+        self.created = 0
+        self.force_closed = 0
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -160,6 +167,7 @@ class FakeProducer:
 
     def factory(self, **config):
         self.config = config
+        self.created += 1
         return self
 
     def send(self, topic, value=None, key=None):
@@ -190,6 +198,9 @@ class FakeProducer:
         poll(lambda: not self._queue, timeout or 10, "fake flush")
 
     def close(self, timeout=None):
+        if timeout == 0:
+            self.force_closed += 1
+            return
         with self._cv:
             self._closed = True
             self._cv.notify()
