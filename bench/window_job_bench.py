@@ -131,14 +131,14 @@ def run_sql(cfg: WindowJobSettings, args, path: Path | None) -> float:
     """Run :func:`jobs.sensor_windows.build` over the input into blackhole sinks; net runtime (s)."""
     t_env = create_table_env(_conf(cfg, "bench_sql", kafka=path is None))
     if path is not None:
-        opts = {"connector": "filesystem", "path": str(path), "format": "json"}
+        t_env.execute_sql(sw.file_source_ddl(cfg, "src", path))
     else:
         opts = {"connector": "kafka", "topic": args.topic, "properties.bootstrap.servers": args.bootstrap,
                 "properties.group.id": f"bench-sql-{uuid.uuid4().hex[:8]}",
                 "properties.isolation.level": "read_committed", "scan.startup.mode": "earliest-offset",
                 "scan.bounded.mode": "latest-offset", "scan.parallelism": str(cfg.source_parallelism),
-                "value.format": "json"}
-    t_env.execute_sql(f"CREATE TABLE src ({sw.source_schema(cfg)}\n) {with_clause(opts)}")
+                **sw.source_format_options("value.")}
+        t_env.execute_sql(f"CREATE TABLE src ({sw.source_schema(cfg)}\n) {with_clause(opts)}")
     t_env.execute_sql(f"CREATE TABLE bh_agg ({sw.AGGREGATE_COLUMNS}\n) WITH ('connector' = 'blackhole')")
     t_env.execute_sql(f"CREATE TABLE bh_late ({sw.LATE_COLUMNS}\n) WITH ('connector' = 'blackhole')")
     result = sw.build(t_env, cfg, "src", "bh_agg", "bh_late").execute()
