@@ -27,7 +27,7 @@ from iotflink.errors import ValidationError
 from iotflink.settings import WindowJobSettings
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
-from tests.strategies import hostile_payloads, valid_payloads
+from tests.strategies import hostile_messages, valid_messages
 from tests.test_sensor_windows import (BASE, _cfg, _committed_lines, _event, _final_aggregates, reference,
                                        split_duplicates)
 
@@ -112,7 +112,7 @@ def test_everything_the_bridge_forwards_parses_in_the_job(tmp_path):
 
     @settings(max_examples=400, database=None, derandomize=True, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(payload=valid_payloads(now_ms) | hostile_payloads(now_ms))
+    @given(payload=valid_messages(now_ms) | hostile_messages(now_ms))
     def collect(payload: tuple[str, bytes]) -> None:
         topic, raw = payload
         try:
