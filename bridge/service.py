@@ -609,7 +609,7 @@ class Bridge:
             if self._stopping.is_set():
                 return  # stays un-acked: the broker redelivers it to the next session
             if isinstance(exc, _TOO_LARGE) and not entry.truncated:
-                refused = (entry.kind, entry.topic, len(entry.value) + len(entry.key or b""))
+                refused = (entry.topic, len(entry.value) + len(entry.key or b""))
                 self._to_too_large_letter(entry, error)
                 failures = None
             else:
@@ -619,9 +619,9 @@ class Bridge:
             heapq.heappush(self._retry, (entry.seq, entry))
             self._cv.notify_all()
         if failures is None:
-            log.warning("Kafka refused a %s record of %d bytes for %s as too large (%s); sending "
+            log.warning("Kafka refused a record of %d bytes for %s as too large (%s); sending "
                         "it to %s as a truncated record_too_large dead letter",
-                        refused[0], refused[2], refused[1], error, self.settings.dlq_topic)
+                        refused[1], refused[0], error, self.settings.dlq_topic)
         elif failures == 1:
             log.error("Kafka send to %s failed (%s): re-sending with backoff %.1f..%.0f s; MQTT acks "
                       "stop behind this message (%d un-acked, kept at the broker, nothing lost)%s",

@@ -5,6 +5,10 @@ Checks: every valid message reaches ``sensor-readings`` and every invalid one ``
 exactly once; a message that arrives while Kafka is down is not acked until Kafka confirms it,
 both when Kafka comes back under the running bridge and when the bridge is killed meanwhile
 (the broker redelivers it to the next bridge process); SIGTERM stops the bridge cleanly.
+Hostile conditions: a missing dead-letter topic holds the acks back (stats ``dlq_blocked``)
+until the topic exists, without the process exiting; a record the broker refuses as too large
+becomes a truncated ``record_too_large`` dead letter; a retained message is forwarded once and
+not again after the bridge reconnects; Mosquitto refuses a packet over ``max_packet_size``.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from bridge.service import MAX_PACKET_BYTES
 from iotflink.settings import PROJECT_ROOT
 from test_bridge_support import Publisher, poll
 
@@ -51,12 +60,13 @@ def stack(tmp_path_factory):
 class BridgeProc:
     """``python -m bridge`` as a child process with the stack's environment."""
 
-    def __init__(self, stack, client_id: str, workdir: Path) -> None:
+    def __init__(self, stack, client_id: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.stats_file = workdir / f"bridge-{uuid.uuid4().hex[:6]}.json"
         self.log = self.stats_file.with_suffix(".log")
         env = dict(os.environ)
         env.update(stack.s.to_env())
         env["IOTFLINK_MQTT_CLIENT_ID"] = client_id
+        env.update(extra_env or {})
         env["PYTHONPATH"] = str(PROJECT_ROOT)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
@@ -104,9 +114,28 @@ def read_all(bootstrap: str, topic: str) -> list:
         consumer.close()
 
 
-def readings_of(bootstrap: str, dev: str) -> list[int]:
-    return sorted(json.loads(r.value)["seq"] for r in read_all(bootstrap, "sensor-readings")
-                  if r.key == dev.encode())
+def readings_of(bootstrap: str, dev: str, topic: str = "sensor-readings") -> list[int]:
+    return sorted(json.loads(r.value)["seq"] for r in read_all(bootstrap, topic) if r.key == dev.encode())
+
+
+def dead_letters_of(bootstrap: str, dev: str, topic: str = "sensor-dlq") -> list[dict]:
+    return [json.loads(r.value) for r in read_all(bootstrap, topic) if r.key == dev.encode()]
+
+
+def create_topic(bootstrap: str, name: str, configs: dict[str, str] | None = None) -> None:
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+    from kafka.admin import NewTopic  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs or {})])
+    finally:
+        admin.close()
+
+
+def wait_ready(bridge: "BridgeProc", subscribed: int = 1) -> None:
+    """Until the bridge holds its subscription (the SUBACK is counted in its stats file)."""
+    poll(lambda: bridge.stat("subscribed") >= subscribed, 60, f"bridge subscribed ({subscribed})")
 
 
 def test_bridge_end_to_end_exactly_once_and_no_ack_while_kafka_is_down(stack, tmp_path):
@@ -170,3 +199,173 @@ def test_bridge_end_to_end_exactly_once_and_no_ack_while_kafka_is_down(stack, tm
         pub.close()
         if bridge.proc.poll() is None:
             assert bridge.stop() == 0  # SIGTERM: clean stop, exit 0
+
+
+def test_missing_dlq_topic_holds_acks_back_until_it_exists_without_exiting(stack, tmp_path):
+    bootstrap = stack.s.kafka_bootstrap
+    dlq = f"dlq-missing-{uuid.uuid4().hex[:6]}"
+    dev = f"dlq-{uuid.uuid4().hex[:6]}"
+    topic = f"sensors/{dev}/telemetry"
+    bridge = BridgeProc(stack, f"bridge-dlq-{dev}", tmp_path, {"IOTFLINK_TOPIC_DLQ": dlq})
+    pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+    try:
+        wait_ready(bridge)
+        pub.publish(topic, b"{broken")  # its dead letter needs the missing topic
+        pub.publish(topic, reading(dev, 1))  # valid, but behind it
+        # kafka-python waits max_block_ms (10 s) for the topic's metadata, then raises
+        st = poll(lambda: (lambda s: s if s.get("dlq_blocked") else None)(bridge.stats()), 60, "dlq_blocked")
+        assert st["dlq_blocked"]["topic"] == dlq and "KafkaTimeoutError" in st["dlq_blocked"]["error"]
+        assert st["acked"] == 0 and st["received"] == st["pending"] == 2
+        assert bridge.proc.poll() is None  # still running
+        create_topic(bootstrap, dlq)
+        poll(lambda: bridge.stat("acked") == 2, 120, "acks resume once the DLQ topic exists")
+        st = bridge.stats()
+        assert st["dlq_blocked"] is None and st["kafka_errors"] >= 1 and st["pending"] == 0
+        assert [d["reason"] for d in dead_letters_of(bootstrap, dev, dlq)] == ["malformed_json"]
+        assert readings_of(bootstrap, dev) == [1]
+    finally:
+        pub.close()
+        assert bridge.stop() == 0
+
+
+def test_record_the_broker_refuses_as_too_large_is_dead_lettered_truncated(stack, tmp_path):
+    bootstrap = stack.s.kafka_bootstrap
+    small = f"readings-small-{uuid.uuid4().hex[:6]}"
+    create_topic(bootstrap, small, {"max.message.bytes": "2000"})
+    dev = f"big-{uuid.uuid4().hex[:6]}"
+    topic = f"sensors/{dev}/telemetry"
+    big = json.dumps({"device_id": dev, "seq": 2, "ts": now_ms() - 500,
+                      "readings": {f"s{i:02d}_" + "x" * 56: 20.5 for i in range(64)}}).encode()
+    bridge = BridgeProc(stack, f"bridge-big-{dev}", tmp_path, {"IOTFLINK_TOPIC_READINGS": small})
+    pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+    try:
+        wait_ready(bridge)
+        pub.publish(topic, reading(dev, 1))
+        poll(lambda: bridge.stat("acked") == 1, 60, "small reading acked")
+        pub.publish(topic, big)  # ~4.6 KB: the broker answers MESSAGE_TOO_LARGE
+        pub.publish(topic, reading(dev, 3))
+        poll(lambda: bridge.stat("acked") == 3, 120, "all acked")
+        st = bridge.stats()
+        assert st["forwarded"] == 2 and st["dead_lettered"] == 1
+        assert st["dlq_reasons"] == {"record_too_large": 1} and st["producer_restarts"] >= 1
+        assert st["kafka_blocked"] is None and st["dlq_blocked"] is None
+        assert readings_of(bootstrap, dev, small) == [1, 3]
+        (letter,) = dead_letters_of(bootstrap, dev)
+        assert letter["reason"] == "record_too_large" and letter["truncated"] is True
+        assert letter["raw_bytes"] == len(big) and big.decode().startswith(letter["raw"])
+        assert f"{small} record of " in letter["detail"] and "MessageSizeTooLargeError" in letter["detail"]
+    finally:
+        pub.close()
+        assert bridge.stop() == 0
+
+
+def test_retained_message_is_forwarded_once_and_not_again_after_a_reconnect(stack, tmp_path):
+    bootstrap = stack.s.kafka_bootstrap
+    dev = f"ret-{uuid.uuid4().hex[:6]}"
+    topic = f"sensors/{dev}/telemetry"
+    client_id = f"bridge-ret-{dev}"
+    bridge = BridgeProc(stack, client_id, tmp_path)
+    try:
+        wait_ready(bridge)
+        pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+        pub.publish(topic, reading(dev, 1), retain=True)  # stored by the broker, and delivered once
+        poll(lambda: bridge.stat("acked") == 1, 60, "retained reading acked")
+        pub.close()
+        # 1) the bridge process restarts: same persistent session, subscribes again
+        assert bridge.stop() == 0
+        bridge = BridgeProc(stack, client_id, tmp_path)
+        wait_ready(bridge)
+        # the broker would send retained messages right after the SUBACK, before this marker
+        pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+        pub.publish(topic, reading(dev, 2))
+        poll(lambda: bridge.stat("acked") == 1, 60, "marker 2 acked")
+        pub.close()
+        # 2) Mosquitto restarts under the running bridge (the retained message is persisted)
+        stack.stop_service("mosquitto")
+        poll(lambda: bridge.stat("disconnects") >= 1, 60, "disconnect seen")
+        stack.start(services=("mosquitto",))
+        wait_ready(bridge, subscribed=2)
+        pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+        pub.publish(topic, reading(dev, 3))
+        poll(lambda: bridge.stat("acked") == 2, 60, "marker 3 acked")
+        pub.close()
+        st = bridge.stats()
+        # marker 2 may come again (its PUBACK may not have left before the broker stopped);
+        # the retained reading 1 must not
+        assert st["received"] == 2 + st["redelivered"]
+        seqs = readings_of(bootstrap, dev)
+        assert seqs.count(1) == 1 and set(seqs) == {1, 2, 3}  # the retained reading exactly once
+    finally:
+        if bridge.proc.poll() is None:
+            assert bridge.stop() == 0
+
+
+def _raw_publish(port: int, topic: str, payload: bytes) -> bytes:
+    """Publish at QoS 1 over a raw MQTT 3.1.1 connection; return every byte the broker sent
+    after the CONNACK until it closed the connection or acked (b"" = closed, no PUBACK)."""
+    client_id = f"raw-{uuid.uuid4().hex[:6]}".encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+    var = len(topic).to_bytes(2, "big") + topic.encode() + b"\x00\x01"
+    remaining = len(var) + len(payload)
+    rl = bytearray()
+    while True:
+        byte, remaining = remaining % 128, remaining // 128
+        rl.append(byte | (0x80 if remaining else 0))
+        if not remaining:
+            break
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"\x10" + bytes([len(body)]) + body)
+        assert sock.recv(4) == b"\x20\x02\x00\x00"
+        try:
+            sock.sendall(b"\x32" + bytes(rl) + var + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused while we were still sending
+        got = b""
+        try:
+            while len(got) < 4:
+                chunk = sock.recv(4 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+        return got
+
+
+def test_mosquitto_refuses_a_packet_over_max_packet_size(stack, tmp_path):
+    port = stack.s.mqtt_port
+    # an MQTT v5 client is told the limit in the CONNACK
+    told: list = []
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"v5-{uuid.uuid4().hex[:6]}",
+                        protocol=mqtt.MQTTv5)
+    probe.on_connect = lambda _c, _u, _f, _rc, props: told.append(getattr(props, "MaximumPacketSize", None))
+    probe.connect("127.0.0.1", port, properties=Properties(PacketTypes.CONNECT))
+    probe.loop_start()
+    try:
+        poll(lambda: told, 30, "v5 CONNACK")
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+    assert told == [MAX_PACKET_BYTES]
+
+    dev = f"max-{uuid.uuid4().hex[:6]}"
+    topic = f"sensors/{dev}/telemetry"
+    bridge = BridgeProc(stack, f"bridge-{dev}", tmp_path)
+    try:
+        wait_ready(bridge)
+        # Mosquitto 2.0 measures a packet as its type byte + remaining length (topic length,
+        # topic, packet id, payload); the 1..4 bytes of the remaining-length field itself are
+        # not counted
+        fixed = 1 + 2 + len(topic) + 2
+        # one byte over: the broker closes the connection without a PUBACK
+        assert _raw_publish(port, topic, b"y" * (MAX_PACKET_BYTES - fixed + 1)) == b""
+        # exactly the limit: accepted (PUBACK), and dead-lettered by the bridge (over 64 KiB)
+        at_limit = b"z" * (MAX_PACKET_BYTES - fixed)
+        assert _raw_publish(port, topic, at_limit) == b"\x40\x02\x00\x01"
+        poll(lambda: bridge.stat("acked") == 1, 60, "packet at the limit forwarded")
+        st = bridge.stats()
+        assert st["received"] == 1 and st["dlq_reasons"] == {"too_large": 1}
+        (letter,) = dead_letters_of(stack.s.kafka_bootstrap, dev)
+        assert letter["reason"] == "too_large" and letter["raw_bytes"] == len(at_limit)
+    finally:
+        assert bridge.stop() == 0
