@@ -102,7 +102,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge import contract
-from iotflink.errors import IotFlinkError, ValidationError
+from iotflink.errors import ValidationError
 from iotflink.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ MAX_PACKET_BYTES = contract.MAX_PAYLOAD_BYTES + MQTT_PACKET_ALLOWANCE_BYTES
 #: ``raw``, ``mqtt_topic`` and ``detail``, so it is at most ~3.3 KiB.
 TOO_LARGE_KEEP_BYTES = 1024
 #: Former exit status after a Kafka failure. :meth:`Bridge.run_until` no longer returns it
-#: (Kafka failures are retried or dead-lettered); kept for callers that name it.
+#: (Kafka failures are retried or dead-lettered); kept for iotflink.chaos, which names it.
 EXIT_KAFKA_FAILURE = 3
 #: Default kafka-python producer configuration (overridable through ``Bridge(producer_config=)``).
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -163,13 +163,6 @@ _REPLACE = object()
 _encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
 
-class KafkaDeliveryError(IotFlinkError):
-    """Kafka did not confirm a record; its MQTT message was not acknowledged.
-
-    Not raised by the bridge any more (failures are retried); kept for callers that name it.
-    """
-
-
 def message_cost(payload_bytes: int, topic_bytes: int, record_bytes: int) -> int:
     """Bytes one in-flight message counts against ``max_inflight_bytes``.
 
@@ -183,6 +176,14 @@ def message_cost(payload_bytes: int, topic_bytes: int, record_bytes: int) -> int
         the cost in bytes.
     """
     return payload_bytes + topic_bytes + 2 * record_bytes
+
+
+def _close_producer(producer: Any, timeout_s: float = 5.0) -> None:
+    """Close a replaced producer, logging (not raising) a failure."""
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError from its final flush
+        log.warning("closing the replaced Kafka producer: %r", exc)
 
 
 def _json_head(text: str, limit: int) -> str:
@@ -518,8 +519,8 @@ class Bridge:
         """Replace the producer (sender thread). kafka-python's idempotent producer answers a
         non-retriable batch error (e.g. the broker's MESSAGE_TOO_LARGE) by entering a fatal
         state in which it fails every later record with that same error; only a new producer
-        sends again. The old one is closed at once: its unconfirmed records fail and are sent
-        again through the new one (possible duplicates, as for any re-send)."""
+        sends again. The old one is closed in the background: its unconfirmed records fail and
+        are sent again through the new one (possible duplicates, as for any re-send)."""
         try:
             new = self._producer_factory(bootstrap_servers=self.settings.kafka_bootstrap,
                                          **self._producer_config)
@@ -536,10 +537,10 @@ class Bridge:
             poison = self._poison
         log.warning("replaced the Kafka producer after a non-retriable error (%s: %s); records it "
                     "had not confirmed are sent again", type(poison).__name__, poison)
-        try:
-            old.close(timeout=0)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("closing the replaced Kafka producer: %r", exc)
+        # in the background: close() first waits for the old producer's batches (its fatal
+        # state fails them at once; any other outcome is handled by the callbacks)
+        threading.Thread(target=_close_producer, args=(old,), name="bridge-producer-close",
+                         daemon=True).start()
 
     def _block(self, which: str, topic: str, error: str) -> tuple[int, float]:
         """Record a failed send in the ``which`` ("kafka" | "dlq") blocked state and hold all
@@ -547,7 +548,9 @@ class Bridge:
         state = self._blocked.get(which)
         now_ms = self._clock_ms()
         if state is None:
-            state = self._blocked[which] = {"topic": topic, "since_ms": now_ms, "failures": 0}
+            since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ms / 1000)) + f".{now_ms % 1000:03d}Z"
+            state = self._blocked[which] = {"topic": topic, "since_ms": now_ms, "since": since,
+                                            "failures": 0}
         state["failures"] += 1
         state["error"] = error
         state["last_ms"] = now_ms
@@ -558,10 +561,10 @@ class Bridge:
 
     # ------------------------------------------------------------------ kafka callbacks
     def _on_sent(self, entry: _Entry, attempt: int, _metadata: Any) -> None:
-        which = "dlq" if entry.topic == self.settings.dlq_topic else "kafka"
         with self._cv:
             if entry.attempt != attempt or entry.done:
                 return
+            which = "dlq" if entry.topic == self.settings.dlq_topic else "kafka"
             entry.done = True
             self._counts[entry.kind] += 1
             if entry.kind == "dead_lettered":
@@ -570,11 +573,13 @@ class Bridge:
             entry.cost = 0
             entry.value = entry.payload = None  # free the memory now; the ack may wait
             recovered = self._blocked.pop(which, None)
+            if recovered and not self._blocked:
+                self._retry_at = 0.0  # Kafka is back: re-send without waiting out the backoff
             self._drain_acks()
             self._cv.notify_all()
         if recovered:
-            log.warning("Kafka accepts %s records again (blocked since %d ms epoch, %d failed "
-                        "sends, last error %s); acks resume", entry.topic, recovered["since_ms"],
+            log.warning("Kafka accepts %s records again (blocked since %s, %d failed "
+                        "sends, last error %s); acks resume", entry.topic, recovered["since"],
                         recovered["failures"], recovered["error"])
 
     def _on_send_error(self, entry: _Entry, attempt: int, pgen: int, exc: BaseException) -> None:
@@ -709,8 +714,8 @@ class Bridge:
         ``admission_blocked`` (null, or ``"messages"``/``"bytes"`` while ``on_message``
         waits for that bound), ``kafka_blocked`` / ``dlq_blocked`` (null, or while records of
         ``sensor-readings`` / ``sensor-dlq`` fail: ``{"topic", "error" (last error text),
-        "since_ms" (first failure, epoch ms), "last_ms", "failures"}``; acks are held back
-        meanwhile), ``fatal`` (always null; kept for readers of older stats),
+        "since_ms" (first failure, epoch ms), "since" (the same as ISO-8601 UTC), "last_ms"
+        (last failure, epoch ms), "failures"}``; acks are held back meanwhile), ``fatal`` (always null; kept for readers of older stats),
         ``uptime_s``.
         """
         with self._lock:
@@ -751,7 +756,7 @@ class Bridge:
         try:
             while not self._done.wait(stats_interval_s):
                 st = self.stats()
-                blocked = " ".join(f"{name} since {st[name]['since_ms']} ({st[name]['error']})"
+                blocked = " ".join(f"{name} since {st[name]['since']} ({st[name]['error']})"
                                    for name in ("kafka_blocked", "dlq_blocked") if st[name])
                 log.info("bridge stats: received %d forwarded %d dlq %d acked %d pending %d "
                          "(%d bytes) kafka_errors %d%s", st["received"], st["forwarded"],

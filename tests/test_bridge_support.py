@@ -146,9 +146,9 @@ class FakeProducer:
     value, exception or None)``; ``records`` only the sends that returned a future.
 
     :meth:`factory` may be called again (the bridge replaces its producer after a
-    non-retriable error; ``created`` counts the calls) and returns the same fake; the replaced
-    producer's ``close(timeout=0)`` is only counted (``force_closed``): the test completes or
-    fails the futures it holds.
+    non-retriable error; ``created`` counts the calls) and returns the same fake; ``closes``
+    counts :meth:`close` calls, and the fake really closes once every creation was closed
+    (the futures of a replaced producer stay for the test to complete or fail).
     """
 
     def __init__(self, auto: bool = True) -> None:
@@ -158,7 +158,7 @@ class FakeProducer:
         self.attempts: list[tuple[str, bytes | None, bytes, BaseException | None]] = []
         self.send_error: Callable[[str, bytes | None, bytes], BaseException | None] | None = None
         self.created = 0
-        self.force_closed = 0
+        self.closes = 0
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -198,10 +198,10 @@ class FakeProducer:
         poll(lambda: not self._queue, timeout or 10, "fake flush")
 
     def close(self, timeout=None):
-        if timeout == 0:
-            self.force_closed += 1
-            return
         with self._cv:
+            self.closes += 1
+            if self.closes < self.created:
+                return
             self._closed = True
             self._cv.notify()
 
