@@ -18,7 +18,7 @@ from bridge import contract
 from bridge.service import _encode_json
 from iotflink import schema
 from iotflink.errors import ValidationError
-from strategies import NOW_MS, hostile_messages, kafka_values, valid_messages, valid_payload_docs
+from tests.strategies import NOW_MS, hostile_messages, kafka_values, valid_messages, valid_payload_docs
 
 _SLOW = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                         HealthCheck.large_base_example])
