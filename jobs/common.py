@@ -5,7 +5,7 @@ Every job creates its environment through :func:`create_table_env` or
 
 - exactly-once checkpoints every ``checkpoint_interval_ms``, retained on cancel;
 - the RocksDB state backend with incremental checkpoints;
-- an exponential-delay restart strategy;
+- the cluster's failure-rate restart strategy (:data:`RESTART_STRATEGY`);
 - ``table.local-time-zone = UTC`` (windows on ``TIMESTAMP_LTZ`` align to the epoch);
 - ``table.exec.uid.generation = ALWAYS``: SQL operators get stable uids
   (``<exec node id>_<transformation>``), so state maps back after a restart from a
@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 KAFKA_CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
 #: File name of the project's own format jar (jvm/pom.xml): the ``json-dlq`` table format.
 FORMAT_JAR = "iotflink-flink-formats.jar"
+#: Restart strategy of every job: the same keys and values as ``flink-conf/config.yaml``
+#: (justified there; ``tests/test_restart_strategy.py`` keeps the two equal). At most 3
+#: failures within a sliding 3 min, 10 s between a failure and the restart; the 4th failure
+#: in 3 min leaves the job FAILED (a poison record), slower failures are restarted for ever
+#: (an outage of Kafka or of the TaskManager).
+RESTART_STRATEGY: Mapping[str, str] = {
+    "restart-strategy.type": "failure-rate",
+    "restart-strategy.failure-rate.max-failures-per-interval": "3",
+    "restart-strategy.failure-rate.failure-rate-interval": "3min",
+    "restart-strategy.failure-rate.delay": "10s",
+}
 
 
 def flink_home() -> Path:
@@ -127,7 +138,7 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
         "execution.checkpointing.min-pause": f"{max(cfg.checkpoint_interval_ms // 2, 1)} ms",
         "state.backend.type": "rocksdb",
         "execution.checkpointing.incremental": "true",
-        "restart-strategy.type": "exponential-delay",
+        **RESTART_STRATEGY,
         # SQL
         "table.local-time-zone": "UTC",
         "table.exec.uid.generation": "ALWAYS",
