@@ -2,8 +2,8 @@
 
 Runs the MQTT-to-Kafka bridge with :class:`iotflink.settings.BridgeSettings` read from the
 environment until SIGTERM/SIGINT. Exit status: 0 clean stop, 1 a project or configuration
-error (e.g. Kafka unreachable at start), 3 Kafka did not confirm a record (the un-acked MQTT
-messages wait at the broker; restart the bridge).
+error (e.g. Kafka unreachable at start). Kafka failures after the start do not end the bridge:
+it re-sends with backoff and reports ``kafka_blocked`` / ``dlq_blocked`` in its stats.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ waits until it is ready and returns a :class:`FaultTiming`):
 - :func:`kill_bridge`: ``kill -9`` of the bridge, then a new bridge process. Ready: the new
   bridge holds its QoS 1 subscription (its stats file counts one SUBACK).
 
-Supervision gap: nothing restarts a bridge that exited by itself. The bridge exits with
-status 3 (``bridge.service.EXIT_KAFKA_FAILURE``) when Kafka did not confirm a record within
-its delivery timeout; :func:`ensure_bridge` notices that, records how it ended and starts a
+Supervision gap: nothing restarts a bridge that exited by itself. The bridge no longer exits
+on Kafka errors (it re-sends with backoff), but a crash of the process remains possible;
+:func:`ensure_bridge` notices that, records how it ended and starts a
 new bridge, as a supervisor (systemd ``Restart=on-failure``, a container restart policy)
 would in production. Every fault function calls it at the end, so a fault that made the
 bridge exit is visible in :attr:`FaultTiming.bridge_restarts`.
@@ -57,7 +57,8 @@ from iotflink.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
 
-#: Exit status of a bridge whose Kafka record was not confirmed (bridge.service.EXIT_KAFKA_FAILURE).
+#: Exit status the bridge used for an unconfirmed Kafka record before it learned to re-send
+#: (bridge.service.EXIT_KAFKA_FAILURE); kept to name that status in old logs and reports.
 BRIDGE_EXIT_KAFKA_FAILURE = 3
 
 #: The faults by CLI name.
