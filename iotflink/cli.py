@@ -17,6 +17,13 @@ Usage (from the repository root, with the venv's python)::
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
 
+- ``job list``: every job the cluster knows, newest first: id, state, restarts since
+  submission (``16+``: at least, from a truncated exception history; ``?``: unknown) and
+  name; under a FAILED, FAILING or RESTARTING job, the root exception of its latest failure
+  with its time (UTC), why it was not restarted when the restart strategy gave up, and the
+  earlier failures of its exception history (consecutive equal ones on one line, ``(x N)``;
+  see :meth:`iotflink.flinkctl.FlinkCtl.job_health`).
+
 - ``backpressure``: per vertex of each running job (or of JOB): backpressure level and ratio,
   busy / idle / backpressured ms per second (max over subtasks), records in / out per second
   (sum over subtasks), and the Kafka lag of the job's sources per partition (live, from the
@@ -39,10 +46,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from iotflink import settings as settings_mod
 from iotflink.errors import IotFlinkError
 from iotflink.settings import StackSettings
+
+if TYPE_CHECKING:
+    from iotflink.flinkctl import JobHealth
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +146,7 @@ def _cmd_job(args: argparse.Namespace, cfg: StackSettings) -> int:
         job_id = ctl.submit(name, extra_args=job_args, savepoint=savepoint, allow_non_restored=allow)
         print(job_id)
     elif args.action == "list":
-        for job in ctl.list_jobs():
-            print(f"{job['jid']}  {job['state']:10}  {job['name']}")
+        print(format_job_list(ctl.job_health()))
     elif args.action == "cancel":
         if not args.name:
             raise UsageError("job cancel needs a JOB (id or name)")
@@ -143,6 +154,48 @@ def _cmd_job(args: argparse.Namespace, cfg: StackSettings) -> int:
         ctl.cancel(job_id)
         print(f"cancelled {job_id}")
     return 0
+
+
+#: Most lines of earlier failures ``job list`` prints under one job.
+EARLIER_FAILURE_LINES = 5
+
+
+def _utc(epoch_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch_ms / 1000))
+
+
+def format_job_list(jobs: "list[JobHealth]") -> str:
+    """The ``job list`` table: one line per job (id, state, restarts, name), and under a job
+    with a root exception (FAILED, FAILING, RESTARTING) that exception, indented, with the
+    failure's time in UTC; if the restart strategy gave up, its reason; then the earlier
+    failures (at most :data:`EARLIER_FAILURE_LINES` lines, consecutive equal root causes
+    merged). ``"no jobs"`` for an empty list."""
+    if not jobs:
+        return "no jobs"
+    out = [f"{'JOB ID':32}  {'STATE':11}  {'RESTARTS':>8}  NAME"]
+    for job in jobs:
+        out.append(f"{job.job_id:32}  {job.state:11}  {job.restarts_text:>8}  {job.name}")
+        if not job.unhealthy and job.root_exception is None:
+            continue
+        when = f" at {_utc(job.failure_time_ms)}" if job.failure_time_ms else ""
+        root = (job.root_exception or "(none recorded by the JobManager)").splitlines()
+        out.append(f"    root exception{when}: {root[0]}")
+        out.extend(f"        {line}" for line in root[1:])
+        if job.recovery_suppressed:
+            out.append(f"    not restarted: {job.recovery_suppressed}")
+        runs: list[list] = []  # [newest ms, cause, count] of consecutive equal causes
+        for at_ms, cause in job.earlier_failures:
+            if runs and runs[-1][1] == cause:
+                runs[-1][2] += 1
+            else:
+                runs.append([at_ms, cause, 1])
+        if runs:
+            out.append(f"    earlier failures, newest first ({len(job.earlier_failures)}):")
+            for at_ms, cause, count in runs[:EARLIER_FAILURE_LINES]:
+                out.append(f"        {_utc(at_ms)}  {cause}" + (f"  (x {count})" if count > 1 else ""))
+            if len(runs) > EARLIER_FAILURE_LINES:
+                out.append(f"        ... {len(runs) - EARLIER_FAILURE_LINES} more")
+    return "\n".join(out)
 
 
 def _cmd_backpressure(args: argparse.Namespace, cfg: StackSettings) -> int:

@@ -19,13 +19,18 @@ Steps (each prints a progress line):
    every record; then end the bounded replay (``FlinkCtl.drain_bounded_replay``): heartbeat
    records with no sensor value carry every partition's watermark past the last window and its
    allowed lateness, so the last windows fire (a bounded replay leaves every partition idle,
-   and idle inputs never advance the watermark; PITFALLS 3), and a drained stop-with-savepoint
+   and idle inputs never advance the watermark), and a drained stop-with-savepoint
    commits the exactly-once sinks;
 5. print the rules' alerts by rule and check every injected fraud scenario was found;
 6. read the result topics back (``read_committed``) and print the summary. It checks that
    every published message is in ``sensor-readings`` or ``sensor-dlq``, and that every sensor
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
-   ``sensor-late``.
+   ``sensor-late``; and that no job of this run is FAILED or restarting (the root exception of
+   each one that is: :func:`job_health_checks`).
+
+If the window job ends FAILED (its failure-rate restart strategy gave up, e.g. on a poison
+record), the demo stops waiting for it and says so with the root exception; on any error the
+demo lists the jobs of this run that are FAILED or restarting, with their root exceptions.
 
 The stack stays up afterwards for inspection (web UI URL printed); ``make down`` stops it.
 Exit status: 0 when every check holds, 1 otherwise.
@@ -122,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     stack = Stack(cfg)
     ctl = FlinkCtl(cfg)
     t_start = time.monotonic()
+    started_ms = int(time.time() * 1000)  # jobs submitted from now on are this run's
 
     _step("starting the local stack (Kafka KRaft, Mosquitto, bridge, Flink) ...")
     stack.start(progress=lambda m: _step("  " + m))
@@ -188,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     last = [-1]
 
     def source_done() -> bool:
+        if ctl.job(job_id)["state"] in ("FAILED", "FAILING"):
+            return True  # reported by the wait_state below, with the root exception
         n = ctl.source_records_read(job_id)
         if n != last[0]:
             _step(f"  source has read {n}/{bst['forwarded']} records")
@@ -195,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         return n >= bst["forwarded"]
 
     wait_for(source_done, 600, interval_s=2.0, what="the job's source to catch up")
+    ctl.wait_state(job_id, {"RUNNING"})  # raises, naming the root exception, if the job FAILED
     _step("stopping the job with a drained savepoint (fires the last windows, commits the sinks) ...")
     dropped_late = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
     _step(f"  window operator's numLateRecordsDropped: {dropped_late}")
@@ -244,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         ("every injected fraud scenario raised its alert", alerts_rc == 0,
          f"rules alerts exit status {alerts_rc}"),
     ]
+    checks += job_health_checks(ctl, started_ms)
     print()
     print("=" * 72)
     print("iot-flink demo summary")
@@ -267,6 +277,36 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo took {time.monotonic() - t_start:.0f} s; the stack stays up (make down stops it)")
     print("=" * 72)
     return 0 if ok else 1
+
+
+def job_health_checks(ctl: FlinkCtl, since_ms: int) -> list[tuple[str, bool, str]]:
+    """The summary's check of the jobs submitted since ``since_ms`` (epoch ms), as
+    ``(name, passed, detail)`` entries: ``("no job FAILED or restarting", True, "N jobs of this
+    run, R restarts")``, or one failing entry per FAILED, FAILING or RESTARTING job:
+    ``("job NAME (ID) FAILED", False, root exception on one line)``.
+
+    Raises:
+        JobError: the Flink REST API could not be read.
+    """
+    health = ctl.job_health(since_ms=since_ms)
+    bad = [h for h in health if h.unhealthy]
+    if not bad:
+        restarts = sum(h.restarts or 0 for h in health)
+        return [("no job FAILED or restarting", True, f"{len(health)} jobs of this run, {restarts} restarts")]
+    return [(f"job {h.name} ({h.job_id}) {h.state}", False,
+             (h.root_exception or "no exception recorded").replace("\n", " / ")) for h in bad]
+
+
+def _report_failed_jobs(since_ms: int) -> None:
+    """Print the jobs submitted since ``since_ms`` that are FAILED or restarting, each with
+    its root exception, to stderr (best effort: the demo is failing already)."""
+    try:
+        failed = FlinkCtl(StackSettings.from_env()).failed_jobs(since_ms=since_ms)
+    except IotFlinkError as exc:
+        log.warning("could not list failed jobs: %s", exc)
+        return
+    for health in failed:
+        print(f"[demo] {health.describe()}", file=sys.stderr)
 
 
 def _run_cli(args: list[str], stack: Stack, check: bool = True) -> int:
@@ -303,10 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--late-ms", type=int, default=600_000)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started_ms = int(time.time() * 1000)
     try:
         return run(args)
     except (IotFlinkError, TimeoutError, subprocess.CalledProcessError) as exc:
         print(f"[demo] FAILED: {exc}", file=sys.stderr)
+        _report_failed_jobs(started_ms)
         return 1
 
 

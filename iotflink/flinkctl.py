@@ -8,13 +8,18 @@ with ``FLINK_CONF_DIR`` pointing at the stack's rendered configuration, so the c
 the cluster's REST endpoint. ``pyfiles.zip`` holds the project's Python packages (``jobs``,
 ``udfs``, ``iotflink``, ``bridge``) and ships them to the Python workers of every TaskManager,
 also on other hosts. Everything else goes through the REST API (``/jobs/overview``,
-``/jobs/:jid``, ``/jobs/:jid/stop``, ``/jobs/:jid/savepoints``).
+``/jobs/:jid``, ``/jobs/:jid/stop``, ``/jobs/:jid/savepoints``, ``/jobs/:jid/exceptions``).
 
-Savepoints (issue 5): :meth:`FlinkCtl.savepoint` (the job keeps running),
+Savepoints: :meth:`FlinkCtl.savepoint` (the job keeps running),
 :meth:`FlinkCtl.stop_with_savepoint` (the job ends FINISHED) and
 ``submit(name, savepoint=PATH)`` (``flink run -s PATH``) to resume; every job gives its
 operators stable uids (``table.exec.uid.generation = ALWAYS``, ``jobs/common.py``), so the
-state maps back (PITFALLS 7). Jobs are named by id or by name (:meth:`FlinkCtl.resolve_job`).
+state maps back. Jobs are named by id or by name (:meth:`FlinkCtl.resolve_job`).
+
+Health: every job runs with a failure-rate restart strategy (``flink-conf/config.yaml``), so a
+job that keeps failing ends FAILED. :meth:`FlinkCtl.job_health` gives each job's state, its
+number of restarts and, for a FAILED, FAILING or RESTARTING job, the root exception of its
+latest failure (:class:`JobHealth`); :meth:`FlinkCtl.failed_jobs` the unhealthy ones only.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from iotflink.errors import JobError
@@ -47,6 +53,121 @@ LIVE_STATES = ("RUNNING",)
 #: Savepoint formats Flink accepts (``formatType``): canonical (portable across state
 #: backends) and native (the backend's own format: faster to take and restore).
 SAVEPOINT_FORMATS = ("CANONICAL", "NATIVE")
+
+#: Job states that mean "failed or failing": the restart strategy gave up (FAILED, FAILING)
+#: or the job is between a failure and its restart (RESTARTING).
+UNHEALTHY_STATES = ("FAILED", "FAILING", "RESTARTING")
+
+#: Job states after which a job never runs again.
+TERMINAL_STATES = ("FAILED", "CANCELED", "FINISHED", "SUSPENDED")
+
+#: At most this many lines of a root exception's message are kept (a Python traceback is cut
+#: to its first and last line instead).
+ROOT_EXCEPTION_MAX_LINES = 3
+
+#: Longest line of a root exception kept, in characters (longer ones end in "...").
+ROOT_EXCEPTION_MAX_CHARS = 400
+
+_STACK_FRAME = re.compile(r"^\s+(at \S+\(|\.\.\. \d+ (more|common frames omitted)$|Suppressed: )")
+_RECOVERY_SUPPRESSED = "Recovery is suppressed by "
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    """How a job on the cluster is doing, from the REST API (:meth:`FlinkCtl.job_health`).
+
+    Fields:
+        job_id: the job's id (32 hex digits).
+        name: its ``pipeline.name``.
+        state: Flink's job status: ``RUNNING``, ``RESTARTING``, ``FAILED``, ``FINISHED``,
+            ``CANCELED``, ...
+        start_time_ms: when the job was submitted, epoch ms (JobManager clock).
+        restarts: restarts since submission: the job's ``numRestarts`` metric when the
+            JobManager reports it, else the failures in the exception history that were
+            followed by a restart (every entry but a FAILED job's last); ``None`` when neither
+            could be read.
+        restarts_lower_bound: ``restarts`` was counted from a truncated exception history
+            (``web.exception-history-size`` entries kept), so the true number may be higher.
+        root_exception: for a FAILED, FAILING or RESTARTING job, the innermost cause of its
+            latest failure: the exception class and message, at most
+            :data:`ROOT_EXCEPTION_MAX_LINES` lines joined by newlines (e.g.
+            ``"java.lang.NumberFormatException: For input string: 'x'"``); ``None`` for other
+            states, or when the JobManager recorded no exception.
+        failure_time_ms: epoch ms of that latest failure; ``None`` with ``root_exception``.
+        recovery_suppressed: the reason the latest failure was not restarted, when the
+            JobManager gives one (``"Recovery is suppressed by
+            FailureRateRestartBackoffTimeStrategy(...)"``: the restart budget is spent); else
+            ``None``.
+        earlier_failures: for a FAILED, FAILING or RESTARTING job, the older failures of the
+            exception history, newest first, as ``(epoch ms, first line of the root cause)``;
+            the first failure of a crash loop is often not the one that ended it (e.g. a Kafka
+            timeout, then no TaskManager).
+    """
+
+    job_id: str
+    name: str
+    state: str
+    start_time_ms: int
+    restarts: int | None
+    restarts_lower_bound: bool = False
+    root_exception: str | None = None
+    failure_time_ms: int | None = None
+    recovery_suppressed: str | None = None
+    earlier_failures: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def unhealthy(self) -> bool:
+        """True when the job is FAILED, FAILING or RESTARTING (:data:`UNHEALTHY_STATES`)."""
+        return self.state in UNHEALTHY_STATES
+
+    @property
+    def restarts_text(self) -> str:
+        """``restarts`` for display: ``"3"``, ``"16+"`` (lower bound) or ``"?"`` (unknown)."""
+        if self.restarts is None:
+            return "?"
+        return f"{self.restarts}+" if self.restarts_lower_bound else str(self.restarts)
+
+    def describe(self) -> str:
+        """One line: ``job NAME (ID) STATE after N restarts: ROOT EXCEPTION`` (the root
+        exception's lines joined by `` / ``; "no exception recorded" when there is none)."""
+        root = (self.root_exception or "no exception recorded").replace("\n", " / ")
+        return f"job {self.name} ({self.job_id}) {self.state} after {self.restarts_text} restarts: {root}"
+
+
+def root_cause(stacktrace: str, max_lines: int = ROOT_EXCEPTION_MAX_LINES,
+               max_chars: int = ROOT_EXCEPTION_MAX_CHARS) -> str:
+    """The innermost cause of a Java stack trace (Flink's REST ``stacktrace`` field), as text.
+
+    The trace's exceptions are its first line and each ``Caused by:`` line at column 0; the
+    last one is the root cause. Its text is its header line (``class: message``, without
+    ``Caused by:``) and the message lines that follow it up to the first stack frame. A
+    message holding a Python traceback (a PyFlink UDF's error) keeps the header and the
+    traceback's last line (the Python exception); any other message keeps its first
+    ``max_lines`` lines. Lines longer than ``max_chars`` are cut and end in ``...``.
+
+    Returns:
+        the root cause, its lines joined by newlines; ``""`` for an empty trace.
+    """
+    lines = stacktrace.strip("\n").splitlines()
+    starts = [i for i, line in enumerate(lines) if i == 0 or line.startswith("Caused by: ")]
+    if not starts:
+        return ""
+    block: list[str] = []
+    for line in lines[starts[-1]:]:
+        if _STACK_FRAME.match(line):
+            break
+        if line.strip():
+            block.append(line.rstrip())
+    if not block:
+        return ""
+    block[0] = block[0].removeprefix("Caused by: ")
+    tb = next((i for i, line in enumerate(block) if "Traceback (most recent call last):" in line), None)
+    if tb is not None:
+        tail = [line for line in block[tb + 1:] if not line.startswith((" ", "\t"))]
+        block = block[:1] + tail[-1:]
+    else:
+        block = block[:max_lines]
+    return "\n".join(line if len(line) <= max_chars else line[:max_chars - 3] + "..." for line in block)
 
 
 class FlinkCtl:
@@ -113,11 +234,106 @@ class FlinkCtl:
         """Cancel a job (no savepoint)."""
         self.rest(f"/jobs/{job_id}", method="PATCH")
 
+    # ------------------------------------------------------------------ health
+    def exception_history(self, job_id: str) -> dict:
+        """``/jobs/:jid/exceptions``'s ``exceptionHistory``: ``entries`` (newest first; each
+        with ``exceptionName``, ``stacktrace``, ``timestamp`` in epoch ms, ``taskName``,
+        ``concurrentExceptions``) and ``truncated`` (older entries were dropped).
+
+        Raises:
+            JobError: the REST call failed.
+        """
+        return self.rest(f"/jobs/{job_id}/exceptions").get("exceptionHistory") or {"entries": [], "truncated": False}
+
+    def _num_restarts(self, job_id: str) -> int | None:
+        """The job's ``numRestarts`` metric; None when the JobManager reports none (a finished
+        job has no metrics; a running one has none until the metric fetcher has run)."""
+        try:
+            res = self.rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+            return int(float(res[0]["value"])) if res else None
+        except (JobError, KeyError, IndexError, ValueError) as exc:
+            log.debug("numRestarts of %s: %s", job_id, exc)
+            return None
+
+    def health(self, job: dict) -> JobHealth:
+        """The :class:`JobHealth` of one job of :meth:`list_jobs` (``jid``, ``name``,
+        ``state``, ``start-time``): reads its exception history and, unless it has ended, its
+        ``numRestarts`` metric.
+
+        Raises:
+            JobError: the exception history could not be read.
+        """
+        job_id, state = job["jid"], job["state"]
+        hist = self.exception_history(job_id)
+        entries = sorted(hist.get("entries") or [], key=lambda e: e.get("timestamp", 0), reverse=True)
+        # every recorded failure restarted the job, but the one that ended it
+        counted = max(len(entries) - (1 if state in ("FAILED", "FAILING") and entries else 0), 0)
+        metric = None if state in TERMINAL_STATES else self._num_restarts(job_id)
+        restarts = counted if metric is None else max(metric, counted)
+        lower_bound = bool(hist.get("truncated")) and (metric is None or counted >= metric)
+        root = failed_at = suppressed = None
+        earlier: tuple[tuple[int, str], ...] = ()
+        if state in UNHEALTHY_STATES and entries:
+            earlier = tuple((int(e.get("timestamp", 0)),
+                             (root_cause(e.get("stacktrace") or e.get("exceptionName", "")) or "?").splitlines()[0])
+                            for e in entries[1:])
+            latest = entries[0]
+            trace = latest.get("stacktrace") or latest.get("exceptionName", "")
+            root = root_cause(trace) or None
+            failed_at = latest.get("timestamp")
+            first = trace.splitlines()[0] if trace else ""
+            if _RECOVERY_SUPPRESSED in first:
+                suppressed = first[first.index(_RECOVERY_SUPPRESSED):]
+        return JobHealth(job_id=job_id, name=job.get("name", ""), state=state,
+                         start_time_ms=int(job.get("start-time", 0)), restarts=restarts,
+                         restarts_lower_bound=lower_bound, root_exception=root,
+                         failure_time_ms=failed_at, recovery_suppressed=suppressed,
+                         earlier_failures=earlier)
+
+    def job_health(self, since_ms: int | None = None) -> list[JobHealth]:
+        """:class:`JobHealth` of every job the cluster knows, newest first.
+
+        Args:
+            since_ms: only jobs submitted at or after this epoch ms (JobManager clock).
+
+        Raises:
+            JobError: the cluster is unreachable or a REST call failed.
+        """
+        jobs = sorted(self.list_jobs(), key=lambda j: j.get("start-time", 0), reverse=True)
+        return [self.health(j) for j in jobs if since_ms is None or j.get("start-time", 0) >= since_ms]
+
+    def failed_jobs(self, since_ms: int | None = None) -> list[JobHealth]:
+        """The jobs that are FAILED, FAILING or RESTARTING (:data:`UNHEALTHY_STATES`), newest
+        first, each with its root exception; ``[]`` when every job is fine.
+
+        Args:
+            since_ms: only jobs submitted at or after this epoch ms (e.g. the start of a demo
+                run, so failed jobs of earlier runs on the same cluster do not count).
+
+        Raises:
+            JobError: the cluster is unreachable or a REST call failed.
+        """
+        jobs = [j for j in self.list_jobs() if j["state"] in UNHEALTHY_STATES
+                and (since_ms is None or j.get("start-time", 0) >= since_ms)]
+        return sorted((self.health(j) for j in jobs), key=lambda h: h.start_time_ms, reverse=True)
+
+    def _failure_text(self, job_id: str) -> str:
+        """``JobHealth.describe()`` of a failed job, or ``"job ID FAILED"`` when even that
+        cannot be read (the message of a JobError, never an exception itself)."""
+        try:
+            job = next((j for j in self.list_jobs() if j["jid"] == job_id), None)
+            if job is not None:
+                return self.health(job).describe()
+        except JobError as exc:
+            log.warning("could not read why job %s failed: %s", job_id, exc)
+        return f"job {job_id} FAILED"
+
     def wait_state(self, job_id: str, states: set[str], timeout_s: float = 120.0) -> str:
         """Poll until the job reaches one of ``states``; returns the state.
 
         Raises:
-            JobError: the job reached FAILED (when not wanted) or the timeout passed.
+            JobError: the job reached FAILED (when not wanted; the message names its root
+                exception) or the timeout passed.
         """
         deadline = time.monotonic() + timeout_s
         state = "?"
@@ -126,17 +342,22 @@ class FlinkCtl:
             if state in states:
                 return state
             if state == "FAILED":
-                raise JobError(f"job {job_id} FAILED; see {self.stack.log_dir}")
+                raise JobError(f"{self._failure_text(job_id)}; see {self.stack.log_dir}")
             time.sleep(0.5)
         raise JobError(f"job {job_id} still {state} after {timeout_s:.0f} s (wanted {sorted(states)})")
 
     def wait_running(self, job_id: str, timeout_s: float = 120.0) -> None:
-        """Poll until the job is RUNNING and every task of it is RUNNING."""
+        """Poll until the job is RUNNING and every task of it is RUNNING.
+
+        Raises:
+            JobError: the job reached FAILED (the message names its root exception), or the
+                timeout passed.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             info = self.job(job_id)
             if info["state"] == "FAILED":
-                raise JobError(f"job {job_id} FAILED; see {self.stack.log_dir}")
+                raise JobError(f"{self._failure_text(job_id)}; see {self.stack.log_dir}")
             verts = info.get("vertices", [])
             if info["state"] == "RUNNING" and verts and all(v["status"] == "RUNNING" for v in verts):
                 return
@@ -185,7 +406,7 @@ class FlinkCtl:
 
         ``drain=True`` first emits the maximum watermark, so every event-time window fires and
         every timer runs: use it at the end of a bounded replay, where no later event would
-        ever advance the watermark (PITFALLS 3). A drained job should not be resumed: its
+        ever advance the watermark. A drained job should not be resumed: its
         windows have fired already. Without ``drain`` the savepoint is meant for a resume
         (upgrade, rescale, move).
 
@@ -340,6 +561,23 @@ class FlinkCtl:
         script = PROJECT_ROOT / "jobs" / f"{name}.py"
         if not script.exists():
             raise JobError(f"no job module {script}")
+        return self.submit_script(script, extra_args=extra_args, savepoint=savepoint,
+                                  allow_non_restored=allow_non_restored, env_overrides=env_overrides,
+                                  timeout_s=timeout_s)
+
+    def submit_script(self, script: Path, extra_args: list[str] | None = None, savepoint: str | None = None,
+                      allow_non_restored: bool = False, env_overrides: dict[str, str] | None = None,
+                      timeout_s: float = 300.0) -> str:
+        """Submit the PyFlink script ``script`` detached (``flink run -d -py``); returns the job id.
+
+        Arguments as :meth:`submit`; the project's packages ship with it (``-pyfs``).
+
+        Raises:
+            JobError: the script does not exist, or ``flink run`` failed (its output quoted).
+        """
+        if not script.is_file():
+            raise JobError(f"no job script {script}")
+        name = script.stem
         argv = [str(flink_home() / "bin" / "flink"), "run", "-d"]
         if savepoint:
             argv += ["-s", savepoint]

@@ -274,3 +274,204 @@ def test_compute_lag_with_group_offsets():
     assert len(rows) == 1
     r = rows[0]
     assert (r.live_lag, r.committed_lag, r.group_committed_offset, r.group_lag) == (0, 5, 4, 6)
+
+
+# --------------------------------------------------------------------------- job health
+#: The REST ``stacktrace`` of a job that the failure-rate strategy gave up on (a failing cast,
+#: as recorded by Flink 2.2.1; frames shortened).
+SUPPRESSED_TRACE = (
+    "org.apache.flink.runtime.JobException: Recovery is suppressed by FailureRateRestartBackoffTimeStrategy("
+    "FailureRateRestartBackoffTimeStrategy(failuresIntervalMS=60000,backoffTimeMS=1000,maxFailuresPerInterval=2)\n"
+    "\tat org.apache.flink.runtime.executiongraph.failover.ExecutionFailureHandler.handleFailure"
+    "(ExecutionFailureHandler.java:213)\n"
+    "\tat org.apache.pekko.dispatch.Mailbox.run(Mailbox.scala:233)\n"
+    "Caused by: java.lang.NumberFormatException: For input string: 'poison-765'. Invalid character found.\n"
+    "\tat org.apache.flink.table.data.binary.BinaryStringDataUtil.toInt(BinaryStringDataUtil.java:518)\n"
+    "\tat StreamExecCalc$8.processElement(Unknown Source)\n"
+    "\t... 3 more\n")
+CAST_TRACE = ("java.lang.NumberFormatException: For input string: 'poison-811'. Invalid character found.\n"
+              "\tat StreamExecCalc$8.processElement(Unknown Source)\n")
+PYTHON_TRACE = (
+    "java.lang.RuntimeException: Failed to close remote bundle\n"
+    "\tat org.apache.flink.streaming.api.runners.python.beam.BeamPythonFunctionRunner.finishBundle(X.java:1)\n"
+    "Caused by: java.lang.RuntimeException: Error received from SDK harness for instruction 4: "
+    "Traceback (most recent call last):\n"
+    '  File "/venv/lib/python3.11/site-packages/apache_beam/runners/worker/sdk_worker.py", line 295, in _execute\n'
+    "    response = task()\n"
+    "\n"
+    "During handling of the above exception, another exception occurred:\n"
+    "\n"
+    "Traceback (most recent call last):\n"
+    '  File "/work/udfs/x.py", line 3, in eval\n'
+    "    raise ValueError(f'poison record {v}')\n"
+    "ValueError: poison record 7\n"
+    "\n"
+    "\tat org.apache.beam.runners.fnexecution.control.FnApiControlClient$ResponseStreamObserver.onNext(X.java:1)\n"
+    "\t... 7 more\n")
+
+
+@pytest.mark.parametrize("trace, expected", [
+    (SUPPRESSED_TRACE, "java.lang.NumberFormatException: For input string: 'poison-765'. Invalid character found."),
+    (CAST_TRACE, "java.lang.NumberFormatException: For input string: 'poison-811'. Invalid character found."),
+    (PYTHON_TRACE, "java.lang.RuntimeException: Error received from SDK harness for instruction 4: "
+                   "Traceback (most recent call last):\nValueError: poison record 7"),
+    # a multi-line message keeps its first lines; a Suppressed block's own causes are not the root
+    ("java.io.IOException: line one\nline two\nline three\nline four\n\tat a.B.c(B.java:1)\n"
+     "\tSuppressed: java.lang.IllegalStateException: other\n\t\tat a.B.d(B.java:2)\n"
+     "\t\tCaused by: java.lang.Error: not this one\n",
+     "java.io.IOException: line one\nline two\nline three"),
+    ("", ""),
+    ("\n", ""),
+])
+def test_root_cause(trace, expected):
+    assert flinkctl.root_cause(trace) == expected
+
+
+def test_root_cause_cuts_long_lines():
+    text = flinkctl.root_cause("java.lang.Error: " + "x" * 1000, max_chars=50)
+    assert len(text) == 50 and text.endswith("...")
+
+
+def _history(*entries, truncated=False):
+    return {"exceptionHistory": {"entries": list(entries), "truncated": truncated}}
+
+
+class HealthRest:
+    """Canned answers of the REST paths FlinkCtl.health reads; records the paths."""
+
+    def __init__(self, jobs, histories, metrics):
+        self.jobs, self.histories, self.metrics, self.paths = jobs, histories, metrics, []
+
+    def __call__(self, path, method="GET", body=None, timeout=10.0):
+        self.paths.append(path)
+        if path == "/jobs/overview":
+            return {"jobs": self.jobs}
+        jid = path.split("/")[2]
+        if path.endswith("/exceptions"):
+            return self.histories.get(jid, _history())
+        if path.endswith("/metrics?get=numRestarts"):
+            value = self.metrics.get(jid)
+            return [] if value is None else [{"id": "numRestarts", "value": str(value)}]
+        raise AssertionError(f"unexpected REST path {path}")
+
+
+@pytest.fixture
+def health_ctl():
+    from iotflink.settings import StackSettings
+
+    ctl = flinkctl.FlinkCtl(StackSettings.from_env({}))
+    failed = {"jid": JID, "name": "poison", "state": "FAILED", "start-time": 2_000}
+    restarting = {"jid": JID2, "name": "sensor_windows", "state": "RESTARTING", "start-time": 3_000}
+    running = {"jid": "a" * 32, "name": "rule", "state": "RUNNING", "start-time": 1_000}
+    canceled = {"jid": "b" * 32, "name": "old", "state": "CANCELED", "start-time": 500}
+    histories = {
+        JID: _history({"exceptionName": "org.apache.flink.runtime.JobException", "timestamp": 1_700_000_003_000,
+                       "stacktrace": SUPPRESSED_TRACE},
+                      {"exceptionName": "java.lang.NumberFormatException", "timestamp": 1_700_000_002_000,
+                       "stacktrace": CAST_TRACE},
+                      {"exceptionName": "java.lang.NumberFormatException", "timestamp": 1_700_000_001_000,
+                       "stacktrace": CAST_TRACE}),
+        JID2: _history(*[{"exceptionName": "java.lang.Exception", "timestamp": t,
+                          "stacktrace": f"java.lang.Exception: failure {t}\n\tat a.B.c(B.java:1)\n"}
+                         for t in range(16)], truncated=True),
+        "a" * 32: _history({"exceptionName": "java.lang.Exception", "timestamp": 5,
+                            "stacktrace": "java.lang.Exception: once\n"}),
+    }
+    # the metric: the restarting job's fetcher has not run yet; the running one restarted once
+    ctl.rest = HealthRest([running, failed, canceled, restarting], histories, {"a" * 32: 1})
+    return ctl
+
+
+def test_job_health(health_ctl):
+    by_id = {h.job_id: h for h in health_ctl.job_health()}
+    assert [h.job_id for h in health_ctl.job_health()] == [JID2, JID, "a" * 32, "b" * 32]  # newest first
+    failed = by_id[JID]
+    assert (failed.state, failed.restarts, failed.restarts_text, failed.unhealthy) == ("FAILED", 2, "2", True)
+    assert failed.root_exception == "java.lang.NumberFormatException: For input string: 'poison-765'. Invalid character found."
+    assert failed.failure_time_ms == 1_700_000_003_000
+    assert failed.recovery_suppressed.startswith("Recovery is suppressed by FailureRateRestartBackoffTimeStrategy(")
+    assert [ms for ms, _ in failed.earlier_failures] == [1_700_000_002_000, 1_700_000_001_000]
+    assert {cause for _, cause in failed.earlier_failures} == {
+        "java.lang.NumberFormatException: For input string: 'poison-811'. Invalid character found."}
+    restarting = by_id[JID2]
+    assert (restarting.restarts, restarting.restarts_text) == (16, "16+")  # truncated history, no metric
+    assert restarting.root_exception == "java.lang.Exception: failure 15" and restarting.recovery_suppressed is None
+    running = by_id["a" * 32]
+    assert (running.restarts, running.root_exception, running.unhealthy) == (1, None, False)
+    assert running.earlier_failures == ()
+    canceled = by_id["b" * 32]
+    assert (canceled.restarts, canceled.root_exception) == (0, None)
+    # a job that has ended has no metrics: none asked for
+    assert not any("metrics" in p and ("/" + "b" * 32 + "/") in p for p in health_ctl.rest.paths)
+    assert "FAILED after 2 restarts: java.lang.NumberFormatException" in failed.describe()
+
+
+def test_failed_jobs_and_since(health_ctl):
+    assert [h.job_id for h in health_ctl.failed_jobs()] == [JID2, JID]
+    assert [h.job_id for h in health_ctl.failed_jobs(since_ms=2_500)] == [JID2]
+    assert [h.job_id for h in health_ctl.job_health(since_ms=1_000)] == [JID2, JID, "a" * 32]
+    health_ctl.rest.jobs = [j for j in health_ctl.rest.jobs if j["state"] not in flinkctl.UNHEALTHY_STATES]
+    assert health_ctl.failed_jobs() == []
+
+
+def test_wait_state_names_the_root_exception(health_ctl):
+    def job(job_id):
+        return {"jid": job_id, "state": "FAILED"}
+    health_ctl.job = job
+    with pytest.raises(JobError, match=r"job poison \(\w+\) FAILED after 2 restarts: java.lang.NumberFormatException: "
+                                       r"For input string: 'poison-765'"):
+        health_ctl.wait_state(JID, {"RUNNING"}, timeout_s=5)
+    with pytest.raises(JobError, match="FAILED after 2 restarts: java.lang.NumberFormatException"):
+        health_ctl.wait_running(JID, timeout_s=5)
+    assert health_ctl.wait_state(JID, {"FAILED"}, timeout_s=5) == "FAILED"
+
+
+def test_job_list_prints_state_restarts_and_root_exception(health_ctl, monkeypatch, capsys):
+    monkeypatch.setattr(flinkctl, "FlinkCtl", lambda _settings: health_ctl)
+    assert cli.main(["job", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["JOB", "ID", "STATE", "RESTARTS", "NAME"]
+    assert out[1].split() == [JID2, "RESTARTING", "16+", "sensor_windows"]
+    assert out[2].strip() == "root exception at 1970-01-01 00:00:00 UTC: java.lang.Exception: failure 15"
+    # 15 earlier failures, all different: the 5 newest, then how many more
+    assert out[3].strip() == "earlier failures, newest first (15):"
+    assert out[4].strip() == "1970-01-01 00:00:00 UTC  java.lang.Exception: failure 14"
+    assert out[8].strip() == "1970-01-01 00:00:00 UTC  java.lang.Exception: failure 10"
+    assert out[9].strip() == "... 10 more"
+    assert out[10].split() == [JID, "FAILED", "2", "poison"]
+    assert out[11].strip() == ("root exception at 2023-11-14 22:13:23 UTC: java.lang.NumberFormatException: "
+                               "For input string: 'poison-765'. Invalid character found.")
+    assert out[12].strip().startswith("not restarted: Recovery is suppressed by FailureRateRestartBackoffTimeStrategy(")
+    # two equal earlier failures on one line
+    assert out[13].strip() == "earlier failures, newest first (2):"
+    assert out[14].strip() == ("2023-11-14 22:13:22 UTC  java.lang.NumberFormatException: "
+                               "For input string: 'poison-811'. Invalid character found.  (x 2)")
+    assert out[15].split() == ["a" * 32, "RUNNING", "1", "rule"]
+    assert out[16].split() == ["b" * 32, "CANCELED", "0", "old"]
+    assert len(out) == 17
+
+
+def test_job_list_multi_line_root_exception_and_none():
+    jobs = [flinkctl.JobHealth("c" * 32, "j", "FAILED", 0, None, root_exception="a: one\ntwo"),
+            flinkctl.JobHealth("d" * 32, "k", "RESTARTING", 0, 3)]
+    out = cli.format_job_list(jobs).splitlines()
+    assert out[1].split() == ["c" * 32, "FAILED", "?", "j"]
+    assert out[2:4] == ["    root exception: a: one", "        two"]
+    assert out[5] == "    root exception: (none recorded by the JobManager)"
+    assert cli.format_job_list([]) == "no jobs"
+
+
+def test_demo_job_health_checks(health_ctl):
+    from iotflink import demo
+
+    checks = demo.job_health_checks(health_ctl, since_ms=0)
+    assert checks == [
+        (f"job sensor_windows ({JID2}) RESTARTING", False, "java.lang.Exception: failure 15"),
+        (f"job poison ({JID}) FAILED", False,
+         "java.lang.NumberFormatException: For input string: 'poison-765'. Invalid character found."),
+    ]
+    health_ctl.rest.jobs = [j for j in health_ctl.rest.jobs if j["state"] not in flinkctl.UNHEALTHY_STATES]
+    assert demo.job_health_checks(health_ctl, since_ms=0) == [
+        ("no job FAILED or restarting", True, "2 jobs of this run, 1 restarts")]
+    assert demo.job_health_checks(health_ctl, since_ms=10_000) == [
+        ("no job FAILED or restarting", True, "0 jobs of this run, 0 restarts")]
