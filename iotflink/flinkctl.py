@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -533,13 +535,20 @@ class FlinkCtl:
 
     # ------------------------------------------------------------------ submission
     def pyfiles_zip(self) -> Path:
-        """Zip the project's Python packages for ``-pyfs`` (rebuilt on every submission)."""
+        """Zip the project's Python packages for ``-pyfs`` (rebuilt on every submission).
+
+        Written under a temporary name and renamed into place, so a ``flink run`` of another
+        thread or process that is reading ``pyfiles.zip`` at that moment still reads a whole
+        zip (its own, older one).
+        """
         out = self.s.run_dir / "pyfiles.zip"
         out.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        tmp = out.with_name(f".pyfiles-{os.getpid()}-{threading.get_ident()}.zip")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for pkg in PY_PACKAGES:
                 for path in sorted((PROJECT_ROOT / pkg).rglob("*.py")):
                     zf.write(path, path.relative_to(PROJECT_ROOT).as_posix())
+        os.replace(tmp, out)
         return out
 
     def submit(self, name: str, extra_args: list[str] | None = None, savepoint: str | None = None,

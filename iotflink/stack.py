@@ -23,6 +23,7 @@ import getpass
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -64,25 +65,92 @@ def flink_home() -> Path:
     return Path(pyflink.__file__).resolve().parent
 
 
+#: Lowest port :func:`free_ports` hands out (above the stack's default ports 1883-9093).
+FREE_PORT_FLOOR = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (``net.ipv4.ip_local_port_range``), default 32768-60999."""
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
+def _free_port_window() -> tuple[int, int] | None:
+    """Ports to choose from: the larger span outside the ephemeral range, between
+    :data:`FREE_PORT_FLOOR` and 65535; None when neither holds 1,000 ports."""
+    low, high = _ephemeral_range()
+    spans = [(FREE_PORT_FLOOR, low - 1), (max(high + 1, FREE_PORT_FLOOR), 65_535)]
+    lo, hi = max(spans, key=lambda s: s[1] - s[0])
+    return (lo, hi) if hi - lo >= 1_000 else None
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that nothing is bound to right now.
+
+    The ports lie outside the kernel's ephemeral range (:func:`_free_port_window`; e.g.
+    10000-32767 with Linux's default 32768-60999). A port from inside that range, as
+    ``bind(0)`` gives, can be taken by any outgoing connection (the local port of a client:
+    every readiness probe, Kafka or HTTP client) between this choice and the moment the service
+    binds it, and the service then fails to start. Each port is checked with a bind and kept
+    bound until all ``count`` are chosen, so they are distinct. The scan starts at a random
+    offset (``random.SystemRandom``: the global ``random`` state of a test stays untouched),
+    so concurrent test processes rarely probe the same ports.
+
+    Raises:
+        StackError: fewer than ``count`` free ports in the window.
+    """
+    window = _free_port_window()
+    held: list[socket.socket] = []
+    try:
+        if window is None:  # the ephemeral range covers nearly everything: fall back to bind(0)
+            for _ in range(count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind((host, 0))
+            return [s.getsockname()[1] for s in held]
+        lo, hi = window
+        size = hi - lo + 1
+        start = random.SystemRandom().randrange(size)
+        for i in range(size):
+            port = lo + (start + i) % size
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            if len(held) == count:
+                return [s.getsockname()[1] for s in held]
+        raise StackError(f"only {len(held)} of {count} free ports on {host} in {lo}-{hi}")
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now (for tests on free ports)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port on ``host`` that nothing is bound to right now, outside the ephemeral range
+    (see :func:`free_ports`)."""
+    return free_ports(1, host)[0]
 
 
 def free_port_settings(run_dir: Path, base: StackSettings | None = None) -> StackSettings:
-    """Stack settings for an isolated stack on free loopback ports under ``run_dir``."""
+    """Stack settings for an isolated stack on free loopback ports under ``run_dir``: five
+    distinct ports from :func:`free_ports` (Kafka, its controller, MQTT, Flink REST and RPC)."""
     base = base or StackSettings.from_env()
+    kafka, controller, mqtt, rest, rpc = free_ports(5, base.host)
     return StackSettings(
         run_dir=run_dir,
         deps_dir=base.deps_dir,
         host=base.host,
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        mqtt_port=free_port(),
-        flink_rest_port=free_port(),
-        flink_rpc_port=free_port(),
+        kafka_port=kafka,
+        kafka_controller_port=controller,
+        mqtt_port=mqtt,
+        flink_rest_port=rest,
+        flink_rpc_port=rpc,
         topics=base.topics,
     )
 
@@ -501,10 +569,14 @@ class Stack:
         ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
         the result topics get the same count so the job's sinks can write in parallel.
         ``partitions`` overrides the count per topic name (e.g. a one-partition topic for a
-        test); a topic that exists already is left as it is.
+        test); a topic that exists already is left as it is. Returns once the broker's
+        metadata lists every created topic: the CreateTopics answer can come before that, and a
+        client asking for the topic's partitions in between (``kafka_io.end_offsets``,
+        ``read_topic``) would see none.
 
         Raises:
-            StackError: the broker refused to create a topic.
+            StackError: the broker refused to create a topic, or did not list a created one
+                within 30 s.
         """
         from kafka import KafkaAdminClient  # noqa: PLC0415
         from kafka.admin import NewTopic  # noqa: PLC0415
@@ -525,6 +597,12 @@ class Stack:
                 except Exception as exc:  # noqa: BLE001
                     raise StackError(f"kafka: creating topic {topic} failed: {exc}; "
                                      f"see {self.log_file('kafka')}") from exc
+            if created:
+                try:
+                    wait_for(lambda: set(created) <= set(admin.list_topics()), 30, interval_s=0.1,
+                             what=f"topics {', '.join(created)} in the broker's metadata")
+                except TimeoutError as exc:
+                    raise StackError(f"kafka: {exc}; see {self.log_file('kafka')}") from exc
             return created
         finally:
             admin.close()

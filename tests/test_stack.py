@@ -53,3 +53,87 @@ def test_service_status_is_a_frozen_record():
     assert (st.name, st.pid, st.running, st.ready, st.detail) == ("kafka", 1, True, False, "")
     with pytest.raises(AttributeError):
         st.ready = True  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- free ports
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range():
+    low, high = stack._ephemeral_range()
+    ports = stack.free_ports(5)
+    assert len(set(ports)) == 5
+    assert all(not low <= p <= high and p >= stack.FREE_PORT_FLOOR for p in ports), ports
+    socks = []
+    try:
+        for p in ports:  # each one can be bound now
+            s = stack.socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", p))
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_free_ports_skip_a_port_in_use(monkeypatch):
+    lo, _hi = stack._free_port_window()
+    busy = stack.socket.socket()
+    try:
+        for port in range(lo, lo + 100):  # a port of the window, bound (not listening) by us
+            try:
+                busy.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+        taken = busy.getsockname()[1]
+
+        class StartAtTaken:
+            def randrange(self, _n):
+                return taken - lo
+        monkeypatch.setattr(stack.random, "SystemRandom", StartAtTaken)
+        ports = stack.free_ports(3)
+        assert taken not in ports and len(set(ports)) == 3
+    finally:
+        busy.close()
+
+
+def test_free_port_window_follows_the_ephemeral_range(monkeypatch):
+    monkeypatch.setattr(stack, "_ephemeral_range", lambda: (32_768, 60_999))
+    assert stack._free_port_window() == (stack.FREE_PORT_FLOOR, 32_767)
+    monkeypatch.setattr(stack, "_ephemeral_range", lambda: (15_000, 40_000))
+    assert stack._free_port_window() == (40_001, 65_535)
+    monkeypatch.setattr(stack, "_ephemeral_range", lambda: (1_024, 65_000))
+    assert stack._free_port_window() is None
+    ports = stack.free_ports(2)  # falls back to bind(0)
+    assert len(set(ports)) == 2
+
+
+def test_free_port_settings_use_five_distinct_ports(tmp_path):
+    cfg = stack.free_port_settings(tmp_path / "run")
+    ports = {cfg.kafka_port, cfg.kafka_controller_port, cfg.mqtt_port, cfg.flink_rest_port, cfg.flink_rpc_port}
+    assert len(ports) == 5
+    assert cfg.run_dir == tmp_path / "run"
+
+
+# --------------------------------------------------------------------------- topics (real broker)
+@pytest.mark.integration
+def test_created_topics_are_in_the_metadata_when_create_topics_returns(tmp_path):
+    """Right after ``create_topics`` a fresh client sees every partition of every topic
+    (``kafka_io.end_offsets`` asks the broker's metadata; before the wait it could see none)."""
+    import dataclasses
+
+    from iotflink import kafka_io
+
+    cfg = stack.free_port_settings(tmp_path / "run")
+    st = stack.Stack(cfg)
+    try:
+        st.start(services=("kafka",))  # creates the project's topics
+        for round_no in range(3):
+            topics = dataclasses.replace(cfg.topics, **{
+                f.name: f"{getattr(cfg.topics, f.name)}-r{round_no}" for f in dataclasses.fields(cfg.topics)
+                if isinstance(getattr(cfg.topics, f.name), str)})
+            run = stack.Stack(dataclasses.replace(cfg, topics=topics))
+            created = run.create_topics(partitions={topics.transactions: 1})
+            assert sorted(created) == sorted(topics.all())
+            for name in created:
+                want = 1 if name == topics.transactions else topics.readings_partitions
+                assert len(kafka_io.end_offsets(cfg.kafka_bootstrap, name)) == want, name
+    finally:
+        st.stop()
