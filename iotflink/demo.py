@@ -23,7 +23,8 @@ Steps (each prints a progress line):
    commits the exactly-once sinks;
 5. print the rules' alerts by rule and check every injected fraud scenario was found;
 6. read the result topics back (``read_committed``) and print the summary. It checks that
-   every published message is in ``sensor-readings`` or ``sensor-dlq``, and that every sensor
+   every published message is in ``sensor-readings`` or ``sensor-dlq``, that the window job
+   read every record of ``sensor-readings`` (none in ``sensor-windows-dlq``), that every sensor
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
    ``sensor-late``; and that no job of this run is FAILED or restarting (the root exception of
    each one that is: :func:`job_health_checks`).
@@ -224,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
     duplicates = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.duplicates)
     dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
+    window_dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.window_dlq)
     aggregates_raw = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates)
     late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.late)
     aggregates = kafka_io.latest_by_key(aggregates_raw)
@@ -250,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
         ("the window operator dropped no row as late (its numLateRecordsDropped)",
          not dropped_late, f"{dropped_late}"),
         ("every bad payload is in the DLQ", len(dlq) >= len(BAD_PAYLOADS), f"{len(dlq)} DLQ records"),
+        ("the window job read every record the bridge wrote (none in its DLQ)", not window_dlq,
+         f"{len(window_dlq)} records in {cfg.topics.window_dlq}"),
         ("every injected fraud scenario raised its alert", alerts_rc == 0,
          f"rules alerts exit status {alerts_rc}"),
     ]
@@ -267,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"late events in {cfg.topics.late:18}{len(late):>10}")
     print(f"duplicates in {cfg.topics.duplicates:19}{len(duplicates):>10}   (readings delivered twice, dropped by the job)")
     print(f"DLQ records in {cfg.topics.dlq:18}{len(dlq):>10}   {dlq_reasons}")
+    print(f"unreadable in {cfg.topics.window_dlq:19}{len(window_dlq):>10}   (records of {cfg.topics.readings} "
+          "the window job could not read)")
     print(f"Flink web UI                     {cfg.flink_rest_url}")
     print(f"job {job_id}  savepoint {savepoint}")
     print("-" * 72)
