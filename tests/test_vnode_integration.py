@@ -1,4 +1,4 @@
-"""Integration test of issue 3: virtual ESP32 nodes (the firmware core + libmosquitto) against
+"""Integration test of the virtual ESP32 nodes (the firmware core + libmosquitto) against
 the real Mosquitto broker and MQTT-to-Kafka bridge, on an isolated stack on free ports.
 
 Each node plays a slice of a real data file. One node has a simulated connectivity outage: it
@@ -154,9 +154,11 @@ def test_shared_clock_nodes_stamp_like_the_replayer_and_pace_together(stack, vno
     assert occ_ts == occ[:20]
     assert nab_ts == nab[:40]
     # occupancy's 20 rows (19 min of event time) end (delay + 19 min) / speedup = 3.95 s after
-    # start at the earliest; NAB's rows, all before the origin, went out at once
+    # start at the earliest; NAB's rows, all before the origin, went out at once: the node was
+    # done before occupancy's first row was even due (delay / speedup = 3 s; paced on its own
+    # clock, its 40 rows would take 40 x 0.25 s = 10 s)
     # (the nodes' own wall_s: start to the last PUBACK)
     occ_wall, nab_wall = results[0].summary["wall_s"], results[1].summary["wall_s"]
     assert occ_wall >= (delay_ms + 19 * 60_000) / speedup / 1000 - 0.1
-    assert nab_wall < occ_wall - 2.0
+    assert nab_wall < delay_ms / speedup / 1000, (nab_wall, occ_wall)
     assert time.monotonic() - t0 < 60
