@@ -179,18 +179,25 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float 
              what: str = "condition") -> None:
     """Poll ``condition`` until it returns True.
 
+    A ``condition`` that raises counts as "not yet" (a service that is still starting); the
+    last exception it raised is named in the timeout's message, so a probe that can never
+    succeed (a typo, a missing key) is told apart from a slow service.
+
     Raises:
-        TimeoutError: it did not within ``timeout_s`` seconds (message names ``what``).
+        TimeoutError: it did not within ``timeout_s`` seconds (message names ``what``, and the
+            probe's last exception if its last call raised).
     """
     deadline = time.monotonic() + timeout_s
     while True:
+        last_error: Exception | None = None
         try:
             if condition():
                 return
-        except Exception:  # noqa: BLE001 - a probe that raises is simply "not yet"
-            pass
+        except Exception as exc:  # noqa: BLE001 - a probe that raises is simply "not yet"
+            last_error = exc
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}"
+                               + (f" (the last check raised {last_error!r})" if last_error else ""))
         time.sleep(interval_s)
 
 
