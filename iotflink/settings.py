@@ -110,6 +110,26 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_TXN_SCENARIOS_PER_KIND": "4",
     "IOTFLINK_TXN_GROUND_TRUTH": "",
     "IOTFLINK_TXN_SPEEDUP": "0",
+    # z-score anomaly job (jobs/anomaly.py; each default is justified in its module docstring)
+    "IOTFLINK_ANOMALY_THRESHOLD": "4.0",          # |z| at or above which a reading is anomalous
+    "IOTFLINK_ANOMALY_EXIT_LEVEL": "2.0",         # |z| below which an alert episode ends (hysteresis)
+    "IOTFLINK_ANOMALY_ALERT_AFTER": "3",          # consecutive anomalous readings that raise an alert
+    "IOTFLINK_ANOMALY_MIN_SAMPLES": "30",         # readings in a baseline before it scores
+    "IOTFLINK_ANOMALY_HALF_LIFE": "1000",         # half-life of the baseline's weights, in readings
+    "IOTFLINK_ANOMALY_STATE_TTL_MS": "86400000",  # a key silent this long (event time) starts afresh
+    "IOTFLINK_ANOMALY_OUT_OF_ORDERNESS_MS": "10000",
+    "IOTFLINK_ANOMALY_IDLENESS_MS": "5000",
+    "IOTFLINK_ANOMALY_PARALLELISM": "1",
+    "IOTFLINK_ANOMALY_CHECKPOINT_INTERVAL_MS": "30000",
+    "IOTFLINK_ANOMALY_CONSUMER_GROUP": "iotflink-anomaly",
+    # Kafka sinks of scores, late readings and dead letters: exactly-once | at-least-once | none
+    # (alerts follow IOTFLINK_ALERTS_DELIVERY)
+    "IOTFLINK_ANOMALY_DELIVERY_GUARANTEE": "exactly-once",
+    # how the Python functions run: thread (embedded in the TaskManager JVM) | process
+    "IOTFLINK_ANOMALY_PYTHON_MODE": "thread",
+    "IOTFLINK_ANOMALY_TOPIC_SCORES": "sensor-scores",
+    "IOTFLINK_ANOMALY_TOPIC_LATE": "sensor-anomaly-late",
+    "IOTFLINK_ANOMALY_TOPIC_DLQ": "sensor-anomaly-dlq",
 }
 
 
@@ -558,3 +578,124 @@ class TransactionSettings:
         if cfg.scenarios_per_kind < 0 or cfg.speedup < 0:
             raise ConfigError(f"scenario count and speed-up must not be negative: {cfg}")
         return cfg
+
+
+@dataclass(frozen=True)
+class AnomalyJobSettings:
+    """Settings of ``jobs/anomaly`` (z-score anomaly detection per (device_id, sensor)).
+
+    Fields (the model's defaults are justified in ``jobs/anomaly.py``):
+        threshold: |z| at or above which a reading counts as anomalous (> 0).
+        exit_level: |z| below which an alert episode ends, so a new one can start
+            (hysteresis; 0 < exit_level <= threshold).
+        alert_after: consecutive anomalous readings that raise an alert (>= 1).
+        min_samples: readings a baseline must hold before its readings are scored (>= 2).
+        half_life: readings after which a reading's weight in the baseline has halved (> 0).
+        state_ttl_ms: event-time ms without a reading after which a key's baseline is dropped
+            (event-time timer); also the processing-time TTL of the keyed state (> 0).
+        out_of_orderness_ms: bounded out-of-orderness of the watermark (ms, >= 0).
+        idleness_ms: a source subtask without records this long stops holding the watermark
+            back (ms, processing time, > 0).
+        parallelism: parallelism of every operator (keyed state only: any value is correct).
+        checkpoint_interval_ms: exactly-once checkpoint interval (ms).
+        kafka_bootstrap, topics, consumer_group: Kafka wiring (``main()`` only); readings come
+            from ``topics.readings``, alerts go to ``topics.alerts``.
+        scores_topic / late_topic / dlq_topic: the job's own output topics.
+        delivery_guarantee: Kafka sinks of scores, late readings and dead letters,
+            ``exactly-once`` | ``at-least-once`` | ``none``.
+        alerts_delivery: Kafka sink of alerts (``IOTFLINK_ALERTS_DELIVERY``): ``at-least-once``
+            (alert ids are deterministic) | ``exactly-once``.
+        transaction_timeout_ms: Kafka transaction timeout (ms), at most the broker's 15 min.
+        python_mode: ``thread`` (Python functions embedded in the TaskManager JVM) | ``process``.
+    """
+
+    threshold: float = 4.0
+    exit_level: float = 2.0
+    alert_after: int = 3
+    min_samples: int = 30
+    half_life: float = 1000.0
+    state_ttl_ms: int = 86_400_000
+    out_of_orderness_ms: int = 10_000
+    idleness_ms: int = 5_000
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 30_000
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topics: Topics = field(default_factory=Topics)
+    consumer_group: str = "iotflink-anomaly"
+    scores_topic: str = "sensor-scores"
+    late_topic: str = "sensor-anomaly-late"
+    dlq_topic: str = "sensor-anomaly-dlq"
+    delivery_guarantee: str = "exactly-once"
+    alerts_delivery: str = "at-least-once"
+    transaction_timeout_ms: int = 600_000
+    python_mode: str = "thread"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "AnomalyJobSettings":
+        """Build from ``IOTFLINK_ANOMALY_*``, ``IOTFLINK_ALERTS_DELIVERY``,
+        ``IOTFLINK_KAFKA_TXN_TIMEOUT_MS`` and the stack settings.
+
+        Raises:
+            ConfigError: a value is not a number, or out of the range given for its field.
+        """
+        def number(name: str) -> float:
+            raw = env(name, environ)
+            try:
+                return float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is not a number") from exc
+
+        stack = StackSettings.from_env(environ)
+        cfg = cls(
+            threshold=number("IOTFLINK_ANOMALY_THRESHOLD"),
+            exit_level=number("IOTFLINK_ANOMALY_EXIT_LEVEL"),
+            alert_after=_int("IOTFLINK_ANOMALY_ALERT_AFTER", environ),
+            min_samples=_int("IOTFLINK_ANOMALY_MIN_SAMPLES", environ),
+            half_life=number("IOTFLINK_ANOMALY_HALF_LIFE"),
+            state_ttl_ms=_int("IOTFLINK_ANOMALY_STATE_TTL_MS", environ),
+            out_of_orderness_ms=_int("IOTFLINK_ANOMALY_OUT_OF_ORDERNESS_MS", environ),
+            idleness_ms=_int("IOTFLINK_ANOMALY_IDLENESS_MS", environ),
+            parallelism=_int("IOTFLINK_ANOMALY_PARALLELISM", environ),
+            checkpoint_interval_ms=_int("IOTFLINK_ANOMALY_CHECKPOINT_INTERVAL_MS", environ),
+            kafka_bootstrap=stack.kafka_bootstrap,
+            topics=stack.topics,
+            consumer_group=env("IOTFLINK_ANOMALY_CONSUMER_GROUP", environ),
+            scores_topic=env("IOTFLINK_ANOMALY_TOPIC_SCORES", environ),
+            late_topic=env("IOTFLINK_ANOMALY_TOPIC_LATE", environ),
+            dlq_topic=env("IOTFLINK_ANOMALY_TOPIC_DLQ", environ),
+            delivery_guarantee=env("IOTFLINK_ANOMALY_DELIVERY_GUARANTEE", environ),
+            alerts_delivery=env("IOTFLINK_ALERTS_DELIVERY", environ),
+            transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
+            python_mode=env("IOTFLINK_ANOMALY_PYTHON_MODE", environ),
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` unless every field is within the range its doc gives."""
+        import math  # noqa: PLC0415 - only this class needs it
+
+        if not (math.isfinite(self.threshold) and math.isfinite(self.exit_level)
+                and 0 < self.exit_level <= self.threshold):
+            raise ConfigError(f"anomaly levels must satisfy 0 < exit_level <= threshold: "
+                              f"threshold={self.threshold}, exit_level={self.exit_level}")
+        if self.alert_after < 1 or self.min_samples < 2 or not (math.isfinite(self.half_life) and self.half_life > 0):
+            raise ConfigError(f"anomaly model needs alert_after >= 1, min_samples >= 2, half_life > 0: "
+                              f"{self.alert_after}, {self.min_samples}, {self.half_life}")
+        if self.state_ttl_ms <= 0 or self.out_of_orderness_ms < 0 or self.idleness_ms <= 0:
+            raise ConfigError(f"anomaly state TTL and idleness must be positive, out-of-orderness not "
+                              f"negative: {self.state_ttl_ms}, {self.idleness_ms}, {self.out_of_orderness_ms}")
+        if self.parallelism <= 0 or self.checkpoint_interval_ms <= 0:
+            raise ConfigError(f"anomaly parallelism and checkpoint interval must be positive: "
+                              f"{self.parallelism}, {self.checkpoint_interval_ms}")
+        if self.delivery_guarantee not in ("exactly-once", "at-least-once", "none"):
+            raise ConfigError(f"IOTFLINK_ANOMALY_DELIVERY_GUARANTEE={self.delivery_guarantee!r}: "
+                              "expected exactly-once, at-least-once or none")
+        if self.alerts_delivery not in ("at-least-once", "exactly-once"):
+            raise ConfigError(f"IOTFLINK_ALERTS_DELIVERY={self.alerts_delivery!r}: "
+                              "expected at-least-once or exactly-once")
+        if not 0 < self.transaction_timeout_ms <= 900_000:
+            raise ConfigError(f"IOTFLINK_KAFKA_TXN_TIMEOUT_MS={self.transaction_timeout_ms} must be in "
+                              "(0, 900000]: brokers cap transactions at 15 min by default")
+        if self.python_mode not in ("thread", "process"):
+            raise ConfigError(f"IOTFLINK_ANOMALY_PYTHON_MODE={self.python_mode!r}: expected thread or process")
