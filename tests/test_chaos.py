@@ -1,4 +1,4 @@
-"""Fault tests of issue 5: each fault injected mid-replay on the real stack must lose nothing and
+"""Fault tests: each fault injected mid-replay on the real stack must lose nothing and
 duplicate nothing in the window job's aggregates and the rule job's alerts, compared record by
 record (by unique key) with a fault-free run.
 
@@ -16,9 +16,12 @@ it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (
    time, and paced over the same duration, it publishes the TabFormer card stream with
    injected scenarios (:func:`iotflink.transactions.build_stream`, ~20k events) to
    ``transactions`` with an idempotent kafka-python producer (:class:`_TxnPublisher`);
-2. once :data:`FAULT_AT` of both streams are sent, :data:`FAULT_AT` of the readings are in
-   ``sensor-readings`` and the window job has committed output (a checkpoint completed),
-   injects the fault with :mod:`iotflink.chaos`: ``kill -9`` of the
+2. both publishers pause after :data:`FAULT_AT` of their stream (a gate, so the fault point
+   does not depend on how fast the machine is); once those readings are in
+   ``sensor-readings`` and the window job has committed output (a checkpoint completed), the
+   publishers resume, and as soon as the first reading after the pause is in Kafka (the MQTT
+   publisher, which reconnects after its pause, is streaming again) the test injects the
+   fault with :mod:`iotflink.chaos`: ``kill -9`` of the
    TaskManager then a new one; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of the
    bridge then a new one. A bridge that exited by itself meanwhile (status 3: Kafka did not
    confirm within its delivery timeout) is started again by the test, as a supervisor would;
@@ -53,8 +56,7 @@ What is compared, and why it is deterministic:
 - **sensor-readings** (at-least-once by contract, docs/CONTRACT.md): every published
   ``(device_id, seq)`` must be there (0 lost); duplicates are allowed there and reported. A
   duplicate that reaches the window job changes a ``count`` unless the job deduplicates on
-  ``(device_id, seq)`` (issue 5, Exactly-once, last bullet); the aggregate comparison then
-  fails and says so.
+  ``(device_id, seq)``; the aggregate comparison then fails and says so.
 
 Recovery time (printed, one line per fault, ``RECOVERY ...``): from the kill / stop signal to
 the first new committed record downstream of the faulted service, sampled every 0.2 s from the
@@ -266,17 +268,36 @@ class _Jobs:
     rule: str
 
 
+#: Longest a publisher waits at its gate for the fault (s).
+GATE_TIMEOUT_S = 600.0
+
+
 class _Publisher(threading.Thread):
-    def __init__(self, messages: list[Message], cfg: StackSettings, name: str) -> None:
+    """Publishes the messages through MQTT (:func:`publish`, paced at ``release_ms``). With a
+    ``gate``: the first ``gate_at`` messages, then it waits until the gate is set, then the
+    rest (paced from their own first message). ``result["acked"]`` counts both parts."""
+
+    def __init__(self, messages: list[Message], cfg: StackSettings, name: str,
+                 gate: threading.Event | None = None, gate_at: int = 0) -> None:
         super().__init__(name=f"publisher-{name}", daemon=True)
         self.messages, self.cfg, self.client_id = messages, cfg, f"chaos-pub-{name}"
+        self.gate, self.gate_at = gate, gate_at if gate is not None else len(messages)
         self.result: dict | None = None
         self.error: BaseException | None = None
 
+    def _publish(self, messages: list[Message]) -> dict:
+        if not messages:
+            return {"acked": 0}
+        return publish(messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0,
+                       window=100, client_id=self.client_id, ack_timeout_s=120)
+
     def run(self) -> None:
         try:
-            self.result = publish(self.messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0,
-                                  window=100, client_id=self.client_id, ack_timeout_s=120)
+            first = self._publish(self.messages[:self.gate_at])
+            if self.gate is not None and not self.gate.wait(GATE_TIMEOUT_S):
+                raise TimeoutError(f"publisher gate not opened within {GATE_TIMEOUT_S:.0f} s")
+            rest = self._publish(self.messages[self.gate_at:])
+            self.result = {"acked": first["acked"] + rest["acked"]}
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
 
@@ -288,9 +309,11 @@ class _TxnPublisher(threading.Thread):
     ``sent`` counts sends; after the run every send is acknowledged (``acked``) or ``error``
     says why not."""
 
-    def __init__(self, events: list[dict], bootstrap: str, topic: str, duration_s: float, name: str) -> None:
+    def __init__(self, events: list[dict], bootstrap: str, topic: str, duration_s: float, name: str,
+                 gate: threading.Event | None = None, gate_at: int = 0) -> None:
         super().__init__(name=f"txn-publisher-{name}", daemon=True)
         self.events, self.bootstrap, self.topic, self.duration_s = events, bootstrap, topic, duration_s
+        self.gate, self.gate_at = gate, gate_at  # with a gate: wait for it before event gate_at
         self.client_id = f"chaos-txn-{name}"
         self.sent = 0
         self.acked = 0
@@ -308,6 +331,11 @@ class _TxnPublisher(threading.Thread):
                 t0 = time.monotonic()
                 futures = []
                 for i, e in enumerate(self.events):
+                    if self.gate is not None and i == self.gate_at:
+                        paused = time.monotonic()
+                        if not self.gate.wait(GATE_TIMEOUT_S):
+                            raise TimeoutError(f"card publisher gate not opened within {GATE_TIMEOUT_S:.0f} s")
+                        t0 += time.monotonic() - paused  # the pace resumes where it stopped
                     delay = t0 + i * self.duration_s / n - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)  # pacing the replay, not synchronisation
@@ -510,6 +538,8 @@ class _Runner:
         timing = None
         recovery: dict = {}
         rule_drain: _Background | None = None
+        # with a fault, both publishers stop at FAULT_AT of their stream until the fault
+        gate = threading.Event() if fault else None
         try:
             _create_topics(cfg)
             stack.stop_service("bridge")
@@ -520,9 +550,10 @@ class _Runner:
             n = len(messages)
             with chaos.OutputMonitor(cfg.kafka_bootstrap,
                                      [cfg.topics.readings, cfg.topics.aggregates, cfg.topics.alerts]) as mon:
-                pub = _Publisher(messages, cfg, name)
+                gate_at = math.ceil(FAULT_AT * n)
+                pub = _Publisher(messages, cfg, name, gate, gate_at)
                 txn_pub = _TxnPublisher(events, cfg.kafka_bootstrap, cfg.topics.transactions,
-                                        n / RATE_PER_S, name)
+                                        n / RATE_PER_S, name, gate, math.ceil(FAULT_AT * len(events)))
                 pub.start()
                 txn_pub.start()
                 if fault:
@@ -530,18 +561,22 @@ class _Runner:
                              and (mon.latest(cfg.topics.aggregates) or 0) > 0
                              and txn_pub.sent >= FAULT_AT * len(events),
                              120, what=f"{FAULT_AT:.0%} of both replays sent / in Kafka and committed output")
-                    assert pub.is_alive(), "the replay ended before the fault: more messages or a lower rate"
-                    assert txn_pub.is_alive(), "the card replay ended before the fault"
+                    assert pub.error is None and txn_pub.error is None, (pub.error, txn_pub.error)
                     # where the rule job stood: alert records already in Kafka (from the monitor's
                     # last sample; the REST metrics lag up to the fetcher's 10 s, so not those)
                     at_fault = {"txn_sent": txn_pub.sent, "txn_total": len(events),
                                 "alert_records": mon.latest(cfg.topics.alerts),
                                 "alerts_expected": len(self.cards.expected_ids)}
+                    gate.set()  # the replays resume and run on during the fault
+                    wait_for(lambda: (mon.latest(cfg.topics.readings) or 0) > gate_at, 60,
+                             what="the first reading after the pause in sensor-readings")
                     phase("to-fault")
+                    replay_running = pub.is_alive()
                     ft = chaos.FAULT_FUNCTIONS[fault](stack)
                     timing = ft.to_dict()
                     recovery = _recovery(fault, ft, mon, cfg, ctl, jobs)
                     recovery["rule_job_at_fault"] = at_fault
+                    recovery["replay_running_at_fault"] = replay_running
                     phase("fault+recovery")
                 self.prepare_next(name)
                 txn_pub.join(timeout=600)
@@ -577,6 +612,8 @@ class _Runner:
             rule_drain.result(timeout_s=360)  # the rule job FINISHED: every alert is in Kafka
             phase("rule-drain")
         except BaseException:
+            if gate is not None:
+                gate.set()  # let paused publishers finish instead of waiting for the gate
             if rule_drain is not None:
                 rule_drain.join(timeout=360)  # do not cancel under a running stop-with-savepoint
             _cancel_quietly(ctl, jobs.window)
@@ -648,7 +685,7 @@ def baseline(runner) -> RunResult:
 
 # ---------------------------------------------------------------------- tests
 def _job_deduplicates() -> bool:
-    """Whether the window job in this tree drops duplicates to a topic (issue 5 dedup)."""
+    """Whether the window job in this tree drops duplicates to a topic (its dedup)."""
     import jobs.sensor_windows as sw  # noqa: PLC0415
 
     return hasattr(sw, "DUPLICATE_COLUMNS")
@@ -714,7 +751,9 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
           + (f", aggregates after {rec['aggregates_after_s']:.1f} s" if "aggregates_after_s" in rec else "")
           + f"); rule job {'restarted' if rec['rule_job_restarted'] else 'did not restart'}, "
           f"at the fault: {rec['rule_job_at_fault']}"
-          + f"; bridge restarts: {rec['bridge_restarts'] or 'none'}; timing {run.timing}", flush=True)
+          + f"; bridge restarts: {rec['bridge_restarts'] or 'none'}"
+          + ("" if rec.get("replay_running_at_fault", True) else "; the replay had ended before the fault")
+          + f"; timing {run.timing}", flush=True)
 
     # sensor-readings: at-least-once by contract; nothing may be lost
     published = {(m.device_id, m.seq) for m in messages}
@@ -760,8 +799,7 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
     hint = ""
     if differ and dups:
         hint = (f"; sensor-readings holds {len(dups)} duplicated (device_id, seq) (allowed at-least-once "
-                "upstream) and the window job counted them: it does not deduplicate on (device_id, seq) "
-                "(issue 5, Exactly-once)")
+                "upstream) and the window job counted them: it does not deduplicate on (device_id, seq)")
     assert not lost and not extra and not differ, f"lost {lost[:10]}, extra {extra[:10]}, differ {differ[:5]}{hint}"
 
     # the rule job's input must be exact for the comparison to mean anything
