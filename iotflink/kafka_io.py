@@ -134,13 +134,18 @@ HEARTBEAT_DEVICE = "__heartbeat__"
 class Heartbeat:
     """Keep every partition of a topic active while a bounded replay's job is drained.
 
-    Writes ``{"device_id": "__heartbeat__", "seq": n, "ts": ts_ms, "readings": {}}`` to each
-    partition of ``topic`` every ``interval_s`` seconds (kafka-python, acks=all) until
-    :meth:`stop`. The records hold no sensor value (the window job's ``UNNEST`` of an empty map
-    yields no row; no rule matches them), so results and their accounting do not change.
+    Writes :func:`heartbeat_value` (``{"device_id": "__heartbeat__", "seq": n, "ts": ts_ms,
+    "readings": {}, "txn_id": "__heartbeat__", "card_id": "__heartbeat__", "event_type":
+    "heartbeat"}``) to each partition of ``topic`` every ``interval_s`` seconds (kafka-python,
+    acks=all) until :meth:`stop`. The one record shape has every field the jobs' ``json-dlq``
+    sources require, of ``sensor-readings`` and of ``transactions`` alike, so it is read (not
+    dead-lettered: a dead letter has no event time and would not move the watermark). It holds
+    no sensor value (the window job's ``UNNEST`` of an empty map yields no row) and no purchase,
+    failure or address change (no rule matches it, and its card id is its own key), so results
+    and their accounting do not change.
 
     Why: at the end of a bounded replay every partition is idle, and nothing advances the
-    watermark (PITFALLS 3); a drained stop-with-savepoint did not fire the last windows in
+    watermark (an idle source emits none; Flink docs, "Generating Watermarks", idleness); a drained stop-with-savepoint did not fire the last windows in
     Flink 2.2 (tests/test_chaos.py saw 19 of 21). Heartbeats advance every partition's
     watermark explicitly. Used as a context manager by
     :meth:`iotflink.flinkctl.FlinkCtl.drain_bounded_replay`, around its wait for the watermark
@@ -170,7 +175,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.is_set():
             for part in self._partitions:
-                value = {"device_id": HEARTBEAT_DEVICE, "seq": self.sent, "ts": self.ts_ms, "readings": {}}
+                value = heartbeat_value(self.sent, self.ts_ms)
                 self._producer.send(self.topic, json.dumps(value).encode(), key=HEARTBEAT_DEVICE.encode(),
                                     partition=part)
                 self.sent += 1
@@ -193,6 +198,12 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def heartbeat_value(seq: int, ts_ms: int) -> dict:
+    """The value of one end-of-stream heartbeat record (see :class:`Heartbeat`)."""
+    return {"device_id": HEARTBEAT_DEVICE, "seq": seq, "ts": ts_ms, "readings": {},
+            "txn_id": HEARTBEAT_DEVICE, "card_id": HEARTBEAT_DEVICE, "event_type": "heartbeat"}
 
 
 def is_heartbeat(value: dict | None) -> bool:

@@ -18,6 +18,7 @@ import json
 
 import pytest
 
+from iotflink.kafka_io import heartbeat_value
 from iotflink.settings import RulesSettings
 from jobs.rules import BoundedRun, alert_id, discover_rules, local_env, parse_rule_file, run_bounded_many, split_statements
 from iotflink.settings import PROJECT_ROOT
@@ -51,10 +52,14 @@ POISON = {
 
 
 def _with_poison(rows: list, table: str) -> list:
-    """``rows`` with the poison records of ``table`` spread between them."""
+    """``rows`` with the poison records of ``table`` spread between them, and an end-of-stream
+    heartbeat (:func:`iotflink.kafka_io.heartbeat_value`) at the end, which must be read, not
+    dead-lettered, by both sources."""
     out = list(rows)
     for i, (raw, _) in enumerate(POISON[table]):
         out.insert(min(len(out), (i + 1) * max(1, len(rows) // (len(POISON[table]) + 1)) + i), raw)
+    last_ts = max(r["ts"] for r in rows)
+    out.append(heartbeat_value(0, last_ts + 31 * 24 * HOUR))
     return out
 
 
