@@ -19,6 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.service import MAX_PACKET_BYTES
+from iotflink.stack import free_ports
 
 MOSQUITTO_CONF = """\
 # started as root, mosquitto would switch to user "mosquitto" and lose access to these files
@@ -40,9 +41,9 @@ connection_messages true
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port outside the kernel's ephemeral range (see :func:`iotflink.stack.free_ports`:
+    a ``bind(0)`` port can be taken by a client's local port before the broker binds it)."""
+    return free_ports(1)[0]
 
 
 def poll(cond: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition", interval_s: float = 0.02):

@@ -15,7 +15,7 @@ import io
 import pytest
 
 from iotflink import kafka_io, rules_cli
-from iotflink.settings import RulesSettings, TransactionSettings
+from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
 from iotflink.stack import Stack, free_port_settings, wait_for
 from iotflink.transactions import build_stream, ground_truth, publish
 
@@ -38,7 +38,13 @@ def stack(tmp_path_factory):
 def test_deploy_replay_and_alerts(stack, monkeypatch):
     for key, value in stack.s.to_env().items():  # every from_env() below sees this stack
         monkeypatch.setenv(key, value)
+    # a transactions topic of one partition: with several, a partition that goes idle and
+    # active again while the rules run can put rows behind the watermark (then late, and
+    # their alert never comes), depending on timing
+    monkeypatch.setenv("IOTFLINK_TOPIC_TRANSACTIONS", "transactions-1p")
+    Stack(StackSettings.from_env()).create_topics(partitions={"transactions-1p": 1})
     cfg = RulesSettings.from_env()
+    assert cfg.topics.transactions == "transactions-1p"
     from kafka import KafkaAdminClient  # noqa: PLC0415
     from kafka.admin import NewTopic  # noqa: PLC0415
 
