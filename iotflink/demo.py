@@ -45,10 +45,9 @@ import logging
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from iotflink import kafka_io
-from iotflink.errors import IotFlinkError, JobError
+from iotflink.errors import IotFlinkError
 from iotflink.flinkctl import FlinkCtl
 from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
 from iotflink.stack import Stack, wait_for

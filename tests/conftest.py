@@ -1,6 +1,9 @@
-"""Shared pytest configuration: quiet the chatty client libraries in captured logs."""
+"""Shared pytest configuration: quiet the chatty client libraries in captured logs; the
+hypothesis profile; the ``stack`` fixture of the integration tests."""
 
 import logging
+
+import pytest
 
 for _name in ("kafka", "paho", "py4j", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -17,3 +20,23 @@ _hyp_settings.register_profile("ci", derandomize=True, max_examples=400, deadlin
                                database=None, print_blob=True)
 _hyp_settings.register_profile("dev", max_examples=5000, deadline=None)
 _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory):
+    """The real local stack on free loopback ports, one per test module, stopped afterwards.
+
+    The module chooses the services with a module-level ``STACK_SERVICES`` tuple (names of
+    :data:`iotflink.stack.SERVICES`; default: all of them). Starting Kafka creates the
+    project's topics. Yields the :class:`iotflink.stack.Stack`.
+    """
+    from iotflink.stack import SERVICES, Stack, free_port_settings  # noqa: PLC0415
+
+    services = tuple(getattr(request.module, "STACK_SERVICES", SERVICES))
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    st = Stack(free_port_settings(tmp_path_factory.mktemp(name) / "run"))
+    try:
+        st.start(services)
+        yield st
+    finally:
+        st.stop()

@@ -48,9 +48,11 @@ import pytest
 
 from iotflink import backpressure, cli
 from iotflink.flinkctl import FlinkCtl
-from iotflink.stack import Stack, free_port_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+#: Services of the module's ``stack`` fixture (tests/conftest.py).
+STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
 
 DEVICES = 20
 PERIOD_MS = 100          # each device reports every 100 ms
@@ -140,17 +142,6 @@ def poll(what: str, timeout_s: float, probe, interval_s: float = 1.0):
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {last!r}")
         time.sleep(interval_s)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(tmp_path_factory.mktemp("backpressure") / "run")
-    st = Stack(cfg)
-    try:
-        st.start(services=("kafka", "flink-jobmanager", "flink-taskmanager"))
-        yield st
-    finally:
-        st.stop()
 
 
 @pytest.fixture(scope="module")

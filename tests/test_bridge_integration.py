@@ -34,6 +34,9 @@ from test_bridge_support import Publisher, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
+#: Services of the module's ``stack`` fixture (tests/conftest.py).
+STACK_SERVICES = ('kafka', 'mosquitto')
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -41,20 +44,6 @@ def now_ms() -> int:
 
 def reading(dev: str, seq: int) -> bytes:
     return json.dumps({"device_id": dev, "seq": seq, "ts": now_ms() - 500, "readings": {"temp_c": 20.5}}).encode()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
-
-    cfg = free_port_settings(tmp_path_factory.mktemp("stack") / "run")
-    st = Stack(cfg)
-    try:
-        st.start(services=("kafka", "mosquitto"))
-        st.create_topics()
-        yield st
-    finally:
-        st.stop(services=("kafka", "mosquitto"))
 
 
 class BridgeProc:

@@ -44,16 +44,18 @@ import json
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from iotflink import chaos, kafka_io
 from iotflink.replay import Message, build_messages, publish
 from iotflink.settings import BridgeSettings
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+
+#: Services of the module's ``stack`` fixture (tests/conftest.py).
+STACK_SERVICES = ('kafka', 'mosquitto', 'bridge')
 
 #: Publishing rate while the test runs (messages/s, QoS 1).
 RATE_PER_S = 500
@@ -120,17 +122,6 @@ class _Publisher(threading.Thread):
                                   client_id="memory-test-publisher", ack_timeout_s=120)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(Path(tmp_path_factory.mktemp("bridge-memory")) / "run")
-    st = Stack(cfg)
-    try:
-        st.start(services=("kafka", "mosquitto", "bridge"))
-        yield st
-    finally:
-        st.stop(services=("kafka", "mosquitto", "bridge"))
 
 
 def _messages() -> list[Message]:

@@ -128,7 +128,6 @@ import math
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -136,7 +135,7 @@ from iotflink import chaos, kafka_io
 from iotflink.flinkctl import FlinkCtl
 from iotflink.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import Stack, wait_for
 from iotflink.transactions import build_stream, ground_truth
 from jobs.rules import alert_id
 
@@ -648,15 +647,6 @@ class _Runner:
 
 
 # ---------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(Path(tmp_path_factory.mktemp("chaos")) / "run")
-    st = Stack(cfg)
-    try:
-        st.start()
-        yield st
-    finally:
-        st.stop()
 
 
 @pytest.fixture(scope="module")

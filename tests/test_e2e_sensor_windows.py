@@ -23,7 +23,7 @@ from iotflink import kafka_io
 from iotflink.flinkctl import FlinkCtl
 from iotflink.replay import WEEK_MS, build_messages, publish
 from iotflink.settings import PROJECT_ROOT
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +42,6 @@ def _file_rows() -> list[tuple[int, float]]:
         dt = datetime.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
         out.append((int(dt.timestamp() * 1000), float(row["value"])))
     return out
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(tmp_path_factory.mktemp("e2e") / "run")
-    st = Stack(cfg)
-    try:
-        st.start()
-        yield st
-    finally:
-        st.stop()
 
 
 def test_nab_slice_aggregates_match_independent_computation(stack):

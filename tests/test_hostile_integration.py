@@ -33,7 +33,7 @@ import pytest
 from iotflink import kafka_io, rules_cli
 from iotflink.flinkctl import FlinkCtl
 from iotflink.settings import RulesSettings
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -75,17 +75,6 @@ DIRECT_POISON = [
     (b"this is not JSON", "parse_error"),
     (b'{"device_id":"p-1","seq":5,"readings":{"temp_c":1.0}}', "missing_field"),
 ]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(tmp_path_factory.mktemp("hostile") / "run")
-    st = Stack(cfg)
-    try:
-        st.start()
-        yield st
-    finally:
-        st.stop()
 
 
 def _publish(host: str, port: int, messages: list[tuple[str, bytes, bool]]) -> None:

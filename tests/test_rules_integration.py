@@ -16,23 +16,15 @@ import pytest
 
 from iotflink import kafka_io, rules_cli
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import Stack, wait_for
 from iotflink.transactions import build_stream, ground_truth, publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+#: Services of the module's ``stack`` fixture (tests/conftest.py).
+STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
+
 RULES = ("card_failed_burst", "card_address_change")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(tmp_path_factory.mktemp("rules-stack") / "run")
-    st = Stack(cfg)
-    try:
-        st.start(("kafka", "flink-jobmanager", "flink-taskmanager"))
-        yield st
-    finally:
-        st.stop()
 
 
 def test_deploy_replay_and_alerts(stack, monkeypatch):

@@ -37,7 +37,7 @@ import pytest
 from iotflink import kafka_io
 from iotflink.flinkctl import FlinkCtl
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import Stack, wait_for
 from jobs import sensor_windows as sw
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, aligned to the 60 s windows
@@ -187,14 +187,8 @@ def test_upgrade_change_keeps_every_exec_node_id():
 
 
 # --------------------------------------------------------------------------- integration
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    st = Stack(free_port_settings(tmp_path_factory.mktemp("savepoint") / "run"))
-    try:
-        st.start(services=("kafka", "flink-jobmanager", "flink-taskmanager"))
-        yield st
-    finally:
-        st.stop()
+#: Services of the module's ``stack`` fixture (tests/conftest.py).
+STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
 
 
 def _wait_read(ctl: FlinkCtl, job_id: str, n: int) -> None:

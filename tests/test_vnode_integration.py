@@ -16,7 +16,7 @@ import time
 import pytest
 
 from iotflink import kafka_io
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.stack import Stack, wait_for
 from iotflink.vnodes import NodeSpec, build, run_nodes
 
 pytestmark = pytest.mark.integration
@@ -30,15 +30,8 @@ def vnode_exe():
     return build()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = free_port_settings(tmp_path_factory.mktemp("vnode") / "run")
-    st = Stack(cfg)
-    try:
-        st.start(services=("kafka", "mosquitto", "bridge"))
-        yield st
-    finally:
-        st.stop(services=("kafka", "mosquitto", "bridge"))
+#: Services of the module's ``stack`` fixture (tests/conftest.py).
+STACK_SERVICES = ('kafka', 'mosquitto', 'bridge')
 
 
 def _readings_by_device(stack: Stack, expected_total: int) -> dict[str, list[dict]]:
