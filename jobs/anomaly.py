@@ -738,19 +738,26 @@ def build(env, cfg: AnomalyJobSettings, source, sinks: Sinks, *, t_env=None,
                       dlq=side(parsed, dlq_tag))
 
         t_env = t_env or StreamTableEnvironment.create(env)
+        targets = {}
+        for name in ("scores", "alerts", "late", "dlq"):  # named tables: readable operator names
+            target = getattr(sinks, name)
+            if not isinstance(target, str):
+                t_env.create_temporary_table(f"anomaly_{name}", target)
+                target = f"anomaly_{name}"
+            targets[name] = target
+            t_env.create_temporary_view(f"anomaly_{name}_rows", getattr(out, name))
         stmts = t_env.create_statement_set()
-        alerts = t_env.from_data_stream(out.alerts)
-        t_env.create_temporary_view("anomaly_alert_rows", alerts)
         # an alert lists exactly alert_after events (step raises it when the streak reaches that)
         events = ", ".join(f"CAST(ROW(event_ts_ms[{i}], event_seq[{i}], event_name[{i}], event_value[{i}]) "
                            f"AS {EVENT_TYPE_SQL})" for i in range(1, cfg.alert_after + 1))
         alerts = t_env.sql_query(
             "SELECT alert_id, rule_id, alert_key, detection_ms, TO_TIMESTAMP_LTZ(emitted_ms, 3) AS emitted_at, "
-            f"ARRAY[{events}] AS events, details FROM anomaly_alert_rows")
-        stmts.add_insert(sinks.scores, t_env.from_data_stream(out.scores))
-        stmts.add_insert(sinks.alerts, alerts)
-        stmts.add_insert(sinks.late, t_env.from_data_stream(out.late))
-        stmts.add_insert(sinks.dlq, t_env.from_data_stream(out.dlq))
+            f"ARRAY[{events}] AS events, details FROM anomaly_alerts_rows")
+        # statement order fixes the SQL operators' uids (table.exec.uid.generation = ALWAYS)
+        stmts.add_insert(targets["scores"], t_env.from_path("anomaly_scores_rows"))
+        stmts.add_insert(targets["alerts"], alerts)
+        stmts.add_insert(targets["late"], t_env.from_path("anomaly_late_rows"))
+        stmts.add_insert(targets["dlq"], t_env.from_path("anomaly_dlq_rows"))
         stmts.attach_as_datastream()
     except Exception as exc:  # py4j wraps Flink's errors; keep the cause
         raise JobError(f"cannot build {JOB_NAME}: {exc}") from exc

@@ -318,3 +318,29 @@ def test_job_watermark_strategy_at_parallelism_2(tmp_path):
     # a key's readings are all scored by one subtask (keyed state only)
     keys_per_part = [{(s["device_id"], s["sensor"]) for s in part} for part in scores_parts]
     assert sum(map(len, keys_per_part)) == len(set().union(*keys_per_part)) == 8
+
+
+# --------------------------------------------------------------------------- the Kafka job as main() submits it
+def test_kafka_job_graph_names_every_operator_and_sink_guarantees():
+    """``create_job`` (not executed, no broker needed): every operator has a name and a uid,
+    the job's own operators the uids of the module doc; scores, late and dead letters are
+    exactly-once with their own transactional id prefixes, alerts at-least-once keyed by id."""
+    cfg = AnomalyJobSettings()
+    env, _ = an.create_job(cfg)
+    graph = env._j_stream_execution_environment.getStreamGraph(False)  # noqa: SLF001
+    nodes = {n.getTransformationUID(): n.getOperatorName() for n in graph.getStreamNodes().toArray()}
+    assert None not in nodes and all(nodes.values())
+    assert {"anomaly-source", "anomaly-parse", "anomaly-watermarks", "anomaly-unwrap", "anomaly-score"} <= set(nodes)
+    assert all(n.getParallelism() == cfg.parallelism for n in graph.getStreamNodes().toArray())
+    sinks = an.kafka_sinks(cfg)
+    opts = {name: getattr(sinks, name).get_options() for name in ("scores", "alerts", "late", "dlq")}
+    for name, topic in (("scores", "sensor-scores"), ("late", "sensor-anomaly-late"), ("dlq", "sensor-anomaly-dlq")):
+        assert opts[name]["topic"] == topic and opts[name]["sink.delivery-guarantee"] == "exactly-once"
+        assert opts[name]["sink.transactional-id-prefix"] == f"iotflink-anomaly-{name}"
+        assert opts[name]["properties.transaction.timeout.ms"] == "600000"
+    assert opts["alerts"]["topic"] == "alerts" and opts["alerts"]["sink.delivery-guarantee"] == "at-least-once"
+    assert (opts["alerts"]["key.fields"], opts["scores"]["key.fields"], opts["late"]["key.fields"]) == \
+        ("alert_id", "device_id", "device_id")
+    assert "key.fields" not in opts["dlq"]
+    conf = an.configuration(cfg)
+    assert conf["python.execution-mode"] == "thread" and conf["parallelism.default"] == "1"
