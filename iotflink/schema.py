@@ -17,7 +17,8 @@ Why the ranges are what they are:
 * Flink SQL ``BIGINT`` is a signed 64-bit integer, -2^63..2^63-1, and ``DOUBLE`` an IEEE 754
   binary64 (Flink documentation, "Data Types"). The Flink JSON format fails on a number that
   does not fit its column: an integer beyond 2^63-1 in a ``BIGINT`` column fails the
-  deserialiser, and with it the job (the source is not set to skip parse errors, on purpose).
+  deserialiser. The jobs read with ``json-dlq`` (jvm/), which turns such a record into a
+  dead letter instead of failing the job; the schema makes sure the bridge never forwards one.
 * JSON numbers are unbounded text (RFC 8259, section 6: "This specification allows
   implementations to set limits on the range and precision of numbers accepted"; ``NaN`` and
   ``Infinity`` are not JSON). The schema sets the limits: integers 0..2^63-1, doubles finite
