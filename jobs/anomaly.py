@@ -594,6 +594,32 @@ def alert_row(a: Alert, p: Params, emitted_ms: int) -> tuple:
             [e.seq for e in ev], [e.name for e in ev], [e.value for e in ev], alert_details(a, p))
 
 
+def state_ttl_config(ttl_ms: int):
+    """The keyed state's TTL: ``ttl_ms`` of processing time since the last write
+    (``OnCreateAndWrite``), expired values never returned, expired entries removed
+    incrementally (5 keys per state access, heap backend) and by RocksDB's compaction filter
+    (Flink's two background cleanups).
+
+    Built without a Py4J gateway, so it also works in a TaskManager's embedded interpreter:
+    PyFlink 2.2's default background cleanup creates a ``java.time.Duration`` (the RocksDB
+    filter's periodic compaction time) through the gateway, which a TaskManager does not have
+    (the interpreter tries to launch one and the task fails with ``FileNotFoundError``). So the
+    default is switched off and the same two strategies are set explicitly; the periodic
+    compaction time given is never read by the conversion to Java, where Flink's default
+    (30 days) applies.
+    """
+    from pyflink.common.time import Time
+    from pyflink.datastream.state import StateTtlConfig
+
+    return (StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .disable_cleanup_in_background()
+            .cleanup_incrementally(5, False)
+            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
+            .build())
+
+
 class ScoreReadings(_KeyedProcessFunction):
     """The thin Flink wrapper of :func:`step` and :func:`on_timer` for one key's readings.
 
@@ -608,15 +634,10 @@ class ScoreReadings(_KeyedProcessFunction):
 
     def open(self, runtime_context):
         from pyflink.common import Types
-        from pyflink.common.time import Time
-        from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+        from pyflink.datastream.state import ValueStateDescriptor
 
         desc = ValueStateDescriptor("baseline", Types.PICKLED_BYTE_ARRAY())
-        desc.enable_time_to_live(
-            StateTtlConfig.new_builder(Time.milliseconds(self._p.ttl_ms))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            .build())
+        desc.enable_time_to_live(state_ttl_config(self._p.ttl_ms))
         self._state = runtime_context.get_state(desc)
 
     def process_element(self, value, ctx):
@@ -869,11 +890,16 @@ def main(argv: list[str] | None = None) -> None:
 
 __all__ = ["Reading", "Event", "Params", "Baseline", "Score", "Alert", "Step", "Sinks", "Outputs", "params",
            "ew_alpha", "ew_update", "likelihood", "alert_key", "alert_id", "is_late", "expired", "step",
-           "on_timer", "parse_value", "score_row", "late_row", "alert_row", "alert_details", "ParseReadings",
+           "on_timer", "parse_value", "state_ttl_config", "score_row", "late_row", "alert_row", "alert_details", "ParseReadings",
            "ScoreReadings", "watermark_strategy", "build", "configuration", "kafka_source", "kafka_sink",
            "kafka_sinks", "create_job", "main", "SCORE_COLUMNS", "LATE_COLUMNS", "DLQ_COLUMNS",
            "ALERT_COLUMNS", "ALERT_ROW_COLUMNS", "JOB_NAME", "RULE_ID", "HEARTBEAT_DEVICE", "NO_WATERMARK"]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # `flink run -py jobs/anomaly.py` runs this file as __main__; the functions and the pickled
+    # state must refer to the importable module (shipped with -pyfs), not to __main__, which a
+    # TaskManager's interpreter does not have ("Can't pickle <class '__main__.Baseline'>")
+    from jobs import anomaly as _module
+
+    _module.main(sys.argv[1:])

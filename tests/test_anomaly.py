@@ -402,3 +402,34 @@ def test_settings_defaults_and_env_vars():
 def test_settings_refuse_invalid_values(name, raw):
     with pytest.raises(ConfigError):
         AnomalyJobSettings.from_env({name: raw})
+
+
+def test_state_ttl_config_needs_no_gateway(monkeypatch):
+    """A TaskManager's embedded interpreter has no Py4J gateway: the TTL config must be built
+    without one, and still carry both background cleanups."""
+    import pyflink.common.time as pf_time
+    from pyflink.datastream.state import StateTtlConfig
+
+    def no_gateway():
+        raise AssertionError("the TTL config asked for a Py4J gateway")
+
+    monkeypatch.setattr(pf_time, "get_gateway", no_gateway)
+    ttl = an.state_ttl_config(3_600_000)
+    assert ttl.get_ttl().to_milliseconds() == 3_600_000
+    assert ttl.get_update_type() == StateTtlConfig.UpdateType.OnCreateAndWrite
+    assert ttl.get_state_visibility() == StateTtlConfig.StateVisibility.NeverReturnExpired
+    cleanup = ttl.get_cleanup_strategies()
+    assert cleanup.get_incremental_cleanup_strategy().get_cleanup_size() == 5
+    assert cleanup.get_rocksdb_compact_filter_cleanup_strategy().get_query_time_after_num_entries() == 1000
+
+
+def test_run_as_a_script_delegates_to_the_importable_module(monkeypatch):
+    """``flink run -py jobs/anomaly.py`` runs the file as ``__main__``; the job must be built
+    from ``jobs.anomaly`` so its functions and pickled state refer to an importable module."""
+    import runpy
+
+    calls = []
+    monkeypatch.setattr(an, "main", lambda argv: calls.append(argv))
+    monkeypatch.setattr("sys.argv", ["anomaly.py", "--x"])
+    runpy.run_path(str(PROJECT_ROOT / "jobs" / "anomaly.py"), run_name="__main__")
+    assert calls == [["--x"]]
