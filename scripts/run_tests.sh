@@ -11,7 +11,7 @@ if [[ -f esp32/test.sh ]]; then
   bash esp32/test.sh || status=1
 fi
 echo "== pytest"
-.venv/bin/python -m pytest -q --timeout=900 "$@"
+.venv/bin/python -m pytest -q --timeout=900 --durations=15 "$@"
 rc=$?
 # pytest exits 5 when it collected no test: that is a failure here, not a pass
 [[ $rc -ne 0 ]] && status=1
