@@ -156,7 +156,7 @@ def test_jar_check_missing_names_both_paths(tmp_path, monkeypatch):
 def test_jar_check_empty_file_is_an_error(tmp_path, monkeypatch):
     home = _fake_home(tmp_path, monkeypatch)
     (home / "lib" / common.KAFKA_CONNECTOR_JAR).write_bytes(b"")
-    with pytest.raises(JobError, match="empty or not a connector jar"):
+    with pytest.raises(JobError, match="empty or not a table factory jar"):
         common.kafka_connector_jar(tmp_path / "deps")
 
 
@@ -172,3 +172,8 @@ def test_jar_check_lib_or_deps(tmp_path, monkeypatch):
 def test_real_connector_jar_is_usable():
     """The project's own setup put a usable jar in place (lib or .deps)."""
     common.kafka_connector_jar()
+
+
+def test_real_format_jar_is_usable():
+    """Setup built the json-dlq format (jvm/) and put it in place (lib or .deps)."""
+    common.format_jar()
