@@ -241,6 +241,10 @@ class Baseline(NamedTuple):
         in_alert: an alert episode is open (no new alert until ``|z| < exit_level``).
         streak: the consecutive anomalous readings so far (:class:`Event`, oldest first;
             fewer than ``alert_after``; empty during an episode).
+
+    Flink keeps it pickled (``Types.PICKLED_BYTE_ARRAY``) as this class of ``jobs.anomaly``:
+    a savepoint restores into code whose ``Baseline`` has the same fields; changing them
+    needs a fresh start of the job's state (or a migration of the savepoint).
     """
 
     n: int
