@@ -177,6 +177,9 @@ class Topics:
     rules_late: str = "rules-late"
     window_dlq: str = "sensor-windows-dlq"
     rules_dlq: str = "rules-dlq"
+    scores: str = "sensor-scores"
+    anomaly_late: str = "sensor-anomaly-late"
+    anomaly_dlq: str = "sensor-anomaly-dlq"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
@@ -193,12 +196,16 @@ class Topics:
             rules_late=env("IOTFLINK_TOPIC_RULES_LATE", environ),
             window_dlq=env("IOTFLINK_TOPIC_WINDOW_DLQ", environ),
             rules_dlq=env("IOTFLINK_TOPIC_RULES_DLQ", environ),
+            scores=env("IOTFLINK_ANOMALY_TOPIC_SCORES", environ),
+            anomaly_late=env("IOTFLINK_ANOMALY_TOPIC_LATE", environ),
+            anomaly_dlq=env("IOTFLINK_ANOMALY_TOPIC_DLQ", environ),
         )
 
     def all(self) -> list[str]:
         """Every topic name, readings first."""
         return [self.readings, self.aggregates, self.late, self.dlq, self.alerts, self.transactions,
-                self.duplicates, self.rules_late, self.window_dlq, self.rules_dlq]
+                self.duplicates, self.rules_late, self.window_dlq, self.rules_dlq, self.scores,
+                self.anomaly_late, self.anomaly_dlq]
 
 
 @dataclass(frozen=True)
@@ -295,6 +302,9 @@ class StackSettings:
             "IOTFLINK_TOPIC_RULES_LATE": self.topics.rules_late,
             "IOTFLINK_TOPIC_WINDOW_DLQ": self.topics.window_dlq,
             "IOTFLINK_TOPIC_RULES_DLQ": self.topics.rules_dlq,
+            "IOTFLINK_ANOMALY_TOPIC_SCORES": self.topics.scores,
+            "IOTFLINK_ANOMALY_TOPIC_LATE": self.topics.anomaly_late,
+            "IOTFLINK_ANOMALY_TOPIC_DLQ": self.topics.anomaly_dlq,
         }
 
 
@@ -660,9 +670,9 @@ class AnomalyJobSettings:
             kafka_bootstrap=stack.kafka_bootstrap,
             topics=stack.topics,
             consumer_group=env("IOTFLINK_ANOMALY_CONSUMER_GROUP", environ),
-            scores_topic=env("IOTFLINK_ANOMALY_TOPIC_SCORES", environ),
-            late_topic=env("IOTFLINK_ANOMALY_TOPIC_LATE", environ),
-            dlq_topic=env("IOTFLINK_ANOMALY_TOPIC_DLQ", environ),
+            scores_topic=stack.topics.scores,
+            late_topic=stack.topics.anomaly_late,
+            dlq_topic=stack.topics.anomaly_dlq,
             delivery_guarantee=env("IOTFLINK_ANOMALY_DELIVERY_GUARANTEE", environ),
             alerts_delivery=env("IOTFLINK_ALERTS_DELIVERY", environ),
             transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
