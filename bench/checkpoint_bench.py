@@ -1,6 +1,6 @@
 """Full versus incremental RocksDB checkpoints of a large keyed state: size and duration.
 
-The state is the fleet example of ``shared/DOMAIN.md``: ``--devices`` 8,000 devices reporting
+The state is the fleet the project is sized for: ``--devices`` 8,000 devices reporting
 every ``--period-s`` 5 s, kept in 1-hour sliding windows (``--window-min`` 60, slide
 ``--slide-min`` 5). It is built by one Flink SQL job, submitted from this process to the
 standalone cluster (``execution.target: remote``), with no Python on the hot path::
@@ -14,7 +14,7 @@ standalone cluster (``execution.target: remote``), with no Python on the hot pat
       -> blackhole
 
 ``ARRAY_AGG`` keeps every value, so the window state holds the raw readings of the last hour
-per device (5 x 8 bytes per event, plus the key: the DOMAIN.md estimate of 56 bytes per event
+per device (5 x 8 bytes per event, plus the key: the sizing estimate of 56 bytes per event
 counts a 16-byte id per event, which keyed state stores once per key), i.e. the
 "raw window data" line of the sizing table rather than incremental running statistics.
 

@@ -1,4 +1,4 @@
-"""Recovery time after a TaskManager ``kill -9`` (issue 5, figures for the note).
+"""Recovery time after a TaskManager ``kill -9`` (the README's figure).
 
 Usage::
 

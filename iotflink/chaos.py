@@ -1,4 +1,4 @@
-"""Fault injection on the local stack, with timing facts: the building blocks of issue 5's
+"""Fault injection on the local stack, with timing facts: the building blocks of the
 fault tests (``tests/test_chaos.py``) and of ``bench/recovery_bench.py``.
 
 Faults (each kills or stops one service of :class:`iotflink.stack.Stack`, starts it again,

@@ -71,7 +71,7 @@ ENV_VARS: dict[str, str] = {
     # operator to be the only input of every window subtask (jobs/sensor_windows.py)
     "IOTFLINK_JOB_PARALLELISM": "1",
     "IOTFLINK_CONSUMER_GROUP": "iotflink-sensor-windows",
-    # checkpoint interval of the window job (ms); 30 s per the fleet calculation in DOMAIN.md
+    # checkpoint interval of the window job (ms); 30 s per the fleet calculation in flink-conf/config.yaml
     "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "30000",
     # parallelism of the window job's Kafka source: 1 keeps a single watermark generator
     # (per-partition watermarks + idleness inside it), which makes the late split exact
@@ -475,14 +475,14 @@ class RulesSettings:
         topics: readings (in), transactions (in), alerts (out).
         late_topic: where each rule job writes the rows that arrived behind its watermark
             (``rules-late``; separate from ``sensor-late`` so the window job's accounting of
-            issue 2 never counts them twice).
+            the window job never counts them twice).
         consumer_group: prefix of the Kafka consumer group; a rule job uses
             ``<prefix>-<rule_id>``.
         out_of_orderness_ms: bounded out-of-orderness of the rules' watermarks (ms).
         idleness_ms: a silent partition stops holding the watermark back after this (ms).
         parallelism: parallelism of every rule job (one slot each at 1).
         checkpoint_interval_ms: checkpoint interval of the rule jobs (ms); 30 s per the fleet
-            calculation of DOMAIN.md.
+            calculation in flink-conf/config.yaml.
         alerts_delivery: ``at-least-once`` (default: alert ids are deterministic, a
             duplicate is recognised by its id) or ``exactly-once`` (visible on checkpoint).
         transaction_timeout_ms: Kafka transaction timeout of an exactly-once alerts sink (ms),

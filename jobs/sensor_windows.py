@@ -17,7 +17,7 @@ Pipeline (every operator is a JVM operator; no Python on the hot path)::
                           [-> throttle(): Python UDF, only with the slow-sink switch on]
                           -> sensor-aggregates  (upsert, key device_id/sensor/window_start_ms)
 
-Deduplication (issue 5): the bridge delivers at least once (docs/CONTRACT.md), so a reading
+Deduplication: the bridge delivers at least once (docs/CONTRACT.md), so a reading
 can reach ``sensor-readings`` twice with the same ``(device_id, seq)``. The job numbers the
 copies of each ``(device_id, seq)`` in arrival order and passes on only copy 1; every later
 copy goes, whole, to ``sensor-duplicates`` (exactly-once like every sink): a dropped duplicate
@@ -74,15 +74,15 @@ until it catches up. If one flag subtask lags behind the other across such a swi
 window adopts the leader's watermark while the laggard's records, flagged with its older
 watermark, are still on their way; the window then drops them as late (only its
 ``numLateRecordsDropped`` metric counts them). That is how ``make demo`` lost 11 to 256 values
-at parallelism 2 (issue 5 notes). The Kafka source may still run with
+at parallelism 2. The Kafka source may still run with
 ``source_parallelism`` > 1: the flag's own valve merges the source instances and the window
 sees the flag's result.
 
-Throughput at parallelism 1 is far above the fleet of DOMAIN.md (8,000 devices every 5 s =
+Throughput at parallelism 1 is far above the fleet the project is sized for (8,000 devices every 5 s =
 1,600 readings/s): see ``bench/window_job_bench.py``. Past one core, the flag and the window
 would have to be one operator (a DataStream window with a side output); not built.
 
-Slow-sink demo switch (issue 5, backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
+Slow-sink demo switch (backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
 environment of the submitting client, ``build()`` puts the Python UDF ``udfs/throttle.py``
 (``PythonCalc``) between the window aggregate and the ``sensor-aggregates`` sink, and sets
 ``python.fn-execution.bundle.size=100`` / ``bundle.time=100`` (ms). While ``<path>`` exists on the
@@ -266,10 +266,10 @@ def dedup_ttl(devices: int, readings_per_s_per_device: float, ttl_ms: int,
 
     - bridge crash after Kafka acked but before the MQTT ack: the broker redelivers when the
       bridge reconnects (restart back-off, seconds) behind the messages queued for the
-      persistent session meanwhile (an outage of minutes: issue 5 stops Kafka for 1 min);
+      persistent session meanwhile (an outage of minutes: the fault tests stop Kafka for 1 min);
     - the bridge's producer retries within ``delivery.timeout.ms`` (2 min by default);
     - a node that lost its PUBACK re-sends from its outbox when it reconnects, which can be
-      as long as the outage itself; DOMAIN.md's sizing of a post-outage flush is an hour of
+      as long as the outage itself; the project's sizing of a post-outage flush is an hour of
       readings (10,000 sensors, 36 million readings), so 1 h covers a full hour's outage.
 
     A copy arriving after the TTL is not dropped (it is counted twice in an aggregate if its
@@ -278,7 +278,7 @@ def dedup_ttl(devices: int, readings_per_s_per_device: float, ttl_ms: int,
     State at the default, 1 h TTL, :data:`DEDUP_BYTES_PER_KEY` = 100 B:
 
     - demo (3 devices, ~1 reading/s in all): ~3,600 keys, ~0.4 MB;
-    - fleet of DOMAIN.md (8,000 devices every 5 s = 1,600 readings/s): 5.76 M keys,
+    - the fleet (8,000 devices every 5 s = 1,600 readings/s): 5.76 M keys,
       ~576 MB in RocksDB; incremental checkpoints upload only the new keys,
       1,600 keys/s x 100 B = 160 kB/s, ~4.8 MB per 30 s checkpoint. A 10 min TTL cuts it to
       960,000 keys, ~96 MB, if redeliveries are known to come sooner.

@@ -1,4 +1,4 @@
-"""Integration test of issue 5's backpressure and savepoint CLI on the real stack (free ports).
+"""Integration test of the backpressure and savepoint CLI on the real stack (free ports).
 
 One stack (Kafka + Flink standalone cluster; no MQTT: readings are produced straight to
 ``sensor-readings`` in the contract format, the test is about Flink) and one submission of

@@ -302,7 +302,7 @@ PYTHON_TRACE = (
     "During handling of the above exception, another exception occurred:\n"
     "\n"
     "Traceback (most recent call last):\n"
-    '  File "/work/udfs/x.py", line 3, in eval\n'
+    '  File "/srv/app/udfs/x.py", line 3, in eval\n'
     "    raise ValueError(f'poison record {v}')\n"
     "ValueError: poison record 7\n"
     "\n"

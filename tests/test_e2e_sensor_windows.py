@@ -1,4 +1,4 @@
-"""Integration test of issue 2: the real stack on free ports, a slice of the real NAB file
+"""Integration test: the real stack on free ports, a slice of the real NAB file
 through MQTT -> bridge -> Kafka -> ``jobs/sensor_windows`` on the Flink standalone cluster,
 and the aggregates read back from Kafka compared with values this test computes on its own
 from the CSV file.

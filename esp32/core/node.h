@@ -46,7 +46,7 @@ struct NodeConfig {
   PayloadFormat format = PayloadFormat::kContractJson;
   /// Sequence detector: a reading of spike_sensor >= spike_ratio * its EWMA baseline mean is a
   /// spike; then a rise of rise_sensor by sequence.min_rise within sequence.window_ms matches.
-  /// The ratio mirrors issue 4's "multiple of the machine's baseline"; 2.0 is a placeholder
+  /// The ratio mirrors the bearing rule's "multiple of the machine's baseline"; 2.0 is a placeholder
   /// until calibrated on FEMTO data.
   Sensor spike_sensor = Sensor::kHRmsG;
   float spike_ratio = 2.0f;

@@ -1,5 +1,5 @@
 // "Vibration spike, then a temperature rise of at least X within T" as a state machine.
-// Mirrors the server-side bearing rule (issue 4: spike, then a rise of >= X degrees C within
+// Mirrors the server-side bearing rule (sql/rules/bearing_failure.sql: spike, then a rise of >= X degrees C within
 // 60 s) so a node can raise a local alarm while offline.
 #pragma once
 #include <cmath>
