@@ -130,9 +130,6 @@ MAX_PACKET_BYTES = contract.MAX_PAYLOAD_BYTES + MQTT_PACKET_ALLOWANCE_BYTES
 #: A ``record_too_large`` dead letter keeps at most this many bytes of JSON text of each of
 #: ``raw``, ``mqtt_topic`` and ``detail``, so it is at most ~3.3 KiB.
 TOO_LARGE_KEEP_BYTES = 1024
-#: Former exit status after a Kafka failure. :meth:`Bridge.run_until` no longer returns it
-#: (Kafka failures are retried or dead-lettered); kept for iotflink.chaos, which names it.
-EXIT_KAFKA_FAILURE = 3
 #: Default kafka-python producer configuration (overridable through ``Bridge(producer_config=)``).
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -294,8 +291,6 @@ class Bridge:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._disconnected = threading.Event()
-        #: Always None: the bridge no longer stops on Kafka errors. Kept for callers.
-        self.fatal: BaseException | None = None
         self._counts: collections.Counter = collections.Counter()
         self._dlq_reasons: collections.Counter = collections.Counter()
         self._started_mono = time.monotonic()

@@ -57,10 +57,6 @@ from iotflink.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
 
-#: Exit status the bridge used for an unconfirmed Kafka record before it learned to re-send
-#: (bridge.service.EXIT_KAFKA_FAILURE); kept to name that status in old logs and reports.
-BRIDGE_EXIT_KAFKA_FAILURE = 3
-
 #: The faults by CLI name.
 FAULTS = ("kill-taskmanager", "restart-kafka", "restart-mosquitto", "kill-bridge")
 
@@ -81,7 +77,7 @@ class FaultTiming:
         start_s: until the new process was spawned (``down_s`` + any requested downtime).
         ready_s: until the new process answered its readiness probe.
         bridge_restarts: bridges found exited (and started again) by :func:`ensure_bridge`
-            after this fault, each ``{"pid", "exit_code", "fatal", "ready_s"}``.
+            after this fault, each ``{"pid", "exit_code", "ready_s", "new_pid"}``.
         extra: fault-specific facts (e.g. TaskManager ids).
     """
 
@@ -219,10 +215,9 @@ def _exit_code_of(pid: int) -> int | None:
 def bridge_exit_info(stack: Stack) -> dict[str, Any] | None:
     """How the bridge ended, if its pid file names a process that is gone; else None.
 
-    Returns ``{"pid", "exit_code", "fatal"}``. ``exit_code`` comes from ``waitpid`` when this
-    process started the bridge and its status was not collected yet; otherwise it is inferred
-    from the bridge's last stats (``fatal`` set means it returned
-    :data:`BRIDGE_EXIT_KAFKA_FAILURE`), or None when unknown (e.g. killed by a signal).
+    Returns ``{"pid", "exit_code"}``. ``exit_code`` comes from ``waitpid`` when this process
+    started the bridge and its status was not collected yet, else None (unknown, e.g. killed by
+    a signal).
     """
     try:
         pid = int((stack.pid_dir / "bridge.pid").read_text().strip())
@@ -230,28 +225,19 @@ def bridge_exit_info(stack: Stack) -> dict[str, Any] | None:
         return None
     if stack.pid("bridge") is not None:
         return None
-    code = _exit_code_of(pid)
-    fatal = None
-    try:
-        fatal = stack.bridge_stats().get("fatal")
-    except (OSError, ValueError):
-        pass
-    if code is None and fatal:
-        code = BRIDGE_EXIT_KAFKA_FAILURE
-    return {"pid": pid, "exit_code": code, "fatal": fatal}
+    return {"pid": pid, "exit_code": _exit_code_of(pid)}
 
 
 def ensure_bridge(stack: Stack, t_ref: float | None = None) -> list[dict]:
     """Start the bridge again if it exited by itself (the supervision gap; see module doc).
 
-    Returns a list with one ``{"pid", "exit_code", "fatal", "ready_s"}`` per restart (empty
+    Returns a list with one ``{"pid", "exit_code", "ready_s", "new_pid"}`` per restart (empty
     when the bridge was running). ``ready_s`` counts from ``t_ref`` (monotonic) if given.
     """
     info = bridge_exit_info(stack)
     if info is None:
         return []
-    log.warning("bridge (pid %s) had exited (status %s, fatal %s); starting it again",
-                info["pid"], info["exit_code"], info["fatal"])
+    log.warning("bridge (pid %s) had exited (status %s); starting it again", info["pid"], info["exit_code"])
     stack.start(services=("bridge",))
     info["ready_s"] = round(time.monotonic() - (t_ref if t_ref is not None else time.monotonic()), 3)
     info["new_pid"] = stack.pid("bridge")

@@ -36,6 +36,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 from iotflink.errors import JobError
 from iotflink.settings import PROJECT_ROOT, StackSettings
@@ -292,17 +293,19 @@ class FlinkCtl:
                          failure_time_ms=failed_at, recovery_suppressed=suppressed,
                          earlier_failures=earlier)
 
-    def job_health(self, since_ms: int | None = None) -> list[JobHealth]:
+    def job_health(self, since_ms: int | None = None, states: Collection[str] | None = None) -> list[JobHealth]:
         """:class:`JobHealth` of every job the cluster knows, newest first.
 
         Args:
             since_ms: only jobs submitted at or after this epoch ms (JobManager clock).
+            states: only jobs in one of these states (their health alone is read).
 
         Raises:
             JobError: the cluster is unreachable or a REST call failed.
         """
         jobs = sorted(self.list_jobs(), key=lambda j: j.get("start-time", 0), reverse=True)
-        return [self.health(j) for j in jobs if since_ms is None or j.get("start-time", 0) >= since_ms]
+        return [self.health(j) for j in jobs
+                if (since_ms is None or j.get("start-time", 0) >= since_ms) and (states is None or j["state"] in states)]
 
     def failed_jobs(self, since_ms: int | None = None) -> list[JobHealth]:
         """The jobs that are FAILED, FAILING or RESTARTING (:data:`UNHEALTHY_STATES`), newest
@@ -315,9 +318,7 @@ class FlinkCtl:
         Raises:
             JobError: the cluster is unreachable or a REST call failed.
         """
-        jobs = [j for j in self.list_jobs() if j["state"] in UNHEALTHY_STATES
-                and (since_ms is None or j.get("start-time", 0) >= since_ms)]
-        return sorted((self.health(j) for j in jobs), key=lambda h: h.start_time_ms, reverse=True)
+        return self.job_health(since_ms, UNHEALTHY_STATES)
 
     def _failure_text(self, job_id: str) -> str:
         """``JobHealth.describe()`` of a failed job, or ``"job ID FAILED"`` when even that

@@ -413,7 +413,7 @@ class Stack:
     def bridge_ready(self) -> bool:
         """True when the bridge holds its QoS 1 subscription (its stats file counts one)."""
         st = self.bridge_stats()
-        return st.get("subscribed", 0) >= 1 and not st.get("fatal")
+        return st.get("subscribed", 0) >= 1
 
     def _start_flink(self, role: str) -> None:
         script = flink_home() / "bin" / f"{role}.sh"

@@ -24,7 +24,7 @@ import logging
 import sys
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from iotflink.errors import JobError
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings, env
@@ -213,6 +213,32 @@ def options_sql(options: Mapping[str, str]) -> str:
     """Connector options as ``'key' = 'value'`` lines, comma-separated (the inside of a
     ``WITH (...)`` clause); values are converted with ``str``."""
     return ",\n  ".join(f"{sql_str(k)} = {sql_str(str(v))}" for k, v in options.items())
+
+
+def json_dlq_options(required_fields: Sequence[str], prefix: str = "") -> dict[str, str]:
+    """Options of a source in the ``json-dlq`` format (jvm/, ``DlqJsonFormatFactory``): Flink's
+    JSON format that turns a record it cannot read into a dead-letter row (``dlq_reason``,
+    ``dlq_detail``, ``dlq_raw`` set) instead of failing the job.
+
+    Args:
+        required_fields: columns that must not be NULL after parsing (else ``missing_field``).
+        prefix: ``"value."`` for the Kafka connector's value format, ``""`` for ``format``.
+    """
+    return {
+        f"{prefix}format": "json-dlq",
+        f"{prefix}json-dlq.fail-on-missing-field": "false",
+        f"{prefix}json-dlq.required-fields": ";".join(required_fields),
+    }
+
+
+def kafka_coordinates_sql(kafka: bool) -> str:
+    """Columns ``kafka_partition INT`` and ``kafka_offset BIGINT`` of a source table, for its
+    dead letters: the record's Kafka metadata (``kafka=True``), or NULL (a filesystem source of
+    tests and benchmarks, which has no such metadata)."""
+    if kafka:
+        return ("  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
+                "  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL")
+    return "  kafka_partition AS CAST(NULL AS INT),\n  kafka_offset AS CAST(NULL AS BIGINT)"
 
 
 def with_clause(options: Mapping[str, str]) -> str:

@@ -63,7 +63,7 @@ if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs`
 from iotflink import schema  # noqa: E402
 from iotflink.errors import JobError  # noqa: E402
 from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
-from jobs.common import options_sql, sql_interval  # noqa: E402
+from jobs.common import json_dlq_options, kafka_coordinates_sql, options_sql, sql_interval  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -383,21 +383,13 @@ def render_ddl(cfg: RulesSettings, table_options: Mapping[str, Mapping[str, str]
     values = {ph: options_sql(table_options[t]) for t, ph in TABLE_PLACEHOLDERS.items()}
     values["readings_columns"] = schema.flink_columns_sql()
     for table in SOURCE_TABLES:
-        values[f"{table}_coordinates"] = _coordinates(table_options[table])
+        values[f"{table}_coordinates"] = kafka_coordinates_sql(table_options[table].get("connector") == "kafka")
     values["out_of_orderness"] = sql_interval(cfg.out_of_orderness_ms)
     values["idleness_ms"] = str(cfg.idleness_ms)
     try:
         return string.Template(template.read_text(encoding="utf-8")).substitute(values)
     except (KeyError, ValueError) as exc:
         raise RuleSqlError(template, 0, 0, f"bad placeholder: {exc}") from exc
-
-
-def _coordinates(options: Mapping[str, str]) -> str:
-    """``kafka_partition`` / ``kafka_offset`` columns of a source: Kafka metadata, or NULL."""
-    if options.get("connector") == "kafka":
-        return ("  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
-                "  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL")
-    return "  kafka_partition AS CAST(NULL AS INT),\n  kafka_offset AS CAST(NULL AS BIGINT)"
 
 
 def source_format_options(table: str) -> dict[str, str]:
@@ -408,8 +400,7 @@ def source_format_options(table: str) -> dict[str, str]:
         KeyError: ``table`` is not a source table.
     """
     required = {"readings": schema.REQUIRED_FIELDS, "transactions": TRANSACTION_REQUIRED_FIELDS}[table]
-    return {"format": "json-dlq", "json-dlq.fail-on-missing-field": "false",
-            "json-dlq.required-fields": ";".join(required)}
+    return json_dlq_options(required)
 
 
 def kafka_options(cfg: RulesSettings, rule_id: str) -> dict[str, dict[str, str]]:

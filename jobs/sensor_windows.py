@@ -125,7 +125,8 @@ if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs`
 from iotflink import schema  # noqa: E402
 from iotflink.errors import JobError  # noqa: E402
 from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs.common import create_table_env, job_configuration, sql_interval, sql_str, with_clause  # noqa: E402
+from jobs.common import (create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql,  # noqa: E402
+                         sql_interval, sql_str, with_clause)
 
 log = logging.getLogger(__name__)
 
@@ -346,18 +347,12 @@ def is_late(ts_ms: int, watermark_ms: int | None, size_ms: int, allowed_lateness
 # --------------------------------------------------------------------------- DDL
 def source_format_options(prefix: str = "") -> dict[str, str]:
     """Options of the ``json-dlq`` value format of the readings source (``prefix``: ``"value."``
-    for Kafka, ``""`` for the filesystem connector).
-
-    ``json-dlq`` (jvm/, ``DlqJsonFormatFactory``) is Flink's JSON format that turns a record it
-    cannot read into a dead-letter row (``dlq_reason`` set) instead of failing the job: an
+    for Kafka, ``""`` for the filesystem connector; :func:`jobs.common.json_dlq_options`): an
     integer beyond BIGINT, a wrong type, text that is not JSON, a missing required field
-    (:data:`iotflink.schema.REQUIRED_FIELDS`), a non-finite or null reading.
+    (:data:`iotflink.schema.REQUIRED_FIELDS`), a non-finite or null reading becomes a
+    dead-letter row instead of failing the job.
     """
-    return {
-        f"{prefix}format": "json-dlq",
-        f"{prefix}json-dlq.fail-on-missing-field": "false",
-        f"{prefix}json-dlq.required-fields": ";".join(schema.REQUIRED_FIELDS),
-    }
+    return json_dlq_options(schema.REQUIRED_FIELDS, prefix)
 
 
 def source_schema(cfg: WindowJobSettings, kafka: bool = True) -> str:
@@ -370,12 +365,7 @@ def source_schema(cfg: WindowJobSettings, kafka: bool = True) -> str:
     ``rowtime - out_of_orderness_ms``. ``kafka_partition`` / ``kafka_offset`` are the record's
     Kafka metadata (``kafka=True``) or NULL (filesystem sources of tests and benchmarks).
     """
-    if kafka:
-        coords = ("  kafka_partition INT METADATA FROM 'partition' VIRTUAL,\n"
-                  "  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL")
-    else:
-        coords = "  kafka_partition AS CAST(NULL AS INT),\n  kafka_offset AS CAST(NULL AS BIGINT)"
-    return (f"{SOURCE_COLUMNS},\n{coords},\n  rowtime AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),\n"
+    return (f"{SOURCE_COLUMNS},\n{kafka_coordinates_sql(kafka)},\n  rowtime AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),\n"
             f"  WATERMARK FOR rowtime AS rowtime - {sql_interval(cfg.out_of_orderness_ms)}")
 
 
