@@ -52,6 +52,11 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_TOPIC_WINDOW_DLQ": "sensor-windows-dlq",
     "IOTFLINK_TOPIC_RULES_DLQ": "rules-dlq",
     "IOTFLINK_READINGS_PARTITIONS": "4",
+    # replicas of every topic the stack creates, and how many must have a write before the
+    # broker acknowledges it (acks=all): 1 and 1 for the local single-broker stack,
+    # 3 and 2 in docker-compose.yml (3 brokers)
+    "IOTFLINK_KAFKA_REPLICATION_FACTOR": "1",
+    "IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS": "1",
     # MQTT bridge
     "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
     "IOTFLINK_MQTT_CLIENT_ID": "iotflink-bridge",
@@ -220,6 +225,11 @@ class StackSettings:
         mqtt_port: Mosquitto listener.
         flink_rest_port: Flink REST API and web UI.
         flink_rpc_port: JobManager RPC port.
+        replication_factor: replicas of each topic :meth:`Stack.create_topics` creates
+            (1 on the local single-broker stack).
+        min_insync_replicas: the topics' ``min.insync.replicas``: replicas that must hold a
+            write before an ``acks=all`` producer (the bridge, Flink's sinks) gets its ack;
+            1 <= min_insync_replicas <= replication_factor.
     """
 
     run_dir: Path
@@ -234,15 +244,18 @@ class StackSettings:
     mqtt_host_override: str = ""
     flink_rest_host_override: str = ""
     topics: Topics = field(default_factory=Topics)
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "StackSettings":
         """Build from the ``IOTFLINK_*`` variables (see :data:`ENV_VARS`).
 
         Raises:
-            ConfigError: a port is not an integer.
+            ConfigError: a port or replica count is not an integer, or the replica counts
+                break 1 <= min_insync_replicas <= replication_factor.
         """
-        return cls(
+        cfg = cls(
             run_dir=Path(env("IOTFLINK_RUN_DIR", environ)),
             deps_dir=Path(env("IOTFLINK_DEPS_DIR", environ)),
             host=env("IOTFLINK_HOST", environ),
@@ -255,7 +268,14 @@ class StackSettings:
             mqtt_host_override=env("IOTFLINK_MQTT_HOST", environ),
             flink_rest_host_override=env("IOTFLINK_FLINK_REST_HOST", environ),
             topics=Topics.from_env(environ),
+            replication_factor=_int("IOTFLINK_KAFKA_REPLICATION_FACTOR", environ),
+            min_insync_replicas=_int("IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS", environ),
         )
+        if not 1 <= cfg.min_insync_replicas <= cfg.replication_factor:
+            raise ConfigError(
+                f"IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS={cfg.min_insync_replicas} must be between 1 and "
+                f"IOTFLINK_KAFKA_REPLICATION_FACTOR={cfg.replication_factor}")
+        return cfg
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -305,6 +325,8 @@ class StackSettings:
             "IOTFLINK_ANOMALY_TOPIC_SCORES": self.topics.scores,
             "IOTFLINK_ANOMALY_TOPIC_LATE": self.topics.anomaly_late,
             "IOTFLINK_ANOMALY_TOPIC_DLQ": self.topics.anomaly_dlq,
+            "IOTFLINK_KAFKA_REPLICATION_FACTOR": str(self.replication_factor),
+            "IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
         }
 
 

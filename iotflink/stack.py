@@ -574,7 +574,9 @@ class Stack:
         """Create the project's topics if missing; return the names created.
 
         ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
-        the result topics get the same count so the job's sinks can write in parallel.
+        the result topics get the same count so the job's sinks can write in parallel. Every
+        topic gets ``replication_factor`` replicas and ``min.insync.replicas`` =
+        ``min_insync_replicas`` (1 and 1 on the local single-broker stack).
         ``partitions`` overrides the count per topic name (e.g. a one-partition topic for a
         test); a topic that exists already is left as it is. Returns once the broker's
         metadata lists every created topic: the CreateTopics answer can come before that, and a
@@ -597,7 +599,9 @@ class Stack:
             for topic in wanted:
                 try:
                     count = (partitions or {}).get(topic, self.s.topics.readings_partitions)
-                    admin.create_topics([NewTopic(topic, count, 1)])
+                    admin.create_topics([NewTopic(
+                        topic, count, self.s.replication_factor,
+                        topic_configs={"min.insync.replicas": str(self.s.min_insync_replicas)})])
                     created.append(topic)
                 except TopicAlreadyExistsError:
                     pass
