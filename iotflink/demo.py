@@ -26,8 +26,9 @@ Steps (each prints a progress line):
    every published message is in ``sensor-readings`` or ``sensor-dlq``, that the window job
    read every record of ``sensor-readings`` (none in ``sensor-windows-dlq``), that every sensor
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
-   ``sensor-late``; and that no job of this run is FAILED or restarting (the root exception of
-   each one that is: :func:`job_health_checks`).
+   ``sensor-late``; that Mosquitto dropped no message for a full session queue during the run
+   (its ``$SYS`` counter, :mod:`iotflink.broker_stats`); and that no job of this run is FAILED
+   or restarting (the root exception of each one that is: :func:`job_health_checks`).
 
 If the window job ends FAILED (its failure-rate restart strategy gave up, e.g. on a poison
 record), the demo stops waiting for it and says so with the root exception; on any error the
@@ -131,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
 
     _step("starting the local stack (Kafka KRaft, Mosquitto, bridge, Flink) ...")
     stack.start(progress=lambda m: _step("  " + m))
+    # Mosquitto's drop counter before the run (retained value: if stale, it can only make the
+    # run's count larger, never hide a drop)
+    broker_before = stack.mosquitto_counters(fresh=False)
     _step("resetting the demo topics so the counts cover this run only")
     reset_topics(stack, ctl, job_cfg.consumer_group)
     stack.stop_service("bridge")
@@ -256,6 +260,11 @@ def run(args: argparse.Namespace) -> int:
         ("every injected fraud scenario raised its alert", alerts_rc == 0,
          f"rules alerts exit status {alerts_rc}"),
     ]
+    broker_after = stack.mosquitto_counters(fresh=True)
+    broker_dropped = broker_after.dropped_since(broker_before)
+    checks.append(("Mosquitto dropped no message for a full session queue", broker_dropped == 0,
+                   f"{broker_dropped} dropped in this run ($SYS/broker/publish/messages/dropped; "
+                   f"see {stack.log_file('mosquitto')})"))
     checks += job_health_checks(ctl, started_ms)
     print()
     print("=" * 72)
@@ -270,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"late events in {cfg.topics.late:18}{len(late):>10}")
     print(f"duplicates in {cfg.topics.duplicates:19}{len(duplicates):>10}   (readings delivered twice, dropped by the job)")
     print(f"DLQ records in {cfg.topics.dlq:18}{len(dlq):>10}   {dlq_reasons}")
+    print(f"dropped by Mosquitto (full queue){broker_dropped:>10}   (max_queued_messages / max_queued_bytes "
+          f"of a session; {broker_after.stored} messages stored now)")
     print(f"unreadable in {cfg.topics.window_dlq:19}{len(window_dlq):>10}   (records of {cfg.topics.readings} "
           "the window job could not read)")
     print(f"Flink web UI                     {cfg.flink_rest_url}")

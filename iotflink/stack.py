@@ -35,12 +35,15 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import yaml
 
 from iotflink.errors import StackError
 from iotflink.settings import PROJECT_ROOT, StackSettings
+
+if TYPE_CHECKING:
+    from iotflink.broker_stats import BrokerCounters
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +453,24 @@ class Stack:
             connack = sock.recv(4)
             sock.sendall(b"\xe0\x00")  # DISCONNECT
         return len(connack) == 4 and connack[0] == 0x20 and connack[3] == 0
+
+    def mosquitto_counters(self, mqtt_username: str | None = None, mqtt_password: str | None = None,
+                           fresh: bool = True) -> "BrokerCounters":
+        """Mosquitto's ``$SYS`` counters: messages dropped for a full client queue, messages
+        stored, uptime (:func:`iotflink.broker_stats.read_broker_counters`).
+
+        Args:
+            mqtt_username / mqtt_password: an MQTT account that may read ``$SYS/broker/#``
+                (None: connect anonymously, while the broker allows that).
+            fresh: wait for current values (up to 2 x Mosquitto's ``sys_interval``, 10 s).
+
+        Raises:
+            BrokerStatsError: the counters could not be read.
+        """
+        from iotflink.broker_stats import read_broker_counters  # noqa: PLC0415
+
+        return read_broker_counters(self.s.mqtt_host, self.s.mqtt_port, username=mqtt_username,
+                                    password=mqtt_password, fresh=fresh)
 
     def flink_overview(self) -> dict:
         """The Flink REST API's ``/overview`` (taskmanagers, slots-total, jobs-running, ...)."""
