@@ -4,14 +4,16 @@ against publish throughput, for several broker configurations in one run.
 Usage::
 
     .venv/bin/python bench/mqtt_durability_bench.py [--count 5000] [--online-count 6000]
-        [--kills 3] [--variants current,changes-1,changes-100,changes-1000,rabbitmq]
+        [--kills 3] [--variants interval-5,changes-1,changes-100,changes-1000,rabbitmq]
+        [--devices 4] [--window 25]
         [--out bench/results/mqtt_durability.json]
 
 Each variant is a broker on a free loopback port with its own data directory:
 
 - Mosquitto (Debian's package) with ``deploy/mosquitto.conf``, the file the local stack renders,
-  where only the ``autosave_*`` lines are replaced: ``current`` (the file as it is),
-  ``interval-5`` (``autosave_interval 5``: a save every 5 s), ``changes-N``
+  where only the ``autosave_*`` lines are replaced: ``current`` (the file as it is: the
+  project's choice, ``changes-1``), ``interval-5`` (``autosave_interval 5``, the former
+  setting: a save every 5 s), ``changes-N``
   (``autosave_on_changes true`` and ``autosave_interval N``: a save once N messages were
   stored, queued or subscriptions changed since the last one; the save is checked once per
   pass of Mosquitto's main loop, see mosquitto.conf(5)).
@@ -444,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=5000, help="messages of the offline scenario")
     ap.add_argument("--online-count", type=int, default=6000, help="messages per kill of the online scenario")
     ap.add_argument("--kills", type=int, default=3, help="kills of the online scenario")
-    ap.add_argument("--variants", default="current,changes-1,changes-100,changes-1000,rabbitmq")
+    ap.add_argument("--variants", default="interval-5,changes-1,changes-100,changes-1000,rabbitmq")
     ap.add_argument("--devices", type=int, default=DEVICES, help="publishing clients")
     ap.add_argument("--window", type=int, default=WINDOW, help="un-acknowledged messages per client")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mqtt_durability.json"))

@@ -12,6 +12,10 @@ waits until it is ready and returns a :class:`FaultTiming`):
   Ready: the broker answers a metadata request.
 - :func:`restart_mosquitto`: SIGTERM to Mosquitto (it writes its persistence file, so queued
   QoS 1 messages of persistent sessions survive), then start it again. Ready: CONNACK.
+- :func:`kill_mosquitto`: ``kill -9`` of Mosquitto (no chance to save), then start it again.
+  What survives is what its last save wrote: with deploy/mosquitto.conf's
+  ``autosave_on_changes true`` / ``autosave_interval 1``, every message acknowledged before the
+  main-loop pass the kill hits (:data:`MOSQUITTO_KILL_WINDOW_PER_CLIENT`). Ready: CONNACK.
 - :func:`kill_bridge`: ``kill -9`` of the bridge, then a new bridge process. Ready: the new
   bridge holds its QoS 1 subscription (its stats file counts one SUBACK).
 
@@ -34,6 +38,7 @@ Command line (against the stack described by the ``IOTFLINK_*`` environment)::
     python -m iotflink.chaos kill-taskmanager [--job JOB_ID] [--down-s 0]
     python -m iotflink.chaos restart-kafka [--down-s 0]
     python -m iotflink.chaos restart-mosquitto
+    python -m iotflink.chaos kill-mosquitto
     python -m iotflink.chaos kill-bridge
 
 prints the :class:`FaultTiming` as JSON (plus ``job_running_s`` with ``--job``).
@@ -58,7 +63,15 @@ from iotflink.stack import Stack, wait_for
 log = logging.getLogger(__name__)
 
 #: The faults by CLI name.
-FAULTS = ("kill-taskmanager", "restart-kafka", "restart-mosquitto", "kill-bridge")
+FAULTS = ("kill-taskmanager", "restart-kafka", "restart-mosquitto", "kill-mosquitto", "kill-bridge")
+
+#: Acknowledged QoS 1 messages that one ``kill -9`` of Mosquitto can lose, per client
+#: publishing at that moment, with deploy/mosquitto.conf (``autosave_on_changes true``,
+#: ``autosave_interval 1``): Mosquitto saves at the end of each pass of its main loop that
+#: changed its store, but sends the PUBACK during the pass, and a pass reads one packet per
+#: plain-TCP connection (Mosquitto's mux: one ``packet__read`` per readable socket and pass).
+#: bench/mqtt_durability_bench.py measures it.
+MOSQUITTO_KILL_WINDOW_PER_CLIENT = 1
 
 
 @dataclass
@@ -184,6 +197,21 @@ def restart_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: fl
     return timing
 
 
+def kill_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
+    """``kill -9`` Mosquitto, start it again, wait for CONNACK.
+
+    Persistent sessions and their queued QoS 1 messages come back from the last save of
+    ``mosquitto.db``; a message acknowledged in the main-loop pass the kill hit may be lost (at
+    most :data:`MOSQUITTO_KILL_WINDOW_PER_CLIENT` per publishing client). The bridge and the
+    devices reconnect by themselves.
+    """
+    timing = _begin(stack, "kill-mosquitto", "mosquitto", "SIGKILL")
+    _stop(stack, timing, kill=True, down_for_s=down_for_s)
+    _restart(stack, timing, ready_timeout_s)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
 def kill_bridge(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
     """``kill -9`` the bridge, start a new bridge process, wait until it holds its subscription."""
     timing = _begin(stack, "kill-bridge", "bridge", "SIGKILL")
@@ -197,6 +225,7 @@ FAULT_FUNCTIONS: dict[str, Callable[..., FaultTiming]] = {
     "kill-taskmanager": kill_taskmanager,
     "restart-kafka": restart_kafka,
     "restart-mosquitto": restart_mosquitto,
+    "kill-mosquitto": kill_mosquitto,
     "kill-bridge": kill_bridge,
 }
 

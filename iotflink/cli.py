@@ -12,7 +12,7 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli stop JOB [--savepoint-dir DIR] [--drain]
     python -m iotflink.cli env                         # every environment variable and its value
     python -m iotflink.cli rules validate|deploy|list|stop RULE
-    python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-bridge
+    python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-mosquitto|kill-bridge
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chaos", help="inject one fault into the local stack (see iotflink.chaos)")
     p.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-bridge [--down-s S] [--job JOB]")
+                   help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-mosquitto | kill-bridge "
+                        "[--down-s S] [--job JOB]")
     p.set_defaults(func=_cmd_chaos)
     return parser
 
