@@ -868,3 +868,18 @@ def test_kill_mosquitto_keeps_the_queue_of_a_stopped_bridge(stack, messages):
           f"{timing.ready_s:.1f} s; lost {lost}", flush=True)
     assert after.dropped_since(before) == 0
     assert len(lost) <= allowed, f"{len(lost)} acknowledged messages lost (at most {allowed}): {lost[:20]}"
+
+
+def test_cluster_runs_flink_run_jobs_but_has_no_jar_upload(stack, baseline):
+    """web.submit.enable is false (flink-conf/config.yaml): the REST API has no jar endpoints,
+    while ``flink run`` (the CLI's job submission, POST /jobs) submitted every job of the
+    baseline run."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    assert baseline.aggregates, "the baseline's jobs, submitted with flink run, produced output"
+    for method, path in (("GET", "/jars"), ("POST", "/jars/upload")):
+        req = urllib.request.Request(f"{stack.s.flink_rest_url}{path}", method=method, data=b"" if method == "POST" else None)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)  # noqa: S310 - loopback URL
+        assert err.value.code == 404, (method, path, err.value.code)
