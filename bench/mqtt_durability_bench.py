@@ -21,7 +21,8 @@ Each variant is a broker on a free loopback port with its own data directory:
   keeps a ``clean_session=false`` subscription in a durable queue and, for QoS 1, sends the
   PUBACK only when the queue has confirmed the (persistent) message, i.e. written it to disk
   (RabbitMQ documentation, "MQTT Plugin": QoS 1 and publisher confirms). Skipped, with a
-  note, when ``/usr/lib/rabbitmq/bin/rabbitmq-server`` is absent.
+  note, when ``/usr/lib/rabbitmq/bin/rabbitmq-server`` is absent: only this comparison uses
+  it, so it is not in deps/apt.txt (``apt-get install rabbitmq-server`` to include it).
 
 Per variant, one run of two scenarios, each with a persistent QoS 1 subscriber session (MQTT
 3.1.1, ``clean_session=false``, like the bridge's) that existed before the measurement (created,
