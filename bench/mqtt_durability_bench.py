@@ -227,10 +227,19 @@ class RabbitMQ(Broker):
 
     def cleanup(self) -> None:
         self.kill9()
-        # epmd was started by the node for this run's ERL_EPMD_PORT: ask it to stop
+        # epmd was started by the node for this run's ERL_EPMD_PORT: ask it to stop. It refuses
+        # while it still lists the killed node (until it sees the node's connection close).
         epmd = shutil.which("epmd")
         if epmd:
-            subprocess.run([epmd, "-kill"], env=self._env(), capture_output=True, check=False)  # noqa: S603
+            def stopped() -> bool:
+                out = subprocess.run([epmd, "-kill"], env=self._env(), capture_output=True,  # noqa: S603
+                                     text=True, check=False)
+                return "Killed" in out.stdout or "Cannot connect" in out.stdout + out.stderr
+
+            try:
+                wait_for(stopped, 20, interval_s=0.5, what=f"epmd on port {self.epmd_port} to stop")
+            except TimeoutError:
+                log.warning("epmd on port %d is still running", self.epmd_port)
 
 
 def _user() -> str:
