@@ -287,6 +287,11 @@ class RuleFile:
         return JOB_PREFIX + self.rule_id
 
 
+#: A parameter's value in a rule's SQL: a number, or a quoted number (``INTERVAL '60'``),
+#: followed by ``/*param:name*/``; it must equal the header's ``-- param: name = ...`` value.
+_PARAM_MARK_RE = re.compile(r"('?)([-+]?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\1(\s*/\*\s*param:\s*([a-z_][a-z0-9_]*)\s*\*/)")
+
+
 def parse_rule_file(path: Path | str) -> RuleFile:
     """Read and check a rule file's header and statements (no Flink involved).
 
@@ -294,13 +299,20 @@ def parse_rule_file(path: Path | str) -> RuleFile:
         RuleSqlError: missing ``rule``/``detects``/``param`` header lines, a param without a
             ``Source:``, a rule id that differs from the file name, no statement set, a
             statement set that does not insert into ``alerts``, ``rules_late`` and
-            ``rules_dlq``, or late and dead-letter inserts that read different sources.
+            ``rules_dlq``, late and dead-letter inserts that read different sources, or a
+            value marked ``/*param:name*/`` in the SQL that differs from the header's value.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleSqlError(path, 0, 0, f"cannot read: {exc}") from exc
+    return parse_rule_text(text, path)
+
+
+def parse_rule_text(text: str, path: Path | str) -> RuleFile:
+    """:func:`parse_rule_file` of a rule's text (``path`` names it in errors and gives the id)."""
+    path = Path(path)
     header: list[tuple[int, str]] = []
     for no, raw in enumerate(text.splitlines(), 1):
         if raw.startswith("--"):
@@ -351,7 +363,50 @@ def parse_rule_file(path: Path | str) -> RuleFile:
         raise RuleSqlError(path, sets[0].line, 1,
                            f"late rows come from {sorted(late_src)} but dead letters from {sorted(dlq_src)}: "
                            "a rule must write the late_X and dlq_X views of each source X it reads")
+    for m in _PARAM_MARK_RE.finditer(text):
+        name, line = m.group(4), text.count("\n", 0, m.start()) + 1
+        if name not in params:
+            raise RuleSqlError(path, line, 1, f"/*param:{name}*/ marks a value but the header has no param {name}")
+        if float(m.group(2)) != params[name]:
+            raise RuleSqlError(path, line, 1, f"{name} is {m.group(2)} here but {params[name]:g} in the header")
     return RuleFile(path, rule_id, detects, params, statements)
+
+
+def with_params(rule: RuleFile, values: Mapping[str, float]) -> RuleFile:
+    """The rule with other parameter values (calibration and tests run variants of a rule).
+
+    Every SQL literal marked ``/*param:name*/`` and the header's ``-- param: name = ...`` value
+    are replaced; an integer literal must get an integral value. Nothing is written to disk.
+
+    Raises:
+        RuleSqlError: a name that is not a marked parameter of the rule, or a fractional value
+            for an integer literal.
+    """
+    text = rule.path.read_text(encoding="utf-8")
+    marked = {m.group(4) for m in _PARAM_MARK_RE.finditer(text)}
+    unknown = set(values) - marked
+    if unknown:
+        raise RuleSqlError(rule.path, 1, 1, f"no /*param:NAME*/ value in the SQL for {sorted(unknown)}")
+
+    def literal(old: str, value: float) -> str:
+        if re.fullmatch(r"[-+]?[0-9]+", old):
+            if float(value) != int(value):
+                raise RuleSqlError(rule.path, 1, 1, f"an integer parameter cannot take {value}")
+            return str(int(value))
+        return repr(float(value))
+
+    def mark(m: re.Match) -> str:
+        name = m.group(4)
+        if name not in values:
+            return m.group(0)
+        q = m.group(1)
+        return f"{q}{literal(m.group(2), values[name])}{q}{m.group(3)}"
+
+    text = _PARAM_MARK_RE.sub(mark, text)
+    for name, value in values.items():
+        text = re.sub(rf"^(--\s*param:\s*{name}\s*=\s*)([-+0-9.eE]+)",
+                      lambda m: m.group(1) + literal(m.group(2), value), text, count=1, flags=re.M)
+    return parse_rule_text(text, rule.path)
 
 
 def discover_rules(rules_dir: Path | str) -> list[RuleFile]:
