@@ -38,7 +38,8 @@ Run one rule against Kafka (``main``; what ``rules deploy`` submits with ``flink
 
     python jobs/rules.py --rule bearing_failure
 
-Calibration figures quoted in the rule headers::
+Calibration figures quoted in the rule headers (the card amounts, and the bearing rules'
+leave-one-bearing-out table, which ``bench/bearing_calibrate.py`` prints and confirms on Flink)::
 
     python -m jobs.rules calibrate
 """
@@ -46,7 +47,6 @@ Calibration figures quoted in the rule headers::
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import hashlib
 import logging
@@ -725,66 +725,23 @@ def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,
 
 
 # ---------------------------------------------------------------------------- calibration
-FEMTO_DIR = PROJECT_ROOT / "data" / "femto"
 TABFORMER_CSV = PROJECT_ROOT / "data" / "tabformer" / "User0_credit_card_transactions.csv"
 
 
-def calibrate(k_values: Sequence[float] = (2.5, 3.0, 4.0),
-              rises_c: Sequence[float] = (0.3, 0.5, 1.0), baseline_snapshots: int = 560) -> dict[str, Any]:
-    """Figures behind the thresholds of the rule headers.
-
-    Bearing: on FEMTO Bearing1_1 (snapshots in time order; the clock-fault snapshots 2121-2122,
-    about 6 h early, dropped as a late event would be), the baseline (mean h_rms_g of the
-    first ``baseline_snapshots``), and for each spike multiple k and rise X (degrees C): the
-    spikes, how many are followed by a rise of X within 60 s (from the first temperature
-    reading after the spike), and the same share for snapshots that are not spikes.
-    Cards: percentiles of TabFormer user 0's purchase amounts (USD).
-    """
-    vib = [(round(float(r["time_of_day_s"]) * 1000), float(r["h_rms_g"]))
-           for r in csv.DictReader(open(FEMTO_DIR / "Bearing1_1_vibration.csv", encoding="utf-8"))]
-    kept, latest = [], -1
-    for t, h in vib:  # drop snapshots behind an earlier one (snapshot 2121's clock fault)
-        if t > latest:
-            kept.append((t, h))
-            latest = t
-    vib = kept
-    temps = [(int(r["time_of_day_s"]) * 1000, float(r["temp_c"]))
-             for r in csv.DictReader(open(FEMTO_DIR / "Bearing1_1_temperature.csv", encoding="utf-8"))]
-    t_times = [t for t, _ in temps]
-    base = sum(h for _, h in vib[:baseline_snapshots]) / baseline_snapshots
-
-    def rises(ts: int, x: float) -> bool:
-        i = bisect.bisect_right(t_times, ts)
-        if i >= len(temps) or temps[i][0] - ts >= 60_000:
-            return False
-        start = temps[i][1]
-        return any(c >= start + x for t, c in temps[i + 1:i + 70] if t - ts < 60_000)
-
-    rows = []
-    later = vib[baseline_snapshots:]
-    for k in k_values:
-        spikes = [t for t, h in later if h > k * base]
-        quiet = [t for t, h in later if h <= k * base]
-        for x in rises_c:
-            hit = sum(rises(t, x) for t in spikes)
-            quiet_hit = sum(rises(t, x) for t in quiet)
-            rows.append({"k": k, "rise_c": x, "spikes": len(spikes), "alerts": hit,
-                         "alert_share": round(hit / len(spikes), 3) if spikes else 0.0,
-                         "quiet_share": round(quiet_hit / len(quiet), 3) if quiet else 0.0,
-                         "first_spike_s": spikes[0] / 1000 if spikes else None})
+def calibrate_cards() -> dict[str, Any]:
+    """Figures behind the card rules' thresholds: percentiles of TabFormer user 0's purchase
+    amounts (USD) and the share below 500 USD. (The bearing rules are calibrated by
+    ``bench/bearing_calibrate.py``, on :mod:`iotflink.bearing`.)"""
     amounts = sorted(float(r["Amount"].lstrip("$")) for r in csv.DictReader(open(TABFORMER_CSV, encoding="utf-8"))
                      if float(r["Amount"].lstrip("$")) > 0)
     pct = {p: amounts[min(len(amounts) - 1, int(p / 100 * len(amounts)))] for p in (50, 90, 99, 99.5, 99.9)}
     share_500 = sum(a < 500 for a in amounts) / len(amounts)
-    return {"bearing": {"snapshots": len(vib), "baseline_g": round(base, 5),
-                        "last_snapshot_s": vib[-1][0] / 1000, "grid": rows},
-            "cards": {"purchases": len(amounts), "amount_percentiles_usd": pct,
-                      "share_below_500_usd": round(share_500, 4)}}
+    return {"purchases": len(amounts), "amount_percentiles_usd": pct, "share_below_500_usd": round(share_500, 4)}
 
 
 # ---------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one rule against Kafka (``--rule ID``), or print the calibration (``calibrate``)."""
+    """Run one rule against Kafka (``--rule ID``), or print the calibration figures (``calibrate``)."""
     import json  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="jobs/rules.py", description=__doc__.splitlines()[0])
@@ -794,7 +751,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "calibrate":
-        print(json.dumps(calibrate(), indent=2))
+        from iotflink import bearing  # noqa: PLC0415
+
+        print(json.dumps({"cards": calibrate_cards()}, indent=2))
+        runs = bearing.load_runs(RulesSettings.from_env().out_of_orderness_ms)
+        print(bearing.table(bearing.calibrate(runs), runs))
         return 0
     cfg = RulesSettings.from_env()
     if not args.rule:

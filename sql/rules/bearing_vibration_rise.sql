@@ -20,7 +20,7 @@
 --   (bench/bearing_calibrate.py; table in README, "Bearing rules across bearings"): the values
 --   below are those chosen on all eight (no alert in the first half of any run, also with
 --   rise_k lowered by 10 %, then the largest median warning). Judged on held-out bearings it
---   warns a median of 6.5 min before failure, 10 min or more on four of eight bearings, with
+--   warns a median of 6.5 min before failure, 10 min or more on three of eight bearings, with
 --   no alert in any first half; the other bearings show no vibration precursor before their
 --   last minutes.
 -- param: run_in_s = 1800 s (30 min). Source: calibration grid 30/60/90 min (bench/bearing_calibrate.py).
