@@ -41,7 +41,7 @@ def test_spike_then_rise_within_60_s():
     temps = [(t + 0.5, 50.0) for t in range(0, 400)]
     temps = [(t, c + (0.5 if 130 <= t < 150 else 0) + (0.5 if t >= 259.5 else 0)) for t, c in temps]
     run = make_run(vib, temps)
-    p = br.SpikeRiseParams(0, 50, 2.0, 0.3, )
+    p = br.SpikeRiseParams(0, 50, 2.0, 0.3)
     # spike at 100 s: T0 at 100.5, rise at 130.5 (30.5 s after: alert); spike at 200 s: rise
     # at 259.5 is 59.5 s after (alert); spike at 300 s: no rise (the temperature stays)
     assert br.spike_rise_alerts(run, p) == [(T0 + 100_000, T0 + 100_500, T0 + 130_500),
@@ -91,8 +91,18 @@ def test_choose_excludes_false_alarms_and_the_margin():
     tie = {a: {"y": ok}, c: {"y": ok}}
     assert br.choose(tie, ["y"]) == c  # a tie goes to the higher threshold
     assert br.choose({a: {"x": early}}, ["x"]) is None
-    folds = br.leave_one_bearing_out("bearing_vibration_rise", [], scored)
-    assert folds == []
+
+
+def test_leave_one_bearing_out_judges_each_bearing_on_parameters_chosen_without_it():
+    ok, alarm = br.Score(30.0, 0, 0.0, 1, 0), br.Score(300.0, 2, 1.0, 3, 2)
+    good = br.Score(100.0, 0, 0.0, 1, 0)
+    low, high = br.VibrationRiseParams(1800, 1800, 60, 1.2), br.VibrationRiseParams(1800, 1800, 60, 2.0)
+    runs = [make_run([(0, 1.0)], [(0, 20.0)], name) for name in ("x", "y", "z")]
+    # the low threshold warns earlier on x and y but raises false alarms on z
+    scored = {low: {"x": good, "y": good, "z": alarm}, high: {"x": ok, "y": ok, "z": ok}}
+    folds = br.leave_one_bearing_out("bearing_vibration_rise", runs, scored)
+    assert [(f.held_out, f.params, f.score) for f in folds] == [
+        ("x", high, ok), ("y", high, ok), ("z", low, alarm)]
 
 
 def test_femto_rows_keep_the_clock_fault_and_reject_unknown_bearings():
