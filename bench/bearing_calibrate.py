@@ -21,6 +21,9 @@ Usage::
    Flink SQL on a MiniCluster over its held-out bearing, all in one job (parallelism 1), and
    the alerts must be exactly those of the Python definition; prints the job's wall time.
    ``--write`` stores the figures in ``bench/results/bearing.json``.
+6. ``--feature v_rms_g|peak_abs_g``: the sustained-rise definition on another vibration feature
+   of the snapshots, in plain Python only (no SQL rule ships for it): a study of whether
+   another feature warns earlier. Prints its table; not with --confirm or --write.
 """
 
 from __future__ import annotations
@@ -87,8 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--confirm", action="store_true", help="run the SQL rules on a MiniCluster too")
     ap.add_argument("--write", action="store_true", help=f"store the figures in {RESULT.relative_to(PROJECT_ROOT)}")
+    ap.add_argument("--feature", choices=["h_rms_g", "v_rms_g", "peak_abs_g"], default="h_rms_g",
+                    help="study: the sustained-rise definition on another feature (Python only)")
     args = ap.parse_args(argv)
     cfg = RulesSettings.from_env()
+    if args.feature != "h_rms_g":
+        if args.confirm or args.write:
+            ap.error("--feature studies run in Python only: no --confirm or --write")
+        runs = br.load_runs(cfg.out_of_orderness_ms, feature=args.feature)
+        print(f"sustained rise of {args.feature} (the bearing_vibration_rise definition; no SQL rule ships for it)")
+        print(br.table(br.calibrate(runs, ["bearing_vibration_rise"]), runs))
+        return 0
     t0 = time.monotonic()
     runs = br.load_runs(cfg.out_of_orderness_ms)
     result = br.calibrate(runs)

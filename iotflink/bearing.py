@@ -55,7 +55,8 @@ class BearingRun:
 
     Fields:
         name: bearing id (``"1_1"``); device_id: its device.
-        vib: ``(ts_ms, seq, h_rms_g)`` of each vibration snapshot, in (event time, seq) order.
+        vib: ``(ts_ms, seq, h_rms_g)`` of each vibration snapshot, in (event time, seq) order
+            (another vibration feature in its place when built with ``feature``).
         temps: ``(ts_ms, seq, temp_c)`` of each temperature reading, same order.
         first_ms / end_ms: event time of the first / last on-time reading (end = the failure).
         late_seqs: seq of the readings that arrived at or behind the watermark.
@@ -89,9 +90,11 @@ def readings_rows(bearing: str, data_dir=DATA_DIR, device_id: str | None = None)
             for seq, (ts, dev, values) in enumerate(femto_rows(bearing, data_dir, device_id))]
 
 
-def run_from_rows(name: str, rows: Sequence[Mapping], bound_ms: int) -> BearingRun:
+def run_from_rows(name: str, rows: Sequence[Mapping], bound_ms: int, feature: str = "h_rms_g") -> BearingRun:
     """The :class:`BearingRun` of ``rows`` (one device, arrival order) with watermark bound
     ``bound_ms``: a row whose ts is at or behind (highest ts before it - bound) is late.
+    ``feature``: the vibration value the rules compare (the shipped rules: ``h_rms_g``;
+    ``v_rms_g`` or ``peak_abs_g`` to study other features with the same definitions).
 
     Raises:
         ValueError: no rows, or rows of several devices.
@@ -109,22 +112,23 @@ def run_from_rows(name: str, rows: Sequence[Mapping], bound_ms: int) -> BearingR
             on_time.append(r)
         max_ts = r["ts"] if max_ts is None else max(max_ts, r["ts"])
     on_time.sort(key=lambda r: (r["ts"], r["seq"]))
-    vib = tuple((r["ts"], r["seq"], float(r["readings"]["h_rms_g"])) for r in on_time
-                if r["readings"].get("h_rms_g") is not None)
+    vib = tuple((r["ts"], r["seq"], float(r["readings"][feature])) for r in on_time
+                if r["readings"].get(feature) is not None)
     temps = tuple((r["ts"], r["seq"], float(r["readings"]["temp_c"])) for r in on_time
                   if r["readings"].get("temp_c") is not None)
     return BearingRun(name, devices.pop(), vib, temps, on_time[0]["ts"], on_time[-1]["ts"], frozenset(late),
                       tuple(rows))
 
 
-def load_run(bearing: str, bound_ms: int, data_dir=DATA_DIR) -> BearingRun:
+def load_run(bearing: str, bound_ms: int, data_dir=DATA_DIR, feature: str = "h_rms_g") -> BearingRun:
     """One FEMTO bearing (``"1_1"`` ...) as the rules see it (device ``femto-b<bearing>``)."""
-    return run_from_rows(bearing, readings_rows(bearing, data_dir), bound_ms)
+    return run_from_rows(bearing, readings_rows(bearing, data_dir), bound_ms, feature)
 
 
-def load_runs(bound_ms: int, bearings: Iterable[str] = FEMTO_BEARINGS, data_dir=DATA_DIR) -> list[BearingRun]:
+def load_runs(bound_ms: int, bearings: Iterable[str] = FEMTO_BEARINGS, data_dir=DATA_DIR,
+              feature: str = "h_rms_g") -> list[BearingRun]:
     """:func:`load_run` of each bearing."""
-    return [load_run(b, bound_ms, data_dir) for b in bearings]
+    return [load_run(b, bound_ms, data_dir, feature) for b in bearings]
 
 
 # ---------------------------------------------------------------------------- the rules
@@ -386,7 +390,7 @@ def params_text(p) -> str:
     return f"{base}, {p.sustain_s} s median, k {p.rise_k:g}"
 
 
-def calibrate(runs: Sequence[BearingRun]) -> dict:
+def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES) -> dict:
     """Leave-one-bearing-out calibration of both rules on ``runs``.
 
     Returns ``{rule: {"folds": [FoldResult, ...], "chosen": params chosen on every run,
@@ -394,7 +398,7 @@ def calibrate(runs: Sequence[BearingRun]) -> dict:
     "first_half_alerts": int}}`` (median and counts over the held-out folds).
     """
     out = {}
-    for rule in RULES:
+    for rule in rules:
         scored = score_grid(rule, runs)
         folds = leave_one_bearing_out(rule, runs, scored)
         chosen = choose(scored, [r.name for r in runs])
