@@ -373,7 +373,8 @@ def parse_rule_text(text: str, path: Path | str) -> RuleFile:
 
 
 def with_params(rule: RuleFile, values: Mapping[str, float]) -> RuleFile:
-    """The rule with other parameter values (calibration and tests run variants of a rule).
+    """The rule file of ``rule`` (as on disk) with other parameter values (calibration and
+    tests run variants of a rule).
 
     Every SQL literal marked ``/*param:name*/`` and the header's ``-- param: name = ...`` value
     are replaced; an integer literal must get an integral value. Nothing is written to disk.
