@@ -13,7 +13,7 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli env                         # every environment variable and its value
     python -m iotflink.cli rules validate|deploy|list|stop RULE
     python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-bridge
-    python -m iotflink.cli device add ID [--out FILE] | device list [--all] | device revoke ID
+    python -m iotflink.cli device add ID [--out FILE] [--role bridge] | device list [--all] | device revoke ID
     python -m iotflink.cli tls init DIR [--host NAME ...]   # CA + broker certificate (docker-compose)
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
@@ -276,16 +276,20 @@ def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
     if not args.id:
         raise UsageError(f"device {args.action} needs a device id")
     if args.action == "add":
-        cred = store.add(args.id, role="device")
+        cred = store.add(args.id, role=args.role)
         if stack.reload_mosquitto():
             wait_for(lambda: stack.mqtt_connack(cred.username, cred.password) == 0, 20,
                      what=f"mosquitto to accept {args.id}")
             state = "the running broker accepts it now"
         else:
             state = "the broker reads it when it starts"
+        print(f"password file: {store.password_file(args.id)} (mode 0600)")
+        if args.role == "bridge":
+            print(f"bridge {args.id}: credential created ({state}); it may read sensors/+/telemetry and "
+                  f"publish nothing (IOTFLINK_MQTT_BRIDGE_USER={args.id})")
+            return 0
         text = device_config_lines(args.id, cred.password, cfg)
         print(f"device {args.id}: credential created ({state}); it may publish only on {cred.topic}")
-        print(f"password file: {store.password_file(args.id)} (mode 0600)")
         if args.out:
             fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -396,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", default="", help="device id (add, revoke)")
     p.add_argument("--out", default=None, help="add: write the config.h lines to this file (0600)")
     p.add_argument("--all", action="store_true", help="list: also revoked credentials")
+    p.add_argument("--role", choices=["device", "bridge"], default="device",
+                   help="add: a device (default) or a bridge credential (e.g. for docker-compose)")
     p.set_defaults(func=_cmd_device)
 
     p = sub.add_parser("tls", help="make a local CA and the broker's TLS certificate")
