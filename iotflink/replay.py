@@ -277,7 +277,7 @@ def publish(
     host: str,
     port: int,
     *,
-    credentials: Mapping[str, Credential],
+    credentials: Mapping[str, Credential | None],
     ca_file: Path | None = None,
     speedup: float = 0.0,
     window: int = 200,
@@ -298,7 +298,8 @@ def publish(
         messages: from :func:`build_messages`.
         host / port: the MQTT broker.
         credentials: device id -> :class:`~iotflink.mqtt_auth.Credential` for every device in
-            ``messages`` (``Stack.provision`` or ``CredentialStore.get``).
+            ``messages`` (``Stack.provision`` or ``CredentialStore.get``); a None value connects
+            that device without a credential (only for a broker that allows anonymous clients).
         ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.
         speedup: release-time ms per wall ms; 0 publishes as fast as the window allows.
         window: most messages waiting for their PUBACK at once.
