@@ -3,7 +3,8 @@
 Steps (each prints a progress line):
 
 1. start the local stack (Kafka KRaft, Mosquitto, the bridge, Flink JobManager + TaskManager)
-   and reset the demo's topics, so the counts below cover this run only;
+   and reset the demo's topics, so the counts below cover this run only; provision one MQTT
+   credential per demo device (the broker refuses anonymous clients, README "Security");
 2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``, and deploy the
    detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
 3. play NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT with three
@@ -13,7 +14,8 @@ Steps (each prints a progress line):
    reconnect with their original timestamps: late data downstream. With
    ``--source replay`` the Python replayer plays them instead, with a seeded fraction of
    readings delayed inside the watermark bound and some held back past the allowed lateness.
-   A handful of bad payloads must land in the dead-letter queue;
+   A handful of bad payloads must land in the dead-letter queue, and the bad device's reading
+   on another device's topic must be refused by the broker (PUBACK 0x87);
    then replay TabFormer card transactions with seeded fraud scenarios into ``transactions``;
 4. wait until the bridge has accounted for every message and the job's Kafka source has read
    every record; then end the bounded replay (``FlinkCtl.drain_bounded_replay``): heartbeat
@@ -26,8 +28,9 @@ Steps (each prints a progress line):
    every published message is in ``sensor-readings`` or ``sensor-dlq``, that the window job
    read every record of ``sensor-readings`` (none in ``sensor-windows-dlq``), that every sensor
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
-   ``sensor-late``; and that no job of this run is FAILED or restarting (the root exception of
-   each one that is: :func:`job_health_checks`).
+   ``sensor-late``; that the broker refused an anonymous client and the spoofed reading; and
+   that no job of this run is FAILED or restarting (the root exception of each one that is:
+   :func:`job_health_checks`).
 
 If the window job ends FAILED (its failure-rate restart strategy gave up, e.g. on a poison
 record), the demo stops waiting for it and says so with the root exception; on any error the
