@@ -324,7 +324,7 @@ def publish(
                           "create them with: python -m iotflink.cli device add ID")
     slots = threading.Semaphore(window)
     acked = [0]
-    lock = threading.Lock()
+    lock = threading.Condition()  # acked[0] changed
     closing = threading.Event()
     prefix = client_id or "iotflink-replay"
     clients: dict[str, mqtt.Client] = {}
@@ -333,6 +333,7 @@ def publish(
     def on_publish(_c, _u, _mid, _rc, _p):
         with lock:
             acked[0] += 1
+            lock.notify_all()
         slots.release()
 
     def connect(device: str) -> mqtt.Client:
@@ -373,14 +374,9 @@ def publish(
         return client
 
     def wait_acked(count: int) -> None:
-        deadline = time.monotonic() + ack_timeout_s
-        while True:
-            with lock:
-                if acked[0] >= count:
-                    return
-            if time.monotonic() > deadline:
+        with lock:
+            if not lock.wait_for(lambda: acked[0] >= count, ack_timeout_s):
                 raise IotFlinkError(f"replay: only {acked[0]} of {count} PUBACKs after {ack_timeout_s:.0f} s")
-            time.sleep(0.001)
 
     t0 = time.monotonic()
     try:
