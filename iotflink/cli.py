@@ -76,7 +76,8 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
     if args.action == "start":
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
         print(f"[stack] Flink web UI: {cfg.flink_rest_url}   Kafka: {cfg.kafka_bootstrap}   "
-              f"MQTT: {cfg.host}:{cfg.mqtt_port}")
+              f"MQTT: {cfg.host}:{cfg.mqtt_port} ({'TLS, ' if cfg.mqtt_tls else ''}a credential per device: "
+              "python -m iotflink.cli device add ID)")
     elif args.action == "stop":
         stack.stop()
         print("[stack] stopped")
