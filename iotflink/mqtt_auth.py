@@ -154,7 +154,8 @@ class CredentialStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict]:
         self._init_dirs()
-        with open(self.dir / ".lock", "a", encoding="utf-8") as lock:
+        fd = os.open(self.dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             index = self._read_index()
             yield index

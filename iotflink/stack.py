@@ -550,9 +550,17 @@ class Stack:
     def reload_mosquitto(self) -> bool:
         """Send SIGHUP to the running Mosquitto: it re-reads its password and ACL files and
         disconnects connected clients whose username is no longer in the password file.
-        Returns False when Mosquitto is not running (it reads the files when it starts)."""
+        Returns False when Mosquitto is not running (it reads the files when it starts), or
+        when the running one reads another credential directory than ``mqtt_auth_dir`` (e.g.
+        credentials made for docker-compose with ``IOTFLINK_MQTT_AUTH_DIR``)."""
         pid = self.pid("mosquitto")
         if pid is None:
+            return False
+        try:
+            conf = (self.run_dir / "mosquitto" / "mosquitto.conf").read_text()
+        except OSError:
+            return False
+        if f"password_file {self.s.mqtt_auth_dir}/passwd" not in conf.splitlines():
             return False
         os.kill(pid, signal.SIGHUP)
         return True

@@ -27,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from iotflink import cli, kafka_io
 from iotflink.mqtt_auth import Credential, configure_paho
 from iotflink.stack import Stack, free_ports, wait_for
+from iotflink.vnodes import NodeSpec, build, run_nodes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -280,8 +281,9 @@ def test_auth_files_are_private(stack):
 
 
 def test_tls_listener_with_the_bridge_behind_it(stack, tmp_path):
-    """A second broker (TLS only) and bridge on the shared Kafka: a device publishes over TLS
-    and its reading reaches Kafka; a plain-MQTT client and one that does not trust the CA fail."""
+    """A second broker (TLS only) and bridge on the shared Kafka: a device (paho) and a virtual
+    node (libmosquitto, ``--cafile`` and ``--password-file``) publish over TLS and their readings
+    reach Kafka; a plain-MQTT client and one that does not trust the CA fail."""
     (port,) = free_ports(1)
     tls = Stack(dataclasses.replace(stack.s, run_dir=tmp_path / "run", mqtt_port=port, mqtt_tls=True,
                                     mqtt_bridge_user="bridge-tls"))
@@ -298,7 +300,14 @@ def test_tls_listener_with_the_bridge_behind_it(stack, tmp_path):
         finally:
             c.close()
         wait_for(lambda: _forwarded_keys(stack).count(dev) == 1, 60, what="the TLS reading in Kafka")
-        wait_for(lambda: tls.bridge_stats()["forwarded"] == 1, 30, what="the TLS bridge's count")
+        node = NodeSpec("occupancy-office", device_id=f"vn-tls-{uuid.uuid4().hex[:6]}", limit=20)
+        tls.provision([node.device])
+        (res,) = run_nodes([node], tls.s.mqtt_host, tls.s.mqtt_port, tls.run_dir, timeout_s=120, exe=build(),
+                           ca_file=tls.s.mqtt_ca_file)
+        assert res.returncode == 0 and res.published == res.summary["messages"] > 0, res.summary
+        wait_for(lambda: _forwarded_keys(stack).count(node.device) == res.published, 60,
+                 what="the virtual node's readings in Kafka")
+        wait_for(lambda: tls.bridge_stats()["forwarded"] == 1 + res.published, 30, what="the TLS bridge's count")
         plain = Stack(dataclasses.replace(tls.s, mqtt_tls=False))
         with pytest.raises(OSError):
             plain.mqtt_connack(dev, cred.password)  # no TLS: the broker never answers a CONNACK
