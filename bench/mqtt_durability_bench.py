@@ -144,8 +144,22 @@ class Broker:
         self.kill9()
 
 
+def without_auth(conf: str) -> str:
+    """``conf`` with anonymous clients allowed and no password, ACL or username-as-client-id
+    lines: the benchmark measures persistence, and its clients (plain ids, one per publisher)
+    have no credentials. Authentication adds a hash check per CONNECT and an ACL check per
+    PUBLISH, the same for every variant."""
+    out = []
+    for line in conf.splitlines():
+        if line.startswith(("password_file ", "acl_file ", "use_username_as_clientid ")):
+            continue
+        out.append("allow_anonymous true" if line.startswith("allow_anonymous ") else line)
+    return "\n".join(out) + "\n"
+
+
 class Mosquitto(Broker):
-    """Mosquitto with the project's ``deploy/mosquitto.conf``, ``autosave_*`` lines replaced."""
+    """Mosquitto with the project's ``deploy/mosquitto.conf``, ``autosave_*`` lines replaced and
+    authentication off (:func:`without_auth`)."""
 
     def __init__(self, workdir: Path, name: str, autosave: list[str] | None) -> None:
         super().__init__(workdir)
@@ -154,9 +168,9 @@ class Mosquitto(Broker):
         data = workdir / "data"
         data.mkdir(parents=True)
         template = (ROOT / "deploy" / "mosquitto.conf").read_text()
-        conf = render_template(template, port=self.port, host="127.0.0.1", user=_user(),
-                               data_dir=data, log_file=workdir / "mosquitto.log")
-        self.conf_text = with_autosave(conf, autosave)
+        conf = render_template(template, port=self.port, host="127.0.0.1", user=_user(), tls="",
+                               auth_dir=workdir / "auth", data_dir=data, log_file=workdir / "mosquitto.log")
+        self.conf_text = with_autosave(without_auth(conf), autosave)
         (workdir / "mosquitto.conf").write_text(self.conf_text)
         self.settings = [ln for ln in self.conf_text.splitlines() if ln.startswith("autosave")]
 

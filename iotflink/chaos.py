@@ -54,9 +54,11 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from iotflink.errors import IotFlinkError, JobError, StackError
+from iotflink.mqtt_auth import Credential, configure_paho
 from iotflink.settings import StackSettings
 from iotflink.stack import Stack, wait_for
 
@@ -479,11 +481,19 @@ class ContinuousPublisher(threading.Thread):
     """Publishes ``messages`` (replayer :class:`~iotflink.replay.Message` objects) at QoS 1 at a
     constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
     faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
-    (a Mosquitto restart) and re-sends un-acked messages."""
+    (a Mosquitto restart) and re-sends un-acked messages. Each device publishes over its own
+    connection with its credential (``credentials``: device id -> Credential, e.g.
+    ``Stack.provision``; a None value connects without one), over TLS with ``ca_file``; at most
+    ``window`` messages wait for their PUBACK, over all devices."""
 
     def __init__(self, messages: list, host: str, port: int, rate_per_s: float,
-                 client_id: str = "iotflink-chaos-publisher", window: int = 200) -> None:
+                 client_id: str = "iotflink-chaos-publisher", window: int = 200, *,
+                 credentials: Mapping[str, Credential | None], ca_file: Path | None = None) -> None:
         super().__init__(name="continuous-publisher", daemon=True)
+        missing = sorted({m.device_id for m in messages} - set(credentials))
+        if missing:
+            raise IotFlinkError(f"no MQTT credential for {', '.join(missing)}")
+        self.credentials, self.ca_file = credentials, ca_file
         self.messages, self.host, self.port = messages, host, port
         self.rate_per_s, self.client_id, self.window = rate_per_s, client_id, window
         self.sent = 0
@@ -504,15 +514,23 @@ class ContinuousPublisher(threading.Thread):
             self.acked += 1
             self._slots.release()
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.max_inflight_messages_set(self.window)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 5)
-        client.on_publish = on_publish
+        clients: dict[str, mqtt.Client] = {}
+
+        def client_of(device: str) -> mqtt.Client:
+            if device not in clients:
+                client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.client_id}-{device}",
+                                     protocol=mqtt.MQTTv311, clean_session=True)
+                configure_paho(client, self.credentials[device], self.ca_file)
+                client.max_inflight_messages_set(self.window)
+                client.max_queued_messages_set(0)
+                client.reconnect_delay_set(1, 5)
+                client.on_publish = on_publish
+                clients[device] = client
+                client.connect(self.host, self.port, keepalive=30)
+                client.loop_start()
+            return clients[device]
+
         try:
-            client.connect(self.host, self.port, keepalive=30)
-            client.loop_start()
             t0 = time.monotonic()
             for i, m in enumerate(self.messages):
                 if self._halt.is_set():
@@ -524,7 +542,7 @@ class ContinuousPublisher(threading.Thread):
                     if self._halt.is_set():
                         break
                 else:
-                    client.publish(m.topic, m.payload_bytes(), qos=1)
+                    client_of(m.device_id).publish(m.topic, m.payload_bytes(), qos=1)
                     self.sent += 1
             deadline = time.monotonic() + 30
             while self.acked < self.sent and time.monotonic() < deadline:
@@ -532,8 +550,9 @@ class ContinuousPublisher(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - reported through .error
             self.error = exc
         finally:
-            client.disconnect()
-            client.loop_stop()
+            for client in clients.values():
+                client.disconnect()
+                client.loop_stop()
 
 
 # ---------------------------------------------------------------------- CLI

@@ -300,8 +300,9 @@ class _Publisher(threading.Thread):
     def _publish(self, messages: list[Message]) -> dict:
         if not messages:
             return {"acked": 0}
-        return publish(messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0,
-                       window=100, client_id=self.client_id, ack_timeout_s=120)
+        creds = Stack(self.cfg).provision(sorted({m.device_id for m in messages}))
+        return publish(messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0, credentials=creds,
+                       ca_file=self.cfg.mqtt_ca_file, window=100, client_id=self.client_id, ack_timeout_s=120)
 
     def run(self) -> None:
         try:
@@ -842,8 +843,9 @@ def test_kill_mosquitto_keeps_the_queue_of_a_stopped_bridge(stack, messages):
     _create_topics(cfg)
     stack.stop_service("bridge")
     before = run_stack.mosquitto_counters(fresh=False)
-    acked = publish(messages, cfg.mqtt_host, cfg.mqtt_port, window=100, client_id=f"chaos-pub-{name}",
-                    ack_timeout_s=120)["acked"]
+    creds = run_stack.provision(sorted({m.device_id for m in messages}))
+    acked = publish(messages, cfg.mqtt_host, cfg.mqtt_port, credentials=creds, ca_file=cfg.mqtt_ca_file, window=100,
+                    client_id=f"chaos-pub-{name}", ack_timeout_s=120)["acked"]
     assert acked == len(messages)
     timing = chaos.kill_mosquitto(run_stack)
     assert timing.bridge_restarts == [], "the bridge was stopped on purpose, not restarted"

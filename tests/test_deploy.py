@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
 from iotflink.errors import ConfigError
 from iotflink.settings import PROJECT_ROOT, StackSettings
-from iotflink.stack import render_template
+from iotflink.stack import mosquitto_tls_conf, render_template
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 #: Listener ports of Mosquitto: MQTT and MQTT over TLS (the only ports the host may publish).
@@ -160,8 +161,9 @@ def test_replica_settings_out_of_range_are_refused(rf, isr):
 def test_mosquitto_docker_conf_is_the_local_template_with_container_values():
     local = (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text()
     docker = (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text()
-    rendered = render_template(local, port=1883, host="0.0.0.0", user="mosquitto",
-                               data_dir="/mosquitto/data", log_file="")
+    rendered = render_template(local, port=8883, host="0.0.0.0", user="mosquitto",
+                               data_dir="/mosquitto/data", log_file="", auth_dir="/mosquitto/auth",
+                               tls=mosquitto_tls_conf(Path("/mosquitto/certs")))
 
     def settings(text: str) -> list[str]:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -197,3 +199,30 @@ def test_compose_flink_overrides_only_what_the_local_stack_overrides():
     assert props["taskmanager.numberOfTaskSlots"] == conf["taskmanager.numberOfTaskSlots"]
     assert conf["state.backend.type"] == "rocksdb"
     assert conf["execution.checkpointing.incremental"] is True
+
+
+def test_compose_mosquitto_is_tls_only_with_authentication():
+    """The deployed broker: only MQTT over TLS (8883) is published, no anonymous clients, the
+    credentials and certificates are mounted read-only, and the bridge connects over TLS with
+    its own password file and nothing more of the credentials."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    mosq = compose["services"]["mosquitto"]
+    assert mosq["ports"] == ["8883:8883"]
+    conf = [ln.strip() for ln in (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert [ln for ln in conf if ln.startswith("listener")] == ["listener 8883 0.0.0.0"]
+    for line in ("allow_anonymous false", "use_username_as_clientid true", "password_file /mosquitto/auth/passwd",
+                 "acl_file /mosquitto/auth/acl", "certfile /mosquitto/certs/server.crt",
+                 "keyfile /mosquitto/certs/server.key", "cafile /mosquitto/certs/ca.crt"):
+        assert line in conf, line
+    mounts = {v.split(":")[1]: v for v in mosq["volumes"]}
+    assert mounts["/mosquitto/auth"].endswith(":ro") and mounts["/mosquitto/certs"].endswith(":ro")
+    bridge = compose["services"]["bridge"]
+    env = bridge["environment"]
+    assert env["IOTFLINK_MQTT_TLS"] == "true" and env["IOTFLINK_MQTT_PORT"] == "8883"
+    user = env["IOTFLINK_MQTT_BRIDGE_USER"]
+    targets = sorted(v.split(":")[1] for v in bridge["volumes"])
+    assert targets == sorted([env["IOTFLINK_MQTT_CA_FILE"],
+                              f"{env['IOTFLINK_MQTT_AUTH_DIR']}/clients/{user}.password"])
+    assert all(v.endswith(":ro") for v in bridge["volumes"])
+    assert "deploy/secrets/" in (PROJECT_ROOT / ".gitignore").read_text().split()
