@@ -301,7 +301,6 @@ class Bridge:
         self._sender: threading.Thread | None = None
         self._heartbeater: threading.Thread | None = None
         self._partition_clock = PartitionClock(settings.heartbeat_quiet_ms)
-        self._heartbeat_seq = 0
         self.producer: Any = None
         self.client = self._make_client()
 
@@ -590,12 +589,11 @@ class Bridge:
         partitions = producer.partitions_for(topic)
         if not partitions:
             return 0
-        due = self._partition_clock.due(sorted(partitions), self._clock_ms())
-        for part, ts_ms in due.items():
-            with self._lock:
-                seq = self._heartbeat_seq
-                self._heartbeat_seq += 1
-            value = _encode_json(heartbeat_value(seq, ts_ms)).encode()
+        now_ms = self._clock_ms()
+        due = self._partition_clock.due(sorted(partitions), now_ms)
+        for i, (part, ts_ms) in enumerate(due.items()):
+            # seq: unique over the bridge's restarts (wall clock ms x 1000 + index in the round)
+            value = _encode_json(heartbeat_value(now_ms * 1_000 + i, ts_ms)).encode()
             try:
                 future = producer.send(topic, value=value, key=HEARTBEAT_DEVICE.encode(), partition=part)
             except Exception as exc:  # noqa: BLE001 - e.g. a metadata timeout: due again next round

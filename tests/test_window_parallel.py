@@ -36,8 +36,7 @@ Asserted per run: every value whose verdict is determined (phases 1, 4, the far 
 5) is in ``sensor-late`` iff the reference says so; every aggregate equals the one computed
 from all values minus those in ``sensor-late`` (count, min, max, mean), so each value is
 counted exactly once; ``numLateRecordsDropped`` of the window operator is 0; nothing went to
-``sensor-duplicates`` (the heartbeats, all with seq 0 as after bridge restarts, are dropped
-before the dedup).
+``sensor-duplicates`` (the heartbeats, all with seq 0 here, are dropped before the dedup).
 """
 
 from __future__ import annotations
@@ -104,7 +103,8 @@ class Writer:
         return due
 
     def heartbeat(self, part: int, ts_ms: int) -> None:
-        # seq 0 every time, as a restarted bridge counts again from 0: not a duplicate reading
+        # seq 0 every time, as the end-of-stream heartbeats of every drain count from 0: the
+        # job drops heartbeats before its dedup, so none may reach sensor-duplicates
         self._producer.send(self.topic, json.dumps(heartbeat_value(0, ts_ms)).encode(),
                             key=HEARTBEAT_DEVICE.encode(), partition=part)
         self.heartbeats += 1
