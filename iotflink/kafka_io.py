@@ -1,6 +1,8 @@
-"""Reading Kafka topics back: whole-topic reads, end offsets and consumer lag.
+"""Reading Kafka topics back (whole-topic reads, end offsets, consumer lag) and heartbeat
+records (end-of-stream :class:`Heartbeat`; the event time of the bridge's watermark heartbeats,
+:class:`PartitionClock`).
 
-Used by the demo summary, the integration tests and the backpressure command. Every read is
+Reads are used by the demo summary, the integration tests and the backpressure command. Every read is
 ``read_committed``, so records of aborted or still-open transactions (the exactly-once sinks)
 are never counted.
 """
