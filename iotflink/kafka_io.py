@@ -234,8 +234,11 @@ class PartitionClock:
     all, as Flink does when every input is idle (the watermark of the most advanced input).
     Hence a heartbeat never makes a reading late that the idle timeout would have let
     through; and since ``H`` comes from the readings' own timestamps, never the wall clock, a
-    replay of historical data works unchanged. A heartbeat is due only when it raises the
-    partition (``H`` above the partition's highest event time and above its last heartbeat).
+    replay of historical data works unchanged. A heartbeat is due when ``H`` is above the event
+    time of the partition's last record (reading or heartbeat): Flink SQL's watermark generator
+    takes the watermark of the last row it saw at each periodic emit (Flink 2.2
+    ``WatermarkPushDownSpec.DefaultWatermarkGenerator``; emitted watermarks never decrease), so
+    a straggler at the end of a partition would otherwise hold its watermark back.
 
     Thread-safe (observations come from Kafka callbacks, :meth:`due` from a timer thread).
 
@@ -256,7 +259,7 @@ class PartitionClock:
         self._lock = threading.Lock()
         self._max_ts: dict[int, int] = {}    # partition -> highest event time of a reading (ms)
         self._last_ms: dict[int, int] = {}   # partition -> wall clock of its last reading (ms)
-        self._raised: dict[int, int] = {}    # partition -> event time of its last heartbeat (ms)
+        self._tail: dict[int, int] = {}      # partition -> event time of its last record (ms)
 
     def observe(self, partition: int, ts_ms: int, now_ms: int) -> None:
         """A reading with event time ``ts_ms`` is in ``partition`` (confirmed at ``now_ms``)."""
@@ -264,6 +267,7 @@ class PartitionClock:
             prev = self._max_ts.get(partition)
             self._max_ts[partition] = ts_ms if prev is None else max(prev, ts_ms)
             self._last_ms[partition] = now_ms
+            self._tail[partition] = ts_ms
 
     def heartbeat_ts(self, now_ms: int) -> int | None:
         """``H`` at ``now_ms`` (see the class doc); None before the first reading."""
@@ -278,8 +282,8 @@ class PartitionClock:
 
     def due(self, partitions: Iterable[int], now_ms: int) -> dict[int, int]:
         """Heartbeats to write now: ``{partition: event time ms}`` for each quiet partition of
-        ``partitions`` that ``H`` raises; they count as written (a failed write is simply due
-        again once ``H`` moves on, or re-sent by :meth:`forget`)."""
+        ``partitions`` whose last record is below ``H``; they count as written (call
+        :meth:`forget` for one that was not)."""
         with self._lock:
             h = self._heartbeat_ts(now_ms)
             if h is None:
@@ -288,12 +292,11 @@ class PartitionClock:
             for p in partitions:
                 if p in self._last_ms and now_ms - self._last_ms[p] < self.quiet_ms:
                     continue  # active: its own readings carry its event time
-                floor = max(self._max_ts.get(p, h - 1), self._raised.get(p, h - 1))
-                if h > floor:
-                    out[p] = self._raised[p] = h
+                if h > self._tail.get(p, h - 1):
+                    out[p] = self._tail[p] = h
             return out
 
     def forget(self, partition: int) -> None:
         """The last heartbeat of ``partition`` was not written: make it due again."""
         with self._lock:
-            self._raised.pop(partition, None)
+            self._tail.pop(partition, None)

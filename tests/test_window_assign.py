@@ -203,6 +203,16 @@ def test_heartbeats_when_every_partition_is_quiet_take_the_highest():
     assert clock.due(range(3), 5_000) == {0: 90_000, 2: 90_000}  # 1 holds 90 000 itself
 
 
+def test_a_straggler_at_the_end_of_a_quiet_partition_gets_a_heartbeat():
+    """Flink SQL's watermark generator takes the last row's watermark: a partition whose last
+    reading is behind its highest is raised back to H even though H is not above its highest."""
+    clock = PartitionClock(quiet_ms=5_000)
+    clock.observe(0, 100_000, now_ms=0)
+    clock.observe(0, 80_000, now_ms=0)   # straggler, last on partition 0
+    clock.observe(1, 100_000, now_ms=0)
+    assert clock.due([0, 1], 5_000) == {0: 100_000}
+
+
 def test_failed_heartbeat_is_due_again():
     clock = PartitionClock(quiet_ms=1_000)
     clock.observe(0, 10_000, now_ms=0)
@@ -224,14 +234,18 @@ _steps = st.lists(st.tuples(st.integers(0, 3_000),                 # wall ms sin
 
 @given(_steps)
 def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
-    """The job's watermark is the minimum over the partitions of the highest event time written
-    (readings and heartbeats; out-of-orderness aside). With heartbeats it never passes what a
-    source idle timeout of ``quiet_ms`` gives (the minimum over the active partitions, or the
-    maximum when all are idle; Flink never lowers an emitted watermark, hence the running
-    maximum), and after each round of heartbeats it has reached it."""
+    """Out-of-orderness aside, a partition's watermark is at most the highest event time written
+    to it (readings and heartbeats), and once it is quiet at least that of its last record
+    (Flink SQL's generator takes the last row's). So with heartbeats the job's watermark (the
+    minimum over partitions) never passes what a source idle timeout of ``quiet_ms`` gives (the
+    minimum over the active partitions, or the maximum when all are idle; Flink never lowers an
+    emitted watermark, hence the running maximum), and after each round of heartbeats every
+    quiet partition's last record is at least that, so the watermark reaches it once the active
+    partitions' do."""
     quiet, parts = 2_000, range(4)
     clock = PartitionClock(quiet_ms=quiet)
     written: dict[int, int] = {}        # partition -> highest ts in Kafka (readings + heartbeats)
+    tail: dict[int, int] = {}           # partition -> ts of its last record in Kafka
     readings: dict[int, tuple[int, int]] = {}  # partition -> (highest reading ts, last wall ms)
     now, idle_wm = 0, None
     for gap, batch in steps:
@@ -239,15 +253,18 @@ def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
         for part, ts in batch:
             clock.observe(part, ts, now)
             written[part] = max(written.get(part, ts), ts)
+            tail[part] = ts
             readings[part] = (max(readings.get(part, (ts, 0))[0], ts), now)
         for part, ts in clock.due(parts, now).items():
-            assert ts > written.get(part, ts - 1)  # a heartbeat always raises its partition
-            written[part] = ts
+            assert ts > tail.get(part, ts - 1)  # a heartbeat always raises its partition's last record
+            written[part] = max(written.get(part, ts), ts)
+            tail[part] = ts
         if not readings:
             continue
         active = [m for m, last in readings.values() if now - last < quiet]
         model = min(active) if active else max(m for m, _ in readings.values())
         idle_wm = model if idle_wm is None else max(idle_wm, model)
-        hb_wm = min(written.get(p, -1) for p in parts)
-        assert hb_wm <= idle_wm
-        assert hb_wm >= model
+        assert min(written.get(p, -1) for p in parts) <= idle_wm
+        quiet_parts = [p for p in parts if p not in readings or now - readings[p][1] >= quiet]
+        assert all(tail[p] >= model for p in quiet_parts)
+        assert all(written[p] >= model for p in parts if p in readings and now - readings[p][1] < quiet)
