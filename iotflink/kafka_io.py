@@ -2,9 +2,9 @@
 records (end-of-stream :class:`Heartbeat`; the event time of the bridge's watermark heartbeats,
 :class:`PartitionClock`).
 
-Reads are used by the demo summary, the integration tests and the backpressure command. Every read is
-``read_committed``, so records of aborted or still-open transactions (the exactly-once sinks)
-are never counted.
+Reads are used by the demo summary, the integration tests and the backpressure command. Every
+read is ``read_committed``, so records of aborted or still-open transactions (the exactly-once
+sinks) are never counted.
 """
 
 from __future__ import annotations
