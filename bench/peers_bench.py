@@ -139,14 +139,17 @@ def expected_windows(records) -> dict[tuple[str, str, int], tuple[int, float, fl
     return {k: (a[0], a[1], a[2], a[3] / a[0]) for k, a in acc.items()}
 
 
+#: Topic configuration of every topic of the run: no time-based retention. The readings' event
+#: time is in the past, and systems that stamp their output records with it (quix-streams: the
+#: window's time) would see the broker delete whole segments at its next retention check.
+TOPIC_CONFIG = {"retention.ms": "-1"}
+
+
 def produce(bootstrap: str, topic: str, records) -> int:
     """Create ``topic`` (:data:`PARTITIONS` partitions) and write ``records``; returns the count."""
-    from kafka import KafkaAdminClient, KafkaProducer  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
+    from kafka import KafkaProducer  # noqa: PLC0415
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    admin.close()
+    create_topic(bootstrap, topic)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
     n = 0
     for dev, rec in records:
@@ -163,7 +166,7 @@ def create_topic(bootstrap: str, topic: str) -> None:
     from kafka.admin import NewTopic  # noqa: PLC0415
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1, topic_configs=TOPIC_CONFIG)])
     admin.close()
 
 

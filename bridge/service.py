@@ -107,6 +107,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge import contract
 from iotflink.errors import ConfigError, ValidationError
+from iotflink.kafka_io import HEARTBEAT_DEVICE, PartitionClock, heartbeat_value
 from iotflink.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class _Entry:
 
     __slots__ = ("seq", "mid", "qos", "gen", "done", "kind", "topic", "key", "value", "reason",
                  "detail", "payload", "mqtt_topic", "received_ms", "cost", "attempt", "truncated",
-                 "pgen")
+                 "pgen", "ts_ms")
 
     def __init__(self, mid: int, qos: int, kind: str, topic: str, key: bytes | None, value: bytes,
                  reason: str | None, detail: str | None, payload: bytes, mqtt_topic: str,
@@ -236,6 +237,7 @@ class _Entry:
         self.attempt = 0
         self.truncated = False
         self.pgen = 0
+        self.ts_ms: int | None = None  # a reading's event time (for the watermark heartbeats)
 
 
 class Bridge:
@@ -271,6 +273,8 @@ class Bridge:
             raise ValueError("max_inflight must be in 1..65535 (MQTT Receive Maximum)")
         if settings.max_inflight_bytes < 1:
             raise ValueError("max_inflight_bytes must be >= 1")
+        if settings.heartbeat_interval_ms < 0 or settings.heartbeat_quiet_ms <= 0:
+            raise ValueError("heartbeat interval must be >= 0 (0 = off) and the quiet period > 0")
         self.settings = settings
         self._producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
         self._producer_factory = producer_factory
@@ -299,6 +303,8 @@ class Bridge:
         self._dlq_reasons: collections.Counter = collections.Counter()
         self._started_mono = time.monotonic()
         self._sender: threading.Thread | None = None
+        self._heartbeater: threading.Thread | None = None
+        self._partition_clock = PartitionClock(settings.heartbeat_quiet_ms)
         self.producer: Any = None
         self.client = self._make_client()
 
@@ -356,6 +362,10 @@ class Bridge:
         )
         self._sender = threading.Thread(target=self._sender_loop, name="bridge-sender", daemon=True)
         self._sender.start()
+        if self.settings.heartbeat_interval_ms > 0:
+            self._heartbeater = threading.Thread(target=self._heartbeat_loop, name="bridge-heartbeat",
+                                                 daemon=True)
+            self._heartbeater.start()
         self.client.connect_async(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
@@ -430,6 +440,7 @@ class Bridge:
             key = value["device_id"]
             entry = _Entry(msg.mid, msg.qos, "forwarded", self.settings.readings_topic,
                            key.encode(), body, None, None, payload, topic, now_ms)
+            entry.ts_ms = value["ts"]
             stale = now_ms - value["ts"] > contract.STALE_AFTER_MS
         except Exception as exc:  # noqa: BLE001 - every message in is counted out
             if isinstance(exc, ValidationError):
@@ -578,8 +589,58 @@ class Bridge:
         self._cv.notify_all()
         return state["failures"], delay
 
+    # ------------------------------------------------------------------ watermark heartbeats
+    def _heartbeat_loop(self) -> None:
+        # The heartbeat thread: every interval, a heartbeat to each quiet partition that
+        # PartitionClock says to raise (see iotflink.kafka_io.PartitionClock).
+        interval_s = self.settings.heartbeat_interval_ms / 1000.0
+        while not self._stopping.wait(interval_s):
+            try:
+                self._send_heartbeats()
+            except Exception:  # noqa: BLE001 - a bug here must not end the thread
+                log.exception("unexpected error sending watermark heartbeats")
+
+    def _send_heartbeats(self) -> int:
+        """Write the due watermark heartbeats (:func:`iotflink.kafka_io.heartbeat_value`, key
+        ``__heartbeat__``, to an explicit partition of the readings topic); returns how many
+        were handed to the producer. Nothing while records of the readings topic fail (Kafka
+        away): the heartbeats would only queue behind them. A failed heartbeat is due again."""
+        topic = self.settings.readings_topic
+        with self._lock:
+            producer = self.producer
+            if producer is None or "kafka" in self._blocked:
+                return 0
+        partitions = producer.partitions_for(topic)
+        if not partitions:
+            return 0
+        now_ms = self._clock_ms()
+        due = self._partition_clock.due(sorted(partitions), now_ms)
+        for i, (part, ts_ms) in enumerate(due.items()):
+            # seq: unique over the bridge's restarts (wall clock ms x 1000 + index in the round)
+            value = _encode_json(heartbeat_value(now_ms * 1_000 + i, ts_ms)).encode()
+            try:
+                future = producer.send(topic, value=value, key=HEARTBEAT_DEVICE.encode(), partition=part)
+            except Exception as exc:  # noqa: BLE001 - e.g. a metadata timeout: due again next round
+                log.warning("watermark heartbeat to %s[%d] not sent: %r", topic, part, exc)
+                self._partition_clock.forget(part)
+                continue
+            future.add_callback(self._on_heartbeat_sent)
+            future.add_errback(self._on_heartbeat_error, part)
+        return len(due)
+
+    def _on_heartbeat_sent(self, _metadata: Any) -> None:
+        with self._lock:
+            self._counts["heartbeats"] += 1
+
+    def _on_heartbeat_error(self, part: int, exc: BaseException) -> None:
+        log.warning("watermark heartbeat to partition %d failed: %r; due again", part, exc)
+        self._partition_clock.forget(part)
+
     # ------------------------------------------------------------------ kafka callbacks
-    def _on_sent(self, entry: _Entry, attempt: int, _metadata: Any) -> None:
+    def _on_sent(self, entry: _Entry, attempt: int, metadata: Any) -> None:
+        partition = getattr(metadata, "partition", None)  # kafka-python's RecordMetadata
+        if entry.kind == "forwarded" and entry.ts_ms is not None and isinstance(partition, int):
+            self._partition_clock.observe(partition, entry.ts_ms, self._clock_ms())
         with self._cv:
             if entry.attempt != attempt or entry.done:
                 return
@@ -726,7 +787,8 @@ class Bridge:
         ``inflight_messages_waits`` / ``inflight_bytes_waits`` (times ``on_message`` had to
         wait for the message / byte bound), ``producer_restarts`` (producers replaced after a
         non-retriable asynchronous error), ``connect_refused`` (CONNACKs refusing the
-        connection, e.g. a wrong or revoked credential), ``dlq_reasons`` {reason: count of confirmed dead
+        connection, e.g. a wrong or revoked credential), ``heartbeats`` (watermark heartbeats
+        Kafka confirmed; not messages, not in ``received``), ``dlq_reasons`` {reason: count of confirmed dead
         letters}.
 
         State: ``pending`` (accepted, not yet acked; ``received = forwarded + dead_lettered
@@ -743,7 +805,7 @@ class Bridge:
                 "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "resent",
                 "redelivered", "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed",
                 "inflight_messages_waits", "inflight_bytes_waits", "producer_restarts",
-                "connect_refused")}
+                "connect_refused", "heartbeats")}
             out["pending"] = len(self._pending)
             out["inflight_bytes"] = self._inflight_bytes
             out["admission_blocked"] = self._admission_blocked
@@ -826,5 +888,7 @@ class Bridge:
         if self._sender is not None:
             # it returns at once unless it is inside producer.send() (at most max_block_ms)
             self._sender.join(timeout=1.0)
+        if self._heartbeater is not None:
+            self._heartbeater.join(timeout=1.0)
         st = self.stats()
         log.info("bridge stopped: %s", st)

@@ -1,8 +1,10 @@
-"""Reading Kafka topics back: whole-topic reads, end offsets and consumer lag.
+"""Reading Kafka topics back (whole-topic reads, end offsets, consumer lag) and heartbeat
+records (end-of-stream :class:`Heartbeat`; the event time of the bridge's watermark heartbeats,
+:class:`PartitionClock`).
 
-Used by the demo summary, the integration tests and the backpressure command. Every read is
-``read_committed``, so records of aborted or still-open transactions (the exactly-once sinks)
-are never counted.
+Reads are used by the demo summary, the integration tests and the backpressure command. Every
+read is ``read_committed``, so records of aborted or still-open transactions (the exactly-once
+sinks) are never counted.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
@@ -207,5 +209,100 @@ def heartbeat_value(seq: int, ts_ms: int) -> dict:
 
 
 def is_heartbeat(value: dict | None) -> bool:
-    """True for an end-of-stream heartbeat record (see :class:`Heartbeat`)."""
+    """True for a heartbeat record (end-of-stream, :class:`Heartbeat`, or a watermark
+    heartbeat of the bridge, :class:`PartitionClock`)."""
     return bool(value) and value.get("device_id") == HEARTBEAT_DEVICE
+
+
+class PartitionClock:
+    """Event time per Kafka partition, and the watermark heartbeats that keep quiet partitions
+    moving (used by the bridge; the window job then needs no idle timeout).
+
+    Why: the window job at parallelism > 1 is exact only if no channel inside it ever goes idle
+    (``jobs/sensor_windows.py``, module docstring), so it runs without source idleness, and a
+    partition without records would hold its watermark back for ever. Whoever writes the
+    partitions knows the event time: the bridge calls :meth:`observe` for every reading Kafka
+    confirmed, and every ``interval`` writes, to each partition :meth:`due` names, a heartbeat
+    record (:func:`heartbeat_value`: no sensor value) with the event time given.
+
+    Which event time: ``H`` = the lowest of the highest event times of the *active* partitions
+    (a reading confirmed within ``quiet_ms``), or, when no partition is active, the highest
+    event time of all. A quiet partition is raised to ``H``, never beyond. The job's watermark
+    is the minimum over its partitions, so with at least one partition active it becomes the
+    minimum over the active ones, which is exactly what a source idle timeout of ``quiet_ms``
+    gives (an idle partition leaves the minimum); with none active it becomes the maximum over
+    all, as Flink does when every input is idle (the watermark of the most advanced input).
+    Hence a heartbeat never makes a reading late that the idle timeout would have let
+    through; and since ``H`` comes from the readings' own timestamps, never the wall clock, a
+    replay of historical data works unchanged. A heartbeat is due when ``H`` is above the event
+    time of the partition's last record (reading or heartbeat): Flink SQL's watermark generator
+    takes the watermark of the last row it saw at each periodic emit (Flink 2.2
+    ``WatermarkPushDownSpec.DefaultWatermarkGenerator``; emitted watermarks never decrease), so
+    a straggler at the end of a partition would otherwise hold its watermark back.
+
+    Thread-safe (observations come from Kafka callbacks, :meth:`due` from a timer thread).
+
+    One writer's view: with several bridge processes writing the same partitions, each one
+    knows only its own records, so one that sees a partition quiet while another writes it may
+    raise it further than an idle timeout would (more values in ``sensor-late``, none
+    miscounted: exactness does not depend on the heartbeats' event time, only on the job having
+    no idle channel).
+
+    Args:
+        quiet_ms: a partition without a confirmed reading for this long (ms, wall clock of the
+            caller's ``now_ms``) is quiet; > 0.
+
+    Raises:
+        ValueError: ``quiet_ms`` is not positive.
+    """
+
+    def __init__(self, quiet_ms: int) -> None:
+        if quiet_ms <= 0:
+            raise ValueError(f"quiet period must be positive: {quiet_ms} ms")
+        import threading  # noqa: PLC0415
+
+        self.quiet_ms = quiet_ms
+        self._lock = threading.Lock()
+        self._max_ts: dict[int, int] = {}    # partition -> highest event time of a reading (ms)
+        self._last_ms: dict[int, int] = {}   # partition -> wall clock of its last reading (ms)
+        self._tail: dict[int, int] = {}      # partition -> event time of its last record (ms)
+
+    def observe(self, partition: int, ts_ms: int, now_ms: int) -> None:
+        """A reading with event time ``ts_ms`` is in ``partition`` (confirmed at ``now_ms``)."""
+        with self._lock:
+            prev = self._max_ts.get(partition)
+            self._max_ts[partition] = ts_ms if prev is None else max(prev, ts_ms)
+            self._last_ms[partition] = now_ms
+            self._tail[partition] = ts_ms
+
+    def heartbeat_ts(self, now_ms: int) -> int | None:
+        """``H`` at ``now_ms`` (see the class doc); None before the first reading."""
+        with self._lock:
+            return self._heartbeat_ts(now_ms)
+
+    def _heartbeat_ts(self, now_ms: int) -> int | None:
+        if not self._max_ts:
+            return None
+        active = [ts for p, ts in self._max_ts.items() if now_ms - self._last_ms[p] < self.quiet_ms]
+        return min(active) if active else max(self._max_ts.values())
+
+    def due(self, partitions: Iterable[int], now_ms: int) -> dict[int, int]:
+        """Heartbeats to write now: ``{partition: event time ms}`` for each quiet partition of
+        ``partitions`` whose last record is below ``H``; they count as written (call
+        :meth:`forget` for one that was not)."""
+        with self._lock:
+            h = self._heartbeat_ts(now_ms)
+            if h is None:
+                return {}
+            out: dict[int, int] = {}
+            for p in partitions:
+                if p in self._last_ms and now_ms - self._last_ms[p] < self.quiet_ms:
+                    continue  # active: its own readings carry its event time
+                if h > self._tail.get(p, h - 1):
+                    out[p] = self._tail[p] = h
+            return out
+
+    def forget(self, partition: int) -> None:
+        """The last heartbeat of ``partition`` was not written: make it due again."""
+        with self._lock:
+            self._tail.pop(partition, None)

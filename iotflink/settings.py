@@ -75,19 +75,28 @@ ENV_VARS: dict[str, str] = {
     # about 19 of the largest hostile messages (~0.85 MB each: max_packet_size of control
     # characters, escaped 6-fold in the dead letter) instead of 1,000 (~850 MB)
     "IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES": "16777216",
+    # watermark heartbeats of the bridge (iotflink.kafka_io.PartitionClock): every interval,
+    # each sensor-readings partition without a reading for the quiet period gets a heartbeat
+    # record carrying the event time of the active partitions, so the window job needs no idle
+    # timeout (exact at any parallelism, jobs/sensor_windows.py). Interval 0 = no heartbeats
+    "IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS": "1000",
+    "IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS": "5000",
     # sensor window job
     "IOTFLINK_WINDOW_SIZE_MS": "60000",
     "IOTFLINK_ALLOWED_LATENESS_MS": "120000",
     "IOTFLINK_OUT_OF_ORDERNESS_MS": "10000",
+    # source idle timeout of the window job (ms); 0 = none (required at parallelism > 1)
     "IOTFLINK_IDLENESS_MS": "5000",
-    # parallelism of the window job: must be 1, the exact late split needs the late flag's
-    # operator to be the only input of every window subtask (jobs/sensor_windows.py)
+    # parallelism of the window job; above 1 it needs IOTFLINK_IDLENESS_MS=0 (no idle channel
+    # inside the job; the bridge's watermark heartbeats move quiet partitions instead;
+    # jobs/sensor_windows.py, "Why the late split is exact")
     "IOTFLINK_JOB_PARALLELISM": "1",
     "IOTFLINK_CONSUMER_GROUP": "iotflink-sensor-windows",
     # checkpoint interval of the window job (ms); 30 s per the fleet calculation in flink-conf/config.yaml
     "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "30000",
-    # parallelism of the window job's Kafka source: 1 keeps a single watermark generator
-    # (per-partition watermarks + idleness inside it), which makes the late split exact
+    # parallelism of the window job's Kafka source; without an idle timeout at most the
+    # partition count of sensor-readings (a source instance without a partition never emits a
+    # watermark and would hold every window back)
     "IOTFLINK_WINDOW_SOURCE_PARALLELISM": "1",
     # Kafka sinks of the window job: exactly-once | at-least-once | none
     "IOTFLINK_WINDOW_DELIVERY_GUARANTEE": "exactly-once",
@@ -399,6 +408,11 @@ class BridgeSettings:
             file holds the password on one line. Empty username = connect without one (only
             for a broker that allows anonymous clients, e.g. unit tests).
         ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.
+        heartbeat_interval_ms: how often the bridge writes watermark heartbeats to the quiet
+            partitions of ``readings_topic`` (ms; 0 = never), see
+            :class:`iotflink.kafka_io.PartitionClock`.
+        heartbeat_quiet_ms: a partition without a confirmed reading for this long is quiet
+            and gets heartbeats (ms, > 0); the counterpart of a source idle timeout.
     """
 
     mqtt_host: str
@@ -413,6 +427,8 @@ class BridgeSettings:
     username: str = ""
     password_file: Path | None = None
     ca_file: Path | None = None
+    heartbeat_interval_ms: int = 1_000
+    heartbeat_quiet_ms: int = 5_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "BridgeSettings":
@@ -436,6 +452,8 @@ class BridgeSettings:
             dlq_topic=stack.topics.dlq,
             max_inflight=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT", environ),
             max_inflight_bytes=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES", environ),
+            heartbeat_interval_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS", environ),
+            heartbeat_quiet_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", environ),
         )
 
 
@@ -449,13 +467,16 @@ class WindowJobSettings:
             an event later than this goes to the late side output.
         out_of_orderness_ms: bounded-out-of-orderness of the watermark (ms).
         idleness_ms: a Kafka partition with no records for this long (processing time)
-            stops holding the watermark back (ms).
-        parallelism: job parallelism; must be 1 (the exact late split: every window subtask
-            must read the late flag's watermarks from one input channel, see
+            stops holding the watermark back (ms); 0 = no idle timeout (quiet partitions are
+            moved by the bridge's watermark heartbeats instead), required at parallelism > 1.
+        parallelism: job parallelism (late flag, window, sinks); above 1 only with
+            ``idleness_ms == 0``, which keeps the late split exact at any parallelism (see
             ``jobs/sensor_windows.py``). The Kafka source has its own ``source_parallelism``.
         kafka_bootstrap, topics, consumer_group: Kafka wiring used by ``main()`` only.
         checkpoint_interval_ms: exactly-once checkpoint interval (ms).
-        source_parallelism: parallelism of the Kafka source (1: one watermark generator).
+        source_parallelism: parallelism of the Kafka source; with ``idleness_ms == 0`` at most
+            ``topics.readings_partitions`` (an instance without a partition never emits a
+            watermark).
         delivery_guarantee: Kafka sinks, ``exactly-once`` | ``at-least-once`` | ``none``.
         transactional_id_prefix: prefix of the exactly-once sinks' transactional ids.
         transaction_timeout_ms: Kafka producer transaction timeout (ms), below the broker's
@@ -525,13 +546,22 @@ class WindowJobSettings:
             raise ConfigError(f"window durations must be positive: {cfg}")
         if cfg.checkpoint_interval_ms <= 0 or cfg.parallelism <= 0 or cfg.source_parallelism <= 0:
             raise ConfigError(f"checkpoint interval and parallelisms must be positive: {cfg}")
-        if cfg.parallelism != 1:
+        if cfg.idleness_ms < 0:
+            raise ConfigError(f"IOTFLINK_IDLENESS_MS={cfg.idleness_ms} must not be negative (0 = no idle timeout)")
+        if cfg.parallelism > 1 and cfg.idleness_ms > 0:
             raise ConfigError(
-                f"IOTFLINK_JOB_PARALLELISM={cfg.parallelism}: the window job runs at parallelism 1. "
-                "With more late-flag subtasks, an idle/active switch of the source lets a window "
-                "subtask's watermark pass the flag's, and the window would drop values the flag "
-                "let through (jobs/sensor_windows.py, 'Why the late split is exact'). "
-                "IOTFLINK_WINDOW_SOURCE_PARALLELISM may be raised")
+                f"IOTFLINK_JOB_PARALLELISM={cfg.parallelism} needs IOTFLINK_IDLENESS_MS=0 (got "
+                f"{cfg.idleness_ms}): with several late-flag subtasks an idle/active switch inside "
+                "the job lets a window subtask's watermark pass a flag's, and the window would drop "
+                "values the flag let through; without an idle timeout quiet partitions are moved "
+                "by the bridge's watermark heartbeats (jobs/sensor_windows.py, 'Why the late split "
+                "is exact')")
+        if cfg.idleness_ms == 0 and cfg.source_parallelism > cfg.topics.readings_partitions:
+            raise ConfigError(
+                f"IOTFLINK_WINDOW_SOURCE_PARALLELISM={cfg.source_parallelism} is above the "
+                f"{cfg.topics.readings_partitions} partitions of {cfg.topics.readings}: without an idle "
+                "timeout a source instance without a partition never emits a watermark and no "
+                "window would fire")
         if cfg.delivery_guarantee not in ("exactly-once", "at-least-once", "none"):
             raise ConfigError(f"IOTFLINK_WINDOW_DELIVERY_GUARANTEE={cfg.delivery_guarantee!r}: "
                               "expected exactly-once, at-least-once or none")

@@ -3,7 +3,10 @@
 Pipeline (every operator is a JVM operator; no Python on the hot path)::
 
     sensor-readings (JSON, key device_id)
-      -> event time = payload ts (epoch ms); watermark = max ts - out_of_orderness, idleness
+      -> event time = payload ts (epoch ms); watermark per partition = ts - out_of_orderness,
+         never decreasing; idle timeout idleness_ms (0 = none, required at parallelism > 1)
+      -> watermark heartbeats (device_id __heartbeat__, no value) dropped: their event time
+         has moved the watermark already
       -> dedup: copy_no := COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY PROCTIME())
                 keyed state, one BIGINT per (device_id, seq), state TTL dedup_ttl_ms
          |-- copy_no > 1  -> sensor-duplicates  (append, the whole dropped reading)
@@ -55,7 +58,7 @@ Lateness is judged after the dedup, so a late duplicate is a duplicate (counted 
 sensor-duplicates), not a second late value.
 
 Why the late split is exact (every value lands in exactly one of an aggregate's count or
-sensor-late): the legacy group window drops an element iff
+sensor-late), at any parallelism: the legacy group window drops an element iff
 ``window.maxTimestamp() + allowedLateness <= currentWatermark`` (Flink 2.2,
 ``InternalWindowProcessFunction.isWindowLate``), with ``maxTimestamp = end - 1``. The flag
 applies the same test with the watermark of the Calc that sees the record first
@@ -63,24 +66,52 @@ applies the same test with the watermark of the Calc that sees the record first
 Calc processed). So the split is exact iff the window's watermark, when the record reaches it,
 is never ahead of the watermark the flag saw.
 
-That holds because the job runs at parallelism 1 (``IOTFLINK_JOB_PARALLELISM`` must be 1):
-every window subtask then reads from one channel, fed by the one flag Calc, in order, so its
-watermark at a record is exactly the last watermark the flag forwarded before that record.
-With several flag subtasks it does not hold. A window subtask merges its channels in a
-``StatusWatermarkValve``: normally the minimum over channels (never ahead of any flag), but
-when the source goes idle (every partition idle for ``idleness_ms``) and active again, a
-channel that turns idle drops out of the minimum and one that turns active again is ignored
-until it catches up. If one flag subtask lags behind the other across such a switch, the
-window adopts the leader's watermark while the laggard's records, flagged with its older
-watermark, are still on their way; the window then drops them as late (only its
-``numLateRecordsDropped`` metric counts them). That is how ``make demo`` lost 11 to 256 values
-at parallelism 2. The Kafka source may still run with
-``source_parallelism`` > 1: the flag's own valve merges the source instances and the window
-sees the flag's result.
+1. At parallelism 1 every window subtask reads one channel, fed by the one flag Calc, in
+   order: its watermark at a record is exactly the last one the flag forwarded before it.
+2. At parallelism > 1 a window subtask merges the channels of every flag subtask in a
+   ``StatusWatermarkValve``. While every channel is active, the valve's watermark is the
+   minimum of the last watermark of each channel and only grows (Flink docs, "Timely Stream
+   Processing", watermarks in parallel streams: an operator's event time is the minimum of its
+   input streams' event times). A channel delivers a flag subtask's watermarks and records in
+   the order that subtask emitted them, and a subtask's watermark only grows; so when a record
+   flagged by subtask F with watermark ``w`` arrives, the last watermark received from F is
+   ``<= w``, and the window's minimum is ``<=`` that. The window is never ahead of the flag:
+   a value the flag let through is never late for the window (``numLateRecordsDropped`` stays
+   0), and a value the flag sent to sensor-late never reaches the window.
+3. Step 2 fails only through idleness. A channel marked idle leaves the minimum, and one that
+   becomes active again is ignored until it catches up; a flag subtask goes idle when all its
+   inputs do, i.e. when every Kafka partition is idle for ``idleness_ms``. If one flag subtask
+   lags behind another across such a switch, the window adopts the leader's watermark while
+   the laggard's records, flagged with its older watermark, are still on their way: the
+   window drops them. That is how ``make demo`` lost 11 to 256 values at parallelism 2 with
+   an idle timeout. Hence at parallelism > 1 the job has no idle timeout
+   (``IOTFLINK_IDLENESS_MS=0``, enforced by :meth:`WindowJobSettings.from_env`), and then
+   nothing marks a channel idle: the Kafka source emits ``IDLE`` only through the idle
+   timeout of its watermark strategy (Flink 2.2 ``SourceOperator`` /
+   ``ProgressiveTimestampsAndWatermarks``: a split output is marked idle by
+   ``WatermarksWithIdleness`` only; an unbounded Kafka split never finishes), and the
+   operators after it only forward what their inputs say. Every subtask restarts together
+   after a failure (one pipelined region: the exchanges are all-to-all), from watermark
+   ``Long.MIN_VALUE``, so the argument holds again from the restart on.
+4. Without an idle timeout a partition that gets no records holds the watermark back for
+   ever, so quiet partitions need records with event time: the bridge writes watermark
+   heartbeats (``device_id = __heartbeat__``, empty ``readings``, ``docs/CONTRACT.md``) to each
+   partition without a reading for ``IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS`` (5 s), with the
+   lowest of the highest event times of the active partitions
+   (:class:`iotflink.kafka_io.PartitionClock`). That moves the watermark exactly as the idle
+   timeout did (the minimum over the active partitions), from the readings' own timestamps
+   (a replay of old data works). The job drops heartbeat rows right after the source: their
+   event time has already moved the partition's watermark, and they hold no value and no
+   dedup key. A Kafka source instance without a partition would never emit a watermark, so
+   ``source_parallelism`` may not exceed the partition count (from_env checks it). Without
+   heartbeats (the bridge stopped, a writer that does not send them) windows wait; no value
+   is miscounted.
 
-Throughput at parallelism 1 is far above the fleet the project is sized for (8,000 devices every 5 s =
-1,600 readings/s): see ``bench/window_job_bench.py``. Past one core, the flag and the window
-would have to be one operator (a DataStream window with a side output); not built.
+``tests/test_window_parallel.py`` runs the job at parallelism 2 and 4 on a MiniCluster through
+the case that broke it: every partition quiet, then one partition far ahead while the others
+come back with readings behind the watermark, then all running on with stragglers. Every value
+whose verdict the reference model fixes is late iff the model says so, every aggregate equals
+all values minus those in sensor-late, and ``numLateRecordsDropped`` is 0.
 
 Slow-sink demo switch (backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
 environment of the submitting client, ``build()`` puts the Python UDF ``udfs/throttle.py``
@@ -124,6 +155,7 @@ if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs`
 
 from iotflink import schema  # noqa: E402
 from iotflink.errors import JobError  # noqa: E402
+from iotflink.kafka_io import HEARTBEAT_DEVICE  # noqa: E402
 from iotflink.settings import WindowJobSettings  # noqa: E402
 from jobs.common import (create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql,  # noqa: E402
                          sql_interval, sql_str, with_clause)
@@ -462,7 +494,9 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
       of the same key). Experimental in Flink 2.2 but present; the window TVF has no lateness.
       With ``allowed_lateness_ms == 0`` late firing is off (Flink requires lateness > 0 for it).
     - ``table.exec.source.idle-timeout``: a source split without records for ``idleness_ms``
-      stops holding the watermark back.
+      stops holding the watermark back; ``0 ms`` (``idleness_ms == 0``, required at
+      parallelism > 1) is no idle timeout: no channel of the job is ever marked idle, and
+      quiet partitions are moved by watermark heartbeats (module docstring).
     - ``table.exec.sink.upsert-materialize = NONE``: the aggregate's updates are already keyed
       by the sink's primary key (window_start_ms is a grouping key), so the planner's
       materializer would only add unbounded state.
@@ -522,9 +556,10 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
     try:
         # Records the job can read; the others (dlq_reason set) go only to the DLQ sink.
+        # Watermark heartbeats stop here: their event time has moved the watermark already.
         valid = t_env.sql_query(f"""
             SELECT device_id, seq, ts, readings, ingest_ms, rowtime FROM {source}
-            WHERE dlq_reason IS NULL""")
+            WHERE dlq_reason IS NULL AND device_id <> {sql_str(HEARTBEAT_DEVICE)}""")
         t_env.create_temporary_view("sensor_windows_valid", valid)
         source = "sensor_windows_valid"
         if cfg.dedup:

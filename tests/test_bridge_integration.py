@@ -365,3 +365,66 @@ def test_mosquitto_refuses_a_packet_over_max_packet_size(stack, tmp_path):
         assert letter["reason"] == "too_large" and letter["raw_bytes"] == len(at_limit)
     finally:
         assert bridge.stop() == 0
+
+
+def test_bridge_writes_watermark_heartbeats_to_quiet_partitions(stack, tmp_path):
+    """The bridge's watermark heartbeats (``iotflink.kafka_io.PartitionClock``) on a real
+    four-partition topic: two devices on two partitions send one reading each (event times T1 <
+    T2) and go quiet. Heartbeats (no sensor value, key ``__heartbeat__``) go to the other
+    partitions, first at most at T1 (the lowest active partition) and, once every partition is
+    quiet, T2 (the highest); in the end every partition holds T2, the partition of T2 got no
+    heartbeat, and no heartbeat ever carried an event time nobody sent."""
+    from kafka.partitioner.default import murmur2  # noqa: PLC0415
+
+    from iotflink import kafka_io  # noqa: PLC0415
+
+    bootstrap = stack.s.kafka_bootstrap
+    topic = f"hb-readings-{uuid.uuid4().hex[:6]}"
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+    from kafka.admin import NewTopic  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 4, 1)])
+    finally:
+        admin.close()
+    part_of = lambda dev: (murmur2(dev.encode()) & 0x7FFFFFFF) % 4  # noqa: E731 - kafka's key partitioner
+    devs = [f"hb-{i}" for i in range(50)]
+    dev1 = devs[0]
+    dev2 = next(d for d in devs if part_of(d) != part_of(dev1))
+    t1, t2 = now_ms() - 60_000, now_ms() - 30_000
+    bridge = BridgeProc(stack, f"bridge-hb-{uuid.uuid4().hex[:6]}", tmp_path, extra_env={
+        "IOTFLINK_TOPIC_READINGS": topic, "IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS": "200",
+        "IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS": "1000"})
+    try:
+        wait_ready(bridge)
+        pub = Publisher(stack.s.mqtt_port, client_id=f"hb-pub-{uuid.uuid4().hex[:6]}")
+        try:
+            for dev, ts in ((dev1, t1), (dev2, t2)):
+                body = {"device_id": dev, "seq": 1, "ts": ts, "readings": {"temp_c": 20.5}}
+                pub.publish(f"sensors/{dev}/telemetry", json.dumps(body).encode())
+            poll(lambda: pub.acked == 2, 30, "both readings acked")
+        finally:
+            pub.close()
+
+        def every_partition_at_t2() -> bool:
+            recs = kafka_io.read_topic(bootstrap, topic)
+            highest = {}
+            for r in recs:
+                highest[r["partition"]] = max(highest.get(r["partition"], 0), r["value"]["ts"])
+            return highest == {p: t2 for p in range(4)}
+
+        poll(every_partition_at_t2, 60, "every partition raised to T2")
+        recs = kafka_io.read_topic(bootstrap, topic)
+        beats = [r for r in recs if kafka_io.is_heartbeat(r["value"])]
+        assert beats and all(r["key"] == kafka_io.HEARTBEAT_DEVICE and r["value"]["readings"] == {} for r in beats)
+        assert {r["value"]["ts"] for r in beats} <= {t1, t2}
+        assert part_of(dev2) not in {r["partition"] for r in beats}
+        assert len({r["value"]["seq"] for r in beats}) == len(beats)  # unique seq
+        assert [r["value"]["device_id"] for r in recs if not kafka_io.is_heartbeat(r["value"])] in \
+            ([dev1, dev2], [dev2, dev1])
+        poll(lambda: bridge.stat("heartbeats") >= len(beats), 10, "heartbeats counted in the stats")
+        assert bridge.stop() == 0
+    finally:
+        if bridge.proc.poll() is None:
+            bridge.kill()

@@ -186,6 +186,11 @@ class FakeProducer:
                 self._cv.notify()
         return fut
 
+    def partitions_for(self, topic):
+        """No topic metadata (like kafka-python before its first metadata answer): the
+        bridge's watermark heartbeats send nothing through the fake."""
+        return None
+
     def _worker(self) -> None:
         while True:
             with self._cv:

@@ -255,12 +255,22 @@ def test_disordered_events_split_exactly(tmp_path):
     _assert_exact(events, final, late, cfg)
 
 
-def test_window_job_refuses_parallelism_above_one():
-    """The exact late split needs one flag subtask (jobs/sensor_windows.py): from_env refuses more."""
+def test_window_job_parallelism_needs_no_idle_timeout():
+    """Above parallelism 1 the exact late split needs a job without idle channels
+    (jobs/sensor_windows.py): from_env refuses an idle timeout there, and a source instance
+    without a partition (it would hold every window back for ever)."""
     from iotflink.errors import ConfigError  # noqa: PLC0415
 
-    with pytest.raises(ConfigError, match="parallelism 1"):
+    with pytest.raises(ConfigError, match="IOTFLINK_IDLENESS_MS=0"):
         WindowJobSettings.from_env({"IOTFLINK_JOB_PARALLELISM": "2"})
+    cfg = WindowJobSettings.from_env({"IOTFLINK_JOB_PARALLELISM": "4", "IOTFLINK_IDLENESS_MS": "0",
+                                      "IOTFLINK_WINDOW_SOURCE_PARALLELISM": "4"})
+    assert (cfg.parallelism, cfg.idleness_ms, cfg.source_parallelism) == (4, 0, 4)
+    with pytest.raises(ConfigError, match="above the 4 partitions"):
+        WindowJobSettings.from_env({"IOTFLINK_JOB_PARALLELISM": "2", "IOTFLINK_IDLENESS_MS": "0",
+                                    "IOTFLINK_WINDOW_SOURCE_PARALLELISM": "5"})
+    with pytest.raises(ConfigError, match="must not be negative"):
+        WindowJobSettings.from_env({"IOTFLINK_IDLENESS_MS": "-1"})
     assert WindowJobSettings.from_env({}).parallelism == 1
 
 
@@ -304,8 +314,8 @@ def test_duplicates_are_dropped_counted_and_never_judged_late(tmp_path):
 def test_idle_source_instance_does_not_stall_windows(tmp_path):
     """Parallelism 2 with one input file: one source instance never gets data and stays open.
 
-    (Only here, to get an empty source instance: ``from_env`` refuses parallelism 2 for the job,
-    and this test checks that windows fire, not the late split.)
+    (Only here, to get an empty source instance: ``from_env`` refuses parallelism 2 with an
+    idle timeout, and this test checks that windows fire, not the late split.)
 
     Without idleness the window's watermark (minimum over both channels) would stay at its
     initial value forever and no window would fire. With a 1 s idle timeout the empty instance

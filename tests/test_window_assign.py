@@ -1,4 +1,5 @@
-"""Unit tests of the window job's pure parts: window assignment, the late predicate, DDL, jar check.
+"""Unit tests of the window job's pure parts: window assignment, the late predicate, DDL, jar check,
+the watermark heartbeats' event time (``iotflink.kafka_io.PartitionClock``).
 
 No Flink cluster: these run in milliseconds.
 """
@@ -8,8 +9,11 @@ from __future__ import annotations
 import zipfile
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iotflink.errors import ConfigError, JobError
+from iotflink.kafka_io import PartitionClock
 from iotflink.settings import WindowJobSettings
 from jobs import common
 from jobs import sensor_windows as sw
@@ -177,3 +181,102 @@ def test_real_connector_jar_is_usable():
 def test_real_format_jar_is_usable():
     """Setup built the json-dlq format (jvm/) and put it in place (lib or .deps)."""
     common.format_jar()
+
+
+# --------------------------------------------------------------------------- watermark heartbeats
+def test_heartbeats_raise_quiet_partitions_to_the_lowest_active_one():
+    clock = PartitionClock(quiet_ms=5_000)
+    assert clock.due(range(4), 0) == {}                          # no event time known yet
+    clock.observe(0, 100_000, now_ms=0)
+    clock.observe(1, 50_000, now_ms=0)
+    assert clock.due(range(4), 1_000) == {2: 50_000, 3: 50_000}  # never written: raised to H
+    assert clock.due(range(4), 2_000) == {}                      # nothing raises them further
+    clock.observe(0, 200_000, now_ms=3_000)                      # partition 1 quiet from 5 s on
+    assert clock.heartbeat_ts(4_999) == 50_000
+    assert clock.due(range(4), 5_500) == {1: 200_000, 2: 200_000, 3: 200_000}
+
+
+def test_heartbeats_when_every_partition_is_quiet_take_the_highest():
+    clock = PartitionClock(quiet_ms=5_000)
+    clock.observe(0, 70_000, now_ms=0)
+    clock.observe(1, 90_000, now_ms=0)
+    assert clock.due(range(3), 5_000) == {0: 90_000, 2: 90_000}  # 1 holds 90 000 itself
+
+
+def test_a_straggler_at_the_end_of_a_quiet_partition_gets_a_heartbeat():
+    """Flink SQL's watermark generator takes the last row's watermark: a partition whose last
+    reading is behind its highest is raised back to H even though H is not above its highest."""
+    clock = PartitionClock(quiet_ms=5_000)
+    clock.observe(0, 100_000, now_ms=0)
+    clock.observe(0, 80_000, now_ms=0)   # straggler, last on partition 0
+    clock.observe(1, 100_000, now_ms=0)
+    assert clock.due([0, 1], 5_000) == {0: 100_000}
+
+
+def test_failed_heartbeat_is_due_again():
+    clock = PartitionClock(quiet_ms=1_000)
+    clock.observe(0, 10_000, now_ms=0)
+    assert clock.due([0, 1], 500) == {1: 10_000}
+    assert clock.due([0, 1], 600) == {}
+    clock.forget(1)
+    assert clock.due([0, 1], 700) == {1: 10_000}
+
+
+def test_partition_clock_rejects_a_non_positive_quiet_period():
+    with pytest.raises(ValueError):
+        PartitionClock(quiet_ms=0)
+
+
+_steps = st.lists(st.tuples(st.integers(0, 3_000),                 # wall ms since the last step
+                            st.lists(st.tuples(st.integers(0, 3), st.integers(0, 100_000)), max_size=4)),
+                  min_size=1, max_size=40)
+
+
+@given(_steps)
+def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
+    """Out-of-orderness aside, a partition's watermark is at most the highest event time written
+    to it (readings and heartbeats), and once it is quiet at least that of its last record
+    (Flink SQL's generator takes the last row's). So with heartbeats the job's watermark (the
+    minimum over partitions) never passes what a source idle timeout of ``quiet_ms`` gives (the
+    minimum over the active partitions, or the maximum when all are idle; Flink never lowers an
+    emitted watermark, hence the running maximum), and after each round of heartbeats every
+    quiet partition's last record is at least that, so the watermark reaches it once the active
+    partitions' do."""
+    quiet, parts = 2_000, range(4)
+    clock = PartitionClock(quiet_ms=quiet)
+    written: dict[int, int] = {}        # partition -> highest ts in Kafka (readings + heartbeats)
+    tail: dict[int, int] = {}           # partition -> ts of its last record in Kafka
+    readings: dict[int, tuple[int, int]] = {}  # partition -> (highest reading ts, last wall ms)
+    now, idle_wm = 0, None
+    for gap, batch in steps:
+        now += gap
+        for part, ts in batch:
+            clock.observe(part, ts, now)
+            written[part] = max(written.get(part, ts), ts)
+            tail[part] = ts
+            readings[part] = (max(readings.get(part, (ts, 0))[0], ts), now)
+        for part, ts in clock.due(parts, now).items():
+            assert ts > tail.get(part, ts - 1)  # a heartbeat always raises its partition's last record
+            written[part] = max(written.get(part, ts), ts)
+            tail[part] = ts
+        if not readings:
+            continue
+        active = [m for m, last in readings.values() if now - last < quiet]
+        model = min(active) if active else max(m for m, _ in readings.values())
+        idle_wm = model if idle_wm is None else max(idle_wm, model)
+        assert min(written.get(p, -1) for p in parts) <= idle_wm
+        quiet_parts = [p for p in parts if p not in readings or now - readings[p][1] >= quiet]
+        assert all(tail[p] >= model for p in quiet_parts)
+        assert all(written[p] >= model for p in parts if p in readings and now - readings[p][1] < quiet)
+
+
+def test_demo_window_job_env_is_accepted_at_every_parallelism():
+    from iotflink.demo import DEFAULT_PARALLELISM, window_job_env  # noqa: PLC0415
+
+    assert DEFAULT_PARALLELISM == 2
+    assert window_job_env(1) == {"IOTFLINK_JOB_PARALLELISM": "1"}  # keeps the idle timeout
+    for p in (1, 2, 4):
+        cfg = WindowJobSettings.from_env(window_job_env(p))
+        assert cfg.parallelism == p and (cfg.idleness_ms == 0) == (p > 1)
+    with pytest.raises(ValueError):
+        window_job_env(0)
