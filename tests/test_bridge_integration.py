@@ -398,14 +398,15 @@ def test_bridge_writes_watermark_heartbeats_to_quiet_partitions(stack, tmp_path)
         "IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS": "1000"})
     try:
         wait_ready(bridge)
-        pub = Publisher(stack.s.mqtt_port, client_id=f"hb-pub-{uuid.uuid4().hex[:6]}")
+        pubs = {dev: stack_publisher(stack, dev) for dev in (dev1, dev2)}  # each device its own credential
         try:
             for dev, ts in ((dev1, t1), (dev2, t2)):
                 body = {"device_id": dev, "seq": 1, "ts": ts, "readings": {"temp_c": 20.5}}
-                pub.publish(f"sensors/{dev}/telemetry", json.dumps(body).encode())
-            poll(lambda: pub.acked == 2, 30, "both readings acked")
+                pubs[dev].publish(f"sensors/{dev}/telemetry", json.dumps(body).encode())
+            poll(lambda: sum(p.acked for p in pubs.values()) == 2, 30, "both readings acked")
         finally:
-            pub.close()
+            for p in pubs.values():
+                p.close()
 
         def every_partition_at_t2() -> bool:
             recs = kafka_io.read_topic(bootstrap, topic)
