@@ -192,6 +192,8 @@ HEARTBEAT_DEVICE = "__heartbeat__"
 MIN_STD_REL = 1e-9
 #: Flink's initial watermark (``Long.MIN_VALUE``): nothing is late before the first watermark.
 NO_WATERMARK = -(2**63)
+#: One day in ms (the period of the time-of-day baselines).
+DAY_MS = 86_400_000
 
 
 # =========================================================================== the model
@@ -219,7 +221,9 @@ class Params(NamedTuple):
     """The model's parameters (see the module doc; :func:`params` builds them from settings).
 
     Fields: ``threshold`` and ``exit_level`` (|z|), ``alert_after`` (readings),
-    ``min_samples`` (readings), ``half_life`` (readings), ``ttl_ms`` (event-time ms).
+    ``min_samples`` (readings), ``half_life`` (readings), ``ttl_ms`` (event-time ms),
+    ``season_bins`` (time-of-day baselines per UTC day; 0: none), ``range_tolerance``
+    (fraction of the range seen; ``inf``: no range check), ``cooldown`` (readings).
     """
 
     threshold: float
@@ -228,6 +232,9 @@ class Params(NamedTuple):
     min_samples: int
     half_life: float
     ttl_ms: int
+    season_bins: int = 0
+    range_tolerance: float = math.inf
+    cooldown: int = 0
 
 
 class Baseline(NamedTuple):
@@ -238,9 +245,13 @@ class Baseline(NamedTuple):
         mean, var: EW mean and variance of the values (the sensor's unit and its square).
         last_ts: newest event time absorbed (epoch ms).
         timer_ms: the pending expiry timer (event time, ms), or None.
-        in_alert: an alert episode is open (no new alert until ``|z| < exit_level``).
+        in_alert: an alert episode is open (no new alert until it ends).
         streak: the consecutive anomalous readings so far (:class:`Event`, oldest first;
             fewer than ``alert_after``; empty during an episode).
+        lo, hi: smallest and largest value absorbed (the sensor's unit).
+        season: one entry per time-of-day bin (``season_bins`` of them): ``(n, mean, var)``
+            of the readings absorbed in that bin, or None before the first.
+        cooldown: readings still to come before the open episode may end (0 outside one).
 
     Flink keeps it pickled (``Types.PICKLED_BYTE_ARRAY``) as this class of ``jobs.anomaly``:
     a savepoint restores into code whose ``Baseline`` has the same fields; changing them
@@ -254,6 +265,10 @@ class Baseline(NamedTuple):
     timer_ms: int | None
     in_alert: bool
     streak: tuple[Event, ...]
+    lo: float = math.nan
+    hi: float = math.nan
+    season: tuple[tuple[int, float, float] | None, ...] = ()
+    cooldown: int = 0
 
 
 class Score(NamedTuple):
@@ -261,7 +276,12 @@ class Score(NamedTuple):
 
     ``n``: readings in that baseline (0: none); ``mean``/``std``: that baseline (None when there
     is none; ``std`` floored as used for z when scored); ``z``/``likelihood``: None while the
-    baseline has fewer than ``min_samples`` readings; ``anomalous``: ``|z| >= threshold``.
+    baseline has fewer than ``min_samples`` readings; ``season_z``: z against the baseline of
+    the reading's time-of-day bin (None while either is warming up, or without
+    ``season_bins``); ``out_of_range``: the value lies beyond the range seen so far by more
+    than ``range_tolerance`` of it; ``likelihood``: ``erf(max(|z|, |season_z|) / sqrt 2)``,
+    1.0 when out of range; ``anomalous``: ``max(|z|, |season_z|) >= threshold`` or out of
+    range.
     """
 
     n: int
@@ -270,10 +290,13 @@ class Score(NamedTuple):
     z: float | None
     likelihood: float | None
     anomalous: bool
+    season_z: float | None = None
+    out_of_range: bool = False
 
 
 class Alert(NamedTuple):
-    """An alert: id, key, the reading's event time, the anomalous readings, the measures."""
+    """An alert: id, key, the reading's event time, the anomalous readings, the measures
+    (those of the reading's :class:`Score`)."""
 
     alert_id: str
     alert_key: str
@@ -284,6 +307,8 @@ class Alert(NamedTuple):
     mean: float
     std: float
     n: int
+    season_z: float | None = None
+    out_of_range: bool = False
 
 
 class Step(NamedTuple):
@@ -299,7 +324,7 @@ class Step(NamedTuple):
 def params(cfg: AnomalyJobSettings) -> Params:
     """The model parameters of ``cfg``."""
     return Params(cfg.threshold, cfg.exit_level, cfg.alert_after, cfg.min_samples, cfg.half_life,
-                  cfg.state_ttl_ms)
+                  cfg.state_ttl_ms, cfg.season_bins, cfg.range_tolerance, cfg.cooldown)
 
 
 def ew_alpha(half_life: float) -> float:
@@ -326,6 +351,28 @@ def likelihood(z: float) -> float:
     """``erf(|z| / sqrt 2) = 1 - 2 Q(|z|)``: probability that a Gaussian reading is closer to
     the mean than ``z`` standard deviations (0..1; module doc for the source)."""
     return math.erf(abs(z) / math.sqrt(2.0))
+
+
+def season_bin(ts_ms: int, bins: int) -> int:
+    """The time-of-day bin of event time ``ts_ms``: ``bins`` equal slices of the UTC day,
+    0 from midnight (``bins >= 1``)."""
+    return (ts_ms % DAY_MS) * bins // DAY_MS
+
+
+def out_of_range(x: float, lo: float, hi: float, tolerance: float) -> bool:
+    """Whether ``x`` lies beyond ``[lo - t, hi + t]``, ``t = tolerance * (hi - lo)``: beyond
+    the range seen so far by more than ``tolerance`` of it (the spatial anomaly of NAB's
+    numenta detector; module doc). ``tolerance = inf``: never."""
+    if tolerance == math.inf:
+        return False
+    margin = tolerance * (hi - lo)
+    return x > hi + margin or x < lo - margin
+
+
+def _z(x: float, mean: float, var: float) -> tuple[float, float]:
+    """``(z, std)`` of ``x`` against ``(mean, var)``, std floored (:data:`MIN_STD_REL`)."""
+    std = max(math.sqrt(var), MIN_STD_REL * max(abs(mean), 1.0))
+    return (x - mean) / std, std
 
 
 def alert_key(device_id: str, sensor: str) -> str:
@@ -367,39 +414,62 @@ def step(state: Baseline | None, r: Reading, p: Params) -> Step:
     if state is not None and expired(state, r.ts, p.ttl_ms):
         state = None
     alert = None
+    x = r.value
+    b = season_bin(r.ts, p.season_bins) if p.season_bins else 0
     if state is None:
         score = Score(0, None, None, None, None, False)
-        in_alert, streak = False, ()
+        in_alert, streak, cooldown = False, (), 0
     elif state.n < p.min_samples:
         score = Score(state.n, state.mean, math.sqrt(state.var), None, None, False)
-        in_alert, streak = False, ()
+        in_alert, streak, cooldown = False, (), 0
     else:
-        std = max(math.sqrt(state.var), MIN_STD_REL * max(abs(state.mean), 1.0))
-        z = (r.value - state.mean) / std
-        az = abs(z)
-        score = Score(state.n, state.mean, std, z, likelihood(z), az >= p.threshold)
-        in_alert, streak = state.in_alert, state.streak
+        z, std = _z(x, state.mean, state.var)
+        strength = abs(z)
+        season_z = None
+        if p.season_bins:
+            cell = state.season[b]
+            if cell is not None and cell[0] >= p.min_samples:
+                season_z = _z(x, cell[1], cell[2])[0]
+                strength = max(strength, abs(season_z))
+        outside = out_of_range(x, state.lo, state.hi, p.range_tolerance)
+        anomalous = outside or strength >= p.threshold
+        score = Score(state.n, state.mean, std, z, 1.0 if outside else likelihood(strength), anomalous,
+                      season_z, outside)
+        in_alert, streak, cooldown = state.in_alert, state.streak, state.cooldown
         if in_alert:
-            in_alert = az >= p.exit_level
-        elif az >= p.threshold:
-            streak = streak + (Event(r.ts, r.seq, r.sensor, r.value),)
+            cooldown = max(cooldown - 1, 0)
+            in_alert = cooldown > 0 or outside or strength >= p.exit_level
+        elif anomalous:
+            streak = streak + (Event(r.ts, r.seq, r.sensor, x),)
             if len(streak) >= p.alert_after:
                 key = alert_key(r.device_id, r.sensor)
                 alert = Alert(alert_id(key, streak), key, r.ts, streak, z, score.likelihood, state.mean, std,
-                              state.n)
-                in_alert, streak = True, ()
+                              state.n, season_z, outside)
+                in_alert, streak, cooldown = True, (), p.cooldown
         else:
             streak = ()
     if state is None:
-        n, mean, var, last_ts = 1, r.value, 0.0, r.ts
+        n, mean, var, last_ts, lo, hi = 1, x, 0.0, r.ts, x, x
+        season = ((None,) * p.season_bins)
     else:
         n = state.n + 1
-        mean, var = ew_update(state.mean, state.var, r.value, max(ew_alpha(p.half_life), 1.0 / n))
+        a = ew_alpha(p.half_life)
+        mean, var = ew_update(state.mean, state.var, x, max(a, 1.0 / n))
         last_ts = max(state.last_ts, r.ts)
+        lo, hi, season = min(state.lo, x), max(state.hi, x), state.season
+    if p.season_bins:
+        cell = season[b]
+        if cell is None:
+            cell = (1, x, 0.0)
+        else:
+            cn = cell[0] + 1
+            cell = (cn, *ew_update(cell[1], cell[2], x, max(ew_alpha(p.half_life), 1.0 / cn)))
+        season = season[:b] + (cell,) + season[b + 1:]
     timer = None
     if pending is None:
         pending = timer = last_ts + p.ttl_ms
-    return Step(Baseline(n, mean, var, last_ts, pending, in_alert, streak), score, alert, timer)
+    return Step(Baseline(n, mean, var, last_ts, pending, in_alert, streak, lo, hi, season, cooldown), score,
+                alert, timer)
 
 
 def on_timer(state: Baseline | None, timer_ms: int, p: Params) -> tuple[Baseline | None, int | None]:
@@ -489,7 +559,8 @@ def _parsed_type():
 SCORE_COLUMNS = (("device_id", "STRING"), ("sensor", "STRING"), ("seq", "BIGINT"), ("ts", "BIGINT"),
                  ("value", "DOUBLE"), ("ingest_ms", "BIGINT"), ("n", "BIGINT"), ("mean", "DOUBLE"),
                  ("std", "DOUBLE"), ("z", "DOUBLE"), ("likelihood", "DOUBLE"), ("anomalous", "BOOLEAN"),
-                 ("in_alert", "BOOLEAN"), ("alert_id", "STRING"))
+                 ("in_alert", "BOOLEAN"), ("alert_id", "STRING"), ("season_z", "DOUBLE"),
+                 ("out_of_range", "BOOLEAN"))
 LATE_COLUMNS = (("device_id", "STRING"), ("seq", "BIGINT"), ("sensor", "STRING"), ("ts", "BIGINT"),
                 ("value", "DOUBLE"), ("ingest_ms", "BIGINT"), ("watermark_ms", "BIGINT"))
 DLQ_COLUMNS = (("source", "STRING"), ("reason", "STRING"), ("detail", "STRING"), ("raw", "STRING"))
@@ -583,7 +654,8 @@ def score_row(r: Reading, result: Step) -> tuple:
     """The sensor-scores row (:data:`SCORE_COLUMNS`) of ``r`` scored as ``result``."""
     s = result.score
     return (r.device_id, r.sensor, r.seq, r.ts, r.value, r.ingest_ms, s.n, s.mean, s.std, s.z, s.likelihood,
-            s.anomalous, result.state.in_alert, None if result.alert is None else result.alert.alert_id)
+            s.anomalous, result.state.in_alert, None if result.alert is None else result.alert.alert_id,
+            s.season_z, s.out_of_range)
 
 
 def late_row(r: Reading, watermark_ms: int) -> tuple:
@@ -595,8 +667,10 @@ def alert_details(a: Alert, p: Params) -> str:
     """The ``details`` JSON text of alert ``a`` (measures at the reading that raised it and the
     parameters), keys sorted."""
     return json.dumps({"z": a.z, "likelihood": a.likelihood, "mean": a.mean, "std": a.std, "n": a.n,
+                       "season_z": a.season_z, "out_of_range": a.out_of_range,
                        "threshold": p.threshold, "exit_level": p.exit_level, "alert_after": p.alert_after,
-                       "half_life": p.half_life, "min_samples": p.min_samples}, sort_keys=True)
+                       "half_life": p.half_life, "min_samples": p.min_samples, "season_bins": p.season_bins,
+                       "range_tolerance": p.range_tolerance if math.isfinite(p.range_tolerance) else None, "cooldown": p.cooldown}, sort_keys=True)
 
 
 def alert_row(a: Alert, p: Params, emitted_ms: int) -> tuple:
@@ -901,11 +975,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["Reading", "Event", "Params", "Baseline", "Score", "Alert", "Step", "Sinks", "Outputs", "params",
-           "ew_alpha", "ew_update", "likelihood", "alert_key", "alert_id", "is_late", "expired", "step",
+           "ew_alpha", "ew_update", "likelihood", "season_bin", "out_of_range", "alert_key", "alert_id", "is_late", "expired", "step",
            "on_timer", "parse_value", "state_ttl_config", "score_row", "late_row", "alert_row", "alert_details", "ParseReadings",
            "ScoreReadings", "watermark_strategy", "build", "configuration", "kafka_source", "kafka_sink",
            "kafka_sinks", "create_job", "main", "SCORE_COLUMNS", "LATE_COLUMNS", "DLQ_COLUMNS",
-           "ALERT_COLUMNS", "ALERT_ROW_COLUMNS", "JOB_NAME", "RULE_ID", "HEARTBEAT_DEVICE", "NO_WATERMARK"]
+           "ALERT_COLUMNS", "ALERT_ROW_COLUMNS", "JOB_NAME", "RULE_ID", "HEARTBEAT_DEVICE", "NO_WATERMARK", "DAY_MS"]
 
 
 if __name__ == "__main__":
