@@ -206,7 +206,7 @@ def nab_run(tmp_path_factory):
 
 
 def test_input_exercises_every_path(nab_run):
-    _, lines, counts, _, exp = nab_run
+    cfg, lines, counts, _, exp = nab_run
     assert counts["near"] > 100 and counts["far"] > 50
     assert len(exp["late"]) > 50 and len(exp["dlq"]) == counts["bad"] and len(exp["alerts"]) >= 2
     # some delayed readings were scored out of order (behind an already scored newer one)
