@@ -454,6 +454,10 @@ def step(state: Baseline | None, r: Reading, p: Params) -> Step:
     pending = None if state is None else state.timer_ms
     if state is not None and expired(state, r.ts, p.ttl_ms):
         state = None
+    if state is not None and len(state.season) != p.season_bins:
+        # restored from a job with another season_bins (or from before the time-of-day
+        # baselines, whose Baseline had no season, lo or hi): those start afresh
+        state = state._replace(season=(None,) * p.season_bins)
     alert = None
     x = r.value
     b = season_bin(r.ts, p.season_bins) if p.season_bins else 0
@@ -496,7 +500,8 @@ def step(state: Baseline | None, r: Reading, p: Params) -> Step:
         n = state.n + 1
         mean, var = ew_update(state.mean, state.var, x, max(_alpha(p.half_life), 1.0 / n))
         last_ts = max(state.last_ts, r.ts)
-        lo, hi, season = min(state.lo, x), max(state.hi, x), state.season
+        lo, hi, season = state.lo, state.hi, state.season
+        lo, hi = (min(lo, x), max(hi, x)) if lo <= hi else (x, x)  # NaN (no range yet): from x
     if p.season_bins:
         cell = season[b]
         if cell is None:

@@ -275,6 +275,21 @@ def test_cooldown_keeps_the_episode_open_for_that_many_readings():
     assert steps[5].state.in_alert and steps[5].state.cooldown == 0 and not steps[6].state.in_alert
 
 
+def test_state_from_another_setting_or_an_older_job_restores():
+    """A Baseline restored from a savepoint of a job without time-of-day baselines (only the
+    first 7 fields) or with another season_bins: the level baseline goes on, the time-of-day
+    baselines and the range start afresh from the next reading."""
+    state, _ = run(CALM)
+    old = an.Baseline(*state[:7])  # what the plain z-score job's state unpickles to
+    assert math.isnan(old.lo) and old.season == ()
+    s = an.step(old, reading(S, 0.5), PS._replace(ttl_ms=P.ttl_ms))
+    assert s.score.n == S and s.score.season_z is None and not s.score.out_of_range
+    assert (s.state.lo, s.state.hi) == (0.5, 0.5) and len(s.state.season) == 12
+    assert sum(c is not None for c in s.state.season) == 1 and s.state.n == S + 1
+    s2 = an.step(s.state, reading(S + 1, 0.5), PS._replace(ttl_ms=P.ttl_ms, season_bins=24))
+    assert len(s2.state.season) == 24 and sum(c is not None for c in s2.state.season) == 1
+
+
 # --------------------------------------------------------------------------- expiry (controlled clock)
 def test_step_registers_one_timer_per_key_and_keeps_it_pending():
     s1 = an.step(None, reading(0, 1.0, ts=T0), P)
