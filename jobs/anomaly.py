@@ -179,9 +179,11 @@ Throughput
 ----------
 The Python functions run embedded in the TaskManager JVM (``python.execution-mode = thread``,
 ``IOTFLINK_ANOMALY_PYTHON_MODE``). At parallelism 1, on the raw stream, the job processed
-5,322 records/s (10,634 sensor values/s) on this 2-core machine, 3.3 times the fleet rate of
-1,600 readings/s; in the out-of-process mode, where every record crosses to a Python worker
-and back at the parse and at the score, 319 records/s (``bench/anomaly_bench.py``,
+2,732 records/s (5,460 sensor values/s) on this 2-core machine while other benchmarks ran
+(1-min load 4 at the start, 22 at the end), 1.7 times the fleet rate of 1,600 readings/s,
+and 3,492 to 5,387 records/s in quieter runs, 0.77 to 0.84 of the plain z-score model in
+the same session; in the out-of-process mode, where every record crosses to a Python
+worker and back at the parse and at the score, 267 records/s (``bench/anomaly_bench.py``,
 ``bench/results/anomaly.json``).
 
 Watermarks are generated after parsing (the timestamp is inside the JSON), per parse subtask;
