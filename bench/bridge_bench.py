@@ -17,7 +17,9 @@ One run measures, with the same message count and payloads (the contract's JSON,
    until every message was confirmed by Kafka and acked to MQTT.
 
 Preloading the broker queue takes the publisher out of the measurement, so each rate is that of
-the consumer side. Benchmark topics ``bench-readings`` / ``bench-dlq`` / ``bench-raw``
+the consumer side. Every client authenticates as the broker requires (README "Security"): each
+device publishes with its own credential, and each subscriber session (paho, bridge) has a
+bridge credential of its own; all are provisioned in the stack's credential directory. Benchmark topics ``bench-readings`` / ``bench-dlq`` / ``bench-raw``
 (4 partitions) keep the demo's topics clean. Prints a table; writes JSON to ``--out``.
 """
 
@@ -43,7 +45,9 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from bridge.service import PRODUCER_DEFAULTS, Bridge  # noqa: E402
+from iotflink.mqtt_auth import Credential, configure_paho  # noqa: E402
 from iotflink.settings import BridgeSettings, StackSettings  # noqa: E402
+from iotflink.stack import Stack  # noqa: E402
 
 log = logging.getLogger("bench.bridge")
 TOPICS = ("bench-readings", "bench-dlq", "bench-raw")
@@ -80,9 +84,11 @@ def ensure_topics(bootstrap: str, partitions: int = 4) -> None:
         admin.close()
 
 
-def register_session(host: str, port: int, client_id: str) -> None:
-    """Create a persistent MQTT v5 session subscribed to sensors/+/telemetry, then leave."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def register_session(host: str, port: int, cred: Credential, ca_file: Path | None) -> None:
+    """Create a persistent MQTT v5 session subscribed to sensors/+/telemetry, then leave; the
+    session is ``cred``'s (the broker uses the username as the client id)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cred.username, protocol=mqtt.MQTTv5)
+    configure_paho(c, cred, ca_file)
     done = threading.Event()
     c.on_subscribe = lambda *a: done.set()
     props = Properties(PacketTypes.CONNECT)
@@ -96,8 +102,10 @@ def register_session(host: str, port: int, client_id: str) -> None:
     c.loop_stop()
 
 
-def preload(host: str, port: int, msgs: list[tuple[str, bytes]], window: int = 1000) -> float:
-    """Publish every message at QoS 1 (PUBACK window ``window``); return the publish rate/s."""
+def preload(host: str, port: int, msgs: list[tuple[str, bytes]], creds: dict[str, Credential],
+            ca_file: Path | None, window: int = 1000) -> float:
+    """Publish every message at QoS 1, each device over its own connection with its credential
+    (PUBACK window ``window`` over all); return the publish rate/s."""
     slots = threading.Semaphore(window)
     acked = [0]
     lock = threading.Lock()
@@ -107,31 +115,37 @@ def preload(host: str, port: int, msgs: list[tuple[str, bytes]], window: int = 1
             acked[0] += 1
         slots.release()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
-                    protocol=mqtt.MQTTv311)
-    c.max_inflight_messages_set(window)
-    c.on_publish = on_publish
-    c.connect(host, port)
-    c.loop_start()
+    clients = {}
+    for dev in sorted({d for d, _raw in msgs}):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{dev}", protocol=mqtt.MQTTv311)
+        configure_paho(c, creds[dev], ca_file)
+        c.max_inflight_messages_set(window)
+        c.on_publish = on_publish
+        c.connect(host, port)
+        c.loop_start()
+        clients[dev] = c
     t0 = time.perf_counter()
     for dev, raw in msgs:
         slots.acquire()
-        c.publish(f"sensors/{dev}/telemetry", raw, qos=1)
+        clients[dev].publish(f"sensors/{dev}/telemetry", raw, qos=1)
     while True:
         with lock:
             if acked[0] >= len(msgs):
                 break
         time.sleep(0.005)
     dt = time.perf_counter() - t0
-    c.disconnect()
-    c.loop_stop()
+    for c in clients.values():
+        c.disconnect()
+        c.loop_stop()
     return len(msgs) / dt
 
 
-def bench_paho(host: str, port: int, msgs) -> dict:
+def bench_paho(host: str, port: int, msgs, stack: Stack, creds: dict[str, Credential]) -> dict:
     client_id = f"bench-sub-{uuid.uuid4().hex[:6]}"
-    register_session(host, port, client_id)
-    pub_rate = preload(host, port, msgs)
+    sub = stack.provision([client_id], role="bridge")[client_id]
+    ca_file = stack.s.mqtt_ca_file
+    register_session(host, port, sub, ca_file)
+    pub_rate = preload(host, port, msgs, creds, ca_file)
     got = [0]
     t_end = [0.0]
     finished = threading.Event()
@@ -143,6 +157,7 @@ def bench_paho(host: str, port: int, msgs) -> dict:
             finished.set()
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    configure_paho(c, sub, ca_file)
     c.on_message = on_message
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
@@ -173,19 +188,23 @@ def bench_kafka(bootstrap: str, msgs, producer_overrides: dict) -> dict:
     return {"rate_per_s": len(msgs) / dt, "seconds": dt, "errors": errors[0]}
 
 
-def bench_bridge(host: str, port: int, bootstrap: str, msgs, max_inflight: int, producer_overrides: dict) -> dict:
+def bench_bridge(host: str, port: int, bootstrap: str, msgs, max_inflight: int, producer_overrides: dict,
+                 stack: Stack, creds: dict[str, Credential]) -> dict:
     client_id = f"bench-bridge-{uuid.uuid4().hex[:6]}"
-    register_session(host, port, client_id)
-    pub_rate = preload(host, port, msgs)
+    cred = stack.provision([client_id], role="bridge")[client_id]
+    ca_file = stack.s.mqtt_ca_file
+    register_session(host, port, cred, ca_file)
+    pub_rate = preload(host, port, msgs, creds, ca_file)
     cfg = BridgeSettings(mqtt_host=host, mqtt_port=port, topic_filter="sensors/+/telemetry", client_id=client_id,
                          kafka_bootstrap=bootstrap, readings_topic="bench-readings", dlq_topic="bench-dlq",
-                         max_inflight=max_inflight)
+                         max_inflight=max_inflight, username=client_id,
+                         password_file=stack.credentials.password_file(client_id), ca_file=ca_file)
     b = Bridge(cfg, producer_config=producer_overrides)
     t0 = time.perf_counter()
     b.start()
     deadline = t0 + 600
     while b.stats()["acked"] < len(msgs):
-        if b.fatal or time.perf_counter() > deadline:
+        if time.perf_counter() > deadline:
             raise RuntimeError(f"bridge stalled: {b.stats()}")
         time.sleep(0.005)
     dt = time.perf_counter() - t0
@@ -208,14 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    stack = None
+    started = None
     cfg = StackSettings.from_env()
     if args.start_stack:
-        from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
+        from iotflink.stack import free_port_settings  # noqa: PLC0415
 
         cfg = free_port_settings(Path(tempfile.mkdtemp(prefix="bridge-bench-")) / "run", cfg)
-        stack = Stack(cfg)
-        stack.start(services=("kafka", "mosquitto"), progress=lambda m: print(f"[stack] {m}", flush=True))
+        started = Stack(cfg)
+        started.start(services=("kafka", "mosquitto"), progress=lambda m: print(f"[stack] {m}", flush=True))
+    stack = started or Stack(cfg)  # the running stack's credentials (IOTFLINK_RUN_DIR / _MQTT_AUTH_DIR)
     host = args.mqtt_host or cfg.host
     port = args.mqtt_port or cfg.mqtt_port
     bootstrap = args.bootstrap or cfg.kafka_bootstrap
@@ -225,16 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {args.count} messages, {sum(len(m) for _d, m in msgs) / len(msgs):.0f} bytes each on average",
               flush=True)
         overrides = {} if args.linger_ms is None else {"linger_ms": args.linger_ms}
-        paho_r = bench_paho(host, port, msgs)
+        creds = stack.provision(DEVICES)
+        paho_r = bench_paho(host, port, msgs, stack, creds)
         print(f"[bench] paho subscriber done: {paho_r['rate_per_s']:.0f}/s", flush=True)
         kafka_r = bench_kafka(bootstrap, msgs, overrides)
         print(f"[bench] kafka producer done: {kafka_r['rate_per_s']:.0f}/s", flush=True)
         msgs = payloads(args.count)  # fresh ts
-        bridge_r = bench_bridge(host, port, bootstrap, msgs, args.max_inflight, overrides)
+        bridge_r = bench_bridge(host, port, bootstrap, msgs, args.max_inflight, overrides, stack, creds)
         print(f"[bench] bridge done: {bridge_r['rate_per_s']:.0f}/s", flush=True)
     finally:
-        if stack is not None:
-            stack.stop(services=("kafka", "mosquitto"))
+        if started is not None:
+            started.stop(services=("kafka", "mosquitto"))
 
     result = {
         "count": args.count,

@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> dict:
         })
         ctl.wait_running(job_id)
         msgs = build_messages(["femto", "nab", "occupancy"])
-        pub = chaos.ContinuousPublisher(msgs, cfg.mqtt_host, cfg.mqtt_port, args.rate, client_id="recovery-bench")
+        creds = stack.provision(sorted({m.device_id for m in msgs}))  # one MQTT credential per device
+        pub = chaos.ContinuousPublisher(msgs, cfg.mqtt_host, cfg.mqtt_port, args.rate, client_id="recovery-bench",
+                                        credentials=creds, ca_file=cfg.mqtt_ca_file)
         with chaos.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings, cfg.topics.aggregates]) as mon:
             pub.start()
             for i in range(1, args.kills + 1):

@@ -11,7 +11,11 @@ Data flow, per MQTT message on ``sensors/+/telemetry``::
 
 Guarantees and decisions (see also docs/CONTRACT.md):
 
-* **Persistent session.** MQTT v5, fixed client id (``BridgeSettings.client_id``),
+* **Identity.** The bridge authenticates with its own credential (``BridgeSettings.username``
+  and ``password_file``; iotflink/mqtt_auth.py), optionally over TLS (``ca_file``). The
+  broker's ACL lets it read ``sensors/+/telemetry`` and publish nothing, and the broker uses
+  the username as the client id, so its session cannot be taken over without its password.
+* **Persistent session.** MQTT v5, fixed client id (the username, see above),
   ``clean_start=False`` and a session expiry of :data:`SESSION_EXPIRY_S`, so QoS 1 messages
   published while the bridge is down wait at the broker. The subscription is made in
   ``on_connect``, i.e. again on every (re)connect. Redeliveries (``dup`` flag) are processed
@@ -102,7 +106,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge import contract
-from iotflink.errors import ValidationError
+from iotflink.errors import ConfigError, ValidationError
 from iotflink.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -307,11 +311,28 @@ class Bridge:
             manual_ack=True,
         )
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        if self.settings.username:
+            client.username_pw_set(self.settings.username, self._password())
+        if self.settings.ca_file is not None:
+            client.tls_set(ca_certs=str(self.settings.ca_file))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
+
+    def _password(self) -> str:
+        path = self.settings.password_file
+        if path is None:
+            raise ConfigError(f"bridge user {self.settings.username}: no password file configured")
+        try:
+            password = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"bridge user {self.settings.username}: cannot read its password file "
+                              f"{path} ({exc}); the local stack creates it, see README 'Security'") from exc
+        if not password:
+            raise ConfigError(f"bridge user {self.settings.username}: password file {path} is empty")
+        return password
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
@@ -354,7 +375,10 @@ class Bridge:
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(self, client, _userdata, flags, reason_code, _props) -> None:
         if reason_code.is_failure:
-            log.error("MQTT connect refused: %s", reason_code)
+            # e.g. "Not authorized" / "Bad user name or password": a revoked or wrong credential
+            log.error("MQTT connect refused: %s (user %s)", reason_code, self.settings.username or "anonymous")
+            with self._lock:
+                self._counts["connect_refused"] += 1
             return
         with self._lock:
             self._gen += 1
@@ -701,7 +725,8 @@ class Bridge:
         ``subscribed`` (SUBACKs granting QoS 1: the bridge is ready once this is >= 1),
         ``inflight_messages_waits`` / ``inflight_bytes_waits`` (times ``on_message`` had to
         wait for the message / byte bound), ``producer_restarts`` (producers replaced after a
-        non-retriable asynchronous error), ``dlq_reasons`` {reason: count of confirmed dead
+        non-retriable asynchronous error), ``connect_refused`` (CONNACKs refusing the
+        connection, e.g. a wrong or revoked credential), ``dlq_reasons`` {reason: count of confirmed dead
         letters}.
 
         State: ``pending`` (accepted, not yet acked; ``received = forwarded + dead_lettered
@@ -717,7 +742,8 @@ class Bridge:
             out: dict[str, Any] = {k: self._counts.get(k, 0) for k in (
                 "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "resent",
                 "redelivered", "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed",
-                "inflight_messages_waits", "inflight_bytes_waits", "producer_restarts")}
+                "inflight_messages_waits", "inflight_bytes_waits", "producer_restarts",
+                "connect_refused")}
             out["pending"] = len(self._pending)
             out["inflight_bytes"] = self._inflight_bytes
             out["admission_blocked"] = self._admission_blocked

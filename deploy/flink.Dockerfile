@@ -11,8 +11,13 @@ RUN python3 -m venv /opt/iotflink/venv \
 COPY .deps/flink/flink-sql-connector-kafka-5.0.0-2.2.jar /opt/flink/lib/
 # the project's json-dlq table format (jvm/, built by setup into .deps/flink)
 COPY .deps/flink/iotflink-flink-formats.jar /opt/flink/lib/
-# flink-conf/config.yaml is the cluster's configuration; the entrypoint appends FLINK_PROPERTIES
+# flink-conf/config.yaml is the cluster's configuration; the entrypoint merges FLINK_PROPERTIES
+# (docker-compose.yml: the container bind addresses) into it. Its taskmanager.host (localhost,
+# for the local stack) is removed, as the official image removes it from its own config.yaml:
+# a TaskManager then advertises the address it reaches the JobManager from, so any number of
+# TaskManager containers register.
 COPY flink-conf/config.yaml /opt/flink/conf/config.yaml
+RUN sed -i '/^taskmanager\.host:/d' /opt/flink/conf/config.yaml
 COPY jobs /opt/iotflink/jobs
 COPY udfs /opt/iotflink/udfs
 COPY iotflink /opt/iotflink/iotflink

@@ -12,6 +12,10 @@ waits until it is ready and returns a :class:`FaultTiming`):
   Ready: the broker answers a metadata request.
 - :func:`restart_mosquitto`: SIGTERM to Mosquitto (it writes its persistence file, so queued
   QoS 1 messages of persistent sessions survive), then start it again. Ready: CONNACK.
+- :func:`kill_mosquitto`: ``kill -9`` of Mosquitto (no chance to save), then start it again.
+  What survives is what its last save wrote: with deploy/mosquitto.conf's
+  ``autosave_on_changes true`` / ``autosave_interval 1``, every message acknowledged before the
+  main-loop pass the kill hits (:data:`MOSQUITTO_KILL_WINDOW_PER_CLIENT`). Ready: CONNACK.
 - :func:`kill_bridge`: ``kill -9`` of the bridge, then a new bridge process. Ready: the new
   bridge holds its QoS 1 subscription (its stats file counts one SUBACK).
 
@@ -34,6 +38,7 @@ Command line (against the stack described by the ``IOTFLINK_*`` environment)::
     python -m iotflink.chaos kill-taskmanager [--job JOB_ID] [--down-s 0]
     python -m iotflink.chaos restart-kafka [--down-s 0]
     python -m iotflink.chaos restart-mosquitto
+    python -m iotflink.chaos kill-mosquitto
     python -m iotflink.chaos kill-bridge
 
 prints the :class:`FaultTiming` as JSON (plus ``job_running_s`` with ``--job``).
@@ -49,16 +54,26 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from iotflink.errors import IotFlinkError, JobError, StackError
+from iotflink.mqtt_auth import Credential, configure_paho
 from iotflink.settings import StackSettings
 from iotflink.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
 
 #: The faults by CLI name.
-FAULTS = ("kill-taskmanager", "restart-kafka", "restart-mosquitto", "kill-bridge")
+FAULTS = ("kill-taskmanager", "restart-kafka", "restart-mosquitto", "kill-mosquitto", "kill-bridge")
+
+#: Acknowledged QoS 1 messages that one ``kill -9`` of Mosquitto can lose, per client
+#: publishing at that moment, with deploy/mosquitto.conf (``autosave_on_changes true``,
+#: ``autosave_interval 1``): Mosquitto saves at the end of each pass of its main loop that
+#: changed its store, but sends the PUBACK during the pass, and a pass reads one packet per
+#: plain-TCP connection (Mosquitto's mux: one ``packet__read`` per readable socket and pass).
+#: bench/mqtt_durability_bench.py measures it.
+MOSQUITTO_KILL_WINDOW_PER_CLIENT = 1
 
 
 @dataclass
@@ -184,6 +199,21 @@ def restart_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: fl
     return timing
 
 
+def kill_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
+    """``kill -9`` Mosquitto, start it again, wait for CONNACK.
+
+    Persistent sessions and their queued QoS 1 messages come back from the last save of
+    ``mosquitto.db``; a message acknowledged in the main-loop pass the kill hit may be lost (at
+    most :data:`MOSQUITTO_KILL_WINDOW_PER_CLIENT` per publishing client). The bridge and the
+    devices reconnect by themselves.
+    """
+    timing = _begin(stack, "kill-mosquitto", "mosquitto", "SIGKILL")
+    _stop(stack, timing, kill=True, down_for_s=down_for_s)
+    _restart(stack, timing, ready_timeout_s)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
 def kill_bridge(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
     """``kill -9`` the bridge, start a new bridge process, wait until it holds its subscription."""
     timing = _begin(stack, "kill-bridge", "bridge", "SIGKILL")
@@ -197,6 +227,7 @@ FAULT_FUNCTIONS: dict[str, Callable[..., FaultTiming]] = {
     "kill-taskmanager": kill_taskmanager,
     "restart-kafka": restart_kafka,
     "restart-mosquitto": restart_mosquitto,
+    "kill-mosquitto": kill_mosquitto,
     "kill-bridge": kill_bridge,
 }
 
@@ -450,11 +481,19 @@ class ContinuousPublisher(threading.Thread):
     """Publishes ``messages`` (replayer :class:`~iotflink.replay.Message` objects) at QoS 1 at a
     constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
     faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
-    (a Mosquitto restart) and re-sends un-acked messages."""
+    (a Mosquitto restart) and re-sends un-acked messages. Each device publishes over its own
+    connection with its credential (``credentials``: device id -> Credential, e.g.
+    ``Stack.provision``; a None value connects without one), over TLS with ``ca_file``; at most
+    ``window`` messages wait for their PUBACK, over all devices."""
 
     def __init__(self, messages: list, host: str, port: int, rate_per_s: float,
-                 client_id: str = "iotflink-chaos-publisher", window: int = 200) -> None:
+                 client_id: str = "iotflink-chaos-publisher", window: int = 200, *,
+                 credentials: Mapping[str, Credential | None], ca_file: Path | None = None) -> None:
         super().__init__(name="continuous-publisher", daemon=True)
+        missing = sorted({m.device_id for m in messages} - set(credentials))
+        if missing:
+            raise IotFlinkError(f"no MQTT credential for {', '.join(missing)}")
+        self.credentials, self.ca_file = credentials, ca_file
         self.messages, self.host, self.port = messages, host, port
         self.rate_per_s, self.client_id, self.window = rate_per_s, client_id, window
         self.sent = 0
@@ -475,15 +514,23 @@ class ContinuousPublisher(threading.Thread):
             self.acked += 1
             self._slots.release()
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.max_inflight_messages_set(self.window)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 5)
-        client.on_publish = on_publish
+        clients: dict[str, mqtt.Client] = {}
+
+        def client_of(device: str) -> mqtt.Client:
+            if device not in clients:
+                client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.client_id}-{device}",
+                                     protocol=mqtt.MQTTv311, clean_session=True)
+                configure_paho(client, self.credentials[device], self.ca_file)
+                client.max_inflight_messages_set(self.window)
+                client.max_queued_messages_set(0)
+                client.reconnect_delay_set(1, 5)
+                client.on_publish = on_publish
+                clients[device] = client
+                client.connect(self.host, self.port, keepalive=30)
+                client.loop_start()
+            return clients[device]
+
         try:
-            client.connect(self.host, self.port, keepalive=30)
-            client.loop_start()
             t0 = time.monotonic()
             for i, m in enumerate(self.messages):
                 if self._halt.is_set():
@@ -495,7 +542,7 @@ class ContinuousPublisher(threading.Thread):
                     if self._halt.is_set():
                         break
                 else:
-                    client.publish(m.topic, m.payload_bytes(), qos=1)
+                    client_of(m.device_id).publish(m.topic, m.payload_bytes(), qos=1)
                     self.sent += 1
             deadline = time.monotonic() + 30
             while self.acked < self.sent and time.monotonic() < deadline:
@@ -503,8 +550,9 @@ class ContinuousPublisher(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - reported through .error
             self.error = exc
         finally:
-            client.disconnect()
-            client.loop_stop()
+            for client in clients.values():
+                client.disconnect()
+                client.loop_stop()
 
 
 # ---------------------------------------------------------------------- CLI

@@ -12,7 +12,9 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli stop JOB [--savepoint-dir DIR] [--drain]
     python -m iotflink.cli env                         # every environment variable and its value
     python -m iotflink.cli rules validate|deploy|list|stop RULE
-    python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-bridge
+    python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-mosquitto|kill-bridge
+    python -m iotflink.cli device add ID [--out FILE] [--role bridge] | device list [--all] | device revoke ID
+    python -m iotflink.cli tls init DIR [--host NAME ...]   # CA + broker certificate (docker-compose)
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
@@ -36,6 +38,14 @@ that matches exactly one RUNNING job.
   checkpoint); ``--allow-non-restored`` (``-n``) lets state without a matching operator be
   skipped. Other arguments go to the job; put them after ``--`` if they could be mistaken
   for these options.
+
+- ``device add ID``: create device ID's MQTT credential (a random password; the broker keeps
+  its hash) and print the lines for the node's ``config.h`` (``--out FILE``: write them to
+  FILE, mode 0600, instead of printing the password). The device may publish only on
+  ``sensors/ID/telemetry``. ``device revoke ID``: the broker refuses the credential from now
+  on and closes the device's open connection. Both reload the running broker (SIGHUP), no
+  restart. ``device list``: the credentials (no secrets); ``--all`` also revoked ones. See
+  :mod:`iotflink.mqtt_auth` and the README's "Security" section.
 
 Every command reads :class:`iotflink.settings.StackSettings` from the environment.
 Exit status: 0 success, 1 a project error (message on stderr), 2 bad usage.
@@ -66,7 +76,8 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
     if args.action == "start":
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
         print(f"[stack] Flink web UI: {cfg.flink_rest_url}   Kafka: {cfg.kafka_bootstrap}   "
-              f"MQTT: {cfg.host}:{cfg.mqtt_port}")
+              f"MQTT: {cfg.host}:{cfg.mqtt_port} ({'TLS, ' if cfg.mqtt_tls else ''}a credential per device: "
+              "python -m iotflink.cli device add ID)")
     elif args.action == "stop":
         stack.stop()
         print("[stack] stopped")
@@ -233,6 +244,82 @@ def _cmd_stop(args: argparse.Namespace, cfg: StackSettings) -> int:
     return 0
 
 
+def device_config_lines(device_id: str, password: str, cfg: StackSettings) -> str:
+    """The ``esp32/board/config.h`` lines of a provisioned device: id, username, password
+    and broker URI (``mqtts://`` with TLS, then the CA certificate must go into
+    ``FW_MQTT_CA_PEM``)."""
+    scheme = "mqtts" if cfg.mqtt_tls else "mqtt"
+    lines = [f'#define FW_DEVICE_ID "{device_id}"',
+             f'#define FW_MQTT_USERNAME "{device_id}"',
+             f'#define FW_MQTT_PASSWORD "{password}"',
+             f'#define FW_MQTT_URI "{scheme}://{cfg.mqtt_host}:{cfg.mqtt_port}"  // the broker as the node reaches it']
+    if cfg.mqtt_ca_file is not None:
+        lines.append(f"// FW_MQTT_CA_PEM: the PEM text of {cfg.mqtt_ca_file}")
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
+    import datetime as dt  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from iotflink.stack import Stack, wait_for  # noqa: PLC0415
+
+    stack = Stack(cfg)
+    store = stack.credentials
+    if args.action == "list":
+        rows = store.list(include_revoked=args.all)
+        print(f"{'username':40} {'role':7} {'created (UTC)':20} revoked (UTC)")
+        for r in rows:
+            def utc(ms):
+                return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+            print(f"{r['username']:40} {r['role']:7} {utc(r['created_ms']):20} {utc(r['revoked_ms'])}")
+        return 0
+    if not args.id:
+        raise UsageError(f"device {args.action} needs a device id")
+    if args.action == "add":
+        cred = store.add(args.id, role=args.role)
+        if stack.reload_mosquitto():
+            wait_for(lambda: stack.mqtt_connack(cred.username, cred.password) == 0, 20,
+                     what=f"mosquitto to accept {args.id}")
+            state = "the running broker accepts it now"
+        else:
+            state = "the broker reads it when it starts"
+        print(f"password file: {store.password_file(args.id)} (mode 0600)")
+        if args.role == "bridge":
+            print(f"bridge {args.id}: credential created ({state}); it may read sensors/+/telemetry and "
+                  f"publish nothing (IOTFLINK_MQTT_BRIDGE_USER={args.id})")
+            return 0
+        text = device_config_lines(args.id, cred.password, cfg)
+        print(f"device {args.id}: credential created ({state}); it may publish only on {cred.topic}")
+        if args.out:
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            print(f"config.h lines written to {args.out} (mode 0600)")
+        else:
+            print("config.h lines for the node (esp32/board/config.h; never commit them):")
+            print(text, end="")
+        return 0
+    # revoke
+    stack.revoke(args.id)
+    running = stack.pid("mosquitto") is not None
+    print(f"device {args.id}: credential revoked; "
+          + ("the running broker refuses it now and has closed its open connection, if any"
+             if running else "the broker refuses it when it starts"))
+    return 0
+
+
+def _cmd_tls(args: argparse.Namespace, _cfg: StackSettings) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from iotflink import mqtt_auth  # noqa: PLC0415
+
+    ca = mqtt_auth.make_ca(Path(args.dir), args.host or ["mosquitto", "localhost", "127.0.0.1"])
+    print(f"CA certificate (give it to the clients): {ca}")
+    print(f"broker certificate and key: {ca.parent / 'server.crt'}, {ca.parent / 'server.key'} (0600)")
+    return 0
+
+
 def _cmd_env(_args: argparse.Namespace, _cfg: StackSettings) -> int:
     for name, default in settings_mod.ENV_VARS.items():
         print(f"{name}={settings_mod.env(name)}" + ("" if settings_mod.env(name) == default else "   # set"))
@@ -309,9 +396,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_rules)
 
+    p = sub.add_parser("device", help="add, list or revoke device credentials of the MQTT broker")
+    p.add_argument("action", choices=["add", "list", "revoke"])
+    p.add_argument("id", nargs="?", default="", help="device id (add, revoke)")
+    p.add_argument("--out", default=None, help="add: write the config.h lines to this file (0600)")
+    p.add_argument("--all", action="store_true", help="list: also revoked credentials")
+    p.add_argument("--role", choices=["device", "bridge"], default="device",
+                   help="add: a device (default) or a bridge credential (e.g. for docker-compose)")
+    p.set_defaults(func=_cmd_device)
+
+    p = sub.add_parser("tls", help="make a local CA and the broker's TLS certificate")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("dir", help="directory for ca.crt, ca.key, server.crt, server.key")
+    p.add_argument("--host", action="append", default=None,
+                   help="a name or IP clients use for the broker (repeatable; default mosquitto, localhost, 127.0.0.1)")
+    p.set_defaults(func=_cmd_tls)
+
     p = sub.add_parser("chaos", help="inject one fault into the local stack (see iotflink.chaos)")
     p.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-bridge [--down-s S] [--job JOB]")
+                   help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-mosquitto | kill-bridge "
+                        "[--down-s S] [--job JOB]")
     p.set_defaults(func=_cmd_chaos)
     return parser
 

@@ -3,7 +3,8 @@
 Steps (each prints a progress line):
 
 1. start the local stack (Kafka KRaft, Mosquitto, the bridge, Flink JobManager + TaskManager)
-   and reset the demo's topics, so the counts below cover this run only;
+   and reset the demo's topics, so the counts below cover this run only; provision one MQTT
+   credential per demo device (the broker refuses anonymous clients, README "Security");
 2. submit ``jobs/sensor_windows`` to the standalone cluster with ``flink run``, and deploy the
    detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
 3. play NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT with three
@@ -13,7 +14,8 @@ Steps (each prints a progress line):
    reconnect with their original timestamps: late data downstream. With
    ``--source replay`` the Python replayer plays them instead, with a seeded fraction of
    readings delayed inside the watermark bound and some held back past the allowed lateness.
-   A handful of bad payloads must land in the dead-letter queue;
+   A handful of bad payloads must land in the dead-letter queue, and the bad device's reading
+   on another device's topic must be refused by the broker (PUBACK 0x87);
    then replay TabFormer card transactions with seeded fraud scenarios into ``transactions``;
 4. wait until the bridge has accounted for every message and the job's Kafka source has read
    every record; then end the bounded replay (``FlinkCtl.drain_bounded_replay``): heartbeat
@@ -26,8 +28,10 @@ Steps (each prints a progress line):
    every published message is in ``sensor-readings`` or ``sensor-dlq``, that the window job
    read every record of ``sensor-readings`` (none in ``sensor-windows-dlq``), that every sensor
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
-   ``sensor-late``; and that no job of this run is FAILED or restarting (the root exception of
-   each one that is: :func:`job_health_checks`).
+   ``sensor-late``; that the broker refused an anonymous client and the spoofed reading;
+   that Mosquitto dropped no message for a full session queue during the run (its
+   ``$SYS`` counter, :mod:`iotflink.broker_stats`); and that no job of this run is FAILED
+   or restarting (the root exception of each one that is: :func:`job_health_checks`).
 
 If the window job ends FAILED (its failure-rate restart strategy gave up, e.g. on a poison
 record), the demo stops waiting for it and says so with the root exception; on any error the
@@ -44,11 +48,15 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
 from iotflink.flinkctl import FlinkCtl
+from iotflink.mqtt_auth import Credential, configure_paho
+from iotflink.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
 from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
 from iotflink.stack import Stack, wait_for
 
@@ -103,21 +111,60 @@ def reset_topics(stack: Stack, ctl: FlinkCtl, group: str) -> None:
     wait_for(lambda: bool(stack.create_topics()) or True, 60, what="topic creation")
 
 
-def publish_bad(host: str, port: int) -> int:
-    """Publish :data:`BAD_PAYLOADS` at QoS 1; returns how many were acknowledged."""
+#: The device the bad payloads come from (it has its own credential, like any device).
+BAD_DEVICE = "demo-bad"
+#: A topic of another device that :data:`BAD_DEVICE` tries to publish on (the broker refuses).
+SPOOFED_TOPIC = "sensors/nab-machine/telemetry"
+
+
+def publish_bad(host: str, port: int, credential: Credential, ca_file: Path | None = None) -> tuple[int, int]:
+    """Publish :data:`BAD_PAYLOADS` at QoS 1 (MQTT v5) as ``credential`` (:data:`BAD_DEVICE`),
+    then one valid-looking reading on :data:`SPOOFED_TOPIC`, another device's topic.
+
+    Returns:
+        ``(bad payloads acknowledged with success, PUBACK reason code of the spoofed reading)``:
+        the broker's ACL answers 135 (0x87, not authorised) and drops the message.
+    Raises:
+        IotFlinkError: the broker refused the credential or did not acknowledge in 10 s.
+    """
     import paho.mqtt.client as mqtt  # noqa: PLC0415
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="iotflink-demo-bad")
-    client.connect(host, port)
+    codes: dict[int, int] = {}
+    done = threading.Condition()
+
+    def on_publish(_c, _u, mid, reason_code, _p):
+        with done:
+            codes[mid] = reason_code.value
+            done.notify_all()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=BAD_DEVICE, protocol=mqtt.MQTTv5)
+    configure_paho(client, credential, ca_file)
+    client.on_publish = on_publish
+    rc = client.connect(host, port)
     client.loop_start()
     try:
-        infos = [client.publish(topic, payload, qos=1) for topic, payload, _ in BAD_PAYLOADS]
-        for info in infos:
-            info.wait_for_publish(timeout=10)
-        return sum(info.is_published() for info in infos)
+        if rc != mqtt.MQTT_ERR_SUCCESS or not wait_until(client.is_connected, 10):
+            raise IotFlinkError(f"demo: {BAD_DEVICE} could not connect to MQTT {host}:{port}")
+        mids = [client.publish(topic, payload, qos=1).mid for topic, payload, _ in BAD_PAYLOADS]
+        spoof = json.dumps({"device_id": "nab-machine", "seq": 10**9, "ts": int(time.time() * 1000),
+                            "readings": {"temperature_f": 1.0}}).encode()
+        spoof_mid = client.publish(SPOOFED_TOPIC, spoof, qos=1).mid
+        with done:
+            if not done.wait_for(lambda: all(m in codes for m in [*mids, spoof_mid]), 10):
+                raise IotFlinkError(f"demo: no PUBACK for {BAD_DEVICE}'s messages within 10 s")
+        return sum(codes[m] < 0x80 for m in mids), codes[spoof_mid]
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
+
+
+def wait_until(cond, timeout_s: float) -> bool:
+    """True once ``cond()`` is true, False after ``timeout_s`` (polled every 50 ms)."""
+    try:
+        wait_for(cond, timeout_s, interval_s=0.05)
+        return True
+    except TimeoutError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,6 +178,13 @@ def run(args: argparse.Namespace) -> int:
 
     _step("starting the local stack (Kafka KRaft, Mosquitto, bridge, Flink) ...")
     stack.start(progress=lambda m: _step("  " + m))
+    _step("provisioning an MQTT credential per device (python -m iotflink.cli device add) ...")
+    creds = stack.provision([DEVICE_NAB, DEVICE_FEMTO, DEVICE_OCCUPANCY, BAD_DEVICE])
+    _step(f"  {', '.join(creds)}: each may publish only on sensors/<its id>/telemetry "
+          f"(credentials in {cfg.mqtt_auth_dir}; TLS {'on' if cfg.mqtt_tls else 'off'})")
+    # Mosquitto's drop counter before the run (retained value: if stale, it can only make the
+    # run's count larger, never hide a drop)
+    broker_before = stack.mosquitto_counters(fresh=False)
     _step("resetting the demo topics so the counts cover this run only")
     reset_topics(stack, ctl, job_cfg.consumer_group)
     stack.stop_service("bridge")
@@ -154,8 +208,8 @@ def run(args: argparse.Namespace) -> int:
               f"{speedup:g}x on {'one shared' if specs[0].pace_origin_ms is not None else 'their own'} "
               f"event-time clock" + (f"; {outage.device} loses its connection for {outage.outage_s:g} "
                                      "event-time s and flushes its outbox on reconnect" if outage else "") + " ...")
-        results = run_nodes(specs,
-                            cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=1800, reset_seq=True)
+        results = run_nodes(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=1800, reset_seq=True,
+                            auth_dir=cfg.mqtt_auth_dir, ca_file=cfg.mqtt_ca_file)
         acct = totals(results)
         per_device = {dev: c["published"] for dev, c in acct["per_device"].items()}
         real = acct["published"]
@@ -176,9 +230,11 @@ def run(args: argparse.Namespace) -> int:
         real = replay["total"]
         detail = (f"{replay['delayed']} delayed, {replay['held_back']} held back past the "
                   "lateness bound")
-    bad_acked = publish_bad(cfg.mqtt_host, cfg.mqtt_port)
+    bad_acked, spoof_code = publish_bad(cfg.mqtt_host, cfg.mqtt_port, creds[BAD_DEVICE], cfg.mqtt_ca_file)
     published = real + len(BAD_PAYLOADS)
-    _step(f"  published {real} readings ({detail}) + {bad_acked} bad payloads")
+    _step(f"  published {real} readings ({detail}) + {bad_acked} bad payloads; {BAD_DEVICE}'s reading on "
+          f"{SPOOFED_TOPIC} got PUBACK reason code {spoof_code} (135: not authorised, dropped)")
+    anonymous_code = stack.mqtt_connack()
 
     _step("waiting for the bridge to account for every message ...")
     wait_for(lambda: _bridge_done(stack, published), 300, interval_s=0.5, what="the bridge")
@@ -251,11 +307,19 @@ def run(args: argparse.Namespace) -> int:
         ("the window operator dropped no row as late (its numLateRecordsDropped)",
          not dropped_late, f"{dropped_late}"),
         ("every bad payload is in the DLQ", len(dlq) >= len(BAD_PAYLOADS), f"{len(dlq)} DLQ records"),
+        ("the broker refused an anonymous client", anonymous_code == 5, f"CONNACK return code {anonymous_code}"),
+        ("a device's reading on another device's topic was refused (so it is in no count above)",
+         spoof_code == 0x87, f"PUBACK reason code {spoof_code}"),
         ("the window job read every record the bridge wrote (none in its DLQ)", not window_dlq,
          f"{len(window_dlq)} records in {cfg.topics.window_dlq}"),
         ("every injected fraud scenario raised its alert", alerts_rc == 0,
          f"rules alerts exit status {alerts_rc}"),
     ]
+    broker_after = stack.mosquitto_counters(fresh=True)
+    broker_dropped = broker_after.dropped_since(broker_before)
+    checks.append(("Mosquitto dropped no message for a full session queue", broker_dropped == 0,
+                   f"{broker_dropped} dropped in this run ($SYS/broker/publish/messages/dropped; "
+                   f"see {stack.log_file('mosquitto')})"))
     checks += job_health_checks(ctl, started_ms)
     print()
     print("=" * 72)
@@ -270,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"late events in {cfg.topics.late:18}{len(late):>10}")
     print(f"duplicates in {cfg.topics.duplicates:19}{len(duplicates):>10}   (readings delivered twice, dropped by the job)")
     print(f"DLQ records in {cfg.topics.dlq:18}{len(dlq):>10}   {dlq_reasons}")
+    print(f"dropped by Mosquitto (full queue){broker_dropped:>10}   (max_queued_messages / max_queued_bytes "
+          f"of a session; {broker_after.stored} messages stored now)")
     print(f"unreadable in {cfg.topics.window_dlq:19}{len(window_dlq):>10}   (records of {cfg.topics.readings} "
           "the window job could not read)")
     print(f"Flink web UI                     {cfg.flink_rest_url}")

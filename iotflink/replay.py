@@ -8,8 +8,9 @@ Usage::
 
 Devices, files and readings are those of docs/CONTRACT.md "Demo devices". Each reading becomes
 one QoS 1 message ``{"device_id", "seq", "ts" (epoch ms), "readings"}`` on
-``sensors/{device_id}/telemetry``; one MQTT client publishes to every device topic with at
-most ``window`` messages waiting for their PUBACK.
+``sensors/{device_id}/telemetry``, published by one MQTT client per device with that device's
+credential (``python -m iotflink.cli device add ID``; the broker refuses anything else), at most
+``window`` messages waiting for their PUBACK.
 
 Timing (docs/CONTRACT.md "Replay time"): timestamps without a zone are UTC; FEMTO's seconds of
 the test day are placed on :data:`FEMTO_DAY0` (2012-03-01 UTC). Each data set is then shifted by
@@ -42,9 +43,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from iotflink.errors import ConfigError, IotFlinkError
+from iotflink.mqtt_auth import Credential, CredentialStore, configure_paho
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
 log = logging.getLogger(__name__)
@@ -117,19 +119,58 @@ def _read_nab(data_dir: Path) -> Iterator[Row]:
             yield _utc_ms(row["timestamp"]), DEVICE_NAB, {"temp": float(row["value"])}
 
 
-def _read_femto_vibration(data_dir: Path) -> Iterator[Row]:
-    with open(data_dir / "femto" / "Bearing1_1_vibration.csv", newline="", encoding="utf-8") as fh:
+#: FEMTO bearings shipped in data/femto (PRONOSTIA run-to-failure tests; data/ATTRIBUTION.md).
+FEMTO_BEARINGS = ("1_1", "1_4", "1_5", "1_6", "1_7", "2_1", "2_4", "2_5")
+
+
+def femto_vibration(bearing: str = "1_1", data_dir: Path = DATA_DIR, device_id: str = DEVICE_FEMTO) -> Iterator[Row]:
+    """FEMTO vibration snapshots of one bearing as the node publishes them, in file order.
+
+    One row per 10 s snapshot: ``(ts_ms, device_id, {"h_rms_g", "v_rms_g", "peak_abs_g"})``,
+    ts_ms = :data:`FEMTO_DAY0_MS` + the snapshot's start (seconds of the test day) in ms;
+    values in g (docs/CONTRACT.md). Raises OSError when the file is missing.
+    """
+    with open(data_dir / "femto" / f"Bearing{bearing}_vibration.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             ts = FEMTO_DAY0_MS + round(float(row["time_of_day_s"]) * 1000)
-            yield ts, DEVICE_FEMTO, {"h_rms_g": float(row["h_rms_g"]), "v_rms_g": float(row["v_rms_g"]),
-                                     "peak_abs_g": float(row["peak_abs_g"])}
+            yield ts, device_id, {"h_rms_g": float(row["h_rms_g"]), "v_rms_g": float(row["v_rms_g"]),
+                                  "peak_abs_g": float(row["peak_abs_g"])}
+
+
+def femto_temperature(bearing: str = "1_1", data_dir: Path = DATA_DIR, device_id: str = DEVICE_FEMTO) -> Iterator[Row]:
+    """FEMTO bearing temperature of one bearing, one row per second in file order:
+    ``(ts_ms, device_id, {"temp_c"})`` (degrees C). Raises OSError when the file is missing."""
+    with open(data_dir / "femto" / f"Bearing{bearing}_temperature.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            ts = FEMTO_DAY0_MS + round(float(row["time_of_day_s"]) * 1000)
+            yield ts, device_id, {"temp_c": float(row["temp_c"])}
+
+
+def femto_rows(bearing: str = "1_1", data_dir: Path = DATA_DIR, device_id: str | None = None) -> list[Row]:
+    """Every reading of one FEMTO bearing in the order the node publishes them: vibration and
+    temperature merged by event time, each file in its own order (so Bearing1_1's clock-fault
+    snapshots 2121-2122 come right after snapshot 2120, about 6 h behind it). Times are not
+    week-shifted (day 0 = :data:`FEMTO_DAY0_MS`). ``device_id`` defaults to
+    ``femto-b<bearing>`` (``femto-b1_1`` is the demo node of docs/CONTRACT.md).
+
+    Raises:
+        ConfigError: unknown bearing or a missing file.
+    """
+    if bearing not in FEMTO_BEARINGS:
+        raise ConfigError(f"unknown FEMTO bearing {bearing!r}; choose from {', '.join(FEMTO_BEARINGS)}")
+    dev = device_id or f"femto-b{bearing}"
+    try:
+        return list(_merge([femto_vibration(bearing, data_dir, dev), femto_temperature(bearing, data_dir, dev)]))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"data file of FEMTO bearing {bearing} missing: {exc.filename}") from exc
+
+
+def _read_femto_vibration(data_dir: Path) -> Iterator[Row]:
+    return femto_vibration("1_1", data_dir)
 
 
 def _read_femto_temperature(data_dir: Path) -> Iterator[Row]:
-    with open(data_dir / "femto" / "Bearing1_1_temperature.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            ts = FEMTO_DAY0_MS + round(float(row["time_of_day_s"]) * 1000)
-            yield ts, DEVICE_FEMTO, {"temp_c": float(row["temp_c"])}
+    return femto_temperature("1_1", data_dir)
 
 
 def _read_occupancy(data_dir: Path) -> Iterator[Row]:
@@ -275,94 +316,132 @@ def publish(
     host: str,
     port: int,
     *,
+    credentials: Mapping[str, Credential | None],
+    ca_file: Path | None = None,
     speedup: float = 0.0,
     window: int = 200,
     client_id: str | None = None,
     ack_timeout_s: float = 60.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Publish ``messages`` in order at QoS 1 and wait for every PUBACK.
+    """Publish ``messages`` in order at QoS 1, each device over its own authenticated MQTT
+    connection (as the nodes would), and wait for every PUBACK.
+
+    The broker lets a device credential publish only on its own topic, so each device gets
+    its own client. The order of the list is kept across devices: before the first message
+    of a run of one device's messages goes out, every earlier message (of other devices) has
+    its PUBACK, so the broker has queued it for the bridge first. Within a run, up to
+    ``window`` messages wait for their PUBACK at once.
 
     Args:
         messages: from :func:`build_messages`.
         host / port: the MQTT broker.
+        credentials: device id -> :class:`~iotflink.mqtt_auth.Credential` for every device in
+            ``messages`` (``Stack.provision`` or ``CredentialStore.get``); a None value connects
+            that device without a credential (only for a broker that allows anonymous clients).
+        ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.
         speedup: release-time ms per wall ms; 0 publishes as fast as the window allows.
         window: most messages waiting for their PUBACK at once.
-        client_id: MQTT client id (default: ``iotflink-replay-<random>``).
+        client_id: prefix of the MQTT client ids (default ``iotflink-replay``); the broker
+            uses each device's username as its client id anyway.
         ack_timeout_s: longest wait for one PUBACK window slot, or for the last PUBACKs, s.
         progress: called as ``progress(done, total)`` about every 5,000 messages.
     Returns:
         :func:`summarise` of the messages plus ``"acked"``, ``"elapsed_s"``, ``"rate_per_s"``.
     Raises:
-        IotFlinkError: the broker could not be reached or PUBACKs stopped coming.
+        ConfigError: a device of ``messages`` has no credential, or ``window`` < 1.
+        IotFlinkError: the broker could not be reached, refused a credential, or PUBACKs
+            stopped coming.
     """
     import paho.mqtt.client as mqtt  # noqa: PLC0415
 
     if window < 1:
         raise ConfigError("window must be >= 1")
+    missing = sorted({m.device_id for m in messages} - set(credentials))
+    if missing:
+        raise ConfigError(f"replay: no MQTT credential for {', '.join(missing)}; "
+                          "create them with: python -m iotflink.cli device add ID")
     slots = threading.Semaphore(window)
     acked = [0]
-    connected = threading.Event()
+    lock = threading.Condition()  # acked[0] changed
     closing = threading.Event()
-    lock = threading.Lock()
-
-    def on_connect(_c, _u, _f, reason_code, _p):
-        if reason_code.is_failure:
-            log.error("replay: MQTT connect refused: %s", reason_code)
-        else:
-            connected.set()
-
-    def on_disconnect(_c, _u, _f, reason_code, _p):
-        connected.clear()
-        if closing.is_set():
-            return
-        log.warning("replay: MQTT disconnected (%s); paho reconnects and re-sends un-acked messages", reason_code)
+    prefix = client_id or "iotflink-replay"
+    clients: dict[str, mqtt.Client] = {}
+    refused: dict[str, str] = {}
 
     def on_publish(_c, _u, _mid, _rc, _p):
         with lock:
             acked[0] += 1
+            lock.notify_all()
         slots.release()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=client_id or f"iotflink-replay-{random.getrandbits(32):08x}",
-                         protocol=mqtt.MQTTv311, clean_session=True)
-    client.max_inflight_messages_set(window)
-    client.max_queued_messages_set(0)
-    client.reconnect_delay_set(1, 10)
-    client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise IotFlinkError(f"replay: cannot reach MQTT broker {host}:{port}: {exc}") from exc
-    client.loop_start()
+    def connect(device: str) -> mqtt.Client:
+        connected = threading.Event()
+
+        def on_connect(_c, _u, _f, reason_code, _p):
+            if reason_code.is_failure:
+                refused[device] = str(reason_code)
+                log.error("replay: MQTT connect of %s refused: %s", device, reason_code)
+            else:
+                connected.set()
+
+        def on_disconnect(_c, _u, _f, reason_code, _p):
+            connected.clear()
+            if not closing.is_set():
+                log.warning("replay: %s disconnected (%s); paho reconnects and re-sends un-acked messages",
+                            device, reason_code)
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{device}",
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        configure_paho(client, credentials[device], ca_file)
+        client.max_inflight_messages_set(window)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+        try:
+            client.connect(host, port, keepalive=30)
+        except OSError as exc:
+            raise IotFlinkError(f"replay: cannot reach MQTT broker {host}:{port}: {exc}") from exc
+        client.loop_start()
+        clients[device] = client
+        deadline = time.monotonic() + 10
+        while not connected.wait(0.05):
+            if device in refused:
+                raise IotFlinkError(f"replay: the broker refused device {device}'s credential: {refused[device]}")
+            if time.monotonic() > deadline:
+                raise IotFlinkError(f"replay: no CONNACK for {device} from {host}:{port} within 10 s")
+        return client
+
+    def wait_acked(count: int) -> None:
+        with lock:
+            if not lock.wait_for(lambda: acked[0] >= count, ack_timeout_s):
+                raise IotFlinkError(f"replay: only {acked[0]} of {count} PUBACKs after {ack_timeout_s:.0f} s")
+
     t0 = time.monotonic()
     try:
-        if not connected.wait(10):
-            raise IotFlinkError(f"replay: no CONNACK from {host}:{port} within 10 s")
         base = messages[0].release_ms if messages else 0
+        current = None
         for i, m in enumerate(messages):
             if speedup > 0:
                 due = t0 + (m.release_ms - base) / speedup / 1000.0
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # pacing to the data set's own timing, not synchronisation
+            if m.device_id != current:
+                wait_acked(i)  # everything before this run is at the broker: the order holds
+                current = m.device_id
+            client = clients.get(m.device_id) or connect(m.device_id)
             if not slots.acquire(timeout=ack_timeout_s):
                 raise IotFlinkError(f"replay: no PUBACK for {ack_timeout_s:.0f} s ({i} published)")
             client.publish(m.topic, m.payload_bytes(), qos=1)
             if progress and (i + 1) % 5000 == 0:
                 progress(i + 1, len(messages))
-        deadline = time.monotonic() + ack_timeout_s
-        while True:
-            with lock:
-                if acked[0] >= len(messages):
-                    break
-            if time.monotonic() > deadline:
-                raise IotFlinkError(f"replay: only {acked[0]} of {len(messages)} PUBACKs after {ack_timeout_s:.0f} s")
-            time.sleep(0.01)
+        wait_acked(len(messages))
     finally:
         closing.set()
-        client.disconnect()
-        client.loop_stop()
+        for client in clients.values():
+            client.disconnect()
+            client.loop_stop()
     elapsed = time.monotonic() - t0
     out = summarise(messages)
     out.update({"acked": acked[0], "elapsed_s": round(elapsed, 3),
@@ -404,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             summary = summarise(messages)
         else:
-            summary = publish(messages, args.host or stack.host, args.port or stack.mqtt_port,
-                              speedup=args.speedup, window=args.window,
+            store = CredentialStore(stack.mqtt_auth_dir)
+            creds = {dev: store.get(dev, "device") for dev in sorted({m.device_id for m in messages})}
+            summary = publish(messages, args.host or stack.mqtt_host, args.port or stack.mqtt_port,
+                              credentials=creds, ca_file=stack.mqtt_ca_file, speedup=args.speedup, window=args.window,
                               progress=lambda d, t: log.info("replay: %d/%d published", d, t))
     except IotFlinkError as exc:
         print(f"replay: {exc}", file=sys.stderr)

@@ -52,9 +52,22 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_TOPIC_WINDOW_DLQ": "sensor-windows-dlq",
     "IOTFLINK_TOPIC_RULES_DLQ": "rules-dlq",
     "IOTFLINK_READINGS_PARTITIONS": "4",
+    # replicas of every topic the stack creates, and how many must have a write before the
+    # broker acknowledges it (acks=all): 1 and 1 for the local single-broker stack,
+    # 3 and 2 in docker-compose.yml (3 brokers)
+    "IOTFLINK_KAFKA_REPLICATION_FACTOR": "1",
+    "IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS": "1",
     # MQTT bridge
     "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
-    "IOTFLINK_MQTT_CLIENT_ID": "iotflink-bridge",
+    # the bridge's MQTT username; the broker makes it its client id too (use_username_as_clientid),
+    # so its persistent session belongs to this credential (iotflink/mqtt_auth.py)
+    "IOTFLINK_MQTT_BRIDGE_USER": "iotflink-bridge",
+    # MQTT credentials (passwd, acl, one password file per client); empty = <run dir>/mosquitto/auth
+    "IOTFLINK_MQTT_AUTH_DIR": "",
+    # MQTT over TLS on the broker's listener, with a local CA made by the stack (openssl): true | false
+    "IOTFLINK_MQTT_TLS": "false",
+    # CA certificate clients verify the broker with; empty = <run dir>/mosquitto/tls/ca.crt when TLS is on
+    "IOTFLINK_MQTT_CA_FILE": "",
     "IOTFLINK_BRIDGE_MAX_INFLIGHT": "1000",
     # bytes the bridge may hold for messages Kafka has not confirmed (MQTT payload + topic +
     # the record twice, bridge/service.py message_cost). 16 MiB: 20x a full window of 1,000
@@ -211,6 +224,11 @@ class Topics:
                 self.anomaly_late, self.anomaly_dlq]
 
 
+def mqtt_auth_dir(run_dir: Path) -> Path:
+    """The default MQTT credentials directory of a stack whose run directory is ``run_dir``."""
+    return Path(run_dir) / "mosquitto" / "auth"
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Where and on which loopback ports the local stack runs.
@@ -223,6 +241,16 @@ class StackSettings:
         mqtt_port: Mosquitto listener.
         flink_rest_port: Flink REST API and web UI.
         flink_rpc_port: JobManager RPC port.
+        replication_factor: replicas of each topic :meth:`Stack.create_topics` creates
+            (1 on the local single-broker stack).
+        min_insync_replicas: the topics' ``min.insync.replicas``: replicas that must hold a
+            write before an ``acks=all`` producer (the bridge, Flink's sinks) gets its ack;
+            1 <= min_insync_replicas <= replication_factor.
+        mqtt_tls: the MQTT listener speaks TLS only (``IOTFLINK_MQTT_TLS``), with a server
+            certificate from the local CA in ``mqtt_tls_dir`` (iotflink/mqtt_auth.py).
+        mqtt_bridge_user: the bridge's MQTT username (= its client id at the broker).
+        mqtt_auth_dir_override / mqtt_ca_file_override: ``IOTFLINK_MQTT_AUTH_DIR`` /
+            ``IOTFLINK_MQTT_CA_FILE``; empty = the defaults under ``run_dir``.
     """
 
     run_dir: Path
@@ -237,15 +265,22 @@ class StackSettings:
     mqtt_host_override: str = ""
     flink_rest_host_override: str = ""
     topics: Topics = field(default_factory=Topics)
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    mqtt_tls: bool = False
+    mqtt_bridge_user: str = "iotflink-bridge"
+    mqtt_auth_dir_override: str = ""
+    mqtt_ca_file_override: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "StackSettings":
         """Build from the ``IOTFLINK_*`` variables (see :data:`ENV_VARS`).
 
         Raises:
-            ConfigError: a port is not an integer.
+            ConfigError: a port or replica count is not an integer, or the replica counts
+                break 1 <= min_insync_replicas <= replication_factor.
         """
-        return cls(
+        cfg = cls(
             run_dir=Path(env("IOTFLINK_RUN_DIR", environ)),
             deps_dir=Path(env("IOTFLINK_DEPS_DIR", environ)),
             host=env("IOTFLINK_HOST", environ),
@@ -258,7 +293,35 @@ class StackSettings:
             mqtt_host_override=env("IOTFLINK_MQTT_HOST", environ),
             flink_rest_host_override=env("IOTFLINK_FLINK_REST_HOST", environ),
             topics=Topics.from_env(environ),
+            replication_factor=_int("IOTFLINK_KAFKA_REPLICATION_FACTOR", environ),
+            min_insync_replicas=_int("IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS", environ),
+            mqtt_tls=_bool("IOTFLINK_MQTT_TLS", environ),
+            mqtt_bridge_user=env("IOTFLINK_MQTT_BRIDGE_USER", environ),
+            mqtt_auth_dir_override=env("IOTFLINK_MQTT_AUTH_DIR", environ),
+            mqtt_ca_file_override=env("IOTFLINK_MQTT_CA_FILE", environ),
         )
+        if not 1 <= cfg.min_insync_replicas <= cfg.replication_factor:
+            raise ConfigError(
+                f"IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS={cfg.min_insync_replicas} must be between 1 and "
+                f"IOTFLINK_KAFKA_REPLICATION_FACTOR={cfg.replication_factor}")
+        return cfg
+
+    @property
+    def mqtt_auth_dir(self) -> Path:
+        """Where the MQTT credentials live (iotflink/mqtt_auth.py): ``<run_dir>/mosquitto/auth``."""
+        return Path(self.mqtt_auth_dir_override) if self.mqtt_auth_dir_override else mqtt_auth_dir(self.run_dir)
+
+    @property
+    def mqtt_tls_dir(self) -> Path:
+        """Where the stack keeps its MQTT CA and server certificate: ``<run_dir>/mosquitto/tls``."""
+        return self.run_dir / "mosquitto" / "tls"
+
+    @property
+    def mqtt_ca_file(self) -> Path | None:
+        """The CA certificate MQTT clients verify the broker with; None when TLS is off."""
+        if self.mqtt_ca_file_override:
+            return Path(self.mqtt_ca_file_override)
+        return self.mqtt_tls_dir / "ca.crt" if self.mqtt_tls else None
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -308,6 +371,12 @@ class StackSettings:
             "IOTFLINK_ANOMALY_TOPIC_SCORES": self.topics.scores,
             "IOTFLINK_ANOMALY_TOPIC_LATE": self.topics.anomaly_late,
             "IOTFLINK_ANOMALY_TOPIC_DLQ": self.topics.anomaly_dlq,
+            "IOTFLINK_KAFKA_REPLICATION_FACTOR": str(self.replication_factor),
+            "IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
+            "IOTFLINK_MQTT_TLS": "true" if self.mqtt_tls else "false",
+            "IOTFLINK_MQTT_BRIDGE_USER": self.mqtt_bridge_user,
+            "IOTFLINK_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
+            "IOTFLINK_MQTT_CA_FILE": str(self.mqtt_ca_file or ""),
         }
 
 
@@ -318,8 +387,10 @@ class BridgeSettings:
     Fields:
         mqtt_host / mqtt_port: the broker to subscribe to.
         topic_filter: MQTT subscription, ``sensors/+/telemetry`` (``+`` is the device id).
-        client_id: MQTT client id; fixed, so the persistent session (clean_start=False)
-            survives a bridge restart and QoS 1 messages wait at the broker.
+        client_id: MQTT client id; the broker replaces it by ``username``
+            (``use_username_as_clientid``), so the persistent session (clean_start=False) is
+            the credential's: it survives a bridge restart (QoS 1 messages wait at the broker),
+            and nobody without the password can resume or take it over.
         kafka_bootstrap: Kafka ``host:port``.
         readings_topic / dlq_topic: where valid records and dead letters go.
         max_inflight: most MQTT messages accepted but not yet acknowledged to the broker;
@@ -327,6 +398,10 @@ class BridgeSettings:
         max_inflight_bytes: most bytes held for messages whose record Kafka has not yet
             confirmed (``bridge.service.message_cost``: payload + topic + 2 x record), >= 1.
             A message larger than this alone is still admitted, one at a time.
+        username / password_file: the bridge's MQTT credential (iotflink/mqtt_auth.py); the
+            file holds the password on one line. Empty username = connect without one (only
+            for a broker that allows anonymous clients, e.g. unit tests).
+        ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.
     """
 
     mqtt_host: str
@@ -338,16 +413,27 @@ class BridgeSettings:
     dlq_topic: str
     max_inflight: int = 1000
     max_inflight_bytes: int = 16 * 1024 * 1024
+    username: str = ""
+    password_file: Path | None = None
+    ca_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "BridgeSettings":
-        """Build from the stack settings and ``IOTFLINK_MQTT_*`` / ``IOTFLINK_BRIDGE_*``."""
+        """Build from the stack settings and ``IOTFLINK_MQTT_*`` / ``IOTFLINK_BRIDGE_*``.
+
+        The credential is ``IOTFLINK_MQTT_BRIDGE_USER`` with its password file in the MQTT
+        auth directory (``<auth dir>/clients/<user>.password``).
+        """
         stack = StackSettings.from_env(environ)
+        user = stack.mqtt_bridge_user
         return cls(
             mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
             topic_filter=env("IOTFLINK_MQTT_TOPIC_FILTER", environ),
-            client_id=env("IOTFLINK_MQTT_CLIENT_ID", environ),
+            client_id=user,
+            username=user,
+            password_file=stack.mqtt_auth_dir / "clients" / f"{user}.password",
+            ca_file=stack.mqtt_ca_file,
             kafka_bootstrap=stack.kafka_bootstrap,
             readings_topic=stack.topics.readings,
             dlq_topic=stack.topics.dlq,

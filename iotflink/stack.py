@@ -7,11 +7,14 @@ file under ``StackSettings.run_dir``::
       logs/     kafka.log, kafka.out, mosquitto.log, flink-jobmanager.out, flink-taskmanager.out, ...
       pids/     kafka.pid, mosquitto.pid, flink-jobmanager.pid, flink-taskmanager.pid
       kafka/    server.properties, log4j2.properties, data/ (KRaft log, formatted once)
-      mosquitto/ mosquitto.conf, data/ (persistent sessions)
+      mosquitto/ mosquitto.conf, data/ (persistent sessions),
+                auth/ (credentials: passwd, acl, clients/*.password; iotflink.mqtt_auth),
+                tls/ (local CA and server certificate, with IOTFLINK_MQTT_TLS=true)
       flink/    conf/ (rendered from flink-conf/), checkpoints/, savepoints/
 
 :func:`start` is idempotent (a service that already answers is left alone) and waits for real
-readiness: Kafka answers a metadata request, Mosquitto accepts an MQTT CONNECT, the Flink REST
+readiness: Kafka answers a metadata request, Mosquitto answers an MQTT CONNECT (refusing an
+anonymous one: every client needs a credential, see :mod:`iotflink.mqtt_auth`), the Flink REST
 API's ``/overview`` reports a TaskManager with its slots. A failure raises
 :class:`~iotflink.errors.StackError` naming the service and its log file.
 """
@@ -35,17 +38,25 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import yaml
 
+from iotflink import mqtt_auth
 from iotflink.errors import StackError
 from iotflink.settings import PROJECT_ROOT, StackSettings
+
+if TYPE_CHECKING:
+    from iotflink.broker_stats import BrokerCounters
 
 log = logging.getLogger(__name__)
 
 #: Order in which services start (stop runs in reverse).
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
+
+#: MQTT username of the stack's ``monitor`` credential: reads Mosquitto's ``$SYS`` counters
+#: (:meth:`Stack.mosquitto_counters`) and nothing else (iotflink/mqtt_auth.py).
+MQTT_MONITOR_USER = "iotflink-monitor"
 
 #: Seconds each service gets to become ready.
 READY_TIMEOUT_S = {"kafka": 90.0, "mosquitto": 20.0, "bridge": 30.0, "flink-jobmanager": 90.0,
@@ -143,6 +154,8 @@ def free_port_settings(run_dir: Path, base: StackSettings | None = None) -> Stac
     base = base or StackSettings.from_env()
     kafka, controller, mqtt, rest, rpc = free_ports(5, base.host)
     return StackSettings(
+        mqtt_tls=base.mqtt_tls,
+        mqtt_bridge_user=base.mqtt_bridge_user,
         run_dir=run_dir,
         deps_dir=base.deps_dir,
         host=base.host,
@@ -160,6 +173,47 @@ def render_template(text: str, **values: object) -> str:
     for key, value in values.items():
         text = text.replace("{" + key + "}", str(value))
     return text
+
+
+def mosquitto_tls_conf(cert_dir: Path | None) -> str:
+    """The TLS lines of deploy/mosquitto.conf's listener: ``cafile``, ``certfile``, ``keyfile``
+    and TLS 1.2 or newer from ``cert_dir`` (:func:`iotflink.mqtt_auth.make_ca`'s files), or
+    a comment saying the listener is plain MQTT when ``cert_dir`` is None."""
+    if cert_dir is None:
+        return "# plain MQTT (IOTFLINK_MQTT_TLS=false): the listener is on loopback only"
+    return "\n".join([
+        "# MQTT over TLS only (IOTFLINK_MQTT_TLS=true); certificates of the local CA (iotflink/mqtt_auth.py)",
+        f"cafile {cert_dir}/ca.crt", f"certfile {cert_dir}/server.crt", f"keyfile {cert_dir}/server.key",
+        "tls_version tlsv1.2"])
+
+
+def mqtt_connect_packet(client_id: str, username: str | None = None, password: str | None = None,
+                        keepalive_s: int = 5) -> bytes:
+    """An MQTT 3.1.1 CONNECT packet with a clean session (OASIS MQTT 3.1.1, section 3.1).
+
+    Args:
+        client_id: the client identifier (the broker replaces it by the username, see
+            deploy/mosquitto.conf ``use_username_as_clientid``).
+        username / password: credential, or None for an anonymous CONNECT.
+        keepalive_s: keep alive, seconds.
+    """
+    def field_(text: str) -> bytes:
+        raw = text.encode()
+        return len(raw).to_bytes(2, "big") + raw
+
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive_s.to_bytes(2, "big") + field_(client_id)
+    if username is not None:
+        body += field_(username)
+    if password is not None:
+        body += field_(password)
+    length, remaining = b"", len(body)
+    while True:  # remaining length: variable byte integer
+        byte, remaining = remaining % 128, remaining // 128
+        length += bytes([byte | (0x80 if remaining else 0)])
+        if not remaining:
+            break
+    return b"\x10" + length + body
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -306,11 +360,30 @@ class Stack:
         (self.run_dir / "kafka" / "server.properties").write_text(kafka_props)
         shutil.copy(PROJECT_ROOT / "deploy" / "kafka-log4j2.properties",
                     self.run_dir / "kafka" / "log4j2.properties")
+        created = self._render_mqtt_auth()
         mosq = render_template(
             (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text(), host=s.host, port=s.mqtt_port, data_dir=self.run_dir / "mosquitto" / "data",
-            log_file=self.log_file("mosquitto"), user=getpass.getuser())
+            log_file=self.log_file("mosquitto"), user=getpass.getuser(), auth_dir=s.mqtt_auth_dir,
+            tls=mosquitto_tls_conf(s.mqtt_tls_dir if s.mqtt_tls else None))
         (self.run_dir / "mosquitto" / "mosquitto.conf").write_text(mosq)
+        if created and self.pid("mosquitto") is not None:
+            self.reload_mosquitto()
         self._render_flink_conf()
+
+    def _render_mqtt_auth(self) -> list[str]:
+        """The broker's password and ACL files with the bridge's and the monitor's credentials
+        (created once),
+        and with TLS the local CA and server certificate; returns the credentials created."""
+        store = self.credentials
+        _creds, created = store.ensure([self.s.mqtt_bridge_user], role="bridge")
+        _creds, created_monitor = store.ensure([MQTT_MONITOR_USER], role="monitor")
+        created = created + created_monitor
+        if not (store.passwd_file.exists() and store.acl_file.exists()):
+            store.render()
+        if self.s.mqtt_tls:
+            hosts = [h for h in (self.s.mqtt_host, self.s.host, "127.0.0.1", "localhost") if h != "0.0.0.0"]
+            mqtt_auth.make_ca(self.s.mqtt_tls_dir, hosts)
+        return created
 
     def _render_flink_conf(self) -> None:
         src = PROJECT_ROOT / "flink-conf"
@@ -435,21 +508,128 @@ class Stack:
         finally:
             admin.close()
 
+    def mqtt_connack(self, username: str | None = None, password: str | None = None,
+                     timeout_s: float = 2.0) -> int:
+        """Send one MQTT 3.1.1 CONNECT (clean session; over TLS verified with the stack's CA
+        when TLS is on) and return the CONNACK's return code: 0 accepted, 5 not authorised
+        (Mosquitto 2.0 answers 5 to an anonymous CONNECT and to a wrong or revoked password). An accepted connection is closed with a
+        DISCONNECT. Connecting with a credential ends that username's other connection
+        (same client id), so probe only with credentials nobody is using.
+
+        Raises:
+            OSError: no connection, or no CONNACK within ``timeout_s`` (``ssl.SSLError`` for a
+                failed TLS handshake).
+        """
+        packet = mqtt_connect_packet(f"probe-{uuid.uuid4().hex[:8]}", username, password)
+        raw = socket.create_connection((self.s.host, self.s.mqtt_port), timeout=timeout_s)
+        try:
+            sock = raw
+            if self.s.mqtt_ca_file is not None:
+                import ssl  # noqa: PLC0415 - only with TLS
+
+                ctx = ssl.create_default_context(cafile=str(self.s.mqtt_ca_file))
+                sock = ctx.wrap_socket(raw, server_hostname=self.s.mqtt_host)
+            sock.sendall(packet)
+            connack = b""
+            while len(connack) < 4:
+                chunk = sock.recv(4 - len(connack))
+                if not chunk:
+                    raise ConnectionError(f"broker closed the connection after {len(connack)} bytes of CONNACK")
+                connack += chunk
+            if connack[0] != 0x20:
+                raise ConnectionError(f"not a CONNACK: {connack!r}")
+            if connack[3] == 0:
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+            return connack[3]
+        finally:
+            raw.close()
+
     def mosquitto_ready(self) -> bool:
-        """True when the broker accepts an MQTT CONNECT (CONNACK return code 0)."""
+        """True when the broker answers an anonymous MQTT CONNECT with a CONNACK: return code 5
+        (not authorised: authentication is on, as configured) or 0."""
         if not _port_open(self.s.host, self.s.mqtt_port):
             return False
-        # a minimal MQTT 3.1.1 CONNECT with a random client id and clean session
-        client_id = f"probe-{uuid.uuid4().hex[:8]}".encode()
-        var_header = b"\x00\x04MQTT\x04\x02\x00\x05"
-        payload = len(client_id).to_bytes(2, "big") + client_id
-        body = var_header + payload
-        packet = b"\x10" + bytes([len(body)]) + body
-        with socket.create_connection((self.s.host, self.s.mqtt_port), timeout=2) as sock:
-            sock.sendall(packet)
-            connack = sock.recv(4)
-            sock.sendall(b"\xe0\x00")  # DISCONNECT
-        return len(connack) == 4 and connack[0] == 0x20 and connack[3] == 0
+        return self.mqtt_connack() in (0, 5)
+
+    # ------------------------------------------------------------------ MQTT credentials
+    @property
+    def credentials(self) -> mqtt_auth.CredentialStore:
+        """The broker's credentials (``StackSettings.mqtt_auth_dir``)."""
+        return mqtt_auth.CredentialStore(self.s.mqtt_auth_dir)
+
+    def reload_mosquitto(self) -> bool:
+        """Send SIGHUP to the running Mosquitto: it re-reads its password and ACL files and
+        disconnects connected clients whose username is no longer in the password file.
+        Returns False when Mosquitto is not running (it reads the files when it starts), or
+        when the running one reads another credential directory than ``mqtt_auth_dir`` (e.g.
+        credentials made for docker-compose with ``IOTFLINK_MQTT_AUTH_DIR``)."""
+        pid = self.pid("mosquitto")
+        if pid is None:
+            return False
+        try:
+            conf = (self.run_dir / "mosquitto" / "mosquitto.conf").read_text()
+        except OSError:
+            return False
+        if f"password_file {self.s.mqtt_auth_dir}/passwd" not in conf.splitlines():
+            return False
+        os.kill(pid, signal.SIGHUP)
+        return True
+
+    def provision(self, usernames: Iterable[str], role: str = "device",
+                  timeout_s: float = 20.0) -> dict[str, mqtt_auth.Credential]:
+        """The credentials of ``usernames`` (devices by default), creating the missing ones;
+        when Mosquitto runs, reloads it and waits until it accepts every new credential.
+
+        Returns:
+            ``{username: Credential}``.
+        Raises:
+            iotflink.mqtt_auth.CredentialError: a bad name.
+            TimeoutError: Mosquitto did not accept a new credential within ``timeout_s``.
+        """
+        creds, created = self.credentials.ensure(usernames, role=role)
+        if created and self.reload_mosquitto():
+            for name in created:
+                cred = creds[name]
+                wait_for(lambda c=cred: self.mqtt_connack(c.username, c.password) == 0, timeout_s,
+                         what=f"mosquitto to accept the new credential {name}")
+        return creds
+
+    def revoke(self, username: str, timeout_s: float = 20.0) -> None:
+        """Revoke ``username``'s credential; when Mosquitto runs, reload it (the broker closes
+        that username's connection, if any) and wait until a CONNECT with the old password is
+        refused.
+
+        Raises:
+            iotflink.mqtt_auth.CredentialError: no active credential of that name.
+            TimeoutError: the old password was still accepted after ``timeout_s``.
+        """
+        old = self.credentials.get(username)
+        self.credentials.revoke(username)
+        if self.reload_mosquitto():
+            wait_for(lambda: self.mqtt_connack(old.username, old.password) != 0, timeout_s,
+                     what=f"mosquitto to refuse the revoked credential {username}")
+
+    def mosquitto_counters(self, mqtt_username: str | None = None, mqtt_password: str | None = None,
+                           fresh: bool = True) -> "BrokerCounters":
+        """Mosquitto's ``$SYS`` counters: messages dropped for a full client queue, messages
+        stored, uptime (:func:`iotflink.broker_stats.read_broker_counters`).
+
+        Args:
+            mqtt_username / mqtt_password: an MQTT account that may read ``$SYS/broker/#``
+                (None: the stack's ``monitor`` credential, :data:`MQTT_MONITOR_USER`).
+            fresh: wait for current values (up to 2 x Mosquitto's ``sys_interval``, 10 s).
+
+        Raises:
+            BrokerStatsError: the counters could not be read.
+        """
+        from iotflink.broker_stats import read_broker_counters  # noqa: PLC0415
+
+        if mqtt_username is None:
+            cred = self.credentials.get(MQTT_MONITOR_USER, role="monitor")
+            mqtt_username, mqtt_password = cred.username, cred.password
+
+        return read_broker_counters(self.s.mqtt_host, self.s.mqtt_port, username=mqtt_username,
+                                    password=mqtt_password, fresh=fresh)
 
     def flink_overview(self) -> dict:
         """The Flink REST API's ``/overview`` (taskmanagers, slots-total, jobs-running, ...)."""
@@ -574,7 +754,9 @@ class Stack:
         """Create the project's topics if missing; return the names created.
 
         ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
-        the result topics get the same count so the job's sinks can write in parallel.
+        the result topics get the same count so the job's sinks can write in parallel. Every
+        topic gets ``replication_factor`` replicas and ``min.insync.replicas`` =
+        ``min_insync_replicas`` (1 and 1 on the local single-broker stack).
         ``partitions`` overrides the count per topic name (e.g. a one-partition topic for a
         test); a topic that exists already is left as it is. Returns once the broker's
         metadata lists every created topic: the CreateTopics answer can come before that, and a
@@ -597,7 +779,9 @@ class Stack:
             for topic in wanted:
                 try:
                     count = (partitions or {}).get(topic, self.s.topics.readings_partitions)
-                    admin.create_topics([NewTopic(topic, count, 1)])
+                    admin.create_topics([NewTopic(
+                        topic, count, self.s.replication_factor,
+                        topic_configs={"min.insync.replicas": str(self.s.min_insync_replicas)})])
                     created.append(topic)
                 except TopicAlreadyExistsError:
                     pass

@@ -5,7 +5,8 @@ A virtual node (``esp32/host/virtual_node.cpp``, see ``esp32/README.md`` "Virtua
 firmware core plus libmosquitto: it plays a project data file as its sensor, publishes each
 message at QoS 1 (MQTT v5) on ``sensors/{device_id}/telemetry`` per docs/CONTRACT.md, keeps
 unacknowledged messages in its bounded outbox (also during a simulated outage) and persists its
-sequence numbers in a file.
+sequence numbers in a file. Each node authenticates with its device's credential
+(:mod:`iotflink.mqtt_auth`; the password file's path is passed, never the password).
 
 Timestamps: each node shifts its data set by whole weeks so that the data set's last event falls
 in the week before the node starts (contract "Replay time"), so every ``ts`` lies in
@@ -47,7 +48,8 @@ from pathlib import Path
 from typing import Sequence
 
 from iotflink.errors import IotFlinkError
-from iotflink.settings import PROJECT_ROOT
+from iotflink.mqtt_auth import CredentialError, CredentialStore
+from iotflink.settings import PROJECT_ROOT, mqtt_auth_dir
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,11 @@ class NodeSpec:
         """The device id the node publishes as."""
         return self.device_id or self.profile
 
-    def argv(self, exe: Path, host: str, port: int, seq_file: Path) -> list[str]:
-        """The command line that runs this node against ``host:port``.
+    def argv(self, exe: Path, host: str, port: int, seq_file: Path, password_file: Path | None = None,
+             ca_file: Path | None = None) -> list[str]:
+        """The command line that runs this node against ``host:port``, authenticated as its
+        device id with the password in ``password_file`` (None: anonymous), over TLS verified
+        with ``ca_file`` (None: plain MQTT).
 
         Raises:
             ValueError: unknown profile, negative speedup/limit, or an outage without length.
@@ -182,6 +187,10 @@ class NodeSpec:
             argv += ["--now-ms", str(self.now_ms)]
         if self.pace_origin_ms is not None:
             argv += ["--pace-origin-ms", str(self.pace_origin_ms)]
+        if password_file is not None:
+            argv += ["--username", self.device, "--password-file", str(password_file)]
+        if ca_file is not None:
+            argv += ["--cafile", str(ca_file)]
         return argv + list(self.extra_args)
 
 
@@ -236,7 +245,8 @@ class NodeGroup:
     """
 
     def __init__(self, specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
-                 exe: Path | None = None, reset_seq: bool = False) -> None:
+                 exe: Path | None = None, reset_seq: bool = False, auth_dir: Path | None = None,
+                 ca_file: Path | None = None) -> None:
         """Start one process per spec.
 
         Args:
@@ -248,15 +258,29 @@ class NodeGroup:
             exe: the virtual node executable (default: :func:`build` it if missing).
             reset_seq: delete the seq files first, so each device starts at seq 0 (otherwise it
                 continues above its previous run, as a rebooted board does).
+            auth_dir: the broker's credentials (:class:`iotflink.mqtt_auth.CredentialStore`);
+                default the stack's, ``run_dir/mosquitto/auth``. Every device needs an active
+                credential there (``Stack.provision`` or ``python -m iotflink.cli device add``).
+            ca_file: CA certificate for MQTT over TLS (``StackSettings.mqtt_ca_file``); None =
+                plain MQTT.
 
         Raises:
             ValueError: duplicate device ids or a bad spec.
-            VnodeError: the executable could not be built or started.
+            VnodeError: a device has no credential, or the executable could not be built or
+                started.
         """
         devices = [s.device for s in specs]
         if len(set(devices)) != len(devices):
             raise ValueError(f"device ids must be distinct: {devices}")
         self.run_dir = Path(run_dir)
+        store = CredentialStore(auth_dir if auth_dir is not None else mqtt_auth_dir(self.run_dir))
+        passwords = {}
+        for dev in devices:
+            try:
+                store.get(dev, "device")
+            except CredentialError as exc:
+                raise VnodeError(f"virtual node {dev}: {exc}") from exc
+            passwords[dev] = store.password_file(dev)
         # default: (re)build incrementally, so a changed node source never runs stale
         self.exe = Path(exe) if exe is not None else build()
         (self.run_dir / "vnodes").mkdir(parents=True, exist_ok=True)
@@ -269,7 +293,7 @@ class NodeGroup:
                     sf.unlink(missing_ok=True)
                 out = self.run_dir / "vnodes" / f"{spec.device}.summary.json"
                 err = self.run_dir / "logs" / f"vnode-{spec.device}.log"
-                argv = spec.argv(self.exe, host, port, sf)
+                argv = spec.argv(self.exe, host, port, sf, passwords[spec.device], ca_file)
                 with open(out, "wb") as fout, open(err, "ab") as ferr:
                     proc = subprocess.Popen(argv, stdout=fout, stderr=ferr,  # noqa: S603
                                             stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT)
@@ -344,7 +368,8 @@ class NodeGroup:
 
 def run_nodes(specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
               timeout_s: float = 600.0, exe: Path | None = None,
-              reset_seq: bool = False) -> list[NodeResult]:
+              reset_seq: bool = False, auth_dir: Path | None = None,
+              ca_file: Path | None = None) -> list[NodeResult]:
     """Run the nodes of ``specs`` at once against ``host:port`` and wait for all of them.
 
     Builds the executable first when it is missing (:func:`build`). See :class:`NodeGroup` for
@@ -357,7 +382,8 @@ def run_nodes(specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
         ValueError: a bad spec or duplicate device ids.
         VnodeError: build or start failed, a node timed out (all are stopped) or failed.
     """
-    with NodeGroup(specs, host, port, run_dir, exe=exe, reset_seq=reset_seq) as group:
+    with NodeGroup(specs, host, port, run_dir, exe=exe, reset_seq=reset_seq, auth_dir=auth_dir,
+                   ca_file=ca_file) as group:
         return group.wait(timeout_s)
 
 
@@ -438,6 +464,7 @@ if __name__ == "__main__":  # pragma: no cover - manual use
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--speedup", type=float, default=0.0)
     a = ap.parse_args()
-    res = run_nodes(default_demo_specs(a.limit, a.speedup), a.host, a.port, a.run_dir)
+    res = run_nodes(default_demo_specs(a.limit, a.speedup), a.host, a.port, a.run_dir,
+                    auth_dir=cfg.mqtt_auth_dir if a.run_dir == cfg.run_dir else None, ca_file=cfg.mqtt_ca_file)
     json.dump(totals(res), sys.stdout, indent=1)
     print()

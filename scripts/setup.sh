@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup of everything iot-flink needs on a fresh Debian machine:
-#   1. Debian packages from deps/apt.txt (Mosquitto, kcat, libmosquitto-dev, GoogleTest, ...)
+#   1. Debian packages from deps/apt.txt (Mosquitto with mosquitto_passwd, openssl for the MQTT
+#      TLS CA, kcat, libmosquitto-dev, GoogleTest, ...)
 #   2. a Python venv in .venv with requirements.lock (pins from requirements.txt)
 #   3. Maven artifacts from deps/pom.xml into .deps/ (Kafka broker, Flink Kafka connector), and
 #      the project's own JVM module jvm/ (the json-dlq table format) built into .deps/flink/

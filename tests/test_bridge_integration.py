@@ -29,8 +29,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.service import MAX_PACKET_BYTES
+from iotflink.mqtt_auth import configure_paho
 from iotflink.settings import PROJECT_ROOT
-from test_bridge_support import Publisher, poll
+from iotflink.stack import mqtt_connect_packet
+from test_bridge_support import poll, stack_publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -50,11 +52,14 @@ class BridgeProc:
     """``python -m bridge`` as a child process with the stack's environment."""
 
     def __init__(self, stack, client_id: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+        """A bridge whose MQTT username (and so client id and persistent session) is
+        ``client_id``, with a bridge credential provisioned for it."""
+        stack.provision([client_id], role="bridge")
         self.stats_file = workdir / f"bridge-{uuid.uuid4().hex[:6]}.json"
         self.log = self.stats_file.with_suffix(".log")
         env = dict(os.environ)
         env.update(stack.s.to_env())
-        env["IOTFLINK_MQTT_CLIENT_ID"] = client_id
+        env["IOTFLINK_MQTT_BRIDGE_USER"] = client_id
         env.update(extra_env or {})
         env["PYTHONPATH"] = str(PROJECT_ROOT)
         with open(self.log, "wb") as out:
@@ -133,7 +138,7 @@ def test_bridge_end_to_end_exactly_once_and_no_ack_while_kafka_is_down(stack, tm
     dev = f"it-{uuid.uuid4().hex[:6]}"
     topic = f"sensors/{dev}/telemetry"
     bridge = BridgeProc(stack, client_id, tmp_path)
-    pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+    pub = stack_publisher(stack, dev)
     try:
         poll(lambda: bridge.stat("connects") >= 1, 60, "bridge connected")
         # the SUBACK is asynchronous: probe until the first reading is through
@@ -196,7 +201,7 @@ def test_missing_dlq_topic_holds_acks_back_until_it_exists_without_exiting(stack
     dev = f"dlq-{uuid.uuid4().hex[:6]}"
     topic = f"sensors/{dev}/telemetry"
     bridge = BridgeProc(stack, f"bridge-dlq-{dev}", tmp_path, {"IOTFLINK_TOPIC_DLQ": dlq})
-    pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+    pub = stack_publisher(stack, dev)
     try:
         wait_ready(bridge)
         pub.publish(topic, b"{broken")  # its dead letter needs the missing topic
@@ -226,7 +231,7 @@ def test_record_the_broker_refuses_as_too_large_is_dead_lettered_truncated(stack
     big = json.dumps({"device_id": dev, "seq": 2, "ts": now_ms() - 500,
                       "readings": {f"s{i:02d}_" + "x" * 56: 20.5 for i in range(64)}}).encode()
     bridge = BridgeProc(stack, f"bridge-big-{dev}", tmp_path, {"IOTFLINK_TOPIC_READINGS": small})
-    pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+    pub = stack_publisher(stack, dev)
     try:
         wait_ready(bridge)
         pub.publish(topic, reading(dev, 1))
@@ -256,7 +261,7 @@ def test_retained_message_is_forwarded_once_and_not_again_after_a_reconnect(stac
     bridge = BridgeProc(stack, client_id, tmp_path)
     try:
         wait_ready(bridge)
-        pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+        pub = stack_publisher(stack, dev)
         pub.publish(topic, reading(dev, 1), retain=True)  # stored by the broker, and delivered once
         poll(lambda: bridge.stat("acked") == 1, 60, "retained reading acked")
         pub.close()
@@ -265,7 +270,7 @@ def test_retained_message_is_forwarded_once_and_not_again_after_a_reconnect(stac
         bridge = BridgeProc(stack, client_id, tmp_path)
         wait_ready(bridge)
         # the broker would send retained messages right after the SUBACK, before this marker
-        pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+        pub = stack_publisher(stack, dev)
         pub.publish(topic, reading(dev, 2))
         poll(lambda: bridge.stat("acked") == 1, 60, "marker 2 acked")
         pub.close()
@@ -274,7 +279,7 @@ def test_retained_message_is_forwarded_once_and_not_again_after_a_reconnect(stac
         poll(lambda: bridge.stat("disconnects") >= 1, 60, "disconnect seen")
         stack.start(services=("mosquitto",))
         wait_ready(bridge, subscribed=2)
-        pub = Publisher(stack.s.mqtt_port, client_id=f"pub-{dev}")
+        pub = stack_publisher(stack, dev)
         pub.publish(topic, reading(dev, 3))
         poll(lambda: bridge.stat("acked") == 2, 60, "marker 3 acked")
         pub.close()
@@ -289,11 +294,11 @@ def test_retained_message_is_forwarded_once_and_not_again_after_a_reconnect(stac
             assert bridge.stop() == 0
 
 
-def _raw_publish(port: int, topic: str, payload: bytes) -> bytes:
-    """Publish at QoS 1 over a raw MQTT 3.1.1 connection; return every byte the broker sent
-    after the CONNACK until it closed the connection or acked (b"" = closed, no PUBACK)."""
-    client_id = f"raw-{uuid.uuid4().hex[:6]}".encode()
-    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+def _raw_publish(port: int, topic: str, payload: bytes, cred) -> bytes:
+    """Publish at QoS 1 over a raw MQTT 3.1.1 connection as ``cred``; return every byte the
+    broker sent after the CONNACK until it closed the connection or acked (b"" = closed, no
+    PUBACK)."""
+    connect = mqtt_connect_packet(f"raw-{uuid.uuid4().hex[:6]}", cred.username, cred.password, keepalive_s=60)
     var = len(topic).to_bytes(2, "big") + topic.encode() + b"\x00\x01"
     remaining = len(var) + len(payload)
     rl = bytearray()
@@ -303,7 +308,7 @@ def _raw_publish(port: int, topic: str, payload: bytes) -> bytes:
         if not remaining:
             break
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"\x10" + bytes([len(body)]) + body)
+        sock.sendall(connect)
         assert sock.recv(4) == b"\x20\x02\x00\x00"
         try:
             sock.sendall(b"\x32" + bytes(rl) + var + payload)
@@ -323,10 +328,14 @@ def _raw_publish(port: int, topic: str, payload: bytes) -> bytes:
 
 def test_mosquitto_refuses_a_packet_over_max_packet_size(stack, tmp_path):
     port = stack.s.mqtt_port
+    dev = f"max-{uuid.uuid4().hex[:6]}"
+    topic = f"sensors/{dev}/telemetry"
+    cred = stack.provision([dev])[dev]
     # an MQTT v5 client is told the limit in the CONNACK
     told: list = []
     probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"v5-{uuid.uuid4().hex[:6]}",
                         protocol=mqtt.MQTTv5)
+    configure_paho(probe, cred, stack.s.mqtt_ca_file)
     probe.on_connect = lambda _c, _u, _f, _rc, props: told.append(getattr(props, "MaximumPacketSize", None))
     probe.connect("127.0.0.1", port, properties=Properties(PacketTypes.CONNECT))
     probe.loop_start()
@@ -337,8 +346,6 @@ def test_mosquitto_refuses_a_packet_over_max_packet_size(stack, tmp_path):
         probe.loop_stop()
     assert told == [MAX_PACKET_BYTES]
 
-    dev = f"max-{uuid.uuid4().hex[:6]}"
-    topic = f"sensors/{dev}/telemetry"
     bridge = BridgeProc(stack, f"bridge-{dev}", tmp_path)
     try:
         wait_ready(bridge)
@@ -347,10 +354,10 @@ def test_mosquitto_refuses_a_packet_over_max_packet_size(stack, tmp_path):
         # not counted
         fixed = 1 + 2 + len(topic) + 2
         # one byte over: the broker closes the connection without a PUBACK
-        assert _raw_publish(port, topic, b"y" * (MAX_PACKET_BYTES - fixed + 1)) == b""
+        assert _raw_publish(port, topic, b"y" * (MAX_PACKET_BYTES - fixed + 1), cred) == b""
         # exactly the limit: accepted (PUBACK), and dead-lettered by the bridge (over 64 KiB)
         at_limit = b"z" * (MAX_PACKET_BYTES - fixed)
-        assert _raw_publish(port, topic, at_limit) == b"\x40\x02\x00\x01"
+        assert _raw_publish(port, topic, at_limit, cred) == b"\x40\x02\x00\x01"
         poll(lambda: bridge.stat("acked") == 1, 60, "packet at the limit forwarded")
         st = bridge.stats()
         assert st["received"] == 1 and st["dlq_reasons"] == {"too_large": 1}

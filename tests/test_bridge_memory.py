@@ -110,15 +110,17 @@ class _Sampler(threading.Thread):
 
 
 class _Publisher(threading.Thread):
-    def __init__(self, messages: list[Message], host: str, port: int) -> None:
+    def __init__(self, messages: list[Message], stack) -> None:
         super().__init__(name="publisher", daemon=True)
-        self.messages, self.host, self.port = messages, host, port
+        self.messages, self.cfg = messages, stack.s
+        self.credentials = stack.provision(sorted({m.device_id for m in messages}))
         self.result: dict | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.result = publish(self.messages, self.host, self.port, speedup=1.0, window=200,
+            self.result = publish(self.messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0, window=200,
+                                  credentials=self.credentials, ca_file=self.cfg.mqtt_ca_file,
                                   client_id="memory-test-publisher", ack_timeout_s=120)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
@@ -146,7 +148,7 @@ def test_bridge_rss_bounded_while_kafka_down_and_nothing_lost(stack):
 
     sampler = _Sampler(stack, pid)
     sampler.start()
-    pub = _Publisher(messages, cfg.mqtt_host, cfg.mqtt_port)
+    pub = _Publisher(messages, stack)
     with chaos.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings], interval_s=0.5) as mon:
         t_pub = time.monotonic()
         pub.start()

@@ -19,6 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.service import MAX_PACKET_BYTES
+from iotflink.mqtt_auth import configure_paho
 from iotflink.stack import free_ports
 
 MOSQUITTO_CONF = """\
@@ -269,14 +270,24 @@ class FakeMqttClient:
         self.on_disconnect(self, None, flags, ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection"), None)
 
 
+def stack_publisher(stack, device: str) -> "Publisher":
+    """A :class:`Publisher` for ``device`` on the stack's broker, with the device's provisioned
+    credential (created if missing; the broker is reloaded)."""
+    cred = stack.provision([device])[device]
+    return Publisher(stack.s.mqtt_port, client_id=f"pub-{device}", credential=cred, ca_file=stack.s.mqtt_ca_file)
+
+
 class Publisher:
     """A QoS 1 MQTT publisher that counts PUBACKs."""
 
-    def __init__(self, port: int, client_id: str = "test-publisher") -> None:
+    def __init__(self, port: int, client_id: str = "test-publisher", credential=None, ca_file=None) -> None:
+        """Connect to ``127.0.0.1:port`` as ``credential`` (an :class:`iotflink.mqtt_auth.Credential`;
+        None = anonymous, for the brokers of these tests that allow it), over TLS with ``ca_file``."""
         self.acked = 0
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311)
+        configure_paho(self.client, credential, ca_file)
         self.client.max_inflight_messages_set(1000)
         self.client.on_publish = self._on_publish
         self.client.connect("127.0.0.1", port)

@@ -22,8 +22,8 @@ it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (
    publishers resume, and as soon as the first reading after the pause is in Kafka (the MQTT
    publisher, which reconnects after its pause, is streaming again) the test injects the
    fault with :mod:`iotflink.chaos`: ``kill -9`` of the
-   TaskManager then a new one; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of the
-   bridge then a new one. A bridge that exited by itself meanwhile (status 3: Kafka did not
+   TaskManager then a new one; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of
+   Mosquitto then a new one; ``kill -9`` of the bridge then a new one. A bridge that exited by itself meanwhile (status 3: Kafka did not
    confirm within its delivery timeout) is started again by the test, as a supervisor would;
    nothing in the stack does that today (see ``iotflink.chaos``);
 3. finishes the replay, waits until every published ``(device_id, seq)`` is in
@@ -58,6 +58,17 @@ What is compared, and why it is deterministic:
   duplicate that reaches the window job changes a ``count`` unless the job deduplicates on
   ``(device_id, seq)``; the aggregate comparison then fails and says so.
 
+``kill -9`` of Mosquitto: the broker cannot save in that case, so what survives is what its
+last save wrote (deploy/mosquitto.conf: a save at the end of every main-loop pass that changed
+its store). Messages acknowledged to the publisher in the pass the kill hits can be lost: at
+most :data:`iotflink.chaos.MOSQUITTO_KILL_WINDOW_PER_CLIENT` per publishing client, i.e. 1 here
+(one MQTT publisher). The run asserts that bound (``KILL-MOSQUITTO`` line: lost of acknowledged)
+and, if a reading was lost, compares the aggregates with an aggregation of the readings that
+arrived instead of the baseline (still exact). :func:`test_kill_mosquitto_keeps_the_queue_of_a_stopped_bridge`
+covers the other case: the bridge stopped, every message acknowledged and queued for its
+session, then ``kill -9``: none may be lost beyond the same bound, none dropped (Mosquitto's
+``$SYS`` drop counter, :mod:`iotflink.broker_stats`).
+
 Recovery time (printed, one line per fault, ``RECOVERY ...``): from the kill / stop signal to
 the first new committed record downstream of the faulted service, sampled every 0.2 s from the
 topics' read_committed end offsets (:class:`iotflink.chaos.OutputMonitor`):
@@ -68,7 +79,7 @@ record the restarted path forwards is the first new output). The time the job re
 RUNNING (REST ``timestamps``) is printed too.
 
 Alerts (rule ``card_failed_burst``: 3 failed transactions of one card within 5 min). The
-bearing rule is not used: it needs ~93 min of FEMTO data before its baseline exists.
+bearing rules are not used: they need 60 to 90 min of FEMTO data (run-in and baseline window) before they arm.
 
 - **The input is exact.** The transaction producer is idempotent (``enable_idempotence``,
   acks=all, unlimited retries within a 5-min delivery timeout), so a broker restart neither
@@ -154,6 +165,8 @@ LATENESS_MS = 7 * 24 * 3600 * 1000
 #: Checkpoint interval: exactly-once output is visible at checkpoints, so keep it short.
 CHECKPOINT_MS = 2_000
 FAULTS = chaos.FAULTS
+#: MQTT clients publishing during a run (the replay's :class:`_Publisher`).
+MQTT_PUBLISHERS = 1
 #: The rule deployed next to the window job in every run, and its pattern's span limit.
 RULE_ID = "card_failed_burst"
 RULE_WITHIN_MS = 300_000
@@ -287,8 +300,9 @@ class _Publisher(threading.Thread):
     def _publish(self, messages: list[Message]) -> dict:
         if not messages:
             return {"acked": 0}
-        return publish(messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0,
-                       window=100, client_id=self.client_id, ack_timeout_s=120)
+        creds = Stack(self.cfg).provision(sorted({m.device_id for m in messages}))
+        return publish(messages, self.cfg.mqtt_host, self.cfg.mqtt_port, speedup=1.0, credentials=creds,
+                       ca_file=self.cfg.mqtt_ca_file, window=100, client_id=self.client_id, ack_timeout_s=120)
 
     def run(self) -> None:
         try:
@@ -752,17 +766,26 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
     print(f"READINGS {fault}: {len(missing)} lost, {len(dups)} duplicated (device_id, seq) "
           f"({sum(dups.values()) - len(dups)} extra records): {sorted(dups)[:10]}", flush=True)
 
+    # kill -9 of Mosquitto may lose the messages acknowledged in the pass it hit (module doc);
+    # then the aggregates must equal an aggregation of the readings that arrived
+    allowed = chaos.MOSQUITTO_KILL_WINDOW_PER_CLIENT * MQTT_PUBLISHERS if fault == "kill-mosquitto" else 0
+    reference, mean_tol, against = baseline.aggregates, 1e-12, "the baseline"
+    if missing and len(missing) <= allowed:
+        arrived = [m for m in messages if (m.device_id, m.seq) not in missing]
+        reference = {k: dict(v, window_end_ms=k[2] + WINDOW_MS) for k, v in _independent_aggregates(arrived).items()}
+        mean_tol, against = 1e-9, "an aggregation of the readings that arrived"
+
     # aggregates record by record, by unique key
-    lost = sorted(set(baseline.aggregates) - set(run.aggregates))
-    extra = sorted(set(run.aggregates) - set(baseline.aggregates))
+    lost = sorted(set(reference) - set(run.aggregates))
+    extra = sorted(set(run.aggregates) - set(reference))
     differ = []
-    for key in sorted(set(baseline.aggregates) & set(run.aggregates)):
-        a, b = baseline.aggregates[key], run.aggregates[key]
+    for key in sorted(set(reference) & set(run.aggregates)):
+        a, b = reference[key], run.aggregates[key]
         if ((a["count"], a["min"], a["max"], a["window_end_ms"]) != (b["count"], b["min"], b["max"], b["window_end_ms"])
-                or not math.isclose(a["mean"], b["mean"], rel_tol=1e-12)):
+                or not math.isclose(a["mean"], b["mean"], rel_tol=mean_tol)):
             differ.append((key, {k: a[k] for k in ("count", "min", "max", "mean")},
                            {k: b[k] for k in ("count", "min", "max", "mean")}))
-    print(f"AGGREGATES {fault}: {len(baseline.aggregates)} windows in the baseline; {len(lost)} lost, "
+    print(f"AGGREGATES {fault}: {len(reference)} windows in {against}; {len(lost)} lost, "
           f"{len(extra)} extra, {len(differ)} different", flush=True)
 
     # alerts by alert id (deterministic), as sets; duplicates reported
@@ -777,7 +800,11 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
           f"{len(run.rules_late)} rules-late; transactions {len(txn_missing)} lost, {len(txn_dups)} duplicated",
           flush=True)
 
-    assert not missing, f"{len(missing)} readings lost: {sorted(missing)[:20]}"
+    # kill -9 of Mosquitto may lose the messages acknowledged in the pass it hit (module doc)
+    if fault == "kill-mosquitto":
+        print(f"KILL-MOSQUITTO: {len(missing)} of {len(published)} acknowledged readings lost "
+              f"(bound {allowed}): {sorted(missing)}", flush=True)
+    assert len(missing) <= allowed, f"{len(missing)} readings lost (at most {allowed}): {sorted(missing)[:20]}"
     extra_copies = sum(run.readings.values()) - len(run.readings)
     if run.duplicates_dropped is not None and _job_deduplicates():
         # every extra copy in sensor-readings was dropped by the job's dedup, none counted twice
@@ -801,3 +828,60 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
     assert not alerts_lost and not alerts_extra, f"alerts lost {alerts_lost}, extra {alerts_extra}"
     if _alerts_exactly_once():
         assert not alert_dups, f"duplicate alerts with an exactly-once sink: {alert_dups}"
+
+
+def test_kill_mosquitto_keeps_the_queue_of_a_stopped_bridge(stack, messages):
+    """The bridge stopped (its persistent session offline), every message published at QoS 1
+    and acknowledged, so all of them wait in the bridge's session queue; then ``kill -9`` of
+    Mosquitto and a new one. With the bridge started again, every acknowledged message must reach
+    ``sensor-readings`` (at most :data:`chaos.MOSQUITTO_KILL_WINDOW_PER_CLIENT` per publisher
+    lost: the kill comes right after the last PUBACK, possibly before that pass's save), and
+    Mosquitto must have dropped none (its ``$SYS`` counter)."""
+    name = "kill_mosquitto_queued"
+    cfg = _run_settings(stack.s, name)
+    run_stack = Stack(cfg)
+    _create_topics(cfg)
+    stack.stop_service("bridge")
+    before = run_stack.mosquitto_counters(fresh=False)
+    creds = run_stack.provision(sorted({m.device_id for m in messages}))
+    acked = publish(messages, cfg.mqtt_host, cfg.mqtt_port, credentials=creds, ca_file=cfg.mqtt_ca_file, window=100,
+                    client_id=f"chaos-pub-{name}", ack_timeout_s=120)["acked"]
+    assert acked == len(messages)
+    timing = chaos.kill_mosquitto(run_stack)
+    assert timing.bridge_restarts == [], "the bridge was stopped on purpose, not restarted"
+    run_stack.start(services=("bridge",))  # the bridge's session comes back from mosquitto.db
+    want = {(m.device_id, m.seq) for m in messages}
+    allowed = chaos.MOSQUITTO_KILL_WINDOW_PER_CLIENT * MQTT_PUBLISHERS
+
+    def arrived() -> set:
+        return want & set(_unique_readings(cfg))
+
+    try:
+        wait_for(lambda: len(arrived()) == len(want), 60, interval_s=0.5, what="every acknowledged message in Kafka")
+    except TimeoutError:
+        # nothing more may come: the bridge has forwarded all it received (the stats file is
+        # rewritten every second), so what is missing now is lost
+        wait_for(lambda: run_stack.bridge_stats().get("pending", 1) == 0, 30, what="the bridge to settle")
+    got = arrived()
+    after = run_stack.mosquitto_counters(fresh=True)
+    lost = sorted(want - got)
+    print(f"KILL-MOSQUITTO queued for a stopped bridge: {len(lost)} of {len(want)} acknowledged messages lost "
+          f"(bound {allowed}); Mosquitto dropped {after.dropped_since(before)}; restarted after "
+          f"{timing.ready_s:.1f} s; lost {lost}", flush=True)
+    assert after.dropped_since(before) == 0
+    assert len(lost) <= allowed, f"{len(lost)} acknowledged messages lost (at most {allowed}): {lost[:20]}"
+
+
+def test_cluster_runs_flink_run_jobs_but_has_no_jar_upload(stack, baseline):
+    """web.submit.enable is false (flink-conf/config.yaml): the REST API has no jar endpoints,
+    while ``flink run`` (the CLI's job submission, POST /jobs) submitted every job of the
+    baseline run."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    assert baseline.aggregates, "the baseline's jobs, submitted with flink run, produced output"
+    for method, path in (("GET", "/jars"), ("POST", "/jars/upload")):
+        req = urllib.request.Request(f"{stack.s.flink_rest_url}{path}", method=method, data=b"" if method == "POST" else None)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)  # noqa: S310 - loopback URL
+        assert err.value.code == 404, (method, path, err.value.code)

@@ -63,7 +63,8 @@ def test_nab_slice_aggregates_match_independent_computation(stack):
     # the replayer sends the file's values, in file order, at the file's times (+ shift)
     assert [(m.ts_ms - shift, m.readings["temp"]) for m in msgs] == file_rows
 
-    result = publish(msgs, cfg.mqtt_host, cfg.mqtt_port)
+    creds = stack.provision(sorted({m.device_id for m in msgs}))
+    result = publish(msgs, cfg.mqtt_host, cfg.mqtt_port, credentials=creds, ca_file=cfg.mqtt_ca_file)
     assert result["acked"] == N_ROWS
     wait_for(lambda: stack.bridge_stats()["forwarded"] >= N_ROWS, 120, what="bridge to forward")
     wait_for(lambda: ctl.source_records_read(job_id) >= N_ROWS, 180, what="job source to read all")

@@ -32,6 +32,7 @@ import pytest
 
 from iotflink import kafka_io, rules_cli
 from iotflink.flinkctl import FlinkCtl
+from iotflink.mqtt_auth import configure_paho
 from iotflink.settings import RulesSettings
 from iotflink.stack import wait_for
 
@@ -77,10 +78,13 @@ DIRECT_POISON = [
 ]
 
 
-def _publish(host: str, port: int, messages: list[tuple[str, bytes, bool]]) -> None:
-    """Publish at QoS 1, one at a time, each waited for (PUBACK) before the next."""
+def _publish(stack, messages: list[tuple[str, bytes, bool]]) -> None:
+    """Publish at QoS 1 as :data:`DEVICE` (its provisioned credential), one at a time, each
+    waited for (PUBACK) before the next."""
+    cred = stack.provision([DEVICE])[DEVICE]
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hostile-test", protocol=mqtt.MQTTv5)
-    client.connect(host, port)
+    configure_paho(client, cred, stack.s.mqtt_ca_file)
+    client.connect(stack.s.mqtt_host, stack.s.mqtt_port)
     client.loop_start()
     try:
         for topic, payload, retain in messages:
@@ -117,7 +121,7 @@ def test_hostile_input_never_stops_the_pipeline(stack, monkeypatch):
             topic, payload, retain, _ = hostile[i // 20]
             plan.append((topic, payload, retain))
     assert sum(1 for _, p, _ in plan if any(p == h[1] for h in hostile)) == len(hostile)
-    _publish(cfg.mqtt_host, cfg.mqtt_port, plan)
+    _publish(stack, plan)
 
     from kafka import KafkaProducer  # noqa: PLC0415
 
@@ -134,7 +138,7 @@ def test_hostile_input_never_stops_the_pipeline(stack, monkeypatch):
     stack.stop_service("bridge")
     stack.start(("bridge",))
     marker_ts = start_ms + N_VALID * 1000
-    _publish(cfg.mqtt_host, cfg.mqtt_port, [(TOPIC, _reading(N_VALID + 1, marker_ts, 1.0), False)])
+    _publish(stack, [(TOPIC, _reading(N_VALID + 1, marker_ts, 1.0), False)])
     valid_values += 1
     wait_for(lambda: stack.bridge_stats()["forwarded"] >= 1, 120, what="the restarted bridge to forward the marker")
     assert stack.bridge_stats()["dead_lettered"] == 0, "the retained poison came back after the reconnect"

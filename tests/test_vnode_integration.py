@@ -73,8 +73,9 @@ def test_node_with_outage_delivers_every_reading_once_in_order(stack, vnode_exe)
     # FEMTO: vibration every 10 s + temperature every 1 s; a 60 s outage queues ~66 messages
     # (outbox 128: nothing dropped), flushed on reconnect
     spec = NodeSpec("femto-b1_1", limit=2000, outage_at=800, outage_s=60.0)
+    stack.provision([spec.device])  # the node's MQTT credential
     (res,) = run_nodes([spec], cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=60,
-                       exe=vnode_exe)
+                       exe=vnode_exe, ca_file=cfg.mqtt_ca_file)
     s = res.summary
     print("node summary:", s)  # shown with -s or on failure
     assert res.returncode == 0, s
@@ -100,8 +101,9 @@ def test_three_nodes_at_once_one_with_outage_and_overflow(stack, vnode_exe):
         NodeSpec("nab-machine", limit=1500, outage_at=700, outage_s=3000.0),  # 10 readings queued
         NodeSpec("occupancy-office", limit=1500),
     ]
+    stack.provision([s.device for s in specs])
     results = run_nodes(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=60,
-                        exe=vnode_exe)
+                        exe=vnode_exe, ca_file=cfg.mqtt_ca_file)
     femto, nab, occ = results
     for r in results:
         print("node summary:", r.summary)  # shown with -s or on failure
@@ -137,7 +139,9 @@ def test_shared_clock_nodes_stamp_like_the_replayer_and_pace_together(stack, vno
     specs = [NodeSpec("occupancy-office", device_id="occ-shared", limit=20, **shared),
              NodeSpec("nab-machine", device_id="nab-shared", limit=40, **shared)]  # weeks before the origin
     t0 = time.monotonic()
-    results = run_nodes(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=120, exe=vnode_exe)
+    stack.provision([s.device for s in specs])
+    results = run_nodes(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, timeout_s=120, exe=vnode_exe,
+                        ca_file=cfg.mqtt_ca_file)
     for r in results:
         print("node summary:", r.summary, "wall", r.wall_s)
         assert r.returncode == 0 and r.dropped == 0, r.summary

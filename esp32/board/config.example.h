@@ -6,14 +6,25 @@
 #define FW_WIFI_SSID "your-ssid"
 #define FW_WIFI_PASSWORD "your-wifi-password"
 
-// MQTT broker (Mosquitto of the stack). mqtt://host:port, or mqtts:// with a CA below.
+// MQTT broker (Mosquitto of the stack). mqtt://host:port, or mqtts://host:8883 with the CA
+// below (the docker-compose deployment is TLS only).
 #define FW_MQTT_URI "mqtt://192.168.1.10:1883"
-#define FW_MQTT_USERNAME ""  // empty: anonymous
-#define FW_MQTT_PASSWORD ""
 
-// Identity: device id (topic sensors/{id}/telemetry, [A-Za-z0-9_.-]{1,64}) and the channel
-// profile from core/profiles.cpp ("nab-machine", "femto-b1_1", "occupancy-office").
+// Identity. The broker refuses anonymous clients: each node has its own credential, made by
+//   python -m iotflink.cli device add esp32-node-1
+// which prints these three lines (username = device id; the broker lets it publish only on
+// sensors/<device id>/telemetry). Device id: topic sensors/{id}/telemetry, [A-Za-z0-9_.-]{1,64}.
 #define FW_DEVICE_ID "esp32-node-1"
+#define FW_MQTT_USERNAME "esp32-node-1"
+#define FW_MQTT_PASSWORD "paste-the-password-from-device-add"
+
+// TLS (mqtts:// URIs): PEM text of the CA certificate that signed the broker's certificate
+// (the local stack's <run dir>/mosquitto/tls/ca.crt, or deploy/secrets/tls/ca.crt of
+// `python -m iotflink.cli tls init`), as one string literal with \n line ends. The node then
+// verifies the broker and its host name. Empty: no CA (plain mqtt:// only).
+#define FW_MQTT_CA_PEM ""
+
+// Channel profile from core/profiles.cpp ("nab-machine", "femto-b1_1", "occupancy-office").
 #define FW_DEVICE_PROFILE "occupancy-office"
 
 // Sampling period, ms (esp_timer). 1000 = 1 Hz.

@@ -188,12 +188,14 @@ void setup() {
   mc.credentials.client_id = FW_DEVICE_ID;
   mc.credentials.username = FW_MQTT_USERNAME[0] ? FW_MQTT_USERNAME : nullptr;
   mc.credentials.authentication.password = FW_MQTT_PASSWORD[0] ? FW_MQTT_PASSWORD : nullptr;
+  mc.broker.verification.certificate = FW_MQTT_CA_PEM[0] ? FW_MQTT_CA_PEM : nullptr;  // PEM: length 0
   mc.network.disable_auto_reconnect = true;  // our backoff in maintain_links()
 #else
   mc.uri = FW_MQTT_URI;
   mc.client_id = FW_DEVICE_ID;
   mc.username = FW_MQTT_USERNAME[0] ? FW_MQTT_USERNAME : nullptr;
   mc.password = FW_MQTT_PASSWORD[0] ? FW_MQTT_PASSWORD : nullptr;
+  mc.cert_pem = FW_MQTT_CA_PEM[0] ? FW_MQTT_CA_PEM : nullptr;
   mc.disable_auto_reconnect = true;
 #endif
   g_mqtt = esp_mqtt_client_init(&mc);

@@ -6,6 +6,11 @@
 //                [--speedup X] [--limit N] [--outage-at N --outage-seconds S]
 //                [--seq-file PATH] [--client-id ID] [--max-inflight N] [--format json|senml]
 //                [--clock-late N] [--now-ms T] [--pace-origin-ms T] [--quiet]
+//                [--username U --password-file F] [--cafile CA.crt]
+//
+// Credential: the project's broker refuses anonymous clients; --username is the device id
+// and --password-file the file `python -m iotflink.cli device add ID` made (the password stays
+// off the command line). --cafile turns on MQTT over TLS, verifying the broker against it.
 //
 // Pacing (--speedup X > 0): by default a node paces by its own data time (uptime). With
 // --pace-origin-ms T a reading of true event time t (epoch ms, after the replay shift) is due
@@ -28,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -55,6 +61,9 @@ struct Options {
   double outage_seconds = 0;
   std::string seq_file;
   std::string client_id;
+  std::string username;       // MQTT credential (the broker refuses anonymous clients)
+  std::string password_file;  // file whose first line is the password (kept off the command line)
+  std::string cafile;         // CA certificate: MQTT over TLS, broker certificate verified
   int max_inflight = 20;
   fw::PayloadFormat format = fw::PayloadFormat::kContractJson;
   long clock_late = 0;
@@ -69,6 +78,7 @@ struct Options {
                "usage: virtual_node --profile NAME [--device ID] [--host H] [--port P]\n"
                "  [--data-dir DIR] [--speedup X (0 = as fast as acks allow)] [--limit N]\n"
                "  [--outage-at N --outage-seconds S] [--seq-file PATH] [--client-id ID]\n"
+               "  [--username U --password-file F] [--cafile CA.crt]\n"
                "  [--max-inflight N] [--format json|senml] [--clock-late N]\n"
                "  [--now-ms T] [--pace-origin-ms T] [--quiet]\n"
                "profiles: nab-machine, femto-b1_1, occupancy-office\n",
@@ -95,6 +105,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--outage-seconds") o.outage_seconds = std::atof(val().c_str());
     else if (a == "--seq-file") o.seq_file = val();
     else if (a == "--client-id") o.client_id = val();
+    else if (a == "--username") o.username = val();
+    else if (a == "--password-file") o.password_file = val();
+    else if (a == "--cafile") o.cafile = val();
     else if (a == "--max-inflight") o.max_inflight = std::atoi(val().c_str());
     else if (a == "--clock-late") o.clock_late = std::atol(val().c_str());
     else if (a == "--now-ms") o.now_ms = std::atoll(val().c_str());
@@ -114,6 +127,7 @@ Options parse(int argc, char** argv) {
   if (o.speedup < 0) usage("--speedup must be >= 0");
   if (o.max_inflight < 1) usage("--max-inflight must be >= 1");
   if (o.pace_origin_ms >= 0 && o.speedup <= 0) usage("--pace-origin-ms needs --speedup > 0");
+  if (o.password_file.size() && o.username.empty()) usage("--password-file needs --username");
   if (o.outage_at >= 0 && o.outage_seconds <= 0) usage("--outage-at needs --outage-seconds > 0");
   if (o.seq_file.empty()) o.seq_file = ".run/vnode-" + o.device + ".seq";
   if (o.client_id.empty()) o.client_id = "vnode-" + o.device + "-" + std::to_string(getpid());
@@ -341,6 +355,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   mosquitto_int_option(link.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+  if (!opt.username.empty()) {
+    std::string password;
+    if (!opt.password_file.empty()) {
+      std::ifstream pf(opt.password_file);
+      if (!pf || !std::getline(pf, password)) {
+        std::fprintf(stderr, "virtual_node: cannot read the password file %s\n", opt.password_file.c_str());
+        return 1;
+      }
+      while (!password.empty() && (password.back() == '\r' || password.back() == ' ')) password.pop_back();
+    }
+    if (mosquitto_username_pw_set(link.mosq, opt.username.c_str(),
+                                  opt.password_file.empty() ? nullptr : password.c_str()) != MOSQ_ERR_SUCCESS) {
+      std::fprintf(stderr, "virtual_node: mosquitto_username_pw_set failed\n");
+      return 1;
+    }
+  }
+  if (!opt.cafile.empty() &&
+      mosquitto_tls_set(link.mosq, opt.cafile.c_str(), nullptr, nullptr, nullptr, nullptr) != MOSQ_ERR_SUCCESS) {
+    std::fprintf(stderr, "virtual_node: mosquitto_tls_set(%s) failed\n", opt.cafile.c_str());
+    return 1;
+  }
   mosquitto_connect_v5_callback_set(link.mosq, Link::on_connect);
   mosquitto_disconnect_v5_callback_set(link.mosq, Link::on_disconnect);
   mosquitto_publish_v5_callback_set(link.mosq, Link::on_publish);
