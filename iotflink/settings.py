@@ -133,12 +133,15 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_TXN_GROUND_TRUTH": "",
     "IOTFLINK_TXN_SPEEDUP": "0",
     # z-score anomaly job (jobs/anomaly.py; each default is justified in its module docstring)
-    "IOTFLINK_ANOMALY_THRESHOLD": "4.0",          # |z| at or above which a reading is anomalous
+    "IOTFLINK_ANOMALY_THRESHOLD": "10.0",         # |z| at or above which a reading is anomalous
     "IOTFLINK_ANOMALY_EXIT_LEVEL": "2.0",         # |z| below which an alert episode ends (hysteresis)
-    "IOTFLINK_ANOMALY_ALERT_AFTER": "3",          # consecutive anomalous readings that raise an alert
+    "IOTFLINK_ANOMALY_ALERT_AFTER": "1",          # consecutive anomalous readings that raise an alert
     "IOTFLINK_ANOMALY_MIN_SAMPLES": "30",         # readings in a baseline before it scores
     "IOTFLINK_ANOMALY_HALF_LIFE": "1000",         # half-life of the baseline's weights, in readings
-    "IOTFLINK_ANOMALY_STATE_TTL_MS": "86400000",  # a key silent this long (event time) starts afresh
+    "IOTFLINK_ANOMALY_SEASON_BINS": "12",         # time-of-day baselines per UTC day (0: none)
+    "IOTFLINK_ANOMALY_RANGE_TOLERANCE": "0.02",   # beyond the range seen by this fraction of it: anomalous (inf: off)
+    "IOTFLINK_ANOMALY_COOLDOWN": "20",            # readings after an alert before its episode may end
+    "IOTFLINK_ANOMALY_STATE_TTL_MS": "604800000", # a key silent this long (event time, 7 days) starts afresh
     "IOTFLINK_ANOMALY_OUT_OF_ORDERNESS_MS": "10000",
     "IOTFLINK_ANOMALY_IDLENESS_MS": "5000",
     "IOTFLINK_ANOMALY_PARALLELISM": "1",
@@ -716,7 +719,13 @@ class AnomalyJobSettings:
             (hysteresis; 0 < exit_level <= threshold).
         alert_after: consecutive anomalous readings that raise an alert (>= 1).
         min_samples: readings a baseline must hold before its readings are scored (>= 2).
-        half_life: readings after which a reading's weight in the baseline has halved (> 0).
+        half_life: readings after which a reading's weight in the baseline has halved (> 0);
+            also the half-life of each time-of-day baseline, in its own readings.
+        season_bins: time-of-day baselines per key: the UTC day cut into this many equal bins,
+            each with its own EW mean and variance (0: none; 0..1440).
+        range_tolerance: a reading beyond the range of the values seen so far by more than this
+            fraction of that range is anomalous (>= 0; ``inf``: no range check).
+        cooldown: readings after an alert during which its episode cannot end (>= 0).
         state_ttl_ms: event-time ms without a reading after which a key's baseline is dropped
             (event-time timer); also the processing-time TTL of the keyed state (> 0).
         out_of_orderness_ms: bounded out-of-orderness of the watermark (ms, >= 0).
@@ -735,12 +744,15 @@ class AnomalyJobSettings:
         python_mode: ``thread`` (Python functions embedded in the TaskManager JVM) | ``process``.
     """
 
-    threshold: float = 4.0
+    threshold: float = 10.0
     exit_level: float = 2.0
-    alert_after: int = 3
+    alert_after: int = 1
     min_samples: int = 30
     half_life: float = 1000.0
-    state_ttl_ms: int = 86_400_000
+    season_bins: int = 12
+    range_tolerance: float = 0.02
+    cooldown: int = 20
+    state_ttl_ms: int = 604_800_000
     out_of_orderness_ms: int = 10_000
     idleness_ms: int = 5_000
     parallelism: int = 1
@@ -778,6 +790,9 @@ class AnomalyJobSettings:
             alert_after=_int("IOTFLINK_ANOMALY_ALERT_AFTER", environ),
             min_samples=_int("IOTFLINK_ANOMALY_MIN_SAMPLES", environ),
             half_life=number("IOTFLINK_ANOMALY_HALF_LIFE"),
+            season_bins=_int("IOTFLINK_ANOMALY_SEASON_BINS", environ),
+            range_tolerance=number("IOTFLINK_ANOMALY_RANGE_TOLERANCE"),
+            cooldown=_int("IOTFLINK_ANOMALY_COOLDOWN", environ),
             state_ttl_ms=_int("IOTFLINK_ANOMALY_STATE_TTL_MS", environ),
             out_of_orderness_ms=_int("IOTFLINK_ANOMALY_OUT_OF_ORDERNESS_MS", environ),
             idleness_ms=_int("IOTFLINK_ANOMALY_IDLENESS_MS", environ),
@@ -808,6 +823,9 @@ class AnomalyJobSettings:
         if self.alert_after < 1 or self.min_samples < 2 or not (math.isfinite(self.half_life) and self.half_life > 0):
             raise ConfigError(f"anomaly model needs alert_after >= 1, min_samples >= 2, half_life > 0: "
                               f"{self.alert_after}, {self.min_samples}, {self.half_life}")
+        if not (0 <= self.season_bins <= 1440 and self.range_tolerance >= 0 and self.cooldown >= 0):
+            raise ConfigError(f"anomaly model needs 0 <= season_bins <= 1440, range_tolerance >= 0 (inf: off), "
+                              f"cooldown >= 0: {self.season_bins}, {self.range_tolerance}, {self.cooldown}")
         if self.state_ttl_ms <= 0 or self.out_of_orderness_ms < 0 or self.idleness_ms <= 0:
             raise ConfigError(f"anomaly state TTL and idleness must be positive, out-of-orderness not "
                               f"negative: {self.state_ttl_ms}, {self.idleness_ms}, {self.out_of_orderness_ms}")

@@ -168,6 +168,128 @@ def test_alert_id_is_the_rules_formula_and_deterministic():
     assert a1 == a2 and re.fullmatch(r"[0-9a-f]{64}", a1[0].alert_id)
 
 
+# --------------------------------------------------------------------------- time of day, range, cooldown
+HOUR = 3_600_000
+
+
+def test_season_bin_cuts_the_utc_day_into_equal_slices():
+    assert [an.season_bin(T0 + h * HOUR, 12) for h in (0, 1, 2, 23, 24, 26)] == [0, 0, 1, 11, 0, 1]
+    assert an.season_bin(T0 - 1, 24) == 23 and an.season_bin(T0 + 90 * 60_000, 48) == 3
+    assert {an.season_bin(T0 + m * 60_000, 1) for m in range(0, 1440, 7)} == {0}
+
+
+def test_out_of_range_is_beyond_the_range_seen_by_the_tolerance():
+    assert not an.out_of_range(10.2, 0.0, 10.0, 0.02) and an.out_of_range(10.21, 0.0, 10.0, 0.02)
+    assert an.out_of_range(-0.21, 0.0, 10.0, 0.02) and not an.out_of_range(-0.2, 0.0, 10.0, 0.02)
+    assert an.out_of_range(5.0001, 5.0, 5.0, 0.02)  # a constant sensor: any other value
+    assert not an.out_of_range(1e300, 0.0, 1.0, math.inf)
+
+
+def daily(days: int, per_hour: int = 4, noise: float = 0.05):
+    """(ts, value) every 15 min: 0 at night (hours 0-11), 10 by day (12-23), tiny alternating noise."""
+    out = []
+    for i in range(days * 24 * per_hour):
+        ts = T0 + i * HOUR // per_hour
+        hour = (i // per_hour) % 24
+        out.append((ts, (10.0 if hour >= 12 else 0.0) + noise * (-1) ** i))
+    return out
+
+
+def fold(rows, p, state=None, start_seq=0):
+    steps = []
+    for i, (ts, v) in enumerate(rows, start_seq):
+        s = an.step(state, reading(i, v, ts=ts), p)
+        steps.append(s)
+        state = s.state
+    return state, steps
+
+
+PS = an.Params(threshold=10.0, exit_level=2.0, alert_after=1, min_samples=30, half_life=1000.0,
+               ttl_ms=7 * 86_400_000, season_bins=12, range_tolerance=0.02, cooldown=20)
+
+
+def test_time_of_day_baseline_flags_a_day_value_at_night():
+    """A value normal by day (10) is no anomaly for the level's baseline (|z| ~ 1: the day is
+    half of it), but far from every night bin's own baseline: an alert with its season_z."""
+    state, steps = fold(daily(20), PS)
+    assert alerts_of(steps[-24 * 4 * 10:]) == []  # the last 10 days: no alert
+    night = T0 + 20 * 86_400_000 + 3 * HOUR
+    s = an.step(state, reading(99_999, 10.0, ts=night), PS)
+    assert abs(s.score.z) < 2 and s.score.season_z > 100 and not s.score.out_of_range
+    assert s.alert is not None and s.alert.season_z == s.score.season_z
+    assert s.score.likelihood == an.likelihood(s.score.season_z)
+    cell = state.season[an.season_bin(night, 12)]
+    assert cell[0] == 20 * 8 and cell[1] == pytest.approx(0.0, abs=0.01)  # 8 readings per 2-h bin and day
+    # the same value by day: nothing
+    day = night + 12 * HOUR
+    s = an.step(state, reading(99_999, 10.0, ts=day), PS)
+    assert s.alert is None and not s.score.anomalous and abs(s.score.season_z) < 2
+    # without time-of-day baselines the night value passes unnoticed
+    state0, _ = fold(daily(20), PS._replace(season_bins=0))
+    s = an.step(state0, reading(99_999, 10.0, ts=night), PS._replace(season_bins=0))
+    assert s.alert is None and s.score.season_z is None and s.state.season == ()
+
+
+def test_a_bin_scores_only_once_it_has_min_samples():
+    p = PS._replace(range_tolerance=math.inf)
+    rows = [(T0 + i * 60_000, 1.0 + 0.01 * (-1) ** i) for i in range(200)]  # minute readings: hours 0-3, bins 0-1
+    state, steps = fold(rows, p)
+    assert all(s.score.season_z is None for s in steps[:p.min_samples])
+    assert steps[p.min_samples].score.season_z is not None
+    other = T0 + 5 * HOUR  # bin 2: never seen
+    s = an.step(state, reading(500, 1.0, ts=other), p)
+    assert s.score.season_z is None and s.state.season[2] == (1, 1.0, 0.0)
+
+
+def test_out_of_range_reading_is_anomalous_whatever_its_z():
+    """Noise with a wide spread: 1.5 x the largest value seen has |z| ~ 2, far below the
+    threshold, but lies beyond the range: anomalous, likelihood 1.0, an alert."""
+    p = PS._replace(season_bins=0)
+    values = [((i * 7919) % 101) / 10.0 for i in range(3000)]  # 0.0 .. 10.0, spread evenly
+    state, steps = fold([(T0 + i * 1000, v) for i, v in enumerate(values)], p)
+    # all 101 values come every 101 readings: new extremes (alerts) only in the first cycle
+    assert alerts_of(steps[101:]) == [] and (state.lo, state.hi) == (0.0, 10.0)
+    s = an.step(state, reading(3000, 10.0 * 1.03), p)
+    assert s.score.out_of_range and s.score.anomalous and abs(s.score.z) < 3 and s.score.likelihood == 1.0
+    assert s.alert is not None and s.alert.out_of_range
+    s = an.step(state, reading(3000, 10.0 * 1.01), p)  # within the 2 % tolerance
+    assert not s.score.out_of_range and s.alert is None
+    assert s.state.hi == 10.1  # the range grows with what the baseline absorbs
+
+
+def test_cooldown_keeps_the_episode_open_for_that_many_readings():
+    """After an alert the episode cannot end for ``cooldown`` readings, even back at normal;
+    then it ends at the first reading below the exit level and the next spike alerts again."""
+    p = P._replace(alert_after=1, cooldown=5)
+    state, _ = run(CALM, p)
+    state, steps = run([50.0] + [0.0] * 6 + [50.0], p, state, start_seq=S)
+    assert [s.alert is not None for s in steps] == [True] + [False] * 6 + [True]
+    assert [s.state.in_alert for s in steps] == [True] * 5 + [False, False, True]
+    assert [s.state.cooldown for s in steps] == [5, 4, 3, 2, 1, 0, 0, 5]
+    # without a cooldown the episode ends at the first normal reading
+    _, steps = run([50.0, 0.0, 50.0], p._replace(cooldown=0), run(CALM, p)[0], start_seq=S)
+    assert [s.alert is not None for s in steps] == [True, False, True]
+    # a spike during the cooldown is no new alert, and an anomalous reading after it keeps it open
+    _, steps = run([50.0, 0.0, 50.0, 0.0, 0.0, 50.0, 0.0], p, run(CALM, p)[0], start_seq=S)
+    assert [s.alert is not None for s in steps] == [True] + [False] * 6
+    assert steps[5].state.in_alert and steps[5].state.cooldown == 0 and not steps[6].state.in_alert
+
+
+def test_state_from_another_setting_or_an_older_job_restores():
+    """A Baseline restored from a savepoint of a job without time-of-day baselines (only the
+    first 7 fields) or with another season_bins: the level baseline goes on, the time-of-day
+    baselines and the range start afresh from the next reading."""
+    state, _ = run(CALM)
+    old = an.Baseline(*state[:7])  # what the plain z-score job's state unpickles to
+    assert math.isnan(old.lo) and old.season == ()
+    s = an.step(old, reading(S, 0.5), PS._replace(ttl_ms=P.ttl_ms))
+    assert s.score.n == S and s.score.season_z is None and not s.score.out_of_range
+    assert (s.state.lo, s.state.hi) == (0.5, 0.5) and len(s.state.season) == 12
+    assert sum(c is not None for c in s.state.season) == 1 and s.state.n == S + 1
+    s2 = an.step(s.state, reading(S + 1, 0.5), PS._replace(ttl_ms=P.ttl_ms, season_bins=24))
+    assert len(s2.state.season) == 24 and sum(c is not None for c in s2.state.season) == 1
+
+
 # --------------------------------------------------------------------------- expiry (controlled clock)
 def test_step_registers_one_timer_per_key_and_keeps_it_pending():
     s1 = an.step(None, reading(0, 1.0, ts=T0), P)
@@ -383,21 +505,26 @@ def test_rows_match_their_columns():
 def test_settings_defaults_and_env_vars():
     cfg = AnomalyJobSettings.from_env({})
     assert cfg == AnomalyJobSettings()
-    assert an.params(cfg) == an.Params(4.0, 2.0, 3, 30, 1000.0, 86_400_000)
+    assert an.params(cfg) == an.Params(10.0, 2.0, 1, 30, 1000.0, 7 * 86_400_000, 12, 0.02, 20)
     names = [n for n in ENV_VARS if n.startswith("IOTFLINK_ANOMALY_")]
-    assert len(names) == 16 and cfg.alerts_delivery == ENV_VARS["IOTFLINK_ALERTS_DELIVERY"]
+    assert len(names) == 19 and cfg.alerts_delivery == ENV_VARS["IOTFLINK_ALERTS_DELIVERY"]
     got = AnomalyJobSettings.from_env({"IOTFLINK_ANOMALY_THRESHOLD": "3.5", "IOTFLINK_ANOMALY_HALF_LIFE": "288",
                                        "IOTFLINK_ANOMALY_PARALLELISM": "4",
-                                       "IOTFLINK_ANOMALY_TOPIC_SCORES": "s2"})
+                                       "IOTFLINK_ANOMALY_TOPIC_SCORES": "s2", "IOTFLINK_ANOMALY_SEASON_BINS": "0",
+                                       "IOTFLINK_ANOMALY_RANGE_TOLERANCE": "inf", "IOTFLINK_ANOMALY_COOLDOWN": "5"})
     assert (got.threshold, got.half_life, got.parallelism, got.scores_topic) == (3.5, 288.0, 4, "s2")
+    assert (got.season_bins, got.range_tolerance, got.cooldown) == (0, math.inf, 5)
 
 
 @pytest.mark.parametrize("name, raw", [
-    ("IOTFLINK_ANOMALY_THRESHOLD", "x"), ("IOTFLINK_ANOMALY_EXIT_LEVEL", "5"), ("IOTFLINK_ANOMALY_EXIT_LEVEL", "0"),
+    ("IOTFLINK_ANOMALY_THRESHOLD", "x"), ("IOTFLINK_ANOMALY_EXIT_LEVEL", "11"), ("IOTFLINK_ANOMALY_EXIT_LEVEL", "0"),
     ("IOTFLINK_ANOMALY_THRESHOLD", "nan"), ("IOTFLINK_ANOMALY_ALERT_AFTER", "0"),
     ("IOTFLINK_ANOMALY_MIN_SAMPLES", "1"), ("IOTFLINK_ANOMALY_HALF_LIFE", "0"), ("IOTFLINK_ANOMALY_STATE_TTL_MS", "0"),
     ("IOTFLINK_ANOMALY_IDLENESS_MS", "0"), ("IOTFLINK_ANOMALY_PARALLELISM", "0"),
     ("IOTFLINK_ANOMALY_DELIVERY_GUARANTEE", "twice"), ("IOTFLINK_ANOMALY_PYTHON_MODE", "fork"),
+    ("IOTFLINK_ANOMALY_SEASON_BINS", "-1"), ("IOTFLINK_ANOMALY_SEASON_BINS", "1441"),
+    ("IOTFLINK_ANOMALY_RANGE_TOLERANCE", "-0.1"), ("IOTFLINK_ANOMALY_RANGE_TOLERANCE", "nan"),
+    ("IOTFLINK_ANOMALY_COOLDOWN", "-1"), ("IOTFLINK_ANOMALY_COOLDOWN", "2.5"),
 ])
 def test_settings_refuse_invalid_values(name, raw):
     with pytest.raises(ConfigError):

@@ -3,8 +3,8 @@
 
 1. Exact outputs on real data. Two devices play slices of NAB's machine temperature series
    (``data/nab``), with seeded out-of-order rows (some within the out-of-orderness bound, some
-   far behind), unreadable records, a 25 h silence of one device (its baseline expires) and
-   heartbeats. The source is a SQL file table that emits a watermark after every record
+   far behind), unreadable records, a 25 h silence of one device (its baseline expires with
+   a 24 h state TTL) and heartbeats. The source is a SQL file table that emits a watermark after every record
    (``pipeline.auto-watermark-interval = 0``), so which reading is late is a function of the
    input order alone, and :func:`reference` (the plain functions of ``jobs/anomaly``)
    predicts every score, alert, late row and dead letter exactly.
@@ -62,7 +62,7 @@ def nab_input(seed: int = 3) -> tuple[list[str], dict[str, int]]:
     lines and heartbeats in between.
     """
     rows = nab_rows()
-    gap = range(2_000, 2_300)  # nab-twin silent for 300 x 5 min = 25 h > the 24 h TTL
+    gap = range(2_000, 2_300)  # nab-twin silent for 300 x 5 min = 25 h > the test's 24 h TTL
     lines: list[str] = []
     for i in range(SLICE):
         ts, v = rows[i]
@@ -196,14 +196,17 @@ def run_with_sql_source(cfg: AnomalyJobSettings, tmp: Path, lines: list[str]) ->
 # --------------------------------------------------------------------------- 1. exact outputs
 @pytest.fixture(scope="module")
 def nab_run(tmp_path_factory):
-    cfg = AnomalyJobSettings(threshold=3.5, out_of_orderness_ms=OOO_MS, parallelism=1, checkpoint_interval_ms=1_000)
+    # the default model (time-of-day baselines, range check, cooldown) with a lower threshold
+    # (more alerts) and a 24 h TTL (the silent device's baseline expires)
+    cfg = AnomalyJobSettings(threshold=3.5, state_ttl_ms=86_400_000, out_of_orderness_ms=OOO_MS, parallelism=1,
+                             checkpoint_interval_ms=1_000)
     lines, counts = nab_input()
     got = run_with_sql_source(cfg, tmp_path_factory.mktemp("nab"), lines)
     return cfg, lines, counts, got, reference(lines, cfg)
 
 
 def test_input_exercises_every_path(nab_run):
-    _, lines, counts, _, exp = nab_run
+    cfg, lines, counts, _, exp = nab_run
     assert counts["near"] > 100 and counts["far"] > 50
     assert len(exp["late"]) > 50 and len(exp["dlq"]) == counts["bad"] and len(exp["alerts"]) >= 2
     # some delayed readings were scored out of order (behind an already scored newer one)
@@ -216,6 +219,14 @@ def test_input_exercises_every_path(nab_run):
     # the silent device's baseline expired: a fresh one after the gap
     twin = [s for s in exp["scores"] if s["device_id"] == "nab-twin"]
     assert sum(1 for s in twin if s["n"] == 0) == 2
+    # the model's parts all come into play: time-of-day z, readings beyond the range, alerts
+    # raised by each, and episodes held open by the cooldown
+    assert sum(s["season_z"] is not None for s in exp["scores"]) > 0.8 * len(exp["scores"])  # 1.3 days warm-up
+    assert any(s["out_of_range"] for s in exp["scores"])
+    details = [json.loads(a["details"]) for a in exp["alerts"]]
+    assert any(d["out_of_range"] for d in details) and any(not d["out_of_range"] for d in details)
+    assert any(not s["anomalous"] and s["in_alert"] and abs(s["z"]) < cfg.exit_level
+               and abs(s["season_z"] or 0) < cfg.exit_level for s in exp["scores"])
 
 
 def test_scores_are_the_plain_functions(nab_run):
