@@ -60,8 +60,10 @@ def _utc(text: str) -> datetime:
 def score_nab(csv_path: Path, limit: int | None = None) -> dict:
     """The anomaly job's model over one NAB file.
 
-    Returns ``{"times": [datetime UTC], "values": [float], "z": [float | None],
-    "alerts": [index of the reading that raised an alert], "threshold", "exit_level"}``.
+    Returns ``{"times": [datetime UTC], "values": [float], "z": [float | None: the score the
+    model decides on, max(|z|, |season_z|)], "out_of_range": [index of each reading beyond the
+    range seen so far], "alerts": [index of the reading that raised an alert], "threshold",
+    "exit_level"}``.
 
     Raises:
         ConfigError: the file is missing or a row is unreadable.
@@ -69,7 +71,7 @@ def score_nab(csv_path: Path, limit: int | None = None) -> dict:
     from jobs import anomaly as an  # noqa: PLC0415
 
     p = an.params(AnomalyJobSettings())
-    times, values, zs, alerts = [], [], [], []
+    times, values, zs, alerts, outside = [], [], [], [], []
     state = None
     try:
         with open(csv_path, newline="", encoding="utf-8") as fh:
@@ -83,12 +85,15 @@ def score_nab(csv_path: Path, limit: int | None = None) -> dict:
                 state = res.state
                 times.append(t)
                 values.append(x)
-                zs.append(None if res.score.z is None else abs(res.score.z))
+                both = [abs(z) for z in (res.score.z, res.score.season_z) if z is not None]
+                zs.append(max(both) if both else None)
+                if res.score.out_of_range:
+                    outside.append(i)
                 if res.alert is not None:
                     alerts.append(i)
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot read NAB series {csv_path}: {exc}") from exc
-    return {"times": times, "values": values, "z": zs, "alerts": alerts,
+    return {"times": times, "values": values, "z": zs, "alerts": alerts, "out_of_range": outside,
             "threshold": p.threshold, "exit_level": p.exit_level}
 
 
@@ -122,15 +127,17 @@ def plot_nab(out: Path, csv_path: Path = NAB_CSV, windows_path: Path = NAB_WINDO
     ax.plot(s["times"], s["values"], lw=0.6, color="tab:blue", label="machine temperature")
     ax.plot([s["times"][i] for i in s["alerts"]], [s["values"][i] for i in s["alerts"]], "v", color="tab:red",
             ms=8, label=f"alert of the anomaly job ({len(s['alerts'])})")
+    ax.plot([s["times"][i] for i in s["out_of_range"]], [s["values"][i] for i in s["out_of_range"]], ".",
+            color="tab:purple", ms=3, label=f"beyond the range seen so far ({len(s['out_of_range'])})")
     ax.set_ylabel("value (NAB series unit)")
     ax.set_title(f"NAB {Path(csv_path).name}: the anomaly job's z-score model (jobs/anomaly.py, default parameters)")
     ax.legend(loc="lower left", fontsize=8)
     zt = [t for t, z in zip(s["times"], s["z"]) if z is not None]
     zv = [min(z, 12.0) for z in s["z"] if z is not None]
-    az.plot(zt, zv, lw=0.6, color="tab:gray", label="|z| (clipped at 12)")
+    az.plot(zt, zv, lw=0.6, color="tab:gray", label="max(|z|, |time-of-day z|) (clipped at 12)")
     az.axhline(s["threshold"], color="tab:red", lw=0.8, ls="--", label=f"threshold {s['threshold']:g}")
     az.axhline(s["exit_level"], color="tab:green", lw=0.8, ls=":", label=f"exit level {s['exit_level']:g}")
-    az.set_ylabel("|z|")
+    az.set_ylabel("score")
     az.set_xlabel("time (UTC)")
     az.legend(loc="upper left", fontsize=8, ncol=3)
     fig.tight_layout()
