@@ -219,7 +219,8 @@ def worker_flink(args) -> dict:
     tag = uuid.uuid4().hex[:8]
     cfg = WindowJobSettings(kafka_bootstrap=args.bootstrap, parallelism=args.parallelism,
                             source_parallelism=args.parallelism, consumer_group=f"peers-{tag}",
-                            transactional_id_prefix=f"peers-{tag}", out_of_orderness_ms=WAIT_MS)
+                            transactional_id_prefix=f"peers-{tag}", out_of_orderness_ms=WAIT_MS,
+                            idleness_ms=0 if args.parallelism > 1 else WindowJobSettings.idleness_ms)
     cfg = replace(cfg, topics=replace(Topics(), readings=args.topic, aggregates=args.out_topic,
                                       late=f"{args.out_topic}-late", duplicates=f"{args.out_topic}-dup",
                                       window_dlq=f"{args.out_topic}-dlq"))
@@ -441,6 +442,40 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     return res
 
 
+def median(values: list[float]) -> float:
+    """The median (the mean of the two middle values for an even count)."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_share: float, rounds: int) -> dict:
+    """Medians per system over its rounds; prints the table and the ratios; returns
+    ``{system: {figure: median, "rounds": [round figures]}}``."""
+    summary = {}
+    for s, rs in runs.items():
+        summary[s] = {k: median([r[k] for r in rs]) for k in (
+            "readings_per_s", "first_read_s", "cpu_s_per_m", "readings_per_cpu_s", "busy_cpu_s_per_m",
+            "readings_per_busy_cpu_s")}
+        summary[s]["rounds"] = rs
+    print(f"\nworkload: {readings:,} readings x 2 values, {devices} devices, 4 partitions, "
+          f"{dup_share:.0%} copies; medians of {rounds} rounds (ABBA)")
+    print(f"{'system':10s} {'readings/s':>11s} {'startup s':>10s} {'CPU-s/M':>9s} {'readings/CPU-s':>15s} "
+          f"{'busy CPU-s/M':>13s} {'readings/busy CPU-s':>20s}")
+    for s, m in summary.items():
+        print(f"{s:10s} {m['readings_per_s']:>11,.0f} {m['first_read_s']:>10.1f} {m['cpu_s_per_m']:>9.1f} "
+              f"{m['readings_per_cpu_s']:>15,.0f} {m['busy_cpu_s_per_m']:>13.1f} {m['readings_per_busy_cpu_s']:>20,.0f}")
+    peers = [s for s in summary if not s.startswith("flink")]
+    if peers and "flink-p1" in summary:
+        best = max(peers, key=lambda s: summary[s]["readings_per_cpu_s"])
+        for key in ("readings_per_cpu_s", "readings_per_busy_cpu_s"):
+            print(f"flink-p1 / {best} {key}: {summary['flink-p1'][key] / summary[best][key]:.2f}")
+    if "flink-p1" in summary and "flink-p2" in summary:
+        for key in ("cpu_s_per_m", "busy_cpu_s_per_m"):
+            print(f"flink-p2 / flink-p1 {key}: {summary['flink-p2'][key] / summary['flink-p1'][key]:.2f}")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap")
@@ -459,9 +494,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-topic", default="")
     ap.add_argument("--parallelism", type=int, default=1)
     ap.add_argument("--result-file", type=Path)
+    ap.add_argument("--summarise", type=Path, help="print the table of an earlier run's JSON (--out) and exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.summarise:
+        data = json.loads(args.summarise.read_text())
+        w = data["workload"]
+        summarise({s: m["rounds"] for s, m in data["systems"].items()}, w["readings"], w["devices"],
+                  w["dup_share"], w["rounds"])
+        return 0
     if args.worker:
         res = WORKERS[args.worker](args)
         args.result_file.write_text(json.dumps(res))
@@ -518,29 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"startup {res['first_read_s']:.1f} s, {res['cpu_s']:.1f} CPU-s, "
                   f"({res['startup_cpu_s']:.1f} before the first read), "
                   f"{res['readings_per_busy_cpu_s']:,.0f} readings per CPU-s after it, windows match", flush=True)
-        summary = {}
-        for s, rs in runs.items():
-            def med(key, rs=rs):
-                vals = sorted(r[key] for r in rs)
-                return vals[len(vals) // 2]
-            summary[s] = {k: med(k) for k in ("readings_per_s", "first_read_s", "cpu_s_per_m", "readings_per_cpu_s",
-                                           "busy_cpu_s_per_m", "readings_per_busy_cpu_s")}
-            summary[s]["rounds"] = rs
-        print(f"\nworkload: {args.readings:,} readings x 2 values, {args.devices} devices, 4 partitions, "
-              f"{args.dup_share:.0%} copies; medians of {args.rounds} rounds (ABBA)")
-        print(f"{'system':10s} {'readings/s':>11s} {'startup s':>10s} {'CPU-s/M':>9s} {'readings/CPU-s':>15s} "
-              f"{'busy CPU-s/M':>13s} {'readings/busy CPU-s':>20s}")
-        for s, m in summary.items():
-            print(f"{s:10s} {m['readings_per_s']:>11,.0f} {m['first_read_s']:>10.1f} {m['cpu_s_per_m']:>9.1f} "
-                  f"{m['readings_per_cpu_s']:>15,.0f} {m['busy_cpu_s_per_m']:>13.1f} {m['readings_per_busy_cpu_s']:>20,.0f}")
-        peers = [s for s in summary if not s.startswith("flink")]
-        if peers and "flink-p1" in summary:
-            best = max(peers, key=lambda s: summary[s]["readings_per_cpu_s"])
-            for key in ("readings_per_cpu_s", "readings_per_busy_cpu_s"):
-                print(f"flink-p1 / {best} {key}: {summary['flink-p1'][key] / summary[best][key]:.2f}")
-        if "flink-p1" in summary and "flink-p2" in summary:
-            for key in ("cpu_s_per_m", "busy_cpu_s_per_m"):
-                print(f"flink-p2 / flink-p1 {key}: {summary['flink-p2'][key] / summary['flink-p1'][key]:.2f}")
+        summary = summarise(runs, args.readings, args.devices, args.dup_share, args.rounds)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"workload": {"readings": args.readings, "devices": args.devices,
                                                      "interval_ms": args.interval_ms, "dup_share": args.dup_share,
