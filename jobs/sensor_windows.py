@@ -225,10 +225,24 @@ DUPLICATE_COLUMNS = """
   copy_no BIGINT"""
 
 
+#: Extra column of the aggregates and late records of daily windows: the window's calendar day
+#: in the job's time zone (``YYYY-MM-DD``).
+LOCAL_DATE_COLUMN = """,
+  local_date STRING"""
+
+
 def late_columns(cfg: WindowJobSettings) -> str:
     """Columns of the sensor-late sink for ``cfg``: :data:`LATE_COLUMNS`, plus
-    :data:`LATE_WATERMARK_COLUMN` when ``cfg.late_watermark_column``."""
-    return LATE_COLUMNS + (LATE_WATERMARK_COLUMN if cfg.late_watermark_column else "")
+    :data:`LATE_WATERMARK_COLUMN` when ``cfg.late_watermark_column``, plus
+    :data:`LOCAL_DATE_COLUMN` for daily windows."""
+    return (LATE_COLUMNS + (LATE_WATERMARK_COLUMN if cfg.late_watermark_column else "")
+            + (LOCAL_DATE_COLUMN if cfg.window_kind == "daily" else ""))
+
+
+def aggregate_columns(cfg: WindowJobSettings) -> str:
+    """Columns of the sensor-aggregates sink for ``cfg``: :data:`AGGREGATE_COLUMNS`, plus
+    :data:`LOCAL_DATE_COLUMN` for daily windows."""
+    return AGGREGATE_COLUMNS + (LOCAL_DATE_COLUMN if cfg.window_kind == "daily" else "")
 
 
 # --------------------------------------------------------------------------- deduplication model
@@ -376,6 +390,61 @@ def is_late(ts_ms: int, watermark_ms: int | None, size_ms: int, allowed_lateness
     return cleanup_time(end, allowed_lateness_ms) <= watermark_ms
 
 
+def sliding_windows(ts_ms: int, size_ms: int, slide_ms: int) -> list[tuple[int, int]]:
+    """The sliding windows ``[start, end)`` holding event time ``ts_ms``, latest first.
+
+    Windows start every ``slide_ms`` from the epoch and last ``size_ms``, a multiple of the
+    slide, so a value is in exactly ``size_ms / slide_ms`` windows: starts
+    ``last - k * slide`` for ``k = 0 .. size/slide - 1``, ``last = ts - floor_mod(ts, slide)``
+    (Flink's ``SlidingEventTimeWindows.assignWindows``, offset 0).
+
+    Raises:
+        ValueError: a non-positive size or slide, or a size that is not a multiple of the slide.
+    """
+    if size_ms <= 0 or slide_ms <= 0 or size_ms % slide_ms:
+        raise ValueError(f"sliding window {size_ms} ms by {slide_ms} ms: need positive, size a multiple of slide")
+    last = ts_ms - ts_ms % slide_ms
+    return [(last - k * slide_ms, last - k * slide_ms + size_ms) for k in range(size_ms // slide_ms)]
+
+
+def daily_window(ts_ms: int, time_zone: str) -> tuple[int, int, str]:
+    """The local calendar day of ``time_zone`` holding event time ``ts_ms``.
+
+    Returns:
+        ``(start_ms, end_ms, local_date)``: epoch ms of the day's local midnight and of the next
+        one (23 h or 25 h apart across a DST change), and the date as ``YYYY-MM-DD``.
+
+    Raises:
+        ZoneInfoNotFoundError: ``time_zone`` is not an IANA name.
+    """
+    import datetime as dt  # noqa: PLC0415
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    zone = ZoneInfo(time_zone)
+    day = dt.datetime.fromtimestamp(ts_ms / 1000, zone).date()
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000), day.isoformat()
+
+
+def windows_of(ts_ms: int, cfg: WindowJobSettings) -> list[tuple[int, int, str | None]]:
+    """Every window of ``cfg``'s kind holding event time ``ts_ms``: ``(start_ms, end_ms,
+    local_date)``, ``local_date`` None except for daily windows. One window for tumbling and
+    daily, ``size / slide`` for sliding (latest first)."""
+    if cfg.window_kind == "sliding":
+        return [(a, b, None) for a, b in sliding_windows(ts_ms, cfg.window_size_ms, cfg.slide_ms)]
+    if cfg.window_kind == "daily":
+        return [daily_window(ts_ms, cfg.time_zone)]
+    return [(*window_bounds(ts_ms, cfg.window_size_ms), None)]
+
+
+def window_is_late(end_ms: int, watermark_ms: int | None, allowed_lateness_ms: int) -> bool:
+    """Whether the window ending at ``end_ms`` (exclusive, epoch ms) takes no more values at
+    ``watermark_ms``: ``cleanup_time(end, lateness) <= watermark`` (never before the first
+    watermark). The test of :func:`is_late`, for a window of any kind."""
+    return watermark_ms is not None and cleanup_time(end_ms, allowed_lateness_ms) <= watermark_ms
+
+
 # --------------------------------------------------------------------------- DDL
 def source_format_options(prefix: str = "") -> dict[str, str]:
     """Options of the ``json-dlq`` value format of the readings source (``prefix``: ``"value."``
@@ -454,7 +523,7 @@ def kafka_aggregates_sink_ddl(cfg: WindowJobSettings, name: str = "aggregates") 
     """
     opts = {"connector": "upsert-kafka", **_kafka_sink_options(cfg, cfg.topics.aggregates, "aggregates"),
             "key.format": "json", "value.format": "json", "value.fields-include": "ALL"}
-    return (f"CREATE TABLE {name} ({AGGREGATE_COLUMNS},\n"
+    return (f"CREATE TABLE {name} ({aggregate_columns(cfg)},\n"
             f"  PRIMARY KEY (device_id, sensor, window_start_ms) NOT ENFORCED\n) {with_clause(opts)}")
 
 
@@ -516,7 +585,105 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
     tc.set("table.exec.sink.upsert-materialize", "NONE")
     if cfg.dedup:
         tc.set("table.exec.state.ttl", f"{cfg.dedup_ttl_ms} ms")
-    tc.set("table.local-time-zone", "UTC")
+    # windows on the TIMESTAMP_LTZ rowtime align to this zone's local time: the epoch for
+    # tumbling and sliding windows, local midnights for daily ones
+    tc.set("table.local-time-zone", cfg.time_zone if cfg.window_kind == "daily" else "UTC")
+
+
+def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -> tuple[str, str, str]:
+    """The three queries that differ by window kind: ``(flagged, windowed, late)``.
+
+    ``flagged`` (view ``sensor_windows_flagged``): one row per (value, window) pair with
+    ``window_start_ms``, ``wm`` and ``is_late`` (+ ``window_end_ms``, ``local_date`` for daily
+    windows); ``windowed`` (view ``sensor_windows_windowed``): the aggregate of the on-time
+    pairs per window; ``late``: the late pairs as :func:`late_columns` rows. The tumbling
+    queries are the job's original text (same plan, same operator uids).
+    """
+    size, lateness, kind = cfg.window_size_ms, cfg.allowed_lateness_ms, cfg.window_kind
+    aggs = "COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`, AVG(`value`) AS `mean`"
+    wm_col = ", wm AS `watermark`" if cfg.late_watermark_column else ""
+    values = f"{readings_from} CROSS JOIN UNNEST(readings) AS r(sensor, val)"
+    if kind == "tumbling":
+        ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
+        flagged = f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   {ws} AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {values}
+            {first_copy}"""
+        windowed = f"""
+            SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
+                   COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`,
+                   AVG(`value`) AS `mean`
+            FROM sensor_windows_flagged
+            WHERE NOT is_late
+            GROUP BY device_id, sensor, window_start_ms, TUMBLE(rowtime, {sql_interval(size)})"""
+        late = f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+        return flagged, windowed, late
+    if kind == "sliding":
+        slide = cfg.slide_ms
+        last = f"ts - MOD(MOD(ts, {slide}) + {slide}, {slide})"
+        # the array reads ts, so the UNNEST is a correlate (a constant array would become a
+        # join, which loses the rowtime attribute)
+        starts = ", ".join(f"{last} - {k * slide}" for k in range(size // slide))
+        ws = "w.start_ms"
+        flagged = f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   {ws} AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {values} CROSS JOIN UNNEST(ARRAY[{starts}]) AS w(start_ms)
+            {first_copy}"""
+        # the pairs of window_start_ms w go to the group of key w; of the HOP windows of that
+        # group, only [w, w + size) holds all of them and is kept (module docstring)
+        windowed = f"""
+            SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
+                   `count`, `min`, `max`, `mean`
+            FROM (SELECT device_id, sensor, window_start_ms,
+                         HOP_START(rowtime, {sql_interval(slide)}, {sql_interval(size)}) AS hop_start, {aggs}
+                  FROM sensor_windows_flagged
+                  WHERE NOT is_late
+                  GROUP BY device_id, sensor, window_start_ms,
+                           HOP(rowtime, {sql_interval(slide)}, {sql_interval(size)}))
+            WHERE hop_start = CAST(TO_TIMESTAMP_LTZ(window_start_ms, 3) AS TIMESTAMP(3))"""
+        late = f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+        return flagged, windowed, late
+    # daily: local calendar days of table.local-time-zone (= cfg.time_zone, configure_windowing)
+    day = "CAST(CAST(rowtime AS TIMESTAMP(3)) AS DATE)"
+    start = f"UNIX_TIMESTAMP(CAST({day} AS STRING), 'yyyy-MM-dd') * 1000"
+    end = f"UNIX_TIMESTAMP(CAST({day} + INTERVAL '1' DAY AS STRING), 'yyyy-MM-dd') * 1000"
+    flagged = f"""
+        SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+               {start} AS window_start_ms, {end} AS window_end_ms,
+               CAST({day} AS STRING) AS local_date,
+               CURRENT_WATERMARK(rowtime) AS wm,
+               COALESCE(TO_TIMESTAMP_LTZ({end} + {lateness - 1}, 3)
+                        <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+        FROM {values}
+        {first_copy}"""
+    windowed = f"""
+        SELECT device_id, sensor, window_start_ms, window_end_ms, {aggs}, local_date
+        FROM sensor_windows_flagged
+        WHERE NOT is_late
+        GROUP BY device_id, sensor, window_start_ms, window_end_ms, local_date,
+                 TUMBLE(rowtime, INTERVAL '1' DAY)"""
+    late = f"""
+        SELECT device_id, seq, sensor, ts, `value`, window_start_ms, window_end_ms, ingest_ms{wm_col},
+               local_date
+        FROM sensor_windows_flagged
+        WHERE is_late"""
+    return flagged, windowed, late
 
 
 def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late_sink: str,
@@ -552,8 +719,6 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     """
     configure_windowing(t_env, cfg)
     raw_source = source
-    size, lateness = cfg.window_size_ms, cfg.allowed_lateness_ms
-    ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
     try:
         # Records the job can read; the others (dlq_reason set) go only to the DLQ sink.
         # Watermark heartbeats stop here: their event time has moved the watermark already.
@@ -575,15 +740,9 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         else:
             # without dedup the flag's Calc reads the source directly: every copy is counted
             readings_from, first_copy = source, ""
-        # One Calc computes the flag once per value; both branches only read it.
-        flagged = t_env.sql_query(f"""
-            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                   {ws} AS window_start_ms,
-                   CURRENT_WATERMARK(rowtime) AS wm,
-                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
-                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM {readings_from} CROSS JOIN UNNEST(readings) AS r(sensor, val)
-            {first_copy}""")
+        # One Calc computes the flag once per (value, window) pair; both branches only read it.
+        flagged_sql, windowed_sql, late_sql = _kind_queries(cfg, readings_from, first_copy)
+        flagged = t_env.sql_query(flagged_sql)
         t_env.create_temporary_view("sensor_windows_flagged", flagged)
         window_start = "window_start_ms"
         if cfg.slow_sink_file:
@@ -596,24 +755,14 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
             t_env.create_temporary_function(
                 "sensor_windows_throttle", throttle_udf(cfg.slow_sink_file, cfg.slow_sink_ms))
             window_start = "sensor_windows_throttle(window_start_ms)"
-        windowed = t_env.sql_query(f"""
-            SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
-                   COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`,
-                   AVG(`value`) AS `mean`
-            FROM sensor_windows_flagged
-            WHERE NOT is_late
-            GROUP BY device_id, sensor, window_start_ms, TUMBLE(rowtime, {sql_interval(size)})""")
+        windowed = t_env.sql_query(windowed_sql)
         t_env.create_temporary_view("sensor_windows_windowed", windowed)
+        local_date = ", local_date" if cfg.window_kind == "daily" else ""
         aggregates = t_env.sql_query(f"""
             SELECT device_id, sensor, {window_start} AS window_start_ms, window_end_ms,
-                   `count`, `min`, `max`, `mean`
+                   `count`, `min`, `max`, `mean`{local_date}
             FROM sensor_windows_windowed""")
-        wm_col = ", wm AS `watermark`" if cfg.late_watermark_column else ""
-        late = t_env.sql_query(f"""
-            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
-                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
-            FROM sensor_windows_flagged
-            WHERE is_late""")
+        late = t_env.sql_query(late_sql)
         stmts = t_env.create_statement_set()
         if duplicates_sink is not None and cfg.dedup:
             duplicates = t_env.sql_query("""
@@ -625,13 +774,13 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         stmts.add_insert(aggregates_sink, aggregates)
         if dlq_sink is not None:
             dead = t_env.sql_query(f"""
-                SELECT {sql_str(JOB_NAME)} AS source, dlq_reason AS reason, dlq_detail AS detail,
+                SELECT {sql_str(cfg.job_name)} AS source, dlq_reason AS reason, dlq_detail AS detail,
                        kafka_partition, kafka_offset, dlq_raw AS `raw`
                 FROM {raw_source}
                 WHERE dlq_reason IS NOT NULL""")
             stmts.add_insert(dlq_sink, dead)
     except Exception as exc:  # py4j wraps planner errors; keep the cause
-        raise JobError(f"cannot build {JOB_NAME}: {exc}") from exc
+        raise JobError(f"cannot build {cfg.job_name}: {exc}") from exc
     return stmts
 
 
@@ -644,7 +793,7 @@ def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
     Raises:
         JobError: connector jar missing, or the pipeline cannot be built.
     """
-    t_env = create_table_env(job_configuration(cfg, JOB_NAME, use_kafka=True, extra=extra))
+    t_env = create_table_env(job_configuration(cfg, cfg.job_name, use_kafka=True, extra=extra))
     t_env.execute_sql(kafka_source_ddl(cfg, "readings"))
     t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
     t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
