@@ -11,6 +11,7 @@ run $PY bench/bridge_bench.py --start-stack --count 20000
 run $PY bench/window_job_bench.py --sql-events 1000000 --python-events 60000
 run $PY bench/dlq_format_bench.py --events 1000000 --rounds 2
 run $PY bench/fuzz_contract.py --count 100000 --seed 1
+run $PY bench/bearing_calibrate.py --confirm --write
 for b in recovery_bench sink_guarantee_bench checkpoint_bench; do
   [[ -f bench/$b.py ]] && run $PY bench/$b.py
 done

@@ -242,6 +242,12 @@ class PartitionClock:
 
     Thread-safe (observations come from Kafka callbacks, :meth:`due` from a timer thread).
 
+    One writer's view: with several bridge processes writing the same partitions, each one
+    knows only its own records, so one that sees a partition quiet while another writes it may
+    raise it further than an idle timeout would (more values in ``sensor-late``, none
+    miscounted: exactness does not depend on the heartbeats' event time, only on the job having
+    no idle channel).
+
     Args:
         quiet_ms: a partition without a confirmed reading for this long (ms, wall clock of the
             caller's ``now_ms``) is quiet; > 0.

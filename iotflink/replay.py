@@ -117,19 +117,58 @@ def _read_nab(data_dir: Path) -> Iterator[Row]:
             yield _utc_ms(row["timestamp"]), DEVICE_NAB, {"temp": float(row["value"])}
 
 
-def _read_femto_vibration(data_dir: Path) -> Iterator[Row]:
-    with open(data_dir / "femto" / "Bearing1_1_vibration.csv", newline="", encoding="utf-8") as fh:
+#: FEMTO bearings shipped in data/femto (PRONOSTIA run-to-failure tests; data/ATTRIBUTION.md).
+FEMTO_BEARINGS = ("1_1", "1_4", "1_5", "1_6", "1_7", "2_1", "2_4", "2_5")
+
+
+def femto_vibration(bearing: str = "1_1", data_dir: Path = DATA_DIR, device_id: str = DEVICE_FEMTO) -> Iterator[Row]:
+    """FEMTO vibration snapshots of one bearing as the node publishes them, in file order.
+
+    One row per 10 s snapshot: ``(ts_ms, device_id, {"h_rms_g", "v_rms_g", "peak_abs_g"})``,
+    ts_ms = :data:`FEMTO_DAY0_MS` + the snapshot's start (seconds of the test day) in ms;
+    values in g (docs/CONTRACT.md). Raises OSError when the file is missing.
+    """
+    with open(data_dir / "femto" / f"Bearing{bearing}_vibration.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             ts = FEMTO_DAY0_MS + round(float(row["time_of_day_s"]) * 1000)
-            yield ts, DEVICE_FEMTO, {"h_rms_g": float(row["h_rms_g"]), "v_rms_g": float(row["v_rms_g"]),
-                                     "peak_abs_g": float(row["peak_abs_g"])}
+            yield ts, device_id, {"h_rms_g": float(row["h_rms_g"]), "v_rms_g": float(row["v_rms_g"]),
+                                  "peak_abs_g": float(row["peak_abs_g"])}
+
+
+def femto_temperature(bearing: str = "1_1", data_dir: Path = DATA_DIR, device_id: str = DEVICE_FEMTO) -> Iterator[Row]:
+    """FEMTO bearing temperature of one bearing, one row per second in file order:
+    ``(ts_ms, device_id, {"temp_c"})`` (degrees C). Raises OSError when the file is missing."""
+    with open(data_dir / "femto" / f"Bearing{bearing}_temperature.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            ts = FEMTO_DAY0_MS + round(float(row["time_of_day_s"]) * 1000)
+            yield ts, device_id, {"temp_c": float(row["temp_c"])}
+
+
+def femto_rows(bearing: str = "1_1", data_dir: Path = DATA_DIR, device_id: str | None = None) -> list[Row]:
+    """Every reading of one FEMTO bearing in the order the node publishes them: vibration and
+    temperature merged by event time, each file in its own order (so Bearing1_1's clock-fault
+    snapshots 2121-2122 come right after snapshot 2120, about 6 h behind it). Times are not
+    week-shifted (day 0 = :data:`FEMTO_DAY0_MS`). ``device_id`` defaults to
+    ``femto-b<bearing>`` (``femto-b1_1`` is the demo node of docs/CONTRACT.md).
+
+    Raises:
+        ConfigError: unknown bearing or a missing file.
+    """
+    if bearing not in FEMTO_BEARINGS:
+        raise ConfigError(f"unknown FEMTO bearing {bearing!r}; choose from {', '.join(FEMTO_BEARINGS)}")
+    dev = device_id or f"femto-b{bearing}"
+    try:
+        return list(_merge([femto_vibration(bearing, data_dir, dev), femto_temperature(bearing, data_dir, dev)]))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"data file of FEMTO bearing {bearing} missing: {exc.filename}") from exc
+
+
+def _read_femto_vibration(data_dir: Path) -> Iterator[Row]:
+    return femto_vibration("1_1", data_dir)
 
 
 def _read_femto_temperature(data_dir: Path) -> Iterator[Row]:
-    with open(data_dir / "femto" / "Bearing1_1_temperature.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            ts = FEMTO_DAY0_MS + round(float(row["time_of_day_s"]) * 1000)
-            yield ts, DEVICE_FEMTO, {"temp_c": float(row["temp_c"])}
+    return femto_temperature("1_1", data_dir)
 
 
 def _read_occupancy(data_dir: Path) -> Iterator[Row]:

@@ -38,7 +38,8 @@ Run one rule against Kafka (``main``; what ``rules deploy`` submits with ``flink
 
     python jobs/rules.py --rule bearing_failure
 
-Calibration figures quoted in the rule headers::
+Calibration figures quoted in the rule headers (the card amounts, and the bearing rules'
+leave-one-bearing-out table, which ``bench/bearing_calibrate.py`` prints and confirms on Flink)::
 
     python -m jobs.rules calibrate
 """
@@ -46,7 +47,6 @@ Calibration figures quoted in the rule headers::
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import hashlib
 import logging
@@ -287,6 +287,11 @@ class RuleFile:
         return JOB_PREFIX + self.rule_id
 
 
+#: A parameter's value in a rule's SQL: a number, or a quoted number (``INTERVAL '60'``),
+#: followed by ``/*param:name*/``; it must equal the header's ``-- param: name = ...`` value.
+_PARAM_MARK_RE = re.compile(r"('?)([-+]?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\1(\s*/\*\s*param:\s*([a-z_][a-z0-9_]*)\s*\*/)")
+
+
 def parse_rule_file(path: Path | str) -> RuleFile:
     """Read and check a rule file's header and statements (no Flink involved).
 
@@ -294,13 +299,20 @@ def parse_rule_file(path: Path | str) -> RuleFile:
         RuleSqlError: missing ``rule``/``detects``/``param`` header lines, a param without a
             ``Source:``, a rule id that differs from the file name, no statement set, a
             statement set that does not insert into ``alerts``, ``rules_late`` and
-            ``rules_dlq``, or late and dead-letter inserts that read different sources.
+            ``rules_dlq``, late and dead-letter inserts that read different sources, or a
+            value marked ``/*param:name*/`` in the SQL that differs from the header's value.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleSqlError(path, 0, 0, f"cannot read: {exc}") from exc
+    return parse_rule_text(text, path)
+
+
+def parse_rule_text(text: str, path: Path | str) -> RuleFile:
+    """:func:`parse_rule_file` of a rule's text (``path`` names it in errors and gives the id)."""
+    path = Path(path)
     header: list[tuple[int, str]] = []
     for no, raw in enumerate(text.splitlines(), 1):
         if raw.startswith("--"):
@@ -351,7 +363,51 @@ def parse_rule_file(path: Path | str) -> RuleFile:
         raise RuleSqlError(path, sets[0].line, 1,
                            f"late rows come from {sorted(late_src)} but dead letters from {sorted(dlq_src)}: "
                            "a rule must write the late_X and dlq_X views of each source X it reads")
+    for m in _PARAM_MARK_RE.finditer(text):
+        name, line = m.group(4), text.count("\n", 0, m.start()) + 1
+        if name not in params:
+            raise RuleSqlError(path, line, 1, f"/*param:{name}*/ marks a value but the header has no param {name}")
+        if float(m.group(2)) != params[name]:
+            raise RuleSqlError(path, line, 1, f"{name} is {m.group(2)} here but {params[name]:g} in the header")
     return RuleFile(path, rule_id, detects, params, statements)
+
+
+def with_params(rule: RuleFile, values: Mapping[str, float]) -> RuleFile:
+    """The rule file of ``rule`` (as on disk) with other parameter values (calibration and
+    tests run variants of a rule).
+
+    Every SQL literal marked ``/*param:name*/`` and the header's ``-- param: name = ...`` value
+    are replaced; an integer literal must get an integral value. Nothing is written to disk.
+
+    Raises:
+        RuleSqlError: a name that is not a marked parameter of the rule, or a fractional value
+            for an integer literal.
+    """
+    text = rule.path.read_text(encoding="utf-8")
+    marked = {m.group(4) for m in _PARAM_MARK_RE.finditer(text)}
+    unknown = set(values) - marked
+    if unknown:
+        raise RuleSqlError(rule.path, 1, 1, f"no /*param:NAME*/ value in the SQL for {sorted(unknown)}")
+
+    def literal(old: str, value: float) -> str:
+        if re.fullmatch(r"[-+]?[0-9]+", old):
+            if float(value) != int(value):
+                raise RuleSqlError(rule.path, 1, 1, f"an integer parameter cannot take {value}")
+            return str(int(value))
+        return repr(float(value))
+
+    def mark(m: re.Match) -> str:
+        name = m.group(4)
+        if name not in values:
+            return m.group(0)
+        q = m.group(1)
+        return f"{q}{literal(m.group(2), values[name])}{q}{m.group(3)}"
+
+    text = _PARAM_MARK_RE.sub(mark, text)
+    for name, value in values.items():
+        text = re.sub(rf"^(--\s*param:\s*{name}\s*=\s*)([-+0-9.eE]+)",
+                      lambda m: m.group(1) + literal(m.group(2), value), text, count=1, flags=re.M)
+    return parse_rule_text(text, rule.path)
 
 
 def discover_rules(rules_dir: Path | str) -> list[RuleFile]:
@@ -670,66 +726,23 @@ def run_bounded(t_env, cfg: RulesSettings, rule: RuleFile, workdir: Path,
 
 
 # ---------------------------------------------------------------------------- calibration
-FEMTO_DIR = PROJECT_ROOT / "data" / "femto"
 TABFORMER_CSV = PROJECT_ROOT / "data" / "tabformer" / "User0_credit_card_transactions.csv"
 
 
-def calibrate(k_values: Sequence[float] = (2.5, 3.0, 4.0),
-              rises_c: Sequence[float] = (0.3, 0.5, 1.0), baseline_snapshots: int = 560) -> dict[str, Any]:
-    """Figures behind the thresholds of the rule headers.
-
-    Bearing: on FEMTO Bearing1_1 (snapshots in time order; the clock-fault snapshots 2121-2122,
-    about 6 h early, dropped as a late event would be), the baseline (mean h_rms_g of the
-    first ``baseline_snapshots``), and for each spike multiple k and rise X (degrees C): the
-    spikes, how many are followed by a rise of X within 60 s (from the first temperature
-    reading after the spike), and the same share for snapshots that are not spikes.
-    Cards: percentiles of TabFormer user 0's purchase amounts (USD).
-    """
-    vib = [(round(float(r["time_of_day_s"]) * 1000), float(r["h_rms_g"]))
-           for r in csv.DictReader(open(FEMTO_DIR / "Bearing1_1_vibration.csv", encoding="utf-8"))]
-    kept, latest = [], -1
-    for t, h in vib:  # drop snapshots behind an earlier one (snapshot 2121's clock fault)
-        if t > latest:
-            kept.append((t, h))
-            latest = t
-    vib = kept
-    temps = [(int(r["time_of_day_s"]) * 1000, float(r["temp_c"]))
-             for r in csv.DictReader(open(FEMTO_DIR / "Bearing1_1_temperature.csv", encoding="utf-8"))]
-    t_times = [t for t, _ in temps]
-    base = sum(h for _, h in vib[:baseline_snapshots]) / baseline_snapshots
-
-    def rises(ts: int, x: float) -> bool:
-        i = bisect.bisect_right(t_times, ts)
-        if i >= len(temps) or temps[i][0] - ts >= 60_000:
-            return False
-        start = temps[i][1]
-        return any(c >= start + x for t, c in temps[i + 1:i + 70] if t - ts < 60_000)
-
-    rows = []
-    later = vib[baseline_snapshots:]
-    for k in k_values:
-        spikes = [t for t, h in later if h > k * base]
-        quiet = [t for t, h in later if h <= k * base]
-        for x in rises_c:
-            hit = sum(rises(t, x) for t in spikes)
-            quiet_hit = sum(rises(t, x) for t in quiet)
-            rows.append({"k": k, "rise_c": x, "spikes": len(spikes), "alerts": hit,
-                         "alert_share": round(hit / len(spikes), 3) if spikes else 0.0,
-                         "quiet_share": round(quiet_hit / len(quiet), 3) if quiet else 0.0,
-                         "first_spike_s": spikes[0] / 1000 if spikes else None})
+def calibrate_cards() -> dict[str, Any]:
+    """Figures behind the card rules' thresholds: percentiles of TabFormer user 0's purchase
+    amounts (USD) and the share below 500 USD. (The bearing rules are calibrated by
+    ``bench/bearing_calibrate.py``, on :mod:`iotflink.bearing`.)"""
     amounts = sorted(float(r["Amount"].lstrip("$")) for r in csv.DictReader(open(TABFORMER_CSV, encoding="utf-8"))
                      if float(r["Amount"].lstrip("$")) > 0)
     pct = {p: amounts[min(len(amounts) - 1, int(p / 100 * len(amounts)))] for p in (50, 90, 99, 99.5, 99.9)}
     share_500 = sum(a < 500 for a in amounts) / len(amounts)
-    return {"bearing": {"snapshots": len(vib), "baseline_g": round(base, 5),
-                        "last_snapshot_s": vib[-1][0] / 1000, "grid": rows},
-            "cards": {"purchases": len(amounts), "amount_percentiles_usd": pct,
-                      "share_below_500_usd": round(share_500, 4)}}
+    return {"purchases": len(amounts), "amount_percentiles_usd": pct, "share_below_500_usd": round(share_500, 4)}
 
 
 # ---------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one rule against Kafka (``--rule ID``), or print the calibration (``calibrate``)."""
+    """Run one rule against Kafka (``--rule ID``), or print the calibration figures (``calibrate``)."""
     import json  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="jobs/rules.py", description=__doc__.splitlines()[0])
@@ -739,7 +752,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "calibrate":
-        print(json.dumps(calibrate(), indent=2))
+        from iotflink import bearing  # noqa: PLC0415
+
+        print(json.dumps({"cards": calibrate_cards()}, indent=2))
+        runs = bearing.load_runs(RulesSettings.from_env().out_of_orderness_ms)
+        print(bearing.table(bearing.calibrate(runs), runs))
         return 0
     cfg = RulesSettings.from_env()
     if not args.rule:

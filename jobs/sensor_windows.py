@@ -3,8 +3,8 @@
 Pipeline (every operator is a JVM operator; no Python on the hot path)::
 
     sensor-readings (JSON, key device_id)
-      -> event time = payload ts (epoch ms); watermark per partition = max ts - out_of_orderness
-         (idle timeout idleness_ms, or none: 0, required at parallelism > 1)
+      -> event time = payload ts (epoch ms); watermark per partition = ts - out_of_orderness,
+         never decreasing; idle timeout idleness_ms (0 = none, required at parallelism > 1)
       -> watermark heartbeats (device_id __heartbeat__, no value) dropped: their event time
          has moved the watermark already
       -> dedup: copy_no := COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY PROCTIME())

@@ -68,7 +68,7 @@ record the restarted path forwards is the first new output). The time the job re
 RUNNING (REST ``timestamps``) is printed too.
 
 Alerts (rule ``card_failed_burst``: 3 failed transactions of one card within 5 min). The
-bearing rule is not used: it needs ~93 min of FEMTO data before its baseline exists.
+bearing rules are not used: they need 60 to 90 min of FEMTO data (run-in and baseline window) before they arm.
 
 - **The input is exact.** The transaction producer is idempotent (``enable_idempotence``,
   acks=all, unlimited retries within a 5-min delivery timeout), so a broker restart neither

@@ -104,13 +104,14 @@ def _by_key(alerts):
 
 # ----------------------------------------------------------------------------- bearing
 class _Device:
-    """Builds the readings of one device: a 560-snapshot baseline of 0.5 g, then a scenario."""
+    """Builds the readings of one device: 0.5 g every 10 s for the rule's run-in and baseline
+    window (30 + 60 min), then a scenario."""
 
     def __init__(self, device_id: str, start_ms: int) -> None:
         self.id, self.seq, self.rows = device_id, 0, []
-        for i in range(560):  # baseline: mean 0.5 g -> spike threshold 3.0 x 0.5 = 1.5 g
-            self.vib(start_ms + i * 1000, 0.5)
-        self.t = start_ms + 600_000  # scenario time zero
+        for i in range(540):  # baseline: median 0.5 g -> spike threshold 1.5 x 0.5 = 0.75 g
+            self.vib(start_ms + i * 10_000, 0.5)
+        self.t = start_ms + 6_000_000  # scenario time zero, after the baseline window's end (5,400 s)
 
     def _add(self, ts: int, readings: dict) -> dict:
         row = {"device_id": self.id, "seq": self.seq, "ts": ts, "readings": readings, "ingest_ms": ts}
@@ -136,7 +137,7 @@ def _bearing_case():
 
     d = device("match", 0)  # spike, T0 at +1 s (70.0), rise to 70.4 at +30 s
     t = d.t
-    d.vib(t, 2.0), d.temp(t + 1000, 70.0), d.vib(t + 10_000, 0.5), d.temp(t + 20_000, 70.1), d.temp(t + 30_000, 70.4)
+    d.vib(t, 2.0), d.temp(t + 1000, 70.0), d.vib(t + 10_000, 0.5), d.temp(t + 20_000, 70.05), d.temp(t + 30_000, 70.4)
     d.temp(t + 120_000, 70.4)
     expected[d.id] = (t, t + 1000, t + 30_000)
     rows += d.rows
@@ -155,7 +156,7 @@ def _bearing_case():
 
     d = device("rise_at_61s", 3)
     t = d.t
-    d.vib(t, 2.0), d.temp(t + 1000, 70.0), d.temp(t + 30_000, 70.1), d.temp(t + 61_000, 70.5)
+    d.vib(t, 2.0), d.temp(t + 1000, 70.0), d.temp(t + 30_000, 70.05), d.temp(t + 61_000, 70.5)
     d.temp(t + 120_000, 70.5)
     expected[d.id] = None
     rows += d.rows
@@ -167,15 +168,15 @@ def _bearing_case():
     expected[d.id] = None
     rows += d.rows
 
-    d = device("small_spike", 5)  # 1.4 g < 3 x 0.5 g
+    d = device("small_spike", 5)  # 0.7 g < 1.5 x 0.5 g
     t = d.t
-    d.vib(t, 1.4), d.temp(t + 1000, 70.0), d.temp(t + 30_000, 71.0), d.temp(t + 120_000, 71.0)
+    d.vib(t, 0.7), d.temp(t + 1000, 70.0), d.temp(t + 30_000, 71.0), d.temp(t + 120_000, 71.0)
     expected[d.id] = None
     rows += d.rows
 
-    d = device("small_rise", 6)  # rise 0.2 C < 0.3 C
+    d = device("small_rise", 6)  # rise 0.05 C < 0.1 C
     t = d.t
-    d.vib(t, 2.0), d.temp(t + 1000, 70.0), d.temp(t + 30_000, 70.2), d.temp(t + 120_000, 70.2)
+    d.vib(t, 2.0), d.temp(t + 1000, 70.0), d.temp(t + 30_000, 70.05), d.temp(t + 120_000, 70.05)
     expected[d.id] = None
     rows += d.rows
 
@@ -393,8 +394,8 @@ def test_card_velocity_crafted(results):
 # ----------------------------------------------------------------------------- files
 def test_rule_files_have_headers_and_no_hosts():
     rules = discover_rules(RULES_DIR)
-    assert {r.rule_id for r in rules} == {"bearing_failure", "card_failed_burst", "card_address_change",
-                                          "card_velocity"}
+    assert {r.rule_id for r in rules} == {"bearing_failure", "bearing_vibration_rise", "card_failed_burst",
+                                          "card_address_change", "card_velocity"}
     for path in [*RULES_DIR.glob("*.sql"), PROJECT_ROOT / "sql" / "ddl.sql"]:
         text = path.read_text()
         for word in ("127.0.0.1", "localhost", "9092", "sensor-readings", "bootstrap.servers'"):

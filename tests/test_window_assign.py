@@ -268,3 +268,15 @@ def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
         quiet_parts = [p for p in parts if p not in readings or now - readings[p][1] >= quiet]
         assert all(tail[p] >= model for p in quiet_parts)
         assert all(written[p] >= model for p in parts if p in readings and now - readings[p][1] < quiet)
+
+
+def test_demo_window_job_env_is_accepted_at_every_parallelism():
+    from iotflink.demo import DEFAULT_PARALLELISM, window_job_env  # noqa: PLC0415
+
+    assert DEFAULT_PARALLELISM == 2
+    assert window_job_env(1) == {"IOTFLINK_JOB_PARALLELISM": "1"}  # keeps the idle timeout
+    for p in (1, 2, 4):
+        cfg = WindowJobSettings.from_env(window_job_env(p))
+        assert cfg.parallelism == p and (cfg.idleness_ms == 0) == (p > 1)
+    with pytest.raises(ValueError):
+        window_job_env(0)

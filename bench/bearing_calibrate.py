@@ -1,0 +1,143 @@
+"""Leave-one-bearing-out calibration of the two bearing rules on eight FEMTO runs.
+
+Usage::
+
+    .venv/bin/python bench/bearing_calibrate.py [--confirm] [--write]
+
+1. The eight FEMTO PRONOSTIA run-to-failure bearings of ``data/femto`` (1_1, 1_4..1_7 at
+   1800 rpm / 4000 N; 2_1, 2_4, 2_5 at 1650 rpm / 4200 N) as the node publishes them
+   (:func:`iotflink.replay.femto_rows`), late rows removed as the rule jobs do.
+2. For each rule (``bearing_failure``: spike then temperature rise; ``bearing_vibration_rise``:
+   sustained RMS rise) every parameter set of :func:`iotflink.bearing.grid` is scored on every
+   bearing by the plain-Python definition (:mod:`iotflink.bearing`): the first alert before
+   the end of the run (the failure), in min, and the alerts in the first half of the run.
+3. For each bearing, the parameters are chosen on the seven others
+   (:func:`iotflink.bearing.choose`: no first-half alert on any of them, also with the threshold
+   lowered by 10 %, then the largest median warning) and judged on it. Printed: one table row
+   per held-out bearing, the median warning over the eight and the first-half alerts.
+4. The parameters chosen on all eight bearings: what the rule files ship (the script says so
+   when a rule header holds other values).
+5. ``--confirm``: each rule with each fold's parameters (:func:`jobs.rules.with_params`) runs as
+   Flink SQL on a MiniCluster over its held-out bearing, all in one job (parallelism 1), and
+   the alerts must be exactly those of the Python definition; prints the job's wall time.
+   ``--write`` stores the figures in ``bench/results/bearing.json``.
+6. ``--feature v_rms_g|peak_abs_g``: the sustained-rise definition on another vibration feature
+   of the snapshots, in plain Python only (no SQL rule ships for it): a study of whether
+   another feature warns earlier. Prints its table; not with --confirm or --write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from iotflink import bearing as br
+from iotflink.settings import PROJECT_ROOT, RulesSettings
+
+RESULT = Path(__file__).resolve().parent / "results" / "bearing.json"
+RULES_DIR = PROJECT_ROOT / "sql" / "rules"
+
+
+def shipped_params(rule: str):
+    """The parameters in the rule file's header, as the reference's parameter object."""
+    from jobs.rules import parse_rule_file  # noqa: PLC0415
+
+    p = parse_rule_file(RULES_DIR / f"{rule}.sql").params
+    if rule == "bearing_failure":
+        return br.SpikeRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), p["spike_k"], p["rise_c"])
+    return br.VibrationRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), int(p["sustain_s"]), p["rise_k"])
+
+
+def confirm(result: dict, runs: list[br.BearingRun], cfg: RulesSettings) -> dict:
+    """Run every fold's rule variant on its held-out bearing on a MiniCluster (one job) and
+    compare with the Python alerts. Returns ``{"runs", "rows", "seconds", "mismatches": [...]}``."""
+    import tempfile  # noqa: PLC0415
+
+    from jobs.rules import BoundedRun, local_env, parse_rule_file, run_bounded_many, with_params  # noqa: PLC0415
+
+    by_name = {r.name: r for r in runs}
+    jobs, cases = [], []
+    with tempfile.TemporaryDirectory(prefix="bearing-confirm-") as tmp:
+        for rule, res in result.items():
+            base = parse_rule_file(RULES_DIR / f"{rule}.sql")
+            for f in res["folds"]:
+                if f.params is None:
+                    continue
+                variant = with_params(base, {k: v for k, v in asdict(f.params).items()})
+                run = by_name[f.held_out]
+                jobs.append(BoundedRun(variant, Path(tmp) / f"{rule}-{run.name}", readings=run.rows,
+                                       database=f"{rule}_{run.name}"))
+                cases.append((rule, run, f.params))
+        t0 = time.monotonic()
+        run_bounded_many(local_env(), cfg, jobs)
+        seconds = time.monotonic() - t0
+    mismatches = []
+    for job, (rule, run, p) in zip(jobs, cases):
+        got = sorted(a["detection_ms"] for a in job.alerts)
+        want = sorted(br.detections(rule, run, p))
+        if got != want:
+            mismatches.append({"rule": rule, "bearing": run.name, "sql": len(got), "python": len(want)})
+    return {"runs": len(jobs), "rows": sum(len(j.readings) for j in jobs), "seconds": round(seconds, 1),
+            "mismatches": mismatches}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table; exit 1 when --confirm finds a difference between SQL and Python."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--confirm", action="store_true", help="run the SQL rules on a MiniCluster too")
+    ap.add_argument("--write", action="store_true", help=f"store the figures in {RESULT.relative_to(PROJECT_ROOT)}")
+    ap.add_argument("--feature", choices=["h_rms_g", "v_rms_g", "peak_abs_g"], default="h_rms_g",
+                    help="study: the sustained-rise definition on another feature (Python only)")
+    args = ap.parse_args(argv)
+    cfg = RulesSettings.from_env()
+    if args.feature != "h_rms_g":
+        if args.confirm or args.write:
+            ap.error("--feature studies run in Python only: no --confirm or --write")
+        runs = br.load_runs(cfg.out_of_orderness_ms, feature=args.feature)
+        print(f"sustained rise of {args.feature} (the bearing_vibration_rise definition; no SQL rule ships for it)")
+        print(br.table(br.calibrate(runs, ["bearing_vibration_rise"]), runs))
+        return 0
+    t0 = time.monotonic()
+    runs = br.load_runs(cfg.out_of_orderness_ms)
+    result = br.calibrate(runs)
+    search_s = time.monotonic() - t0
+    print(br.table(result, runs))
+    print()
+    status = 0
+    out = {"search_seconds": round(search_s, 1), "rules": {}}
+    for rule, res in result.items():
+        chosen = res["chosen"]
+        shipped = shipped_params(rule)
+        scores = res["chosen_scores"]
+        print(f"{rule}: chosen on all eight bearings: {br.params_text(chosen)}; in the rule file: "
+              f"{br.params_text(shipped)}{'' if shipped == chosen else '  (DIFFERENT)'}")
+        print("  on the eight (in-sample): " + ", ".join(
+            f"{b} {'none' if s.warning_min is None else f'{s.warning_min:.1f}'}" for b, s in scores.items()) + " min")
+        out["rules"][rule] = {
+            "median_warning_min": round(res["median_warning_min"], 1),
+            "bearings_10_min": res["bearings_10_min"], "first_half_alerts": res["first_half_alerts"],
+            "folds": [{"held_out": f.held_out, "params": asdict(f.params) if f.params else None,
+                       **({k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(f.score).items()}
+                          if f.score else {})} for f in res["folds"]],
+            "chosen_on_all": asdict(chosen) if chosen else None, "shipped": asdict(shipped)}
+    print(f"search: {sum(len(br.grid(r)) for r in br.RULES)} parameter sets x {len(runs)} bearings "
+          f"in {search_s:.1f} s (plain Python)")
+    if args.confirm:
+        conf = confirm(result, runs, cfg)
+        out["confirm"] = conf
+        print(f"confirm: {conf['runs']} rule runs ({conf['rows']} readings) on a MiniCluster in {conf['seconds']} s; "
+              + ("SQL alerts = Python alerts on every run" if not conf["mismatches"]
+                 else f"DIFFERENCES: {conf['mismatches']}"))
+        status = 1 if conf["mismatches"] else 0
+    if args.write:
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The bearing rules' plain-Python definition (iotflink.bearing), its calibration, and the
+rule files' parameter markers (jobs.rules.with_params). No Flink: tests/test_rules_femto.py
+checks the SQL rules against these functions on a MiniCluster."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from iotflink import bearing as br
+from iotflink.errors import ConfigError
+from iotflink.replay import femto_rows
+from iotflink.settings import PROJECT_ROOT
+from jobs.rules import RuleSqlError, parse_rule_file, parse_rule_text, with_params
+
+RULES = PROJECT_ROOT / "sql" / "rules"
+T0 = 1_330_560_000_000
+
+
+def make_run(vib: list[tuple[float, float]], temps: list[tuple[float, float]], name: str = "x") -> br.BearingRun:
+    """A run from (seconds, h_rms_g) snapshots and (seconds, temp_c) readings, merged by time."""
+    items = [(t, {"h_rms_g": h}) for t, h in vib] + [(t, {"temp_c": c}) for t, c in temps]
+    items.sort(key=lambda x: x[0])
+    rows = [{"device_id": "d", "seq": i, "ts": T0 + round(t * 1000), "readings": v, "ingest_ms": 0}
+            for i, (t, v) in enumerate(items)]
+    return br.run_from_rows(name, rows, bound_ms=2000)
+
+
+def test_baseline_is_the_median_of_the_window_after_the_run_in():
+    # run-in (0-60 s) at 5 g, then 1, 2, 3 g in the window [60, 90), then 9 g
+    vib = [(0, 5.0), (30, 5.0), (60, 1.0), (70, 3.0), (80, 2.0), (90, 9.0)]
+    run = make_run(vib, [(1, 20.0)])
+    assert br.baseline(run, 60, 30) == (2.0, T0 + 90_000)
+    assert br.baseline(run, 200, 30)[0] is None
+
+
+def test_spike_then_rise_within_60_s():
+    vib = [(t, 1.0) for t in range(0, 100, 10)] + [(100, 5.0), (110, 1.0), (200, 5.0), (300, 5.0)]
+    temps = [(t + 0.5, 50.0) for t in range(0, 400)]
+    temps = [(t, c + (0.5 if 130 <= t < 150 else 0) + (0.5 if t >= 259.5 else 0)) for t, c in temps]
+    run = make_run(vib, temps)
+    p = br.SpikeRiseParams(0, 50, 2.0, 0.3)
+    # spike at 100 s: T0 at 100.5, rise at 130.5 (30.5 s after: alert); spike at 200 s: rise
+    # at 259.5 is 59.5 s after (alert); spike at 300 s: no rise (the temperature stays)
+    assert br.spike_rise_alerts(run, p) == [(T0 + 100_000, T0 + 100_500, T0 + 130_500),
+                                            (T0 + 200_000, T0 + 200_500, T0 + 259_500)]
+    # a rise at 60 s or later does not match
+    late = [(t, c + (0.5 if t >= 260.5 else 0)) for t, c in [(t + 0.5, 50.0) for t in range(0, 400)]]
+    assert br.spike_rise_alerts(make_run(vib, late), p) == []
+    # nothing before the baseline window has ended
+    assert br.spike_rise_alerts(run, br.SpikeRiseParams(0, 150, 2.0, 0.3)) == [
+        (T0 + 200_000, T0 + 200_500, T0 + 259_500)]
+
+
+def test_sustained_rise_gives_one_alert_per_episode():
+    levels = [1.0] * 10 + [3.0] * 5 + [1.0] * 5 + [3.0, 1.0, 3.0] + [3.0] * 6
+    run = make_run([(10 * i, h) for i, h in enumerate(levels)], [(0, 20.0)])
+    p = br.VibrationRiseParams(0, 100, 20, 2.0)  # median of the last 3 snapshots (20 s)
+    got = br.vibration_rise_alerts(run, p)
+    # episode 1 starts when two of three are high (snapshot 11), episode 2 at snapshot 22
+    assert got == [T0 + 110_000, T0 + 220_000]
+    s = br.score(run, got)
+    assert s.first_half_alerts == 1 and s.alerts == 2
+    assert s.warning_min == pytest.approx((run.end_ms - got[0]) / 60_000)
+
+
+def test_rolling_median_equals_the_median_of_the_window():
+    rng = random.Random(3)
+    t, vib = 0.0, []
+    for _ in range(300):
+        t += rng.choice([9.999, 10.0, 10.001, 25.0])
+        vib.append((t, round(rng.uniform(0.2, 2.0), 4)))
+    run = make_run(vib, [(0, 20.0)])
+    got = br.rolling_median(run, 60)
+    for i, (ts, _s, _h) in enumerate(run.vib):
+        window = [h for t2, _s2, h in run.vib if ts - 60_000 <= t2 <= ts]
+        assert got[i] == statistics.median(window)
+
+
+def test_choose_excludes_false_alarms_and_the_margin():
+    ok = br.Score(30.0, 0, 0.0, 1, 0)
+    early = br.Score(300.0, 1, 0.5, 2, 1)
+    better = br.Score(100.0, 0, 0.0, 1, 0)
+    guard = br.Score(200.0, 0, 0.0, 1, 2)  # no false alarm, but one 10 % below its threshold
+    a, b, c = (br.VibrationRiseParams(1800, 1800, 60, k) for k in (1.2, 1.3, 2.0))
+    scored = {a: {"x": early, "y": better}, b: {"x": guard, "y": guard}, c: {"x": ok, "y": ok}}
+    assert br.choose(scored, ["x", "y"]) == c
+    assert br.choose(scored, ["y"]) == a  # the larger median warning wins; b fails the margin
+    tie = {a: {"y": ok}, c: {"y": ok}}
+    assert br.choose(tie, ["y"]) == c  # a tie goes to the higher threshold
+    assert br.choose({a: {"x": early}}, ["x"]) is None
+
+
+def test_leave_one_bearing_out_judges_each_bearing_on_parameters_chosen_without_it():
+    ok, alarm = br.Score(30.0, 0, 0.0, 1, 0), br.Score(300.0, 2, 1.0, 3, 2)
+    good = br.Score(100.0, 0, 0.0, 1, 0)
+    low, high = br.VibrationRiseParams(1800, 1800, 60, 1.2), br.VibrationRiseParams(1800, 1800, 60, 2.0)
+    runs = [make_run([(0, 1.0)], [(0, 20.0)], name) for name in ("x", "y", "z")]
+    # the low threshold warns earlier on x and y but raises false alarms on z
+    scored = {low: {"x": good, "y": good, "z": alarm}, high: {"x": ok, "y": ok, "z": ok}}
+    folds = br.leave_one_bearing_out("bearing_vibration_rise", runs, scored)
+    assert [(f.held_out, f.params, f.score) for f in folds] == [
+        ("x", high, ok), ("y", high, ok), ("z", low, alarm)]
+
+
+def test_femto_rows_keep_the_clock_fault_and_reject_unknown_bearings():
+    rows = femto_rows("1_1")
+    assert len(rows) == 2803 + 28418
+    run = br.run_from_rows("1_1", br.readings_rows("1_1"), 2000)
+    assert len(run.late_seqs) == 2 and len(run.vib) == 2801
+    assert run.device_id == "femto-b1_1"
+    with pytest.raises(ConfigError):
+        femto_rows("3_1")
+
+
+def test_marked_parameters_must_equal_the_header():
+    rule = parse_rule_file(RULES / "bearing_vibration_rise.sql")
+    text = rule.path.read_text(encoding="utf-8")
+    bad = text.replace("1.3 /*param:rise_k*/", "1.4 /*param:rise_k*/", 1)
+    with pytest.raises(RuleSqlError, match="rise_k is 1.4 here but 1.3 in the header"):
+        parse_rule_text(bad, rule.path)
+    with pytest.raises(RuleSqlError, match="no /\\*param:NAME\\*/ value"):
+        with_params(rule, {"nonexistent": 1})
+    with pytest.raises(RuleSqlError, match="integer"):
+        with_params(rule, {"sustain_s": 30.5})
+    variant = with_params(rule, {"sustain_s": 300, "rise_k": 1.75})
+    assert variant.params["sustain_s"] == 300 and variant.params["rise_k"] == 1.75
+    body = "\n".join(s.text for s in variant.statements)
+    assert "INTERVAL '300' /*param:sustain_s*/" in body and "1.75 /*param:rise_k*/" in body
+    assert "1.3 /*param:rise_k*/" not in body
+
+
+@pytest.mark.parametrize("name", ["bearing_failure", "bearing_vibration_rise"])
+def test_every_bearing_parameter_is_marked_in_the_sql(name):
+    rule = parse_rule_file(RULES / f"{name}.sql")
+    same = with_params(rule, rule.params)  # raises when a header param has no marked value
+    assert same.params == rule.params
