@@ -6,6 +6,7 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli topics                      # create the project's Kafka topics
     python -m iotflink.cli job submit sensor_windows   # `flink run -py` to the cluster
     python -m iotflink.cli job submit sensor_windows --from-savepoint PATH [--allow-non-restored]
+    IOTFLINK_WINDOW_INSTANCE=vitals IOTFLINK_WINDOW_KIND=sliding python -m iotflink.cli job submit sensor_windows
     python -m iotflink.cli job list | job cancel JOB
     python -m iotflink.cli backpressure [JOB] [--json] [--group GROUP]
     python -m iotflink.cli savepoint JOB [--dir DIR] [--format canonical|native]
@@ -36,6 +37,11 @@ that matches exactly one RUNNING job.
   checkpoint); ``--allow-non-restored`` (``-n``) lets state without a matching operator be
   skipped. Other arguments go to the job; put them after ``--`` if they could be mistaken
   for these options.
+- ``job submit sensor_windows``: several window jobs run side by side when each has its own
+  ``IOTFLINK_WINDOW_INSTANCE`` (pipeline name ``sensor_windows-<instance>``; consumer group,
+  transactional ids and output topics suffixed ``-<instance>``, created at submission) and its
+  own window settings (``IOTFLINK_WINDOW_KIND`` etc., :class:`iotflink.settings.WindowJobSettings`),
+  read from the submitting environment.
 
 Every command reads :class:`iotflink.settings.StackSettings` from the environment.
 Exit status: 0 success, 1 a project error (message on stderr), 2 bad usage.

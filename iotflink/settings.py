@@ -104,8 +104,11 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_SLOW_SINK_MS": "20",
     # sensor-late records also carry `watermark` (the watermark that judged them late): true | false
     "IOTFLINK_LATE_WATERMARK_COLUMN": "false",
-    # window kind of the window job: tumbling | sliding | daily (jobs/sensor_windows.py)
+    # window kind of the window job: tumbling | sliding | daily | session (jobs/sensor_windows.py)
     "IOTFLINK_WINDOW_KIND": "tumbling",
+    # session windows: a (device, sensor) session ends after this long without a value (ms);
+    # session windows need IOTFLINK_ALLOWED_LATENESS_MS=0 (Flink SQL has no late firing for them)
+    "IOTFLINK_WINDOW_GAP_MS": "300000",
     # sliding windows: a window of IOTFLINK_WINDOW_SIZE_MS starts every IOTFLINK_WINDOW_SLIDE_MS
     # (size a multiple of the slide); 0 = the size (no overlap)
     "IOTFLINK_WINDOW_SLIDE_MS": "0",
@@ -417,11 +420,13 @@ class WindowJobSettings:
         slow_sink_ms: sleep per aggregate row while the slow-sink file exists (ms).
         late_watermark_column: ``sensor-late`` records also carry ``watermark`` (UTC text).
         window_kind: ``tumbling`` (``window_size_ms``, aligned to the epoch), ``sliding``
-            (``window_size_ms`` long, one starting every ``window_slide_ms``) or ``daily`` (local
-            calendar days of ``time_zone``; ``window_size_ms`` unused). The accounting of each
-            kind: ``jobs/sensor_windows.py``.
+            (``window_size_ms`` long, one starting every ``window_slide_ms``), ``daily`` (local
+            calendar days of ``time_zone``; ``window_size_ms`` unused) or ``session`` (per
+            (device, sensor), closed by a gap of ``window_gap_ms``; needs
+            ``allowed_lateness_ms == 0``). The accounting of each kind: ``jobs/sensor_windows.py``.
         window_slide_ms: slide of sliding windows (ms, > 0, dividing ``window_size_ms``, at most
             :data:`MAX_SLIDING_WINDOWS_PER_VALUE` windows per value); 0 = ``window_size_ms``.
+        window_gap_ms: gap that closes a session window (ms, > 0).
         time_zone: IANA zone of daily windows (e.g. ``America/New_York``); without a DST
             change within an hour of local midnight (checked by ``from_env``).
         instance: name of one of several window jobs run side by side ('' = the default job);
@@ -451,6 +456,7 @@ class WindowJobSettings:
     late_watermark_column: bool = False
     window_kind: str = "tumbling"
     window_slide_ms: int = 0
+    window_gap_ms: int = 300_000
     time_zone: str = "UTC"
     instance: str = ""
 
@@ -499,6 +505,7 @@ class WindowJobSettings:
             late_watermark_column=_bool("IOTFLINK_LATE_WATERMARK_COLUMN", environ),
             window_kind=env("IOTFLINK_WINDOW_KIND", environ).strip().lower(),
             window_slide_ms=_int("IOTFLINK_WINDOW_SLIDE_MS", environ),
+            window_gap_ms=_int("IOTFLINK_WINDOW_GAP_MS", environ),
             time_zone=env("IOTFLINK_WINDOW_TIME_ZONE", environ).strip(),
             instance=env("IOTFLINK_WINDOW_INSTANCE", environ).strip(),
         )
@@ -513,6 +520,11 @@ class WindowJobSettings:
                           topics=replace(t, aggregates=t.aggregates + sfx, late=t.late + sfx,
                                          duplicates=t.duplicates + sfx, window_dlq=t.window_dlq + sfx))
         check_window_kind(cfg.window_kind, cfg.window_size_ms, cfg.window_slide_ms, cfg.time_zone)
+        if cfg.window_kind == "session" and (cfg.window_gap_ms <= 0 or cfg.allowed_lateness_ms != 0):
+            raise ConfigError(
+                f"session windows need IOTFLINK_WINDOW_GAP_MS > 0 (got {cfg.window_gap_ms}) and "
+                f"IOTFLINK_ALLOWED_LATENESS_MS=0 (got {cfg.allowed_lateness_ms}): Flink SQL's session "
+                "window has no late firing (WindowEmitStrategy), so a session is final when it fires")
         if cfg.window_size_ms <= 0 or cfg.allowed_lateness_ms < 0 or cfg.out_of_orderness_ms < 0:
             raise ConfigError(f"window durations must be positive: {cfg}")
         if cfg.checkpoint_interval_ms <= 0 or cfg.parallelism <= 0 or cfg.source_parallelism <= 0:
@@ -552,8 +564,10 @@ class WindowJobSettings:
 #: Most windows a value of a sliding window job belongs to (``size / slide``): the job
 #: explodes each value into one record per window, and the window operator visits each of
 #: them ``size / slide`` times (``jobs/sensor_windows.py``), so the cost per value grows with
-#: the square of this; 60 covers 1 h sliding by 1 min.
-MAX_SLIDING_WINDOWS_PER_VALUE = 60
+#: the square of this. 12 covers 1 h sliding by 5 min, measured at about 1/8 of the tumbling
+#: job's events/s (``bench/window_kinds_bench.py``); for more, use a tumbling job of the slide
+#: and combine its windows downstream.
+MAX_SLIDING_WINDOWS_PER_VALUE = 12
 
 #: Years over which :func:`check_window_kind` looks for DST changes near local midnight.
 ZONE_CHECK_YEARS = (2000, 2060)
@@ -573,8 +587,8 @@ def check_window_kind(kind: str, size_ms: int, slide_ms: int, time_zone: str) ->
         ConfigError: an unknown kind, a bad slide, an unknown zone or one with a DST change
             near midnight.
     """
-    if kind not in ("tumbling", "sliding", "daily"):
-        raise ConfigError(f"IOTFLINK_WINDOW_KIND={kind!r}: expected tumbling, sliding or daily")
+    if kind not in ("tumbling", "sliding", "daily", "session"):
+        raise ConfigError(f"IOTFLINK_WINDOW_KIND={kind!r}: expected tumbling, sliding, daily or session")
     if slide_ms < 0:
         raise ConfigError(f"IOTFLINK_WINDOW_SLIDE_MS={slide_ms} must not be negative")
     if kind == "sliding" and size_ms > 0:

@@ -1,4 +1,5 @@
-"""Job ``sensor_windows``: tumbling event-time windows per (device_id, sensor), in Flink SQL.
+"""Job ``sensor_windows``: event-time windows per (device_id, sensor), in Flink SQL: tumbling,
+sliding, or daily in a named time zone (``IOTFLINK_WINDOW_KIND``, section "Window kinds").
 
 Pipeline (every operator is a JVM operator; no Python on the hot path)::
 
@@ -113,6 +114,89 @@ come back with readings behind the watermark, then all running on with straggler
 whose verdict the reference model fixes is late iff the model says so, every aggregate equals
 all values minus those in sensor-late, and ``numLateRecordsDropped`` is 0.
 
+Window kinds (``IOTFLINK_WINDOW_KIND``, :class:`iotflink.settings.WindowJobSettings`). The
+pipeline above is the tumbling one; the others change only the flag's Calc and the window
+aggregate. For every kind the unit of the accounting is the (value, window) pair::
+
+    sum(count) + records(sensor-late) = sum over unique values of the number of its windows
+
+and a late record names the window it missed (``window_start_ms``, ``window_end_ms``). The flag
+makes every late decision; the window operator must never drop what the flag let through,
+which holds when its drop test for a pair is the flag's test on its (never later, point 2)
+watermark.
+
+- ``tumbling`` (default): one window ``[start, start + size)`` per value, aligned to the epoch.
+- ``sliding``: windows of ``size`` (``IOTFLINK_WINDOW_SIZE_MS``) starting every ``slide``
+  (``IOTFLINK_WINDOW_SLIDE_MS``, dividing the size): each value is in ``n = size / slide``
+  windows. The flag's Calc explodes each value into its ``n`` pairs (``CROSS JOIN UNNEST`` of
+  an ``ARRAY`` of the ``n`` window starts computed from ``ts``; an array that reads ``ts``
+  keeps the UNNEST a correlate, a constant one would become a join and lose the rowtime
+  attribute) and flags each pair against its own window, with the tumbling test:
+  ``start + size - 1 + allowed_lateness <= CURRENT_WATERMARK``. A value late for its earlier
+  windows and on time for its later ones is in sensor-late once per missed window and counted
+  in the others.
+
+  Flink's own HOP on the values would not do: the legacy group window
+  (``PanedWindowProcessFunction.assignActualWindows``) adds a value to each of its windows
+  that is not late by *its own* watermark, which at parallelism > 1 may be behind the
+  flag's: a pair in sensor-late would then be counted by the window as well. So the on-time
+  pairs are aggregated with ``GROUP BY device_id, sensor, window_start_ms, HOP(rowtime, slide,
+  size)`` and only the HOP window whose start is the group's ``window_start_ms`` is kept (a
+  Calc after the aggregate drops the others, which hold subsets). In the group of ``w`` every
+  pair has ``ts`` in ``[w, w + size)``, so HOP window ``[w, w + size)`` holds all of them. The
+  operator drops none of them: it keeps a pair in its pane (``slide`` long) unless the pane's
+  last window ``[floor(ts, slide), + size)`` is late, and it triggers ``[w, w + size)`` unless
+  that window is late; both end at or after ``w + size``, so both cleanup times are at least
+  the pair's, which the flag found above its watermark, which is at least the operator's. So
+  ``[w, w + size)`` fires when the watermark passes ``w + size - 1`` with exactly the on-time
+  pairs of ``w``, and re-fires on each pair within the allowed lateness, like a tumbling
+  window. Cost: ``n`` pairs per value, and each pair's group triggers ``n`` HOP windows, so
+  about ``n^2`` window-trigger calls per value; settings cap ``n`` at 12
+  (:data:`iotflink.settings.MAX_SLIDING_WINDOWS_PER_VALUE`); ``bench/window_kinds_bench.py``
+  measures it.
+- ``daily``: the local calendar days of ``IOTFLINK_WINDOW_TIME_ZONE`` (an IANA name). Flink
+  2.2's legacy ``TUMBLE(rowtime, INTERVAL '1' DAY)`` on a ``TIMESTAMP_LTZ`` rowtime with
+  ``table.local-time-zone`` set to the zone assigns windows on local wall-clock time and
+  turns their ends back into epoch time (``TimeWindowUtil.toUtcTimestampMills`` /
+  ``toEpochMillsForTimer``; Flink docs, "Time Zone", daylight saving time support): the days
+  run from local midnight to local midnight, 23 h and 25 h across DST changes (seen on this
+  build for America/New_York on 2026-03-08 and 2026-11-01, ``tests/test_window_kinds.py``).
+  So for this kind the job sets ``table.local-time-zone`` to the zone (UTC otherwise) and
+  groups by that window. The flag computes the same day from the same rowtime in SQL:
+  ``local_date = CAST(CAST(rowtime AS TIMESTAMP(3)) AS DATE)`` (local wall-clock date),
+  ``window_start_ms`` / ``window_end_ms`` = ``UNIX_TIMESTAMP(<date> / <date + 1 day>,
+  'yyyy-MM-dd') * 1000`` (the epoch ms of the two local midnights, parsed in the session
+  zone), late iff ``window_end_ms - 1 + allowed_lateness <= CURRENT_WATERMARK``. The window
+  operator drops a value iff ``toEpochMillsForTimer(local end - 1 ms) + allowed_lateness`` is
+  at or below its watermark; that is the next midnight - 1 ms unless the UTC offset changes
+  within the hour after local 23:59:59.999 (Flink's rules for skipped and repeated local
+  times then differ from the midnight's), so ``from_env`` refuses zones with an offset change
+  within 90 min of midnight (e.g. America/Havana, America/Santiago). Aggregates and late
+  records carry ``local_date`` (``YYYY-MM-DD``); ``window_size_ms`` is not used.
+- ``session``: per (device_id, sensor), a session closes after ``IOTFLINK_WINDOW_GAP_MS``
+  without a value; output ``window_start_ms`` = its first value's ``ts``, ``window_end_ms`` =
+  its last value's ``ts`` + gap. Flink SQL's legacy ``SESSION`` window has no late firing
+  (``WindowEmitStrategy``: "Session window doesn't support EMIT strategy"), so this kind
+  needs ``allowed_lateness_ms = 0`` (``from_env`` checks it) and a session is final when it
+  fires. The flag judges each value by its own gap window: late iff ``ts + gap - 1 <=
+  CURRENT_WATERMARK``; a late record carries ``[ts, ts + gap)`` as its window. The window
+  operator (``MergingWindowProcessFunction``) merges ``[ts, ts + gap)`` with the open sessions
+  it touches and drops the value only if the merged session is late; the merged session ends
+  at or after ``ts + gap``, so it never drops a value the flag let through, and merging moves
+  accumulators without counting anything twice. What a merge means here:
+
+  * an on-time value that touches two open sessions joins them into one (one output row);
+  * a value whose own gap window is closed goes to sensor-late even when it falls inside a
+    session that is still open, or between two sessions it would have joined: lateness is
+    decided by the value's own window, not by the session it would extend (the session is
+    keyed state the flag's Calc cannot see);
+  * a session that fired is gone (cleaned at its end - 1, no allowed lateness): an on-time
+    value within the gap after its last value starts a new session, which overlaps the fired
+    one in time (two rows; each value in one of them).
+
+  :class:`SessionModel` is this behaviour as a reference model; ``tests/test_window_kinds.py``
+  checks the job against it value by value.
+
 Slow-sink demo switch (backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
 environment of the submitting client, ``build()`` puts the Python UDF ``udfs/throttle.py``
 (``PythonCalc``) between the window aggregate and the ``sensor-aggregates`` sink, and sets
@@ -146,7 +230,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -430,12 +514,64 @@ def daily_window(ts_ms: int, time_zone: str) -> tuple[int, int, str]:
 def windows_of(ts_ms: int, cfg: WindowJobSettings) -> list[tuple[int, int, str | None]]:
     """Every window of ``cfg``'s kind holding event time ``ts_ms``: ``(start_ms, end_ms,
     local_date)``, ``local_date`` None except for daily windows. One window for tumbling and
-    daily, ``size / slide`` for sliding (latest first)."""
+    daily, ``size / slide`` for sliding (latest first); for session windows the value's own
+    ``[ts, ts + gap)``, the window its lateness is judged by (its session is found by
+    :class:`SessionModel`)."""
+    if cfg.window_kind == "session":
+        return [(ts_ms, ts_ms + cfg.window_gap_ms, None)]
     if cfg.window_kind == "sliding":
         return [(a, b, None) for a, b in sliding_windows(ts_ms, cfg.window_size_ms, cfg.slide_ms)]
     if cfg.window_kind == "daily":
         return [daily_window(ts_ms, cfg.time_zone)]
     return [(*window_bounds(ts_ms, cfg.window_size_ms), None)]
+
+
+@dataclass
+class SessionModel:
+    """Session windows of one job run as the job computes them, for tests: one instance per run.
+
+    State per (device_id, sensor): the open sessions ``[start, end)`` with their values. Feed
+    the values of each record with :meth:`add` (judged at the watermark before the record),
+    then the record's watermark with :meth:`advance`, which closes (fires) every session whose
+    ``end - 1`` it reached (Flink's event-time timer at ``maxTimestamp + allowed lateness 0``).
+    """
+
+    gap_ms: int
+    open: dict = field(default_factory=dict)  # (device_id, sensor) -> [[start, end, values], ...]
+    fired: list = field(default_factory=list)  # [(device_id, sensor, start, end, values), ...]
+
+    def add(self, key: tuple[str, str], ts_ms: int, value: float, watermark_ms: int | None) -> bool:
+        """Add one value; returns False if it is late (its own ``[ts, ts + gap)`` is closed at
+        ``watermark_ms``: it goes to sensor-late and no session), else True.
+
+        An on-time value merges with every open session it touches (``TimeWindow.intersects``:
+        ``start <= other.end and end >= other.start``).
+        """
+        if window_is_late(ts_ms + self.gap_ms, watermark_ms, 0):
+            return False
+        start, end, values = ts_ms, ts_ms + self.gap_ms, [value]
+        keep = []
+        for s in self.open.get(key, []):
+            if s[0] <= end and s[1] >= start:
+                start, end, values = min(start, s[0]), max(end, s[1]), values + s[2]
+            else:
+                keep.append(s)
+        self.open[key] = keep + [[start, end, values]]
+        return True
+
+    def advance(self, watermark_ms: int | None) -> None:
+        """Fire (and forget) every open session with ``end - 1 <= watermark_ms``."""
+        for key, sessions in self.open.items():
+            done = [s for s in sessions if window_is_late(s[1], watermark_ms, 0)]
+            self.fired += [(*key, s[0], s[1], s[2]) for s in done]
+            self.open[key] = [s for s in sessions if s not in done]
+
+    def close(self) -> list[tuple]:
+        """End of input (watermark MAX): every session fires; returns all fired sessions."""
+        for key, sessions in self.open.items():
+            self.fired += [(*key, s[0], s[1], s[2]) for s in sessions]
+        self.open = {}
+        return self.fired
 
 
 def window_is_late(end_ms: int, watermark_ms: int | None, allowed_lateness_ms: int) -> bool:
@@ -656,6 +792,28 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
         late = f"""
             SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
                    window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+        return flagged, windowed, late
+    if kind == "session":
+        gap = cfg.window_gap_ms
+        flagged = f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   ts AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ(ts + {gap - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {values}
+            {first_copy}"""
+        # a session starts at its first value and ends gap after its last (SESSION_START/END)
+        windowed = f"""
+            SELECT device_id, sensor, MIN(ts) AS window_start_ms, MAX(ts) + {gap} AS window_end_ms, {aggs}
+            FROM sensor_windows_flagged
+            WHERE NOT is_late
+            GROUP BY device_id, sensor, SESSION(rowtime, {sql_interval(gap)})"""
+        late = f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {gap} AS window_end_ms, ingest_ms{wm_col}
             FROM sensor_windows_flagged
             WHERE is_late"""
         return flagged, windowed, late
