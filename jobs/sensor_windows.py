@@ -850,10 +850,11 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
 
     Args:
         t_env: a streaming ``TableEnvironment`` (see :func:`jobs.common.create_table_env`).
-        cfg: window size, allowed lateness, idleness, dedup TTL (all ms), slow-sink switch.
+        cfg: window kind and its sizes, allowed lateness, idleness, dedup TTL (all ms),
+            slow-sink switch.
         source: name of a registered table with :func:`source_schema` (columns device_id,
             seq, ts (epoch ms), readings MAP<STRING, DOUBLE>, ingest_ms; rowtime + watermark).
-        aggregates_sink: table with :data:`AGGREGATE_COLUMNS` accepting updates
+        aggregates_sink: table with :func:`aggregate_columns` of ``cfg`` accepting updates
             (upsert on device_id, sensor, window_start_ms).
         late_sink: append table with :func:`late_columns` of ``cfg``.
         duplicates_sink: append table with :data:`DUPLICATE_COLUMNS` receiving every dropped
@@ -988,6 +989,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["build", "create_job", "compiled_plan", "main", "window_bounds", "cleanup_time", "is_late",
+           "sliding_windows", "daily_window", "windows_of", "window_is_late", "SessionModel",
+           "aggregate_columns", "LOCAL_DATE_COLUMN",
            "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
            "kafka_duplicates_sink_ddl", "late_columns", "dedup_step", "dedup_expire", "dedup_visible",
            "dedup_ttl", "DedupEntry", "sql_str", "AGGREGATE_COLUMNS", "LATE_COLUMNS", "LATE_WATERMARK_COLUMN",
