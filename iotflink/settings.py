@@ -564,9 +564,9 @@ class WindowJobSettings:
 #: Most windows a value of a sliding window job belongs to (``size / slide``): the job
 #: explodes each value into one record per window, and the window operator visits each of
 #: them ``size / slide`` times (``jobs/sensor_windows.py``), so the cost per value grows with
-#: the square of this. 12 covers 1 h sliding by 5 min, measured at about 1/8 of the tumbling
-#: job's events/s (``bench/window_kinds_bench.py``); for more, use a tumbling job of the slide
-#: and combine its windows downstream.
+#: the square of this. 12 covers 1 h sliding by 5 min, measured at 0.06x the tumbling job's
+#: events/s (5 min by 1 min: 0.20x; ``bench/window_kinds_bench.py``, a noisy run); for more,
+#: use a tumbling job of the slide and combine its windows downstream.
 MAX_SLIDING_WINDOWS_PER_VALUE = 12
 
 #: Years over which :func:`check_window_kind` looks for DST changes near local midnight.
