@@ -153,7 +153,9 @@ watermark.
   window. Cost: ``n`` pairs per value, and each pair's group triggers ``n`` HOP windows, so
   about ``n^2`` window-trigger calls per value; settings cap ``n`` at 12
   (:data:`iotflink.settings.MAX_SLIDING_WINDOWS_PER_VALUE`); ``bench/window_kinds_bench.py``
-  measures it.
+  measures it. ``tests/test_window_kinds_parallel.py`` runs it at parallelism 2 on Kafka across
+  the idle/active switch of ``tests/test_window_parallel.py``: the late pairs are exactly the
+  reference's and ``numLateRecordsDropped`` is 0.
 - ``daily``: the local calendar days of ``IOTFLINK_WINDOW_TIME_ZONE`` (an IANA name). Flink
   2.2's legacy ``TUMBLE(rowtime, INTERVAL '1' DAY)`` on a ``TIMESTAMP_LTZ`` rowtime with
   ``table.local-time-zone`` set to the zone assigns windows on local wall-clock time and
