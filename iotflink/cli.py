@@ -6,6 +6,7 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli topics                      # create the project's Kafka topics
     python -m iotflink.cli job submit sensor_windows   # `flink run -py` to the cluster
     python -m iotflink.cli job submit sensor_windows --from-savepoint PATH [--allow-non-restored]
+    IOTFLINK_WINDOW_INSTANCE=vitals IOTFLINK_WINDOW_KIND=sliding python -m iotflink.cli job submit sensor_windows
     python -m iotflink.cli job list | job cancel JOB
     python -m iotflink.cli backpressure [JOB] [--json] [--group GROUP]
     python -m iotflink.cli savepoint JOB [--dir DIR] [--format canonical|native]
@@ -38,6 +39,11 @@ that matches exactly one RUNNING job.
   checkpoint); ``--allow-non-restored`` (``-n``) lets state without a matching operator be
   skipped. Other arguments go to the job; put them after ``--`` if they could be mistaken
   for these options.
+- ``job submit sensor_windows``: several window jobs run side by side when each has its own
+  ``IOTFLINK_WINDOW_INSTANCE`` (pipeline name ``sensor_windows-<instance>``; consumer group,
+  transactional ids and output topics suffixed ``-<instance>``, created at submission) and its
+  own window settings (``IOTFLINK_WINDOW_KIND`` etc., :class:`iotflink.settings.WindowJobSettings`),
+  read from the submitting environment.
 
 - ``device add ID``: create device ID's MQTT credential (a random password; the broker keeps
   its hash) and print the lines for the node's ``config.h`` (``--out FILE``: write them to

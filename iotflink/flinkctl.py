@@ -557,6 +557,9 @@ class FlinkCtl:
                timeout_s: float = 300.0) -> str:
         """Submit ``jobs/<name>.py`` detached to the cluster; returns the job id.
 
+        For ``sensor_windows`` the job's output topics are created first if missing (those of
+        its ``IOTFLINK_WINDOW_INSTANCE``, so window jobs can run side by side).
+
         Args:
             name: module name under ``jobs/`` (e.g. ``"sensor_windows"``).
             extra_args: arguments passed to the job's ``main()``.
@@ -567,10 +570,17 @@ class FlinkCtl:
 
         Raises:
             JobError: the module does not exist, or ``flink run`` failed (its output quoted).
+            ConfigError: invalid window job settings (``sensor_windows``).
+            StackError: Kafka refused to create an output topic.
         """
         script = PROJECT_ROOT / "jobs" / f"{name}.py"
         if not script.exists():
             raise JobError(f"no job module {script}")
+        if name == "sensor_windows":  # its output topics, an instance's own (IOTFLINK_WINDOW_INSTANCE)
+            from iotflink.settings import WindowJobSettings  # noqa: PLC0415
+
+            job_env = {**self.stack.flink_env(), **(env_overrides or {})}
+            self.stack.create_topics(names=WindowJobSettings.from_env(job_env).output_topics())
         return self.submit_script(script, extra_args=extra_args, savepoint=savepoint,
                                   allow_non_restored=allow_non_restored, env_overrides=env_overrides,
                                   timeout_s=timeout_s)

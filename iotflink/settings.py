@@ -10,7 +10,8 @@ Units are in the field names: ``*_ms`` milliseconds, ``*_s`` seconds, ``*_bytes`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -116,6 +117,19 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_SLOW_SINK_MS": "20",
     # sensor-late records also carry `watermark` (the watermark that judged them late): true | false
     "IOTFLINK_LATE_WATERMARK_COLUMN": "false",
+    # window kind of the window job: tumbling | sliding | daily | session (jobs/sensor_windows.py)
+    "IOTFLINK_WINDOW_KIND": "tumbling",
+    # session windows: a (device, sensor) session ends after this long without a value (ms);
+    # session windows need IOTFLINK_ALLOWED_LATENESS_MS=0 (Flink SQL has no late firing for them)
+    "IOTFLINK_WINDOW_GAP_MS": "300000",
+    # sliding windows: a window of IOTFLINK_WINDOW_SIZE_MS starts every IOTFLINK_WINDOW_SLIDE_MS
+    # (size a multiple of the slide); 0 = the size (no overlap)
+    "IOTFLINK_WINDOW_SLIDE_MS": "0",
+    # daily windows: IANA time zone whose local midnights bound the days (23 h / 25 h across DST)
+    "IOTFLINK_WINDOW_TIME_ZONE": "UTC",
+    # name of one of several window jobs run side by side: suffixes its pipeline name, consumer
+    # group, transactional ids and output topics with -<name>; empty = the default job
+    "IOTFLINK_WINDOW_INSTANCE": "",
     # detection rules (jobs/rules.py, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
     "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
@@ -494,6 +508,20 @@ class WindowJobSettings:
             while this file exists on the TaskManager's host.
         slow_sink_ms: sleep per aggregate row while the slow-sink file exists (ms).
         late_watermark_column: ``sensor-late`` records also carry ``watermark`` (UTC text).
+        window_kind: ``tumbling`` (``window_size_ms``, aligned to the epoch), ``sliding``
+            (``window_size_ms`` long, one starting every ``window_slide_ms``), ``daily`` (local
+            calendar days of ``time_zone``; ``window_size_ms`` unused) or ``session`` (per
+            (device, sensor), closed by a gap of ``window_gap_ms``; needs
+            ``allowed_lateness_ms == 0``). The accounting of each kind: ``jobs/sensor_windows.py``.
+        window_slide_ms: slide of sliding windows (ms, > 0, dividing ``window_size_ms``, at most
+            :data:`MAX_SLIDING_WINDOWS_PER_VALUE` windows per value); 0 = ``window_size_ms``.
+        window_gap_ms: gap that closes a session window (ms, > 0).
+        time_zone: IANA zone of daily windows (e.g. ``America/New_York``); without a DST
+            change within an hour of local midnight (checked by ``from_env``).
+        instance: name of one of several window jobs run side by side ('' = the default job);
+            ``from_env`` appends ``-<instance>`` to the pipeline name, consumer group,
+            transactional id prefix and the four output topics (aggregates, late, duplicates,
+            dead letters), so two instances share only ``sensor-readings``.
     """
 
     window_size_ms: int = 60_000
@@ -515,6 +543,26 @@ class WindowJobSettings:
     slow_sink_file: str = ""
     slow_sink_ms: int = 20
     late_watermark_column: bool = False
+    window_kind: str = "tumbling"
+    window_slide_ms: int = 0
+    window_gap_ms: int = 300_000
+    time_zone: str = "UTC"
+    instance: str = ""
+
+    @property
+    def job_name(self) -> str:
+        """``pipeline.name`` of the job: ``sensor_windows``, or ``sensor_windows-<instance>``."""
+        return f"sensor_windows-{self.instance}" if self.instance else "sensor_windows"
+
+    @property
+    def slide_ms(self) -> int:
+        """Effective slide of the windows (ms): ``window_slide_ms``, or the size when 0."""
+        return self.window_slide_ms or self.window_size_ms
+
+    def output_topics(self) -> list[str]:
+        """The topics the job writes (aggregates, late, duplicates, dead letters)."""
+        t = self.topics
+        return [t.aggregates, t.late, t.duplicates, t.window_dlq]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WindowJobSettings":
@@ -544,7 +592,28 @@ class WindowJobSettings:
             slow_sink_file=env("IOTFLINK_SLOW_SINK_FILE", environ),
             slow_sink_ms=_int("IOTFLINK_SLOW_SINK_MS", environ),
             late_watermark_column=_bool("IOTFLINK_LATE_WATERMARK_COLUMN", environ),
+            window_kind=env("IOTFLINK_WINDOW_KIND", environ).strip().lower(),
+            window_slide_ms=_int("IOTFLINK_WINDOW_SLIDE_MS", environ),
+            window_gap_ms=_int("IOTFLINK_WINDOW_GAP_MS", environ),
+            time_zone=env("IOTFLINK_WINDOW_TIME_ZONE", environ).strip(),
+            instance=env("IOTFLINK_WINDOW_INSTANCE", environ).strip(),
         )
+        if cfg.instance:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", cfg.instance):
+                raise ConfigError(f"IOTFLINK_WINDOW_INSTANCE={cfg.instance!r}: expected 1-40 of a-z, 0-9, "
+                                  "'-' (it becomes part of topic names and transactional ids)")
+            sfx = f"-{cfg.instance}"
+            t = cfg.topics
+            cfg = replace(cfg, consumer_group=cfg.consumer_group + sfx,
+                          transactional_id_prefix=cfg.transactional_id_prefix + sfx,
+                          topics=replace(t, aggregates=t.aggregates + sfx, late=t.late + sfx,
+                                         duplicates=t.duplicates + sfx, window_dlq=t.window_dlq + sfx))
+        check_window_kind(cfg.window_kind, cfg.window_size_ms, cfg.window_slide_ms, cfg.time_zone)
+        if cfg.window_kind == "session" and (cfg.window_gap_ms <= 0 or cfg.allowed_lateness_ms != 0):
+            raise ConfigError(
+                f"session windows need IOTFLINK_WINDOW_GAP_MS > 0 (got {cfg.window_gap_ms}) and "
+                f"IOTFLINK_ALLOWED_LATENESS_MS=0 (got {cfg.allowed_lateness_ms}): Flink SQL's session "
+                "window has no late firing (WindowEmitStrategy), so a session is final when it fires")
         if cfg.window_size_ms <= 0 or cfg.allowed_lateness_ms < 0 or cfg.out_of_orderness_ms < 0:
             raise ConfigError(f"window durations must be positive: {cfg}")
         if cfg.checkpoint_interval_ms <= 0 or cfg.parallelism <= 0 or cfg.source_parallelism <= 0:
@@ -579,6 +648,63 @@ class WindowJobSettings:
         if cfg.slow_sink_ms < 0:
             raise ConfigError(f"IOTFLINK_SLOW_SINK_MS={cfg.slow_sink_ms} must not be negative")
         return cfg
+
+
+#: Most windows a value of a sliding window job belongs to (``size / slide``): the job
+#: explodes each value into one record per window, and the window operator visits each of
+#: them ``size / slide`` times (``jobs/sensor_windows.py``), so the cost per value grows with
+#: the square of this. 12 covers 1 h sliding by 5 min, measured at 0.06x the tumbling job's
+#: events/s (5 min by 1 min: 0.20x; ``bench/window_kinds_bench.py``, a noisy run); for more,
+#: use a tumbling job of the slide and combine its windows downstream.
+MAX_SLIDING_WINDOWS_PER_VALUE = 12
+
+#: Years over which :func:`check_window_kind` looks for DST changes near local midnight.
+ZONE_CHECK_YEARS = (2000, 2060)
+
+
+def check_window_kind(kind: str, size_ms: int, slide_ms: int, time_zone: str) -> None:
+    """Check the window kind settings of the window job (see :class:`WindowJobSettings`).
+
+    Daily windows: ``time_zone`` must be an IANA name known to Python's ``zoneinfo`` and
+    have no UTC offset change between 22:30 and 01:30 local time in :data:`ZONE_CHECK_YEARS`.
+    Flink turns a window's local end into a timer time by its own rule for skipped and
+    repeated local times (``TimeWindowUtil.toEpochMillsForTimer``), which the job's late flag
+    cannot repeat near such a change; zones that change at 01:00 or later (the Americas,
+    Europe, Oceania but a few) are fine.
+
+    Raises:
+        ConfigError: an unknown kind, a bad slide, an unknown zone or one with a DST change
+            near midnight.
+    """
+    if kind not in ("tumbling", "sliding", "daily", "session"):
+        raise ConfigError(f"IOTFLINK_WINDOW_KIND={kind!r}: expected tumbling, sliding, daily or session")
+    if slide_ms < 0:
+        raise ConfigError(f"IOTFLINK_WINDOW_SLIDE_MS={slide_ms} must not be negative")
+    if kind == "sliding" and size_ms > 0:
+        slide = slide_ms or size_ms
+        if size_ms % slide:
+            raise ConfigError(f"IOTFLINK_WINDOW_SIZE_MS={size_ms} must be a multiple of "
+                              f"IOTFLINK_WINDOW_SLIDE_MS={slide} (every value in size/slide windows)")
+        if size_ms // slide > MAX_SLIDING_WINDOWS_PER_VALUE:
+            raise ConfigError(f"sliding window {size_ms} ms by {slide} ms: {size_ms // slide} windows per "
+                              f"value, more than {MAX_SLIDING_WINDOWS_PER_VALUE} (the cost grows with its square)")
+    if kind == "daily":
+        import datetime as dt  # noqa: PLC0415
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+        try:
+            zone = ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"IOTFLINK_WINDOW_TIME_ZONE={time_zone!r} is not an IANA time zone") from exc
+        day = dt.datetime(ZONE_CHECK_YEARS[0], 1, 1)
+        while day.year < ZONE_CHECK_YEARS[1]:
+            before = (day - dt.timedelta(minutes=90)).replace(tzinfo=zone).utcoffset()
+            after = (day + dt.timedelta(minutes=90)).replace(tzinfo=zone).utcoffset()
+            if before != after:
+                raise ConfigError(f"IOTFLINK_WINDOW_TIME_ZONE={time_zone!r} changes its UTC offset near "
+                                  f"local midnight ({day.date()}): daily windows need a zone whose changes "
+                                  "are at least 90 min away from midnight")
+            day += dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)

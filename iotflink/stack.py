@@ -38,7 +38,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -750,8 +750,9 @@ class Stack:
             out.append(ServiceStatus(name, pid, pid is not None, ready, self.log_file(name)))
         return out
 
-    def create_topics(self, partitions: Mapping[str, int] | None = None) -> list[str]:
-        """Create the project's topics if missing; return the names created.
+    def create_topics(self, partitions: Mapping[str, int] | None = None,
+                      names: Sequence[str] | None = None) -> list[str]:
+        """Create the project's topics (or ``names``) if missing; return the names created.
 
         ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
         the result topics get the same count so the job's sinks can write in parallel. Every
@@ -774,7 +775,7 @@ class Stack:
         admin = KafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, client_id="iotflink-stack")
         try:
             existing = set(admin.list_topics())
-            wanted = [t for t in self.s.topics.all() if t not in existing]
+            wanted = [t for t in (self.s.topics.all() if names is None else names) if t not in existing]
             created = []
             for topic in wanted:
                 try:

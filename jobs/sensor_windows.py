@@ -1,4 +1,5 @@
-"""Job ``sensor_windows``: tumbling event-time windows per (device_id, sensor), in Flink SQL.
+"""Job ``sensor_windows``: event-time windows per (device_id, sensor), in Flink SQL: tumbling,
+sliding, or daily in a named time zone (``IOTFLINK_WINDOW_KIND``, section "Window kinds").
 
 Pipeline (every operator is a JVM operator; no Python on the hot path)::
 
@@ -113,6 +114,91 @@ come back with readings behind the watermark, then all running on with straggler
 whose verdict the reference model fixes is late iff the model says so, every aggregate equals
 all values minus those in sensor-late, and ``numLateRecordsDropped`` is 0.
 
+Window kinds (``IOTFLINK_WINDOW_KIND``, :class:`iotflink.settings.WindowJobSettings`). The
+pipeline above is the tumbling one; the others change only the flag's Calc and the window
+aggregate. For every kind the unit of the accounting is the (value, window) pair::
+
+    sum(count) + records(sensor-late) = sum over unique values of the number of its windows
+
+and a late record names the window it missed (``window_start_ms``, ``window_end_ms``). The flag
+makes every late decision; the window operator must never drop what the flag let through,
+which holds when its drop test for a pair is the flag's test on its (never later, point 2)
+watermark.
+
+- ``tumbling`` (default): one window ``[start, start + size)`` per value, aligned to the epoch.
+- ``sliding``: windows of ``size`` (``IOTFLINK_WINDOW_SIZE_MS``) starting every ``slide``
+  (``IOTFLINK_WINDOW_SLIDE_MS``, dividing the size): each value is in ``n = size / slide``
+  windows. The flag's Calc explodes each value into its ``n`` pairs (``CROSS JOIN UNNEST`` of
+  an ``ARRAY`` of the ``n`` window starts computed from ``ts``; an array that reads ``ts``
+  keeps the UNNEST a correlate, a constant one would become a join and lose the rowtime
+  attribute) and flags each pair against its own window, with the tumbling test:
+  ``start + size - 1 + allowed_lateness <= CURRENT_WATERMARK``. A value late for its earlier
+  windows and on time for its later ones is in sensor-late once per missed window and counted
+  in the others.
+
+  Flink's own HOP on the values would not do: the legacy group window
+  (``PanedWindowProcessFunction.assignActualWindows``) adds a value to each of its windows
+  that is not late by *its own* watermark, which at parallelism > 1 may be behind the
+  flag's: a pair in sensor-late would then be counted by the window as well. So the on-time
+  pairs are aggregated with ``GROUP BY device_id, sensor, window_start_ms, HOP(rowtime, slide,
+  size)`` and only the HOP window whose start is the group's ``window_start_ms`` is kept (a
+  Calc after the aggregate drops the others, which hold subsets). In the group of ``w`` every
+  pair has ``ts`` in ``[w, w + size)``, so HOP window ``[w, w + size)`` holds all of them. The
+  operator drops none of them: it keeps a pair in its pane (``slide`` long) unless the pane's
+  last window ``[floor(ts, slide), + size)`` is late, and it triggers ``[w, w + size)`` unless
+  that window is late; both end at or after ``w + size``, so both cleanup times are at least
+  the pair's, which the flag found above its watermark, which is at least the operator's. So
+  ``[w, w + size)`` fires when the watermark passes ``w + size - 1`` with exactly the on-time
+  pairs of ``w``, and re-fires on each pair within the allowed lateness, like a tumbling
+  window. Cost: ``n`` pairs per value, and each pair's group triggers ``n`` HOP windows, so
+  about ``n^2`` window-trigger calls per value; settings cap ``n`` at 12
+  (:data:`iotflink.settings.MAX_SLIDING_WINDOWS_PER_VALUE`); ``bench/window_kinds_bench.py``
+  measures it. ``tests/test_window_kinds_parallel.py`` runs it at parallelism 2 on Kafka across
+  the idle/active switch of ``tests/test_window_parallel.py``: the late pairs are exactly the
+  reference's and ``numLateRecordsDropped`` is 0.
+- ``daily``: the local calendar days of ``IOTFLINK_WINDOW_TIME_ZONE`` (an IANA name). Flink
+  2.2's legacy ``TUMBLE(rowtime, INTERVAL '1' DAY)`` on a ``TIMESTAMP_LTZ`` rowtime with
+  ``table.local-time-zone`` set to the zone assigns windows on local wall-clock time and
+  turns their ends back into epoch time (``TimeWindowUtil.toUtcTimestampMills`` /
+  ``toEpochMillsForTimer``; Flink docs, "Time Zone", daylight saving time support): the days
+  run from local midnight to local midnight, 23 h and 25 h across DST changes (seen on this
+  build for America/New_York on 2026-03-08 and 2026-11-01, ``tests/test_window_kinds.py``).
+  So for this kind the job sets ``table.local-time-zone`` to the zone (UTC otherwise) and
+  groups by that window. The flag computes the same day from the same rowtime in SQL:
+  ``local_date = CAST(CAST(rowtime AS TIMESTAMP(3)) AS DATE)`` (local wall-clock date),
+  ``window_start_ms`` / ``window_end_ms`` = ``UNIX_TIMESTAMP(<date> / <date + 1 day>,
+  'yyyy-MM-dd') * 1000`` (the epoch ms of the two local midnights, parsed in the session
+  zone), late iff ``window_end_ms - 1 + allowed_lateness <= CURRENT_WATERMARK``. The window
+  operator drops a value iff ``toEpochMillsForTimer(local end - 1 ms) + allowed_lateness`` is
+  at or below its watermark; that is the next midnight - 1 ms unless the UTC offset changes
+  within the hour after local 23:59:59.999 (Flink's rules for skipped and repeated local
+  times then differ from the midnight's), so ``from_env`` refuses zones with an offset change
+  within 90 min of midnight (e.g. America/Havana, America/Santiago). Aggregates and late
+  records carry ``local_date`` (``YYYY-MM-DD``); ``window_size_ms`` is not used.
+- ``session``: per (device_id, sensor), a session closes after ``IOTFLINK_WINDOW_GAP_MS``
+  without a value; output ``window_start_ms`` = its first value's ``ts``, ``window_end_ms`` =
+  its last value's ``ts`` + gap. Flink SQL's legacy ``SESSION`` window has no late firing
+  (``WindowEmitStrategy``: "Session window doesn't support EMIT strategy"), so this kind
+  needs ``allowed_lateness_ms = 0`` (``from_env`` checks it) and a session is final when it
+  fires. The flag judges each value by its own gap window: late iff ``ts + gap - 1 <=
+  CURRENT_WATERMARK``; a late record carries ``[ts, ts + gap)`` as its window. The window
+  operator (``MergingWindowProcessFunction``) merges ``[ts, ts + gap)`` with the open sessions
+  it touches and drops the value only if the merged session is late; the merged session ends
+  at or after ``ts + gap``, so it never drops a value the flag let through, and merging moves
+  accumulators without counting anything twice. What a merge means here:
+
+  * an on-time value that touches two open sessions joins them into one (one output row);
+  * a value whose own gap window is closed goes to sensor-late even when it falls inside a
+    session that is still open, or between two sessions it would have joined: lateness is
+    decided by the value's own window, not by the session it would extend (the session is
+    keyed state the flag's Calc cannot see);
+  * a session that fired is gone (cleaned at its end - 1, no allowed lateness): an on-time
+    value within the gap after its last value starts a new session, which overlaps the fired
+    one in time (two rows; each value in one of them).
+
+  :class:`SessionModel` is this behaviour as a reference model; ``tests/test_window_kinds.py``
+  checks the job against it value by value.
+
 Slow-sink demo switch (backpressure): with ``IOTFLINK_SLOW_SINK_FILE=<path>`` in the
 environment of the submitting client, ``build()`` puts the Python UDF ``udfs/throttle.py``
 (``PythonCalc``) between the window aggregate and the ``sensor-aggregates`` sink, and sets
@@ -146,7 +232,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -225,10 +311,24 @@ DUPLICATE_COLUMNS = """
   copy_no BIGINT"""
 
 
+#: Extra column of the aggregates and late records of daily windows: the window's calendar day
+#: in the job's time zone (``YYYY-MM-DD``).
+LOCAL_DATE_COLUMN = """,
+  local_date STRING"""
+
+
 def late_columns(cfg: WindowJobSettings) -> str:
     """Columns of the sensor-late sink for ``cfg``: :data:`LATE_COLUMNS`, plus
-    :data:`LATE_WATERMARK_COLUMN` when ``cfg.late_watermark_column``."""
-    return LATE_COLUMNS + (LATE_WATERMARK_COLUMN if cfg.late_watermark_column else "")
+    :data:`LATE_WATERMARK_COLUMN` when ``cfg.late_watermark_column``, plus
+    :data:`LOCAL_DATE_COLUMN` for daily windows."""
+    return (LATE_COLUMNS + (LATE_WATERMARK_COLUMN if cfg.late_watermark_column else "")
+            + (LOCAL_DATE_COLUMN if cfg.window_kind == "daily" else ""))
+
+
+def aggregate_columns(cfg: WindowJobSettings) -> str:
+    """Columns of the sensor-aggregates sink for ``cfg``: :data:`AGGREGATE_COLUMNS`, plus
+    :data:`LOCAL_DATE_COLUMN` for daily windows."""
+    return AGGREGATE_COLUMNS + (LOCAL_DATE_COLUMN if cfg.window_kind == "daily" else "")
 
 
 # --------------------------------------------------------------------------- deduplication model
@@ -376,6 +476,113 @@ def is_late(ts_ms: int, watermark_ms: int | None, size_ms: int, allowed_lateness
     return cleanup_time(end, allowed_lateness_ms) <= watermark_ms
 
 
+def sliding_windows(ts_ms: int, size_ms: int, slide_ms: int) -> list[tuple[int, int]]:
+    """The sliding windows ``[start, end)`` holding event time ``ts_ms``, latest first.
+
+    Windows start every ``slide_ms`` from the epoch and last ``size_ms``, a multiple of the
+    slide, so a value is in exactly ``size_ms / slide_ms`` windows: starts
+    ``last - k * slide`` for ``k = 0 .. size/slide - 1``, ``last = ts - floor_mod(ts, slide)``
+    (Flink's ``SlidingEventTimeWindows.assignWindows``, offset 0).
+
+    Raises:
+        ValueError: a non-positive size or slide, or a size that is not a multiple of the slide.
+    """
+    if size_ms <= 0 or slide_ms <= 0 or size_ms % slide_ms:
+        raise ValueError(f"sliding window {size_ms} ms by {slide_ms} ms: need positive, size a multiple of slide")
+    last = ts_ms - ts_ms % slide_ms
+    return [(last - k * slide_ms, last - k * slide_ms + size_ms) for k in range(size_ms // slide_ms)]
+
+
+def daily_window(ts_ms: int, time_zone: str) -> tuple[int, int, str]:
+    """The local calendar day of ``time_zone`` holding event time ``ts_ms``.
+
+    Returns:
+        ``(start_ms, end_ms, local_date)``: epoch ms of the day's local midnight and of the next
+        one (23 h or 25 h apart across a DST change), and the date as ``YYYY-MM-DD``.
+
+    Raises:
+        ZoneInfoNotFoundError: ``time_zone`` is not an IANA name.
+    """
+    import datetime as dt  # noqa: PLC0415
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    zone = ZoneInfo(time_zone)
+    day = dt.datetime.fromtimestamp(ts_ms / 1000, zone).date()
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000), day.isoformat()
+
+
+def windows_of(ts_ms: int, cfg: WindowJobSettings) -> list[tuple[int, int, str | None]]:
+    """Every window of ``cfg``'s kind holding event time ``ts_ms``: ``(start_ms, end_ms,
+    local_date)``, ``local_date`` None except for daily windows. One window for tumbling and
+    daily, ``size / slide`` for sliding (latest first); for session windows the value's own
+    ``[ts, ts + gap)``, the window its lateness is judged by (its session is found by
+    :class:`SessionModel`)."""
+    if cfg.window_kind == "session":
+        return [(ts_ms, ts_ms + cfg.window_gap_ms, None)]
+    if cfg.window_kind == "sliding":
+        return [(a, b, None) for a, b in sliding_windows(ts_ms, cfg.window_size_ms, cfg.slide_ms)]
+    if cfg.window_kind == "daily":
+        return [daily_window(ts_ms, cfg.time_zone)]
+    return [(*window_bounds(ts_ms, cfg.window_size_ms), None)]
+
+
+@dataclass
+class SessionModel:
+    """Session windows of one job run as the job computes them, for tests: one instance per run.
+
+    State per (device_id, sensor): the open sessions ``[start, end)`` with their values. Feed
+    the values of each record with :meth:`add` (judged at the watermark before the record),
+    then the record's watermark with :meth:`advance`, which closes (fires) every session whose
+    ``end - 1`` it reached (Flink's event-time timer at ``maxTimestamp + allowed lateness 0``).
+    """
+
+    gap_ms: int
+    open: dict = field(default_factory=dict)  # (device_id, sensor) -> [[start, end, values], ...]
+    fired: list = field(default_factory=list)  # [(device_id, sensor, start, end, values), ...]
+
+    def add(self, key: tuple[str, str], ts_ms: int, value: float, watermark_ms: int | None) -> bool:
+        """Add one value; returns False if it is late (its own ``[ts, ts + gap)`` is closed at
+        ``watermark_ms``: it goes to sensor-late and no session), else True.
+
+        An on-time value merges with every open session it touches (``TimeWindow.intersects``:
+        ``start <= other.end and end >= other.start``).
+        """
+        if window_is_late(ts_ms + self.gap_ms, watermark_ms, 0):
+            return False
+        start, end, values = ts_ms, ts_ms + self.gap_ms, [value]
+        keep = []
+        for s in self.open.get(key, []):
+            if s[0] <= end and s[1] >= start:
+                start, end, values = min(start, s[0]), max(end, s[1]), values + s[2]
+            else:
+                keep.append(s)
+        self.open[key] = keep + [[start, end, values]]
+        return True
+
+    def advance(self, watermark_ms: int | None) -> None:
+        """Fire (and forget) every open session with ``end - 1 <= watermark_ms``."""
+        for key, sessions in self.open.items():
+            done = [s for s in sessions if window_is_late(s[1], watermark_ms, 0)]
+            self.fired += [(*key, s[0], s[1], s[2]) for s in done]
+            self.open[key] = [s for s in sessions if s not in done]
+
+    def close(self) -> list[tuple]:
+        """End of input (watermark MAX): every session fires; returns all fired sessions."""
+        for key, sessions in self.open.items():
+            self.fired += [(*key, s[0], s[1], s[2]) for s in sessions]
+        self.open = {}
+        return self.fired
+
+
+def window_is_late(end_ms: int, watermark_ms: int | None, allowed_lateness_ms: int) -> bool:
+    """Whether the window ending at ``end_ms`` (exclusive, epoch ms) takes no more values at
+    ``watermark_ms``: ``cleanup_time(end, lateness) <= watermark`` (never before the first
+    watermark). The test of :func:`is_late`, for a window of any kind."""
+    return watermark_ms is not None and cleanup_time(end_ms, allowed_lateness_ms) <= watermark_ms
+
+
 # --------------------------------------------------------------------------- DDL
 def source_format_options(prefix: str = "") -> dict[str, str]:
     """Options of the ``json-dlq`` value format of the readings source (``prefix``: ``"value."``
@@ -454,7 +661,7 @@ def kafka_aggregates_sink_ddl(cfg: WindowJobSettings, name: str = "aggregates") 
     """
     opts = {"connector": "upsert-kafka", **_kafka_sink_options(cfg, cfg.topics.aggregates, "aggregates"),
             "key.format": "json", "value.format": "json", "value.fields-include": "ALL"}
-    return (f"CREATE TABLE {name} ({AGGREGATE_COLUMNS},\n"
+    return (f"CREATE TABLE {name} ({aggregate_columns(cfg)},\n"
             f"  PRIMARY KEY (device_id, sensor, window_start_ms) NOT ENFORCED\n) {with_clause(opts)}")
 
 
@@ -516,7 +723,127 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
     tc.set("table.exec.sink.upsert-materialize", "NONE")
     if cfg.dedup:
         tc.set("table.exec.state.ttl", f"{cfg.dedup_ttl_ms} ms")
-    tc.set("table.local-time-zone", "UTC")
+    # windows on the TIMESTAMP_LTZ rowtime align to this zone's local time: the epoch for
+    # tumbling and sliding windows, local midnights for daily ones
+    tc.set("table.local-time-zone", cfg.time_zone if cfg.window_kind == "daily" else "UTC")
+
+
+def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -> tuple[str, str, str]:
+    """The three queries that differ by window kind: ``(flagged, windowed, late)``.
+
+    ``flagged`` (view ``sensor_windows_flagged``): one row per (value, window) pair with
+    ``window_start_ms``, ``wm`` and ``is_late`` (+ ``window_end_ms``, ``local_date`` for daily
+    windows); ``windowed`` (view ``sensor_windows_windowed``): the aggregate of the on-time
+    pairs per window; ``late``: the late pairs as :func:`late_columns` rows. The tumbling
+    queries are the job's original text (same plan, same operator uids).
+    """
+    size, lateness, kind = cfg.window_size_ms, cfg.allowed_lateness_ms, cfg.window_kind
+    aggs = "COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`, AVG(`value`) AS `mean`"
+    wm_col = ", wm AS `watermark`" if cfg.late_watermark_column else ""
+    values = f"{readings_from} CROSS JOIN UNNEST(readings) AS r(sensor, val)"
+    if kind == "tumbling":
+        ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
+        flagged = f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   {ws} AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {values}
+            {first_copy}"""
+        windowed = f"""
+            SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
+                   COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`,
+                   AVG(`value`) AS `mean`
+            FROM sensor_windows_flagged
+            WHERE NOT is_late
+            GROUP BY device_id, sensor, window_start_ms, TUMBLE(rowtime, {sql_interval(size)})"""
+        late = f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+        return flagged, windowed, late
+    if kind == "sliding":
+        slide = cfg.slide_ms
+        last = f"ts - MOD(MOD(ts, {slide}) + {slide}, {slide})"
+        # the array reads ts, so the UNNEST is a correlate (a constant array would become a
+        # join, which loses the rowtime attribute)
+        starts = ", ".join(f"{last} - {k * slide}" for k in range(size // slide))
+        ws = "w.start_ms"
+        flagged = f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   {ws} AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {values} CROSS JOIN UNNEST(ARRAY[{starts}]) AS w(start_ms)
+            {first_copy}"""
+        # the pairs of window_start_ms w go to the group of key w; of the HOP windows of that
+        # group, only [w, w + size) holds all of them and is kept (module docstring)
+        windowed = f"""
+            SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
+                   `count`, `min`, `max`, `mean`
+            FROM (SELECT device_id, sensor, window_start_ms,
+                         HOP_START(rowtime, {sql_interval(slide)}, {sql_interval(size)}) AS hop_start, {aggs}
+                  FROM sensor_windows_flagged
+                  WHERE NOT is_late
+                  GROUP BY device_id, sensor, window_start_ms,
+                           HOP(rowtime, {sql_interval(slide)}, {sql_interval(size)}))
+            WHERE hop_start = CAST(TO_TIMESTAMP_LTZ(window_start_ms, 3) AS TIMESTAMP(3))"""
+        late = f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+        return flagged, windowed, late
+    if kind == "session":
+        gap = cfg.window_gap_ms
+        flagged = f"""
+            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+                   ts AS window_start_ms,
+                   CURRENT_WATERMARK(rowtime) AS wm,
+                   COALESCE(TO_TIMESTAMP_LTZ(ts + {gap - 1 + lateness}, 3)
+                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+            FROM {values}
+            {first_copy}"""
+        # a session starts at its first value and ends gap after its last (SESSION_START/END)
+        windowed = f"""
+            SELECT device_id, sensor, MIN(ts) AS window_start_ms, MAX(ts) + {gap} AS window_end_ms, {aggs}
+            FROM sensor_windows_flagged
+            WHERE NOT is_late
+            GROUP BY device_id, sensor, SESSION(rowtime, {sql_interval(gap)})"""
+        late = f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {gap} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+        return flagged, windowed, late
+    # daily: local calendar days of table.local-time-zone (= cfg.time_zone, configure_windowing)
+    day = "CAST(CAST(rowtime AS TIMESTAMP(3)) AS DATE)"
+    start = f"UNIX_TIMESTAMP(CAST({day} AS STRING), 'yyyy-MM-dd') * 1000"
+    end = f"UNIX_TIMESTAMP(CAST({day} + INTERVAL '1' DAY AS STRING), 'yyyy-MM-dd') * 1000"
+    flagged = f"""
+        SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
+               {start} AS window_start_ms, {end} AS window_end_ms,
+               CAST({day} AS STRING) AS local_date,
+               CURRENT_WATERMARK(rowtime) AS wm,
+               COALESCE(TO_TIMESTAMP_LTZ({end} + {lateness - 1}, 3)
+                        <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
+        FROM {values}
+        {first_copy}"""
+    windowed = f"""
+        SELECT device_id, sensor, window_start_ms, window_end_ms, {aggs}, local_date
+        FROM sensor_windows_flagged
+        WHERE NOT is_late
+        GROUP BY device_id, sensor, window_start_ms, window_end_ms, local_date,
+                 TUMBLE(rowtime, INTERVAL '1' DAY)"""
+    late = f"""
+        SELECT device_id, seq, sensor, ts, `value`, window_start_ms, window_end_ms, ingest_ms{wm_col},
+               local_date
+        FROM sensor_windows_flagged
+        WHERE is_late"""
+    return flagged, windowed, late
 
 
 def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late_sink: str,
@@ -525,10 +852,11 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
 
     Args:
         t_env: a streaming ``TableEnvironment`` (see :func:`jobs.common.create_table_env`).
-        cfg: window size, allowed lateness, idleness, dedup TTL (all ms), slow-sink switch.
+        cfg: window kind and its sizes, allowed lateness, idleness, dedup TTL (all ms),
+            slow-sink switch.
         source: name of a registered table with :func:`source_schema` (columns device_id,
             seq, ts (epoch ms), readings MAP<STRING, DOUBLE>, ingest_ms; rowtime + watermark).
-        aggregates_sink: table with :data:`AGGREGATE_COLUMNS` accepting updates
+        aggregates_sink: table with :func:`aggregate_columns` of ``cfg`` accepting updates
             (upsert on device_id, sensor, window_start_ms).
         late_sink: append table with :func:`late_columns` of ``cfg``.
         duplicates_sink: append table with :data:`DUPLICATE_COLUMNS` receiving every dropped
@@ -552,8 +880,6 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     """
     configure_windowing(t_env, cfg)
     raw_source = source
-    size, lateness = cfg.window_size_ms, cfg.allowed_lateness_ms
-    ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
     try:
         # Records the job can read; the others (dlq_reason set) go only to the DLQ sink.
         # Watermark heartbeats stop here: their event time has moved the watermark already.
@@ -575,15 +901,9 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         else:
             # without dedup the flag's Calc reads the source directly: every copy is counted
             readings_from, first_copy = source, ""
-        # One Calc computes the flag once per value; both branches only read it.
-        flagged = t_env.sql_query(f"""
-            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                   {ws} AS window_start_ms,
-                   CURRENT_WATERMARK(rowtime) AS wm,
-                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
-                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM {readings_from} CROSS JOIN UNNEST(readings) AS r(sensor, val)
-            {first_copy}""")
+        # One Calc computes the flag once per (value, window) pair; both branches only read it.
+        flagged_sql, windowed_sql, late_sql = _kind_queries(cfg, readings_from, first_copy)
+        flagged = t_env.sql_query(flagged_sql)
         t_env.create_temporary_view("sensor_windows_flagged", flagged)
         window_start = "window_start_ms"
         if cfg.slow_sink_file:
@@ -596,24 +916,14 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
             t_env.create_temporary_function(
                 "sensor_windows_throttle", throttle_udf(cfg.slow_sink_file, cfg.slow_sink_ms))
             window_start = "sensor_windows_throttle(window_start_ms)"
-        windowed = t_env.sql_query(f"""
-            SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
-                   COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`,
-                   AVG(`value`) AS `mean`
-            FROM sensor_windows_flagged
-            WHERE NOT is_late
-            GROUP BY device_id, sensor, window_start_ms, TUMBLE(rowtime, {sql_interval(size)})""")
+        windowed = t_env.sql_query(windowed_sql)
         t_env.create_temporary_view("sensor_windows_windowed", windowed)
+        local_date = ", local_date" if cfg.window_kind == "daily" else ""
         aggregates = t_env.sql_query(f"""
             SELECT device_id, sensor, {window_start} AS window_start_ms, window_end_ms,
-                   `count`, `min`, `max`, `mean`
+                   `count`, `min`, `max`, `mean`{local_date}
             FROM sensor_windows_windowed""")
-        wm_col = ", wm AS `watermark`" if cfg.late_watermark_column else ""
-        late = t_env.sql_query(f"""
-            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
-                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
-            FROM sensor_windows_flagged
-            WHERE is_late""")
+        late = t_env.sql_query(late_sql)
         stmts = t_env.create_statement_set()
         if duplicates_sink is not None and cfg.dedup:
             duplicates = t_env.sql_query("""
@@ -625,13 +935,13 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
         stmts.add_insert(aggregates_sink, aggregates)
         if dlq_sink is not None:
             dead = t_env.sql_query(f"""
-                SELECT {sql_str(JOB_NAME)} AS source, dlq_reason AS reason, dlq_detail AS detail,
+                SELECT {sql_str(cfg.job_name)} AS source, dlq_reason AS reason, dlq_detail AS detail,
                        kafka_partition, kafka_offset, dlq_raw AS `raw`
                 FROM {raw_source}
                 WHERE dlq_reason IS NOT NULL""")
             stmts.add_insert(dlq_sink, dead)
     except Exception as exc:  # py4j wraps planner errors; keep the cause
-        raise JobError(f"cannot build {JOB_NAME}: {exc}") from exc
+        raise JobError(f"cannot build {cfg.job_name}: {exc}") from exc
     return stmts
 
 
@@ -644,7 +954,7 @@ def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
     Raises:
         JobError: connector jar missing, or the pipeline cannot be built.
     """
-    t_env = create_table_env(job_configuration(cfg, JOB_NAME, use_kafka=True, extra=extra))
+    t_env = create_table_env(job_configuration(cfg, cfg.job_name, use_kafka=True, extra=extra))
     t_env.execute_sql(kafka_source_ddl(cfg, "readings"))
     t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
     t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
@@ -681,6 +991,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["build", "create_job", "compiled_plan", "main", "window_bounds", "cleanup_time", "is_late",
+           "sliding_windows", "daily_window", "windows_of", "window_is_late", "SessionModel",
+           "aggregate_columns", "LOCAL_DATE_COLUMN",
            "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
            "kafka_duplicates_sink_ddl", "late_columns", "dedup_step", "dedup_expire", "dedup_visible",
            "dedup_ttl", "DedupEntry", "sql_str", "AGGREGATE_COLUMNS", "LATE_COLUMNS", "LATE_WATERMARK_COLUMN",
