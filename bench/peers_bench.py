@@ -442,6 +442,23 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     return res
 
 
+def start_kafka(prefix: str):
+    """Start a Kafka broker alone on free ports (:mod:`iotflink.stack`, run dir under a new temp
+    dir named ``prefix...``); returns ``(stack, bootstrap)``; ``stack.stop()`` stops it.
+
+    Raises:
+        StackError: the broker did not become ready.
+    """
+    sys.path.insert(0, str(ROOT))
+    from iotflink.settings import StackSettings  # noqa: PLC0415
+    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
+
+    scfg = free_port_settings(Path(tempfile.mkdtemp(prefix=prefix)) / "run", StackSettings.from_env())
+    stack = Stack(scfg)
+    stack.start(services=("kafka",), progress=lambda m: print(f"[stack] {m}", flush=True))
+    return stack, scfg.kafka_bootstrap
+
+
 def median(values: list[float]) -> float:
     """The median (the mean of the two middle values for an even count)."""
     v = sorted(values)
@@ -509,16 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         args.result_file.write_text(json.dumps(res))
         return 0
 
-    sys.path.insert(0, str(ROOT))
     stack = None
     if args.start_stack:
-        from iotflink.settings import StackSettings  # noqa: PLC0415
-        from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
-
-        scfg = free_port_settings(Path(tempfile.mkdtemp(prefix="peers-bench-")) / "run", StackSettings.from_env())
-        stack = Stack(scfg)
-        stack.start(services=("kafka",), progress=lambda m: print(f"[stack] {m}", flush=True))
-        args.bootstrap = scfg.kafka_bootstrap
+        stack, args.bootstrap = start_kafka("peers-bench-")
     if not args.bootstrap:
         ap.error("--bootstrap or --start-stack is required")
     try:

@@ -122,13 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.summarise_only:
         stack = None
         if args.start_stack:
-            from iotflink.settings import StackSettings  # noqa: PLC0415
-            from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
-
-            scfg = free_port_settings(Path(tempfile.mkdtemp(prefix="profile-bench-")) / "run", StackSettings.from_env())
-            stack = Stack(scfg)
-            stack.start(services=("kafka",), progress=lambda m: print(f"[stack] {m}", flush=True))
-            args.bootstrap = scfg.kafka_bootstrap
+            stack, args.bootstrap = pb.start_kafka("profile-bench-")
         try:
             topic = f"profile-in-{uuid.uuid4().hex[:6]}"
             pb.produce(args.bootstrap, topic, pb.generate(args.readings, args.devices, 5_000, 0.01))

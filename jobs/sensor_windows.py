@@ -741,6 +741,15 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
     aggs = "COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`, AVG(`value`) AS `mean`"
     wm_col = ", wm AS `watermark`" if cfg.late_watermark_column else ""
     values = f"{readings_from} CROSS JOIN UNNEST(readings) AS r(sensor, val)"
+
+    def late_pairs(length_ms: int) -> str:
+        """The late pairs of a kind whose windows end ``length_ms`` after their start."""
+        return f"""
+            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
+                   window_start_ms + {length_ms} AS window_end_ms, ingest_ms{wm_col}
+            FROM sensor_windows_flagged
+            WHERE is_late"""
+
     if kind == "tumbling":
         ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
         flagged = f"""
@@ -758,11 +767,7 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
             FROM sensor_windows_flagged
             WHERE NOT is_late
             GROUP BY device_id, sensor, window_start_ms, TUMBLE(rowtime, {sql_interval(size)})"""
-        late = f"""
-            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
-                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
-            FROM sensor_windows_flagged
-            WHERE is_late"""
+        late = late_pairs(size)
         return flagged, windowed, late
     if kind == "sliding":
         slide = cfg.slide_ms
@@ -791,11 +796,7 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
                   GROUP BY device_id, sensor, window_start_ms,
                            HOP(rowtime, {sql_interval(slide)}, {sql_interval(size)}))
             WHERE hop_start = CAST(TO_TIMESTAMP_LTZ(window_start_ms, 3) AS TIMESTAMP(3))"""
-        late = f"""
-            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
-                   window_start_ms + {size} AS window_end_ms, ingest_ms{wm_col}
-            FROM sensor_windows_flagged
-            WHERE is_late"""
+        late = late_pairs(size)
         return flagged, windowed, late
     if kind == "session":
         gap = cfg.window_gap_ms
@@ -813,11 +814,7 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
             FROM sensor_windows_flagged
             WHERE NOT is_late
             GROUP BY device_id, sensor, SESSION(rowtime, {sql_interval(gap)})"""
-        late = f"""
-            SELECT device_id, seq, sensor, ts, `value`, window_start_ms,
-                   window_start_ms + {gap} AS window_end_ms, ingest_ms{wm_col}
-            FROM sensor_windows_flagged
-            WHERE is_late"""
+        late = late_pairs(gap)
         return flagged, windowed, late
     # daily: local calendar days of table.local-time-zone (= cfg.time_zone, configure_windowing)
     day = "CAST(CAST(rowtime AS TIMESTAMP(3)) AS DATE)"
