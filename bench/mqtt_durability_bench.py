@@ -12,7 +12,7 @@ Each variant is a broker on a free loopback port with its own data directory:
 
 - Mosquitto (Debian's package) with ``deploy/mosquitto.conf``, the file the local stack renders,
   where only the ``autosave_*`` lines are replaced: ``current`` (the file as it is: the
-  project's choice, ``changes-1``), ``interval-5`` (``autosave_interval 5``, the former
+  project's choice, ``changes-100``), ``interval-5`` (``autosave_interval 5``, the former
   setting: a save every 5 s), ``changes-N``
   (``autosave_on_changes true`` and ``autosave_interval N``: a save once N messages were
   stored, queued or subscriptions changed since the last one; the save is checked once per
