@@ -15,6 +15,10 @@ sample of every running Java thread every 10 ms; JDK 17, ``-XX:StartFlightRecord
   serialization, network stack, generated code (Flink SQL's code-generated operators: the
   parse, explode, dedup and late-flag Calcs), window operator, and the rest by package.
 
+Limits: JFR's execution samples cover Java frames only; time inside native code (RocksDB's
+JNI calls) is not in them, so the RocksDB share is the Java side of its calls. Short runs are
+dominated by start-up (SQL planning, code generation); use 1,000,000 readings or more.
+
 Usage::
 
     .venv/bin/python bench/profile_window_job.py --start-stack [--readings 1000000] [--parallelism 1]
@@ -92,7 +96,8 @@ def summarise(jfr: Path, top: int) -> dict:
     for e in events:
         v = e["values"]
         thread = (v.get("sampledThread") or {}).get("javaName") or (v.get("sampledThread") or {}).get("osName") or "?"
-        frames = [f"{fr['method']['type']['name']}.{fr['method']['name']}"
+        # JFR names types in the JVM's internal form (org/apache/flink/...)
+        frames = [f"{fr['method']['type']['name'].replace('/', '.')}.{fr['method']['name']}"
                   for fr in (v.get("stackTrace") or {}).get("frames", [])]
         by_thread[thread_group(thread)] += 1
         by_cat[category(frames)] += 1
