@@ -750,16 +750,22 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
             FROM sensor_windows_flagged
             WHERE is_late"""
 
-    if kind == "tumbling":
-        ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
-        flagged = f"""
+    def flagged_pairs(ws: str, length_ms: int, pairs_from: str) -> str:
+        """One row per (value, window) pair read from ``pairs_from``: the window starts at ``ws``
+        (SQL, ms) and ends ``length_ms`` later; the pair is late once the watermark has passed
+        its end - 1 + allowed lateness (the window operator's own test, module docstring)."""
+        return f"""
             SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
                    {ws} AS window_start_ms,
                    CURRENT_WATERMARK(rowtime) AS wm,
-                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
+                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {length_ms - 1 + lateness}, 3)
                             <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM {values}
+            FROM {pairs_from}
             {first_copy}"""
+
+    if kind == "tumbling":
+        ws = f"(ts - MOD(MOD(ts, {size}) + {size}, {size}))"  # floor_mod: also right for ts < 0
+        flagged = flagged_pairs(ws, size, values)
         windowed = f"""
             SELECT device_id, sensor, window_start_ms, window_start_ms + {size} AS window_end_ms,
                    COUNT(*) AS `count`, MIN(`value`) AS `min`, MAX(`value`) AS `max`,
@@ -776,14 +782,7 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
         # join, which loses the rowtime attribute)
         starts = ", ".join(f"{last} - {k * slide}" for k in range(size // slide))
         ws = "w.start_ms"
-        flagged = f"""
-            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                   {ws} AS window_start_ms,
-                   CURRENT_WATERMARK(rowtime) AS wm,
-                   COALESCE(TO_TIMESTAMP_LTZ({ws} + {size - 1 + lateness}, 3)
-                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM {values} CROSS JOIN UNNEST(ARRAY[{starts}]) AS w(start_ms)
-            {first_copy}"""
+        flagged = flagged_pairs(ws, size, f"{values} CROSS JOIN UNNEST(ARRAY[{starts}]) AS w(start_ms)")
         # the pairs of window_start_ms w go to the group of key w; of the HOP windows of that
         # group, only [w, w + size) holds all of them and is kept (module docstring)
         windowed = f"""
@@ -800,14 +799,7 @@ def _kind_queries(cfg: WindowJobSettings, readings_from: str, first_copy: str) -
         return flagged, windowed, late
     if kind == "session":
         gap = cfg.window_gap_ms
-        flagged = f"""
-            SELECT device_id, seq, ts, r.sensor AS sensor, r.val AS `value`, ingest_ms, rowtime,
-                   ts AS window_start_ms,
-                   CURRENT_WATERMARK(rowtime) AS wm,
-                   COALESCE(TO_TIMESTAMP_LTZ(ts + {gap - 1 + lateness}, 3)
-                            <= CURRENT_WATERMARK(rowtime), FALSE) AS is_late
-            FROM {values}
-            {first_copy}"""
+        flagged = flagged_pairs("ts", gap, values)  # the value's own window [ts, ts + gap)
         # a session starts at its first value and ends gap after its last (SESSION_START/END)
         windowed = f"""
             SELECT device_id, sensor, MIN(ts) AS window_start_ms, MAX(ts) + {gap} AS window_end_ms, {aggs}
