@@ -21,17 +21,14 @@ minus its late pairs, and the window operator's ``numLateRecordsDropped`` is 0.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
 
 from iotflink import kafka_io
-from iotflink.flinkctl import FlinkCtl
-from iotflink.settings import Topics, WindowJobSettings
-from iotflink.stack import free_port, wait_for
+from iotflink.stack import wait_for
 from jobs import sensor_windows as sw
-from tests.test_window_parallel import BASE, OOO, PARTITIONS, Writer, _create_topics, _wait_watermark
+from tests.test_window_parallel import BASE, OOO, PARTITIONS, _wait_watermark, start_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -42,23 +39,10 @@ S = 1_000
 
 
 def test_sliding_late_pairs_are_exact_at_parallelism_2(stack):
-    bootstrap = stack.s.kafka_bootstrap
-    name = f"hop2-{time.monotonic_ns()}"
-    topics = Topics(readings=f"{name}-readings", aggregates=f"{name}-aggregates", late=f"{name}-late",
-                    duplicates=f"{name}-duplicates", window_dlq=f"{name}-dlq", readings_partitions=PARTITIONS)
-    _create_topics(bootstrap, topics)
-    cfg = WindowJobSettings(window_kind="sliding", window_size_ms=SIZE, window_slide_ms=SLIDE,
-                            allowed_lateness_ms=LATENESS, out_of_orderness_ms=OOO, idleness_ms=0, parallelism=2,
-                            source_parallelism=2, kafka_bootstrap=bootstrap, topics=topics, consumer_group=name,
-                            checkpoint_interval_ms=1_000, transactional_id_prefix=name)
-    rest_port = free_port()
-    ctl = FlinkCtl(dataclasses.replace(stack.s, flink_rest_port=rest_port))
-    _, stmts = sw.create_job(cfg, extra={"rest.port": str(rest_port), "rest.bind-port": str(rest_port),
-                                         "rest.address": stack.s.host, "rest.bind-address": stack.s.host,
-                                         "state.backend.type": "hashmap"})
-    client = stmts.execute().get_job_client()
-    job_id = str(client.get_job_id())
-    writer = Writer(bootstrap, topics.readings)
+    cfg, ctl, client, job_id, writer = start_job(stack, f"hop2-{time.monotonic_ns()}", 2, window_kind="sliding",
+                                                 window_size_ms=SIZE, window_slide_ms=SLIDE,
+                                                 allowed_lateness_ms=LATENESS)
+    bootstrap, topics = stack.s.kafka_bootstrap, cfg.topics
     expected_late: set[tuple] = set()  # (device, seq, sensor, window_start_ms)
     try:
         wait_for(lambda: ctl.job(job_id)["state"] == "RUNNING", 120, interval_s=0.5, what="the job RUNNING")

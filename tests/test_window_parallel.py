@@ -150,25 +150,32 @@ def _late_ref(ts: int, watermark: int) -> bool:
     return sw.is_late(ts, watermark, SIZE, LATENESS)
 
 
-def _run(stack, parallelism: int) -> dict:
-    """One run of the scenario at ``parallelism``; returns what the assertions need."""
+def start_job(stack, name: str, parallelism: int, **settings):
+    """Create the run's topics (prefix ``name``) and start the window job on a MiniCluster with a
+    REST port, without an idle timeout, at ``parallelism``; ``settings`` add or override
+    :class:`WindowJobSettings` fields. Returns ``(cfg, ctl, client, job_id, writer)``."""
     bootstrap = stack.s.kafka_bootstrap
-    name = f"par{parallelism}-{time.monotonic_ns()}"
     topics = Topics(readings=f"{name}-readings", aggregates=f"{name}-aggregates", late=f"{name}-late",
                     duplicates=f"{name}-duplicates", window_dlq=f"{name}-dlq", readings_partitions=PARTITIONS)
     _create_topics(bootstrap, topics)
-    cfg = WindowJobSettings(window_size_ms=SIZE, allowed_lateness_ms=LATENESS, out_of_orderness_ms=OOO,
-                            idleness_ms=0, parallelism=parallelism, source_parallelism=min(parallelism, PARTITIONS),
-                            kafka_bootstrap=bootstrap, topics=topics, consumer_group=name,
-                            checkpoint_interval_ms=1_000, transactional_id_prefix=name)
+    cfg = WindowJobSettings(**{
+        "window_size_ms": SIZE, "allowed_lateness_ms": LATENESS, "out_of_orderness_ms": OOO, "idleness_ms": 0,
+        "parallelism": parallelism, "source_parallelism": min(parallelism, PARTITIONS), "kafka_bootstrap": bootstrap,
+        "topics": topics, "consumer_group": name, "checkpoint_interval_ms": 1_000, "transactional_id_prefix": name,
+        **settings})
     rest_port = free_port()
     ctl = FlinkCtl(dataclasses.replace(stack.s, flink_rest_port=rest_port))
     _, stmts = sw.create_job(cfg, extra={"rest.port": str(rest_port), "rest.bind-port": str(rest_port),
                                          "rest.address": stack.s.host, "rest.bind-address": stack.s.host,
                                          "state.backend.type": "hashmap"})
     client = stmts.execute().get_job_client()
-    job_id = str(client.get_job_id())
-    writer = Writer(bootstrap, topics.readings)
+    return cfg, ctl, client, str(client.get_job_id()), Writer(bootstrap, topics.readings)
+
+
+def _run(stack, parallelism: int) -> dict:
+    """One run of the scenario at ``parallelism``; returns what the assertions need."""
+    cfg, ctl, client, job_id, writer = start_job(stack, f"par{parallelism}-{time.monotonic_ns()}", parallelism)
+    bootstrap, topics = stack.s.kafka_bootstrap, cfg.topics
     determined: dict[tuple, bool] = {}  # (device, seq) -> late per the reference
     racy: set[tuple] = set()
     switch: set[tuple] = set()  # readings of phase 4
