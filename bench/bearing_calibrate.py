@@ -48,7 +48,8 @@ def shipped_params(rule: str):
 
     p = parse_rule_file(RULES_DIR / f"{rule}.sql").params
     if rule == "bearing_failure":
-        return br.SpikeRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), p["spike_k"], p["rise_c"])
+        return br.SpikeRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), p["spike_k"], p["rise_c"],
+                                  int(p["quiet_s"]))
     return br.VibrationRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), int(p["sustain_s"]), p["rise_k"])
 
 

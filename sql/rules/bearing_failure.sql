@@ -32,6 +32,9 @@
 -- param: spike_k = 1.5 (dimensionless multiple of the baseline). Source: calibration grid
 --   1.5 to 5 (bench/bearing_calibrate.py).
 -- param: rise_c = 0.1 degrees C. Source: calibration grid 0.1 to 1.0 degrees C (bench/bearing_calibrate.py).
+-- param: quiet_s = 600 s (10 min). Source: design choice, not calibrated: an episode of spikes
+--   ends after 10 min without a spike; it sets how many alerts a failing bearing raises, not
+--   when the first one comes.
 -- param: within_s = 60 s. Source: the bearing-failure pattern this project detects (README, "Detection rules").
 -- late data: rows at or behind the watermark go to rules_late (view late_readings).
 -- unreadable records of `readings` go to rules_dlq (view dlq_readings).
@@ -65,27 +68,33 @@ FROM bearing_failure_started
 WINDOW w AS (PARTITION BY device_id ORDER BY event_time
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
-CREATE TEMPORARY VIEW bearing_failure_alerts AS
-SELECT
-  SHA256(CONCAT_WS('|', 'bearing_failure', device_id, CAST(s_ts AS STRING),
-                   CAST(t0_ts AS STRING), CAST(r_ts AS STRING))) AS alert_id,
-  'bearing_failure' AS rule_id,
-  device_id AS alert_key,
-  r_ts AS detection_ms,
-  CURRENT_TIMESTAMP AS emitted_at,
-  ARRAY[ROW(s_ts, s_seq, 'h_rms_g', s_h),
-        ROW(t0_ts, t0_seq, 'temp_c', t0_c),
-        ROW(r_ts, r_seq, 'temp_c', r_c)] AS events,
-  JSON_OBJECT(KEY 'baseline_g' VALUE baseline_g,
-              KEY 'spike_ratio' VALUE s_h / baseline_g,
-              KEY 'rise_c' VALUE r_c - t0_c,
-              KEY 'delay_ms' VALUE r_ts - s_ts) AS details
-FROM bearing_failure_baselined
+-- recent_spikes: spikes (h_rms_g > spike_k * baseline) in the last quiet_s of event time
+CREATE TEMPORARY VIEW bearing_failure_spiked AS
+SELECT *,
+       SUM(CASE WHEN baseline_g IS NOT NULL AND h_rms_g > 1.5 /*param:spike_k*/ * baseline_g THEN 1 ELSE 0 END)
+         OVER (PARTITION BY device_id ORDER BY event_time
+               RANGE BETWEEN INTERVAL '600' /*param:quiet_s*/ SECOND(3) PRECEDING AND CURRENT ROW) AS recent_spikes
+FROM bearing_failure_baselined;
+
+-- episode_ts: event time of the first spike of the current spike episode (a spike with no
+-- other spike in the quiet_s before it starts one)
+CREATE TEMPORARY VIEW bearing_failure_episodes AS
+SELECT *,
+       MAX(CASE WHEN baseline_g IS NOT NULL AND h_rms_g > 1.5 /*param:spike_k*/ * baseline_g
+                 AND recent_spikes = 1 THEN ts END)
+         OVER (PARTITION BY device_id ORDER BY event_time
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS episode_ts
+FROM bearing_failure_spiked;
+
+-- every spike-then-rise match, with its spike's episode
+CREATE TEMPORARY VIEW bearing_failure_matches AS
+SELECT *, PROCTIME() AS matched_at
+FROM bearing_failure_episodes
 MATCH_RECOGNIZE (
   PARTITION BY device_id
   ORDER BY event_time, seq
   MEASURES
-    S.ts AS s_ts, S.seq AS s_seq, S.h_rms_g AS s_h, S.baseline_g AS baseline_g,
+    S.ts AS s_ts, S.seq AS s_seq, S.h_rms_g AS s_h, S.baseline_g AS baseline_g, S.episode_ts AS episode_ts,
     T0.ts AS t0_ts, T0.seq AS t0_seq, T0.temp_c AS t0_c,
     R.ts AS r_ts, R.seq AS r_seq, R.temp_c AS r_c
   ONE ROW PER MATCH
@@ -101,6 +110,30 @@ MATCH_RECOGNIZE (
     X AS X.temp_c IS NULL OR X.temp_c < T0.temp_c + 0.1 /*param:rise_c*/,
     R AS R.temp_c >= T0.temp_c + 0.1 /*param:rise_c*/
 );
+
+-- one alert per spike episode: its first match (deduplication, keep first row; Flink emits
+-- the matches of a device in the order of their spikes)
+CREATE TEMPORARY VIEW bearing_failure_alerts AS
+SELECT
+  SHA256(CONCAT_WS('|', 'bearing_failure', device_id, CAST(s_ts AS STRING),
+                   CAST(t0_ts AS STRING), CAST(r_ts AS STRING))) AS alert_id,
+  'bearing_failure' AS rule_id,
+  device_id AS alert_key,
+  r_ts AS detection_ms,
+  CURRENT_TIMESTAMP AS emitted_at,
+  ARRAY[ROW(s_ts, s_seq, 'h_rms_g', s_h),
+        ROW(t0_ts, t0_seq, 'temp_c', t0_c),
+        ROW(r_ts, r_seq, 'temp_c', r_c)] AS events,
+  JSON_OBJECT(KEY 'baseline_g' VALUE baseline_g,
+              KEY 'spike_ratio' VALUE s_h / baseline_g,
+              KEY 'rise_c' VALUE r_c - t0_c,
+              KEY 'delay_ms' VALUE r_ts - s_ts,
+              KEY 'episode_ts' VALUE episode_ts) AS details
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY device_id, episode_ts ORDER BY matched_at) AS episode_row
+  FROM bearing_failure_matches
+)
+WHERE episode_row = 1;
 
 EXECUTE STATEMENT SET
 BEGIN
