@@ -326,12 +326,14 @@ RISE_K = (1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0)
 MARGIN = 1.1
 
 
-def grid(rule: str) -> list:
-    """Every parameter set the calibration tries for ``rule``."""
+def grid(rule: str, sustain_s: Sequence[int] = ()) -> list:
+    """Every parameter set the calibration tries for ``rule`` (a rise rule: also with the
+    median windows ``sustain_s``, s)."""
     if rule == "bearing_failure":
         return [SpikeRiseParams(a, b, k, x) for a, b, k, x in itertools.product(RUN_IN_S, BASELINE_S, SPIKE_K, RISE_C)]
     if rule in FEATURE:
-        return [VibrationRiseParams(a, b, s, k) for a, b, s, k in itertools.product(RUN_IN_S, BASELINE_S, SUSTAIN_S, RISE_K)]
+        windows = sorted(set(SUSTAIN_S) | set(sustain_s))
+        return [VibrationRiseParams(a, b, s, k) for a, b, s, k in itertools.product(RUN_IN_S, BASELINE_S, windows, RISE_K)]
     raise ValueError(f"unknown bearing rule {rule!r}")
 
 
@@ -342,9 +344,12 @@ def lowered(p, margin: float = MARGIN):
     return dataclasses.replace(p, rise_k=p.rise_k / margin)
 
 
-def score_grid(rule: str, runs: Sequence[BearingRun], margin: float = MARGIN) -> dict:
+def score_grid(rule: str, runs: Sequence[BearingRun], margin: float = MARGIN, feature: str | None = None,
+               sustain_s: Sequence[int] | None = None) -> dict:
     """``{params: {bearing: Score}}`` for every parameter set of :func:`grid` (with
-    ``guard_alerts`` at the threshold divided by ``margin``)."""
+    ``guard_alerts`` at the threshold divided by ``margin``). A rise rule compares
+    :data:`FEATURE` of it, or ``feature`` (a study of another feature); ``sustain_s``: other
+    median windows than :data:`SUSTAIN_S` (a study)."""
     out: dict = {}
     rolls: dict = {}
 
@@ -356,8 +361,10 @@ def score_grid(rule: str, runs: Sequence[BearingRun], margin: float = MARGIN) ->
             return vibration_rise_alerts(run, p, rolls[key])
         return detections(rule, run, p)
 
-    runs = [as_feature(r, FEATURE.get(rule, "h_rms_g")) for r in runs]
-    for p in grid(rule):
+    runs = [as_feature(r, feature or FEATURE.get(rule, "h_rms_g")) for r in runs]
+    for p in grid(rule, sustain_s or ()):
+        if sustain_s is not None and isinstance(p, VibrationRiseParams) and p.sustain_s not in sustain_s:
+            continue
         row = {}
         for run in runs:
             guard = score(run, detect(run, lowered(p, margin))).first_half_alerts
@@ -428,8 +435,10 @@ def params_text(p) -> str:
     return f"{base}, {p.sustain_s} s median, k {p.rise_k:g}"
 
 
-def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES) -> dict:
-    """Leave-one-bearing-out calibration of both rules on ``runs``.
+def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES, feature: str | None = None,
+              sustain_s: Sequence[int] | None = None) -> dict:
+    """Leave-one-bearing-out calibration of the bearing rules on ``runs`` (``feature``,
+    ``sustain_s``: studies, see :func:`score_grid`).
 
     Returns ``{rule: {"folds": [FoldResult, ...], "chosen": params chosen on every run,
     "chosen_scores": {bearing: Score}, "median_warning_min": float, "bearings_10_min": int,
@@ -437,7 +446,7 @@ def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES) -> dict:
     """
     out = {}
     for rule in rules:
-        scored = score_grid(rule, runs)
+        scored = score_grid(rule, runs, feature=feature, sustain_s=sustain_s)
         folds = leave_one_bearing_out(rule, runs, scored)
         chosen = choose(scored, [r.name for r in runs])
         held = [f.score for f in folds if f.score is not None]
