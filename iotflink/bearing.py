@@ -1,9 +1,11 @@
-"""The two bearing rules in plain Python, their scores on FEMTO runs, and their calibration.
+"""The three bearing rules in plain Python, their scores on FEMTO runs, and their calibration.
 
-This is the reference implementation of ``sql/rules/bearing_failure.sql`` and
-``sql/rules/bearing_vibration_rise.sql``: the calibration searches its parameters here (fast),
-and the tests and ``bench/bearing_calibrate.py --confirm`` check that the SQL rules on Flink
-raise exactly the alerts computed here. Both rules share one baseline:
+This is the reference implementation of ``sql/rules/bearing_failure.sql``,
+``sql/rules/bearing_vibration_rise.sql`` and ``sql/rules/bearing_impact_rise.sql``: the
+calibration searches their parameters here (fast), and the tests and
+``bench/bearing_calibrate.py --confirm`` check that the SQL rules on Flink raise exactly the
+alerts computed here. The rules share one kind of baseline (of ``h_rms_g``; of ``peak_abs_g``
+for ``bearing_impact_rise``):
 
 - ``first_ms``: event time of the device's first on-time reading (vibration or temperature);
 - ``baseline_g``: the median ``h_rms_g`` of the vibration snapshots with event time in
@@ -16,11 +18,17 @@ Rules (``h`` is ``h_rms_g`` in g, ``temp`` is ``temp_c`` in degrees C):
 - ``bearing_failure`` (spike then temperature rise, :func:`spike_rise_alerts`): a snapshot S
   with ``h > spike_k * baseline_g``; T0 = the first temperature reading after S; R = the first
   temperature reading after T0 with ``temp >= T0.temp + rise_c``; an alert at R when
-  ``R.ts - S.ts < within_s`` (60 s). At most one alert per spike.
+  ``R.ts - S.ts < within_s`` (60 s): a match (:func:`spike_matches`). Spikes less than
+  ``quiet_s`` apart form one *episode*; the alert is the episode's first match in S order
+  (one alert per episode, where the match per spike gave hundreds on a failing bearing).
 - ``bearing_vibration_rise`` (sustained rise, :func:`vibration_rise_alerts`): ``roll_g`` =
   the median ``h`` of the snapshots in the last ``sustain_s`` seconds (event time
   ``[t - sustain_s, t]``); the snapshot is *high* when ``roll_g > rise_k * baseline_g``; an
   alert at each high snapshot whose previous snapshot was not high (one alert per episode).
+- ``bearing_impact_rise``: the same on ``peak_abs_g`` (the largest absolute acceleration
+  sample of the snapshot, g), whose rise shows impacts of a damaged race or rolling element
+  before the RMS grows (R. B. Randall, J. Antoni, "Rolling element bearing diagnostics - A
+  tutorial", Mechanical Systems and Signal Processing 25 (2011) 485-520).
 
 Readings are those the node publishes (:func:`iotflink.replay.femto_rows`), in arrival order;
 as the rule jobs do, a reading at or behind the watermark (highest event time seen minus the
@@ -180,7 +188,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def baseline(run: BearingRun, run_in_s: int, baseline_s: int) -> tuple[float | None, int]:
-    """``(baseline_g, armed_ms)``: the median h_rms_g (g) of the snapshots in
+    """``(baseline_g, armed_ms)``: the median of the run's feature (g) of the snapshots in
     ``[first + run_in_s, first + run_in_s + baseline_s)`` (None when there is none) and the event
     time from which the rules are armed (``first + run_in_s + baseline_s``), epoch ms."""
     lo = run.first_ms + run_in_s * 1000
@@ -238,7 +246,7 @@ def spike_rise_alerts(run: BearingRun, p: SpikeRiseParams) -> list[tuple[int, in
 
 
 def rolling_median(run: BearingRun, sustain_s: int) -> list[float]:
-    """Per snapshot, the median h_rms_g (g) of the snapshots with event time in
+    """Per snapshot, the median of the run's feature (h_rms_g unless built otherwise, g) of the snapshots with event time in
     ``[t - sustain_s, t]`` (Flink ``RANGE BETWEEN INTERVAL 'sustain_s' SECOND PRECEDING AND
     CURRENT ROW``)."""
     out, window, lo = [], [], 0
@@ -255,7 +263,8 @@ def rolling_median(run: BearingRun, sustain_s: int) -> list[float]:
 
 def vibration_rise_alerts(run: BearingRun, p: VibrationRiseParams,
                           roll: Sequence[float] | None = None) -> list[int]:
-    """Alerts of ``bearing_vibration_rise``: event times (epoch ms) of the snapshots that start
+    """Alerts of ``bearing_vibration_rise`` (of ``bearing_impact_rise`` on a run built with
+    ``feature="peak_abs_g"``, :func:`as_feature`): event times (epoch ms) of the snapshots that start
     a high episode. ``roll``: :func:`rolling_median` for ``p.sustain_s``, if already computed."""
     base, armed = baseline(run, p.run_in_s, p.baseline_s)
     if base is None:
