@@ -246,8 +246,8 @@ def spike_rise_alerts(run: BearingRun, p: SpikeRiseParams) -> list[tuple[int, in
 
 
 def rolling_median(run: BearingRun, sustain_s: int) -> list[float]:
-    """Per snapshot, the median of the run's feature (h_rms_g unless built otherwise, g) of the snapshots with event time in
-    ``[t - sustain_s, t]`` (Flink ``RANGE BETWEEN INTERVAL 'sustain_s' SECOND PRECEDING AND
+    """Per snapshot, the median of the run's feature (h_rms_g unless built otherwise, g) of the
+    snapshots with event time in ``[t - sustain_s, t]`` (Flink ``RANGE BETWEEN INTERVAL 'sustain_s' SECOND PRECEDING AND
     CURRENT ROW``)."""
     out, window, lo = [], [], 0
     vib = run.vib

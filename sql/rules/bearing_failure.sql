@@ -4,8 +4,9 @@
 --   bearing temperature rise of at least rise_c. Key: device_id (PARTITION BY). Input:
 --   `readings`; vibration (h_rms_g, one message per 10 s snapshot) and temperature (temp_c,
 --   one message per s) arrive as separate messages of the same device and are matched in one
---   event-time order. Deploy it to confirm a failure in its last minutes; for an early warning
---   deploy bearing_vibration_rise (README, "Bearing rules across bearings").
+--   event-time order. One alert per spike episode. Deploy it to confirm a failure in its last
+--   minutes; for an early warning deploy bearing_impact_rise and bearing_vibration_rise
+--   (README, "Bearing rules across bearings").
 -- definition (what iotflink/bearing.py recomputes in plain Python):
 --   first_ts  = event time of the device's first reading (vibration or temperature);
 --   baseline  = median h_rms_g of the vibration messages with event time in
@@ -17,15 +18,24 @@
 --   R         = the first temperature message after T0 with temp_c >= T0.temp_c + rise_c;
 --   alert when R is less than within_s after S (Flink WITHIN: the match must end less than
 --   60 s after its first event; a rise at 60 s or later does not match).
---   AFTER MATCH SKIP TO NEXT ROW: every spike is judged on its own, one alert per spike at most.
---   Flink emits a completed match only when no earlier-starting partial match is open, so an
---   alert can wait up to 60 s behind an earlier spike's undecided match.
+--   AFTER MATCH SKIP TO NEXT ROW: every spike is judged on its own, one match per spike at
+--   most. Flink emits a completed match only when no earlier-starting partial match is open,
+--   so the matches of a device come in the order of their spikes, and a match can wait up to
+--   60 s behind an earlier spike's undecided match.
+--   episode   = spikes less than quiet_s apart (a spike with no other spike in the quiet_s of
+--               event time before it, OVER RANGE, starts one); the alert is the episode's
+--               first match (deduplication on (device_id, episode), keep first row): on a
+--               failing bearing the spikes follow each other for hours and matched hundreds
+--               of times (798 matches on FEMTO Bearing1_1, one episode, one alert). The
+--               deduplication keeps one row per episode in state (no TTL).
 -- calibration: leave-one-bearing-out on eight FEMTO PRONOSTIA run-to-failure bearings
---   (bench/bearing_calibrate.py; table in README, "Bearing rules across bearings"): the values
---   below are those chosen on all eight (no alert in the first half of any run, also with
---   spike_k lowered by 10 %, then the largest median warning). Judged on held-out bearings this
---   pattern warns a median of 1.7 min before failure: on most bearings the spike that a
---   temperature rise follows comes in the last minutes only.
+--   (bench/bearing_calibrate.py, also printed by `python -m jobs.rules calibrate`; table in
+--   README, "Bearing rules across bearings"): the values below are those chosen on all eight
+--   (no alert in the first half of any run, also with spike_k lowered by 10 %, then the
+--   largest median warning). Judged on held-out bearings this pattern warns a median of
+--   1.6 min before failure, 10 min or more on two of eight bearings, with no alert in any
+--   first half: on most bearings the spike that a temperature rise follows comes in the last
+--   minutes only.
 -- param: run_in_s = 1800 s (30 min). Source: calibration grid 30/60/90 min (bench/bearing_calibrate.py);
 --   the first 30 min of a FEMTO run vibrate more than the next hour on almost every bearing.
 -- param: baseline_s = 3600 s (60 min). Source: calibration grid 30/60 min (bench/bearing_calibrate.py).
