@@ -131,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                        **({k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(f.score).items()}
                           if f.score else {})} for f in res["folds"]],
             "chosen_on_all": asdict(chosen) if chosen else None, "shipped": asdict(shipped)}
+    both = br.together(result)
+    print(f"{' + '.join(br.FEATURE)} deployed together (first alert of either, each with its fold's parameters): "
+          f"median {both['median_warning_min']:.1f} min ({both['bearings_10_min']} of {len(runs)} bearings >= 10 min), "
+          f"{sum(both['first_half_alerts'].values())} first-half alerts; "
+          + ", ".join(f"{b} {'none' if w is None else f'{w:.1f}'}" for b, w in both["warning_min"].items()) + " min")
+    out["rise_rules_together"] = {
+        "median_warning_min": round(both["median_warning_min"], 1), "bearings_10_min": both["bearings_10_min"],
+        "warning_min": {b: (round(w, 2) if w is not None else None) for b, w in both["warning_min"].items()},
+        "first_half_alerts": both["first_half_alerts"]}
     print(f"search: {sum(len(br.grid(r)) for r in br.RULES)} parameter sets x {len(runs)} bearings "
           f"in {search_s:.1f} s (plain Python)")
     if args.confirm:

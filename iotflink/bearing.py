@@ -468,6 +468,23 @@ def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES, feature:
     return out
 
 
+def together(result: Mapping, rules: Sequence[str] = tuple(FEATURE)) -> dict:
+    """Leave-one-bearing-out of ``rules`` deployed together (each with its fold's parameters;
+    the first alert of any of them counts): ``{"warning_min": {bearing: min or None},
+    "first_half_alerts": {bearing: n}, "median_warning_min", "bearings_10_min"}``."""
+    warn: dict = {}
+    alarms: dict = {}
+    for rule in rules:
+        for f in result[rule]["folds"]:
+            w = f.score.warning_min if f.score else None
+            old = warn.get(f.held_out)
+            warn[f.held_out] = w if old is None else (old if w is None else max(old, w))
+            alarms[f.held_out] = alarms.get(f.held_out, 0) + (f.score.first_half_alerts if f.score else 0)
+    return {"warning_min": warn, "first_half_alerts": alarms,
+            "median_warning_min": statistics.median([w or 0.0 for w in warn.values()]),
+            "bearings_10_min": sum(1 for w in warn.values() if (w or 0) >= 10)}
+
+
 def table(result: Mapping, runs: Sequence[BearingRun]) -> str:
     """The leave-one-bearing-out table (Markdown) of :func:`calibrate`'s result."""
     hours = {r.name: r.hours for r in runs}

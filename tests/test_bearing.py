@@ -167,3 +167,17 @@ def test_every_bearing_parameter_is_marked_in_the_sql(name):
     rule = parse_rule_file(RULES / f"{name}.sql")
     same = with_params(rule, rule.params)  # raises when a header param has no marked value
     assert same.params == rule.params
+
+
+def test_rise_rules_together_count_the_first_alert_of_either():
+    a, b = br.VibrationRiseParams(1800, 1800, 60, 1.3), br.VibrationRiseParams(1800, 1800, 300, 1.75)
+    result = {"bearing_vibration_rise": {"folds": [br.FoldResult("x", a, br.Score(5.0, 0, 0.0, 1)),
+                                                   br.FoldResult("y", a, br.Score(None, 0, 0.0, 0)),
+                                                   br.FoldResult("z", None, None)]},
+              "bearing_impact_rise": {"folds": [br.FoldResult("x", b, br.Score(30.0, 1, 0.5, 2)),
+                                                br.FoldResult("y", b, br.Score(None, 0, 0.0, 0)),
+                                                br.FoldResult("z", b, br.Score(12.0, 0, 0.0, 1))]}}
+    both = br.together(result)
+    assert both["warning_min"] == {"x": 30.0, "y": None, "z": 12.0}
+    assert both["first_half_alerts"] == {"x": 1, "y": 0, "z": 0}
+    assert both["median_warning_min"] == 12.0 and both["bearings_10_min"] == 2
