@@ -211,7 +211,8 @@ def plot_bearing(out: Path, bearing: str = "1_1") -> Path:
     ap.plot(vt, roll_i, lw=0.8, color="teal", label=f"median over {pi.sustain_s} s")
     if base_i is not None:
         ap.axhline(base_i, color="tab:green", lw=0.9, label=f"baseline {base_i:.2f} g")
-        ap.axhline(pi.rise_k * base_i, color="tab:brown", lw=0.9, ls="--", label=f"{pi.rise_k:g} x baseline (impact rise)")
+        ap.axhline(pi.rise_k * base_i, color="tab:brown", lw=0.9, ls="--",
+                   label=f"{pi.rise_k:g} x baseline (impact rise)")
     pv = {t: p for t, _s, p in peak.vib}
     ap.plot([hours(t) for t in impacts], [pv[t] for t in impacts], "v", color="tab:brown", ms=9,
             label=f"bearing_impact_rise alert ({len(impacts)})")

@@ -342,7 +342,8 @@ def grid(rule: str, sustain_s: Sequence[int] = ()) -> list:
         return [SpikeRiseParams(a, b, k, x) for a, b, k, x in itertools.product(RUN_IN_S, BASELINE_S, SPIKE_K, RISE_C)]
     if rule in FEATURE:
         windows = sorted(set(SUSTAIN_S) | set(sustain_s))
-        return [VibrationRiseParams(a, b, s, k) for a, b, s, k in itertools.product(RUN_IN_S, BASELINE_S, windows, RISE_K)]
+        return [VibrationRiseParams(a, b, s, k)
+                for a, b, s, k in itertools.product(RUN_IN_S, BASELINE_S, windows, RISE_K)]
     raise ValueError(f"unknown bearing rule {rule!r}")
 
 
