@@ -1,0 +1,239 @@
+"""What every scenario shares: its description, its checks, its figures, and the steps that
+run a window job over a scenario's own readings topic on the local stack.
+
+A scenario is a :class:`Scenario`: a name, a one-line summary and a ``run(stack, short, say)``
+function that publishes the scenario's data, runs the real job(s) on ``stack`` (a started
+:class:`iotflink.stack.Stack`), prints what happened through ``say`` and returns an
+:class:`Outcome`: the checks of the example's claim and the figures it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+from iotflink.errors import IotFlinkError
+from iotflink.settings import PROJECT_ROOT, WindowJobSettings
+from iotflink.stack import wait_for
+
+if TYPE_CHECKING:
+    from iotflink.stack import Stack
+
+log = logging.getLogger(__name__)
+
+#: Where the CLI writes each scenario's measured figures (``scenario-<name>.json``).
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+
+Say = Callable[[str], None]
+
+
+class ScenarioError(IotFlinkError):
+    """A scenario could not run to the point of checking its claim (a job failed, a topic
+    did not fill in time)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One checked claim: ``name`` (what must hold), ``passed``, ``detail`` (the figures)."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Outcome:
+    """What a scenario run returns.
+
+    Fields:
+        checks: the example's claims, each checked against what the run measured.
+        figures: measured values (JSON-serialisable; units in the key names, e.g. ``_ms``).
+    """
+
+    checks: list[Check] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed (and there is at least one)."""
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def check(self, name: str, passed: bool, detail: str) -> bool:
+        """Add a check; returns ``passed``."""
+        self.checks.append(Check(name, bool(passed), detail))
+        return bool(passed)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A runnable worked example.
+
+    Fields:
+        name: the CLI name (``patient-vitals``).
+        summary: one line for ``scenario list``.
+        run: ``run(stack, short, say) -> Outcome``; ``short`` = the shorter run of the tests.
+        services: the stack services it needs (names of :data:`iotflink.stack.SERVICES`).
+    """
+
+    name: str
+    summary: str
+    run: Callable[["Stack", bool, Say], Outcome]
+    services: tuple[str, ...] = ("kafka", "flink-jobmanager", "flink-taskmanager")
+
+
+def write_results(name: str, outcome: Outcome, short: bool, results_dir: Path = RESULTS_DIR) -> Path:
+    """Write ``outcome``'s figures and checks to ``results_dir/scenario-<name>.json``; returns the path.
+
+    The file holds ``{"scenario", "short", "measured_at" (UTC ISO), "passed", "figures",
+    "checks": [{"name", "passed", "detail"}]}``.
+    """
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"scenario-{name}.json"
+    doc = {"scenario": name, "short": short,
+           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "passed": outcome.passed, "figures": outcome.figures,
+           "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in outcome.checks]}
+    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def reset_topics(stack: "Stack", topics: Iterable[str], groups: Iterable[str] = ()) -> None:
+    """Delete ``topics`` and consumer ``groups`` if they exist, so a scenario's counts cover
+    its own run only (a second run on the same stack starts from empty topics).
+
+    Raises:
+        TimeoutError: the broker still lists a deleted topic after 60 s.
+    """
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+
+    admin = KafkaAdminClient(bootstrap_servers=stack.s.kafka_bootstrap, client_id="iotflink-scenario")
+    try:
+        existing = [t for t in topics if t in set(admin.list_topics())]
+        if existing:
+            admin.delete_topics(existing)
+            wait_for(lambda: not set(existing) & set(admin.list_topics()), 60, what="topic deletion")
+        present = {g["group_id"] for g in admin.list_groups()}
+        stale = sorted(set(groups) & present)
+        if stale:
+            admin.delete_groups(stale)
+    finally:
+        admin.close()
+
+
+def produce(bootstrap: str, topic: str, values: Iterable[dict], key_field: str = "device_id") -> int:
+    """Write ``values`` (JSON) to ``topic``, key = ``value[key_field]``, with an idempotent
+    ``acks=all`` producer; returns how many were written (all acknowledged on return).
+
+    Raises:
+        KafkaError: the broker refused a record.
+    """
+    from kafka import KafkaProducer  # noqa: PLC0415
+
+    prod = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                         key_serializer=str.encode, value_serializer=lambda v: json.dumps(v).encode(),
+                         linger_ms=5, client_id="iotflink-scenario")
+    n = 0
+    try:
+        futures = [prod.send(topic, key=str(v[key_field]), value=v) for v in values]
+        prod.flush()
+        for fut in futures:
+            fut.get(timeout=30)
+            n += 1
+    finally:
+        prod.close()
+    return n
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """The output of one window job instance after a drained stop.
+
+    Fields:
+        cfg: the instance's settings.
+        job_id: its Flink job id.
+        aggregates: the final aggregate per window (``latest_by_key`` of the upsert topic):
+            dicts with ``device_id``, ``sensor``, ``window_start_ms``, ``window_end_ms``,
+            ``count``, ``min``, ``max``, ``mean`` (and ``local_date`` for daily windows).
+        late: the records of the instance's late topic.
+        dropped_late: the window operator's ``numLateRecordsDropped`` before the stop (0 when the
+            late split is exact; None if the metric was not found).
+    """
+
+    cfg: WindowJobSettings
+    job_id: str
+    aggregates: list[dict]
+    late: list[dict]
+    dropped_late: int | None
+
+
+def run_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
+                    readings: list[dict], say: Say, timeout_s: float = 300.0) -> dict[str, WindowResult]:
+    """Run ``jobs/sensor_windows`` once per instance over ``readings`` on ``topic``.
+
+    Steps: delete the topic, the instances' output topics and consumer groups
+    (:func:`reset_topics`); create ``topic``; submit each instance
+    (``IOTFLINK_WINDOW_INSTANCE`` = its name, ``IOTFLINK_TOPIC_READINGS`` = ``topic``, plus its
+    own ``IOTFLINK_*`` settings) to the cluster and wait for RUNNING; write the readings; wait
+    until each job's source has read them all; end the bounded run with
+    :meth:`FlinkCtl.drain_bounded_replay` (heartbeats carry the watermark past every window,
+    then a drained stop-with-savepoint commits the exactly-once sinks); read the results.
+
+    Args:
+        instances: instance name (``[a-z0-9-]``) -> ``IOTFLINK_*`` overrides.
+        readings: contract readings (``device_id``, ``seq``, ``ts`` epoch ms, ``readings``).
+    Returns:
+        instance name -> :class:`WindowResult`.
+    Raises:
+        ScenarioError: a job did not read every record within ``timeout_s`` or failed.
+        JobError / ConfigError: submission failed, or invalid settings.
+    """
+    from iotflink import kafka_io  # noqa: PLC0415 - the CLI imports this package; Kafka clients load on use
+    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+
+    ctl = FlinkCtl(stack.s)
+    envs = {name: {**env, "IOTFLINK_WINDOW_INSTANCE": name, "IOTFLINK_TOPIC_READINGS": topic}
+            for name, env in instances.items()}
+    cfgs = {name: WindowJobSettings.from_env({**stack.s.to_env(), **env}) for name, env in envs.items()}
+    reset_topics(stack, [topic, *(t for c in cfgs.values() for t in c.output_topics())],
+                 [c.consumer_group for c in cfgs.values()])
+    stack.create_topics(names=[topic])
+    jobs: dict[str, str] = {}
+    try:
+        for name, env in envs.items():
+            say(f"submitting jobs/sensor_windows as instance {name} ({cfgs[name].window_kind}; "
+                f"{', '.join(f'{k}={v}' for k, v in sorted(instances[name].items()))})")
+            jobs[name] = ctl.submit("sensor_windows", env_overrides=env)
+        for job_id in jobs.values():
+            ctl.wait_running(job_id)
+        written = produce(stack.s.kafka_bootstrap, topic, readings)
+        say(f"wrote {written} readings to {topic}")
+        for name, job_id in jobs.items():
+            def read_all(j=job_id) -> bool:
+                if ctl.job(j)["state"] in ("FAILED", "FAILING"):
+                    raise ScenarioError(f"job {j} failed: {ctl.failed_jobs()}")
+                return ctl.source_records_read(j) >= written
+            wait_for(read_all, timeout_s, interval_s=1.0, what=f"instance {name} to read every reading")
+        last_ts = max(r["ts"] for r in readings)
+        dropped = {}
+        for name, job_id in jobs.items():
+            dropped[name] = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
+            ctl.drain_bounded_replay(job_id, stack.s.kafka_bootstrap, topic, last_ts, timeout_s=timeout_s)
+            say(f"instance {name}: every window fired, job stopped with a drained savepoint")
+        out = {}
+        for name, cfg in cfgs.items():
+            aggs = list(kafka_io.latest_by_key(kafka_io.read_topic(stack.s.kafka_bootstrap,
+                                                                   cfg.topics.aggregates)).values())
+            late = [r["value"] for r in kafka_io.read_topic(stack.s.kafka_bootstrap, cfg.topics.late)]
+            out[name] = WindowResult(cfg, jobs[name], aggs, late, dropped[name])
+        jobs.clear()
+        return out
+    finally:
+        for job_id in jobs.values():  # only on an error: cancel what is still running
+            try:
+                ctl.cancel(job_id)
+            except IotFlinkError as exc:
+                log.warning("cancelling job %s: %s", job_id, exc)
