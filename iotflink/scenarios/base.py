@@ -170,29 +170,45 @@ class WindowResult:
     dropped_late: int | None
 
 
-def run_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
-                    readings: list[dict], say: Say, timeout_s: float = 300.0) -> dict[str, WindowResult]:
-    """Run ``jobs/sensor_windows`` once per instance over ``readings`` on ``topic``.
+@dataclass
+class WindowJobs:
+    """Window job instances submitted over one readings topic (:func:`start_window_jobs`).
 
-    Steps: delete the topic, the instances' output topics and consumer groups
-    (:func:`reset_topics`); create ``topic``; submit each instance
-    (``IOTFLINK_WINDOW_INSTANCE`` = its name, ``IOTFLINK_TOPIC_READINGS`` = ``topic``, plus its
-    own ``IOTFLINK_*`` settings) to the cluster and wait for RUNNING; write the readings; wait
-    until each job's source has read them all; end the bounded run with
-    :meth:`FlinkCtl.drain_bounded_replay` (heartbeats carry the watermark past every window,
-    then a drained stop-with-savepoint commits the exactly-once sinks); read the results.
+    Fields:
+        ctl: the cluster's :class:`iotflink.flinkctl.FlinkCtl`.
+        topic: the readings topic every instance reads.
+        cfgs: instance name -> its settings.
+        jobs: instance name -> Flink job id (emptied once the jobs are stopped).
+    """
+
+    ctl: object
+    topic: str
+    cfgs: dict[str, WindowJobSettings]
+    jobs: dict[str, str]
+
+    def cancel(self) -> None:
+        """Cancel the instances still running (on an error path)."""
+        for job_id in self.jobs.values():
+            try:
+                self.ctl.cancel(job_id)
+            except IotFlinkError as exc:
+                log.warning("cancelling job %s: %s", job_id, exc)
+        self.jobs.clear()
+
+
+def start_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
+                      say: Say) -> WindowJobs:
+    """Delete ``topic``, the instances' output topics and consumer groups
+    (:func:`reset_topics`), create ``topic``, then submit ``jobs/sensor_windows`` once per
+    instance (``IOTFLINK_WINDOW_INSTANCE`` = its name, ``IOTFLINK_TOPIC_READINGS`` = ``topic``,
+    plus its own ``IOTFLINK_*`` settings) and wait until each is RUNNING.
 
     Args:
         instances: instance name (``[a-z0-9-]``) -> ``IOTFLINK_*`` overrides.
-        readings: contract readings (``device_id``, ``seq``, ``ts`` epoch ms, ``readings``).
-    Returns:
-        instance name -> :class:`WindowResult`.
     Raises:
-        ScenarioError: a job did not read every record within ``timeout_s`` or failed.
         JobError / ConfigError: submission failed, or invalid settings.
     """
-    from iotflink import kafka_io  # noqa: PLC0415 - the CLI imports this package; Kafka clients load on use
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415 - the CLI imports this package
 
     ctl = FlinkCtl(stack.s)
     envs = {name: {**env, "IOTFLINK_WINDOW_INSTANCE": name, "IOTFLINK_TOPIC_READINGS": topic}
@@ -201,39 +217,77 @@ def run_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[
     reset_topics(stack, [topic, *(t for c in cfgs.values() for t in c.output_topics())],
                  [c.consumer_group for c in cfgs.values()])
     stack.create_topics(names=[topic])
-    jobs: dict[str, str] = {}
+    run = WindowJobs(ctl, topic, cfgs, {})
     try:
         for name, env in envs.items():
             say(f"submitting jobs/sensor_windows as instance {name} ({cfgs[name].window_kind}; "
                 f"{', '.join(f'{k}={v}' for k, v in sorted(instances[name].items()))})")
-            jobs[name] = ctl.submit("sensor_windows", env_overrides=env)
-        for job_id in jobs.values():
+            run.jobs[name] = ctl.submit("sensor_windows", env_overrides=env)
+        for job_id in run.jobs.values():
             ctl.wait_running(job_id)
-        written = produce(stack.s.kafka_bootstrap, topic, readings)
-        say(f"wrote {written} readings to {topic}")
-        for name, job_id in jobs.items():
+    except BaseException:
+        run.cancel()
+        raise
+    return run
+
+
+def finish_window_jobs(stack: "Stack", run: WindowJobs, written: int, last_ts_ms: int, say: Say,
+                       timeout_s: float = 300.0) -> dict[str, WindowResult]:
+    """Wait until each instance's source has read ``written`` records, end the bounded run
+    with :meth:`FlinkCtl.drain_bounded_replay` (heartbeats carry the watermark past every
+    window after ``last_ts_ms``, then a drained stop-with-savepoint commits the exactly-once
+    sinks) and read each instance's aggregates and late records.
+
+    Returns:
+        instance name -> :class:`WindowResult`.
+    Raises:
+        ScenarioError: a job failed; TimeoutError: a source did not read every record in time.
+    """
+    from iotflink import kafka_io  # noqa: PLC0415
+
+    ctl = run.ctl
+    try:
+        for name, job_id in run.jobs.items():
             def read_all(j=job_id) -> bool:
                 if ctl.job(j)["state"] in ("FAILED", "FAILING"):
-                    raise ScenarioError(f"job {j} failed: {ctl.failed_jobs()}")
+                    raise ScenarioError(f"job {j} failed: {[h.describe() for h in ctl.failed_jobs()]}")
                 return ctl.source_records_read(j) >= written
             wait_for(read_all, timeout_s, interval_s=1.0, what=f"instance {name} to read every reading")
-        last_ts = max(r["ts"] for r in readings)
         dropped = {}
-        for name, job_id in jobs.items():
+        for name, job_id in run.jobs.items():
             dropped[name] = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
-            ctl.drain_bounded_replay(job_id, stack.s.kafka_bootstrap, topic, last_ts, timeout_s=timeout_s)
+            ctl.drain_bounded_replay(job_id, stack.s.kafka_bootstrap, run.topic, last_ts_ms, timeout_s=timeout_s)
             say(f"instance {name}: every window fired, job stopped with a drained savepoint")
         out = {}
-        for name, cfg in cfgs.items():
+        for name, cfg in run.cfgs.items():
             aggs = list(kafka_io.latest_by_key(kafka_io.read_topic(stack.s.kafka_bootstrap,
                                                                    cfg.topics.aggregates)).values())
             late = [r["value"] for r in kafka_io.read_topic(stack.s.kafka_bootstrap, cfg.topics.late)]
-            out[name] = WindowResult(cfg, jobs[name], aggs, late, dropped[name])
-        jobs.clear()
+            out[name] = WindowResult(cfg, run.jobs[name], aggs, late, dropped[name])
+        run.jobs.clear()
         return out
     finally:
-        for job_id in jobs.values():  # only on an error: cancel what is still running
-            try:
-                ctl.cancel(job_id)
-            except IotFlinkError as exc:
-                log.warning("cancelling job %s: %s", job_id, exc)
+        run.cancel()  # only on an error path: the drained jobs are gone from run.jobs
+
+
+def run_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
+                    readings: list[dict], say: Say, timeout_s: float = 300.0) -> dict[str, WindowResult]:
+    """Run ``jobs/sensor_windows`` once per instance over ``readings`` on ``topic``:
+    :func:`start_window_jobs`, write the readings (:func:`produce`), :func:`finish_window_jobs`.
+
+    Args:
+        instances: instance name (``[a-z0-9-]``) -> ``IOTFLINK_*`` overrides.
+        readings: contract readings (``device_id``, ``seq``, ``ts`` epoch ms, ``readings``).
+    Returns:
+        instance name -> :class:`WindowResult`.
+    Raises:
+        as :func:`start_window_jobs` and :func:`finish_window_jobs`.
+    """
+    run = start_window_jobs(stack, topic, instances, say)
+    try:
+        written = produce(stack.s.kafka_bootstrap, topic, readings)
+    except BaseException:
+        run.cancel()
+        raise
+    say(f"wrote {written} readings to {topic}")
+    return finish_window_jobs(stack, run, written, max(r["ts"] for r in readings), say, timeout_s)
