@@ -17,7 +17,10 @@ source has read, sampled every :data:`SAMPLE_S` s; Flink's metric store refreshe
 so a sample can be that old), and at the end of the spike the report of
 ``iotflink.cli backpressure`` (:func:`iotflink.backpressure.job_report`).
 
-Claims checked: the lag grows during the spike, and drains to 0 afterwards; the vertices
+A sample overstates the lag by at most the source's read rate x 10 s: at most the capacity
+x 10 s while a backlog is read, the baseline rate x 10 s once caught up. Claims checked: the
+lag grows during the spike (the first sample after it, less capacity x 10 s, is above 5 s of
+capacity), and drains afterwards (a sample at most ``baseline rate x 10 s``: caught up); the vertices
 upstream of the slow sink report HIGH backpressure; nothing is lost (aggregate counts + late
 records = readings written, ``numLateRecordsDropped`` 0).
 """
@@ -38,13 +41,17 @@ if TYPE_CHECKING:
 NAME = "black-friday"
 TOPIC = "scenario-black-friday"
 INSTANCE = "black-friday"
-SLOW_SINK_MS = 20
+SLOW_SINK_MS = 5
 CAPACITY_PER_S = 1000 // SLOW_SINK_MS
 BASELINE_FACTOR, SPIKE_FACTOR = 0.2, 3.0
 SPIKE_S, SHORT_SPIKE_S = 60, 15
 PRE_S = 10
-DEVICES = 400  # > the spike's readings/s: a device reads at most once per 1 s window
+DEVICES = 1000  # > the spike's readings/s: a device reads at most once per 1 s window
 SAMPLE_S = 2.0
+#: Age bound of a lag sample (s): the JobManager's metric store refreshes every 10 s
+#: (``metrics.fetcher.update-interval``), so a sample overstates the lag by at most the input
+#: rate x this.
+METRIC_AGE_S = 10.0
 DRAIN_TIMEOUT_S = 600.0
 
 
@@ -161,7 +168,7 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
         drained_at = None
         while time.monotonic() < deadline:
             hold(SAMPLE_S, "drain")
-            if samples[-1][1] <= 0:
+            if samples[-1][1] <= base_rate * METRIC_AGE_S:  # caught up, up to the metric's age
                 drained_at = samples[-1][0]
                 break
         written = load.stop()
@@ -190,12 +197,17 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
                    "spike_excess_records": excess,
                    "drain_s_after_spike": None if drained_at is None else round(drained_at - spike_end, 1),
                    "backpressured_vertices": upstream_high, "lag_samples": samples}
-    out.check("the consumer lag grows during the spike",
-              len(spike_lags) >= 2 and spike_lags[-1] > spike_lags[0] and max_lag > CAPACITY_PER_S,
-              f"lag {spike_lags[0] if spike_lags else '?'} -> {spike_lags[-1] if spike_lags else '?'} records during "
-              f"the spike (max {max_lag}; the spike's excess over capacity {excess:g})")
+    stale = base_rate * METRIC_AGE_S  # most a sample overstates the lag once the source reads at the input rate
+    busy_stale = CAPACITY_PER_S * METRIC_AGE_S  # ... while it reads at most at the job's capacity
+    after = next((lag for _, lag, ph in samples if ph == "drain"), None)
+    out.figures["lag_after_spike_records"] = after
+    out.check("the consumer lag grows during the spike (a backlog in Kafka, beyond the metric's age)",
+              after is not None and after - busy_stale >= 5 * CAPACITY_PER_S,
+              f"{after} records just after the spike; less the most a stale sample overstates while the source "
+              f"reads at capacity ({busy_stale:g}), over 5 s of the job's capacity; max sampled {max_lag}; "
+              f"the spike's excess over capacity {excess:g}")
     out.check("the lag drains after the spike", drained_at is not None,
-              f"0 at t={drained_at} s, {out.figures['drain_s_after_spike']} s after the spike" if drained_at
+              f"at most {stale:g} (the metric's age x the baseline rate) at t={drained_at} s, {out.figures['drain_s_after_spike']} s after the spike" if drained_at
               else f"still {samples[-1][1]} after {DRAIN_TIMEOUT_S:g} s")
     out.check("backpressure is visible upstream of the slow sink (iotflink.cli backpressure: HIGH)",
               bool(upstream_high), f"HIGH: {upstream_high or 'none'}")
