@@ -8,7 +8,7 @@ tumbling windows and each device reading at most once a second, so every reading
 aggregate row and the job holds at most ``1000 / SLOW_SINK_MS`` = :data:`CAPACITY_PER_S`
 readings/s. The shop's load (generated, seeded order of devices) is written to Kafka in real
 time (event time = wall-clock time): :data:`BASELINE_FACTOR` x capacity, then
-:data:`SPIKE_FACTOR` x capacity for :data:`SPIKE_S` s (the short run 15 s), then the baseline
+:data:`SPIKE_FACTOR` x capacity for :data:`SPIKE_S` s (the short run 25 s), then the baseline
 again until the lag has drained. This mirrors the e-commerce example of a 150,000 events/min
 spike on a job that holds 80,000/min, at a rate this 2-core machine runs beside other work.
 
@@ -44,7 +44,7 @@ INSTANCE = "black-friday"
 SLOW_SINK_MS = 5
 CAPACITY_PER_S = 1000 // SLOW_SINK_MS
 BASELINE_FACTOR, SPIKE_FACTOR = 0.2, 3.0
-SPIKE_S, SHORT_SPIKE_S = 60, 15
+SPIKE_S, SHORT_SPIKE_S = 60, 25
 PRE_S = 10
 DEVICES = 1000  # > the spike's readings/s: a device reads at most once per 1 s window
 SAMPLE_S = 2.0
@@ -123,7 +123,7 @@ class Load:
 
 
 def run(stack: "Stack", short: bool, say: Say) -> Outcome:
-    """Run the scenario on ``stack`` (Kafka and Flink); ``short``: a 15 s spike instead of 60 s."""
+    """Run the scenario on ``stack`` (Kafka and Flink); ``short``: a 25 s spike instead of 60 s."""
     from iotflink import backpressure, kafka_io  # noqa: PLC0415
 
     spike_s = SHORT_SPIKE_S if short else SPIKE_S
