@@ -14,8 +14,9 @@ spike on a job that holds 80,000/min, at a rate this 2-core machine runs beside 
 
 Measured while it runs: the source's consumer lag (records in the topic minus records the
 source has read, sampled every :data:`SAMPLE_S` s; Flink's metric store refreshes every 10 s,
-so a sample can be that old), and at the end of the spike the report of
-``iotflink.cli backpressure`` (:func:`iotflink.backpressure.job_report`).
+so a sample can be that old), and from the end of the spike the report of
+``iotflink.cli backpressure`` (:func:`iotflink.backpressure.job_report`), taken again while the
+backlog drains until one shows HIGH upstream of the slow sink (at most :data:`MAX_REPORTS`).
 
 A sample overstates the lag by at most the source's read rate x 10 s: at most the capacity
 x 10 s while a backlog is read, the baseline rate x 10 s once caught up. Claims checked: the
@@ -53,6 +54,17 @@ SAMPLE_S = 2.0
 #: rate x this.
 METRIC_AGE_S = 10.0
 DRAIN_TIMEOUT_S = 600.0
+#: ``backpressure`` reports taken after the spike, until one shows HIGH upstream of the slow
+#: sink (each is a snapshot of metrics up to 10 s old; one may fall between two samples).
+MAX_REPORTS = 4
+
+
+def upstream_high(report) -> list[str]:
+    """Names of the vertices upstream of the slow sink's vertex (``PythonCalc``) whose
+    backpressure level is HIGH in ``report`` (:class:`iotflink.backpressure.JobReport`)."""
+    slow_v = next((v for v in report.vertices if "PythonCalc" in v.name), None)
+    ups = report.upstream_of(slow_v.id) if slow_v else []
+    return [v.name for v in ups if v.level == "HIGH"]
 
 
 def settings(slow_file: Path) -> dict[str, str]:
@@ -151,22 +163,23 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
             say(f"  t={samples[-1][0]:6.1f} s  {phase:8} load {load.rate:5.0f}/s  consumer lag {lag:6d} records")
             time.sleep(max(0.0, min(SAMPLE_S, end - time.monotonic())))  # the sampling period
 
-    report = None
+    reports: list = []
     try:
         load.rate = base_rate
         load.start()
         hold(PRE_S, "baseline")
         load.rate = spike_rate
         hold(spike_s, "spike")
-        say("the report of `iotflink.cli backpressure` at the end of the spike:")
-        report = backpressure.job_report(ctl, job_id, stack.s.kafka_bootstrap, bp_timeout_s=15)
-        for line in backpressure.format_report(report).splitlines():
-            say("  " + line)
         load.rate = base_rate
         spike_end = time.monotonic() - t0
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         drained_at = None
         while time.monotonic() < deadline:
+            if len(reports) < MAX_REPORTS and not (reports and upstream_high(reports[-1])):
+                reports.append(backpressure.job_report(ctl, job_id, stack.s.kafka_bootstrap, bp_timeout_s=15))
+                say(f"the report of `iotflink.cli backpressure` at t={time.monotonic() - t0:.0f} s:")
+                for line in backpressure.format_report(reports[-1]).splitlines():
+                    say("  " + line)
             hold(SAMPLE_S, "drain")
             if samples[-1][1] <= base_rate * METRIC_AGE_S:  # caught up, up to the metric's age
                 drained_at = samples[-1][0]
@@ -184,11 +197,7 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
     spike_lags = [lag for t, lag, ph in samples if ph == "spike"]
     max_lag = max(lag for _, lag, _ in samples)
     excess = (spike_rate - CAPACITY_PER_S) * spike_s
-    upstream_high = []
-    if report is not None:
-        slow_v = next((v for v in report.vertices if "PythonCalc" in v.name), None)
-        ups = report.upstream_of(slow_v.id) if slow_v else []
-        upstream_high = [v.name for v in ups if v.level == "HIGH"]
+    high = upstream_high(reports[-1]) if reports else []
     counted = sum(int(a["count"]) for a in res.aggregates)
     out = Outcome()
     out.figures = {"capacity_per_s": CAPACITY_PER_S, "baseline_per_s": base_rate, "spike_per_s": spike_rate,
@@ -196,7 +205,7 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
                    "lag_at_spike_end_records": spike_lags[-1] if spike_lags else None,
                    "spike_excess_records": excess,
                    "drain_s_after_spike": None if drained_at is None else round(drained_at - spike_end, 1),
-                   "backpressured_vertices": upstream_high, "lag_samples": samples}
+                   "backpressured_vertices": high, "backpressure_reports": len(reports), "lag_samples": samples}
     stale = base_rate * METRIC_AGE_S  # most a sample overstates the lag once the source reads at the input rate
     busy_stale = CAPACITY_PER_S * METRIC_AGE_S  # ... while it reads at most at the job's capacity
     after = next((lag for _, lag, ph in samples if ph == "drain"), None)
@@ -210,7 +219,7 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
               f"at most {stale:g} (the metric's age x the baseline rate) at t={drained_at} s, {out.figures['drain_s_after_spike']} s after the spike" if drained_at
               else f"still {samples[-1][1]} after {DRAIN_TIMEOUT_S:g} s")
     out.check("backpressure is visible upstream of the slow sink (iotflink.cli backpressure: HIGH)",
-              bool(upstream_high), f"HIGH: {upstream_high or 'none'}")
+              bool(high), f"HIGH: {high or 'none'} (report {len(reports)} of at most {MAX_REPORTS} after the spike)")
     out.check("nothing is lost: every reading is counted once or is in the late topic",
               counted + len(res.late) == written and not res.dropped_late,
               f"{counted} counted + {len(res.late)} late vs {written} written; numLateRecordsDropped {res.dropped_late}")
