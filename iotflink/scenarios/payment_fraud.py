@@ -33,6 +33,7 @@ missed; a timing check, which the tests do not assert).
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -107,11 +108,13 @@ def _alert_match(alert: dict) -> tuple[str, tuple[int, ...]]:
     return alert["alert_key"], tuple(int(e["seq"]) for e in alert["events"])
 
 
-def _pct(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (the ``ceil(q * n)``-th smallest value) of ``values``, ``0 < q <= 1``;
+    None for no values."""
     if not values:
         return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
 def run(stack: "Stack", short: bool, say: Say) -> Outcome:
@@ -192,7 +195,7 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
         if third is None:
             raise ScenarioError(f"alert {a['value']['alert_id']} names a transaction not in {TOPIC}")
         latencies.append(a["timestamp"] - third["timestamp"])
-    p50, p99 = _pct(latencies, 0.50), _pct(latencies, 0.99)
+    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     say("")
     say(f"alerts: event-time path {len(got['event'])} ({len(matches['event'])} distinct), processing-time path "
         f"{len(got['proctime'])} ({len(matches['proctime'])} distinct); reference {len(expected)}")
