@@ -200,6 +200,37 @@ class WindowJobs:
         self.jobs.clear()
 
 
+def submit_all(ctl, jobs: Mapping[str, tuple[str, list[str], Mapping[str, str]]]) -> dict[str, str]:
+    """Submit several jobs at once (one ``flink run`` client per thread: each spends most of its
+    time starting a JVM and planning, so they overlap well); returns name -> job id.
+
+    Args:
+        ctl: a :class:`iotflink.flinkctl.FlinkCtl`.
+        jobs: name -> ``(job module under jobs/, job arguments, IOTFLINK_* overrides)``.
+    Raises:
+        JobError / ConfigError: a submission failed (the jobs that were submitted are cancelled).
+    """
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        futures = {name: pool.submit(ctl.submit, module, list(args), env_overrides=dict(env))
+                   for name, (module, args, env) in jobs.items()}
+    done, errors = {}, []
+    for name, fut in futures.items():
+        try:
+            done[name] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - re-raised below after cleaning up
+            errors.append(exc)
+    if errors:
+        for job_id in done.values():
+            try:
+                ctl.cancel(job_id)
+            except IotFlinkError as exc:
+                log.warning("cancelling job %s: %s", job_id, exc)
+        raise errors[0]
+    return done
+
+
 def start_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
                       say: Say) -> WindowJobs:
     """Delete ``topic``, the instances' output topics and consumer groups
@@ -223,10 +254,10 @@ def start_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mappin
     stack.create_topics(names=[topic])
     run = WindowJobs(ctl, topic, cfgs, {})
     try:
-        for name, env in envs.items():
+        for name in envs:
             say(f"submitting jobs/sensor_windows as instance {name} ({cfgs[name].window_kind}; "
                 f"{', '.join(f'{k}={v}' for k, v in sorted(instances[name].items()))})")
-            run.jobs[name] = ctl.submit("sensor_windows", env_overrides=env)
+        run.jobs.update(submit_all(ctl, {name: ("sensor_windows", [], env) for name, env in envs.items()}))
         for job_id in run.jobs.values():
             ctl.wait_running(job_id)
     except BaseException:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics
+from iotflink.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, submit_all
 from iotflink.stack import wait_for
 
 if TYPE_CHECKING:
@@ -137,9 +137,10 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
     jobs = {}
     try:
         for p, rule in PATHS.items():
-            extra = ["--rule", rule] + (["--rules-dir", str(SQL_DIR)] if p == "proctime" else [])
             say(f"submitting jobs/rules.py --rule {rule} ({p} path)")
-            jobs[p] = ctl.submit("rules", extra, env_overrides=envs[p])
+        jobs.update(submit_all(ctl, {p: ("rules", ["--rule", rule] + (["--rules-dir", str(SQL_DIR)]
+                                                                     if p == "proctime" else []), envs[p])
+                                     for p, rule in PATHS.items()}))
         for j in jobs.values():
             ctl.wait_running(j)
         txplan = plan(rate, duration, bursts)
