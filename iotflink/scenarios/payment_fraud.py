@@ -7,9 +7,9 @@ Data (generated, seeded, in real time): :data:`CARDS` cards, card transactions a
 written to Kafka with event time = the wall-clock time of writing. A transaction is declined
 with probability :data:`P_DECLINE`; :data:`BURSTS` cards (short: :data:`SHORT_BURSTS`) each
 get an injected burst of 3 declined purchases 0.5 s to a tenth of the run apart, starting
-between a quarter and half of the run.
-The rate is what this shared 2-core machine holds beside the stack (the writer reports the
-rate it achieved); the field's example is 10,000 transactions/s.
+between a quarter and half of the run. The rate is a setting: the writer (one Python Kafka
+producer, paced) reports the rate it achieved; the field's example is 10,000 transactions/s,
+which was not tried on this shared 2-core machine (no search for its maximum rate).
 
 Jobs (``jobs/rules.py``, one rule each, on the scenario's own topics):
 
