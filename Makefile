@@ -4,10 +4,11 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test test-unit test-integration chaos firmware-test down status bench lock help
+.PHONY: setup demo scenario test test-unit test-integration chaos firmware-test down status bench lock help
 
 help:
 	@echo "make demo    set up, start the local stack, run the main job on real data, print a summary"
+	@echo "make scenario NAME=patient-vitals [SHORT=1]  run a worked example and check its claim (NAME=list: all)"
 	@echo "make test    set up, run the whole test suite (firmware host tests + pytest)"
 	@echo "make down    stop the local stack"
 	@echo "make status  show the local stack's services"
@@ -19,6 +20,9 @@ setup:
 
 demo: setup
 	@$(PY) -m iotflink.demo
+
+scenario: setup
+	@$(PY) -m iotflink.cli scenario $(or $(NAME),list) $(if $(SHORT),--short)
 
 test: setup
 	@bash scripts/run_tests.sh

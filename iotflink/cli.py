@@ -16,6 +16,7 @@ Usage (from the repository root, with the venv's python)::
     python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-mosquitto|kill-bridge
     python -m iotflink.cli device add ID [--out FILE] [--role bridge] | device list [--all] | device revoke ID
     python -m iotflink.cli tls init DIR [--host NAME ...]   # CA + broker certificate (docker-compose)
+    python -m iotflink.cli scenario list | scenario NAME [--short]   # worked examples, checked
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
@@ -65,6 +66,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from iotflink import scenarios
 from iotflink import settings as settings_mod
 from iotflink.errors import IotFlinkError
 from iotflink.settings import StackSettings
@@ -423,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-mosquitto | kill-bridge "
                         "[--down-s S] [--job JOB]")
     p.set_defaults(func=_cmd_chaos)
+
+    scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/scenarios)
     return parser
 
 
