@@ -2,7 +2,6 @@
 # Both install what is missing first (scripts/setup.sh is idempotent).
 SHELL := /bin/bash
 PY    := .venv/bin/python
-export PYTHONPATH := $(CURDIR)
 
 .PHONY: setup demo test test-unit test-integration chaos firmware-test down status bench lock help
 
@@ -45,4 +44,4 @@ bench: setup
 	@bash bench/run_all.sh
 
 lock:
-	@$(PY) -m pip freeze > requirements.lock
+	@$(PY) -m pip freeze --exclude-editable > requirements.lock

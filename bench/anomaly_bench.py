@@ -57,11 +57,10 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from iotflink.settings import AnomalyJobSettings  # noqa: E402
-from jobs import anomaly as an  # noqa: E402
-from jobs.common import create_stream_env  # noqa: E402
+from iotflink.settings import AnomalyJobSettings
+from jobs import anomaly as an
+from jobs.common import create_stream_env
 
 log = logging.getLogger(__name__)
 

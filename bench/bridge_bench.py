@@ -38,16 +38,15 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from bridge.service import PRODUCER_DEFAULTS, Bridge  # noqa: E402
-from iotflink.mqtt_auth import Credential, configure_paho  # noqa: E402
-from iotflink.settings import BridgeSettings, StackSettings  # noqa: E402
-from iotflink.stack import Stack  # noqa: E402
+from bridge.service import PRODUCER_DEFAULTS, Bridge
+from iotflink.mqtt_auth import Credential, configure_paho
+from iotflink.settings import BridgeSettings, StackSettings
+from iotflink.stack import Stack
 
 log = logging.getLogger("bench.bridge")
 TOPICS = ("bench-readings", "bench-dlq", "bench-raw")

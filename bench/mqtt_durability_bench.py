@@ -67,11 +67,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
+import paho.mqtt.client as mqtt
 
-from iotflink.stack import free_ports, render_template, wait_for  # noqa: E402
+from iotflink.stack import free_ports, render_template, wait_for
 
 log = logging.getLogger("bench.mqtt_durability")
 

@@ -86,12 +86,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from iotflink.errors import IotFlinkError  # noqa: E402
-from iotflink.settings import AnomalyJobSettings  # noqa: E402
-from jobs import anomaly as an  # noqa: E402
-from jobs.common import create_stream_env  # noqa: E402
+from iotflink.errors import IotFlinkError
+from iotflink.settings import AnomalyJobSettings
+from jobs import anomaly as an
+from jobs.common import create_stream_env
 
 log = logging.getLogger(__name__)
 

@@ -43,11 +43,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import nab_score as ns  # noqa: E402
-from iotflink.settings import AnomalyJobSettings  # noqa: E402
+import nab_score as ns
+from iotflink.settings import AnomalyJobSettings
 
 DAY_MS = 86_400_000
 

@@ -173,7 +173,6 @@ def create_topic(bootstrap: str, topic: str) -> None:
 def read_windows(bootstrap: str, topic: str) -> dict[tuple[str, str, int], tuple[int, float, float, float]]:
     """The windows a system wrote: ``{(device_id, sensor, window_start_ms): (count, min, max,
     mean)}``; an upsert (a later record for the same window) replaces the earlier one."""
-    sys.path.insert(0, str(ROOT))
     from iotflink import kafka_io  # noqa: PLC0415
 
     out = {}
@@ -210,7 +209,6 @@ def worker_flink(args) -> dict:
     import urllib.request  # noqa: PLC0415
     from dataclasses import replace  # noqa: PLC0415
 
-    sys.path.insert(0, str(ROOT))
     from iotflink.settings import Topics, WindowJobSettings  # noqa: PLC0415
     from iotflink.stack import free_port  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
@@ -403,7 +401,7 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     kind, _, par = system.partition("-p")
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--bootstrap", args.bootstrap,
            "--topic", args.topic, "--out-topic", out_topic, "--parallelism", par or "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     result_file = Path(tempfile.mkstemp(prefix="peers-result-")[1])
     cmd += ["--result-file", str(result_file)]
     t0 = time.monotonic()
@@ -449,7 +447,6 @@ def start_kafka(prefix: str):
     Raises:
         StackError: the broker did not become ready.
     """
-    sys.path.insert(0, str(ROOT))
     from iotflink.settings import StackSettings  # noqa: PLC0415
     from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
 

@@ -39,12 +39,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from iotflink import chaos  # noqa: E402
-from iotflink.flinkctl import FlinkCtl  # noqa: E402
-from iotflink.replay import build_messages  # noqa: E402
-from iotflink.stack import Stack, free_port_settings, wait_for  # noqa: E402
+from iotflink import chaos
+from iotflink.flinkctl import FlinkCtl
+from iotflink.replay import build_messages
+from iotflink.stack import Stack, free_port_settings, wait_for
 
 log = logging.getLogger("bench.recovery")
 WINDOW_MS = 900_000

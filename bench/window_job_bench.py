@@ -45,14 +45,13 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs import sensor_windows as sw  # noqa: E402
-from jobs.common import create_stream_env, create_table_env, job_configuration, with_clause  # noqa: E402
-from pyflink.common import Row  # noqa: E402
-from pyflink.common.watermark_strategy import TimestampAssigner  # noqa: E402
-from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction  # noqa: E402
+from iotflink.settings import WindowJobSettings
+from jobs import sensor_windows as sw
+from jobs.common import create_stream_env, create_table_env, job_configuration, with_clause
+from pyflink.common import Row
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction
 
 log = logging.getLogger(__name__)
 

@@ -345,7 +345,6 @@ class Stack:
         env["FLINK_PID_DIR"] = str(self.pid_dir)
         env["FLINK_HOME"] = str(flink_home())
         env["PYFLINK_CLIENT_EXECUTABLE"] = sys.executable
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
         return env
 
     # ------------------------------------------------------------------ rendering
@@ -403,9 +402,9 @@ class Stack:
             "execution.checkpointing.savepoint-dir": (fdir / "savepoints").as_uri(),
             "io.tmp.dirs": str(fdir / "tmp"),
             "python.executable": sys.executable,
+            # the venv, where the project is installed (pip install -e .): the UDF workers
+            # import jobs/, udfs/, iotflink/ from it; `flink run -pyfs` ships them as well
             "python.client.executable": sys.executable,
-            # the project's modules (jobs/, udfs/, iotflink/) on the UDF workers' path
-            "python.pythonpath": str(PROJECT_ROOT),
         })
         text = "# Rendered by iotflink.stack from flink-conf/config.yaml; do not edit.\n"
         text += yaml.safe_dump(conf, default_flow_style=False, sort_keys=False, width=10_000)
@@ -479,7 +478,6 @@ class Stack:
         self.bridge_stats_file.unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(self.s.to_env())
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
         self._spawn("bridge", [sys.executable, "-m", "bridge", "--stats-file", str(self.bridge_stats_file),
                                "--stats-interval-s", "1"], env=env)
 

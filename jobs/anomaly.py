@@ -210,14 +210,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink import schema  # noqa: E402
-from iotflink.errors import JobError, ValidationError  # noqa: E402
-from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings  # noqa: E402
-from jobs.common import job_configuration  # noqa: E402
-from jobs.rules import alert_id as _rule_alert_id  # noqa: E402
+from iotflink import schema
+from iotflink.errors import JobError, ValidationError
+from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings
+from jobs.common import job_configuration
+from jobs.rules import alert_id as _rule_alert_id
 
 log = logging.getLogger(__name__)
 
@@ -924,8 +921,10 @@ def build(env, cfg: AnomalyJobSettings, source, sinks: Sinks, *, t_env=None,
 def configuration(cfg: AnomalyJobSettings, *, use_kafka: bool = True,
                   extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """:func:`jobs.common.job_configuration` plus the Python execution mode (``cfg.python_mode``)
-    and, for the embedded interpreter, the venv's site-packages on ``python.pythonpath``
-    (the embedded interpreter starts from the base installation's paths).
+    and, for the embedded interpreter, the venv's site-packages and the project's root on
+    ``python.pythonpath``: the embedded interpreter starts from the base installation's paths
+    and does not read the venv's ``.pth`` files, so neither the venv's packages nor the
+    project's editable install (``pip install -e .``) are importable there otherwise.
 
     Raises:
         JobError: a jar is missing (see :func:`jobs.common.job_configuration`).

@@ -145,7 +145,6 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
         # Python workers (none on the SQL hot path; the bench's DataStream variant uses them)
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
-        "python.pythonpath": str(PROJECT_ROOT),
     }
     jars = [format_jar()]  # every job reads its sources with the json-dlq format
     if use_kafka:

@@ -57,13 +57,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink import schema  # noqa: E402
-from iotflink.errors import JobError  # noqa: E402
-from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
-from jobs.common import json_dlq_options, kafka_coordinates_sql, options_sql, sql_interval  # noqa: E402
+from iotflink import schema
+from iotflink.errors import JobError
+from iotflink.settings import PROJECT_ROOT, RulesSettings
+from jobs.common import json_dlq_options, kafka_coordinates_sql, options_sql, sql_interval
 
 log = logging.getLogger(__name__)
 

@@ -236,14 +236,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink import schema  # noqa: E402
-from iotflink.errors import JobError  # noqa: E402
-from iotflink.kafka_io import HEARTBEAT_DEVICE  # noqa: E402
-from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs.common import (create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql,  # noqa: E402
+from iotflink import schema
+from iotflink.errors import JobError
+from iotflink.kafka_io import HEARTBEAT_DEVICE
+from iotflink.settings import WindowJobSettings
+from jobs.common import (create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql,
                          sql_interval, sql_str, with_clause)
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@
 # free ports). Exit status is non-zero if any part fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=$PWD
 status=0
 if [[ -f esp32/test.sh ]]; then
   echo "== firmware host tests (esp32/test.sh)"

@@ -14,7 +14,7 @@ from kafka.errors import KafkaTimeoutError
 
 from bridge.service import PRODUCER_DEFAULTS, Bridge
 from iotflink.settings import BridgeSettings
-from test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
+from tests.test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
 
 pytestmark = pytest.mark.timeout(120)
 

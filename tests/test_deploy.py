@@ -194,7 +194,7 @@ def test_compose_flink_overrides_only_what_the_local_stack_overrides():
     allowed = {"jobmanager.rpc.address", "jobmanager.bind-host", "taskmanager.bind-host", "rest.address",
                "rest.bind-address", "taskmanager.numberOfTaskSlots",
                "execution.checkpointing.dir", "execution.checkpointing.savepoint-dir",
-               "python.executable", "python.client.executable", "python.pythonpath"}
+               "python.executable", "python.client.executable"}
     assert set(props) <= allowed
     assert props["taskmanager.numberOfTaskSlots"] == conf["taskmanager.numberOfTaskSlots"]
     assert conf["state.backend.type"] == "rocksdb"
