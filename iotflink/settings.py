@@ -2,23 +2,48 @@
 
 Each component reads its settings through one ``from_env()`` constructor here; nothing else
 in the project calls ``os.environ`` for configuration. Every variable is listed in
-:data:`ENV_VARS` with its default, and ``python -m iotflink.cli env`` prints them.
+:data:`ENV_VARS` with its default, and ``iotflink env`` prints them.
 
 Units are in the field names: ``*_ms`` milliseconds, ``*_s`` seconds, ``*_bytes`` bytes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Mapping
 
 from iotflink.errors import ConfigError
 
-#: Repository root (the directory holding ``requirements.txt``).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project_root() -> Path:
+    """The repository root (the directory holding ``pyproject.toml``, ``sql/``, ``data/``).
+
+    The parent of this package's directory when that is the repository; otherwise this module
+    was imported from a copy of the packages (``flink run -pyfs`` ships them in a zip, and the
+    PyFlink client puts the extracted copy on its path before the venv's packages), so the
+    root is the source directory of the installed distribution (``pip install -e .`` records
+    it in ``direct_url.json``, PEP 610); without one, the copy's parent as before.
+    """
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file():
+        return here
+    try:
+        url = json.loads(metadata.distribution("iotflink").read_text("direct_url.json") or "{}").get("url", "")
+    except (metadata.PackageNotFoundError, ValueError):
+        return here
+    source = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)) if url.startswith("file:") else None
+    return source if source is not None and (source / "pyproject.toml").is_file() else here
+
+
+#: Repository root (see :func:`_project_root`).
+PROJECT_ROOT = _project_root()
 
 #: Every environment variable the project reads, with its default value (as text).
 ENV_VARS: dict[str, str] = {
