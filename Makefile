@@ -2,6 +2,8 @@
 # Both install what is missing first (scripts/setup.sh is idempotent).
 SHELL := /bin/bash
 PY    := .venv/bin/python
+# the project's command, installed into the venv by setup (pip install -e .)
+CLI   := .venv/bin/iotflink
 
 .PHONY: setup demo test test-unit test-integration chaos firmware-test down status bench lock help
 
@@ -17,7 +19,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m iotflink.demo
+	@$(CLI) demo
 
 test: setup
 	@bash scripts/run_tests.sh

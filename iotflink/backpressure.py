@@ -1,6 +1,6 @@
 """Backpressure of running Flink jobs, read from the REST API, with the Kafka lag of their sources.
 
-``python -m iotflink.cli backpressure [JOB] [--json]`` prints, for each job vertex (a chain of
+``iotflink backpressure [JOB] [--json]`` prints, for each job vertex (a chain of
 operators that runs as one task):
 
 - ``level`` / ``ratio``: ``/jobs/:jid/vertices/:vid/backpressure``; ``ratio`` is the largest

@@ -33,8 +33,8 @@ alert id the rule must produce (``jobs.rules.alert_id``); it is written next to 
 
 Run::
 
-    python -m iotflink.transactions             # replay into Kafka, write the ground truth
-    python -m iotflink.transactions --jsonl F   # write the stream to a file instead
+    iotflink transactions             # replay into Kafka, write the ground truth
+    iotflink transactions --jsonl F   # write the stream to a file instead
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import hashlib
 import json
 import logging
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -262,14 +263,20 @@ def publish(cfg: TransactionSettings, stream: Sequence[dict]) -> int:
     return len(stream)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: build the stream, write the ground truth, replay to Kafka (or to ``--jsonl``)."""
-    parser = argparse.ArgumentParser(prog="python -m iotflink.transactions", description=__doc__.splitlines()[0])
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink transactions`` (its arguments, :func:`run`) on the CLI's subparsers."""
+    parser = sub.add_parser("transactions", help="replay TabFormer card transactions (+ injected fraud) into Kafka",
+                            description=__doc__.splitlines()[0])
     parser.add_argument("--jsonl", type=Path, help="write the stream to this file instead of Kafka")
     parser.add_argument("--ground-truth", type=Path, help="default: IOTFLINK_TXN_GROUND_TRUTH")
     parser.add_argument("--seed", type=int, help="default: IOTFLINK_TXN_SEED")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser.set_defaults(func=run, log_level=logging.INFO)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iotflink transactions``: build the stream, write the ground truth, replay to Kafka
+    (or to ``--jsonl``)."""
     cfg = TransactionSettings.from_env()
     if args.seed is not None:
         from dataclasses import replace  # noqa: PLC0415
@@ -287,6 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = publish(cfg, stream)
         print(f"{n} transactions -> {cfg.topic} at {cfg.kafka_bootstrap}; ground truth -> {gt_path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m iotflink.transactions ...``: the same as ``iotflink transactions ...``."""
+    from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
+
+    return cli.main(["transactions", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

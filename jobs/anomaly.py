@@ -193,7 +193,7 @@ must also cover the skew between the partitions one subtask reads (10 s by defau
 Run it (its three topics, ``sensor-scores``, ``sensor-anomaly-late`` and
 ``sensor-anomaly-dlq``, must exist: the broker does not create topics on first use)::
 
-    python -m iotflink.cli job submit anomaly       # flink run -py jobs/anomaly.py
+    iotflink job submit anomaly       # flink run -py jobs/anomaly.py
 """
 
 from __future__ import annotations

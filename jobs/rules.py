@@ -41,7 +41,7 @@ Run one rule against Kafka (``main``; what ``rules deploy`` submits with ``flink
 Calibration figures quoted in the rule headers (the card amounts, and the bearing rules'
 leave-one-bearing-out table, which ``bench/bearing_calibrate.py`` prints and confirms on Flink)::
 
-    python -m jobs.rules calibrate
+    iotflink rules calibrate
 """
 
 from __future__ import annotations
@@ -739,25 +739,21 @@ def calibrate_cards() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one rule against Kafka (``--rule ID``), or print the calibration figures (``calibrate``)."""
-    import json  # noqa: PLC0415
+    """The rule job's entry point (what ``rules deploy`` submits with ``flink run -py``): run the
+    rule ``--rule ID`` (file stem under ``--rules-dir``, default ``IOTFLINK_RULES_DIR``) against
+    Kafka. These are the job's own arguments on the cluster, not a user command (the
+    calibration figures are ``iotflink rules calibrate``).
 
+    Raises:
+        SystemExit: status 2, no ``--rule``.
+        JobError: the rule file is invalid or the job cannot be built.
+    """
     parser = argparse.ArgumentParser(prog="jobs/rules.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["run", "calibrate"], default="run")
-    parser.add_argument("--rule", help="rule id (file stem under the rules directory)")
+    parser.add_argument("--rule", required=True, help="rule id (file stem under the rules directory)")
     parser.add_argument("--rules-dir", help="default: IOTFLINK_RULES_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.command == "calibrate":
-        from iotflink import bearing  # noqa: PLC0415
-
-        print(json.dumps({"cards": calibrate_cards()}, indent=2))
-        runs = bearing.load_runs(RulesSettings.from_env().out_of_orderness_ms)
-        print(bearing.table(bearing.calibrate(runs), runs))
-        return 0
     cfg = RulesSettings.from_env()
-    if not args.rule:
-        parser.error("--rule is required")
     path = Path(args.rules_dir or cfg.rules_dir) / f"{args.rule}.sql"
     run_rule(cfg, parse_rule_file(path))
     return 0
