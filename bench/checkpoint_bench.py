@@ -55,7 +55,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from iotflink.flinkctl import FlinkCtl
 from iotflink.settings import StackSettings, WindowJobSettings
 from iotflink.stack import Stack, free_port_settings

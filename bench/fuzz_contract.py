@@ -61,10 +61,9 @@ import struct
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-ROOT = Path(__file__).resolve().parent.parent
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -75,6 +74,8 @@ from bridge.service import Bridge
 from iotflink import schema
 from iotflink.errors import ValidationError
 from iotflink.settings import BridgeSettings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("bench.fuzz_contract")
 

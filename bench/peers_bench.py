@@ -69,6 +69,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,7 +261,7 @@ def worker_flink(args) -> dict:
 
 def worker_bytewax(args) -> dict:
     """Run the bytewax dataflow over the topic (one worker); returns the worker's figures."""
-    from datetime import datetime, timedelta, timezone  # noqa: PLC0415
+    from datetime import datetime, timedelta  # noqa: PLC0415
 
     import bytewax.operators as op  # noqa: PLC0415
     from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource  # noqa: PLC0415
@@ -307,10 +308,10 @@ def worker_bytewax(args) -> dict:
     recs = op.map("parse", msgs, parse)
     keyed = op.key_on("device", recs, lambda r: r["device_id"])
     unique = op.stateful_flat_map("dedup", keyed, dedup)
-    clock = EventClock(lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=timezone.utc),
+    clock = EventClock(lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=UTC),
                        wait_for_system_duration=timedelta(milliseconds=WAIT_MS))
     windower = TumblingWindower(length=timedelta(milliseconds=WINDOW_MS),
-                                align_to=datetime.fromtimestamp(BASE_TS / 1000, tz=timezone.utc))
+                                align_to=datetime.fromtimestamp(BASE_TS / 1000, tz=UTC))
     out = fold_window("window", unique, clock, windower, dict, folder, merger)
     op.output("out", op.flat_map("encode", out.down, to_messages), KafkaSink([args.bootstrap], args.out_topic))
     run_main(flow)

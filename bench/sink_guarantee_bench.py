@@ -53,7 +53,6 @@ import time
 import uuid
 from pathlib import Path
 
-
 from iotflink.flinkctl import FlinkCtl
 from iotflink.settings import StackSettings, WindowJobSettings
 from iotflink.stack import Stack, free_port_settings

@@ -38,8 +38,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-
 from window_job_bench import _conf, write_events_file
+
 from iotflink.settings import WindowJobSettings
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env

@@ -46,8 +46,9 @@ import math
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from iotflink.errors import JobError
 

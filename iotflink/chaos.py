@@ -53,9 +53,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
 from iotflink.mqtt_auth import Credential, configure_paho
@@ -292,7 +293,7 @@ class OutputMonitor:
         self._thread = threading.Thread(target=self._run, name="output-monitor", daemon=True)
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "OutputMonitor":
+    def __enter__(self) -> OutputMonitor:
         self.start()
         return self
 
@@ -346,7 +347,7 @@ class OutputMonitor:
             if consumer is not None:
                 try:
                     consumer.close()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001, S110 - closing the monitor's consumer is best effort
                     pass
 
     def value_at(self, topic: str, t: float) -> int | None:

@@ -73,7 +73,8 @@ import argparse
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from iotflink import settings as settings_mod
 from iotflink.errors import IotFlinkError
@@ -146,7 +147,7 @@ def _utc(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch_ms / 1000))
 
 
-def format_job_list(jobs: "list[JobHealth]") -> str:
+def format_job_list(jobs: list[JobHealth]) -> str:
     """The ``job list`` table: one line per job (id, state, restarts, name), and under a job
     with a root exception (FAILED, FAILING, RESTARTING) that exception, indented, with the
     failure's time in UTC; if the restart strategy gave up, its reason; then the earlier
@@ -242,7 +243,7 @@ def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
         print(f"{'username':40} {'role':7} {'created (UTC)':20} revoked (UTC)")
         for r in rows:
             def utc(ms):
-                return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+                return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
             print(f"{r['username']:40} {r['role']:7} {utc(r['created_ms']):20} {utc(r['revoked_ms'])}")
         return 0
     if not args.id:

@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     _step(f"  bridge: forwarded {bst['forwarded']}, dead-lettered {bst['dead_lettered']}")
 
     _step("replaying TabFormer card transactions with injected fraud scenarios (seeded) ...")
-    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,  # noqa: S603
+    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,
                    env=stack.flink_env())
 
     readings_end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())

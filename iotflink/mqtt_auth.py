@@ -51,9 +51,9 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from iotflink.errors import ConfigError, IotFlinkError
 from iotflink.schema import DEVICE_ID_RE

@@ -40,10 +40,10 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 from iotflink.errors import ConfigError, IotFlinkError
 from iotflink.mqtt_auth import Credential, CredentialStore, configure_paho
@@ -109,7 +109,7 @@ Row = tuple[int, str, dict]
 
 
 def _utc_ms(text: str) -> int:
-    dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1000
 
 

@@ -29,8 +29,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from iotflink.errors import IotFlinkError, JobError
 from iotflink.settings import RulesSettings, StackSettings

@@ -13,13 +13,12 @@ import json
 import os
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Mapping
 
 from iotflink.errors import ConfigError
-
 
 
 def _project_root() -> Path:
@@ -246,7 +245,7 @@ class Topics:
     anomaly_dlq: str = "sensor-anomaly-dlq"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Topics:
         """Build from ``IOTFLINK_TOPIC_*`` and ``IOTFLINK_READINGS_PARTITIONS``."""
         return cls(
             readings=env("IOTFLINK_TOPIC_READINGS", environ),
@@ -321,7 +320,7 @@ class StackSettings:
     mqtt_ca_file_override: str = ""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "StackSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
         """Build from the ``IOTFLINK_*`` variables (see :data:`ENV_VARS`).
 
         Raises:
@@ -473,7 +472,7 @@ class BridgeSettings:
     heartbeat_quiet_ms: int = 5_000
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "BridgeSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
         """Build from the stack settings and ``IOTFLINK_MQTT_*`` / ``IOTFLINK_BRIDGE_*``.
 
         The credential is ``IOTFLINK_MQTT_BRIDGE_USER`` with its password file in the MQTT
@@ -590,7 +589,7 @@ class WindowJobSettings:
         return [t.aggregates, t.late, t.duplicates, t.window_dlq]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WindowJobSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WindowJobSettings:
         """Build from ``IOTFLINK_WINDOW_*``, ``IOTFLINK_*_MS`` and the stack settings.
 
         Raises:
@@ -775,7 +774,7 @@ class RulesSettings:
     rest_url: str = "http://127.0.0.1:8081"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RulesSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RulesSettings:
         """Build from ``IOTFLINK_RULES_*``, ``IOTFLINK_ALERTS_DELIVERY`` and the stack settings.
 
         Raises:
@@ -833,7 +832,7 @@ class TransactionSettings:
     topic: str = "transactions"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TransactionSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TransactionSettings:
         """Build from ``IOTFLINK_TXN_*`` and the stack settings.
 
         Raises:
@@ -920,7 +919,7 @@ class AnomalyJobSettings:
     python_mode: str = "thread"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "AnomalyJobSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AnomalyJobSettings:
         """Build from ``IOTFLINK_ANOMALY_*``, ``IOTFLINK_ALERTS_DELIVERY``,
         ``IOTFLINK_KAFKA_TXN_TIMEOUT_MS`` and the stack settings.
 

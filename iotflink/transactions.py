@@ -42,15 +42,17 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import random
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from iotflink.errors import IotFlinkError
 from iotflink.settings import TransactionSettings
@@ -85,7 +87,7 @@ def load_tabformer(path: Path) -> list[dict[str, Any]]:
             for i, r in enumerate(csv.DictReader(fh)):
                 hh, mm = r["Time"].split(":")
                 minute = int(datetime(int(r["Year"]), int(r["Month"]), int(r["Day"]), int(hh), int(mm),
-                                      tzinfo=timezone.utc).timestamp() * 1000)
+                                      tzinfo=UTC).timestamp() * 1000)
                 card = f"{r['User']}-{r['Card']}"
                 prev_minute, k = last_minute.get(card, (None, -1))
                 k = k + 1 if prev_minute == minute else 0
@@ -141,7 +143,7 @@ def _gaps(events: list[dict[str, Any]], card: str, min_history: int) -> list[int
     own = [e for e in events if e["card_id"] == card]
     approved = 0
     slots = []
-    for a, b in zip(own, own[1:]):
+    for a, b in itertools.pairwise(own):
         if a["event_type"] == "purchase" and not a["errors"]:
             approved += 1
         if approved >= min_history and b["ts"] - a["ts"] >= MIN_GAP_MS:
@@ -175,10 +177,11 @@ def inject(events: list[dict[str, Any]], seed: int, per_kind: int) -> tuple[list
 
             def ev(ts: int, event_type: str, amount: float, errors: str | None = None,
                    new_address: str | None = None) -> None:
-                e = dict(proto, txn_id=f"inj-{sid}-{len(sc.events)}", ts=ts, event_type=event_type,
+                # ev is called within this iteration only, so the loop's variables are current
+                e = dict(proto, txn_id=f"inj-{sid}-{len(sc.events)}", ts=ts, event_type=event_type,  # noqa: B023
                          amount_usd=round(amount, 2), errors=errors, new_address=new_address,
                          is_fraud_label=True)
-                sc.events.append(e)
+                sc.events.append(e)  # noqa: B023
 
             if kind == "failed_burst":
                 t1 = t + rng.randint(30, 90) * 1000

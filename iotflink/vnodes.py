@@ -45,9 +45,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from iotflink.errors import IotFlinkError
 from iotflink.mqtt_auth import CredentialError, CredentialStore
@@ -361,7 +361,7 @@ class NodeGroup:
                 proc.kill()
                 proc.wait()
 
-    def __enter__(self) -> "NodeGroup":
+    def __enter__(self) -> NodeGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:

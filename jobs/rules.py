@@ -53,9 +53,10 @@ import logging
 import re
 import string
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from iotflink import schema
 from iotflink.errors import JobError
@@ -118,7 +119,7 @@ class Statement:
     text: str
     line: int
     kind: str = "sql"
-    inserts: tuple["Statement", ...] = ()
+    inserts: tuple[Statement, ...] = ()
 
     def body(self) -> str:
         """The text without comments, whitespace-normalised (for keyword checks)."""
@@ -222,8 +223,8 @@ def split_statements(text: str, path: Path | str = "<sql>") -> list[Statement]:
         if not body:
             continue
         lead = _leading_noise(piece)
-        line += piece.count("\n", 0, lead)
-        piece = piece[lead:]
+        line += piece.count("\n", 0, lead)  # noqa: PLW2901 - the piece's first line, past its leading noise
+        piece = piece[lead:]  # noqa: PLW2901
         if pending is not None:
             if body.upper() == "END":
                 out.append(Statement("", pending_line, "statement_set", tuple(pending)))
@@ -403,7 +404,7 @@ def with_params(rule: RuleFile, values: Mapping[str, float]) -> RuleFile:
     text = _PARAM_MARK_RE.sub(mark, text)
     for name, value in values.items():
         text = re.sub(rf"^(--\s*param:\s*{name}\s*=\s*)([-+0-9.eE]+)",
-                      lambda m: m.group(1) + literal(m.group(2), value), text, count=1, flags=re.M)
+                      lambda m: m.group(1) + literal(m.group(2), value), text, count=1, flags=re.M)  # noqa: B023
     return parse_rule_text(text, rule.path)
 
 
@@ -516,8 +517,8 @@ _POS_RE = re.compile(r"line (\d+), column (\d+)")
 
 def _flink_message(exc: BaseException) -> str:
     text = str(exc)
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith(("at ", "org.apache.flink.api.python.shaded", "An error occurred while calling",
                                          "Traceback", "File ")):
             # py4j wraps the Java message as "...Exception: <message>"
@@ -529,7 +530,7 @@ def _run(path: Path, stmt: Statement, fn, *args):
     """Call ``fn`` and turn a Flink error into a RuleSqlError with the file's line/column."""
     try:
         return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - py4j raises many types; all are reported
+    except Exception as exc:  # py4j raises many types; all are reported
         full = str(exc)
         m = _POS_RE.search(full)
         line, col = (stmt.line, 1)
@@ -701,14 +702,14 @@ def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> N
               database=run.database or f"run{i}_{run.rule.rule_id}", statement_set=stmt_set)
     try:
         stmt_set.execute().wait()
-    except Exception as exc:  # noqa: BLE001 - py4j error types vary
+    except Exception as exc:  # py4j error types vary
         raise JobError(f"bounded rule job failed: {_flink_message(exc)}") from exc
 
     def read(d: Path) -> list[dict]:
         files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
         return [json.loads(line) for p in files for line in p.read_text(encoding="utf-8").splitlines() if line]
 
-    for run, out in zip(runs, outs):
+    for run, out in zip(runs, outs, strict=True):
         run.alerts, run.late, run.dlq = read(out["alerts"]), read(out["rules_late"]), read(out["rules_dlq"])
 
 

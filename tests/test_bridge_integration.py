@@ -126,7 +126,7 @@ def create_topic(bootstrap: str, name: str, configs: dict[str, str] | None = Non
         admin.close()
 
 
-def wait_ready(bridge: "BridgeProc", subscribed: int = 1) -> None:
+def wait_ready(bridge: BridgeProc, subscribed: int = 1) -> None:
     """Until the bridge holds its subscription (the SUBACK is counted in its stats file)."""
     poll(lambda: bridge.stat("subscribed") >= subscribed, 60, f"bridge subscribed ({subscribed})")
 

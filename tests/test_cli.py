@@ -205,7 +205,7 @@ class FakeRest:
 
 
 def test_job_report_polls_and_aggregates(monkeypatch):
-    from iotflink import kafka_io
+    from iotflink import kafka_io  # noqa: PLC0415
 
     monkeypatch.setattr(kafka_io, "end_offsets", lambda bootstrap, topic: {0: 150, 1: 7, 2: 0})
     fake = FakeRest()
@@ -233,7 +233,7 @@ def test_job_report_polls_and_aggregates(monkeypatch):
 
 
 def test_job_report_without_kafka_says_so(monkeypatch):
-    from iotflink import kafka_io
+    from iotflink import kafka_io  # noqa: PLC0415
 
     def boom(bootstrap, topic):
         raise OSError("no broker")
@@ -353,7 +353,7 @@ class HealthRest:
 
 @pytest.fixture
 def health_ctl():
-    from iotflink.settings import StackSettings
+    from iotflink.settings import StackSettings  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(StackSettings.from_env({}))
     failed = {"jid": JID, "name": "poison", "state": "FAILED", "start-time": 2_000}
@@ -458,7 +458,7 @@ def test_job_list_multi_line_root_exception_and_none():
 
 
 def test_demo_job_health_checks(health_ctl):
-    from iotflink import demo
+    from iotflink import demo  # noqa: PLC0415
 
     checks = demo.job_health_checks(health_ctl, since_ms=0)
     assert checks == [
