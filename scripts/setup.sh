@@ -54,7 +54,7 @@ fi
 pstamp="$VENV/.pyproject.toml.sha"
 pwant=$(cat pyproject.toml requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [[ -x "$VENV/bin/iotflink" && -f "$pstamp" && "$(cat "$pstamp")" == "$pwant" ]] \
-   && "$VENV/bin/python" -c 'import iotflink, jobs, udfs, bridge' 2>/dev/null; then
+   && (cd / && "$VENV/bin/python" -c 'import iotflink, jobs, udfs, bridge') 2>/dev/null; then
   step "project installed (editable)"
 else
   step "pip install -e . (the project's packages and the iotflink command)"
