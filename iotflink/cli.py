@@ -396,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     vnodes.add_parser(sub)
     transactions.add_parser(sub)
-    # further commands register here the same way: module.add_parser(sub)
+    # further commands (e.g. scenario) register here the same way: module.add_parser(sub),
+    # which sets func(args) -> exit status
     return parser
 
 
