@@ -22,8 +22,10 @@ Usage::
    the alerts must be exactly those of the Python definition; prints the job's wall time.
    ``--write`` stores the figures in ``bench/results/bearing.json``.
 6. ``--feature v_rms_g|peak_abs_g``: the sustained-rise definition on another vibration feature
-   of the snapshots, in plain Python only (no SQL rule ships for it): a study of whether
-   another feature warns earlier. Prints its table; not with --confirm or --write.
+   of the snapshots, in plain Python only (``peak_abs_g`` is what ``bearing_impact_rise``
+   ships): a study of whether another feature warns earlier. ``--sustain 300,600``: the rise
+   rules with these median windows (s) instead of the grid's. Prints the table of the rise
+   rules; not with --confirm or --write.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def shipped_params(rule: str):
 
     p = parse_rule_file(RULES_DIR / f"{rule}.sql").params
     if rule == "bearing_failure":
-        return br.SpikeRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), p["spike_k"], p["rise_c"])
+        return br.SpikeRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), p["spike_k"], p["rise_c"],
+                                  int(p["quiet_s"]))
     return br.VibrationRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), int(p["sustain_s"]), p["rise_k"])
 
 
@@ -90,16 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--confirm", action="store_true", help="run the SQL rules on a MiniCluster too")
     ap.add_argument("--write", action="store_true", help=f"store the figures in {RESULT.relative_to(PROJECT_ROOT)}")
-    ap.add_argument("--feature", choices=["h_rms_g", "v_rms_g", "peak_abs_g"], default="h_rms_g",
+    ap.add_argument("--feature", choices=["v_rms_g", "peak_abs_g"],
                     help="study: the sustained-rise definition on another feature (Python only)")
+    ap.add_argument("--sustain", help="study: the rise rules with these median windows, s (e.g. 300,600)")
     args = ap.parse_args(argv)
     cfg = RulesSettings.from_env()
-    if args.feature != "h_rms_g":
+    if args.feature or args.sustain:
         if args.confirm or args.write:
-            ap.error("--feature studies run in Python only: no --confirm or --write")
-        runs = br.load_runs(cfg.out_of_orderness_ms, feature=args.feature)
-        print(f"sustained rise of {args.feature} (the bearing_vibration_rise definition; no SQL rule ships for it)")
-        print(br.table(br.calibrate(runs, ["bearing_vibration_rise"]), runs))
+            ap.error("--feature / --sustain studies run in Python only: no --confirm or --write")
+        runs = br.load_runs(cfg.out_of_orderness_ms)
+        windows = [int(x) for x in args.sustain.split(",")] if args.sustain else None
+        rules = ["bearing_vibration_rise"] if args.feature else list(br.FEATURE)
+        print(f"study: sustained rise of {args.feature or 'the feature of each rise rule'}, median windows "
+              f"{windows or br.SUSTAIN_S} s (plain Python)")
+        print(br.table(br.calibrate(runs, rules, feature=args.feature, sustain_s=windows), runs))
         return 0
     t0 = time.monotonic()
     runs = br.load_runs(cfg.out_of_orderness_ms)
@@ -124,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                        **({k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(f.score).items()}
                           if f.score else {})} for f in res["folds"]],
             "chosen_on_all": asdict(chosen) if chosen else None, "shipped": asdict(shipped)}
+    both = br.together(result)
+    print(f"{' + '.join(br.FEATURE)} deployed together (first alert of either, each with its fold's parameters): "
+          f"median {both['median_warning_min']:.1f} min ({both['bearings_10_min']} of {len(runs)} bearings >= 10 min), "
+          f"{sum(both['first_half_alerts'].values())} first-half alerts; "
+          + ", ".join(f"{b} {'none' if w is None else f'{w:.1f}'}" for b, w in both["warning_min"].items()) + " min")
+    out["rise_rules_together"] = {
+        "median_warning_min": round(both["median_warning_min"], 1), "bearings_10_min": both["bearings_10_min"],
+        "warning_min": {b: (round(w, 2) if w is not None else None) for b, w in both["warning_min"].items()},
+        "first_half_alerts": both["first_half_alerts"]}
     print(f"search: {sum(len(br.grid(r)) for r in br.RULES)} parameter sets x {len(runs)} bearings "
           f"in {search_s:.1f} s (plain Python)")
     if args.confirm:

@@ -17,8 +17,9 @@ hysteresis.
 
 ``bearing``: a FEMTO run (default Bearing1_1) as the rule jobs see it (:mod:`iotflink.bearing`,
 the parameters of the rule files' headers): horizontal vibration RMS and its rolling median,
-the baseline and its window after the run-in, the thresholds of both rules, their alerts, and
-the bearing temperature. The alerts are those of the plain-Python definitions, which
+the baseline and its window after the run-in, the thresholds of bearing_vibration_rise and
+bearing_failure and their alerts; the peak of the snapshots with bearing_impact_rise's median,
+baseline, threshold and alerts; the bearing temperature. The alerts are those of the plain-Python definitions, which
 ``tests/test_rules_femto.py`` and ``bench/bearing_calibrate.py --confirm`` check against the
 SQL rules on Flink.
 
@@ -155,22 +156,30 @@ def shipped(rule: str) -> dict[str, float]:
 
 
 def plot_bearing(out: Path, bearing: str = "1_1") -> Path:
-    """Draw the bearing picture of FEMTO ``bearing`` into ``out`` (PNG); returns ``out``."""
+    """Draw the bearing picture of FEMTO ``bearing`` into ``out`` (PNG); returns ``out``: the
+    RMS with bearing_vibration_rise and bearing_failure, the peak with bearing_impact_rise, the
+    temperature, each rule with the parameters of its header."""
     run = br.load_run(bearing, RulesSettings().out_of_orderness_ms)
-    f, r = shipped("bearing_failure"), shipped("bearing_vibration_rise")
-    pf = br.SpikeRiseParams(int(f["run_in_s"]), int(f["baseline_s"]), f["spike_k"], f["rise_c"])
+    peak = br.as_feature(run, "peak_abs_g")
+    f, r, i = shipped("bearing_failure"), shipped("bearing_vibration_rise"), shipped("bearing_impact_rise")
+    pf = br.SpikeRiseParams(int(f["run_in_s"]), int(f["baseline_s"]), f["spike_k"], f["rise_c"], int(f["quiet_s"]))
     pr = br.VibrationRiseParams(int(r["run_in_s"]), int(r["baseline_s"]), int(r["sustain_s"]), r["rise_k"])
+    pi = br.VibrationRiseParams(int(i["run_in_s"]), int(i["baseline_s"]), int(i["sustain_s"]), i["rise_k"])
     spikes = br.spike_rise_alerts(run, pf)
+    n_matches = len(br.spike_matches(run, pf))
     rises = br.vibration_rise_alerts(run, pr)
+    impacts = br.vibration_rise_alerts(peak, pi)
     base_f, _ = br.baseline(run, pf.run_in_s, pf.baseline_s)
     base_r, _ = br.baseline(run, pr.run_in_s, pr.baseline_s)
+    base_i, _ = br.baseline(peak, pi.run_in_s, pi.baseline_s)
     roll = br.rolling_median(run, pr.sustain_s)
+    roll_i = br.rolling_median(peak, pi.sustain_s)
 
     def hours(ts: int) -> float:
         return (ts - run.first_ms) / 3_600_000
 
     plt = _pyplot()
-    fig, (av, at) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[3, 2])
+    fig, (av, ap, at) = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True, height_ratios=[3, 3, 2])
     vt = [hours(t) for t, _s, _h in run.vib]
     av.plot(vt, [h for _t, _s, h in run.vib], lw=0.4, color="tab:blue", alpha=0.6, label="h_rms_g per 10 s snapshot")
     av.plot(vt, roll, lw=0.8, color="navy", label=f"median over {pr.sustain_s} s")
@@ -182,23 +191,41 @@ def plot_bearing(out: Path, bearing: str = "1_1") -> Path:
     if base_f is not None:
         av.axhline(pf.spike_k * base_f, color="tab:red", lw=0.9, ls=":", label=f"{pf.spike_k:g} x baseline (spike)")
     hv = {t: h for t, _s, h in run.vib}
-    av.plot([hours(s) for s, _t0, _r in spikes], [hv[s] for s, _t0, _r in spikes], "|", color="tab:red", ms=10,
-            label=f"bearing_failure alert ({len(spikes)})")
+    av.plot([hours(s) for s, _t0, _r in spikes], [hv[s] for s, _t0, _r in spikes], "|", color="tab:red", ms=14,
+            mew=2, label=f"bearing_failure alert ({len(spikes)}; {n_matches} matches)")
     av.plot([hours(t) for t in rises], [hv[t] for t in rises], "v", color="tab:purple", ms=9,
             label=f"bearing_vibration_rise alert ({len(rises)})")
     av.axvline(hours(run.half_ms), color="gray", lw=0.8, ls="-.")
     av.set_yscale("log")
     av.set_ylabel("horizontal vibration RMS (g, log)")
-    first = min(rises) if rises else None
-    warn = f"; first vibration-rise alert {(run.end_ms - first) / 60_000:.0f} min before failure" if first else ""
-    av.set_title(f"FEMTO Bearing{bearing}: {run.hours:.1f} h run to failure{warn}")
+
+    def before(alerts) -> str:
+        return f"{(run.end_ms - min(alerts)) / 60_000:.0f} min" if alerts else "none"
+
+    av.set_title(f"FEMTO Bearing{bearing}: {run.hours:.1f} h run to failure; first alert before failure: "
+                 f"impact rise {before(impacts)}, vibration rise {before(rises)}, "
+                 f"spike then temperature rise {before([r for _s, _t0, r in spikes])}", fontsize=9)
     av.legend(loc="upper left", fontsize=7, ncol=2)
+    ap.plot(vt, [p for _t, _s, p in peak.vib], lw=0.4, color="tab:cyan", alpha=0.6,
+            label="peak_abs_g per 10 s snapshot")
+    ap.plot(vt, roll_i, lw=0.8, color="teal", label=f"median over {pi.sustain_s} s")
+    if base_i is not None:
+        ap.axhline(base_i, color="tab:green", lw=0.9, label=f"baseline {base_i:.2f} g")
+        ap.axhline(pi.rise_k * base_i, color="tab:brown", lw=0.9, ls="--",
+                   label=f"{pi.rise_k:g} x baseline (impact rise)")
+    pv = {t: p for t, _s, p in peak.vib}
+    ap.plot([hours(t) for t in impacts], [pv[t] for t in impacts], "v", color="tab:brown", ms=9,
+            label=f"bearing_impact_rise alert ({len(impacts)})")
+    ap.axvline(hours(run.half_ms), color="gray", lw=0.8, ls="-.")
+    ap.set_yscale("log")
+    ap.set_ylabel("peak acceleration (g, log)")
+    ap.legend(loc="upper left", fontsize=7, ncol=2)
     at.plot([hours(t) for t, _s, _c in run.temps], [c for _t, _s, c in run.temps], lw=0.6, color="tab:orange",
             label="bearing temperature (1 s)")
     at.axvline(hours(run.half_ms), color="gray", lw=0.8, ls="-.", label="half of the run")
     tv = {t: c for t, _s, c in run.temps}
-    at.plot([hours(rr) for _s, _t0, rr in spikes], [tv[rr] for _s, _t0, rr in spikes], "|", color="tab:red", ms=8,
-            label=f"rise of >= {pf.rise_c:g} C within 60 s of a spike")
+    at.plot([hours(rr) for _s, _t0, rr in spikes], [tv[rr] for _s, _t0, rr in spikes], "|", color="tab:red", ms=14,
+            mew=2, label=f"rise of >= {pf.rise_c:g} C within 60 s of a spike (first of each episode)")
     at.set_ylabel("temperature (degrees C)")
     at.set_xlabel("hours since the first reading (the run ends in the bearing's failure)")
     at.legend(loc="upper left", fontsize=7)

@@ -1,9 +1,11 @@
-"""The two bearing rules in plain Python, their scores on FEMTO runs, and their calibration.
+"""The three bearing rules in plain Python, their scores on FEMTO runs, and their calibration.
 
-This is the reference implementation of ``sql/rules/bearing_failure.sql`` and
-``sql/rules/bearing_vibration_rise.sql``: the calibration searches its parameters here (fast),
-and the tests and ``bench/bearing_calibrate.py --confirm`` check that the SQL rules on Flink
-raise exactly the alerts computed here. Both rules share one baseline:
+This is the reference implementation of ``sql/rules/bearing_failure.sql``,
+``sql/rules/bearing_vibration_rise.sql`` and ``sql/rules/bearing_impact_rise.sql``: the
+calibration searches their parameters here (fast), and the tests and
+``bench/bearing_calibrate.py --confirm`` check that the SQL rules on Flink raise exactly the
+alerts computed here. The rules share one kind of baseline (of ``h_rms_g``; of ``peak_abs_g``
+for ``bearing_impact_rise``):
 
 - ``first_ms``: event time of the device's first on-time reading (vibration or temperature);
 - ``baseline_g``: the median ``h_rms_g`` of the vibration snapshots with event time in
@@ -16,11 +18,17 @@ Rules (``h`` is ``h_rms_g`` in g, ``temp`` is ``temp_c`` in degrees C):
 - ``bearing_failure`` (spike then temperature rise, :func:`spike_rise_alerts`): a snapshot S
   with ``h > spike_k * baseline_g``; T0 = the first temperature reading after S; R = the first
   temperature reading after T0 with ``temp >= T0.temp + rise_c``; an alert at R when
-  ``R.ts - S.ts < within_s`` (60 s). At most one alert per spike.
+  ``R.ts - S.ts < within_s`` (60 s): a match (:func:`spike_matches`). Spikes less than
+  ``quiet_s`` apart form one *episode*; the alert is the episode's first match in S order
+  (one alert per episode, where the match per spike gave hundreds on a failing bearing).
 - ``bearing_vibration_rise`` (sustained rise, :func:`vibration_rise_alerts`): ``roll_g`` =
   the median ``h`` of the snapshots in the last ``sustain_s`` seconds (event time
   ``[t - sustain_s, t]``); the snapshot is *high* when ``roll_g > rise_k * baseline_g``; an
   alert at each high snapshot whose previous snapshot was not high (one alert per episode).
+- ``bearing_impact_rise``: the same on ``peak_abs_g`` (the largest absolute acceleration
+  sample of the snapshot, g), whose rise shows impacts of a damaged race or rolling element
+  before the RMS grows (R. B. Randall, J. Antoni, "Rolling element bearing diagnostics - A
+  tutorial", Mechanical Systems and Signal Processing 25 (2011) 485-520).
 
 Readings are those the node publishes (:func:`iotflink.replay.femto_rows`), in arrival order;
 as the rule jobs do, a reading at or behind the watermark (highest event time seen minus the
@@ -47,6 +55,12 @@ from iotflink.replay import DATA_DIR, FEMTO_BEARINGS, femto_rows
 
 #: Flink MATCH_RECOGNIZE WITHIN of the spike-then-rise pattern, s (the pattern's 60 s).
 WITHIN_S = 60
+#: bearing_failure's episode gap, s: spikes less than 10 min apart belong to one episode, which
+#: raises one alert (a design choice, not calibrated: it changes how many alerts a failing
+#: bearing raises, not the first one).
+QUIET_S = 600
+#: The vibration feature each rise rule compares with its baseline.
+FEATURE = {"bearing_vibration_rise": "h_rms_g", "bearing_impact_rise": "peak_abs_g"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,8 @@ class BearingRun:
         first_ms / end_ms: event time of the first / last on-time reading (end = the failure).
         late_seqs: seq of the readings that arrived at or behind the watermark.
         rows: every reading in arrival order (dicts with the DDL's columns of ``readings``).
+        feature: the vibration value in ``vib`` (``h_rms_g``, ``v_rms_g`` or ``peak_abs_g``).
+        bound_ms: the watermark's out-of-orderness bound the run was built with, ms.
     """
 
     name: str
@@ -71,6 +87,8 @@ class BearingRun:
     end_ms: int
     late_seqs: frozenset[int]
     rows: tuple[dict, ...]
+    feature: str = "h_rms_g"
+    bound_ms: int = 0
 
     @property
     def half_ms(self) -> int:
@@ -117,7 +135,14 @@ def run_from_rows(name: str, rows: Sequence[Mapping], bound_ms: int, feature: st
     temps = tuple((r["ts"], r["seq"], float(r["readings"]["temp_c"])) for r in on_time
                   if r["readings"].get("temp_c") is not None)
     return BearingRun(name, devices.pop(), vib, temps, on_time[0]["ts"], on_time[-1]["ts"], frozenset(late),
-                      tuple(rows))
+                      tuple(rows), feature, bound_ms)
+
+
+def as_feature(run: BearingRun, feature: str) -> BearingRun:
+    """``run`` with ``feature`` in its ``vib`` (the same readings and watermark bound)."""
+    if run.feature == feature:
+        return run
+    return run_from_rows(run.name, run.rows, run.bound_ms, feature)
 
 
 def load_run(bearing: str, bound_ms: int, data_dir=DATA_DIR, feature: str = "h_rms_g") -> BearingRun:
@@ -135,12 +160,14 @@ def load_runs(bound_ms: int, bearings: Iterable[str] = FEMTO_BEARINGS, data_dir=
 @dataclass(frozen=True)
 class SpikeRiseParams:
     """Parameters of ``bearing_failure``: run_in_s, baseline_s (s), spike_k (x baseline),
-    rise_c (degrees C); WITHIN is fixed at :data:`WITHIN_S`."""
+    rise_c (degrees C), quiet_s (s: a spike episode ends after quiet_s without a spike; not
+    calibrated, :data:`QUIET_S`); WITHIN is fixed at :data:`WITHIN_S`."""
 
     run_in_s: int
     baseline_s: int
     spike_k: float
     rise_c: float
+    quiet_s: int = 600
 
 
 @dataclass(frozen=True)
@@ -161,7 +188,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def baseline(run: BearingRun, run_in_s: int, baseline_s: int) -> tuple[float | None, int]:
-    """``(baseline_g, armed_ms)``: the median h_rms_g (g) of the snapshots in
+    """``(baseline_g, armed_ms)``: the median of the run's feature (g) of the snapshots in
     ``[first + run_in_s, first + run_in_s + baseline_s)`` (None when there is none) and the event
     time from which the rules are armed (``first + run_in_s + baseline_s``), epoch ms."""
     lo = run.first_ms + run_in_s * 1000
@@ -186,24 +213,41 @@ def _rise_after(run: BearingRun, ts: int, seq: int, rise_c: float, within_ms: in
     return None
 
 
-def spike_rise_alerts(run: BearingRun, p: SpikeRiseParams) -> list[tuple[int, int, int]]:
-    """Alerts of ``bearing_failure``: ``(S ts, T0 ts, R ts)`` in S order (epoch ms; the alert's
-    detection time is R's)."""
+def spike_matches(run: BearingRun, p: SpikeRiseParams) -> list[tuple[int, int, int, int]]:
+    """Every spike-then-rise match of ``bearing_failure``: ``(S ts, T0 ts, R ts, episode)`` in
+    S order (epoch ms). ``episode``: event time of the first spike of S's episode (a spike is
+    the first of an episode when no spike precedes it within ``quiet_s``, i.e. the previous
+    spike is more than ``quiet_s`` earlier)."""
     base, armed = baseline(run, p.run_in_s, p.baseline_s)
     if base is None:
         return []
-    out = []
+    out, prev, episode = [], None, None
     for ts, seq, h in run.vib:
         if ts >= armed and h > p.spike_k * base:
+            if prev is None or ts - prev > p.quiet_s * 1000:
+                episode = ts
+            prev = ts
             m = _rise_after(run, ts, seq, p.rise_c, WITHIN_S * 1000)
             if m:
-                out.append((ts, m[0][0], m[1][0]))
+                out.append((ts, m[0][0], m[1][0], episode))
+    return out
+
+
+def spike_rise_alerts(run: BearingRun, p: SpikeRiseParams) -> list[tuple[int, int, int]]:
+    """Alerts of ``bearing_failure``: the first match (in S order) of each spike episode
+    (:func:`spike_matches`), ``(S ts, T0 ts, R ts)`` (epoch ms; the alert's detection time is
+    R's)."""
+    out, seen = [], set()
+    for s_ts, t0_ts, r_ts, episode in spike_matches(run, p):
+        if episode not in seen:
+            seen.add(episode)
+            out.append((s_ts, t0_ts, r_ts))
     return out
 
 
 def rolling_median(run: BearingRun, sustain_s: int) -> list[float]:
-    """Per snapshot, the median h_rms_g (g) of the snapshots with event time in
-    ``[t - sustain_s, t]`` (Flink ``RANGE BETWEEN INTERVAL 'sustain_s' SECOND PRECEDING AND
+    """Per snapshot, the median of the run's feature (h_rms_g unless built otherwise, g) of the
+    snapshots with event time in ``[t - sustain_s, t]`` (Flink ``RANGE BETWEEN INTERVAL 'sustain_s' SECOND PRECEDING AND
     CURRENT ROW``)."""
     out, window, lo = [], [], 0
     vib = run.vib
@@ -219,7 +263,8 @@ def rolling_median(run: BearingRun, sustain_s: int) -> list[float]:
 
 def vibration_rise_alerts(run: BearingRun, p: VibrationRiseParams,
                           roll: Sequence[float] | None = None) -> list[int]:
-    """Alerts of ``bearing_vibration_rise``: event times (epoch ms) of the snapshots that start
+    """Alerts of ``bearing_vibration_rise`` (of ``bearing_impact_rise`` on a run built with
+    ``feature="peak_abs_g"``, :func:`as_feature`): event times (epoch ms) of the snapshots that start
     a high episode. ``roll``: :func:`rolling_median` for ``p.sustain_s``, if already computed."""
     base, armed = baseline(run, p.run_in_s, p.baseline_s)
     if base is None:
@@ -264,11 +309,12 @@ def score(run: BearingRun, detection_ms: Sequence[int]) -> Score:
 
 
 def detections(rule: str, run: BearingRun, params) -> list[int]:
-    """Detection times (epoch ms) of ``rule`` (``bearing_failure`` | ``bearing_vibration_rise``)."""
+    """Detection times (epoch ms) of ``rule`` (``bearing_failure`` | ``bearing_vibration_rise``
+    | ``bearing_impact_rise``); ``run`` with any feature (each rule uses its own)."""
     if rule == "bearing_failure":
-        return [r for _s, _t0, r in spike_rise_alerts(run, params)]
-    if rule == "bearing_vibration_rise":
-        return vibration_rise_alerts(run, params)
+        return [r for _s, _t0, r in spike_rise_alerts(as_feature(run, "h_rms_g"), params)]
+    if rule in FEATURE:
+        return vibration_rise_alerts(as_feature(run, FEATURE[rule]), params)
     raise ValueError(f"unknown bearing rule {rule!r}")
 
 
@@ -289,12 +335,15 @@ RISE_K = (1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0)
 MARGIN = 1.1
 
 
-def grid(rule: str) -> list:
-    """Every parameter set the calibration tries for ``rule``."""
+def grid(rule: str, sustain_s: Sequence[int] = ()) -> list:
+    """Every parameter set the calibration tries for ``rule`` (a rise rule: also with the
+    median windows ``sustain_s``, s)."""
     if rule == "bearing_failure":
         return [SpikeRiseParams(a, b, k, x) for a, b, k, x in itertools.product(RUN_IN_S, BASELINE_S, SPIKE_K, RISE_C)]
-    if rule == "bearing_vibration_rise":
-        return [VibrationRiseParams(a, b, s, k) for a, b, s, k in itertools.product(RUN_IN_S, BASELINE_S, SUSTAIN_S, RISE_K)]
+    if rule in FEATURE:
+        windows = sorted(set(SUSTAIN_S) | set(sustain_s))
+        return [VibrationRiseParams(a, b, s, k)
+                for a, b, s, k in itertools.product(RUN_IN_S, BASELINE_S, windows, RISE_K)]
     raise ValueError(f"unknown bearing rule {rule!r}")
 
 
@@ -305,21 +354,27 @@ def lowered(p, margin: float = MARGIN):
     return dataclasses.replace(p, rise_k=p.rise_k / margin)
 
 
-def score_grid(rule: str, runs: Sequence[BearingRun], margin: float = MARGIN) -> dict:
+def score_grid(rule: str, runs: Sequence[BearingRun], margin: float = MARGIN, feature: str | None = None,
+               sustain_s: Sequence[int] | None = None) -> dict:
     """``{params: {bearing: Score}}`` for every parameter set of :func:`grid` (with
-    ``guard_alerts`` at the threshold divided by ``margin``)."""
+    ``guard_alerts`` at the threshold divided by ``margin``). A rise rule compares
+    :data:`FEATURE` of it, or ``feature`` (a study of another feature); ``sustain_s``: other
+    median windows than :data:`SUSTAIN_S` (a study)."""
     out: dict = {}
     rolls: dict = {}
 
     def detect(run, p):
-        if rule == "bearing_vibration_rise":
+        if rule in FEATURE:
             key = (run.name, p.sustain_s)
             if key not in rolls:
                 rolls[key] = rolling_median(run, p.sustain_s)
             return vibration_rise_alerts(run, p, rolls[key])
         return detections(rule, run, p)
 
-    for p in grid(rule):
+    runs = [as_feature(r, feature or FEATURE.get(rule, "h_rms_g")) for r in runs]
+    for p in grid(rule, sustain_s or ()):
+        if sustain_s is not None and isinstance(p, VibrationRiseParams) and p.sustain_s not in sustain_s:
+            continue
         row = {}
         for run in runs:
             guard = score(run, detect(run, lowered(p, margin))).first_half_alerts
@@ -377,7 +432,7 @@ def leave_one_bearing_out(rule: str, runs: Sequence[BearingRun], scored: Mapping
 
 
 # ---------------------------------------------------------------------------- report
-RULES = ("bearing_failure", "bearing_vibration_rise")
+RULES = ("bearing_failure", "bearing_vibration_rise", "bearing_impact_rise")
 
 
 def params_text(p) -> str:
@@ -390,8 +445,10 @@ def params_text(p) -> str:
     return f"{base}, {p.sustain_s} s median, k {p.rise_k:g}"
 
 
-def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES) -> dict:
-    """Leave-one-bearing-out calibration of both rules on ``runs``.
+def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES, feature: str | None = None,
+              sustain_s: Sequence[int] | None = None) -> dict:
+    """Leave-one-bearing-out calibration of the bearing rules on ``runs`` (``feature``,
+    ``sustain_s``: studies, see :func:`score_grid`).
 
     Returns ``{rule: {"folds": [FoldResult, ...], "chosen": params chosen on every run,
     "chosen_scores": {bearing: Score}, "median_warning_min": float, "bearings_10_min": int,
@@ -399,7 +456,7 @@ def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES) -> dict:
     """
     out = {}
     for rule in rules:
-        scored = score_grid(rule, runs)
+        scored = score_grid(rule, runs, feature=feature, sustain_s=sustain_s)
         folds = leave_one_bearing_out(rule, runs, scored)
         chosen = choose(scored, [r.name for r in runs])
         held = [f.score for f in folds if f.score is not None]
@@ -410,6 +467,23 @@ def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES) -> dict:
             "first_half_alerts": sum(s.first_half_alerts for s in held),
         }
     return out
+
+
+def together(result: Mapping, rules: Sequence[str] = tuple(FEATURE)) -> dict:
+    """Leave-one-bearing-out of ``rules`` deployed together (each with its fold's parameters;
+    the first alert of any of them counts): ``{"warning_min": {bearing: min or None},
+    "first_half_alerts": {bearing: n}, "median_warning_min", "bearings_10_min"}``."""
+    warn: dict = {}
+    alarms: dict = {}
+    for rule in rules:
+        for f in result[rule]["folds"]:
+            w = f.score.warning_min if f.score else None
+            old = warn.get(f.held_out)
+            warn[f.held_out] = w if old is None else (old if w is None else max(old, w))
+            alarms[f.held_out] = alarms.get(f.held_out, 0) + (f.score.first_half_alerts if f.score else 0)
+    return {"warning_min": warn, "first_half_alerts": alarms,
+            "median_warning_min": statistics.median([w or 0.0 for w in warn.values()]),
+            "bearings_10_min": sum(1 for w in warn.values() if (w or 0) >= 10)}
 
 
 def table(result: Mapping, runs: Sequence[BearingRun]) -> str:

@@ -4,6 +4,7 @@ checks the SQL rules against these functions on a MiniCluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import statistics
 
@@ -41,7 +42,7 @@ def test_spike_then_rise_within_60_s():
     temps = [(t + 0.5, 50.0) for t in range(0, 400)]
     temps = [(t, c + (0.5 if 130 <= t < 150 else 0) + (0.5 if t >= 259.5 else 0)) for t, c in temps]
     run = make_run(vib, temps)
-    p = br.SpikeRiseParams(0, 50, 2.0, 0.3)
+    p = br.SpikeRiseParams(0, 50, 2.0, 0.3, quiet_s=50)  # three spike episodes
     # spike at 100 s: T0 at 100.5, rise at 130.5 (30.5 s after: alert); spike at 200 s: rise
     # at 259.5 is 59.5 s after (alert); spike at 300 s: no rise (the temperature stays)
     assert br.spike_rise_alerts(run, p) == [(T0 + 100_000, T0 + 100_500, T0 + 130_500),
@@ -50,8 +51,26 @@ def test_spike_then_rise_within_60_s():
     late = [(t, c + (0.5 if t >= 260.5 else 0)) for t, c in [(t + 0.5, 50.0) for t in range(0, 400)]]
     assert br.spike_rise_alerts(make_run(vib, late), p) == []
     # nothing before the baseline window has ended
-    assert br.spike_rise_alerts(run, br.SpikeRiseParams(0, 150, 2.0, 0.3)) == [
+    assert br.spike_rise_alerts(run, br.SpikeRiseParams(0, 150, 2.0, 0.3, quiet_s=50)) == [
         (T0 + 200_000, T0 + 200_500, T0 + 259_500)]
+
+
+def test_spike_episode_gives_one_alert():
+    # spikes at 100, 110 (no rise), 120 s (rise), 200 s (rise) and 400 s (rise)
+    vib = [(t, 1.0) for t in range(0, 100, 10)] + [(100, 5.0), (110, 5.0), (120, 5.0), (200, 5.0), (400, 5.0)]
+    temps = [(t + 0.5, 50.0 + (0.5 if 130 <= t < 140 or 210 <= t < 220 or t >= 410 else 0))
+             for t in range(0, 500)]
+    run = make_run(vib, temps)
+    p = br.SpikeRiseParams(0, 50, 2.0, 0.3, quiet_s=100)
+    # 100 and 110 s rise at 130.5 (within 60 s); 120 s too; 200 s is 80 s after 120 s: same
+    # episode; 400 s is 200 s after 200 s: a new episode
+    assert [(m[0], m[3]) for m in br.spike_matches(run, p)] == [
+        (T0 + s * 1000, T0 + e * 1000) for s, e in [(100, 100), (110, 100), (120, 100), (200, 100), (400, 400)]]
+    assert br.spike_rise_alerts(run, p) == [(T0 + 100_000, T0 + 100_500, T0 + 130_500),
+                                            (T0 + 400_000, T0 + 400_500, T0 + 410_500)]
+    # a gap of exactly quiet_s stays in the episode (the RANGE window includes its lower bound)
+    assert len(br.spike_rise_alerts(run, dataclasses.replace(p, quiet_s=200))) == 1
+    assert len(br.spike_rise_alerts(run, dataclasses.replace(p, quiet_s=199))) == 2
 
 
 def test_sustained_rise_gives_one_alert_per_episode():
@@ -105,6 +124,17 @@ def test_leave_one_bearing_out_judges_each_bearing_on_parameters_chosen_without_
         ("x", high, ok), ("y", high, ok), ("z", low, alarm)]
 
 
+def test_impact_rule_uses_the_peak_of_the_snapshots():
+    run = br.load_run("2_1", 2000)
+    peak = br.as_feature(run, "peak_abs_g")
+    assert peak.feature == "peak_abs_g" and len(peak.vib) == len(run.vib)
+    assert [v[:2] for v in peak.vib] == [v[:2] for v in run.vib]
+    assert all(p[2] > h[2] for p, h in zip(peak.vib, run.vib))  # the peak of a snapshot exceeds its RMS
+    p = br.VibrationRiseParams(1800, 1800, 300, 1.75)
+    assert br.detections("bearing_impact_rise", run, p) == br.vibration_rise_alerts(peak, p)
+    assert br.detections("bearing_impact_rise", run, p) != br.detections("bearing_vibration_rise", run, p)
+
+
 def test_femto_rows_keep_the_clock_fault_and_reject_unknown_bearings():
     rows = femto_rows("1_1")
     assert len(rows) == 2803 + 28418
@@ -132,8 +162,22 @@ def test_marked_parameters_must_equal_the_header():
     assert "1.3 /*param:rise_k*/" not in body
 
 
-@pytest.mark.parametrize("name", ["bearing_failure", "bearing_vibration_rise"])
+@pytest.mark.parametrize("name", ["bearing_failure", "bearing_vibration_rise", "bearing_impact_rise"])
 def test_every_bearing_parameter_is_marked_in_the_sql(name):
     rule = parse_rule_file(RULES / f"{name}.sql")
     same = with_params(rule, rule.params)  # raises when a header param has no marked value
     assert same.params == rule.params
+
+
+def test_rise_rules_together_count_the_first_alert_of_either():
+    a, b = br.VibrationRiseParams(1800, 1800, 60, 1.3), br.VibrationRiseParams(1800, 1800, 300, 1.75)
+    result = {"bearing_vibration_rise": {"folds": [br.FoldResult("x", a, br.Score(5.0, 0, 0.0, 1)),
+                                                   br.FoldResult("y", a, br.Score(None, 0, 0.0, 0)),
+                                                   br.FoldResult("z", None, None)]},
+              "bearing_impact_rise": {"folds": [br.FoldResult("x", b, br.Score(30.0, 1, 0.5, 2)),
+                                                br.FoldResult("y", b, br.Score(None, 0, 0.0, 0)),
+                                                br.FoldResult("z", b, br.Score(12.0, 0, 0.0, 1))]}}
+    both = br.together(result)
+    assert both["warning_min"] == {"x": 30.0, "y": None, "z": 12.0}
+    assert both["first_half_alerts"] == {"x": 1, "y": 0, "z": 0}
+    assert both["median_warning_min"] == 12.0 and both["bearings_10_min"] == 2

@@ -48,7 +48,7 @@ def test_validate_reports_file_line_and_column(tmp_path):
     # the shipped rules are all valid
     out = io.StringIO()
     assert rules_cli.validate(_cfg(), out=out) == 0, out.getvalue()
-    assert out.getvalue().count("ok    ") == 5
+    assert out.getvalue().count("ok    ") == 6
 
 
 def test_render_ddl_for_client_fills_every_placeholder():
@@ -92,7 +92,8 @@ def test_deploy_leaves_running_rules_alone(monkeypatch):
     monkeypatch.setattr(rules_cli, "validate", lambda cfg, rules_dir=None, out=None: 0)
     out = io.StringIO()
     assert rules_cli.deploy(_cfg(), out=out) == 0
-    assert sorted(ctl.submitted) == ["bearing_vibration_rise", "card_address_change", "card_failed_burst", "card_velocity"]
+    assert sorted(ctl.submitted) == ["bearing_impact_rise", "bearing_vibration_rise", "card_address_change",
+                                     "card_failed_burst", "card_velocity"]
     assert "keep  bearing_failure          RUNNING j1" in out.getvalue()
     out = io.StringIO()
     rules_cli.list_rules(_cfg(), out=out)

@@ -4,13 +4,14 @@ The readings are built from ``data/femto/Bearing*_*.csv`` as the node publishes 
 (iotflink.replay.femto_rows; docs/CONTRACT.md: one message per vibration snapshot with h_rms_g,
 v_rms_g, peak_abs_g in g; one message per second with temp_c in degrees C; day 0 at
 2012-03-01 UTC), in arrival order: by time, except that Bearing1_1's snapshots 2121 and 2122,
-whose clock is about 6 h early, arrive right after snapshot 2120. Both rules
-(sql/rules/bearing_failure.sql, sql/rules/bearing_vibration_rise.sql) run on a MiniCluster, in
-one job, on Bearing1_1 (7.8 h, the clock fault) and Bearing2_1 (2.5 h, the other operating
-condition), with the parameters of their headers and, for one run, other parameters
-(jobs.rules.with_params). The expected alerts come from iotflink.bearing, which computes the
-same definitions in plain Python over the CSV rows (watermark lateness, the median baseline
-after the run-in, spikes then first rise; rolling medians and high episodes).
+whose clock is about 6 h early, arrive right after snapshot 2120. The three rules
+(sql/rules/bearing_failure.sql, bearing_vibration_rise.sql, bearing_impact_rise.sql) run on a
+MiniCluster, in one job, on Bearing1_1 (7.8 h, the clock fault) and Bearing2_1 (2.5 h, the other
+operating condition), with the parameters of their headers and, for one run each of the spike and
+rise rules, other parameters (jobs.rules.with_params). The expected alerts come from
+iotflink.bearing, which computes the same definitions in plain Python over the CSV rows
+(watermark lateness, the median baseline after the run-in, spikes then first rise and spike
+episodes; rolling medians and high episodes).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ DAY0_MS = 1_330_560_000_000  # 2012-03-01T00:00:00Z
 def _params(rule_id: str, params: dict):
     if rule_id == "bearing_failure":
         return br.SpikeRiseParams(int(params["run_in_s"]), int(params["baseline_s"]), params["spike_k"],
-                                  params["rise_c"])
+                                  params["rise_c"], int(params["quiet_s"]))
     return br.VibrationRiseParams(int(params["run_in_s"]), int(params["baseline_s"]), int(params["sustain_s"]),
                                   params["rise_k"])
 
@@ -40,7 +41,7 @@ def _params(rule_id: str, params: dict):
 def _expected(rule_id: str, run: br.BearingRun, params) -> set[tuple[int, ...]]:
     if rule_id == "bearing_failure":
         return set(br.spike_rise_alerts(run, params))
-    return {(t,) for t in br.vibration_rise_alerts(run, params)}
+    return {(t,) for t in br.vibration_rise_alerts(br.as_feature(run, br.FEATURE[rule_id]), params)}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,11 @@ def femto_job(tmp_path_factory):
     cfg = RulesSettings()
     failure = parse_rule_file(RULES / "bearing_failure.sql")
     rise = parse_rule_file(RULES / "bearing_vibration_rise.sql")
-    cases = [(failure, "1_1", {}), (rise, "1_1", {}), (failure, "2_1", {}), (rise, "2_1", {}),
-             (rise, "2_1", {"sustain_s": 30, "rise_k": 1.2, "baseline_s": 3600})]
+    impact = parse_rule_file(RULES / "bearing_impact_rise.sql")
+    cases = [(failure, "1_1", {}), (rise, "1_1", {}), (impact, "1_1", {}), (failure, "2_1", {}),
+             (rise, "2_1", {}), (impact, "2_1", {}),
+             (rise, "2_1", {"sustain_s": 30, "rise_k": 1.2, "baseline_s": 3600}),
+             (failure, "1_1", {"quiet_s": 60, "spike_k": 2.0})]
     tmp = tmp_path_factory.mktemp("femto")
     refs = {b: br.load_run(b, cfg.out_of_orderness_ms) for b in ("1_1", "2_1")}
     runs = []
@@ -61,16 +65,17 @@ def femto_job(tmp_path_factory):
     return [(run, refs[b], _params(run.rule.rule_id, run.rule.params)) for run, (_r, b, _o) in zip(runs, cases)]
 
 
-@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("case", range(8))
 def test_bearing_rules_match_their_definition(femto_job, case):
     run, ref, params = femto_job[case]
     rule_id = run.rule.rule_id
     got = {tuple(e["ts_ms"] for e in a["events"]) for a in run.alerts}
-    assert len(got) == len(run.alerts)  # one alert per match, no duplicates
+    assert len(got) == len(run.alerts)  # no duplicate alerts
     want = _expected(rule_id, ref, params)
     assert want, "the case must raise alerts to compare"
     assert got == want
-    base, _armed = br.baseline(ref, params.run_in_s, params.baseline_s)
+    base, _armed = br.baseline(br.as_feature(ref, br.FEATURE.get(rule_id, "h_rms_g")), params.run_in_s,
+                               params.baseline_s)
     for a in run.alerts:
         ts = [e["ts_ms"] for e in a["events"]]
         assert a["alert_id"] == alert_id(rule_id, ref.device_id, ts)
@@ -85,12 +90,18 @@ def test_bearing_rules_match_their_definition(femto_job, case):
         assert {(r["record_key"], r["ts"]) for r in run.late} == {(ref.device_id, DAY0_MS + 34_726_866)}
 
 
-def test_the_two_rules_differ_where_the_calibration_says(femto_job):
-    """On Bearing1_1 the sustained rise warns long before the spike-then-rise pattern's last
-    minutes would, and the spike rule alerts many times where the rise rule alerts per episode."""
-    (fail_11, ref, _), (rise_11, _r, _p) = femto_job[0], femto_job[1]
-    first_fail = min(a["detection_ms"] for a in fail_11.alerts)
-    first_rise = min(a["detection_ms"] for a in rise_11.alerts)
-    assert ref.half_ms < first_rise < ref.end_ms
-    assert len(rise_11.alerts) < len(fail_11.alerts)
-    assert first_fail > ref.half_ms  # no false alarm in the healthy first half
+def test_the_rules_differ_where_the_calibration_says(femto_job):
+    """On Bearing1_1 every rule warns in the second half only (no false alarm in the healthy
+    first half), the RMS rise before the spike-then-rise pattern; the pattern raises one alert
+    for its one spike episode (hundreds of matches), and a short quiet_s splits the spikes
+    into several episodes, each with one alert."""
+    fail_11, rise_11, impact_11 = (femto_job[i][0] for i in range(3))
+    ref = femto_job[0][1]
+    first = {run.rule.rule_id: min(a["detection_ms"] for a in run.alerts) for run in (fail_11, rise_11, impact_11)}
+    assert all(ref.half_ms < t < ref.end_ms for t in first.values())
+    assert first["bearing_vibration_rise"] < first["bearing_failure"]
+    params = femto_job[0][2]
+    assert len(fail_11.alerts) == 1 < len(br.spike_matches(ref, params))
+    split, _ref, p_split = femto_job[7]
+    episodes = {m[3] for m in br.spike_matches(ref, p_split)}
+    assert len(split.alerts) == len(episodes) > 1

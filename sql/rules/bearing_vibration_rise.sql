@@ -3,9 +3,9 @@
 --   above rise_k times the bearing's baseline (its median over the last sustain_s exceeds
 --   it); one alert per episode. Key: device_id (PARTITION BY). Input: `readings` (h_rms_g,
 --   one message per 10 s snapshot; temperature messages only mark the device's start).
---   Deploy it for an early warning (minutes to hours before failure on the bearings that
---   degrade gradually); bearing_failure confirms a failure in its last minutes (README,
---   "Bearing rules across bearings").
+--   Deploy it with bearing_impact_rise for an early warning (minutes to hours before failure
+--   on the bearings that degrade gradually); bearing_failure confirms a failure in its last
+--   minutes (README, "Bearing rules across bearings").
 -- definition (what iotflink/bearing.py recomputes in plain Python):
 --   first_ts  = event time of the device's first reading (vibration or temperature);
 --   baseline  = median h_rms_g of the vibration messages with event time in
@@ -17,12 +17,13 @@
 --   alert on a high vibration message whose previous vibration message is not high
 --   (PATTERN (Q H), AFTER MATCH SKIP PAST LAST ROW): one alert per high episode.
 -- calibration: leave-one-bearing-out on eight FEMTO PRONOSTIA run-to-failure bearings
---   (bench/bearing_calibrate.py; table in README, "Bearing rules across bearings"): the values
+--   (bench/bearing_calibrate.py, also printed by `iotflink rules calibrate`; table in
+--   README, "Bearing rules across bearings"): the values
 --   below are those chosen on all eight (no alert in the first half of any run, also with
 --   rise_k lowered by 10 %, then the largest median warning). Judged on held-out bearings it
 --   warns a median of 6.5 min before failure, 10 min or more on three of eight bearings, with
---   no alert in any first half; the other bearings show no vibration precursor before their
---   last minutes.
+--   no alert in any first half; the other bearings show no rise of the RMS before their last
+--   minutes (bearing_impact_rise, on the peak of the snapshots, warns earlier on several).
 -- param: run_in_s = 1800 s (30 min). Source: calibration grid 30/60/90 min (bench/bearing_calibrate.py).
 -- param: baseline_s = 1800 s (30 min). Source: calibration grid 30/60 min (bench/bearing_calibrate.py).
 -- param: sustain_s = 120 s. Source: calibration grid 30/60/120/300 s (bench/bearing_calibrate.py).
