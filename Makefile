@@ -2,7 +2,8 @@
 # Both install what is missing first (scripts/setup.sh is idempotent).
 SHELL := /bin/bash
 PY    := .venv/bin/python
-export PYTHONPATH := $(CURDIR)
+# the project's command, installed into the venv by setup (pip install -e .)
+CLI   := .venv/bin/iotflink
 
 .PHONY: setup demo scenario test test-unit test-integration chaos firmware-test down status bench lock help
 
@@ -19,10 +20,10 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m iotflink.demo
+	@$(CLI) demo
 
 scenario: setup
-	@$(PY) -m iotflink.cli scenario $(or $(NAME),list) $(if $(SHORT),--short)
+	@.venv/bin/iotflink scenario $(or $(NAME),list) $(if $(SHORT),--short)
 
 test: setup
 	@bash scripts/run_tests.sh
@@ -49,4 +50,4 @@ bench: setup
 	@bash bench/run_all.sh
 
 lock:
-	@$(PY) -m pip freeze > requirements.lock
+	@$(PY) -m pip freeze --exclude-editable > requirements.lock

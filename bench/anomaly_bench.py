@@ -57,11 +57,9 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink.settings import AnomalyJobSettings  # noqa: E402
-from jobs import anomaly as an  # noqa: E402
-from jobs.common import create_stream_env  # noqa: E402
+from iotflink.settings import AnomalyJobSettings
+from jobs import anomaly as an
+from jobs.common import create_stream_env
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +96,9 @@ def generate(path: Path, n: int, devices: int, readings: int, late_share: float,
 
 def run(cfg: AnomalyJobSettings, path: Path, ckpt_dir: Path) -> float:
     """Run the job over ``path`` into blackhole sinks; the net runtime (s)."""
-    from pyflink.common import WatermarkStrategy
-    from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
-    from pyflink.table import TableDescriptor
+    from pyflink.common import WatermarkStrategy  # noqa: PLC0415
+    from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # noqa: PLC0415
+    from pyflink.table import TableDescriptor  # noqa: PLC0415
 
     conf = an.configuration(cfg, use_kafka=False, extra={
         "state.backend.type": "rocksdb", "execution.checkpointing.dir": ckpt_dir.as_uri(),

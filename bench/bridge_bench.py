@@ -19,7 +19,8 @@ One run measures, with the same message count and payloads (the contract's JSON,
 Preloading the broker queue takes the publisher out of the measurement, so each rate is that of
 the consumer side. Every client authenticates as the broker requires (README "Security"): each
 device publishes with its own credential, and each subscriber session (paho, bridge) has a
-bridge credential of its own; all are provisioned in the stack's credential directory. Benchmark topics ``bench-readings`` / ``bench-dlq`` / ``bench-raw``
+bridge credential of its own; all are provisioned in the stack's credential directory.
+Benchmark topics ``bench-readings`` / ``bench-dlq`` / ``bench-raw``
 (4 partitions) keep the demo's topics clean. Prints a table; writes JSON to ``--out``.
 """
 
@@ -37,17 +38,16 @@ import time
 import uuid
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bridge.service import PRODUCER_DEFAULTS, Bridge
+from iotflink.mqtt_auth import Credential, configure_paho
+from iotflink.settings import BridgeSettings, StackSettings
+from iotflink.stack import Stack
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
-
-from bridge.service import PRODUCER_DEFAULTS, Bridge  # noqa: E402
-from iotflink.mqtt_auth import Credential, configure_paho  # noqa: E402
-from iotflink.settings import BridgeSettings, StackSettings  # noqa: E402
-from iotflink.stack import Stack  # noqa: E402
 
 log = logging.getLogger("bench.bridge")
 TOPICS = ("bench-readings", "bench-dlq", "bench-raw")

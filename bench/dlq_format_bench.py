@@ -33,12 +33,11 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from window_job_bench import write_events_file
 
-from bench.window_job_bench import write_events_file  # noqa: E402
-from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs import sensor_windows as sw  # noqa: E402
-from jobs.common import create_table_env, job_configuration, with_clause  # noqa: E402
+from iotflink.settings import WindowJobSettings
+from jobs import sensor_windows as sw
+from jobs.common import create_table_env, job_configuration, with_clause
 
 log = logging.getLogger(__name__)
 

@@ -61,21 +61,21 @@ import struct
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from bridge import contract
+from bridge.service import Bridge
+from iotflink import schema
+from iotflink.errors import ValidationError
+from iotflink.settings import BridgeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.reasoncodes import ReasonCode  # noqa: E402
-
-from bridge import contract  # noqa: E402
-from bridge.service import Bridge  # noqa: E402
-from iotflink import schema  # noqa: E402
-from iotflink.errors import ValidationError  # noqa: E402
-from iotflink.settings import BridgeSettings  # noqa: E402
 
 log = logging.getLogger("bench.fuzz_contract")
 

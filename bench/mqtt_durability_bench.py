@@ -29,7 +29,7 @@ Per variant, one run of two scenarios, each with a persistent QoS 1 subscriber s
 then the broker restarted with SIGTERM, which saves: a long-lived session such as the
 bridge's is always on disk):
 
-1. **offline** (the issue's scenario: bridge stopped): the subscriber is disconnected;
+1. **offline** (the bridge stopped while the devices publish): the subscriber is disconnected;
    ``--devices`` clients (default 4) publish ``--count`` messages at QoS 1 (at most
    ``--window`` un-acknowledged each, default 25) and receive
    every PUBACK; right after the last PUBACK the broker gets ``kill -9``; it is started again,
@@ -63,15 +63,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
+from iotflink.stack import free_ports, render_template, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import paho.mqtt.client as mqtt  # noqa: E402
-
-from iotflink.stack import free_ports, render_template, wait_for  # noqa: E402
 
 log = logging.getLogger("bench.mqtt_durability")
 
@@ -176,7 +174,7 @@ class Mosquitto(Broker):
 
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.workdir / "mosquitto.conf")],  # noqa: S603
+        self.proc = subprocess.Popen([exe, "-c", str(self.workdir / "mosquitto.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._wait_connack(30)
@@ -218,8 +216,8 @@ class RabbitMQ(Broker):
         return env
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([str(RABBITMQ_SERVER)], env=self._env(), cwd=self.workdir,  # noqa: S603
-                                     stdout=open(self.workdir / "server.out", "ab"),  # noqa: SIM115
+        self.proc = subprocess.Popen([str(RABBITMQ_SERVER)], env=self._env(), cwd=self.workdir,
+                                     stdout=open(self.workdir / "server.out", "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_connack(120)
         if not self.version:
@@ -246,7 +244,7 @@ class RabbitMQ(Broker):
         epmd = shutil.which("epmd")
         if epmd:
             def stopped() -> bool:
-                out = subprocess.run([epmd, "-kill"], env=self._env(), capture_output=True,  # noqa: S603
+                out = subprocess.run([epmd, "-kill"], env=self._env(), capture_output=True,
                                      text=True, check=False)
                 return "Killed" in out.stdout or "Cannot connect" in out.stdout + out.stderr
 
@@ -382,7 +380,7 @@ class Devices:
             c.loop_stop()
             try:
                 c.disconnect()
-            except Exception:  # noqa: BLE001 - the broker is gone
+            except Exception:  # noqa: BLE001, S110 - the broker is gone
                 pass
 
 
@@ -436,7 +434,7 @@ def online(broker: Broker, count: int, kills: int) -> dict:
         sub.connect(subscribe=False)
         dev = Devices(broker.port, count, DEVICES, WINDOW)
         dev.start()
-        wait_for(lambda: dev.n_acked() >= count // 2, 600, interval_s=0.005, what="half the PUBACKs")
+        wait_for(lambda: dev.n_acked() >= count // 2, 600, interval_s=0.005, what="half the PUBACKs")  # noqa: B023
         t_kill = time.monotonic()
         broker.kill9()
         dev.stop()
@@ -470,7 +468,7 @@ def make_broker(name: str, workdir: Path) -> Broker | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global DEVICES, WINDOW  # noqa: PLW0603 - the run's client shape, set before any client starts
+    global DEVICES, WINDOW  # the run's client shape, set before any client starts
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=5000, help="messages of the offline scenario")
     ap.add_argument("--online-count", type=int, default=6000, help="messages per kill of the online scenario")
@@ -485,11 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("paho").setLevel(logging.ERROR)
     results: dict = {"count": args.count, "online_count": args.online_count, "kills": args.kills,
                      "devices": args.devices, "window_per_device": args.window, "payload_bytes": 86,
-                     "mosquitto": subprocess.run(["mosquitto", "-h"], capture_output=True, text=True,  # noqa: S607
+                     "mosquitto": subprocess.run(["mosquitto", "-h"], capture_output=True, text=True,
                                                  check=False).stdout.splitlines()[0],
                      "machine": f"{platform.machine()}, {os.cpu_count()} cores", "variants": {}}
     with tempfile.TemporaryDirectory(prefix="iotflink-durability-") as tmp:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # noqa: S103 - a directory the broker (another user) must enter
         for name in args.variants.split(","):
             workdir = Path(tmp) / name
             workdir.mkdir()

@@ -81,17 +81,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink.errors import IotFlinkError  # noqa: E402
-from iotflink.settings import AnomalyJobSettings  # noqa: E402
-from jobs import anomaly as an  # noqa: E402
-from jobs.common import create_stream_env  # noqa: E402
+from iotflink.errors import IotFlinkError
+from iotflink.settings import AnomalyJobSettings
+from jobs import anomaly as an
+from jobs.common import create_stream_env
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +130,7 @@ def load_corpus(nab: Path) -> list[Series]:
 
 def epoch_ms(timestamp: str) -> int:
     """NAB's ``YYYY-MM-DD HH:MM:SS`` (no zone, taken as UTC) as epoch ms, shifted by :data:`SHIFT_MS`."""
-    return int(datetime.fromisoformat(timestamp).replace(tzinfo=timezone.utc).timestamp() * 1000) + SHIFT_MS
+    return int(datetime.fromisoformat(timestamp).replace(tzinfo=UTC).timestamp() * 1000) + SHIFT_MS
 
 
 def write_input(corpus: list[Series], path: Path) -> int:
@@ -163,9 +161,9 @@ def _lines(directory: Path) -> Iterator[dict]:
 def run_job(cfg: AnomalyJobSettings, input_path: Path, out: Path) -> dict[str, list[dict]]:
     """Run the job over ``input_path`` into JSON-lines files under ``out``; its outputs by name
     (``scores``, ``alerts``, ``late``, ``dlq``)."""
-    from pyflink.common import WatermarkStrategy
-    from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
-    from pyflink.table import TableDescriptor
+    from pyflink.common import WatermarkStrategy  # noqa: PLC0415
+    from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # noqa: PLC0415
+    from pyflink.table import TableDescriptor  # noqa: PLC0415
 
     env = create_stream_env(an.configuration(cfg, use_kafka=False, extra={"state.backend.type": "hashmap"}))
     source = env.from_source(FileSource.for_record_stream_format(StreamFormat.text_line_format(),
@@ -257,8 +255,8 @@ def anomaly_scores(corpus: list[Series], scores: list[dict]) -> dict[str, dict[s
 def write_results(nab: Path, results_dir: Path, corpus: list[Series],
                   scores: dict[str, dict[str, list[float]]]) -> None:
     """NAB's result files (``timestamp,value,anomaly_score,label``), labels from NAB's windows."""
-    from nab.corpus import Corpus
-    from nab.labeler import CorpusLabel
+    from nab.corpus import Corpus  # noqa: PLC0415
+    from nab.labeler import CorpusLabel  # noqa: PLC0415
 
     labels = CorpusLabel(path=str(nab / "labels" / "combined_windows.json"), corpus=Corpus(str(nab / "data")))
     for detector, per_file in scores.items():
@@ -297,7 +295,7 @@ def nab_scores(nab: Path, out: Path, detectors: list[str]) -> dict[str, dict[str
 def _nab_steps(nab: Path, out: Path, detectors: list[str]) -> None:
     """NAB's own optimize, score and normalize (``nab.runner.Runner``) on ``out/results``, with
     NAB's null detector results and a copy of its thresholds file under ``out``."""
-    from nab.runner import Runner
+    from nab.runner import Runner  # noqa: PLC0415
 
     shutil.copytree(nab / "results" / "null", out / "results" / "null", dirs_exist_ok=True)
     thresholds = out / "thresholds.json"
@@ -370,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
           f"half-life {cfg.half_life:g} readings, season bins {cfg.season_bins}, "
           f"range tolerance {cfg.range_tolerance}, cooldown {cfg.cooldown} readings, "
           f"state TTL {cfg.state_ttl_ms} ms, out-of-orderness {cfg.out_of_orderness_ms} ms")
-    for key, detector in DETECTORS.items():
+    for detector in DETECTORS.values():
         print(f"{detector:>17}: " + ", ".join(f"{prof} {final[detector][prof]:.1f}" for prof in PROFILES))
     if args.write and args.engine != "flink":
         raise IotFlinkError("--write stores the Flink run's figures only (drop --engine python)")

@@ -43,11 +43,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nab_score as ns
 
-import nab_score as ns  # noqa: E402
-from iotflink.settings import AnomalyJobSettings  # noqa: E402
+from iotflink.settings import AnomalyJobSettings
 
 DAY_MS = 86_400_000
 
@@ -77,9 +75,9 @@ class Scorer:
     """NAB's sweeper over the corpus, with each file's per-row weights computed once per profile."""
 
     def __init__(self, nab: Path, corpus: list[ns.Series]) -> None:
-        from nab.corpus import Corpus
-        from nab.labeler import CorpusLabel
-        from nab.sweeper import Sweeper
+        from nab.corpus import Corpus  # noqa: PLC0415
+        from nab.labeler import CorpusLabel  # noqa: PLC0415
+        from nab.sweeper import Sweeper  # noqa: PLC0415
 
         labels = CorpusLabel(path=str(nab / "labels" / "combined_windows.json"), corpus=Corpus(str(nab / "data")))
         self.profiles = json.loads((nab / "config" / "profiles.json").read_text())
@@ -96,7 +94,7 @@ class Scorer:
 
     def score(self, detections: list[list[float]], prof: str, files: list[int] | None = None) -> float:
         """Normalised NAB score of ``detections`` (one list per series) over ``files`` (indexes; all)."""
-        from nab.sweeper import AnomalyPoint, Sweeper
+        from nab.sweeper import AnomalyPoint, Sweeper  # noqa: PLC0415
 
         cost = self.profiles[prof]["CostMatrix"]
         files = list(range(len(self.corpus))) if files is None else files

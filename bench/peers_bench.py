@@ -69,6 +69,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +174,6 @@ def create_topic(bootstrap: str, topic: str) -> None:
 def read_windows(bootstrap: str, topic: str) -> dict[tuple[str, str, int], tuple[int, float, float, float]]:
     """The windows a system wrote: ``{(device_id, sensor, window_start_ms): (count, min, max,
     mean)}``; an upsert (a later record for the same window) replaces the earlier one."""
-    sys.path.insert(0, str(ROOT))
     from iotflink import kafka_io  # noqa: PLC0415
 
     out = {}
@@ -210,7 +210,6 @@ def worker_flink(args) -> dict:
     import urllib.request  # noqa: PLC0415
     from dataclasses import replace  # noqa: PLC0415
 
-    sys.path.insert(0, str(ROOT))
     from iotflink.settings import Topics, WindowJobSettings  # noqa: PLC0415
     from iotflink.stack import free_port  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
@@ -262,7 +261,7 @@ def worker_flink(args) -> dict:
 
 def worker_bytewax(args) -> dict:
     """Run the bytewax dataflow over the topic (one worker); returns the worker's figures."""
-    from datetime import datetime, timedelta, timezone  # noqa: PLC0415
+    from datetime import datetime, timedelta  # noqa: PLC0415
 
     import bytewax.operators as op  # noqa: PLC0415
     from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource  # noqa: PLC0415
@@ -309,10 +308,10 @@ def worker_bytewax(args) -> dict:
     recs = op.map("parse", msgs, parse)
     keyed = op.key_on("device", recs, lambda r: r["device_id"])
     unique = op.stateful_flat_map("dedup", keyed, dedup)
-    clock = EventClock(lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=timezone.utc),
+    clock = EventClock(lambda r: datetime.fromtimestamp(r["ts"] / 1000, tz=UTC),
                        wait_for_system_duration=timedelta(milliseconds=WAIT_MS))
     windower = TumblingWindower(length=timedelta(milliseconds=WINDOW_MS),
-                                align_to=datetime.fromtimestamp(BASE_TS / 1000, tz=timezone.utc))
+                                align_to=datetime.fromtimestamp(BASE_TS / 1000, tz=UTC))
     out = fold_window("window", unique, clock, windower, dict, folder, merger)
     op.output("out", op.flat_map("encode", out.down, to_messages), KafkaSink([args.bootstrap], args.out_topic))
     run_main(flow)
@@ -403,7 +402,7 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     kind, _, par = system.partition("-p")
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--bootstrap", args.bootstrap,
            "--topic", args.topic, "--out-topic", out_topic, "--parallelism", par or "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     result_file = Path(tempfile.mkstemp(prefix="peers-result-")[1])
     cmd += ["--result-file", str(result_file)]
     t0 = time.monotonic()
@@ -449,7 +448,6 @@ def start_kafka(prefix: str):
     Raises:
         StackError: the broker did not become ready.
     """
-    sys.path.insert(0, str(ROOT))
     from iotflink.settings import StackSettings  # noqa: PLC0415
     from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
 

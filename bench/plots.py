@@ -32,7 +32,7 @@ import argparse
 import csv
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from iotflink import bearing as br
@@ -55,7 +55,7 @@ def _pyplot():
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.strip()).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
 
 
 def score_nab(csv_path: Path, limit: int | None = None) -> dict:

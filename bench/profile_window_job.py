@@ -39,8 +39,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers_bench as pb  # noqa: E402
+import peers_bench as pb
 
 #: (category, class-name prefixes), first match wins.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in (out_topic, f"{out_topic}-late", f"{out_topic}-dup", f"{out_topic}-dlq"):
                 pb.create_topic(args.bootstrap, t)
             args.jfr.unlink(missing_ok=True)
-            env = {**os.environ, "PYTHONPATH": str(pb.ROOT),
+            env = {**os.environ,
                    "JVM_ARGS": f"-XX:StartFlightRecording=filename={args.jfr},settings=profile,dumponexit=true"}
             result = Path(tempfile.mkstemp(prefix="profile-result-")[1])
             subprocess.run([sys.executable, str(Path(pb.__file__)), "--worker", "flink", "--bootstrap", args.bootstrap,

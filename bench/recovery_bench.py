@@ -27,7 +27,6 @@ Prints a table and writes JSON (settings, machine, one row per kill, min/median/
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -35,16 +34,14 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from iotflink import chaos
+from iotflink.flinkctl import FlinkCtl
+from iotflink.replay import build_messages
+from iotflink.stack import Stack, free_port_settings, wait_for
 
-from iotflink import chaos  # noqa: E402
-from iotflink.flinkctl import FlinkCtl  # noqa: E402
-from iotflink.replay import build_messages  # noqa: E402
-from iotflink.stack import Stack, free_port_settings, wait_for  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("bench.recovery")
 WINDOW_MS = 900_000

@@ -4,7 +4,6 @@
 # noisy: compare ratios measured within one run, not numbers across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=$PWD
 PY=.venv/bin/python
 run() { echo "== $*"; "$@"; }
 run $PY bench/bridge_bench.py --start-stack --count 20000

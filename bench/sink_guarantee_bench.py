@@ -53,12 +53,10 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink.flinkctl import FlinkCtl  # noqa: E402
-from iotflink.settings import StackSettings, WindowJobSettings  # noqa: E402
-from iotflink.stack import Stack, free_port_settings  # noqa: E402
-from jobs.common import create_table_env, job_configuration, with_clause  # noqa: E402
+from iotflink.flinkctl import FlinkCtl
+from iotflink.settings import StackSettings, WindowJobSettings
+from iotflink.stack import Stack, free_port_settings
+from jobs.common import create_table_env, job_configuration, with_clause
 
 log = logging.getLogger("sink_guarantee_bench")
 

@@ -45,14 +45,13 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pyflink.common import Row
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction
 
-from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs import sensor_windows as sw  # noqa: E402
-from jobs.common import create_stream_env, create_table_env, job_configuration, with_clause  # noqa: E402
-from pyflink.common import Row  # noqa: E402
-from pyflink.common.watermark_strategy import TimestampAssigner  # noqa: E402
-from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction  # noqa: E402
+from iotflink.settings import WindowJobSettings
+from jobs import sensor_windows as sw
+from jobs.common import create_stream_env, create_table_env, job_configuration, with_clause
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def write_events_file(path: Path, n: int, args, cfg: WindowJobSettings) -> None:
 
 def produce_to_kafka(bootstrap: str, topic: str, n: int, args, cfg: WindowJobSettings) -> None:
     """Append ``n`` generated events to ``topic`` (key = device_id), acks=all."""
-    from kafka import KafkaProducer
+    from kafka import KafkaProducer  # noqa: PLC0415
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
                              key_serializer=str.encode, value_serializer=lambda v: json.dumps(v).encode())
@@ -104,7 +103,7 @@ def produce_to_kafka(bootstrap: str, topic: str, n: int, args, cfg: WindowJobSet
 
 def kafka_record_count(bootstrap: str, topic: str) -> int:
     """Records between the earliest and latest offsets of every partition of ``topic``."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer, TopicPartition  # noqa: PLC0415
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -191,21 +190,21 @@ class _Emit(ProcessWindowFunction):
 # --------------------------------------------------------------------------- Python DataStream variant
 def run_python(cfg: WindowJobSettings, args, path: Path | None) -> float:
     """The same aggregation as a PyFlink DataStream window; net runtime (s)."""
-    from pyflink.common import Duration, Types, WatermarkStrategy
-    from pyflink.common.serialization import SimpleStringSchema
-    from pyflink.common.time import Time
-    from pyflink.datastream import OutputTag
-    from pyflink.datastream.window import TumblingEventTimeWindows
-    from pyflink.table import StreamTableEnvironment
+    from pyflink.common import Duration, Types, WatermarkStrategy  # noqa: PLC0415
+    from pyflink.common.serialization import SimpleStringSchema  # noqa: PLC0415
+    from pyflink.common.time import Time  # noqa: PLC0415
+    from pyflink.datastream import OutputTag  # noqa: PLC0415
+    from pyflink.datastream.window import TumblingEventTimeWindows  # noqa: PLC0415
+    from pyflink.table import StreamTableEnvironment  # noqa: PLC0415
 
     env = create_stream_env(_conf(cfg, "bench_python", kafka=path is None))
     if path is not None:
-        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # noqa: PLC0415
 
         source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), str(path)).build()
         lines = env.from_source(source, WatermarkStrategy.no_watermarks(), "readings-file")
     else:
-        from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
+        from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource  # noqa: PLC0415
 
         source = (KafkaSource.builder().set_bootstrap_servers(args.bootstrap).set_topics(args.topic)
                   .set_group_id(f"bench-py-{uuid.uuid4().hex[:8]}")
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readings", type=int, default=2, choices=(1, 2, 3), help="sensor values per event")
     p.add_argument("--late-share", type=float, default=0.01, help="share of events past the allowed lateness")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--window-ms", type=int, default=10_000, help="tumbling window (the issue's figure: 10 s)")
+    p.add_argument("--window-ms", type=int, default=10_000, help="tumbling window size (ms)")
     p.add_argument("--parallelism", type=int, default=None, help="default: IOTFLINK_JOB_PARALLELISM")
     p.add_argument("--bootstrap", default=None, help="kafka source: bootstrap servers")
     p.add_argument("--topic", default=None, help="kafka source: topic (default IOTFLINK_TOPIC_READINGS)")

@@ -38,12 +38,11 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from window_job_bench import _conf, write_events_file
 
-from bench.window_job_bench import _conf, write_events_file  # noqa: E402
-from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs import sensor_windows as sw  # noqa: E402
-from jobs.common import create_table_env  # noqa: E402
+from iotflink.settings import WindowJobSettings
+from jobs import sensor_windows as sw
+from jobs.common import create_table_env
 
 MIN = 60_000
 

@@ -96,8 +96,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from kafka import errors as kafka_errors
@@ -442,7 +443,7 @@ class Bridge:
                            key.encode(), body, None, None, payload, topic, now_ms)
             entry.ts_ms = value["ts"]
             stale = now_ms - value["ts"] > contract.STALE_AFTER_MS
-        except Exception as exc:  # noqa: BLE001 - every message in is counted out
+        except Exception as exc:  # every message in is counted out
             if isinstance(exc, ValidationError):
                 reason, detail = exc.reason, exc.detail
             else:  # a bug, or an input the contract did not foresee: dead-letter, keep running
@@ -506,7 +507,7 @@ class Bridge:
                 continue
             try:
                 self._send(entry)
-            except Exception as exc:  # noqa: BLE001 - a bug here must not end the thread
+            except Exception as exc:  # a bug here must not end the thread
                 log.exception("unexpected error sending a record to %s", entry.topic)
                 self._on_failed(entry, entry.attempt, exc)
 
@@ -597,7 +598,7 @@ class Bridge:
         while not self._stopping.wait(interval_s):
             try:
                 self._send_heartbeats()
-            except Exception:  # noqa: BLE001 - a bug here must not end the thread
+            except Exception:  # a bug here must not end the thread
                 log.exception("unexpected error sending watermark heartbeats")
 
     def _send_heartbeats(self) -> int:

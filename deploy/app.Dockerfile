@@ -6,4 +6,5 @@ WORKDIR /opt/iotflink
 COPY requirements.lock .
 RUN pip install --no-cache-dir -r requirements.lock
 COPY . .
-ENV PYTHONPATH=/opt/iotflink
+# the project itself (pyproject.toml): its packages importable, the `iotflink` command
+RUN pip install --no-cache-dir --no-deps -e .

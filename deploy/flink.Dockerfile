@@ -23,6 +23,9 @@ COPY udfs /opt/iotflink/udfs
 COPY iotflink /opt/iotflink/iotflink
 COPY bridge /opt/iotflink/bridge
 COPY sql /opt/iotflink/sql
-RUN chown -R flink:flink /opt/iotflink
+# the project installed into the venv (pyproject.toml): the TaskManagers' Python workers
+# import its packages from there (a submission also ships them with `flink run -pyfs`)
+COPY pyproject.toml requirements.txt requirements-dev.txt README.md /opt/iotflink/
+RUN /opt/iotflink/venv/bin/pip install --no-cache-dir --no-deps -e /opt/iotflink \
+    && chown -R flink:flink /opt/iotflink
 USER flink
-ENV PYTHONPATH=/opt/iotflink

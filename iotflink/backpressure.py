@@ -1,6 +1,6 @@
 """Backpressure of running Flink jobs, read from the REST API, with the Kafka lag of their sources.
 
-``python -m iotflink.cli backpressure [JOB] [--json]`` prints, for each job vertex (a chain of
+``iotflink backpressure [JOB] [--json]`` prints, for each job vertex (a chain of
 operators that runs as one task):
 
 - ``level`` / ``ratio``: ``/jobs/:jid/vertices/:vid/backpressure``; ``ratio`` is the largest
@@ -46,8 +46,9 @@ import math
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from iotflink.errors import JobError
 

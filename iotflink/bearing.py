@@ -48,8 +48,8 @@ import bisect
 import dataclasses
 import itertools
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, Sequence
 
 from iotflink.replay import DATA_DIR, FEMTO_BEARINGS, femto_rows
 
@@ -271,7 +271,7 @@ def vibration_rise_alerts(run: BearingRun, p: VibrationRiseParams,
         return []
     roll = rolling_median(run, p.sustain_s) if roll is None else roll
     out, prev_high = [], False
-    for (ts, _s, _h), r in zip(run.vib, roll):
+    for (ts, _s, _h), r in zip(run.vib, roll, strict=True):
         high = ts >= armed and r > p.rise_k * base
         if high and not prev_high:
             out.append(ts)

@@ -12,7 +12,8 @@ summary shows the count of its run and fails its check when it is not 0.
 
 Counters are since the broker started (a restart sets them to 0). Mosquitto publishes the
 ``$SYS`` tree, retained, every ``sys_interval`` seconds (default 10), and a counter only when it
-changed; the drop counter is never published while it is 0, so its absence reads as 0. :func:`read_broker_counters` with ``fresh=True`` therefore waits for two live updates
+changed; the drop counter is never published while it is 0, so its absence reads as 0.
+:func:`read_broker_counters` with ``fresh=True`` therefore waits for two live updates
 of ``$SYS/broker/uptime`` (which changes every pass) after subscribing: every change made
 before the first of them has been published by the second, so the values are no older than
 the moment of the call. That takes up to 2 x ``sys_interval``.
@@ -62,7 +63,7 @@ class BrokerCounters:
     stored: int
     uptime_s: int
 
-    def dropped_since(self, before: "BrokerCounters | None") -> int:
+    def dropped_since(self, before: BrokerCounters | None) -> int:
         """Drops after ``before`` was read: the difference, or all of ``dropped`` if the broker
         restarted in between (its uptime went down) or there is no ``before``."""
         if before is None or self.uptime_s < before.uptime_s or self.dropped < before.dropped:

@@ -35,11 +35,11 @@ again, entered after the fault).
 
 Command line (against the stack described by the ``IOTFLINK_*`` environment)::
 
-    python -m iotflink.chaos kill-taskmanager [--job JOB_ID] [--down-s 0]
-    python -m iotflink.chaos restart-kafka [--down-s 0]
-    python -m iotflink.chaos restart-mosquitto
-    python -m iotflink.chaos kill-mosquitto
-    python -m iotflink.chaos kill-bridge
+    iotflink chaos kill-taskmanager [--job JOB_ID] [--down-s 0]
+    iotflink chaos restart-kafka [--down-s 0]
+    iotflink chaos restart-mosquitto
+    iotflink chaos kill-mosquitto
+    iotflink chaos kill-bridge
 
 prints the :class:`FaultTiming` as JSON (plus ``job_running_s`` with ``--job``).
 """
@@ -53,9 +53,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
 from iotflink.mqtt_auth import Credential, configure_paho
@@ -292,7 +293,7 @@ class OutputMonitor:
         self._thread = threading.Thread(target=self._run, name="output-monitor", daemon=True)
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "OutputMonitor":
+    def __enter__(self) -> OutputMonitor:
         self.start()
         return self
 
@@ -346,7 +347,7 @@ class OutputMonitor:
             if consumer is not None:
                 try:
                     consumer.close()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001, S110 - closing the monitor's consumer is best effort
                     pass
 
     def value_at(self, topic: str, t: float) -> int | None:
@@ -554,19 +555,23 @@ class ContinuousPublisher(threading.Thread):
 
 
 # ---------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.chaos FAULT [--down-s S] [--job JOB_ID]``; prints JSON facts.
-
-    Exit status: 0 the fault was injected and the service is back, 1 a project error.
-    """
-    p = argparse.ArgumentParser(prog="python -m iotflink.chaos", description="Inject one fault into the local stack.")
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink chaos`` (its arguments, :func:`run`) on the CLI's subparsers."""
+    p = sub.add_parser("chaos", help="inject one fault into the local stack",
+                       description="Inject one fault into the local stack; prints JSON facts.")
     p.add_argument("fault", choices=FAULTS)
     p.add_argument("--down-s", type=float, default=0.0, help="keep the service down this long (s) before restarting it")
     p.add_argument("--job", default=None, help="also wait until this Flink job runs again (REST) and report it")
     p.add_argument("--timeout-s", type=float, default=180.0)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    p.set_defaults(func=run, log_level=logging.INFO)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iotflink chaos FAULT [--down-s S] [--job JOB_ID]``; prints JSON facts.
+
+    Exit status: 0 the fault was injected and the service is back, 1 a project error.
+    """
     for noisy in ("kafka", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = Stack(StackSettings.from_env())
@@ -583,6 +588,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(out, sort_keys=True))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iotflink.chaos ...``: the same as ``iotflink chaos ...``."""
+    from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
+
+    return cli.main(["chaos", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

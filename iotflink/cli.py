@@ -1,22 +1,32 @@
 """``iotflink``: the project's small command-line interface.
 
-Usage (from the repository root, with the venv's python)::
+Usage (``iotflink`` is installed into the venv by setup, ``pip install -e .``; without the
+venv activated it is ``.venv/bin/iotflink``; ``python -m iotflink.cli`` is the same)::
 
-    python -m iotflink.cli stack start|stop|status     # the local stack
-    python -m iotflink.cli topics                      # create the project's Kafka topics
-    python -m iotflink.cli job submit sensor_windows   # `flink run -py` to the cluster
-    python -m iotflink.cli job submit sensor_windows --from-savepoint PATH [--allow-non-restored]
-    IOTFLINK_WINDOW_INSTANCE=vitals IOTFLINK_WINDOW_KIND=sliding python -m iotflink.cli job submit sensor_windows
-    python -m iotflink.cli job list | job cancel JOB
-    python -m iotflink.cli backpressure [JOB] [--json] [--group GROUP]
-    python -m iotflink.cli savepoint JOB [--dir DIR] [--format canonical|native]
-    python -m iotflink.cli stop JOB [--savepoint-dir DIR] [--drain]
-    python -m iotflink.cli env                         # every environment variable and its value
-    python -m iotflink.cli rules validate|deploy|list|stop RULE
-    python -m iotflink.cli chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-mosquitto|kill-bridge
-    python -m iotflink.cli device add ID [--out FILE] [--role bridge] | device list [--all] | device revoke ID
-    python -m iotflink.cli tls init DIR [--host NAME ...]   # CA + broker certificate (docker-compose)
-    python -m iotflink.cli scenario list | scenario NAME [--short]   # worked examples, checked
+    iotflink stack start|stop|status     # the local stack
+    iotflink topics                      # create the project's Kafka topics
+    iotflink job submit sensor_windows   # `flink run -py` to the cluster
+    iotflink job submit sensor_windows --from-savepoint PATH [--allow-non-restored]
+    IOTFLINK_WINDOW_INSTANCE=vitals IOTFLINK_WINDOW_KIND=sliding iotflink job submit sensor_windows
+    iotflink job list | job cancel JOB
+    iotflink backpressure [JOB] [--json] [--group GROUP]
+    iotflink savepoint JOB [--dir DIR] [--format canonical|native]
+    iotflink stop JOB [--savepoint-dir DIR] [--drain]
+    iotflink env                         # every environment variable and its value
+    iotflink rules validate|deploy|list|stop RULE|alerts|render-ddl RULE|howto|calibrate
+    iotflink chaos kill-taskmanager|restart-kafka|restart-mosquitto|kill-mosquitto|kill-bridge
+    iotflink device add ID [--out FILE] [--role bridge] | device list [--all] | device revoke ID
+    iotflink tls init DIR [--host NAME ...]   # CA + broker certificate (docker-compose)
+    iotflink demo [--speedup X] [--limit N]   # what `make demo` runs
+    iotflink replay [--datasets nab,femto,occupancy] [--dry-run] ...
+    iotflink vnodes [--speedup X]        # the demo's virtual ESP32 nodes
+    iotflink transactions [--jsonl FILE] # TabFormer card transactions into Kafka
+    iotflink scenario list | scenario NAME [--short]   # worked examples, checked
+
+Every command's options: ``iotflink COMMAND --help``. The modules behind ``rules``, ``chaos``,
+``demo``, ``replay``, ``vnodes``, ``transactions`` and ``scenario`` each register their own subcommand
+(``add_parser(subparsers)``, which sets ``func``) and keep a ``python -m`` entry that runs the
+same parser.
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
@@ -64,6 +74,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from iotflink import scenarios
@@ -85,7 +96,7 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
         print(f"[stack] Flink web UI: {cfg.flink_rest_url}   Kafka: {cfg.kafka_bootstrap}   "
               f"MQTT: {cfg.host}:{cfg.mqtt_port} ({'TLS, ' if cfg.mqtt_tls else ''}a credential per device: "
-              "python -m iotflink.cli device add ID)")
+              "iotflink device add ID)")
     elif args.action == "stop":
         stack.stop()
         print("[stack] stopped")
@@ -111,65 +122,20 @@ class UsageError(Exception):
     """Bad command-line usage found after argparse (exit status 2)."""
 
 
-def split_submit_args(tokens: list[str]) -> tuple[str, str | None, bool, list[str]]:
-    """Split the words after ``job submit`` into (name, savepoint, allow_non_restored, job args).
-
-    Recognised before a ``--`` separator: ``--from-savepoint PATH`` (or ``=PATH``) and
-    ``--allow-non-restored`` / ``-n``; the first other word is the job name; every other
-    word, and everything after ``--``, goes to the job unchanged.
-
-    Raises:
-        UsageError: no job name, or ``--from-savepoint`` without a path, or
-            ``--allow-non-restored`` without ``--from-savepoint``.
-    """
-    name = ""
-    savepoint: str | None = None
-    allow = False
-    job_args: list[str] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok == "--":
-            job_args.extend(tokens[i + 1:])
-            break
-        if tok == "--from-savepoint":
-            if i + 1 >= len(tokens) or not tokens[i + 1] or tokens[i + 1].startswith("-"):
-                raise UsageError("--from-savepoint needs a PATH")
-            savepoint = tokens[i + 1]
-            i += 2
-            continue
-        if tok.startswith("--from-savepoint="):
-            savepoint = tok.split("=", 1)[1]
-            if not savepoint:
-                raise UsageError("--from-savepoint needs a PATH")
-        elif tok in ("--allow-non-restored", "-n"):
-            allow = True
-        elif not name and not tok.startswith("-"):
-            name = tok
-        else:
-            job_args.append(tok)
-        i += 1
-    if not name:
-        raise UsageError("job submit needs a job NAME (a module under jobs/)")
-    if allow and savepoint is None:
-        raise UsageError("--allow-non-restored only applies with --from-savepoint")
-    return name, savepoint, allow, job_args
-
-
 def _cmd_job(args: argparse.Namespace, cfg: StackSettings) -> int:
     from iotflink import flinkctl  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(cfg)
     if args.action == "submit":
-        name, savepoint, allow, job_args = split_submit_args(([args.name] if args.name else []) + args.rest)
-        job_id = ctl.submit(name, extra_args=job_args, savepoint=savepoint, allow_non_restored=allow)
+        if args.allow_non_restored and args.from_savepoint is None:
+            raise UsageError("--allow-non-restored only applies with --from-savepoint")
+        job_id = ctl.submit(args.name, extra_args=args.job_args, savepoint=args.from_savepoint,
+                            allow_non_restored=args.allow_non_restored)
         print(job_id)
     elif args.action == "list":
         print(format_job_list(ctl.job_health()))
     elif args.action == "cancel":
-        if not args.name:
-            raise UsageError("job cancel needs a JOB (id or name)")
-        job_id = ctl.resolve_job(args.name)
+        job_id = ctl.resolve_job(args.job)
         ctl.cancel(job_id)
         print(f"cancelled {job_id}")
     return 0
@@ -183,7 +149,7 @@ def _utc(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch_ms / 1000))
 
 
-def format_job_list(jobs: "list[JobHealth]") -> str:
+def format_job_list(jobs: list[JobHealth]) -> str:
     """The ``job list`` table: one line per job (id, state, restarts, name), and under a job
     with a root exception (FAILED, FAILING, RESTARTING) that exception, indented, with the
     failure's time in UTC; if the restart strategy gave up, its reason; then the earlier
@@ -279,7 +245,7 @@ def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
         print(f"{'username':40} {'role':7} {'created (UTC)':20} revoked (UTC)")
         for r in rows:
             def utc(ms):
-                return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+                return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
             print(f"{r['username']:40} {r['role']:7} {utc(r['created_ms']):20} {utc(r['revoked_ms'])}")
         return 0
     if not args.id:
@@ -334,12 +300,6 @@ def _cmd_env(_args: argparse.Namespace, _cfg: StackSettings) -> int:
     return 0
 
 
-def _cmd_rules(args: argparse.Namespace, _cfg: StackSettings) -> int:
-    from iotflink import rules_cli  # noqa: PLC0415
-
-    return rules_cli.main(args.rest)
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -351,26 +311,41 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m iotflink.cli``."""
+    """The one argument parser of ``iotflink`` (and ``python -m iotflink.cli``): a subparser
+    per command; each sets ``func`` (called with the parsed arguments, returns the exit
+    status) and may set ``log_level`` (the root logger's level, default WARNING; ``-v``: DEBUG).
+    """
+    from iotflink import chaos, demo, replay, rules_cli, transactions, vnodes  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="iotflink", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("stack", help="start, stop or show the local stack")
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.set_defaults(func=_cmd_stack)
+    p.set_defaults(func=_with_stack_settings(_cmd_stack))
 
     p = sub.add_parser("topics", help="create the project's Kafka topics")
-    p.set_defaults(func=_cmd_topics)
+    p.set_defaults(func=_with_stack_settings(_cmd_topics))
 
-    p = sub.add_parser("job", help="submit, list or cancel Flink jobs on the cluster",
-                       description="job submit NAME [--from-savepoint PATH [--allow-non-restored]] "
-                                   "[job args...] | job list | job cancel JOB")
-    p.add_argument("action", choices=["submit", "list", "cancel"])
-    p.add_argument("name", nargs="?", default="", help="job module (submit) or job id / name (cancel)")
-    p.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="submit: --from-savepoint PATH, --allow-non-restored, then the job's arguments")
-    p.set_defaults(func=_cmd_job)
+    p = sub.add_parser("job", help="submit, list or cancel Flink jobs on the cluster")
+    job_sub = p.add_subparsers(dest="action", required=True)
+    j = job_sub.add_parser("submit", allow_abbrev=False,
+                           help="submit jobs/NAME.py detached (flink run -py); prints the job id",
+                           usage="iotflink job submit NAME [--from-savepoint PATH [--allow-non-restored]] "
+                                 "[job args ...] [-- job args ...]",
+                           description="Other arguments, and every one after --, go to the job's main().")
+    j.add_argument("name", metavar="NAME", help="job module under jobs/ (e.g. sensor_windows)")
+    j.add_argument("--from-savepoint", metavar="PATH", default=None,
+                   help="resume from this savepoint or retained checkpoint")
+    j.add_argument("-n", "--allow-non-restored", action="store_true",
+                   help="skip savepoint state that maps to no operator (with --from-savepoint)")
+    j.set_defaults(func=_with_stack_settings(_cmd_job), job_args=[], accepts_job_args=True)
+    j = job_sub.add_parser("list", help="every job the cluster knows, newest first, with failures")
+    j.set_defaults(func=_with_stack_settings(_cmd_job))
+    j = job_sub.add_parser("cancel", help="cancel a job")
+    j.add_argument("job", metavar="JOB", help="job id or name")
+    j.set_defaults(func=_with_stack_settings(_cmd_job))
 
     p = sub.add_parser("backpressure", help="backpressure, busy time, rates and source lag of running jobs")
     p.add_argument("job", nargs="?", default=None, help="job id or name (default: every running job)")
@@ -379,14 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show this Kafka consumer group's committed offsets as the broker has them")
     p.add_argument("--wait-s", type=_positive_float, default=30.0,
                    help="how long to poll each vertex's backpressure endpoint for a sample (s)")
-    p.set_defaults(func=_cmd_backpressure)
+    p.set_defaults(func=_with_stack_settings(_cmd_backpressure))
 
     p = sub.add_parser("savepoint", help="take a savepoint of a running job (it keeps running)")
     p.add_argument("job", help="job id or name")
     p.add_argument("--dir", default=None, help="target directory (default: the cluster's savepoint dir)")
     p.add_argument("--format", choices=["canonical", "native"], default=None)
     p.add_argument("--timeout-s", type=_positive_float, default=300.0)
-    p.set_defaults(func=_cmd_savepoint)
+    p.set_defaults(func=_with_stack_settings(_cmd_savepoint))
 
     p = sub.add_parser("stop", help="stop a running job with a savepoint")
     p.add_argument("job", help="job id or name")
@@ -395,14 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emit the max watermark first so every window fires (do not resume afterwards)")
     p.add_argument("--format", choices=["canonical", "native"], default=None)
     p.add_argument("--timeout-s", type=_positive_float, default=300.0)
-    p.set_defaults(func=_cmd_stop)
+    p.set_defaults(func=_with_stack_settings(_cmd_stop))
 
     p = sub.add_parser("env", help="print every environment variable the project reads")
-    p.set_defaults(func=_cmd_env)
+    p.set_defaults(func=_with_stack_settings(_cmd_env))
 
-    p = sub.add_parser("rules", help="validate, deploy, list or stop detection rules")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_rules)
+    rules_cli.add_parser(sub)
 
     p = sub.add_parser("device", help="add, list or revoke device credentials of the MQTT broker")
     p.add_argument("action", choices=["add", "list", "revoke"])
@@ -411,38 +384,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list: also revoked credentials")
     p.add_argument("--role", choices=["device", "bridge"], default="device",
                    help="add: a device (default) or a bridge credential (e.g. for docker-compose)")
-    p.set_defaults(func=_cmd_device)
+    p.set_defaults(func=_with_stack_settings(_cmd_device))
 
     p = sub.add_parser("tls", help="make a local CA and the broker's TLS certificate")
     p.add_argument("action", choices=["init"])
     p.add_argument("dir", help="directory for ca.crt, ca.key, server.crt, server.key")
     p.add_argument("--host", action="append", default=None,
                    help="a name or IP clients use for the broker (repeatable; default mosquitto, localhost, 127.0.0.1)")
-    p.set_defaults(func=_cmd_tls)
+    p.set_defaults(func=_with_stack_settings(_cmd_tls))
 
-    p = sub.add_parser("chaos", help="inject one fault into the local stack (see iotflink.chaos)")
-    p.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="kill-taskmanager | restart-kafka | restart-mosquitto | kill-mosquitto | kill-bridge "
-                        "[--down-s S] [--job JOB]")
-    p.set_defaults(func=_cmd_chaos)
-
+    chaos.add_parser(sub)
+    demo.add_parser(sub)
+    replay.add_parser(sub)
+    vnodes.add_parser(sub)
+    transactions.add_parser(sub)
     scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/scenarios)
+    # further commands register here the same way: module.add_parser(sub), which sets
+    # func(args) -> exit status
     return parser
 
 
-def _cmd_chaos(args: argparse.Namespace, _cfg: StackSettings) -> int:
-    from iotflink import chaos  # noqa: PLC0415
-
-    return chaos.main(args.rest)
+def _with_stack_settings(cmd: Callable[[argparse.Namespace, StackSettings], int]
+                         ) -> Callable[[argparse.Namespace], int]:
+    """A command of this module as a ``func``: ``cmd(args, StackSettings.from_env())``."""
+    def run(args: argparse.Namespace) -> int:
+        return cmd(args, StackSettings.from_env())
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the CLI (``argv`` default: ``sys.argv[1:]``); returns the exit status.
+
+    ``job submit`` passes the words it does not know, and every word after ``--``, to the job.
+    Elsewhere an unknown word is a usage error (argparse: ``SystemExit`` 2).
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not getattr(args, "accepts_job_args", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if "--" in extra:
+            extra.remove("--")
+        args.job_args = extra
+    level = logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args, StackSettings.from_env())
+        return args.func(args)
     except UsageError as exc:
         print(f"usage error: {exc}", file=sys.stderr)
         return 2

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
     _step("starting the local stack (Kafka KRaft, Mosquitto, bridge, Flink) ...")
     stack.start(progress=lambda m: _step("  " + m))
-    _step("provisioning an MQTT credential per device (python -m iotflink.cli device add) ...")
+    _step("provisioning an MQTT credential per device (iotflink device add) ...")
     creds = stack.provision([DEVICE_NAB, DEVICE_FEMTO, DEVICE_OCCUPANCY, BAD_DEVICE])
     _step(f"  {', '.join(creds)}: each may publish only on sensors/<its id>/telemetry "
           f"(credentials in {cfg.mqtt_auth_dir}; TLS {'on' if cfg.mqtt_tls else 'off'})")
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     _step(f"  bridge: forwarded {bst['forwarded']}, dead-lettered {bst['dead_lettered']}")
 
     _step("replaying TabFormer card transactions with injected fraud scenarios (seeded) ...")
-    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,  # noqa: S603
+    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,
                    env=stack.flink_env())
 
     readings_end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
@@ -407,7 +407,7 @@ def _report_failed_jobs(since_ms: int) -> None:
 
 
 def _run_cli(args: list[str], stack: Stack, check: bool = True) -> int:
-    """Run ``python -m iotflink.cli ARGS`` with the stack's environment; returns its status."""
+    """Run ``iotflink ARGS`` with the stack's environment; returns its status."""
     proc = subprocess.run([sys.executable, "-m", "iotflink.cli", *args], cwd=PROJECT_ROOT,  # noqa: S603
                           env=stack.flink_env(), check=False)
     if check and proc.returncode != 0:
@@ -420,9 +420,20 @@ def _bridge_done(stack: Stack, published: int) -> bool:
     return st["forwarded"] + st["dead_lettered"] >= published and st["pending"] == 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.demo [--speedup X] [--limit N] ...``; see the module docstring."""
-    p = argparse.ArgumentParser(prog="python -m iotflink.demo", description=__doc__.split("\n\n")[0])
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink demo`` (its arguments, :func:`run_demo`) on the CLI's subparsers."""
+    p = sub.add_parser("demo", help="start the local stack, run the window job on the demo data, check the results",
+                       description=__doc__.split("\n\n")[0])
     p.add_argument("--source", choices=["vnodes", "replay"], default="vnodes",
                    help="virtual ESP32 nodes (default: firmware core + libmosquitto, an outage flushed "
                         "late) or the Python replayer (seeded delays and held-back readings)")
@@ -436,13 +447,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay-ms", type=int, default=5_000)
     p.add_argument("--late-fraction", type=float, default=0.002)
     p.add_argument("--late-ms", type=int, default=600_000)
-    p.add_argument("--parallelism", type=int, default=DEFAULT_PARALLELISM,
+    p.add_argument("--parallelism", type=_positive_int, default=DEFAULT_PARALLELISM,
                    help=f"of the window job (default {DEFAULT_PARALLELISM}; above 1 it runs without an idle "
                         "timeout, moved by the bridge's watermark heartbeats)")
-    args = p.parse_args(argv)
-    if args.parallelism < 1:
-        p.error("--parallelism must be >= 1")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p.set_defaults(func=run_demo, log_level=logging.WARNING)
+    return p
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``iotflink demo [--speedup X] [--limit N] ...``; see the module docstring. Exit status 0
+    when every check passed, 1 otherwise (the failure and the cluster's failed jobs on stderr)."""
     started_ms = int(time.time() * 1000)
     try:
         return run(args)
@@ -450,6 +464,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[demo] FAILED: {exc}", file=sys.stderr)
         _report_failed_jobs(started_ms)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iotflink.demo ...``: the same as ``iotflink demo ...``."""
+    from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
+
+    return cli.main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -34,9 +34,9 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection
 
 from iotflink.errors import JobError
 from iotflink.settings import PROJECT_ROOT, StackSettings
@@ -189,7 +189,7 @@ class FlinkCtl:
             JobError: the cluster is unreachable or answered with an error status.
         """
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method,
+        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method,  # noqa: S310 - an http:// URL from the settings
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - cluster URL

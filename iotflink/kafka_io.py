@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
@@ -147,7 +148,8 @@ class Heartbeat:
     and their accounting do not change.
 
     Why: at the end of a bounded replay every partition is idle, and nothing advances the
-    watermark (an idle source emits none; Flink docs, "Generating Watermarks", idleness); a drained stop-with-savepoint did not fire the last windows in
+    watermark (an idle source emits none; Flink docs, "Generating Watermarks", idleness);
+    a drained stop-with-savepoint did not fire the last windows in
     Flink 2.2 (tests/test_chaos.py saw 19 of 21). Heartbeats advance every partition's
     watermark explicitly. Used as a context manager by
     :meth:`iotflink.flinkctl.FlinkCtl.drain_bounded_replay`, around its wait for the watermark
@@ -184,7 +186,7 @@ class Heartbeat:
             self._producer.flush()
             self._stop.wait(self.interval_s)
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         """Start sending; returns self."""
         self._thread.start()
         return self
@@ -195,7 +197,7 @@ class Heartbeat:
         self._thread.join(timeout=10)
         self._producer.close()
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -51,9 +51,9 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from iotflink.errors import ConfigError, IotFlinkError
 from iotflink.schema import DEVICE_ID_RE
@@ -270,7 +270,7 @@ class CredentialStore:
         if entry is None or entry.get("revoked_ms"):
             state = "was revoked" if entry else "has no credential"
             raise CredentialError(f"{role or 'client'} {username} {state} in {self.dir}; "
-                                  f"create one with: python -m iotflink.cli device add {username}")
+                                  f"create one with: iotflink device add {username}")
         if role is not None and entry["role"] != role:
             raise CredentialError(f"{username} is a {entry['role']}, not a {role}")
         try:
@@ -318,7 +318,7 @@ def render_acl(bridges: Iterable[str], monitors: Iterable[str] = ()) -> str:
     explicit ``deny`` on ``sensors/{name}/telemetry`` (Mosquitto checks denials first), so the
     one topic the pattern would give it stays closed.
     """
-    out = ["# Rendered by iotflink.mqtt_auth; do not edit (python -m iotflink.cli device add|revoke).",
+    out = ["# Rendered by iotflink.mqtt_auth; do not edit (iotflink device add|revoke).",
            "# Devices: publish only on their own telemetry topic (%u = the authenticated username).",
            f"pattern write {DEVICE_WRITE_PATTERN}", ""]
     for name in bridges:

@@ -2,14 +2,14 @@
 
 Usage::
 
-    python -m iotflink.replay [--datasets nab,femto,occupancy] [--speedup 0] [--limit N]
+    iotflink replay [--datasets nab,femto,occupancy] [--speedup 0] [--limit N]
         [--delay-fraction F --delay-ms D] [--late-fraction F --late-ms L] [--seed S]
         [--window 200] [--start-ms MS] [--summary-file F] [--dry-run]
 
 Devices, files and readings are those of docs/CONTRACT.md "Demo devices". Each reading becomes
 one QoS 1 message ``{"device_id", "seq", "ts" (epoch ms), "readings"}`` on
 ``sensors/{device_id}/telemetry``, published by one MQTT client per device with that device's
-credential (``python -m iotflink.cli device add ID``; the broker refuses anything else), at most
+credential (``iotflink device add ID``; the broker refuses anything else), at most
 ``window`` messages waiting for their PUBACK.
 
 Timing (docs/CONTRACT.md "Replay time"): timestamps without a zone are UTC; FEMTO's seconds of
@@ -40,10 +40,10 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 from iotflink.errors import ConfigError, IotFlinkError
 from iotflink.mqtt_auth import Credential, CredentialStore, configure_paho
@@ -109,7 +109,7 @@ Row = tuple[int, str, dict]
 
 
 def _utc_ms(text: str) -> int:
-    dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1000
 
 
@@ -360,7 +360,7 @@ def publish(
     missing = sorted({m.device_id for m in messages} - set(credentials))
     if missing:
         raise ConfigError(f"replay: no MQTT credential for {', '.join(missing)}; "
-                          "create them with: python -m iotflink.cli device add ID")
+                          "create them with: iotflink device add ID")
     slots = threading.Semaphore(window)
     acked = [0]
     lock = threading.Condition()  # acked[0] changed
@@ -451,12 +451,10 @@ def publish(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: build the messages, publish them, print the JSON summary on stdout.
-
-    Exit status: 0 every message acknowledged by the broker, 1 a project error, 2 bad usage.
-    """
-    p = argparse.ArgumentParser(prog="python -m iotflink.replay", description="Replay the demo data sets over MQTT.")
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink replay`` (its arguments, :func:`run`) on the CLI's subparsers."""
+    p = sub.add_parser("replay", help="replay the demo data sets over MQTT",
+                       description="Replay the demo data sets over MQTT; prints a JSON summary.")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: nab,femto,occupancy")
     p.add_argument("--speedup", type=float, default=0.0, help="event-time ms per wall ms; 0 = as fast as possible")
     p.add_argument("--delay-fraction", type=float, default=0.0)
@@ -471,9 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=None, help="MQTT port (default: IOTFLINK_MQTT_PORT)")
     p.add_argument("--summary-file", type=Path, default=None, help="also write the JSON summary here")
     p.add_argument("--dry-run", action="store_true", help="build the messages, print the summary, publish nothing")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    p.set_defaults(func=run, log_level=logging.INFO)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iotflink replay``: build the messages, publish them, print the JSON summary on stdout.
+
+    Exit status: 0 every message acknowledged by the broker, 1 a project error.
+    """
     try:
         stack = StackSettings.from_env()
         names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -498,6 +502,13 @@ def main(argv: list[str] | None = None) -> int:
         args.summary_file.write_text(text + "\n")
     print(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iotflink.replay ...``: the same as ``iotflink replay ...``."""
+    from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
+
+    return cli.main(["replay", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``rules`` commands: validate, deploy, list and stop the SQL detection rules.
 
-Dispatched by ``python -m iotflink.cli rules ...`` (``main(argv)``), or run directly as
-``python -m iotflink.rules_cli ...``:
+The ``iotflink rules ...`` subcommands (:func:`add_parser`, :func:`run`; ``python -m
+iotflink.rules_cli ...`` is the same):
 
 - ``validate``: parse every ``sql/rules/*.sql`` (header: rule id, detects, params with
   their source) and plan it against the DDL (``sql/ddl.sql`` rendered with the Kafka
@@ -26,10 +26,12 @@ The same rule files run unchanged in the stock Flink SQL client; see :data:`SQL_
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TextIO
 
 from iotflink.errors import IotFlinkError, JobError
 from iotflink.settings import RulesSettings, StackSettings
@@ -44,7 +46,7 @@ SQL_CLIENT_HOWTO = """\
 Run a rule in the stock Flink SQL client (the same file `rules deploy` submits):
 
     mkdir -p .run/sql
-    .venv/bin/python -m iotflink.cli rules render-ddl bearing_failure > .run/sql/init-bearing_failure.sql
+    .venv/bin/iotflink rules render-ddl bearing_failure > .run/sql/init-bearing_failure.sql
     FLINK_CONF_DIR=.run/flink/conf .venv/lib/python3.11/site-packages/pyflink/bin/sql-client.sh \\
         -i .run/sql/init-bearing_failure.sql -f sql/rules/bearing_failure.sql
 
@@ -222,7 +224,6 @@ def show_alerts(cfg: RulesSettings, truth_path: Path | None, wait_s: float, samp
                 out=sys.stdout, read=None) -> int:
     """Print the alerts topic by rule; with a ground truth, poll until every injected
     scenario has its alert or ``wait_s`` passed. Returns 1 if scenarios are still missing."""
-    import json  # noqa: PLC0415
     import time  # noqa: PLC0415
 
     if read is None:
@@ -245,9 +246,10 @@ def show_alerts(cfg: RulesSettings, truth_path: Path | None, wait_s: float, samp
     return 1 if missing else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Arguments of ``rules``."""
-    p = argparse.ArgumentParser(prog="iotflink rules", description=__doc__.splitlines()[0])
+def add_parser(cli_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink rules`` (its subcommands, :func:`run`) on the CLI's subparsers."""
+    p = cli_sub.add_parser("rules", help="validate, deploy, list or stop detection rules",
+                           description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True)
     v = sub.add_parser("validate", help="parse and EXPLAIN every rule file")
     v.add_argument("--rules-dir", type=Path, help="default: IOTFLINK_RULES_DIR (sql/rules)")
@@ -263,12 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("alerts", help="summarise the alerts topic (and check the replay's ground truth)")
     a.add_argument("--ground-truth", type=Path, help="the transaction replayer's ground truth JSON")
     a.add_argument("--wait-s", type=float, default=0.0, help="poll until every injected scenario is found")
+    sub.add_parser("calibrate", help="print the figures behind the card and bearing rules' thresholds")
+    p.set_defaults(func=run)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def calibrate(out: TextIO | None = None) -> int:
+    """``rules calibrate``: the card rules' figures (:func:`jobs.rules.calibrate_cards`, JSON) and
+    the bearing rules' calibration table (:mod:`iotflink.bearing`) on ``out`` (default stdout);
+    exit status 0."""
+    out = out or sys.stdout
+    from iotflink import bearing  # noqa: PLC0415
+    from jobs.rules import calibrate_cards  # noqa: PLC0415
+
+    print(json.dumps({"cards": calibrate_cards()}, indent=2), file=out)
+    runs = bearing.load_runs(RulesSettings.from_env().out_of_orderness_ms)
+    print(bearing.table(bearing.calibrate(runs), runs), file=out)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
     """Run a ``rules`` command; returns the exit status (errors are printed, not raised)."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
     try:
         cfg = RulesSettings.from_env()
         if args.action == "validate":
@@ -285,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "render-ddl":
             print(render_ddl_for_client(cfg, args.rule))
             return 0
+        if args.action == "calibrate":
+            return calibrate()
         print(SQL_CLIENT_HOWTO)
         return 0
     except IotFlinkError as exc:
@@ -292,6 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m iotflink.rules_cli ...``: the same as ``iotflink rules ...``."""
+    from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
+
+    return cli.main(["rules", *(sys.argv[1:] if argv is None else argv)])
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
     sys.exit(main())

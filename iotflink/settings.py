@@ -2,23 +2,47 @@
 
 Each component reads its settings through one ``from_env()`` constructor here; nothing else
 in the project calls ``os.environ`` for configuration. Every variable is listed in
-:data:`ENV_VARS` with its default, and ``python -m iotflink.cli env`` prints them.
+:data:`ENV_VARS` with its default, and ``iotflink env`` prints them.
 
 Units are in the field names: ``*_ms`` milliseconds, ``*_s`` seconds, ``*_bytes`` bytes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
-from typing import Mapping
 
 from iotflink.errors import ConfigError
 
-#: Repository root (the directory holding ``requirements.txt``).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The repository root (the directory holding ``pyproject.toml``, ``sql/``, ``data/``).
+
+    The parent of this package's directory when that is the repository; otherwise this module
+    was imported from a copy of the packages (``flink run -pyfs`` ships them in a zip, and the
+    PyFlink client puts the extracted copy on its path before the venv's packages), so the
+    root is the source directory of the installed distribution (``pip install -e .`` records
+    it in ``direct_url.json``, PEP 610); without one, the copy's parent as before.
+    """
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file():
+        return here
+    try:
+        url = json.loads(metadata.distribution("iotflink").read_text("direct_url.json") or "{}").get("url", "")
+    except (metadata.PackageNotFoundError, ValueError):
+        return here
+    source = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)) if url.startswith("file:") else None
+    return source if source is not None and (source / "pyproject.toml").is_file() else here
+
+
+#: Repository root (see :func:`_project_root`).
+PROJECT_ROOT = _project_root()
 
 #: Every environment variable the project reads, with its default value (as text).
 ENV_VARS: dict[str, str] = {
@@ -221,7 +245,7 @@ class Topics:
     anomaly_dlq: str = "sensor-anomaly-dlq"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Topics:
         """Build from ``IOTFLINK_TOPIC_*`` and ``IOTFLINK_READINGS_PARTITIONS``."""
         return cls(
             readings=env("IOTFLINK_TOPIC_READINGS", environ),
@@ -296,7 +320,7 @@ class StackSettings:
     mqtt_ca_file_override: str = ""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "StackSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
         """Build from the ``IOTFLINK_*`` variables (see :data:`ENV_VARS`).
 
         Raises:
@@ -448,7 +472,7 @@ class BridgeSettings:
     heartbeat_quiet_ms: int = 5_000
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "BridgeSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
         """Build from the stack settings and ``IOTFLINK_MQTT_*`` / ``IOTFLINK_BRIDGE_*``.
 
         The credential is ``IOTFLINK_MQTT_BRIDGE_USER`` with its password file in the MQTT
@@ -565,7 +589,7 @@ class WindowJobSettings:
         return [t.aggregates, t.late, t.duplicates, t.window_dlq]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WindowJobSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WindowJobSettings:
         """Build from ``IOTFLINK_WINDOW_*``, ``IOTFLINK_*_MS`` and the stack settings.
 
         Raises:
@@ -750,7 +774,7 @@ class RulesSettings:
     rest_url: str = "http://127.0.0.1:8081"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RulesSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RulesSettings:
         """Build from ``IOTFLINK_RULES_*``, ``IOTFLINK_ALERTS_DELIVERY`` and the stack settings.
 
         Raises:
@@ -808,7 +832,7 @@ class TransactionSettings:
     topic: str = "transactions"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TransactionSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TransactionSettings:
         """Build from ``IOTFLINK_TXN_*`` and the stack settings.
 
         Raises:
@@ -895,7 +919,7 @@ class AnomalyJobSettings:
     python_mode: str = "thread"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "AnomalyJobSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AnomalyJobSettings:
         """Build from ``IOTFLINK_ANOMALY_*``, ``IOTFLINK_ALERTS_DELIVERY``,
         ``IOTFLINK_KAFKA_TXN_TIMEOUT_MS`` and the stack settings.
 

@@ -36,9 +36,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -345,7 +346,6 @@ class Stack:
         env["FLINK_PID_DIR"] = str(self.pid_dir)
         env["FLINK_HOME"] = str(flink_home())
         env["PYFLINK_CLIENT_EXECUTABLE"] = sys.executable
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
         return env
 
     # ------------------------------------------------------------------ rendering
@@ -355,14 +355,16 @@ class Stack:
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         s = self.s
         kafka_props = render_template(
-            (PROJECT_ROOT / "deploy" / "kafka-server.properties").read_text(), host=s.host, port=s.kafka_port, controller_port=s.kafka_controller_port,
+            (PROJECT_ROOT / "deploy" / "kafka-server.properties").read_text(), host=s.host, port=s.kafka_port,
+            controller_port=s.kafka_controller_port,
             data_dir=self.run_dir / "kafka" / "data")
         (self.run_dir / "kafka" / "server.properties").write_text(kafka_props)
         shutil.copy(PROJECT_ROOT / "deploy" / "kafka-log4j2.properties",
                     self.run_dir / "kafka" / "log4j2.properties")
         created = self._render_mqtt_auth()
         mosq = render_template(
-            (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text(), host=s.host, port=s.mqtt_port, data_dir=self.run_dir / "mosquitto" / "data",
+            (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text(), host=s.host, port=s.mqtt_port,
+            data_dir=self.run_dir / "mosquitto" / "data",
             log_file=self.log_file("mosquitto"), user=getpass.getuser(), auth_dir=s.mqtt_auth_dir,
             tls=mosquitto_tls_conf(s.mqtt_tls_dir if s.mqtt_tls else None))
         (self.run_dir / "mosquitto" / "mosquitto.conf").write_text(mosq)
@@ -381,7 +383,7 @@ class Stack:
         if not (store.passwd_file.exists() and store.acl_file.exists()):
             store.render()
         if self.s.mqtt_tls:
-            hosts = [h for h in (self.s.mqtt_host, self.s.host, "127.0.0.1", "localhost") if h != "0.0.0.0"]
+            hosts = [h for h in (self.s.mqtt_host, self.s.host, "127.0.0.1", "localhost") if h != "0.0.0.0"]  # noqa: S104 - excluded, not bound
             mqtt_auth.make_ca(self.s.mqtt_tls_dir, hosts)
         return created
 
@@ -403,9 +405,9 @@ class Stack:
             "execution.checkpointing.savepoint-dir": (fdir / "savepoints").as_uri(),
             "io.tmp.dirs": str(fdir / "tmp"),
             "python.executable": sys.executable,
+            # the venv, where the project is installed (pip install -e .): the UDF workers
+            # import jobs/, udfs/, iotflink/ from it; `flink run -pyfs` ships them as well
             "python.client.executable": sys.executable,
-            # the project's modules (jobs/, udfs/, iotflink/) on the UDF workers' path
-            "python.pythonpath": str(PROJECT_ROOT),
         })
         text = "# Rendered by iotflink.stack from flink-conf/config.yaml; do not edit.\n"
         text += yaml.safe_dump(conf, default_flow_style=False, sort_keys=False, width=10_000)
@@ -479,7 +481,6 @@ class Stack:
         self.bridge_stats_file.unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(self.s.to_env())
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
         self._spawn("bridge", [sys.executable, "-m", "bridge", "--stats-file", str(self.bridge_stats_file),
                                "--stats-interval-s", "1"], env=env)
 
@@ -610,7 +611,7 @@ class Stack:
                      what=f"mosquitto to refuse the revoked credential {username}")
 
     def mosquitto_counters(self, mqtt_username: str | None = None, mqtt_password: str | None = None,
-                           fresh: bool = True) -> "BrokerCounters":
+                           fresh: bool = True) -> BrokerCounters:
         """Mosquitto's ``$SYS`` counters: messages dropped for a full client queue, messages
         stored, uptime (:func:`iotflink.broker_stats.read_broker_counters`).
 
@@ -786,7 +787,7 @@ class Stack:
                     created.append(topic)
                 except TopicAlreadyExistsError:
                     pass
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise StackError(f"kafka: creating topic {topic} failed: {exc}; "
                                      f"see {self.log_file('kafka')}") from exc
             if created:

@@ -33,8 +33,8 @@ alert id the rule must produce (``jobs.rules.alert_id``); it is written next to 
 
 Run::
 
-    python -m iotflink.transactions             # replay into Kafka, write the ground truth
-    python -m iotflink.transactions --jsonl F   # write the stream to a file instead
+    iotflink transactions             # replay into Kafka, write the ground truth
+    iotflink transactions --jsonl F   # write the stream to a file instead
 """
 
 from __future__ import annotations
@@ -42,14 +42,17 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import random
+import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from iotflink.errors import IotFlinkError
 from iotflink.settings import TransactionSettings
@@ -84,7 +87,7 @@ def load_tabformer(path: Path) -> list[dict[str, Any]]:
             for i, r in enumerate(csv.DictReader(fh)):
                 hh, mm = r["Time"].split(":")
                 minute = int(datetime(int(r["Year"]), int(r["Month"]), int(r["Day"]), int(hh), int(mm),
-                                      tzinfo=timezone.utc).timestamp() * 1000)
+                                      tzinfo=UTC).timestamp() * 1000)
                 card = f"{r['User']}-{r['Card']}"
                 prev_minute, k = last_minute.get(card, (None, -1))
                 k = k + 1 if prev_minute == minute else 0
@@ -140,7 +143,7 @@ def _gaps(events: list[dict[str, Any]], card: str, min_history: int) -> list[int
     own = [e for e in events if e["card_id"] == card]
     approved = 0
     slots = []
-    for a, b in zip(own, own[1:]):
+    for a, b in itertools.pairwise(own):
         if a["event_type"] == "purchase" and not a["errors"]:
             approved += 1
         if approved >= min_history and b["ts"] - a["ts"] >= MIN_GAP_MS:
@@ -174,10 +177,11 @@ def inject(events: list[dict[str, Any]], seed: int, per_kind: int) -> tuple[list
 
             def ev(ts: int, event_type: str, amount: float, errors: str | None = None,
                    new_address: str | None = None) -> None:
-                e = dict(proto, txn_id=f"inj-{sid}-{len(sc.events)}", ts=ts, event_type=event_type,
+                # ev is called within this iteration only, so the loop's variables are current
+                e = dict(proto, txn_id=f"inj-{sid}-{len(sc.events)}", ts=ts, event_type=event_type,  # noqa: B023
                          amount_usd=round(amount, 2), errors=errors, new_address=new_address,
                          is_fraud_label=True)
-                sc.events.append(e)
+                sc.events.append(e)  # noqa: B023
 
             if kind == "failed_burst":
                 t1 = t + rng.randint(30, 90) * 1000
@@ -262,14 +266,20 @@ def publish(cfg: TransactionSettings, stream: Sequence[dict]) -> int:
     return len(stream)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: build the stream, write the ground truth, replay to Kafka (or to ``--jsonl``)."""
-    parser = argparse.ArgumentParser(prog="python -m iotflink.transactions", description=__doc__.splitlines()[0])
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink transactions`` (its arguments, :func:`run`) on the CLI's subparsers."""
+    parser = sub.add_parser("transactions", help="replay TabFormer card transactions (+ injected fraud) into Kafka",
+                            description=__doc__.splitlines()[0])
     parser.add_argument("--jsonl", type=Path, help="write the stream to this file instead of Kafka")
     parser.add_argument("--ground-truth", type=Path, help="default: IOTFLINK_TXN_GROUND_TRUTH")
     parser.add_argument("--seed", type=int, help="default: IOTFLINK_TXN_SEED")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser.set_defaults(func=run, log_level=logging.INFO)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """``iotflink transactions``: build the stream, write the ground truth, replay to Kafka
+    (or to ``--jsonl``)."""
     cfg = TransactionSettings.from_env()
     if args.seed is not None:
         from dataclasses import replace  # noqa: PLC0415
@@ -287,6 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = publish(cfg, stream)
         print(f"{n} transactions -> {cfg.topic} at {cfg.kafka_bootstrap}; ground truth -> {gt_path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m iotflink.transactions ...``: the same as ``iotflink transactions ...``."""
+    from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
+
+    return cli.main(["transactions", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

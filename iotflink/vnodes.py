@@ -37,19 +37,21 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from iotflink.errors import IotFlinkError
 from iotflink.mqtt_auth import CredentialError, CredentialStore
-from iotflink.settings import PROJECT_ROOT, mqtt_auth_dir
+from iotflink.settings import PROJECT_ROOT, StackSettings, mqtt_auth_dir
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +361,7 @@ class NodeGroup:
                 proc.kill()
                 proc.wait()
 
-    def __enter__(self) -> "NodeGroup":
+    def __enter__(self) -> NodeGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -450,21 +452,32 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
     ]
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use
-    import argparse
-    import sys
-
-    from iotflink.settings import StackSettings  # noqa: PLC0415
-
-    cfg = StackSettings.from_env()
-    ap = argparse.ArgumentParser(prog="python -m iotflink.vnodes", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default=cfg.mqtt_host)
-    ap.add_argument("--port", type=int, default=cfg.mqtt_port)
-    ap.add_argument("--run-dir", type=Path, default=cfg.run_dir)
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``iotflink vnodes`` (its arguments, :func:`run`) on the CLI's subparsers."""
+    ap = sub.add_parser("vnodes", help="run the demo's virtual ESP32 nodes against the broker",
+                        description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default=None, help="MQTT host (default: IOTFLINK_MQTT_HOST)")
+    ap.add_argument("--port", type=int, default=None, help="MQTT port (default: IOTFLINK_MQTT_PORT)")
+    ap.add_argument("--run-dir", type=Path, default=None, help="default: IOTFLINK_RUN_DIR")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--speedup", type=float, default=0.0)
-    a = ap.parse_args()
-    res = run_nodes(default_demo_specs(a.limit, a.speedup), a.host, a.port, a.run_dir,
-                    auth_dir=cfg.mqtt_auth_dir if a.run_dir == cfg.run_dir else None, ca_file=cfg.mqtt_ca_file)
+    ap.set_defaults(func=run)
+    return ap
+
+
+def run(a: argparse.Namespace) -> int:
+    """``iotflink vnodes``: run the demo's nodes until their data is sent; prints their totals
+    (JSON). Exit status 0."""
+    cfg = StackSettings.from_env()
+    run_dir = a.run_dir or cfg.run_dir
+    res = run_nodes(default_demo_specs(a.limit, a.speedup), a.host or cfg.mqtt_host, a.port or cfg.mqtt_port, run_dir,
+                    auth_dir=cfg.mqtt_auth_dir if run_dir == cfg.run_dir else None, ca_file=cfg.mqtt_ca_file)
     json.dump(totals(res), sys.stdout, indent=1)
     print()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    from iotflink import cli
+
+    sys.exit(cli.main(["vnodes", *sys.argv[1:]]))

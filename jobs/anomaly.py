@@ -66,7 +66,8 @@ prediction error, so a reading never dilutes its own score)::
 the "spatial anomaly" of Numenta's detector in NAB (``nab/detectors/numenta/
 numenta_detector.py``: a value beyond the range seen so far by more than
 ``SPATIAL_TOLERANCE = 0.05`` of it is an anomaly whatever the model says); it catches a
-reading that leaves everything seen before even where the variance is wide. ``Q`` is the standard Gaussian tail. The likelihood maps the standardised
+reading that leaves everything seen before even where the variance is wide. ``Q`` is the standard Gaussian tail.
+The likelihood maps the standardised
 deviation through the Gaussian tail as the anomaly likelihood of Ahmad, Lavin, Purdy and
 Agha (2017, "Unsupervised real-time anomaly detection for streaming data", Neurocomputing
 262:134-147: ``L_t = 1 - Q((short-term mean - mean) / std)``) does; there it is applied
@@ -193,7 +194,7 @@ must also cover the skew between the partitions one subtask reads (10 s by defau
 Run it (its three topics, ``sensor-scores``, ``sensor-anomaly-late`` and
 ``sensor-anomaly-dlq``, must exist: the broker does not create topics on first use)::
 
-    python -m iotflink.cli job submit anomaly       # flink run -py jobs/anomaly.py
+    iotflink job submit anomaly       # flink run -py jobs/anomaly.py
 """
 
 from __future__ import annotations
@@ -206,18 +207,15 @@ import os
 import sys
 import sysconfig
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
-if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink import schema  # noqa: E402
-from iotflink.errors import JobError, ValidationError  # noqa: E402
-from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings  # noqa: E402
-from jobs.common import job_configuration  # noqa: E402
-from jobs.rules import alert_id as _rule_alert_id  # noqa: E402
+from iotflink import schema
+from iotflink.errors import JobError, ValidationError
+from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings
+from jobs.common import job_configuration
+from jobs.rules import alert_id as _rule_alert_id
 
 log = logging.getLogger(__name__)
 
@@ -581,7 +579,7 @@ def parse_value(text: str | None) -> tuple[list[Reading], int | None]:
 # =========================================================================== Flink types and columns
 def reading_type():
     """Type of a parsed reading row (:class:`Reading`'s fields)."""
-    from pyflink.common import Types
+    from pyflink.common import Types  # noqa: PLC0415
 
     return Types.ROW_NAMED(list(Reading._fields), [Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(),
                                                    Types.DOUBLE(), Types.LONG()])
@@ -589,7 +587,7 @@ def reading_type():
 
 def _keyed_type():
     """``Row(key, reading)``: what ``key_by`` produces, keyed on field 0 (:func:`alert_key`)."""
-    from pyflink.common import Types
+    from pyflink.common import Types  # noqa: PLC0415
 
     return Types.ROW([Types.STRING(), reading_type()])
 
@@ -597,7 +595,7 @@ def _keyed_type():
 def _parsed_type():
     """``(Row(key, reading), ts)``: the parse output, the timestamp second, as the Java
     ``CustomTimestampAssigner`` / ``RemoveTimestampMapFunction`` of PyFlink expect it."""
-    from pyflink.common import Types
+    from pyflink.common import Types  # noqa: PLC0415
 
     return Types.TUPLE([_keyed_type(), Types.LONG()])
 
@@ -629,7 +627,7 @@ ALERT_ROW_COLUMNS = (("alert_id", "STRING"), ("rule_id", "STRING"), ("alert_key"
 
 def _type_info(columns: tuple[tuple[str, str], ...]):
     """A ``Types.ROW_NAMED`` for ``columns``."""
-    from pyflink.common import Types
+    from pyflink.common import Types  # noqa: PLC0415
 
     def one(sql: str):
         simple = {"STRING": Types.STRING, "BIGINT": Types.LONG, "DOUBLE": Types.DOUBLE, "BOOLEAN": Types.BOOLEAN}
@@ -644,7 +642,7 @@ def _type_info(columns: tuple[tuple[str, str], ...]):
 
 def table_schema(columns: tuple[tuple[str, str], ...]):
     """A table ``Schema`` with ``columns`` (for a sink's ``TableDescriptor``)."""
-    from pyflink.table import Schema
+    from pyflink.table import Schema  # noqa: PLC0415
 
     builder = Schema.new_builder()
     for name, sql in columns:
@@ -655,14 +653,14 @@ def table_schema(columns: tuple[tuple[str, str], ...]):
 # =========================================================================== Flink functions
 def _tags():
     """``(dlq, late, alerts)`` output tags, each with a fresh type info."""
-    from pyflink.datastream import OutputTag
+    from pyflink.datastream import OutputTag  # noqa: PLC0415
 
     return (OutputTag("dead-letters", _type_info(DLQ_COLUMNS)), OutputTag("late-readings", _type_info(LATE_COLUMNS)),
             OutputTag("alerts", _type_info(ALERT_ROW_COLUMNS)))
 
 
 def _process_function_base():
-    from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction
+    from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction  # noqa: PLC0415
 
     return ProcessFunction, KeyedProcessFunction
 
@@ -680,7 +678,7 @@ class ParseReadings(_ProcessFunction):
         self._dlq = dlq_tag
 
     def process_element(self, value, ctx):
-        from pyflink.common import Row
+        from pyflink.common import Row  # noqa: PLC0415
 
         try:
             readings, heartbeat_ts = parse_value(value)
@@ -718,7 +716,8 @@ def alert_details(a: Alert, p: Params) -> str:
                        "season_z": a.season_z, "out_of_range": a.out_of_range,
                        "threshold": p.threshold, "exit_level": p.exit_level, "alert_after": p.alert_after,
                        "half_life": p.half_life, "min_samples": p.min_samples, "season_bins": p.season_bins,
-                       "range_tolerance": p.range_tolerance if math.isfinite(p.range_tolerance) else None, "cooldown": p.cooldown}, sort_keys=True)
+                       "range_tolerance": p.range_tolerance if math.isfinite(p.range_tolerance) else None,
+                       "cooldown": p.cooldown}, sort_keys=True)
 
 
 def alert_row(a: Alert, p: Params, emitted_ms: int) -> tuple:
@@ -742,8 +741,8 @@ def state_ttl_config(ttl_ms: int):
     compaction time given is never read by the conversion to Java, where Flink's default
     (30 days) applies.
     """
-    from pyflink.common.time import Time
-    from pyflink.datastream.state import StateTtlConfig
+    from pyflink.common.time import Time  # noqa: PLC0415
+    from pyflink.datastream.state import StateTtlConfig  # noqa: PLC0415
 
     return (StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
@@ -767,15 +766,15 @@ class ScoreReadings(_KeyedProcessFunction):
         self._state = None
 
     def open(self, runtime_context):
-        from pyflink.common import Types
-        from pyflink.datastream.state import ValueStateDescriptor
+        from pyflink.common import Types  # noqa: PLC0415
+        from pyflink.datastream.state import ValueStateDescriptor  # noqa: PLC0415
 
         desc = ValueStateDescriptor("baseline", Types.PICKLED_BYTE_ARRAY())
         desc.enable_time_to_live(state_ttl_config(self._p.ttl_ms))
         self._state = runtime_context.get_state(desc)
 
     def process_element(self, value, ctx):
-        from pyflink.common import Row
+        from pyflink.common import Row  # noqa: PLC0415
 
         if value[0] == HEARTBEAT_DEVICE:
             return
@@ -832,7 +831,7 @@ def watermark_strategy(cfg: AnomalyJobSettings):
     ``pipeline.auto-watermark-interval`` (200 ms); a subtask without records for
     ``idleness_ms`` is marked idle. No timestamp assigner: :func:`build` adds the one reading
     the parsed ``ts``."""
-    from pyflink.common import Duration, WatermarkStrategy
+    from pyflink.common import Duration, WatermarkStrategy  # noqa: PLC0415
 
     return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
             .with_idleness(Duration.of_millis(cfg.idleness_ms)))
@@ -861,9 +860,9 @@ def build(env, cfg: AnomalyJobSettings, source, sinks: Sinks, *, t_env=None,
         JobError: Flink rejected the pipeline (its message attached).
     """
     try:
-        from pyflink.datastream import DataStream, KeyedStream
-        from pyflink.java_gateway import get_gateway
-        from pyflink.table import StreamTableEnvironment
+        from pyflink.datastream import DataStream, KeyedStream  # noqa: PLC0415
+        from pyflink.java_gateway import get_gateway  # noqa: PLC0415
+        from pyflink.table import StreamTableEnvironment  # noqa: PLC0415
 
         jvm = get_gateway().jvm
         dlq_tag, late_tag, alerts_tag = _tags()
@@ -878,7 +877,7 @@ def build(env, cfg: AnomalyJobSettings, source, sinks: Sinks, *, t_env=None,
         j_rows = j_stream.map(jvm.org.apache.flink.streaming.api.functions.python.eventtime.RemoveTimestampMapFunction(),
                               _keyed_type().get_java_type_info())
         j_rows.name("key by device_id/sensor").uid("anomaly-unwrap")
-        from pyflink.common import Types
+        from pyflink.common import Types  # noqa: PLC0415
 
         j_keyed = j_rows.keyBy(jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector(),
                                Types.ROW([Types.STRING()]).get_java_type_info())
@@ -924,8 +923,10 @@ def build(env, cfg: AnomalyJobSettings, source, sinks: Sinks, *, t_env=None,
 def configuration(cfg: AnomalyJobSettings, *, use_kafka: bool = True,
                   extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """:func:`jobs.common.job_configuration` plus the Python execution mode (``cfg.python_mode``)
-    and, for the embedded interpreter, the venv's site-packages on ``python.pythonpath``
-    (the embedded interpreter starts from the base installation's paths).
+    and, for the embedded interpreter, the venv's site-packages and the project's root on
+    ``python.pythonpath``: the embedded interpreter starts from the base installation's paths
+    and does not read the venv's ``.pth`` files, so neither the venv's packages nor the
+    project's editable install (``pip install -e .``) are importable there otherwise.
 
     Raises:
         JobError: a jar is missing (see :func:`jobs.common.job_configuration`).
@@ -943,10 +944,9 @@ def kafka_source(cfg: AnomalyJobSettings):
     ``StringDeserializer`` (UTF-8, undecodable bytes replaced; a record without a value
     becomes None, which the parser dead-letters as ``no_value``; Flink's ``SimpleStringSchema``
     would fail the job on it)."""
-    from pyflink.datastream.connectors.kafka import (KafkaOffsetResetStrategy, KafkaOffsetsInitializer,
-                                                     KafkaSource)
-    from pyflink.java_gateway import get_gateway
-    from pyflink.util.java_utils import get_java_class
+    from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource  # noqa: PLC0415
+    from pyflink.java_gateway import get_gateway  # noqa: PLC0415
+    from pyflink.util.java_utils import get_java_class  # noqa: PLC0415
 
     jvm = get_gateway().jvm
     builder = (KafkaSource.builder().set_bootstrap_servers(cfg.kafka_bootstrap).set_topics(cfg.topics.readings)
@@ -964,7 +964,7 @@ def kafka_sink(cfg: AnomalyJobSettings, topic: str, columns, key_field: str | No
     """A Kafka table sink (``TableDescriptor``): JSON value of ``columns``, raw ``key_field`` as
     the key (None: no key), ``guarantee`` (exactly-once: transactional id prefix
     ``<consumer_group>-<role>``, ``cfg.transaction_timeout_ms``)."""
-    from pyflink.table import TableDescriptor
+    from pyflink.table import TableDescriptor  # noqa: PLC0415
 
     b = (TableDescriptor.for_connector("kafka").schema(table_schema(columns))
          .option("topic", topic).option("properties.bootstrap.servers", cfg.kafka_bootstrap)
@@ -994,9 +994,9 @@ def create_job(cfg: AnomalyJobSettings, extra: Mapping[str, str] | None = None):
     Raises:
         JobError: a jar is missing, or the pipeline cannot be built.
     """
-    from pyflink.common import Types, WatermarkStrategy
+    from pyflink.common import Types, WatermarkStrategy  # noqa: PLC0415
 
-    from jobs.common import create_stream_env
+    from jobs.common import create_stream_env  # noqa: PLC0415
 
     env = create_stream_env(configuration(cfg, use_kafka=True, extra=extra))
     source = env.from_source(kafka_source(cfg), WatermarkStrategy.no_watermarks(), "sensor-readings",
@@ -1034,6 +1034,6 @@ if __name__ == "__main__":
     # `flink run -py jobs/anomaly.py` runs this file as __main__; the functions and the pickled
     # state must refer to the importable module (shipped with -pyfs), not to __main__, which a
     # TaskManager's interpreter does not have ("Can't pickle <class '__main__.Baseline'>")
-    from jobs import anomaly as _module
+    from jobs import anomaly as _module  # noqa: PLW0406 - see the comment above
 
     _module.main(sys.argv[1:])

@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import sys
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from iotflink.errors import JobError
-from iotflink.settings import PROJECT_ROOT, WindowJobSettings, env
+from iotflink.settings import WindowJobSettings, env
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ RESTART_STRATEGY: Mapping[str, str] = {
 
 def flink_home() -> Path:
     """The Flink distribution shipped inside the ``apache-flink`` wheel (``.../pyflink``)."""
-    import pyflink
+    import pyflink  # noqa: PLC0415
 
     return Path(pyflink.__file__).resolve().parent
 
@@ -145,7 +145,6 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
         # Python workers (none on the SQL hot path; the bench's DataStream variant uses them)
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
-        "python.pythonpath": str(PROJECT_ROOT),
     }
     jars = [format_jar()]  # every job reads its sources with the json-dlq format
     if use_kafka:
@@ -163,8 +162,8 @@ def create_table_env(conf: Mapping[str, str]):
     When no cluster is configured (tests, bench) it runs on a local MiniCluster; under
     ``flink run`` it targets the cluster the client was pointed at.
     """
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
+    from pyflink.common import Configuration  # noqa: PLC0415
+    from pyflink.table import EnvironmentSettings, TableEnvironment  # noqa: PLC0415
 
     jconf = Configuration()
     for key, value in conf.items():
@@ -177,8 +176,8 @@ def create_table_env(conf: Mapping[str, str]):
 
 def create_stream_env(conf: Mapping[str, str]):
     """A :class:`pyflink.datastream.StreamExecutionEnvironment` configured with ``conf``."""
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.common import Configuration  # noqa: PLC0415
+    from pyflink.datastream import StreamExecutionEnvironment  # noqa: PLC0415
 
     jconf = Configuration()
     for key, value in conf.items():

@@ -41,7 +41,7 @@ Run one rule against Kafka (``main``; what ``rules deploy`` submits with ``flink
 Calibration figures quoted in the rule headers (the card amounts, and the bearing rules'
 leave-one-bearing-out table, which ``bench/bearing_calibrate.py`` prints and confirms on Flink)::
 
-    python -m jobs.rules calibrate
+    iotflink rules calibrate
 """
 
 from __future__ import annotations
@@ -53,17 +53,15 @@ import logging
 import re
 import string
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink import schema  # noqa: E402
-from iotflink.errors import JobError  # noqa: E402
-from iotflink.settings import PROJECT_ROOT, RulesSettings  # noqa: E402
-from jobs.common import json_dlq_options, kafka_coordinates_sql, options_sql, sql_interval  # noqa: E402
+from iotflink import schema
+from iotflink.errors import JobError
+from iotflink.settings import PROJECT_ROOT, RulesSettings
+from jobs.common import json_dlq_options, kafka_coordinates_sql, options_sql, sql_interval
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +119,7 @@ class Statement:
     text: str
     line: int
     kind: str = "sql"
-    inserts: tuple["Statement", ...] = ()
+    inserts: tuple[Statement, ...] = ()
 
     def body(self) -> str:
         """The text without comments, whitespace-normalised (for keyword checks)."""
@@ -225,8 +223,8 @@ def split_statements(text: str, path: Path | str = "<sql>") -> list[Statement]:
         if not body:
             continue
         lead = _leading_noise(piece)
-        line += piece.count("\n", 0, lead)
-        piece = piece[lead:]
+        line += piece.count("\n", 0, lead)  # noqa: PLW2901 - the piece's first line, past its leading noise
+        piece = piece[lead:]  # noqa: PLW2901
         if pending is not None:
             if body.upper() == "END":
                 out.append(Statement("", pending_line, "statement_set", tuple(pending)))
@@ -406,7 +404,7 @@ def with_params(rule: RuleFile, values: Mapping[str, float]) -> RuleFile:
     text = _PARAM_MARK_RE.sub(mark, text)
     for name, value in values.items():
         text = re.sub(rf"^(--\s*param:\s*{name}\s*=\s*)([-+0-9.eE]+)",
-                      lambda m: m.group(1) + literal(m.group(2), value), text, count=1, flags=re.M)
+                      lambda m: m.group(1) + literal(m.group(2), value), text, count=1, flags=re.M)  # noqa: B023
     return parse_rule_text(text, rule.path)
 
 
@@ -519,8 +517,8 @@ _POS_RE = re.compile(r"line (\d+), column (\d+)")
 
 def _flink_message(exc: BaseException) -> str:
     text = str(exc)
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith(("at ", "org.apache.flink.api.python.shaded", "An error occurred while calling",
                                          "Traceback", "File ")):
             # py4j wraps the Java message as "...Exception: <message>"
@@ -532,7 +530,7 @@ def _run(path: Path, stmt: Statement, fn, *args):
     """Call ``fn`` and turn a Flink error into a RuleSqlError with the file's line/column."""
     try:
         return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - py4j raises many types; all are reported
+    except Exception as exc:  # py4j raises many types; all are reported
         full = str(exc)
         m = _POS_RE.search(full)
         line, col = (stmt.line, 1)
@@ -704,14 +702,14 @@ def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> N
               database=run.database or f"run{i}_{run.rule.rule_id}", statement_set=stmt_set)
     try:
         stmt_set.execute().wait()
-    except Exception as exc:  # noqa: BLE001 - py4j error types vary
+    except Exception as exc:  # py4j error types vary
         raise JobError(f"bounded rule job failed: {_flink_message(exc)}") from exc
 
     def read(d: Path) -> list[dict]:
         files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
         return [json.loads(line) for p in files for line in p.read_text(encoding="utf-8").splitlines() if line]
 
-    for run, out in zip(runs, outs):
+    for run, out in zip(runs, outs, strict=True):
         run.alerts, run.late, run.dlq = read(out["alerts"]), read(out["rules_late"]), read(out["rules_dlq"])
 
 
@@ -742,25 +740,21 @@ def calibrate_cards() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one rule against Kafka (``--rule ID``), or print the calibration figures (``calibrate``)."""
-    import json  # noqa: PLC0415
+    """The rule job's entry point (what ``rules deploy`` submits with ``flink run -py``): run the
+    rule ``--rule ID`` (file stem under ``--rules-dir``, default ``IOTFLINK_RULES_DIR``) against
+    Kafka. These are the job's own arguments on the cluster, not a user command (the
+    calibration figures are ``iotflink rules calibrate``).
 
+    Raises:
+        SystemExit: status 2, no ``--rule``.
+        JobError: the rule file is invalid or the job cannot be built.
+    """
     parser = argparse.ArgumentParser(prog="jobs/rules.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["run", "calibrate"], default="run")
-    parser.add_argument("--rule", help="rule id (file stem under the rules directory)")
+    parser.add_argument("--rule", required=True, help="rule id (file stem under the rules directory)")
     parser.add_argument("--rules-dir", help="default: IOTFLINK_RULES_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.command == "calibrate":
-        from iotflink import bearing  # noqa: PLC0415
-
-        print(json.dumps({"cards": calibrate_cards()}, indent=2))
-        runs = bearing.load_runs(RulesSettings.from_env().out_of_orderness_ms)
-        print(bearing.table(bearing.calibrate(runs), runs))
-        return 0
     cfg = RulesSettings.from_env()
-    if not args.rule:
-        parser.error("--rule is required")
     path = Path(args.rules_dir or cfg.rules_dir) / f"{args.rule}.sql"
     run_rule(cfg, parse_rule_file(path))
     return 0

@@ -223,7 +223,7 @@ Submit to the standalone cluster (from the project root, with the stack's config
         -py jobs/sensor_windows.py -pyfs .run/pyfiles.zip
 
 where ``.run/pyfiles.zip`` holds the packages ``jobs``, ``udfs``, ``iotflink`` (built by
-``iotflink.flinkctl.FlinkCtl.pyfiles_zip``); or simply ``python -m iotflink.cli job submit
+``iotflink.flinkctl.FlinkCtl.pyfiles_zip``); or simply ``iotflink job submit
 sensor_windows``. Settings come from ``IOTFLINK_*`` environment variables
 (:class:`iotflink.settings.WindowJobSettings`).
 """
@@ -232,19 +232,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-if __package__ in (None, ""):  # run as a script by `flink run -py`: make `jobs` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from iotflink import schema  # noqa: E402
-from iotflink.errors import JobError  # noqa: E402
-from iotflink.kafka_io import HEARTBEAT_DEVICE  # noqa: E402
-from iotflink.settings import WindowJobSettings  # noqa: E402
-from jobs.common import (create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql,  # noqa: E402
-                         sql_interval, sql_str, with_clause)
+from iotflink import schema
+from iotflink.errors import JobError
+from iotflink.kafka_io import HEARTBEAT_DEVICE
+from iotflink.settings import WindowJobSettings
+from jobs.common import create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql, sql_interval, sql_str, with_clause
 
 log = logging.getLogger(__name__)
 
@@ -982,7 +978,8 @@ def main(argv: list[str] | None = None) -> None:
 __all__ = ["build", "create_job", "compiled_plan", "main", "window_bounds", "cleanup_time", "is_late",
            "sliding_windows", "daily_window", "windows_of", "window_is_late", "SessionModel",
            "aggregate_columns", "LOCAL_DATE_COLUMN",
-           "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl", "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
+           "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl",
+           "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",
            "kafka_duplicates_sink_ddl", "late_columns", "dedup_step", "dedup_expire", "dedup_visible",
            "dedup_ttl", "DedupEntry", "sql_str", "AGGREGATE_COLUMNS", "LATE_COLUMNS", "LATE_WATERMARK_COLUMN",
            "DUPLICATE_COLUMNS", "DLQ_COLUMNS", "SOURCE_COLUMNS", "JOB_NAME"]

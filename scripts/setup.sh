@@ -2,7 +2,9 @@
 # Idempotent setup of everything iot-flink needs on a fresh Debian machine:
 #   1. Debian packages from deps/apt.txt (Mosquitto with mosquitto_passwd, openssl for the MQTT
 #      TLS CA, kcat, libmosquitto-dev, GoogleTest, ...)
-#   2. a Python venv in .venv with requirements.lock (pins from requirements.txt)
+#   2. a Python venv in .venv with requirements.lock (pins from requirements.txt and
+#      requirements-dev.txt), and the project itself installed editable (`pip install -e .`:
+#      the packages iotflink, jobs, udfs, bridge importable, the `iotflink` command in .venv/bin)
 #   3. Maven artifacts from deps/pom.xml into .deps/ (Kafka broker, Flink Kafka connector), and
 #      the project's own JVM module jvm/ (the json-dlq table format) built into .deps/flink/
 #   4. the connector jar copied into the venv's Flink distribution (pyflink/lib), so the
@@ -47,6 +49,17 @@ else
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.lock
   echo "$want" > "$stamp"
+fi
+# 2b. the project, editable (pyproject.toml); re-installed when pyproject.toml changed
+pstamp="$VENV/.pyproject.toml.sha"
+pwant=$(cat pyproject.toml requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [[ -x "$VENV/bin/iotflink" && -f "$pstamp" && "$(cat "$pstamp")" == "$pwant" ]] \
+   && (cd / && "$VENV/bin/python" -c 'import iotflink, jobs, udfs, bridge') 2>/dev/null; then
+  step "project installed (editable)"
+else
+  step "pip install -e . (the project's packages and the iotflink command)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+  echo "$pwant" > "$pstamp"
 fi
 
 # 3. Maven artifacts

@@ -2,7 +2,7 @@
 --
 -- This file is a template. `jobs/rules.py` (render_ddl) fills the placeholders listed below from
 -- iotflink.settings.RulesSettings; no host, topic or group id is written here. Render it with
---     python -m iotflink.rules_cli render-ddl RULE_ID > .run/sql/rules-init.sql
+--     iotflink rules render-ddl RULE_ID > .run/sql/rules-init.sql
 -- and hand it to the stock SQL client as its init file (-i); see iotflink/rules_cli.py.
 --
 -- Placeholders (written $${name} in comments so they survive rendering):

@@ -367,7 +367,7 @@ def test_json_integer_reading_is_the_nearest_double():
 def test_heartbeat_only_carries_event_time():
     hb = {"device_id": an.HEARTBEAT_DEVICE, "seq": 3, "ts": T0 + 10**9, "readings": {}}
     assert an.parse_value(json.dumps(hb)) == ([], T0 + 10**9)
-    from iotflink import kafka_io
+    from iotflink import kafka_io  # noqa: PLC0415
 
     assert an.HEARTBEAT_DEVICE == kafka_io.HEARTBEAT_DEVICE
 
@@ -446,7 +446,7 @@ def test_score_function_is_a_thin_wrapper_of_step():
     """The Flink function with fake state, timers and watermark: the same outputs as the
     plain functions, late readings to the late tag, heartbeats ignored, expiry by timer."""
     fn = an.ScoreReadings(P, "LATE", "ALERTS")
-    fn._state = _State()  # noqa: SLF001 - what open() creates, without Flink
+    fn._state = _State()  # what open() creates, without Flink
     ctx = _Ctx()
     state, expected = None, []
     values = CALM + [10.0] * 3
@@ -463,18 +463,18 @@ def test_score_function_is_a_thin_wrapper_of_step():
             expected.append(s.alert)
         else:
             assert len(got) == 1
-    assert len(expected) == 1 and fn._state.v == state and ctx.timers == [T0 + P.ttl_ms]  # noqa: SLF001
+    assert len(expected) == 1 and fn._state.v == state and ctx.timers == [T0 + P.ttl_ms]
     ctx.watermark = T0 + 5_000
     (tag, late), = fn.process_element(tuple(reading(99, 1.0, ts=T0 + 5_000)), ctx)
     assert tag == "LATE" and tuple(late) == (*an.late_row(reading(99, 1.0, ts=T0 + 5_000), T0 + 5_000),)
-    assert fn._state.v == state  # noqa: SLF001 - a late reading does not touch the baseline
+    assert fn._state.v == state  # a late reading does not touch the baseline
     assert list(fn.process_element((an.HEARTBEAT_DEVICE, "", 0, T0 + 10**9, 0.0, None), ctx)) == []
     assert list(fn.on_timer(state.last_ts + P.ttl_ms - 1, ctx)) == []  # stale: no effect
-    assert fn._state.v == state  # noqa: SLF001
+    assert fn._state.v == state
     list(fn.on_timer(T0 + P.ttl_ms, ctx))  # re-armed: the key was active after T0
     assert ctx.timers[-1] == state.last_ts + P.ttl_ms
     list(fn.on_timer(state.last_ts + P.ttl_ms, ctx))
-    assert fn._state.v is None  # noqa: SLF001 - expired: gone
+    assert fn._state.v is None  # expired: gone
 
 
 # --------------------------------------------------------------------------- records and settings
@@ -534,8 +534,8 @@ def test_settings_refuse_invalid_values(name, raw):
 def test_state_ttl_config_needs_no_gateway(monkeypatch):
     """A TaskManager's embedded interpreter has no Py4J gateway: the TTL config must be built
     without one, and still carry both background cleanups."""
-    import pyflink.common.time as pf_time
-    from pyflink.datastream.state import StateTtlConfig
+    import pyflink.common.time as pf_time  # noqa: PLC0415
+    from pyflink.datastream.state import StateTtlConfig  # noqa: PLC0415
 
     def no_gateway():
         raise AssertionError("the TTL config asked for a Py4J gateway")
@@ -553,10 +553,10 @@ def test_state_ttl_config_needs_no_gateway(monkeypatch):
 def test_run_as_a_script_delegates_to_the_importable_module(monkeypatch):
     """``flink run -py jobs/anomaly.py`` runs the file as ``__main__``; the job must be built
     from ``jobs.anomaly`` so its functions and pickled state refer to an importable module."""
-    import runpy
+    import runpy  # noqa: PLC0415
 
     calls = []
-    monkeypatch.setattr(an, "main", lambda argv: calls.append(argv))
+    monkeypatch.setattr(an, "main", calls.append)
     monkeypatch.setattr("sys.argv", ["anomaly.py", "--x"])
     runpy.run_path(str(PROJECT_ROOT / "jobs" / "anomaly.py"), run_name="__main__")
     assert calls == [["--x"]]

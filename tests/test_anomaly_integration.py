@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -41,14 +41,14 @@ def _readings() -> list[dict]:
         rows = list(csv.DictReader(f))[:N_ROWS]
     out = []
     for i, r in enumerate(rows):
-        ts = int(datetime.fromisoformat(r["timestamp"]).replace(tzinfo=timezone.utc).timestamp() * 1000) + SHIFT_MS
+        ts = int(datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC).timestamp() * 1000) + SHIFT_MS
         out.append({"device_id": "nab-machine", "seq": i, "ts": ts, "readings": {"temp": float(r["value"])},
                     "ingest_ms": ts + 100})
     return out
 
 
 def test_anomaly_job_on_kafka(stack):
-    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka import KafkaAdminClient, KafkaProducer  # noqa: PLC0415
 
     s = stack.s
     cfg = AnomalyJobSettings.from_env({**s.to_env(), **OVERRIDES})
@@ -117,5 +117,5 @@ def test_anomaly_job_on_kafka(stack):
         assert (a["alert_id"], a["rule_id"], a["alert_key"], a["detection_ms"]) == \
             (exp.alert_id, "zscore_anomaly", "nab-machine/temp", exp.detection_ms)
         assert a["events"] == [e._asdict() for e in exp.events] and a["details"] == an.alert_details(exp, p)
-        emitted = datetime.strptime(a["emitted_at"], "%Y-%m-%d %H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        emitted = datetime.strptime(a["emitted_at"], "%Y-%m-%d %H:%M:%S.%fZ").replace(tzinfo=UTC)
         assert abs(emitted.timestamp() - time.time()) < 3_600

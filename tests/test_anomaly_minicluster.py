@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ OOO_MS = 30 * 60_000  # 6 NAB intervals
 def nab_rows() -> list[tuple[int, float]]:
     """(ts epoch ms, value) of every row of the NAB file, shifted by :data:`SHIFT_MS`."""
     with NAB_CSV.open() as f:
-        return [(int(datetime.fromisoformat(r["timestamp"]).replace(tzinfo=timezone.utc).timestamp() * 1000)
+        return [(int(datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC).timestamp() * 1000)
                  + SHIFT_MS, float(r["value"])) for r in csv.DictReader(f)]
 
 
@@ -141,7 +141,7 @@ def _alert_dict(a: an.Alert, p: an.Params) -> dict:
 
 # --------------------------------------------------------------------------- running the job
 def _file_sink(path: Path, columns):
-    from pyflink.table import TableDescriptor
+    from pyflink.table import TableDescriptor  # noqa: PLC0415
 
     return (TableDescriptor.for_connector("filesystem").schema(an.table_schema(columns))
             .option("path", str(path)).format("json").build())
@@ -171,8 +171,8 @@ def _conf(cfg: AnomalyJobSettings, **extra: str) -> dict[str, str]:
 def run_with_sql_source(cfg: AnomalyJobSettings, tmp: Path, lines: list[str]) -> dict[str, list[dict]]:
     """Run the job on ``lines`` read by a SQL file table with a watermark per record
     (``build(..., assign_watermarks=False)``); outputs by sink, parallelism 1."""
-    from pyflink.common import Types
-    from pyflink.table import StreamTableEnvironment
+    from pyflink.common import Types  # noqa: PLC0415
+    from pyflink.table import StreamTableEnvironment  # noqa: PLC0415
 
     (tmp / "in").mkdir()
     (tmp / "in" / "readings.json").write_text("".join(x + "\n" for x in lines))
@@ -288,7 +288,7 @@ def an_ts(t_s: int) -> int:
 
 
 def test_job_watermark_strategy_at_parallelism_2(tmp_path):
-    from pyflink.common import Types
+    from pyflink.common import Types  # noqa: PLC0415
 
     cfg = AnomalyJobSettings(min_samples=20, half_life=100, out_of_orderness_ms=10_000, idleness_ms=1_000,
                              parallelism=2, checkpoint_interval_ms=1_000)
@@ -338,7 +338,7 @@ def test_kafka_job_graph_names_every_operator_and_sink_guarantees():
     exactly-once with their own transactional id prefixes, alerts at-least-once keyed by id."""
     cfg = AnomalyJobSettings()
     env, _ = an.create_job(cfg)
-    graph = env._j_stream_execution_environment.getStreamGraph(False)  # noqa: SLF001
+    graph = env._j_stream_execution_environment.getStreamGraph(False)
     nodes = {n.getTransformationUID(): n.getOperatorName() for n in graph.getStreamNodes().toArray()}
     assert None not in nodes and all(nodes.values())
     assert {"anomaly-source", "anomaly-parse", "anomaly-watermarks", "anomaly-unwrap", "anomaly-score"} <= set(nodes)

@@ -95,7 +95,7 @@ class SteadyLoad:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
 
-    def start(self) -> "SteadyLoad":
+    def start(self) -> SteadyLoad:
         self._thread.start()
         return self
 

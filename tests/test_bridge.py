@@ -9,12 +9,11 @@ import time
 import uuid
 
 import pytest
-
 from kafka.errors import KafkaTimeoutError
 
 from bridge.service import PRODUCER_DEFAULTS, Bridge
 from iotflink.settings import BridgeSettings
-from test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
+from tests.test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -82,7 +81,7 @@ def test_valid_and_invalid_messages_each_reach_one_topic_and_are_acked(broker):
     assert st["pending"] == 0 and st["kafka_errors"] == 0
     recs = [(t, k, json.loads(v)) for t, k, v, _f in fake.records if not (k or b"").startswith(b"probe")]
     assert len(recs) == len(cases)
-    for (topic, raw, dest, reason), (t, k, v) in zip(cases, recs):
+    for (_topic, _raw, dest, reason), (t, k, v) in zip(cases, recs):
         assert t == dest
         assert k == b"dev-a"
         if reason:

@@ -17,10 +17,9 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge import contract
-from bridge.service import (MAX_PACKET_BYTES, MQTT_PACKET_ALLOWANCE_BYTES, PRODUCER_DEFAULTS,
-                            TOO_LARGE_KEEP_BYTES, Bridge, message_cost)
+from bridge.service import MAX_PACKET_BYTES, MQTT_PACKET_ALLOWANCE_BYTES, PRODUCER_DEFAULTS, TOO_LARGE_KEEP_BYTES, Bridge, message_cost
 from iotflink.settings import PROJECT_ROOT, BridgeSettings
-from test_bridge_support import FakeMqttClient, FakeProducer, poll
+from tests.test_bridge_support import FakeMqttClient, FakeProducer, poll
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -32,7 +32,7 @@ from bridge.service import MAX_PACKET_BYTES
 from iotflink.mqtt_auth import configure_paho
 from iotflink.settings import PROJECT_ROOT
 from iotflink.stack import mqtt_connect_packet
-from test_bridge_support import poll, stack_publisher
+from tests.test_bridge_support import poll, stack_publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -61,7 +61,6 @@ class BridgeProc:
         env.update(stack.s.to_env())
         env["IOTFLINK_MQTT_BRIDGE_USER"] = client_id
         env.update(extra_env or {})
-        env["PYTHONPATH"] = str(PROJECT_ROOT)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bridge", "--stats-file", str(self.stats_file), "--stats-interval-s", "0.1"],
@@ -127,7 +126,7 @@ def create_topic(bootstrap: str, name: str, configs: dict[str, str] | None = Non
         admin.close()
 
 
-def wait_ready(bridge: "BridgeProc", subscribed: int = 1) -> None:
+def wait_ready(bridge: BridgeProc, subscribed: int = 1) -> None:
     """Until the bridge holds its subscription (the SUBACK is counted in its stats file)."""
     poll(lambda: bridge.stat("subscribed") >= subscribed, 60, f"bridge subscribed ({subscribed})")
 

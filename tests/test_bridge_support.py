@@ -11,8 +11,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -72,7 +73,7 @@ class Mosquitto:
         self.conf.write_text(MOSQUITTO_CONF.format(user=getpass.getuser(), port=self.port, data=workdir / "data",
                                                    log=self.log, max_packet_size=MAX_PACKET_BYTES))
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT)
@@ -275,7 +276,7 @@ class FakeMqttClient:
         self.on_disconnect(self, None, flags, ReasonCode(PacketTypes.DISCONNECT, "Normal disconnection"), None)
 
 
-def stack_publisher(stack, device: str) -> "Publisher":
+def stack_publisher(stack, device: str) -> Publisher:
     """A :class:`Publisher` for ``device`` on the stack's broker, with the device's provisioned
     credential (created if missing; the broker is reloaded)."""
     cred = stack.provision([device])[device]

@@ -48,7 +48,7 @@ def broker(tmp_path):
     conf, n = re.subn(r"(?m)^max_queued_messages \d+$", f"max_queued_messages {CAP}", conf)
     assert n == 1, "deploy/mosquitto.conf sets max_queued_messages"
     (tmp_path / "mosquitto.conf").write_text(conf + "sys_interval 1\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",  # noqa: S603
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
                              str(tmp_path / "mosquitto.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     try:

@@ -324,9 +324,9 @@ def test_contract_limits_come_from_the_schema():
     assert contract.MAX_FUTURE_MS == schema.MAX_FUTURE_MS
     assert contract.STALE_AFTER_MS == schema.STALE_AFTER_MS
     assert contract.MAX_READINGS == schema.MAX_READINGS
-    assert contract._DEVICE_ID_RE is schema.DEVICE_ID_RE  # noqa: SLF001
-    assert contract._SENSOR_RE is schema.NAME_RE  # noqa: SLF001
-    assert contract._REQUIRED == schema.REQUIRED_FIELDS  # noqa: SLF001
+    assert contract._DEVICE_ID_RE is schema.DEVICE_ID_RE
+    assert contract._SENSOR_RE is schema.NAME_RE
+    assert contract._REQUIRED == schema.REQUIRED_FIELDS
 
 
 def test_every_reason_has_a_rejection_case():

@@ -80,7 +80,7 @@ def test_only_the_mqtt_port_is_published_on_other_than_loopback():
     hosts: the only port published on a non-loopback address is Mosquitto's listener."""
     exposed = {}
     for name, svc in resolved()["services"].items():
-        for host_ip, pub, target in published(svc):
+        for host_ip, _pub, target in published(svc):
             if not host_ip.startswith("127.") and host_ip != "::1":
                 exposed.setdefault(name, set()).add(target)
     assert set(exposed) == {"mosquitto"}, exposed
@@ -194,7 +194,7 @@ def test_compose_flink_overrides_only_what_the_local_stack_overrides():
     allowed = {"jobmanager.rpc.address", "jobmanager.bind-host", "taskmanager.bind-host", "rest.address",
                "rest.bind-address", "taskmanager.numberOfTaskSlots",
                "execution.checkpointing.dir", "execution.checkpointing.savepoint-dir",
-               "python.executable", "python.client.executable", "python.pythonpath"}
+               "python.executable", "python.client.executable"}
     assert set(props) <= allowed
     assert props["taskmanager.numberOfTaskSlots"] == conf["taskmanager.numberOfTaskSlots"]
     assert conf["state.backend.type"] == "rocksdb"

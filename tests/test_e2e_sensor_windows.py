@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -45,7 +45,7 @@ def _file_rows() -> list[tuple[int, float]]:
         rows = list(csv.DictReader(fh))
     out = []
     for row in rows[FIRST_ROW:FIRST_ROW + N_ROWS]:
-        dt = datetime.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        dt = datetime.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         out.append((int(dt.timestamp() * 1000), float(row["value"])))
     return out
 

@@ -12,7 +12,7 @@ import pytest
 from iotflink.cli import device_config_lines
 from iotflink.mqtt_auth import CredentialError, CredentialStore, render_acl
 from iotflink.settings import BridgeSettings, StackSettings
-from iotflink.stack import mqtt_connect_packet, mosquitto_tls_conf
+from iotflink.stack import mosquitto_tls_conf, mqtt_connect_packet
 
 
 def _mode(path) -> int:

@@ -78,7 +78,7 @@ def test_restart_strategy_is_failure_rate_with_every_option_set():
 
 
 def test_job_configuration_carries_the_restart_strategy(monkeypatch):
-    import jobs.common as common
+    import jobs.common as common  # noqa: PLC0415
 
     monkeypatch.setattr(common, "format_jar", lambda deps_dir=None: None)
     conf = job_configuration(WindowJobSettings.from_env({}), "t", use_kafka=False)

@@ -4,7 +4,8 @@ One bounded job per rule runs every scenario of that rule at once: each scenario
 key (device or card) and its own stretch of event time, and rows are written in arrival
 order. The watermark is the DDL's (10 s out-of-orderness) and is emitted after every row
 (``jobs.rules.local_env``), so "late" is exact. Per rule the tests check: a match; the
-near-misses the issue names; out-of-order arrival inside the watermark bound (still matches);
+near-misses at each bound of the pattern (a span just inside or outside the time limit, one
+event too few, a success interleaved); out-of-order arrival inside the watermark bound (still matches);
 arrival past it (no alert, and the row is in ``rules_late`` -- never dropped silently).
 Unreadable records (:data:`POISON`) are interleaved with every rule's rows: each lands in
 ``rules_dlq`` with its reason and raw bytes, and the rule's alerts are exactly those of the
@@ -19,9 +20,8 @@ import json
 import pytest
 
 from iotflink.kafka_io import heartbeat_value
-from iotflink.settings import RulesSettings
+from iotflink.settings import PROJECT_ROOT, RulesSettings
 from jobs.rules import BoundedRun, alert_id, discover_rules, local_env, parse_rule_file, run_bounded_many, split_statements
-from iotflink.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.minicluster
 
@@ -394,7 +394,7 @@ def test_card_velocity_crafted(results):
 # ----------------------------------------------------------------------------- files
 def test_rule_files_have_headers_and_no_hosts():
     rules = discover_rules(RULES_DIR)
-    assert {r.rule_id for r in rules} == {"bearing_failure", "bearing_vibration_rise", "card_failed_burst",
+    assert {r.rule_id for r in rules} == {"bearing_failure", "bearing_impact_rise", "bearing_vibration_rise", "card_failed_burst",
                                           "card_address_change", "card_velocity"}
     for path in [*RULES_DIR.glob("*.sql"), PROJECT_ROOT / "sql" / "ddl.sql"]:
         text = path.read_text()

@@ -92,7 +92,8 @@ def test_deploy_leaves_running_rules_alone(monkeypatch):
     monkeypatch.setattr(rules_cli, "validate", lambda cfg, rules_dir=None, out=None: 0)
     out = io.StringIO()
     assert rules_cli.deploy(_cfg(), out=out) == 0
-    assert sorted(ctl.submitted) == ["bearing_impact_rise", "bearing_vibration_rise", "card_address_change", "card_failed_burst", "card_velocity"]
+    assert sorted(ctl.submitted) == ["bearing_impact_rise", "bearing_vibration_rise", "card_address_change",
+                                     "card_failed_burst", "card_velocity"]
     assert "keep  bearing_failure          RUNNING j1" in out.getvalue()
     out = io.StringIO()
     rules_cli.list_rules(_cfg(), out=out)

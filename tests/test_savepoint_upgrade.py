@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -291,7 +291,7 @@ def test_upgrade_from_savepoint_carries_window_and_dedup_state(stack):
     assert [(r["device_id"], r["ts"], r["sensor"]) for r in sorted(late, key=lambda r: r["sensor"])] == \
         [(DEVICES[1], BASE + 5_000, "hum"), (DEVICES[1], BASE + 5_000, "temp")]
     for r in late:  # the watermark that judged it: at or past the window's cleanup time
-        wm = datetime.fromisoformat(r["watermark"].removesuffix("Z")).replace(tzinfo=timezone.utc)  # ".SSS" optional
+        wm = datetime.fromisoformat(r["watermark"].removesuffix("Z")).replace(tzinfo=UTC)  # ".SSS" optional
         assert int(wm.timestamp() * 1000) >= BASE + WINDOW_MS - 1 + LATENESS_MS
     assert all("watermark" not in r for r in r_late) and len(r_late) == 2
     print(f"savepoint {savepoint}; stop -> restored and running in {downtime_s:.1f} s")

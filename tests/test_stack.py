@@ -117,9 +117,9 @@ def test_free_port_settings_use_five_distinct_ports(tmp_path):
 def test_created_topics_are_in_the_metadata_when_create_topics_returns(tmp_path):
     """Right after ``create_topics`` a fresh client sees every partition of every topic
     (``kafka_io.end_offsets`` asks the broker's metadata; before the wait it could see none)."""
-    import dataclasses
+    import dataclasses  # noqa: PLC0415
 
-    from iotflink import kafka_io
+    from iotflink import kafka_io  # noqa: PLC0415
 
     cfg = stack.free_port_settings(tmp_path / "run")
     st = stack.Stack(cfg)

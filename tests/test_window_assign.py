@@ -123,7 +123,7 @@ def test_settings_reject_bad_values(var, value):
 
 
 def test_job_configuration_checkpointing_and_interpreter():
-    import sys
+    import sys  # noqa: PLC0415
 
     conf = common.job_configuration(_cfg(checkpoint_interval_ms=30_000), "j", use_kafka=False)
     assert conf["execution.checkpointing.interval"] == "30000 ms"

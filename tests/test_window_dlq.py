@@ -28,8 +28,7 @@ from iotflink.settings import WindowJobSettings
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 from tests.strategies import hostile_messages, valid_messages
-from tests.test_sensor_windows import (BASE, _cfg, _committed_lines, _event, _final_aggregates, reference,
-                                       split_duplicates)
+from tests.test_sensor_windows import BASE, _cfg, _committed_lines, _event, _final_aggregates, reference, split_duplicates
 
 pytestmark = [pytest.mark.minicluster, pytest.mark.timeout(300)]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: The file is checked at most this often (ms): an ``os.stat`` per row would cost more than
 #: the rows themselves at full speed, and 200 ms is well below the REST API's backpressure
@@ -87,7 +87,7 @@ class Throttle(ScalarFunction):  # type: ignore[misc,valid-type]
         self.path, self.sleep_ms, self.check_interval_ms = path, sleep_ms, check_interval_ms
         self._gate: SlowSinkGate | None = None
 
-    def open(self, function_context) -> None:  # noqa: D401 - PyFlink hook
+    def open(self, function_context) -> None:  # PyFlink hook
         self._gate = SlowSinkGate(self.path, self.sleep_ms, self.check_interval_ms)
 
     def eval(self, value):

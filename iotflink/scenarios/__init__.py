@@ -1,7 +1,7 @@
 """Worked examples of the field as runnable, checked scenarios on the local stack.
 
-``python -m iotflink.cli scenario list`` shows them, one line each;
-``python -m iotflink.cli scenario NAME [--short]`` (or ``make scenario NAME=...``) starts the
+``iotflink scenario list`` shows them, one line each;
+``iotflink scenario NAME [--short]`` (or ``make scenario NAME=...``) starts the
 local stack's services the scenario needs (:class:`iotflink.stack.Stack`, left running
 afterwards; ``make down`` stops it), publishes the scenario's data (real data from ``data/``
 where the project has it, seeded generated data otherwise), runs the real job(s) on the
@@ -46,7 +46,7 @@ def report(name: str, outcome: Outcome, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(name: str, cfg: "StackSettings", short: bool = False, results: bool = True) -> int:
+def run(name: str, cfg: StackSettings, short: bool = False, results: bool = True) -> int:
     """Start the services scenario ``name`` needs on the stack of ``cfg``, run it, print its
     report and (``results``) write its figures to ``bench/results/scenario-NAME.json``.
 
@@ -70,7 +70,7 @@ def run(name: str, cfg: "StackSettings", short: bool = False, results: bool = Tr
     return 0 if outcome.passed else 1
 
 
-def _cmd(args: argparse.Namespace, cfg: "StackSettings") -> int:
+def _cmd(args: argparse.Namespace) -> int:
     if args.name == "list":
         width = max(len(n) for n in SCENARIOS)
         for scenario in SCENARIOS.values():
@@ -80,12 +80,14 @@ def _cmd(args: argparse.Namespace, cfg: "StackSettings") -> int:
         print(f"usage error: no scenario {args.name!r}; `scenario list` shows them: {', '.join(SCENARIOS)}",
               file=sys.stderr)
         return 2
-    return run(args.name, cfg, short=args.short, results=not args.no_results)
+    from iotflink.settings import StackSettings  # noqa: PLC0415 (the CLI imports this module at start)
+
+    return run(args.name, StackSettings.from_env(), short=args.short, results=not args.no_results)
 
 
-def add_parser(subparsers: "argparse._SubParsersAction") -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``scenario`` command to the CLI's ``subparsers`` (``iotflink/cli.py``); its
-    handler is called as ``func(args, StackSettings)``."""
+    handler is called as ``func(args)`` and reads ``StackSettings.from_env()``."""
     p = subparsers.add_parser("scenario", help="run a worked example on the local stack and check its claim",
                               description="scenario list | scenario NAME [--short] [--no-results]")
     p.add_argument("name", help="a scenario name, or `list`")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from iotflink.errors import IotFlinkError
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
@@ -84,7 +85,7 @@ class Scenario:
 
     name: str
     summary: str
-    run: Callable[["Stack", bool, Say], Outcome]
+    run: Callable[[Stack, bool, Say], Outcome]
     services: tuple[str, ...] = ("kafka", "flink-jobmanager", "flink-taskmanager")
 
 
@@ -105,7 +106,7 @@ def write_results(name: str, outcome: Outcome, short: bool, results_dir: Path = 
     return path
 
 
-def reset_topics(stack: "Stack", topics: Iterable[str], groups: Iterable[str] = ()) -> None:
+def reset_topics(stack: Stack, topics: Iterable[str], groups: Iterable[str] = ()) -> None:
     """Delete ``topics`` and consumer ``groups`` if they exist, so a scenario's counts cover
     its own run only (a second run on the same stack starts from empty topics).
 
@@ -231,7 +232,7 @@ def submit_all(ctl, jobs: Mapping[str, tuple[str, list[str], Mapping[str, str]]]
     return done
 
 
-def start_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
+def start_window_jobs(stack: Stack, topic: str, instances: Mapping[str, Mapping[str, str]],
                       say: Say) -> WindowJobs:
     """Delete ``topic``, the instances' output topics and consumer groups
     (:func:`reset_topics`), create ``topic``, then submit ``jobs/sensor_windows`` once per
@@ -266,7 +267,7 @@ def start_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mappin
     return run
 
 
-def finish_window_jobs(stack: "Stack", run: WindowJobs, written: int, last_ts_ms: int, say: Say,
+def finish_window_jobs(stack: Stack, run: WindowJobs, written: int, last_ts_ms: int, say: Say,
                        timeout_s: float = 300.0) -> dict[str, WindowResult]:
     """Wait until each instance's source has read ``written`` records, end the bounded run
     with :meth:`FlinkCtl.drain_bounded_replay` (heartbeats carry the watermark past every
@@ -305,7 +306,7 @@ def finish_window_jobs(stack: "Stack", run: WindowJobs, written: int, last_ts_ms
         run.cancel()  # only on an error path: the drained jobs are gone from run.jobs
 
 
-def run_window_jobs(stack: "Stack", topic: str, instances: Mapping[str, Mapping[str, str]],
+def run_window_jobs(stack: Stack, topic: str, instances: Mapping[str, Mapping[str, str]],
                     readings: list[dict], say: Say, timeout_s: float = 300.0) -> dict[str, WindowResult]:
     """Run ``jobs/sensor_windows`` once per instance over ``readings`` on ``topic``:
     :func:`start_window_jobs`, write the readings (:func:`produce`), :func:`finish_window_jobs`.

@@ -117,7 +117,7 @@ class Load:
             tick += 0.1
             self._stop.wait(max(0.0, tick - time.monotonic()))
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         """Start sending (at the current ``rate``); returns self."""
         self._thread.start()
         return self
@@ -137,7 +137,7 @@ class Load:
         return self.written
 
 
-def run(stack: "Stack", short: bool, say: Say) -> Outcome:
+def run(stack: Stack, short: bool, say: Say) -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: a 25 s spike instead of 60 s."""
     from iotflink import backpressure, kafka_io  # noqa: PLC0415
 
@@ -221,9 +221,10 @@ def run(stack: "Stack", short: bool, say: Say) -> Outcome:
               f"reads at capacity ({busy_stale:g}), over 5 s of the job's capacity; max sampled {max_lag}; "
               f"the spike's excess over capacity {excess:g}")
     out.check("the lag drains after the spike", drained_at is not None,
-              f"at most {stale:g} (the metric's age x the baseline rate) at t={drained_at} s, {out.figures['drain_s_after_spike']} s after the spike" if drained_at
+              f"at most {stale:g} (the metric's age x the baseline rate) at t={drained_at} s, "
+              f"{out.figures['drain_s_after_spike']} s after the spike" if drained_at
               else f"still {samples[-1][1]} after {DRAIN_TIMEOUT_S:g} s")
-    out.check("backpressure is visible upstream of the slow sink (iotflink.cli backpressure: LOW or HIGH)",
+    out.check("backpressure is visible upstream of the slow sink (iotflink backpressure: LOW or HIGH)",
               bool(seen), f"{seen or 'none'} in {len(reports)} report(s) after the spike")
     out.check("nothing is lost: every reading is counted once or is in the late topic",
               counted + len(res.late) == written and not res.dropped_late,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import math
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -64,7 +65,7 @@ def generate(start: dt.date, days: int) -> list[dict]:
     begin, end = local_midnight_ms(start), local_midnight_ms(start + dt.timedelta(days=days))
     need = (end - begin) // INTERVAL_MS
     with open(DATA_DIR / "nab" / "machine_temperature_system_failure.csv", newline="", encoding="utf-8") as fh:
-        values = [float(row["value"]) for _, row in zip(range(need), csv.DictReader(fh))]
+        values = [float(row["value"]) for row in itertools.islice(csv.DictReader(fh), need)]
     if len(values) < need:
         raise ValueError(f"the NAB series has {len(values)} rows, the grid needs {need}")
     return [{"device_id": DEVICE, "seq": i, "ts": begin + i * INTERVAL_MS, "readings": {SENSOR: v}}
@@ -86,7 +87,7 @@ def reference_totals(readings: list[dict], zone: str = ZONE) -> dict[str, dict]:
     return out
 
 
-def run(stack: "Stack", short: bool, say: Say) -> Outcome:
+def run(stack: Stack, short: bool, say: Say) -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 4 days instead of 14."""
     start, days = (SHORT_START_LOCAL, SHORT_DAYS) if short else (START_LOCAL, DAYS)
     readings = generate(start, days)

@@ -114,7 +114,7 @@ def _minute(ts_ms: int | None) -> str:
     return f"{int(sec // 60)}:{int(sec % 60):02d}"
 
 
-def run(stack: "Stack", short: bool, say: Say) -> Outcome:
+def run(stack: Stack, short: bool, say: Say) -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 3 patients instead of 8."""
     patients = 3 if short else 8
     readings = generate(patients)

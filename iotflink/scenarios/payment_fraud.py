@@ -117,7 +117,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
-def run(stack: "Stack", short: bool, say: Say) -> Outcome:
+def run(stack: Stack, short: bool, say: Say) -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 300 transactions/s for 20 s."""
     from kafka import KafkaProducer  # noqa: PLC0415
 

@@ -29,7 +29,7 @@
 --               of times (798 matches on FEMTO Bearing1_1, one episode, one alert). The
 --               deduplication keeps one row per episode in state (no TTL).
 -- calibration: leave-one-bearing-out on eight FEMTO PRONOSTIA run-to-failure bearings
---   (bench/bearing_calibrate.py, also printed by `python -m jobs.rules calibrate`; table in
+--   (bench/bearing_calibrate.py, also printed by `iotflink rules calibrate`; table in
 --   README, "Bearing rules across bearings"): the values below are those chosen on all eight
 --   (no alert in the first half of any run, also with spike_k lowered by 10 %, then the
 --   largest median warning). Judged on held-out bearings this pattern warns a median of

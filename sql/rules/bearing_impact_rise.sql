@@ -20,7 +20,7 @@
 --   alert on a high vibration message whose previous vibration message is not high
 --   (PATTERN (Q H), AFTER MATCH SKIP PAST LAST ROW): one alert per high episode.
 -- calibration: leave-one-bearing-out on eight FEMTO PRONOSTIA run-to-failure bearings
---   (bench/bearing_calibrate.py, also printed by `python -m jobs.rules calibrate`; table in
+--   (bench/bearing_calibrate.py, also printed by `iotflink rules calibrate`; table in
 --   README, "Bearing rules across bearings"): the values below are those chosen on all eight
 --   (no alert in the first half of any run, also with rise_k lowered by 10 %, then the
 --   largest median warning). Judged on held-out bearings it warns a median of 32.3 min before

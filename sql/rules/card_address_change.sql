@@ -9,7 +9,7 @@
 --   AFTER MATCH SKIP PAST LAST ROW.
 -- param: min_amount_usd = 500 USD. Source: TabFormer user 0: 99.4 % of its 19,313
 --   purchases are below 500 USD (99th percentile 422 USD, 99.9th 981 USD; printed by
---   python -m jobs.rules calibrate), so P is a rare, high-value purchase; the pattern leaves
+--   iotflink rules calibrate), so P is a rare, high-value purchase; the pattern leaves
 --   the amount to configuration.
 -- param: within_s = 1800 s (30 min). Source: the pattern's window as this project specifies it (README, "Detection rules").
 -- late data: rows at or behind the watermark go to rules_late (view late_transactions).
