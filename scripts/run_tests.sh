@@ -13,7 +13,7 @@ if [[ -f esp32/test.sh ]]; then
   bash esp32/test.sh || status=1
 fi
 echo "== pytest"
-.venv/bin/python -m pytest -q --timeout=900 --durations=15 "$@"
+.venv/bin/python -m pytest -q --timeout=900 --durations=50 "$@"
 rc=$?
 # pytest exits 5 when it collected no test: that is a failure here, not a pass
 [[ $rc -ne 0 ]] && status=1
