@@ -240,6 +240,7 @@ def worker_flink(args) -> dict:
     t_env.execute_sql(sw.kafka_dlq_sink_ddl(cfg, "dlq"))
     stmts = sw.build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
     first: list[float] = []
+    job_conf: dict = {}  # the job's execution config as the REST API shows it (object reuse, ...)
     done = threading.Event()
 
     def watch() -> None:
@@ -251,6 +252,8 @@ def worker_flink(args) -> dict:
                     vertices = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}", timeout=2))["vertices"]
                     if vertices and vertices[0]["metrics"].get("write-records", 0) > 0:
                         first.append(_since_launch())
+                        conf = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}/config", timeout=2))
+                        job_conf.update(conf.get("execution-config", {}))
             except OSError:
                 pass
             done.wait(0.25)
@@ -262,7 +265,8 @@ def worker_flink(args) -> dict:
     result.get_job_client().get_job_execution_result().result()
     end = _since_launch()
     done.set()
-    return {"first_read_s": first[0] if first else None, "end_s": end, "phases": phases}
+    return {"first_read_s": first[0] if first else None, "end_s": end, "phases": phases,
+            "object_reuse": job_conf.get("object-reuse-mode")}
 
 
 def worker_bytewax(args) -> dict:
