@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
             order += systems if r % 2 == 0 else list(reversed(systems))
         runs: dict[str, list[dict]] = {s: [] for s in systems}
         for i, system in enumerate(order):
-            out_topic = f"peers-out-{system}-{i}"
+            out_topic = f"peers-out-{system}-{i}-{args.topic.rsplit('-', 1)[-1]}"  # unique per run on a shared broker
             for t in ([out_topic] + ([f"{out_topic}-late", f"{out_topic}-dup", f"{out_topic}-dlq"]
                                      if system.startswith("flink") else [])):
                 create_topic(args.bootstrap, t)
