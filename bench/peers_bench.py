@@ -215,6 +215,7 @@ def worker_flink(args) -> dict:
     from jobs import sensor_windows as sw  # noqa: PLC0415
     from jobs.common import create_table_env, job_configuration  # noqa: PLC0415
 
+    phases = {"imported_s": _since_launch()}
     tag = uuid.uuid4().hex[:8]
     cfg = WindowJobSettings(kafka_bootstrap=args.bootstrap, parallelism=args.parallelism,
                             source_parallelism=args.parallelism, consumer_group=f"peers-{tag}",
@@ -227,7 +228,9 @@ def worker_flink(args) -> dict:
     ckpt = Path(tempfile.mkdtemp(prefix="peers-ckpt-"))
     t_env = create_table_env(job_configuration(cfg, f"peers_flink_p{args.parallelism}", use_kafka=True, extra={
         "state.backend.type": "rocksdb", "execution.checkpointing.dir": ckpt.as_uri(),
-        "rest.port": str(rest), "metrics.fetcher.update-interval": "500"}))
+        "rest.port": str(rest), "metrics.fetcher.update-interval": "500",
+        **dict(o.split("=", 1) for o in args.flink_option)}))
+    phases["gateway_s"] = _since_launch()
     t_env.execute_sql(sw.kafka_source_ddl(cfg, "readings"))
     t_env.execute_sql("ALTER TABLE readings SET ('scan.bounded.mode' = 'latest-offset')")
     t_env.execute_sql(sw.kafka_aggregates_sink_ddl(cfg, "aggregates"))
@@ -236,6 +239,7 @@ def worker_flink(args) -> dict:
     t_env.execute_sql(sw.kafka_dlq_sink_ddl(cfg, "dlq"))
     stmts = sw.build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
     first: list[float] = []
+    job_conf: dict = {}  # the job's execution config as the REST API shows it (object reuse, ...)
     done = threading.Event()
 
     def watch() -> None:
@@ -247,16 +251,21 @@ def worker_flink(args) -> dict:
                     vertices = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}", timeout=2))["vertices"]
                     if vertices and vertices[0]["metrics"].get("write-records", 0) > 0:
                         first.append(_since_launch())
+                        conf = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}/config", timeout=2))
+                        job_conf.update(conf.get("execution-config", {}))
             except OSError:
                 pass
             done.wait(0.25)
 
+    phases["built_s"] = _since_launch()
     threading.Thread(target=watch, daemon=True).start()
     result = stmts.execute()
+    phases["submitted_s"] = _since_launch()
     result.get_job_client().get_job_execution_result().result()
     end = _since_launch()
     done.set()
-    return {"first_read_s": first[0] if first else None, "end_s": end}
+    return {"first_read_s": first[0] if first else None, "end_s": end, "phases": phases,
+            "object_reuse": job_conf.get("object-reuse-mode")}
 
 
 def worker_bytewax(args) -> dict:
@@ -402,6 +411,8 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     kind, _, par = system.partition("-p")
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--bootstrap", args.bootstrap,
            "--topic", args.topic, "--out-topic", out_topic, "--parallelism", par or "1"]
+    if kind == "flink":
+        cmd += [f"--flink-option={o}" for o in args.flink_option]
     env = dict(os.environ)
     result_file = Path(tempfile.mkstemp(prefix="peers-result-")[1])
     cmd += ["--result-file", str(result_file)]
@@ -503,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", default="flink-p1,flink-p2,bytewax,quix")
     ap.add_argument("--peers-venv", type=Path, default=ROOT / ".venv-peers")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "peers.json")
+    ap.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Flink configuration option for the flink systems (repeatable; e.g. "
+                         "state.backend.type=hashmap to measure a variant)")
     # worker mode (internal)
     ap.add_argument("--worker", choices=sorted(WORKERS))
     ap.add_argument("--topic", default="")
@@ -548,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             order += systems if r % 2 == 0 else list(reversed(systems))
         runs: dict[str, list[dict]] = {s: [] for s in systems}
         for i, system in enumerate(order):
-            out_topic = f"peers-out-{system}-{i}"
+            out_topic = f"peers-out-{system}-{i}-{args.topic.rsplit('-', 1)[-1]}"  # unique per run on a shared broker
             for t in ([out_topic] + ([f"{out_topic}-late", f"{out_topic}-dup", f"{out_topic}-dlq"]
                                      if system.startswith("flink") else [])):
                 create_topic(args.bootstrap, t)

@@ -705,8 +705,18 @@ def configure_windowing(t_env, cfg: WindowJobSettings) -> None:
       materializer would only add unbounded state.
     - ``table.exec.state.ttl = dedup_ttl_ms``: the TTL of the dedup's keyed state (the only
       operator of this job that reads the option; see the module doc).
+    - ``pipeline.object-reuse = true``: chained operators hand rows on without a deep copy
+      (``CopyingChainingOutput`` copies every row with its ``RowDataSerializer`` otherwise,
+      strings and the readings map included). Flink's planner turns it on itself for every
+      batch SQL job (Flink 2.2 ``DefaultExecutor.configureBatchSpecificProperties``); this job
+      has no user function on its hot path (the slow-sink UDF runs in a Python worker, which
+      gets serialized rows), and its operators keep in state only what they serialize (RocksDB)
+      or build themselves (accumulators, the dedup's count). The window tests run with it
+      (exact late split at parallelism 1, 2 and 4, every window kind). Measured with
+      ``bench/peers_bench.py`` (README, "Where the window job's CPU goes").
     """
     tc = t_env.get_config()
+    tc.set("pipeline.object-reuse", "true")
     if cfg.allowed_lateness_ms > 0:
         tc.set("table.exec.emit.late-fire.enabled", "true")
         tc.set("table.exec.emit.late-fire.delay", "0 ms")
