@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "paho_subscriber_qos1": paho_r,
         "kafka_producer_acks_all": kafka_r,
         "bridge_mqtt_to_kafka_qos1_ack_after_kafka": bridge_r,
-        "producer_config": {k: v for k, v in {**PRODUCER_DEFAULTS, **overrides}.items() if k != "client_id"},
+        "producer_config": {k: (v if isinstance(v, (int, float, str, bool)) else type(v).__name__) for k, v in {**PRODUCER_DEFAULTS, **overrides}.items() if k != "client_id"},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

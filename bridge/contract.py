@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_PAYLOAD_BYTES", "TS_FLOOR_MS", "MAX_FUTURE_MS", "STALE_AFTER_MS", "MAX_READINGS",
     "STALE_WARN_INTERVAL_S", "STALE_WARN_MAX_DEVICES", "REASONS", "TOPIC_PREFIX", "TOPIC_SUFFIX",
-    "normalise_ts", "topic_device_id", "validate", "dead_letter",
+    "normalise_ts", "topic_device_id", "validate", "dead_letter", "encode_reading",
 ]
 
 #: Seconds between two stale-timestamp warnings for the same device.
@@ -252,6 +252,30 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
     if drops is not None:
         value["drops"] = drops
     return value
+
+
+def encode_reading(value: dict) -> bytes:
+    """The compact JSON (UTF-8) of a :func:`validate` result, built directly as text.
+
+    Equal, as JSON, to ``json.dumps(value, separators=(",", ":"))`` (a property test checks
+    it), and about three times faster: :func:`validate` guarantees that ``device_id`` and
+    every sensor and ``drops`` name match :data:`iotflink.schema.DEVICE_ID_PATTERN` /
+    :data:`iotflink.schema.NAME_PATTERN` (no character needs escaping), that every reading is
+    a finite float (``repr`` is JSON's number form, as :mod:`json` writes it) and that
+    ``seq``, ``ts``, ``ingest_ms`` and the drops counters are ints.
+
+    Args:
+        value: a :func:`validate` result (one reading).
+    Returns:
+        the Kafka record value, bytes.
+    """
+    readings = ",".join([f'"{name}":{x!r}' for name, x in value["readings"].items()])
+    text = (f'{{"device_id":"{value["device_id"]}","seq":{value["seq"]},"ts":{value["ts"]},'
+            f'"readings":{{{readings}}},"ingest_ms":{value["ingest_ms"]}')
+    drops = value.get("drops")
+    if drops is not None:
+        text += ',"drops":{' + ",".join([f'"{name}":{n}' for name, n in drops.items()]) + "}"
+    return (text + "}").encode()
 
 
 def _warn_stale(device_id: str, ts_ms: int, now_ms: int) -> None:

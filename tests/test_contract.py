@@ -339,3 +339,19 @@ def test_validation_error_chains_its_cause():
     with pytest.raises(ValidationError) as info:
         validate(TOPIC, b"{oops", NOW_MS)
     assert isinstance(info.value.__cause__, ValueError)
+
+
+# --------------------------------------------------------------------- encode_reading
+from hypothesis import given, settings as hsettings  # noqa: E402
+
+from tests import strategies as sts  # noqa: E402
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(sts.valid_messages())
+def test_encode_reading_is_the_json_of_the_validated_value(message):
+    topic, payload = message
+    value = contract.validate(topic, payload, sts.NOW_MS)
+    encoded = contract.encode_reading(value)
+    assert json.loads(encoded) == value
+    assert encoded == json.dumps(value, separators=(",", ":")).encode()
