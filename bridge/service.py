@@ -199,7 +199,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # how long send() waits for an uncached topic's metadata; the sender thread retries
     # anyway, so a short wait reports a blocked state sooner and lets stop() finish sooner
     "max_block_ms": 10_000,
-    "client_id": "iotflink-bridge",
+    "client_id": "iotflink-bridge",  # the bridge's own username replaces it (Bridge.__init__)
     "partitioner": CachedKeyPartitioner(),
 }
 
@@ -325,7 +325,8 @@ class Bridge:
         if settings.heartbeat_interval_ms < 0 or settings.heartbeat_quiet_ms <= 0:
             raise ValueError("heartbeat interval must be >= 0 (0 = off) and the quiet period > 0")
         self.settings = settings
-        self._producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
+        self._producer_config = {**PRODUCER_DEFAULTS, "client_id": settings.client_id or PRODUCER_DEFAULTS["client_id"],
+                                 **(producer_config or {})}
         self._producer_factory = producer_factory
         self._client_factory = client_factory or mqtt.Client
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -432,7 +433,7 @@ class Bridge:
         log.info(
             "bridge started: mqtt %s:%d filter %s client_id %s -> kafka %s (%s, dlq %s), "
             "max_inflight %d messages / %d bytes",
-            self.settings.mqtt_host, self.settings.mqtt_port, self.settings.topic_filter,
+            self.settings.mqtt_host, self.settings.mqtt_port, self.settings.subscription,
             self.settings.client_id, self.settings.kafka_bootstrap, self.settings.readings_topic,
             self.settings.dlq_topic, self.settings.max_inflight, self.settings.max_inflight_bytes,
         )
@@ -451,14 +452,18 @@ class Bridge:
             self._counts["connects"] += 1
         log.info("MQTT connected (session present: %s); subscribing to %s at QoS 1, retained "
                  "messages not replayed (retain handling %d)",
-                 flags.session_present, self.settings.topic_filter, RETAIN_HANDLING)
-        client.subscribe(self.settings.topic_filter,
+                 flags.session_present, self.settings.subscription, RETAIN_HANDLING)
+        client.subscribe(self.settings.subscription,
                          options=SubscribeOptions(qos=1, retainHandling=RETAIN_HANDLING))
+        if self.settings.share_group:
+            # a session made before the bridge joined the group may still hold the plain
+            # subscription, which would deliver every message a second time
+            client.unsubscribe(self.settings.topic_filter)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
         for rc in reason_codes:
             if rc.is_failure or rc.value != 1:
-                log.error("subscription to %s not granted at QoS 1: %s", self.settings.topic_filter, rc)
+                log.error("subscription to %s not granted at QoS 1: %s", self.settings.subscription, rc)
             else:
                 with self._lock:
                     self._counts["subscribed"] += 1

@@ -156,6 +156,7 @@ def free_port_settings(run_dir: Path, base: StackSettings | None = None) -> Stac
     return StackSettings(
         mqtt_tls=base.mqtt_tls,
         mqtt_bridge_user=base.mqtt_bridge_user,
+        bridges=base.bridges,
         run_dir=run_dir,
         deps_dir=base.deps_dir,
         host=base.host,
@@ -297,7 +298,10 @@ class Stack:
 
     # ------------------------------------------------------------------ paths
     def log_file(self, name: str) -> Path:
-        """The log file of service ``name`` (what a failure message points to)."""
+        """The log file of service ``name`` (what a failure message points to); bridge
+        process ``i`` > 0 is ``bridge-{i}``."""
+        if name.startswith("bridge-"):
+            return self.log_dir / f"{name}.log"
         return {
             "kafka": self.log_dir / "kafka.out",
             "mosquitto": self.log_dir / "mosquitto.log",
@@ -375,7 +379,7 @@ class Stack:
         (created once),
         and with TLS the local CA and server certificate; returns the credentials created."""
         store = self.credentials
-        _creds, created = store.ensure([self.s.mqtt_bridge_user], role="bridge")
+        _creds, created = store.ensure([self.s.bridge_user(i) for i in range(self.s.bridges)], role="bridge")
         _creds, created_monitor = store.ensure([MQTT_MONITOR_USER], role="monitor")
         created = created + created_monitor
         if not (store.passwd_file.exists() and store.acl_file.exists()):
@@ -468,25 +472,55 @@ class Stack:
 
     @property
     def bridge_stats_file(self) -> Path:
-        """JSON counters the running bridge rewrites every second (see ``bridge.service``)."""
+        """JSON counters the running bridge rewrites every second (see ``bridge.service``);
+        the first bridge process's with ``bridges`` > 1 (:meth:`bridge_stats_files`)."""
         return self.run_dir / "bridge-stats.json"
 
+    def bridge_stats_files(self) -> list[Path]:
+        """The stats file of each of the ``bridges`` bridge processes, in process order."""
+        return [self.bridge_stats_file] + [self.run_dir / f"bridge-{i}-stats.json" for i in range(1, self.s.bridges)]
+
     def bridge_stats(self) -> dict:
-        """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...)."""
-        return json.loads(self.bridge_stats_file.read_text())
+        """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...);
+        with several bridge processes, the sum of their counters (:meth:`bridge_stats_all` has
+        each one's): ``received = forwarded + dead_lettered + pending`` holds for the sum."""
+        all_stats = self.bridge_stats_all()
+        if len(all_stats) == 1:
+            return all_stats[0]
+        total: dict = {}
+        for st in all_stats:
+            for key, value in st.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    total.setdefault(key, value) if value is not None else None
+                    continue
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def bridge_stats_all(self) -> list[dict]:
+        """The latest counters of each bridge process (raises OSError while one has none yet)."""
+        return [json.loads(path.read_text()) for path in self.bridge_stats_files()]
+
+    def _bridge_names(self) -> list[str]:
+        return ["bridge"] + [f"bridge-{i}" for i in range(1, self.s.bridges)]
 
     def _start_bridge(self) -> None:
-        self.bridge_stats_file.unlink(missing_ok=True)
+        """Start the ``bridges`` bridge processes, each with its own credential (client id,
+        persistent session, Kafka producer client id) and stats file, all in the shared
+        subscription group ``IOTFLINK_BRIDGE_SHARE_GROUP``."""
         env = dict(os.environ)
         env.update(self.s.to_env())
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-        self._spawn("bridge", [sys.executable, "-m", "bridge", "--stats-file", str(self.bridge_stats_file),
-                               "--stats-interval-s", "1"], env=env)
+        for i, (name, stats) in enumerate(zip(self._bridge_names(), self.bridge_stats_files())):
+            if i > 0 and self.pid(name) is not None:
+                continue
+            stats.unlink(missing_ok=True)
+            self._spawn(name, [sys.executable, "-m", "bridge", "--stats-file", str(stats), "--stats-interval-s", "1"],
+                        env={**env, "IOTFLINK_MQTT_BRIDGE_USER": self.s.bridge_user(i)})
 
     def bridge_ready(self) -> bool:
-        """True when the bridge holds its QoS 1 subscription (its stats file counts one)."""
-        st = self.bridge_stats()
-        return st.get("subscribed", 0) >= 1
+        """True when every bridge process holds its QoS 1 subscription (its stats file counts
+        one)."""
+        return all(st.get("subscribed", 0) >= 1 for st in self.bridge_stats_all())
 
     def _start_flink(self, role: str) -> None:
         script = flink_home() / "bin" / f"{role}.sh"
@@ -714,7 +748,12 @@ class Stack:
         return "\n".join("    " + line for line in text[-lines:])
 
     def stop_service(self, name: str, kill: bool = False, timeout_s: float = 30.0) -> None:
-        """Stop one service: SIGTERM (or SIGKILL if ``kill``), then SIGKILL after ``timeout_s``."""
+        """Stop one service: SIGTERM (or SIGKILL if ``kill``), then SIGKILL after ``timeout_s``.
+        ``bridge`` stops every bridge process (``bridge-1`` ... as well)."""
+        if name == "bridge":  # also those started with more bridges than these settings say
+            extras = {p.stem for p in self.pid_dir.glob("bridge-*.pid")} | set(self._bridge_names()[1:])
+            for extra in sorted(extras):
+                self.stop_service(extra, kill=kill, timeout_s=timeout_s)
         pid = self.pid(name)
         if pid is None:
             self._pid_file(name).unlink(missing_ok=True)
