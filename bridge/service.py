@@ -99,7 +99,11 @@ Guarantees and decisions (see also docs/CONTRACT.md):
   same murmur2 answer as the Java client's). What remains per message is paho's own work
   (it reads each packet with several ``recv`` calls and wakes its loop through a socket
   pair for every PUBACK), the JSON parse, and kafka-python's ``send``.
-* **Nothing lost silently.** ``received = forwarded + dead_lettered + pending``
+* **Batches** (docs/CONTRACT.md, "Batches"): a message with a ``samples`` list becomes one
+  Kafka record per sample (``seq`` of sample ``i`` = the message's ``seq`` + ``i``), a faulty
+  sample its own dead letter (``sample_index``, raw = the whole payload) beside the good
+  samples' records; the message is acked once all its records are confirmed.
+* **Nothing lost silently.** ``records = forwarded + dead_lettered + pending``
   (see :meth:`Bridge.stats`); invalid payloads go to the DLQ topic with a reason.
 """
 
@@ -262,7 +266,7 @@ class _Entry:
 
     __slots__ = ("seq", "mid", "qos", "gen", "done", "kind", "topic", "key", "value", "reason",
                  "detail", "payload", "mqtt_topic", "received_ms", "cost", "attempt", "truncated",
-                 "pgen", "ts_ms")
+                 "pgen", "ts_ms", "last")
 
     def __init__(self, mid: int, qos: int, kind: str, topic: str, key: bytes | None, value: bytes,
                  reason: str | None, detail: str | None, payload: bytes, mqtt_topic: str,
@@ -287,6 +291,7 @@ class _Entry:
         self.truncated = False
         self.pgen = 0
         self.ts_ms: int | None = None  # a reading's event time (for the watermark heartbeats)
+        self.last = False  # the last record of its message: carries the message's PUBACK
 
 
 class Bridge:
@@ -350,6 +355,7 @@ class Bridge:
         self._replace_producer = False  # set on a non-retriable asynchronous error
         self._poison: BaseException | None = None  # that error (the old producer repeats it)
         self._seq = 0
+        self._pending_msgs = 0  # messages in _pending (a batch has several records there)
         self._gen = 0
         self._connected = False
         self._stopping = threading.Event()
@@ -493,44 +499,62 @@ class Bridge:
         except UnicodeDecodeError:
             topic = repr(msg._topic)  # noqa: SLF001 - paho raises on a non-UTF-8 topic
         payload = msg.payload
-        stale = False
+        stale = 0
+        readings_topic, dlq_topic = self.settings.readings_topic, self.settings.dlq_topic
+        entries: list[_Entry] = []
         try:
-            value = contract.validate(topic, payload, now_ms)
-            body = contract.encode_reading(value)
-            key = value["device_id"]
-            entry = _Entry(msg.mid, msg.qos, "forwarded", self.settings.readings_topic,
-                           key.encode(), body, None, None, payload, topic, now_ms)
-            entry.ts_ms = value["ts"]
-            stale = now_ms - value["ts"] > contract.STALE_AFTER_MS
+            items = contract.validate_message(topic, payload, now_ms)
         except Exception as exc:  # noqa: BLE001 - every message in is counted out
-            if isinstance(exc, ValidationError):
-                reason, detail = exc.reason, exc.detail
-            else:  # a bug, or an input the contract did not foresee: dead-letter, keep running
-                log.exception("unexpected error handling a message on %s; dead-lettering it", topic)
-                reason, detail = "internal_error", repr(exc)
-            body = _encode_json(contract.dead_letter(topic, payload, reason, detail, now_ms)).encode()
-            key = contract.topic_device_id(topic)
-            entry = _Entry(msg.mid, msg.qos, "dead_lettered", self.settings.dlq_topic,
-                           key.encode() if key is not None else None, body, reason, detail,
-                           payload, topic, now_ms)
-        self._admit(entry, dup=msg.dup, stale=stale)
+            items = [exc]
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                body = contract.encode_reading(item)
+                entry = _Entry(msg.mid, msg.qos, "forwarded", readings_topic, item["device_id"].encode(), body,
+                               None, None, payload, topic, now_ms)
+                entry.ts_ms = item["ts"]
+                if now_ms - item["ts"] > contract.STALE_AFTER_MS:
+                    stale += 1
+            except Exception as exc:  # noqa: BLE001 - every message in is counted out
+                if isinstance(exc, ValidationError):
+                    reason, detail = exc.reason, exc.detail
+                else:  # a bug, or an input the contract did not foresee: dead-letter, keep running
+                    log.exception("unexpected error handling a message on %s; dead-lettering it", topic)
+                    reason, detail = "internal_error", repr(exc)
+                letter = contract.dead_letter(topic, payload, reason, detail, now_ms)
+                if len(items) > 1:
+                    letter["sample_index"] = i  # the raw payload is the whole batch
+                body = _encode_json(letter).encode()
+                key = contract.topic_device_id(topic)
+                entry = _Entry(msg.mid, msg.qos, "dead_lettered", dlq_topic,
+                               key.encode() if key is not None else None, body, reason, detail,
+                               payload, topic, now_ms)
+            entries.append(entry)
+        self._admit(entries, dup=msg.dup, stale=stale)
 
-    def _admit(self, entry: _Entry, dup: bool, stale: bool) -> bool:
-        """Wait until ``entry`` fits both bounds, then queue it for sending.
+    def _admit(self, entries: list[_Entry], dup: bool, stale: int) -> bool:
+        """Wait until the records of one message fit both bounds, then queue them for sending.
+
+        The message's PUBACK goes with its last record (``last``): acks are drained in order,
+        so it is sent once every record of the message is confirmed. ``stale`` counts the
+        readings with a ts more than 1 h old.
 
         Returns False (the message is neither counted nor acked; the broker redelivers it)
         when the bridge stops while waiting.
         """
         limit_n, limit_b = self.settings.max_inflight, self.settings.max_inflight_bytes
+        cost = sum(e.cost for e in entries)
+        entries[-1].last = True
         with self._cv:
             waited: str | None = None
             while True:
                 if self._stopping.is_set():
                     self._admission_blocked = None
                     return False
-                if len(self._pending) >= limit_n:
+                if self._pending_msgs >= limit_n:
                     why = "messages"
-                elif self._inflight_bytes and self._inflight_bytes + entry.cost > limit_b:
+                elif self._inflight_bytes and self._inflight_bytes + cost > limit_b:
                     why = "bytes"
                 else:
                     break
@@ -540,16 +564,21 @@ class Bridge:
                 self._admission_blocked = why
                 self._room.wait(0.5)
             self._admission_blocked = None
-            entry.gen = self._gen
-            entry.seq = self._seq
-            self._seq += 1
+            for entry in entries:
+                entry.gen = self._gen
+                entry.seq = self._seq
+                self._seq += 1
+                self._pending.append(entry)
+            self._pending_msgs += 1
             self._counts["received"] += 1
+            self._counts["records"] += len(entries)
+            if len(entries) > 1:
+                self._counts["batches"] += 1
             if dup:
                 self._counts["redelivered"] += 1
             if stale:
-                self._counts["stale_ts"] += 1
-            self._pending.append(entry)
-            self._inflight_bytes += entry.cost
+                self._counts["stale_ts"] += stale
+            self._inflight_bytes += cost
             # Fast path: nothing older waits to be sent and Kafka is not failing, so this
             # thread sends the record itself (arrival order is kept: the sender thread is
             # idle and only this thread queues new entries). Otherwise the sender thread
@@ -557,14 +586,15 @@ class Bridge:
             inline = not (self._send_queue or self._retry or self._sender_busy or self._blocked
                           or self._replace_producer)
             if not inline:
-                self._send_queue.append(entry)
+                self._send_queue.extend(entries)
                 self._cv.notify_all()
         if inline:
-            try:
-                self._send(entry)
-            except Exception as exc:  # noqa: BLE001 - a bug here must not lose the message
-                log.exception("unexpected error sending a record to %s", entry.topic)
-                self._on_failed(entry, entry.attempt, exc)
+            for entry in entries:
+                try:
+                    self._send(entry)
+                except Exception as exc:  # noqa: BLE001 - a bug here must not lose the message
+                    log.exception("unexpected error sending a record to %s", entry.topic)
+                    self._on_failed(entry, entry.attempt, exc)
         return True
 
     # ------------------------------------------------------------------ sending
@@ -843,6 +873,9 @@ class Bridge:
         pending = self._pending
         while pending and pending[0].done:
             entry = pending.popleft()
+            if not entry.last:
+                continue  # a record of a batch: the message's ack goes with its last record
+            self._pending_msgs -= 1
             if entry.gen == self._gen and self._connected:
                 rc = self.client.ack(entry.mid, entry.qos)
                 if rc == mqtt.MQTT_ERR_SUCCESS:
@@ -856,7 +889,9 @@ class Bridge:
     def stats(self) -> dict[str, Any]:
         """Counters since start and the current state, as a JSON-able dict.
 
-        Counters: ``received`` (MQTT messages taken in), ``forwarded`` (Kafka confirmed a
+        Counters: ``received`` (MQTT messages taken in), ``records`` (Kafka records made from
+        them: one per reading, per sample of a batch, or per dead letter; equal to
+        ``received`` without batches), ``batches`` (messages with several samples), ``forwarded`` (Kafka confirmed a
         ``sensor-readings`` record), ``dead_lettered`` (Kafka confirmed a DLQ record),
         ``acked`` (PUBACK queued to the broker), ``kafka_errors`` (failed sends, synchronous
         or asynchronous), ``resent`` (sends of a record whose earlier send failed, including
@@ -871,8 +906,9 @@ class Bridge:
         Kafka confirmed; not messages, not in ``received``), ``dlq_reasons`` {reason: count of confirmed dead
         letters}.
 
-        State: ``pending`` (accepted, not yet acked; ``received = forwarded + dead_lettered
-        + pending``), ``inflight_bytes`` (bytes held against ``max_inflight_bytes``),
+        State: ``pending`` (records of accepted messages not yet acked; ``records = forwarded +
+        dead_lettered + pending``), ``pending_messages`` (their messages, against
+        ``max_inflight``), ``inflight_bytes`` (bytes held against ``max_inflight_bytes``),
         ``admission_blocked`` (null, or ``"messages"``/``"bytes"`` while ``on_message``
         waits for that bound), ``kafka_blocked`` / ``dlq_blocked`` (null, or while records of
         ``sensor-readings`` / ``sensor-dlq`` fail: ``{"topic", "error" (last error text),
@@ -885,8 +921,9 @@ class Bridge:
                 "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "resent",
                 "redelivered", "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed",
                 "inflight_messages_waits", "inflight_bytes_waits", "producer_restarts",
-                "connect_refused", "heartbeats")}
+                "connect_refused", "heartbeats", "records", "batches")}
             out["pending"] = len(self._pending)
+            out["pending_messages"] = self._pending_msgs
             out["inflight_bytes"] = self._inflight_bytes
             out["admission_blocked"] = self._admission_blocked
             out["kafka_blocked"] = dict(self._blocked["kafka"]) if "kafka" in self._blocked else None
