@@ -483,7 +483,7 @@ class Stack:
     def bridge_stats(self) -> dict:
         """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...);
         with several bridge processes, the sum of their counters (:meth:`bridge_stats_all` has
-        each one's): ``received = forwarded + dead_lettered + pending`` holds for the sum."""
+        each one's): ``records = forwarded + dead_lettered + pending`` holds for the sum."""
         all_stats = self.bridge_stats_all()
         if len(all_stats) == 1:
             return all_stats[0]
