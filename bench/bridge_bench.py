@@ -1,36 +1,53 @@
-"""Bridge throughput benchmark: raw paho subscriber, raw kafka-python producer, and the bridge.
+"""Bridge throughput benchmark: bare paho subscriber, bare kafka-python producer, and the bridge
+with 1 and 2 processes, single-reading and batched messages, in one run.
 
 Usage (needs a running Mosquitto and Kafka; ``--start-stack`` starts both on free ports)::
 
-    .venv/bin/python bench/bridge_bench.py [--count 20000] [--start-stack]
+    .venv/bin/python bench/bridge_bench.py --start-stack [--count 20000] [--batch 10]
         [--mqtt-host H --mqtt-port P --bootstrap B] [--out bench/results/bridge.json]
 
-One run measures, with the same message count and payloads (the contract's JSON, ~110 bytes,
-8 devices):
+One run measures, with ``count`` readings (the contract's JSON, 8 devices, ts 100 ms apart
+per device, as a 10 Hz sensor):
 
 1. **paho subscriber, QoS 1**: the messages are queued at the broker for a persistent session
    first, then one paho client (auto ack) drains them; rate = count / drain time.
-2. **kafka-python producer, acks=all** (idempotent, linger 5 ms, the bridge's settings): send
-   all records, then ``flush()``; rate = count / time.
-3. **bridge end to end**: the messages are queued for the bridge's session, then the bridge
-   (:class:`bridge.service.Bridge`, in this process) is started; rate = count / time from start
-   until every message was confirmed by Kafka and acked to MQTT.
+2. **kafka-python producer, acks=all** (the bridge's producer settings): send all records,
+   then ``flush()``; rate = count / time.
+3. **bridge, N processes x payload kind**: N in (1, 2) ``python -m bridge`` processes, each
+   with its own bridge credential (client id, session, producer), in one MQTT v5 shared
+   subscription group (one process: a plain subscription, as the stack runs it); payloads single readings (``count`` messages) or batches of
+   ``--batch`` samples (``count / batch`` messages, the same readings). The messages are
+   queued at the broker for the group first, then the processes are started; the rate is
+   taken from the first message a bridge took in to the moment every message is acked (the
+   bridges' stats files, written every 20 ms), so interpreter start-up is not counted.
+   msg/s and readings/s are reported.
+
+For every bridge run the records written are read back and checked: every reading is in
+Kafka (distinct ``(device_id, seq)`` = count; duplicates reported), and the **late upper
+bound** is computed: the share of records whose ts is more than the window job's
+out-of-orderness bound (``IOTFLINK_OUT_OF_ORDERNESS_MS``, 10 s) below the highest ts before it in
+its partition (the job's watermark never exceeds that, so at most these could be late), and
+the share of readings that came after a newer reading of the same device (reordered) with the
+largest such step back in event time.
 
 Preloading the broker queue takes the publisher out of the measurement, so each rate is that of
 the consumer side. Every client authenticates as the broker requires (README "Security"): each
-device publishes with its own credential, and each subscriber session (paho, bridge) has a
-bridge credential of its own; all are provisioned in the stack's credential directory.
-Benchmark topics ``bench-readings`` / ``bench-dlq`` / ``bench-raw``
-(4 partitions) keep the demo's topics clean. Prints a table; writes JSON to ``--out``.
+device publishes with its own credential, and each subscriber session has a bridge credential
+of its own. Benchmark topics ``bench-*`` (4 partitions) keep the demo's topics clean. Prints a
+table; writes JSON to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import json
 import logging
 import os
 import platform
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,31 +59,40 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.service import PRODUCER_DEFAULTS, Bridge
+from bridge.service import PRODUCER_DEFAULTS
+from iotflink.kafka_io import HEARTBEAT_DEVICE, read_topic
 from iotflink.mqtt_auth import Credential, configure_paho
-from iotflink.settings import BridgeSettings, StackSettings
+from iotflink.settings import StackSettings, WindowJobSettings
 from iotflink.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-
 log = logging.getLogger("bench.bridge")
 TOPICS = ("bench-readings", "bench-dlq", "bench-raw")
 DEVICES = [f"bench-dev-{i}" for i in range(8)]
 
 
-def payloads(count: int) -> list[tuple[str, bytes]]:
-    """``count`` (device_id, payload) pairs following docs/CONTRACT.md, ts = now."""
-    now = time.time_ns() // 1_000_000
+def payloads(count: int, batch: int = 1) -> list[tuple[str, bytes]]:
+    """``count`` readings following docs/CONTRACT.md as (device_id, payload) pairs: one reading
+    per message, or ``batch`` samples per message (a ``samples`` list, seq = first sample's).
+    Device ``d``'s reading ``k`` has seq ``k`` and ts ``t0 + 100 k`` ms, t0 so that the last
+    is 1 s old."""
+    per_dev = -(-count // len(DEVICES))
+    t0 = time.time_ns() // 1_000_000 - 1000 - per_dev * 100
     out = []
-    for i in range(count):
-        dev = DEVICES[i % len(DEVICES)]
-        doc = {"device_id": dev, "seq": i // len(DEVICES), "ts": now - 1000,
-               "readings": {"temp_c": 20.0 + (i % 100) / 10, "humidity_pct": 40.5}}
-        out.append((dev, json.dumps(doc, separators=(",", ":")).encode()))
+    for k0 in range(0, per_dev, batch):
+        for dev in DEVICES:
+            ks = [k for k in range(k0, min(k0 + batch, per_dev))]
+            samples = [{"ts": t0 + 100 * k, "readings": {"temp_c": 20.0 + (k % 100) / 10, "humidity_pct": 40.5}}
+                       for k in ks]
+            if batch == 1:
+                doc = {"device_id": dev, "seq": ks[0], **samples[0]}
+            else:
+                doc = {"device_id": dev, "seq": ks[0], "samples": samples}
+            out.append((dev, json.dumps(doc, separators=(",", ":")).encode()))
     return out
 
 
-def ensure_topics(bootstrap: str, partitions: int = 4) -> None:
+def ensure_topics(bootstrap: str, partitions: int = 4, topics: tuple[str, ...] = TOPICS) -> None:
     from kafka import KafkaAdminClient  # noqa: PLC0415
     from kafka.admin import NewTopic  # noqa: PLC0415
     from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
@@ -74,7 +100,7 @@ def ensure_topics(bootstrap: str, partitions: int = 4) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
     try:
         existing = set(admin.list_topics())
-        for t in TOPICS:
+        for t in topics:
             if t not in existing:
                 try:
                     admin.create_topics([NewTopic(t, partitions, 1)])
@@ -84,7 +110,8 @@ def ensure_topics(bootstrap: str, partitions: int = 4) -> None:
         admin.close()
 
 
-def register_session(host: str, port: int, cred: Credential, ca_file: Path | None) -> None:
+def register_session(host: str, port: int, cred: Credential, ca_file: Path | None,
+                     topic_filter: str = "sensors/+/telemetry") -> None:
     """Create a persistent MQTT v5 session subscribed to sensors/+/telemetry, then leave; the
     session is ``cred``'s (the broker uses the username as the client id)."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cred.username, protocol=mqtt.MQTTv5)
@@ -95,7 +122,7 @@ def register_session(host: str, port: int, cred: Credential, ca_file: Path | Non
     props.SessionExpiryInterval = 3600
     c.connect(host, port, clean_start=True, properties=props)
     c.loop_start()
-    c.subscribe("sensors/+/telemetry", qos=1)
+    c.subscribe(topic_filter, qos=1)
     if not done.wait(10):
         raise RuntimeError("no SUBACK")
     c.disconnect()
@@ -188,37 +215,117 @@ def bench_kafka(bootstrap: str, msgs, producer_overrides: dict) -> dict:
     return {"rate_per_s": len(msgs) / dt, "seconds": dt, "errors": errors[0]}
 
 
-def bench_bridge(host: str, port: int, bootstrap: str, msgs, max_inflight: int, producer_overrides: dict,
-                 stack: Stack, creds: dict[str, Credential]) -> dict:
-    client_id = f"bench-bridge-{uuid.uuid4().hex[:6]}"
-    cred = stack.provision([client_id], role="bridge")[client_id]
-    ca_file = stack.s.mqtt_ca_file
-    register_session(host, port, cred, ca_file)
+def late_upper_bound(records: list[dict], out_of_orderness_ms: int) -> dict:
+    """Reordering seen in ``records`` (``read_topic`` output, partition then offset order).
+
+    Returns ``{"records", "late_upper_bound", "late_share", "reordered", "reordered_share",
+    "max_step_back_ms"}``: ``late_upper_bound`` counts records whose ts is more than
+    ``out_of_orderness_ms`` below the highest ts before them in their partition (a bounded
+    out-of-orderness watermark is at most that, so at most these are late for the job);
+    ``reordered`` counts readings that came after a newer reading of the same device, and
+    ``max_step_back_ms`` is the largest such step back in event time.
+    """
+    part_max: dict[int, int] = {}
+    dev_max: dict[str, int] = {}
+    late = reordered = 0
+    step_back = 0
+    n = 0
+    for r in records:
+        v = r["value"]
+        if not isinstance(v, dict) or "readings" not in v or r["key"] == HEARTBEAT_DEVICE:
+            continue
+        n += 1
+        ts, p, dev = v["ts"], r["partition"], v["device_id"]
+        if ts < part_max.get(p, ts) - out_of_orderness_ms:
+            late += 1
+        part_max[p] = max(part_max.get(p, ts), ts)
+        prev = dev_max.get(dev)
+        if prev is not None and ts < prev:
+            reordered += 1
+            step_back = max(step_back, prev - ts)
+        dev_max[dev] = ts if prev is None else max(prev, ts)
+    return {"records": n, "late_upper_bound": late, "late_share": late / n if n else 0.0,
+            "reordered": reordered, "reordered_share": reordered / n if n else 0.0, "max_step_back_ms": step_back}
+
+
+def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], readings: int, processes: int,
+                  creds: dict[str, Credential], max_inflight: int, out_of_orderness_ms: int) -> dict:
+    """``processes`` ``python -m bridge`` processes in one shared subscription group drain the
+    preloaded ``msgs`` into a fresh topic; returns rates, the bridges' summed counters, the
+    exactness check and :func:`late_upper_bound`."""
+    run = uuid.uuid4().hex[:6]
+    group, readings_topic, dlq_topic = f"bench-{run}", f"bench-readings-{run}", f"bench-dlq-{run}"
+    ensure_topics(bootstrap, topics=(readings_topic, dlq_topic))
+    host, port, ca_file = stack.s.mqtt_host, stack.s.mqtt_port, stack.s.mqtt_ca_file
+    users = [f"bench-bridge-{run}-{i}" for i in range(processes)]
+    bridge_creds = stack.provision(users, role="bridge")
+    topic_filter = f"$share/{group}/sensors/+/telemetry" if processes > 1 else "sensors/+/telemetry"
+    for user in users:
+        register_session(host, port, bridge_creds[user], ca_file, topic_filter)
     pub_rate = preload(host, port, msgs, creds, ca_file)
-    cfg = BridgeSettings(mqtt_host=host, mqtt_port=port, topic_filter="sensors/+/telemetry", client_id=client_id,
-                         kafka_bootstrap=bootstrap, readings_topic="bench-readings", dlq_topic="bench-dlq",
-                         max_inflight=max_inflight, username=client_id,
-                         password_file=stack.credentials.password_file(client_id), ca_file=ca_file)
-    b = Bridge(cfg, producer_config=producer_overrides)
-    t0 = time.perf_counter()
-    b.start()
-    deadline = t0 + 600
-    while b.stats()["acked"] < len(msgs):
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"bridge stalled: {b.stats()}")
-        time.sleep(0.005)
-    dt = time.perf_counter() - t0
-    b.stop()
-    st = b.stats()
-    return {"rate_per_s": len(msgs) / dt, "seconds": dt, "publish_rate_per_s": pub_rate, "max_inflight": max_inflight,
-            "stats": {k: st[k] for k in ("received", "forwarded", "dead_lettered", "acked", "kafka_errors")}}
+    env = dict(os.environ)
+    env.update(stack.s.to_env())
+    env.update({"IOTFLINK_TOPIC_READINGS": readings_topic, "IOTFLINK_TOPIC_DLQ": dlq_topic,
+                "IOTFLINK_BRIDGE_SHARE_GROUP": group, "IOTFLINK_BRIDGES": str(processes),
+                "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(max_inflight)})
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    stats_files = [tmp / f"{u}.json" for u in users]
+    procs = []
+    for user, stats in zip(users, stats_files):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "bridge", "--stats-file", str(stats), "--stats-interval-s", "0.02",
+             "--log-level", "WARNING"], env={**env, "IOTFLINK_MQTT_BRIDGE_USER": user}, cwd=ROOT))
+
+    def stats() -> list[dict]:
+        out = []
+        for f in stats_files:
+            try:
+                out.append(json.loads(f.read_text()))
+            except (OSError, ValueError):
+                out.append({})
+        return out
+
+    t_first = t_end = None
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            now = time.perf_counter()
+            st = stats()
+            if t_first is None and sum(s.get("received", 0) for s in st) > 0:
+                t_first = now
+            if sum(s.get("acked", 0) for s in st) >= len(msgs):
+                t_end = now
+                break
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"bridges stalled or exited: {st}")
+            time.sleep(0.01)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    st = stats()
+    dt = t_end - t_first
+    got = [r for r in read_topic(bootstrap, readings_topic) if r["key"] != HEARTBEAT_DEVICE]
+    keys = collections.Counter((r["value"]["device_id"], r["value"]["seq"]) for r in got)
+    summed = {k: sum(s.get(k, 0) for s in st) for k in ("received", "records", "forwarded", "dead_lettered",
+                                                          "acked", "kafka_errors")}
+    return {"processes": processes, "messages": len(msgs), "readings": readings,
+            "msg_per_s": len(msgs) / dt, "readings_per_s": readings / dt, "seconds": dt,
+            "publish_rate_per_s": pub_rate, "per_process_received": [s.get("received", 0) for s in st],
+            "stats": summed, "distinct_readings_in_kafka": len(keys), "duplicates": sum(keys.values()) - len(keys),
+            "reordering": late_upper_bound(got, out_of_orderness_ms)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--count", type=int, default=20_000)
-    ap.add_argument("--max-inflight", type=int, default=1000, help="the bridge's max_inflight")
-    ap.add_argument("--linger-ms", type=int, default=None, help="override the bridge's linger_ms (both producers)")
+    ap.add_argument("--count", type=int, default=20_000, help="readings per run")
+    ap.add_argument("--batch", type=int, default=10, help="samples per message of the batched runs")
+    ap.add_argument("--processes", default="1,2", help="bridge process counts to run, comma-separated")
+    ap.add_argument("--max-inflight", type=int, default=1000, help="the bridges' max_inflight (messages)")
     ap.add_argument("--mqtt-host", default=None)
     ap.add_argument("--mqtt-port", type=int, default=None)
     ap.add_argument("--bootstrap", default=None)
@@ -229,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = None
     cfg = StackSettings.from_env()
+    if args.mqtt_host or args.mqtt_port or args.bootstrap:
+        cfg = dataclasses.replace(cfg, mqtt_host_override=args.mqtt_host or cfg.mqtt_host,
+                                  mqtt_port=args.mqtt_port or cfg.mqtt_port,
+                                  kafka_bootstrap_override=args.bootstrap or cfg.kafka_bootstrap)
     if args.start_stack:
         from iotflink.stack import free_port_settings  # noqa: PLC0415
 
@@ -236,43 +347,59 @@ def main(argv: list[str] | None = None) -> int:
         started = Stack(cfg)
         started.start(services=("kafka", "mosquitto"), progress=lambda m: print(f"[stack] {m}", flush=True))
     stack = started or Stack(cfg)  # the running stack's credentials (IOTFLINK_RUN_DIR / _MQTT_AUTH_DIR)
-    host = args.mqtt_host or cfg.host
-    port = args.mqtt_port or cfg.mqtt_port
-    bootstrap = args.bootstrap or cfg.kafka_bootstrap
+    host, port, bootstrap = cfg.mqtt_host, cfg.mqtt_port, cfg.kafka_bootstrap
+    ooo_ms = WindowJobSettings.from_env().out_of_orderness_ms
+    runs: list[dict] = []
     try:
         ensure_topics(bootstrap)
         msgs = payloads(args.count)
-        print(f"[bench] {args.count} messages, {sum(len(m) for _d, m in msgs) / len(msgs):.0f} bytes each on average",
-              flush=True)
-        overrides = {} if args.linger_ms is None else {"linger_ms": args.linger_ms}
+        print(f"[bench] {args.count} readings; single: {len(msgs)} messages of "
+              f"{sum(len(m) for _d, m in msgs) / len(msgs):.0f} bytes on average", flush=True)
         creds = stack.provision(DEVICES)
         paho_r = bench_paho(host, port, msgs, stack, creds)
-        print(f"[bench] paho subscriber done: {paho_r['rate_per_s']:.0f}/s", flush=True)
-        kafka_r = bench_kafka(bootstrap, msgs, overrides)
-        print(f"[bench] kafka producer done: {kafka_r['rate_per_s']:.0f}/s", flush=True)
-        msgs = payloads(args.count)  # fresh ts
-        bridge_r = bench_bridge(host, port, bootstrap, msgs, args.max_inflight, overrides, stack, creds)
-        print(f"[bench] bridge done: {bridge_r['rate_per_s']:.0f}/s", flush=True)
+        print(f"[bench] paho subscriber: {paho_r['rate_per_s']:.0f} msg/s", flush=True)
+        kafka_r = bench_kafka(bootstrap, msgs, {})
+        print(f"[bench] kafka producer: {kafka_r['rate_per_s']:.0f} records/s", flush=True)
+        for processes in [int(x) for x in args.processes.split(",")]:
+            for batch in (1, args.batch):
+                msgs = payloads(args.count, batch)  # fresh ts
+                r = bench_bridges(stack, bootstrap, msgs, args.count, processes, creds, args.max_inflight, ooo_ms)
+                r["samples_per_message"] = batch
+                r["payload_bytes_avg"] = round(sum(len(m) for _d, m in msgs) / len(msgs), 1)
+                runs.append(r)
+                print(f"[bench] {processes} bridge(s), {batch} sample(s)/msg: {r['msg_per_s']:.0f} msg/s, "
+                      f"{r['readings_per_s']:.0f} readings/s, per process {r['per_process_received']}, "
+                      f"{r['distinct_readings_in_kafka']} distinct readings in Kafka, {r['duplicates']} duplicates, "
+                      f"late upper bound {r['reordering']['late_upper_bound']}, reordered "
+                      f"{r['reordering']['reordered']} (max step back {r['reordering']['max_step_back_ms']} ms)",
+                      flush=True)
     finally:
         if started is not None:
             started.stop(services=("kafka", "mosquitto"))
 
+    floor = min(paho_r["rate_per_s"], kafka_r["rate_per_s"])
     result = {
         "count": args.count,
-        "payload_bytes_avg": round(sum(len(m) for _d, m in msgs) / len(msgs), 1),
         "paho_subscriber_qos1": paho_r,
         "kafka_producer_acks_all": kafka_r,
-        "bridge_mqtt_to_kafka_qos1_ack_after_kafka": bridge_r,
-        "producer_config": {k: v for k, v in {**PRODUCER_DEFAULTS, **overrides}.items() if k != "client_id"},
+        "bridges": runs,
+        "min_bare_rate_per_s": floor,
+        "out_of_orderness_ms": ooo_ms,
+        "producer_config": {k: (v if isinstance(v, (int, float, str, bool)) else type(v).__name__)
+                            for k, v in PRODUCER_DEFAULTS.items() if k != "client_id"},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    rows = [("paho subscriber, QoS 1 (auto ack)", paho_r), ("kafka-python producer, acks=all", kafka_r),
-            ("bridge MQTT->Kafka, QoS 1, ack after Kafka", bridge_r)]
-    print(f"\n{'path':46} {'msgs/s':>10} {'seconds':>9}")
-    for name, r in rows:
-        print(f"{name:46} {r['rate_per_s']:>10.0f} {r['seconds']:>9.2f}")
+    print("\n| path | msg/s | readings/s | vs min(bare paho, bare producer) | late upper bound | reordered |")
+    print("|---|---|---|---|---|---|")
+    print(f"| bare paho subscriber, QoS 1 (auto ack) | {paho_r['rate_per_s']:.0f} | {paho_r['rate_per_s']:.0f} | | | |")
+    print(f"| bare kafka-python producer, acks=all | {kafka_r['rate_per_s']:.0f} | {kafka_r['rate_per_s']:.0f} | | | |")
+    for r in runs:
+        print(f"| bridge x{r['processes']}, {r['samples_per_message']} sample(s)/msg | {r['msg_per_s']:.0f} | "
+              f"{r['readings_per_s']:.0f} | {r['readings_per_s'] / floor:.0%} | "
+              f"{r['reordering']['late_upper_bound']} | {r['reordering']['reordered']} "
+              f"(max {r['reordering']['max_step_back_ms']} ms back) |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"load average (1, 5, 15 min): {result['machine']['loadavg_1_5_15_at_end']} on {os.cpu_count()} CPUs")

@@ -42,8 +42,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_PAYLOAD_BYTES", "TS_FLOOR_MS", "MAX_FUTURE_MS", "STALE_AFTER_MS", "MAX_READINGS",
     "STALE_WARN_INTERVAL_S", "STALE_WARN_MAX_DEVICES", "REASONS", "TOPIC_PREFIX", "TOPIC_SUFFIX",
-    "normalise_ts", "topic_device_id", "validate", "dead_letter",
+    "normalise_ts", "topic_device_id", "validate", "dead_letter", "encode_reading",
+    "MAX_SAMPLES", "validate_message",
 ]
+
+#: Most samples in one batch message (``samples`` list); 100 samples of 2 readings are about
+#: 6 KB, far below :data:`MAX_PAYLOAD_BYTES`.
+MAX_SAMPLES = 100
 
 #: Seconds between two stale-timestamp warnings for the same device.
 STALE_WARN_INTERVAL_S = 60.0
@@ -178,6 +183,12 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
     every :data:`STALE_WARN_INTERVAL_S` (with the count of suppressed warnings; the limiter
     remembers at most :data:`STALE_WARN_MAX_DEVICES` devices).
     """
+    topic_dev, doc = _parse(mqtt_topic, payload)
+    return _reading(doc, topic_dev, now_ms)
+
+
+def _parse(mqtt_topic: str, payload: bytes) -> tuple[str, dict]:
+    # The checks every message passes first: size, topic, UTF-8 JSON object.
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     topic_dev = topic_device_id(mqtt_topic)
@@ -195,6 +206,11 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
         raise ValidationError("malformed_json", "nesting too deep") from exc
     if type(doc) is not dict:
         raise ValidationError("not_object", f"top-level JSON is {type(doc).__name__}, not an object")
+    return topic_dev, doc
+
+
+def _reading(doc: dict, topic_dev: str, now_ms: int) -> dict:
+    # The field checks of one reading (validate's, from missing_field on).
     for name in _REQUIRED:
         if name not in doc:
             raise ValidationError("missing_field", f"field {name!r} is missing")
@@ -252,6 +268,93 @@ def validate(mqtt_topic: str, payload: bytes, now_ms: int) -> dict:
     if drops is not None:
         value["drops"] = drops
     return value
+
+
+def validate_message(mqtt_topic: str, payload: bytes, now_ms: int) -> list[dict | ValidationError]:
+    """Validate one MQTT message that carries one reading or a batch of samples.
+
+    A message without a ``samples`` member is one reading: the result is ``[validate(...)]``.
+    A batch (docs/CONTRACT.md, "Batches") is ``{"device_id", "seq", "samples": [{"ts",
+    "readings"}, ...], "drops"?}``: sample ``i`` becomes the reading ``{"device_id", "seq":
+    seq + i, "ts", "readings"}`` (``drops``, cumulative counters, goes with the last sample
+    only), checked exactly as a single reading. The envelope's faults (size, topic, JSON,
+    ``device_id``, ``seq``, ``samples`` not a list of 1..:data:`MAX_SAMPLES` objects, a
+    ``ts`` or ``readings`` beside ``samples``, ``seq + len(samples) - 1`` beyond 2^63-1) are
+    raised for the whole message; a faulty sample is returned as its own
+    :class:`ValidationError` in its place (detail ``samples[i] (seq n): ...``), so the good
+    samples of a message are kept.
+
+    Args:
+        mqtt_topic / payload / now_ms: as for :func:`validate`.
+    Returns:
+        one item per sample (one for a single reading): the ``sensor-readings`` value, or the
+        sample's ValidationError.
+    Raises:
+        ValidationError: a fault of the message as a whole (reason one of :data:`REASONS`).
+    """
+    topic_dev, doc = _parse(mqtt_topic, payload)
+    samples = doc.get("samples")
+    if samples is None:
+        return [_reading(doc, topic_dev, now_ms)]
+    for name in ("device_id", "seq"):
+        if name not in doc:
+            raise ValidationError("missing_field", f"field {name!r} is missing")
+    device_id, seq = doc["device_id"], doc["seq"]
+    if type(device_id) is not str or not _DEVICE_ID_RE.fullmatch(device_id):
+        raise ValidationError("bad_type", f"device_id must be a string matching {schema.DEVICE_ID_PATTERN}")
+    if type(seq) is not int:
+        raise ValidationError("bad_type", f"seq must be an integer, got {type(seq).__name__}")
+    if type(samples) is not list or not 1 <= len(samples) <= MAX_SAMPLES:
+        raise ValidationError("bad_type", f"samples must be a list of 1..{MAX_SAMPLES} objects")
+    if not 0 <= seq <= _SEQ_MAX - len(samples) + 1:
+        raise ValidationError("out_of_range", f"seq {_brief(seq)} + {len(samples)} samples is outside "
+                                              "0..2^63-1 (Flink BIGINT)")
+    if "ts" in doc or "readings" in doc:
+        raise ValidationError("bad_type", "a batch carries ts and readings per sample, not beside samples")
+    if device_id != topic_dev:
+        raise ValidationError("device_mismatch", f"payload device_id {device_id!r} != topic device {topic_dev!r}")
+    drops = doc.get("drops")
+    last = len(samples) - 1
+    out: list[dict | ValidationError] = []
+    for i, sample in enumerate(samples):
+        try:
+            if type(sample) is not dict:
+                raise ValidationError("not_object", f"sample is {type(sample).__name__}, not an object")
+            one = {"device_id": device_id, "seq": seq + i}
+            if "ts" in sample:
+                one["ts"] = sample["ts"]
+            if "readings" in sample:
+                one["readings"] = sample["readings"]
+            if i == last and drops is not None:
+                one["drops"] = drops
+            out.append(_reading(one, topic_dev, now_ms))
+        except ValidationError as exc:
+            out.append(ValidationError(exc.reason, f"samples[{i}] (seq {seq + i}): {exc.detail}"))
+    return out
+
+
+def encode_reading(value: dict) -> bytes:
+    """The compact JSON (UTF-8) of a :func:`validate` result, built directly as text.
+
+    Equal, as JSON, to ``json.dumps(value, separators=(",", ":"))`` (a property test checks
+    it), and about three times faster: :func:`validate` guarantees that ``device_id`` and
+    every sensor and ``drops`` name match :data:`iotflink.schema.DEVICE_ID_PATTERN` /
+    :data:`iotflink.schema.NAME_PATTERN` (no character needs escaping), that every reading is
+    a finite float (``repr`` is JSON's number form, as :mod:`json` writes it) and that
+    ``seq``, ``ts``, ``ingest_ms`` and the drops counters are ints.
+
+    Args:
+        value: a :func:`validate` result (one reading).
+    Returns:
+        the Kafka record value, bytes.
+    """
+    readings = ",".join([f'"{name}":{x!r}' for name, x in value["readings"].items()])
+    text = (f'{{"device_id":"{value["device_id"]}","seq":{value["seq"]},"ts":{value["ts"]},'
+            f'"readings":{{{readings}}},"ingest_ms":{value["ingest_ms"]}')
+    drops = value.get("drops")
+    if drops is not None:
+        text += ',"drops":{' + ",".join([f'"{name}":{n}' for name, n in drops.items()]) + "}"
+    return (text + "}").encode()
 
 
 def _warn_stale(device_id: str, ts_ms: int, now_ms: int) -> None:

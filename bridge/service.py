@@ -83,7 +83,27 @@ Guarantees and decisions (see also docs/CONTRACT.md):
   :data:`KEEPALIVE_S` (only while Kafka is away *and* the byte bound is full) makes the broker
   drop the connection, and it redelivers the un-acked messages after the reconnect.
 * **Reconnect** with paho's exponential backoff (``reconnect_delay_set``), logged.
-* **Nothing lost silently.** ``received = forwarded + dead_lettered + pending``
+* **Throughput** (what a profile of the bridge in one process showed, and what was done;
+  ``bench/bridge_bench.py`` measures it against a bare paho subscriber and a bare producer):
+  the threads were mostly *waiting*, not computing: every message crossed from paho's thread
+  to a sender thread (a condition notify and a GIL hand-over per message), and every
+  confirmed record woke that idle sender thread again (``notify_all`` per record), so the
+  three threads took turns on the GIL record by record. Of the CPU work, parsing and
+  validating the JSON (~8 + ~8 us) and encoding the Kafka value with :mod:`json` (~11 us)
+  led, then kafka-python's pure-Python murmur2 partitioner. Now: (1) ``on_message`` sends
+  the record itself while nothing older waits (the sender thread only takes over behind a
+  failed or queued record, so arrival order and the retry rules are unchanged); (2) a
+  confirmed record wakes only who waits for it (two conditions on one lock); (3) the value
+  is written as text by :func:`bridge.contract.encode_reading` (byte-equal to
+  ``json.dumps``); (4) each key's partition is cached (:class:`CachedKeyPartitioner`, the
+  same murmur2 answer as the Java client's). What remains per message is paho's own work
+  (it reads each packet with several ``recv`` calls and wakes its loop through a socket
+  pair for every PUBACK), the JSON parse, and kafka-python's ``send``.
+* **Batches** (docs/CONTRACT.md, "Batches"): a message with a ``samples`` list becomes one
+  Kafka record per sample (``seq`` of sample ``i`` = the message's ``seq`` + ``i``), a faulty
+  sample its own dead letter (``sample_index``, raw = the whole payload) beside the good
+  samples' records; the message is acked once all its records are confirmed.
+* **Nothing lost silently.** ``records = forwarded + dead_lettered + pending``
   (see :meth:`Bridge.stats`); invalid payloads go to the DLQ topic with a reason.
 """
 
@@ -102,6 +122,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from kafka import errors as kafka_errors
+from kafka.partitioner import DefaultPartitioner
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -136,6 +157,37 @@ MAX_PACKET_BYTES = contract.MAX_PAYLOAD_BYTES + MQTT_PACKET_ALLOWANCE_BYTES
 #: A ``record_too_large`` dead letter keeps at most this many bytes of JSON text of each of
 #: ``raw``, ``mqtt_topic`` and ``detail``, so it is at most ~3.3 KiB.
 TOO_LARGE_KEEP_BYTES = 1024
+class CachedKeyPartitioner(DefaultPartitioner):
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client's), with each
+    key's partition remembered: the pure-Python murmur2 costs several microseconds per
+    record, and a fleet has few keys (device ids) that recur on every reading.
+
+    The cache is keyed by (topic, key, partition count), so a topic that gains partitions gets
+    new answers, and cleared when it holds ``max_keys`` entries (bounded memory). A record
+    without a key goes to a random available partition, as with the default.
+
+    Args:
+        max_keys: most cached keys (>= 1).
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._cache: dict[tuple[str, bytes, int], int] = {}
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
+        parts = cluster.partitions_for_topic(topic) if serialized_key is not None else None
+        if not parts:
+            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+        ck = (topic, serialized_key, len(parts))
+        cached = self._cache.get(ck)
+        if cached is None:
+            cached = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            if len(self._cache) >= self._max_keys:
+                self._cache.clear()
+            self._cache[ck] = cached
+        return cached
+
+
 #: Default kafka-python producer configuration (overridable through ``Bridge(producer_config=)``).
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -152,7 +204,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # how long send() waits for an uncached topic's metadata; the sender thread retries
     # anyway, so a short wait reports a blocked state sooner and lets stop() finish sooner
     "max_block_ms": 10_000,
-    "client_id": "iotflink-bridge",
+    "client_id": "iotflink-bridge",  # the bridge's own username replaces it (Bridge.__init__)
+    "partitioner": CachedKeyPartitioner(),
 }
 
 #: kafka-python errors meaning "this record is too large for Kafka" (the producer's
@@ -214,7 +267,7 @@ class _Entry:
 
     __slots__ = ("seq", "mid", "qos", "gen", "done", "kind", "topic", "key", "value", "reason",
                  "detail", "payload", "mqtt_topic", "received_ms", "cost", "attempt", "truncated",
-                 "pgen", "ts_ms")
+                 "pgen", "ts_ms", "last")
 
     def __init__(self, mid: int, qos: int, kind: str, topic: str, key: bytes | None, value: bytes,
                  reason: str | None, detail: str | None, payload: bytes, mqtt_topic: str,
@@ -239,6 +292,7 @@ class _Entry:
         self.truncated = False
         self.pgen = 0
         self.ts_ms: int | None = None  # a reading's event time (for the watermark heartbeats)
+        self.last = False  # the last record of its message: carries the message's PUBACK
 
 
 class Bridge:
@@ -277,13 +331,20 @@ class Bridge:
         if settings.heartbeat_interval_ms < 0 or settings.heartbeat_quiet_ms <= 0:
             raise ValueError("heartbeat interval must be >= 0 (0 = off) and the quiet period > 0")
         self.settings = settings
-        self._producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
+        self._producer_config = {**PRODUCER_DEFAULTS, "client_id": settings.client_id or PRODUCER_DEFAULTS["client_id"],
+                                 **(producer_config or {})}
         self._producer_factory = producer_factory
         self._client_factory = client_factory or mqtt.Client
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._backoff_min_s, self._backoff_max_s = retry_backoff_s
         self._lock = threading.RLock()
-        self._cv = threading.Condition(self._lock)  # any change of the state below
+        # Two conditions on the one lock, so that a confirmed record wakes only who waits for
+        # it: _cv (the sender thread: work to send, backoff over, stop) and _room (on_message
+        # waiting for a bound). Waking the idle sender thread on every record cost a GIL
+        # hand-over per record (see "Throughput" in the module docstring).
+        self._cv = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self._sender_busy = False  # the sender thread holds a popped entry, not yet sent
         self._pending: collections.deque[_Entry] = collections.deque()  # arrival order, un-acked
         self._inflight_bytes = 0  # sum of cost over _pending
         self._send_queue: collections.deque[_Entry] = collections.deque()  # admitted, not sent yet
@@ -295,6 +356,7 @@ class Bridge:
         self._replace_producer = False  # set on a non-retriable asynchronous error
         self._poison: BaseException | None = None  # that error (the old producer repeats it)
         self._seq = 0
+        self._pending_msgs = 0  # messages in _pending (a batch has several records there)
         self._gen = 0
         self._connected = False
         self._stopping = threading.Event()
@@ -378,7 +440,7 @@ class Bridge:
         log.info(
             "bridge started: mqtt %s:%d filter %s client_id %s -> kafka %s (%s, dlq %s), "
             "max_inflight %d messages / %d bytes",
-            self.settings.mqtt_host, self.settings.mqtt_port, self.settings.topic_filter,
+            self.settings.mqtt_host, self.settings.mqtt_port, self.settings.subscription,
             self.settings.client_id, self.settings.kafka_bootstrap, self.settings.readings_topic,
             self.settings.dlq_topic, self.settings.max_inflight, self.settings.max_inflight_bytes,
         )
@@ -397,14 +459,20 @@ class Bridge:
             self._counts["connects"] += 1
         log.info("MQTT connected (session present: %s); subscribing to %s at QoS 1, retained "
                  "messages not replayed (retain handling %d)",
-                 flags.session_present, self.settings.topic_filter, RETAIN_HANDLING)
-        client.subscribe(self.settings.topic_filter,
+                 flags.session_present, self.settings.subscription, RETAIN_HANDLING)
+        client.subscribe(self.settings.subscription,
                          options=SubscribeOptions(qos=1, retainHandling=RETAIN_HANDLING))
+        # a session from a run with another bridge count may still hold the other form of
+        # the subscription, which would deliver every message a second time
+        if self.settings.share_group:
+            client.unsubscribe(self.settings.topic_filter)
+        elif self.settings.leave_group:
+            client.unsubscribe(f"$share/{self.settings.leave_group}/{self.settings.topic_filter}")
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
         for rc in reason_codes:
             if rc.is_failure or rc.value != 1:
-                log.error("subscription to %s not granted at QoS 1: %s", self.settings.topic_filter, rc)
+                log.error("subscription to %s not granted at QoS 1: %s", self.settings.subscription, rc)
             else:
                 with self._lock:
                     self._counts["subscribed"] += 1
@@ -434,44 +502,62 @@ class Bridge:
         except UnicodeDecodeError:
             topic = repr(msg._topic)  # noqa: SLF001 - paho raises on a non-UTF-8 topic
         payload = msg.payload
-        stale = False
+        stale = 0
+        readings_topic, dlq_topic = self.settings.readings_topic, self.settings.dlq_topic
+        entries: list[_Entry] = []
         try:
-            value = contract.validate(topic, payload, now_ms)
-            body = _encode_json(value).encode()
-            key = value["device_id"]
-            entry = _Entry(msg.mid, msg.qos, "forwarded", self.settings.readings_topic,
-                           key.encode(), body, None, None, payload, topic, now_ms)
-            entry.ts_ms = value["ts"]
-            stale = now_ms - value["ts"] > contract.STALE_AFTER_MS
-        except Exception as exc:  # every message in is counted out
-            if isinstance(exc, ValidationError):
-                reason, detail = exc.reason, exc.detail
-            else:  # a bug, or an input the contract did not foresee: dead-letter, keep running
-                log.exception("unexpected error handling a message on %s; dead-lettering it", topic)
-                reason, detail = "internal_error", repr(exc)
-            body = _encode_json(contract.dead_letter(topic, payload, reason, detail, now_ms)).encode()
-            key = contract.topic_device_id(topic)
-            entry = _Entry(msg.mid, msg.qos, "dead_lettered", self.settings.dlq_topic,
-                           key.encode() if key is not None else None, body, reason, detail,
-                           payload, topic, now_ms)
-        self._admit(entry, dup=msg.dup, stale=stale)
+            items = contract.validate_message(topic, payload, now_ms)
+        except Exception as exc:  # noqa: BLE001 - every message in is counted out
+            items = [exc]
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                body = contract.encode_reading(item)
+                entry = _Entry(msg.mid, msg.qos, "forwarded", readings_topic, item["device_id"].encode(), body,
+                               None, None, payload, topic, now_ms)
+                entry.ts_ms = item["ts"]
+                if now_ms - item["ts"] > contract.STALE_AFTER_MS:
+                    stale += 1
+            except Exception as exc:
+                if isinstance(exc, ValidationError):
+                    reason, detail = exc.reason, exc.detail
+                else:  # a bug, or an input the contract did not foresee: dead-letter, keep running
+                    log.exception("unexpected error handling a message on %s; dead-lettering it", topic)
+                    reason, detail = "internal_error", repr(exc)
+                letter = contract.dead_letter(topic, payload, reason, detail, now_ms)
+                if len(items) > 1:
+                    letter["sample_index"] = i  # the raw payload is the whole batch
+                body = _encode_json(letter).encode()
+                key = contract.topic_device_id(topic)
+                entry = _Entry(msg.mid, msg.qos, "dead_lettered", dlq_topic,
+                               key.encode() if key is not None else None, body, reason, detail,
+                               payload, topic, now_ms)
+            entries.append(entry)
+        self._admit(entries, dup=msg.dup, stale=stale)
 
-    def _admit(self, entry: _Entry, dup: bool, stale: bool) -> bool:
-        """Wait until ``entry`` fits both bounds, then queue it for sending.
+    def _admit(self, entries: list[_Entry], dup: bool, stale: int) -> bool:
+        """Wait until the records of one message fit both bounds, then queue them for sending.
+
+        The message's PUBACK goes with its last record (``last``): acks are drained in order,
+        so it is sent once every record of the message is confirmed. ``stale`` counts the
+        readings with a ts more than 1 h old.
 
         Returns False (the message is neither counted nor acked; the broker redelivers it)
         when the bridge stops while waiting.
         """
         limit_n, limit_b = self.settings.max_inflight, self.settings.max_inflight_bytes
+        cost = sum(e.cost for e in entries)
+        entries[-1].last = True
         with self._cv:
             waited: str | None = None
             while True:
                 if self._stopping.is_set():
                     self._admission_blocked = None
                     return False
-                if len(self._pending) >= limit_n:
+                if self._pending_msgs >= limit_n:
                     why = "messages"
-                elif self._inflight_bytes and self._inflight_bytes + entry.cost > limit_b:
+                elif self._inflight_bytes and self._inflight_bytes + cost > limit_b:
                     why = "bytes"
                 else:
                     break
@@ -479,20 +565,39 @@ class Bridge:
                     self._counts[f"inflight_{why}_waits"] += 1
                     waited = why
                 self._admission_blocked = why
-                self._cv.wait(0.5)
+                self._room.wait(0.5)
             self._admission_blocked = None
-            entry.gen = self._gen
-            entry.seq = self._seq
-            self._seq += 1
+            for entry in entries:
+                entry.gen = self._gen
+                entry.seq = self._seq
+                self._seq += 1
+                self._pending.append(entry)
+            self._pending_msgs += 1
             self._counts["received"] += 1
+            self._counts["records"] += len(entries)
+            if len(entries) > 1:
+                self._counts["batches"] += 1
             if dup:
                 self._counts["redelivered"] += 1
             if stale:
-                self._counts["stale_ts"] += 1
-            self._pending.append(entry)
-            self._inflight_bytes += entry.cost
-            self._send_queue.append(entry)
-            self._cv.notify_all()
+                self._counts["stale_ts"] += stale
+            self._inflight_bytes += cost
+            # Fast path: nothing older waits to be sent and Kafka is not failing, so this
+            # thread sends the record itself (arrival order is kept: the sender thread is
+            # idle and only this thread queues new entries). Otherwise the sender thread
+            # sends it, after what is queued before it.
+            inline = not (self._send_queue or self._retry or self._sender_busy or self._blocked
+                          or self._replace_producer)
+            if not inline:
+                self._send_queue.extend(entries)
+                self._cv.notify_all()
+        if inline:
+            for entry in entries:
+                try:
+                    self._send(entry)
+                except Exception as exc:
+                    log.exception("unexpected error sending a record to %s", entry.topic)
+                    self._on_failed(entry, entry.attempt, exc)
         return True
 
     # ------------------------------------------------------------------ sending
@@ -510,6 +615,9 @@ class Bridge:
             except Exception as exc:  # a bug here must not end the thread
                 log.exception("unexpected error sending a record to %s", entry.topic)
                 self._on_failed(entry, entry.attempt, exc)
+            finally:
+                with self._lock:
+                    self._sender_busy = False
 
     def _next_to_send(self) -> Any:
         # The next entry to send, _REPLACE when the producer must be replaced first, or None
@@ -532,6 +640,7 @@ class Bridge:
                     self._counts["resent"] += 1
                 else:
                     entry = self._send_queue.popleft()
+                self._sender_busy = True
                 return entry
 
     def _send(self, entry: _Entry) -> None:
@@ -654,10 +763,13 @@ class Bridge:
             entry.cost = 0
             entry.value = entry.payload = None  # free the memory now; the ack may wait
             recovered = self._blocked.pop(which, None)
-            if recovered and not self._blocked:
-                self._retry_at = 0.0  # Kafka is back: re-send without waiting out the backoff
+            if recovered:
+                if not self._blocked:
+                    self._retry_at = 0.0  # Kafka is back: re-send without waiting out the backoff
+                self._cv.notify_all()
             self._drain_acks()
-            self._cv.notify_all()
+            if self._admission_blocked:
+                self._room.notify_all()
         if recovered:
             log.warning("Kafka accepts %s records again (blocked since %s, %d failed "
                         "sends, last error %s); acks resume", entry.topic, recovered["since"],
@@ -764,6 +876,9 @@ class Bridge:
         pending = self._pending
         while pending and pending[0].done:
             entry = pending.popleft()
+            if not entry.last:
+                continue  # a record of a batch: the message's ack goes with its last record
+            self._pending_msgs -= 1
             if entry.gen == self._gen and self._connected:
                 rc = self.client.ack(entry.mid, entry.qos)
                 if rc == mqtt.MQTT_ERR_SUCCESS:
@@ -777,7 +892,9 @@ class Bridge:
     def stats(self) -> dict[str, Any]:
         """Counters since start and the current state, as a JSON-able dict.
 
-        Counters: ``received`` (MQTT messages taken in), ``forwarded`` (Kafka confirmed a
+        Counters: ``received`` (MQTT messages taken in), ``records`` (Kafka records made from
+        them: one per reading, per sample of a batch, or per dead letter; equal to
+        ``received`` without batches), ``batches`` (messages with several samples), ``forwarded`` (Kafka confirmed a
         ``sensor-readings`` record), ``dead_lettered`` (Kafka confirmed a DLQ record),
         ``acked`` (PUBACK queued to the broker), ``kafka_errors`` (failed sends, synchronous
         or asynchronous), ``resent`` (sends of a record whose earlier send failed, including
@@ -792,8 +909,9 @@ class Bridge:
         Kafka confirmed; not messages, not in ``received``), ``dlq_reasons`` {reason: count of confirmed dead
         letters}.
 
-        State: ``pending`` (accepted, not yet acked; ``received = forwarded + dead_lettered
-        + pending``), ``inflight_bytes`` (bytes held against ``max_inflight_bytes``),
+        State: ``pending`` (records of accepted messages not yet acked; ``records = forwarded +
+        dead_lettered + pending``), ``pending_messages`` (their messages, against
+        ``max_inflight``), ``inflight_bytes`` (bytes held against ``max_inflight_bytes``),
         ``admission_blocked`` (null, or ``"messages"``/``"bytes"`` while ``on_message``
         waits for that bound), ``kafka_blocked`` / ``dlq_blocked`` (null, or while records of
         ``sensor-readings`` / ``sensor-dlq`` fail: ``{"topic", "error" (last error text),
@@ -806,8 +924,9 @@ class Bridge:
                 "received", "forwarded", "dead_lettered", "acked", "kafka_errors", "resent",
                 "redelivered", "stale_ts", "ack_dropped", "connects", "disconnects", "subscribed",
                 "inflight_messages_waits", "inflight_bytes_waits", "producer_restarts",
-                "connect_refused", "heartbeats")}
+                "connect_refused", "heartbeats", "records", "batches")}
             out["pending"] = len(self._pending)
+            out["pending_messages"] = self._pending_msgs
             out["inflight_bytes"] = self._inflight_bytes
             out["admission_blocked"] = self._admission_blocked
             out["kafka_blocked"] = dict(self._blocked["kafka"]) if "kafka" in self._blocked else None
@@ -865,7 +984,8 @@ class Bridge:
         self._stopped = True
         self._stopping.set()
         with self._cv:
-            self._cv.notify_all()  # wake on_message (admission) and the sender thread
+            self._cv.notify_all()  # wake the sender thread
+            self._room.notify_all()  # and on_message (admission)
         if self.producer is not None:
             try:
                 self.producer.flush(timeout=flush_timeout_s)

@@ -91,6 +91,13 @@ log = logging.getLogger(__name__)
 def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
     from iotflink.stack import Stack  # noqa: PLC0415
 
+    if getattr(args, "bridges", None) is not None:
+        if args.bridges < 1:
+            print("--bridges must be at least 1", file=sys.stderr)
+            return 2
+        import dataclasses  # noqa: PLC0415
+
+        cfg = dataclasses.replace(cfg, bridges=args.bridges)
     stack = Stack(cfg)
     if args.action == "start":
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
@@ -323,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stack", help="start, stop or show the local stack")
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--bridges", type=int, default=None, metavar="N",
+                   help="bridge processes sharing the MQTT load (shared subscription); default IOTFLINK_BRIDGES (1)")
     p.set_defaults(func=_with_stack_settings(_cmd_stack))
 
     p = sub.add_parser("topics", help="create the project's Kafka topics")

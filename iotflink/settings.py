@@ -87,6 +87,14 @@ ENV_VARS: dict[str, str] = {
     # the bridge's MQTT username; the broker makes it its client id too (use_username_as_clientid),
     # so its persistent session belongs to this credential (iotflink/mqtt_auth.py)
     "IOTFLINK_MQTT_BRIDGE_USER": "iotflink-bridge",
+    # bridge processes the local stack starts (`stack start --bridges N`); bridge i > 0 uses the
+    # credential <IOTFLINK_MQTT_BRIDGE_USER>-<i> (its own client id, session and producer)
+    "IOTFLINK_BRIDGES": "1",
+    # MQTT v5 shared subscription group of the bridges: with IOTFLINK_BRIDGES > 1 each subscribes
+    # to $share/<group>/<IOTFLINK_MQTT_TOPIC_FILTER>, and the broker hands each message to one
+    # member; with one bridge it subscribes plainly (and leaves the group, should its session
+    # still be in it)
+    "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
     # MQTT credentials (passwd, acl, one password file per client); empty = <run dir>/mosquitto/auth
     "IOTFLINK_MQTT_AUTH_DIR": "",
     # MQTT over TLS on the broker's listener, with a local CA made by the stack (openssl): true | false
@@ -295,7 +303,10 @@ class StackSettings:
             1 <= min_insync_replicas <= replication_factor.
         mqtt_tls: the MQTT listener speaks TLS only (``IOTFLINK_MQTT_TLS``), with a server
             certificate from the local CA in ``mqtt_tls_dir`` (iotflink/mqtt_auth.py).
-        mqtt_bridge_user: the bridge's MQTT username (= its client id at the broker).
+        mqtt_bridge_user: the bridge's MQTT username (= its client id at the broker); bridge
+            ``i`` > 0 of ``bridges`` uses ``{mqtt_bridge_user}-{i}`` (:meth:`bridge_user`).
+        bridges: bridge processes the stack starts (>= 1); they share the load through an
+            MQTT v5 shared subscription (:class:`BridgeSettings` ``share_group``).
         mqtt_auth_dir_override / mqtt_ca_file_override: ``IOTFLINK_MQTT_AUTH_DIR`` /
             ``IOTFLINK_MQTT_CA_FILE``; empty = the defaults under ``run_dir``.
     """
@@ -316,6 +327,7 @@ class StackSettings:
     min_insync_replicas: int = 1
     mqtt_tls: bool = False
     mqtt_bridge_user: str = "iotflink-bridge"
+    bridges: int = 1
     mqtt_auth_dir_override: str = ""
     mqtt_ca_file_override: str = ""
 
@@ -344,9 +356,12 @@ class StackSettings:
             min_insync_replicas=_int("IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS", environ),
             mqtt_tls=_bool("IOTFLINK_MQTT_TLS", environ),
             mqtt_bridge_user=env("IOTFLINK_MQTT_BRIDGE_USER", environ),
+            bridges=_int("IOTFLINK_BRIDGES", environ),
             mqtt_auth_dir_override=env("IOTFLINK_MQTT_AUTH_DIR", environ),
             mqtt_ca_file_override=env("IOTFLINK_MQTT_CA_FILE", environ),
         )
+        if cfg.bridges < 1:
+            raise ConfigError(f"IOTFLINK_BRIDGES={cfg.bridges} must be at least 1")
         if not 1 <= cfg.min_insync_replicas <= cfg.replication_factor:
             raise ConfigError(
                 f"IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS={cfg.min_insync_replicas} must be between 1 and "
@@ -390,6 +405,11 @@ class StackSettings:
         """Directory of every service's log file."""
         return self.run_dir / "logs"
 
+    def bridge_user(self, index: int) -> str:
+        """The MQTT username (= client id) of bridge process ``index`` (0-based): the first is
+        ``mqtt_bridge_user``, the others ``{mqtt_bridge_user}-{index}``."""
+        return self.mqtt_bridge_user if index == 0 else f"{self.mqtt_bridge_user}-{index}"
+
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""
         return {
@@ -422,6 +442,7 @@ class StackSettings:
             "IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
             "IOTFLINK_MQTT_TLS": "true" if self.mqtt_tls else "false",
             "IOTFLINK_MQTT_BRIDGE_USER": self.mqtt_bridge_user,
+            "IOTFLINK_BRIDGES": str(self.bridges),
             "IOTFLINK_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
             "IOTFLINK_MQTT_CA_FILE": str(self.mqtt_ca_file or ""),
         }
@@ -454,6 +475,14 @@ class BridgeSettings:
             :class:`iotflink.kafka_io.PartitionClock`.
         heartbeat_quiet_ms: a partition without a confirmed reading for this long is quiet
             and gets heartbeats (ms, > 0); the counterpart of a source idle timeout.
+        share_group: MQTT v5 shared subscription group: the bridge subscribes to
+            ``$share/{share_group}/{topic_filter}`` so that several bridge processes (each with
+            its own credential, session and producer) share the messages, each message going
+            to one of them; "" = a plain subscription to ``topic_filter``. ``from_env`` sets it
+            only when ``IOTFLINK_BRIDGES`` > 1.
+        leave_group: a shared subscription group whose subscription the bridge drops on
+            connect (its persistent session may hold it from a run with more bridges, and would
+            then get messages twice); "" = none.
     """
 
     mqtt_host: str
@@ -470,6 +499,13 @@ class BridgeSettings:
     ca_file: Path | None = None
     heartbeat_interval_ms: int = 1_000
     heartbeat_quiet_ms: int = 5_000
+    share_group: str = ""
+    leave_group: str = ""
+
+    @property
+    def subscription(self) -> str:
+        """The topic filter the bridge subscribes to (with the shared-subscription prefix)."""
+        return f"$share/{self.share_group}/{self.topic_filter}" if self.share_group else self.topic_filter
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
@@ -480,6 +516,7 @@ class BridgeSettings:
         """
         stack = StackSettings.from_env(environ)
         user = stack.mqtt_bridge_user
+        group = env("IOTFLINK_BRIDGE_SHARE_GROUP", environ)
         return cls(
             mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
@@ -495,6 +532,8 @@ class BridgeSettings:
             max_inflight_bytes=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES", environ),
             heartbeat_interval_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS", environ),
             heartbeat_quiet_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", environ),
+            share_group=group if stack.bridges > 1 else "",
+            leave_group="" if stack.bridges > 1 else group,
         )
 
 

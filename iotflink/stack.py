@@ -157,6 +157,7 @@ def free_port_settings(run_dir: Path, base: StackSettings | None = None) -> Stac
     return StackSettings(
         mqtt_tls=base.mqtt_tls,
         mqtt_bridge_user=base.mqtt_bridge_user,
+        bridges=base.bridges,
         run_dir=run_dir,
         deps_dir=base.deps_dir,
         host=base.host,
@@ -298,7 +299,10 @@ class Stack:
 
     # ------------------------------------------------------------------ paths
     def log_file(self, name: str) -> Path:
-        """The log file of service ``name`` (what a failure message points to)."""
+        """The log file of service ``name`` (what a failure message points to); bridge
+        process ``i`` > 0 is ``bridge-{i}``."""
+        if name.startswith("bridge-"):
+            return self.log_dir / f"{name}.log"
         return {
             "kafka": self.log_dir / "kafka.out",
             "mosquitto": self.log_dir / "mosquitto.log",
@@ -377,7 +381,7 @@ class Stack:
         (created once),
         and with TLS the local CA and server certificate; returns the credentials created."""
         store = self.credentials
-        _creds, created = store.ensure([self.s.mqtt_bridge_user], role="bridge")
+        _creds, created = store.ensure([self.s.bridge_user(i) for i in range(self.s.bridges)], role="bridge")
         _creds, created_monitor = store.ensure([MQTT_MONITOR_USER], role="monitor")
         created = created + created_monitor
         if not (store.passwd_file.exists() and store.acl_file.exists()):
@@ -470,24 +474,86 @@ class Stack:
 
     @property
     def bridge_stats_file(self) -> Path:
-        """JSON counters the running bridge rewrites every second (see ``bridge.service``)."""
+        """JSON counters the running bridge rewrites every second (see ``bridge.service``);
+        the first bridge process's with ``bridges`` > 1 (:meth:`bridge_stats_files`)."""
         return self.run_dir / "bridge-stats.json"
 
+    def bridge_stats_files(self) -> list[Path]:
+        """The stats file of each of the ``bridges`` bridge processes, in process order."""
+        return [self.bridge_stats_file] + [self.run_dir / f"bridge-{i}-stats.json" for i in range(1, self.s.bridges)]
+
     def bridge_stats(self) -> dict:
-        """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...)."""
-        return json.loads(self.bridge_stats_file.read_text())
+        """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...);
+        with several bridge processes, the sum of their counters (:meth:`bridge_stats_all` has
+        each one's): ``records = forwarded + dead_lettered + pending`` holds for the sum."""
+        all_stats = self.bridge_stats_all()
+        if len(all_stats) == 1:
+            return all_stats[0]
+        total: dict = {}
+        for st in all_stats:
+            for key, value in st.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    total.setdefault(key, value) if value is not None else None
+                    continue
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def bridge_stats_all(self) -> list[dict]:
+        """The latest counters of each bridge process (raises OSError while one has none yet)."""
+        return [json.loads(path.read_text()) for path in self.bridge_stats_files()]
+
+    def _bridge_names(self) -> list[str]:
+        return ["bridge"] + [f"bridge-{i}" for i in range(1, self.s.bridges)]
 
     def _start_bridge(self) -> None:
-        self.bridge_stats_file.unlink(missing_ok=True)
+        """Start the ``bridges`` bridge processes, each with its own credential (client id,
+        persistent session, Kafka producer client id) and stats file, all in the shared
+        subscription group ``IOTFLINK_BRIDGE_SHARE_GROUP``."""
         env = dict(os.environ)
         env.update(self.s.to_env())
-        self._spawn("bridge", [sys.executable, "-m", "bridge", "--stats-file", str(self.bridge_stats_file),
-                               "--stats-interval-s", "1"], env=env)
+        self._end_sessions_of_removed_bridges()
+        for i, (name, stats) in enumerate(zip(self._bridge_names(), self.bridge_stats_files(), strict=True)):
+            if i > 0 and self.pid(name) is not None:
+                continue
+            stats.unlink(missing_ok=True)
+            self._spawn(name, [sys.executable, "-m", "bridge", "--stats-file", str(stats), "--stats-interval-s", "1"],
+                        env={**env, "IOTFLINK_MQTT_BRIDGE_USER": self.s.bridge_user(i)})
+
+    def _end_sessions_of_removed_bridges(self) -> None:
+        """End the persistent MQTT sessions of bridge credentials ``{mqtt_bridge_user}-{i}``
+        with ``i`` >= ``bridges`` (left by a run with more bridges): a member of the shared
+        subscription group that is offline but has a session still gets its share of the
+        messages queued (for up to the session expiry), which no running bridge would read.
+        Connecting once with clean start and session expiry 0 removes the session."""
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+        from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+        from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+        prefix = f"{self.s.mqtt_bridge_user}-"
+        for entry in self.credentials.list():
+            user = entry.get("username", "")
+            tail = user[len(prefix):]
+            if entry.get("role") != "bridge" or not user.startswith(prefix) or not tail.isdigit() \
+                    or int(tail) < self.s.bridges:
+                continue
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+            mqtt_auth.configure_paho(client, self.credentials.get(user, role="bridge"), self.s.mqtt_ca_file)
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            try:
+                client.connect(self.s.mqtt_host, self.s.mqtt_port, clean_start=True, properties=props)
+                client.loop_start()
+                wait_for(client.is_connected, 10, what=f"MQTT connect of {user}")
+                client.disconnect()
+                client.loop_stop()
+                log.info("ended the MQTT session of removed bridge %s", user)
+            except (OSError, TimeoutError) as exc:
+                log.warning("could not end the MQTT session of removed bridge %s: %r", user, exc)
 
     def bridge_ready(self) -> bool:
-        """True when the bridge holds its QoS 1 subscription (its stats file counts one)."""
-        st = self.bridge_stats()
-        return st.get("subscribed", 0) >= 1
+        """True when every bridge process holds its QoS 1 subscription (its stats file counts
+        one)."""
+        return all(st.get("subscribed", 0) >= 1 for st in self.bridge_stats_all())
 
     def _start_flink(self, role: str) -> None:
         script = flink_home() / "bin" / f"{role}.sh"
@@ -715,7 +781,12 @@ class Stack:
         return "\n".join("    " + line for line in text[-lines:])
 
     def stop_service(self, name: str, kill: bool = False, timeout_s: float = 30.0) -> None:
-        """Stop one service: SIGTERM (or SIGKILL if ``kill``), then SIGKILL after ``timeout_s``."""
+        """Stop one service: SIGTERM (or SIGKILL if ``kill``), then SIGKILL after ``timeout_s``.
+        ``bridge`` stops every bridge process (``bridge-1`` ... as well)."""
+        if name == "bridge":  # also those started with more bridges than these settings say
+            extras = {p.stem for p in self.pid_dir.glob("bridge-*.pid")} | set(self._bridge_names()[1:])
+            for extra in sorted(extras):
+                self.stop_service(extra, kill=kill, timeout_s=timeout_s)
         pid = self.pid(name)
         if pid is None:
             self._pid_file(name).unlink(missing_ok=True)

@@ -261,14 +261,14 @@ def test_retained_telemetry_is_forwarded_once_and_never_replayed_on_reconnect(br
 def test_unexpected_error_is_dead_lettered_and_the_bridge_keeps_running(broker, monkeypatch):
     from bridge import contract  # noqa: PLC0415
 
-    real = contract.validate
+    real = contract.validate_message
 
     def flaky(topic, raw, now):
         if b"boom" in raw:
             raise RuntimeError("bug")
         return real(topic, raw, now)
 
-    monkeypatch.setattr(contract, "validate", flaky)
+    monkeypatch.setattr(contract, "validate_message", flaky)
     fake = FakeProducer(auto=True)
     b = Bridge(settings(broker.port), producer_factory=fake.factory)
     b.start()

@@ -7,6 +7,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
 
 from bridge import contract
 from bridge.contract import (
@@ -18,6 +20,7 @@ from bridge.contract import (
     validate,
 )
 from iotflink.errors import IotFlinkError, ValidationError
+from tests import strategies as sts
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 TOPIC = "sensors/dev-1/telemetry"
@@ -339,3 +342,64 @@ def test_validation_error_chains_its_cause():
     with pytest.raises(ValidationError) as info:
         validate(TOPIC, b"{oops", NOW_MS)
     assert isinstance(info.value.__cause__, ValueError)
+
+
+# --------------------------------------------------------------------- encode_reading
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(sts.valid_messages())
+def test_encode_reading_is_the_json_of_the_validated_value(message):
+    topic, payload = message
+    value = contract.validate(topic, payload, sts.NOW_MS)
+    encoded = contract.encode_reading(value)
+    assert json.loads(encoded) == value
+    assert encoded == json.dumps(value, separators=(",", ":")).encode()
+
+
+# --------------------------------------------------------------------- batches
+def _batch(samples, seq=10, dev="dev-a", **extra) -> bytes:
+    return json.dumps({"device_id": dev, "seq": seq, "samples": samples, **extra}).encode()
+
+
+def test_batch_explodes_into_one_reading_per_sample_with_consecutive_seqs():
+    now = sts.NOW_MS
+    samples = [{"ts": now - 300 + 100 * i, "readings": {"temp_c": 20.0 + i}} for i in range(3)]
+    out = contract.validate_message("sensors/dev-a/telemetry", _batch(samples, drops={"outbox": 2}), now)
+    assert [v["seq"] for v in out] == [10, 11, 12]
+    assert [v["ts"] for v in out] == [now - 300, now - 200, now - 100]
+    assert [v["readings"]["temp_c"] for v in out] == [20.0, 21.0, 22.0]
+    assert "drops" not in out[0] and out[2]["drops"] == {"outbox": 2}
+    assert all(v["device_id"] == "dev-a" and v["ingest_ms"] == now for v in out)
+
+
+def test_a_bad_sample_is_its_own_error_and_the_good_ones_stay():
+    now = sts.NOW_MS
+    samples = [{"ts": now, "readings": {"temp_c": 1.0}}, {"ts": now, "readings": {"temp_c": "x"}},
+               "not an object", {"readings": {"temp_c": 2.0}}, {"ts": now, "readings": {"temp_c": 3.0}}]
+    out = contract.validate_message("sensors/dev-a/telemetry", _batch(samples), now)
+    assert [type(v).__name__ for v in out] == ["dict", "ValidationError", "ValidationError", "ValidationError", "dict"]
+    assert [out[i].reason for i in (1, 2, 3)] == ["bad_type", "not_object", "missing_field"]
+    assert out[1].detail.startswith("samples[1] (seq 11): ")
+    assert out[4]["seq"] == 14
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (_batch([]), "bad_type"),
+    (_batch([{"ts": 1, "readings": {"a": 1}}] * (contract.MAX_SAMPLES + 1)), "bad_type"),
+    (_batch({"ts": 1}), "bad_type"),
+    (_batch([{"ts": sts.NOW_MS, "readings": {"a": 1}}], ts=sts.NOW_MS), "bad_type"),
+    (_batch([{"ts": sts.NOW_MS, "readings": {"a": 1}}] * 2, seq=2**63 - 1), "out_of_range"),
+    (_batch([{"ts": sts.NOW_MS, "readings": {"a": 1}}], dev="dev-b"), "device_mismatch"),
+    (json.dumps({"seq": 1, "samples": []}).encode(), "missing_field"),
+])
+def test_a_bad_batch_envelope_rejects_the_whole_message(payload, reason):
+    with pytest.raises(ValidationError) as info:
+        contract.validate_message("sensors/dev-a/telemetry", payload, sts.NOW_MS)
+    assert info.value.reason == reason
+
+
+def test_a_message_without_samples_is_one_reading():
+    raw = json.dumps({"device_id": "dev-a", "seq": 1, "ts": sts.NOW_MS, "readings": {"a": 1.5}}).encode()
+    assert contract.validate_message("sensors/dev-a/telemetry", raw, sts.NOW_MS) == [
+        contract.validate("sensors/dev-a/telemetry", raw, sts.NOW_MS)]
