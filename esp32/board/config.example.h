@@ -34,6 +34,12 @@
 #define FW_NTP_SERVER "pool.ntp.org"
 #define FW_CLOCK_RESYNC_MS 600000
 
+// Samples per MQTT message: 1 = one reading per message; 2..100 = batches (docs/CONTRACT.md
+// "Batches"): fewer messages for the broker and the bridge, one PUBACK per batch. A partial
+// batch is sent when nothing was published for FW_BATCH_MAX_WAIT_MS.
+#define FW_SAMPLES_PER_MESSAGE 1
+#define FW_BATCH_MAX_WAIT_MS 10000
+
 // QoS 1 messages in flight at once (Mosquitto's default max_inflight_messages is 20).
 #define FW_MAX_INFLIGHT 10
 

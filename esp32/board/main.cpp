@@ -27,6 +27,16 @@
 #include "nvs_seq_storage.h"
 #include "profiles.h"
 
+// Older config.h files predate batching: default to one reading per message.
+#ifndef FW_SAMPLES_PER_MESSAGE
+#define FW_SAMPLES_PER_MESSAGE 1
+#endif
+#ifndef FW_BATCH_MAX_WAIT_MS
+#define FW_BATCH_MAX_WAIT_MS 10000
+#endif
+static_assert(FW_SAMPLES_PER_MESSAGE >= 1 && FW_SAMPLES_PER_MESSAGE <= 100,
+              "FW_SAMPLES_PER_MESSAGE must be 1..100");
+
 namespace {
 
 fw::Node<> g_node;  // default capacities: see README "Static RAM"
@@ -35,7 +45,9 @@ portMUX_TYPE g_mux = portMUX_INITIALIZER_UNLOCKED;
 esp_mqtt_client_handle_t g_mqtt = nullptr;
 QueueHandle_t g_events = nullptr;  // esp-mqtt task -> loop()
 char g_topic[96];
-char g_payload[1024];
+// one payload: a single reading, or a batch of FW_SAMPLES_PER_MESSAGE samples (worst case)
+char g_payload[FW_SAMPLES_PER_MESSAGE > 1 ? fw::json_batch_bound(FW_SAMPLES_PER_MESSAGE) : 1024];
+uint32_t g_last_publish_ms = 0;  // millis32() of the last publish (partial batch timer)
 
 struct MqttEvent {
   enum Kind : uint8_t { kConnected, kDisconnected, kPublished } kind;
@@ -44,7 +56,8 @@ struct MqttEvent {
 
 struct InFlight {
   int msg_id;
-  uint64_t seq;
+  uint64_t seq;  // first seq of the payload
+  size_t n;      // samples it carries (acked as a unit)
 };
 InFlight g_inflight[FW_MAX_INFLIGHT];
 size_t g_n_inflight = 0;
@@ -105,7 +118,7 @@ void handle_mqtt_events() {
     } else {
       for (size_t i = 0; i < g_n_inflight; ++i) {
         if (g_inflight[i].msg_id == e.msg_id) {
-          g_node.outbox().ack(g_inflight[i].seq);
+          g_node.outbox().ack_batch(g_inflight[i].seq, g_inflight[i].n);
           g_inflight[i] = g_inflight[--g_n_inflight];
           break;
         }
@@ -116,18 +129,22 @@ void handle_mqtt_events() {
 
 void pump_outbox() {
   while (g_connected && g_n_inflight < FW_MAX_INFLIGHT) {
-    const fw::Message* m = g_node.outbox().next_unsent();
-    if (m == nullptr) return;
-    size_t len = 0;
-    if (g_node.encode(*m, g_payload, sizeof(g_payload), &len) != fw::Status::kOk) {
-      g_node.outbox().mark_sent();  // cannot happen for validated readings; do not loop on it
-      g_node.outbox().ack(m->seq);
+    // a partial batch goes out when nothing was published for FW_BATCH_MAX_WAIT_MS
+    const bool flush = millis32() - g_last_publish_ms >= FW_BATCH_MAX_WAIT_MS;
+    size_t len = 0, n = 0;
+    uint64_t seq = 0;
+    const fw::Status st = g_node.next_payload(flush, g_payload, sizeof(g_payload), &len, &seq, &n);
+    if (st == fw::Status::kEmpty) return;
+    if (st != fw::Status::kOk) {
+      g_node.outbox().mark_sent(n);  // cannot happen for validated readings; do not loop on it
+      g_node.outbox().ack_batch(seq, n);
       continue;
     }
     const int id = esp_mqtt_client_publish(g_mqtt, g_topic, g_payload, static_cast<int>(len), 1, 0);
     if (id <= 0) return;  // not connected / out of buffer: retry next loop
-    g_inflight[g_n_inflight++] = InFlight{id, m->seq};
-    g_node.outbox().mark_sent();
+    g_inflight[g_n_inflight++] = InFlight{id, seq, n};
+    g_node.outbox().mark_sent(n);
+    g_last_publish_ms = millis32();
   }
 }
 
@@ -169,6 +186,7 @@ void setup() {
   const fw::Profile* prof = fw::find_profile(FW_DEVICE_PROFILE);
   fw::NodeConfig cfg;
   cfg.device_id = FW_DEVICE_ID;
+  cfg.samples_per_message = FW_SAMPLES_PER_MESSAGE;
   if (prof == nullptr || !g_nvs.begin() ||
       g_node.init(cfg, prof->channels, prof->n_channels, &g_nvs) != fw::Status::kOk) {
     fatal("bad profile / device id, or NVS unavailable");

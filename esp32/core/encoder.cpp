@@ -468,6 +468,55 @@ Status encode_json(const char* device_id, const Message& m, const DropCounters* 
                              dl, buf, cap, len);
 }
 
+Status encode_json_batch_head(const char* head, size_t head_len, const Message* const* msgs,
+                              size_t n, const char* tail, size_t tail_len, char* buf, size_t cap,
+                              size_t* len) {
+  if (len != nullptr) *len = 0;
+  if (cap > 0) buf[0] = '\0';
+  if (n == 0 || n > kMaxSamplesPerMessage || msgs == nullptr) return Status::kInvalidArgument;
+  for (size_t i = 0; i < n; ++i) {
+    if (msgs[i] == nullptr || msgs[i]->seq != msgs[0]->seq + i) return Status::kInvalidArgument;
+    const Status st = check_message(*msgs[i]);
+    if (st != Status::kOk) return st;
+  }
+  Writer w(buf, cap);
+  w.put(head, head_len);
+  w.u64(msgs[0]->seq);
+  w.lit(",\"samples\":[");
+  for (size_t i = 0; i < n; ++i) {
+    const Message& m = *msgs[i];
+    if (i > 0) w.put(',');
+    w.lit("{\"ts\":");
+    w.ts(static_cast<uint64_t>(m.ts));
+    w.lit(",\"readings\":{");
+    for (uint8_t k = 0; k < m.count; ++k) {
+      if (k > 0) w.put(',');
+      w.name(kNameLits[static_cast<size_t>(m.readings[k].sensor)]);
+      w.num(m.readings[k].value);
+    }
+    w.lit("}}");
+  }
+  w.put(']');
+  if (tail != nullptr) w.put(tail, tail_len);
+  w.put('}');
+  return w.finish(len);
+}
+
+Status encode_json_batch(const char* device_id, const Message* const* msgs, size_t n,
+                         const DropCounters* drops, char* buf, size_t cap, size_t* len) {
+  char head[kJsonHeadMax];
+  const size_t head_len = render_json_head(device_id, head);
+  if (head_len == 0) {
+    if (len != nullptr) *len = 0;
+    if (cap > 0) buf[0] = '\0';
+    return Status::kInvalidArgument;
+  }
+  char dj[128];
+  const size_t dl = drops != nullptr ? render_drops_json(*drops, dj) : 0;
+  return encode_json_batch_head(head, head_len, msgs, n, drops != nullptr ? dj : nullptr, dl, buf,
+                                cap, len);
+}
+
 Status encode_senml(const char* device_id, const Message& m, const DropCounters* drops, char* buf,
                     size_t cap, size_t* len) {
   const Status st = check(device_id, m);

@@ -71,6 +71,29 @@ Status encode_json_trusted(const char* device_id, size_t id_len, const Message& 
                            const char* drops_json, size_t drops_len, char* buf, size_t cap,
                            size_t* len);
 
+/// Most samples in one batch payload (docs/CONTRACT.md "Batches"; the bridge's MAX_SAMPLES).
+constexpr size_t kMaxSamplesPerMessage = 100;
+
+/// Bytes a contract JSON batch of n samples (each of at most kMaxReadings readings) needs at
+/// most, with the drops member and the NUL: size a payload buffer with it so that
+/// encode_json_batch never returns kBufferTooSmall. 250 + 300 * n (30,250 for n = 100).
+constexpr size_t json_batch_bound(size_t n) { return 250 + 300 * n; }
+
+/// Encodes msgs[0..n) (one device's samples, seqs consecutive: msgs[i]->seq ==
+/// msgs[0]->seq + i) as one batch payload of docs/CONTRACT.md "Batches":
+///   {"device_id":..,"seq":<msgs[0]->seq>,"samples":[{"ts":..,"readings":{..}},..],"drops":{..}}
+/// head is render_json_head()'s text, tail the render_drops_json() member (nullptr: none).
+/// The device's seq counter has advanced by one per sample, so the next payload starts at
+/// msgs[0]->seq + n. Errors: kInvalidArgument (n == 0 or n > kMaxSamplesPerMessage, seqs not
+/// consecutive, a message without readings or not stamped, bad sensor), kNotFinite,
+/// kBufferTooSmall (buf[0] = NUL, *len = 0).
+Status encode_json_batch_head(const char* head, size_t head_len, const Message* const* msgs,
+                              size_t n, const char* tail, size_t tail_len, char* buf, size_t cap,
+                              size_t* len);
+/// encode_json_batch_head for a device id (validated) and drop counters (nullptr: none).
+Status encode_json_batch(const char* device_id, const Message* const* msgs, size_t n,
+                         const DropCounters* drops, char* buf, size_t cap, size_t* len);
+
 /// Dispatches on fmt.
 Status encode(PayloadFormat fmt, const char* device_id, const Message& m,
               const DropCounters* drops, char* buf, size_t cap, size_t* len);

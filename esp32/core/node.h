@@ -44,6 +44,11 @@ struct NodeConfig {
   int64_t window_span_ms = 60000;  ///< sliding statistics window per channel, ms
   uint32_t seq_block = 64;         ///< SeqCounter reservation block
   PayloadFormat format = PayloadFormat::kContractJson;
+  /// Samples per MQTT message: 1 sends one reading per message (the single-reading payload);
+  /// 2..kMaxSamplesPerMessage (and at most the outbox capacity) sends batches (docs/CONTRACT.md
+  /// "Batches", contract JSON only): next_payload() waits until that many samples are unsent,
+  /// so a device sampling at 10 Hz with 10 samples per message publishes once a second.
+  uint8_t samples_per_message = 1;
   /// Sequence detector: a reading of spike_sensor >= spike_ratio * its EWMA baseline mean is a
   /// spike; then a rise of rise_sensor by sequence.min_rise within sequence.window_ms matches.
   /// The ratio mirrors the bearing rule's "multiple of the machine's baseline"; 2.0 is a placeholder
@@ -77,7 +82,10 @@ class Node {
   /// channels, bad detector settings), kStorageError (sequence mark unreadable).
   Status init(const NodeConfig& cfg, const ChannelConfig* channels, size_t n, SeqStorage* storage) {
     if (!valid_device_id(cfg.device_id) || n > kChannels || cfg.window_span_ms <= 0 ||
-        cfg.spike_ratio <= 0.0f) {
+        cfg.spike_ratio <= 0.0f || cfg.samples_per_message < 1 ||
+        cfg.samples_per_message > kMaxSamplesPerMessage ||
+        cfg.samples_per_message > kOutboxCap ||
+        (cfg.samples_per_message > 1 && cfg.format != PayloadFormat::kContractJson)) {
       return Status::kInvalidArgument;
     }
     cfg_ = cfg;
@@ -176,15 +184,41 @@ class Node {
   /// cap >= 512 a contract JSON message of up to 6 readings is written without per-byte
   /// bounds checks. Errors: those of encode_json_head / encode_senml.
   Status encode(const Message& m, char* buf, size_t cap, size_t* len) {
-    const DropCounters d = drops();
     if (cfg_.format == PayloadFormat::kSenml) {
+      const DropCounters d = drops();
       return encode_senml(cfg_.device_id, m, &d, buf, cap, len);
     }
-    if (drops_len_ == 0 || std::memcmp(&d, &drops_cached_, sizeof(d)) != 0) {
-      drops_cached_ = d;
-      drops_len_ = render_drops_json(d, drops_json_);
-    }
+    refresh_drops();
     return encode_json_head(json_head_, head_len_, m, drops_json_, drops_len_, buf, cap, len);
+  }
+
+  /// The next payload to publish, by samples_per_message: encodes the next up to
+  /// samples_per_message unsent outbox messages (consecutive seqs) into buf[0..cap) and sets
+  /// *first_seq and *n (the messages it covers). With samples_per_message 1 that is one
+  /// message in the configured format (encode()); above 1 a batch (encode_json_batch_head),
+  /// sent only when samples_per_message samples are unsent, or when flush is true (e.g. end of
+  /// data, or the oldest has waited long enough), or a gap in seq ends the run. The caller
+  /// publishes the payload (QoS 1), then calls outbox().mark_sent(*n) and, on the PUBACK of
+  /// that one MQTT message, outbox().ack_batch(*first_seq, *n). Size buf with
+  /// json_batch_bound(samples_per_message) (or >= 512 for one message).
+  /// kEmpty: nothing due (*n = 0). Encoding errors (e.g. kBufferTooSmall) are returned with
+  /// *first_seq / *n set, so the caller can decide what to do with those messages.
+  Status next_payload(bool flush, char* buf, size_t cap, size_t* len, uint64_t* first_seq,
+                      size_t* n) {
+    const size_t k = cfg_.samples_per_message;
+    *n = outbox_.unsent_run(k);
+    *len = 0;
+    if (*n == 0 || (*n < k && !flush && *n == outbox_.unsent())) {
+      *n = 0;
+      return Status::kEmpty;
+    }
+    const Message& first = outbox_.unsent_at(0);
+    *first_seq = first.seq;
+    if (k == 1) return encode(first, buf, cap, len);
+    for (size_t i = 0; i < *n; ++i) batch_[i] = &outbox_.unsent_at(i);
+    refresh_drops();
+    return encode_json_batch_head(json_head_, head_len_, batch_, *n, drops_json_, drops_len_, buf,
+                                  cap, len);
   }
 
   /// Cumulative drop counters since boot (reported in every payload).
@@ -227,6 +261,15 @@ class Node {
     EwmaZScore z;
     Hysteresis hyst;
   };
+
+  /// Re-renders the cached "drops" member when a counter changed.
+  void refresh_drops() {
+    const DropCounters d = drops();
+    if (drops_len_ == 0 || std::memcmp(&d, &drops_cached_, sizeof(d)) != 0) {
+      drops_cached_ = d;
+      drops_len_ = render_drops_json(d, drops_json_);
+    }
+  }
 
   Status observe(int64_t mono_ms, const Reading& r) {
     const auto si = static_cast<size_t>(r.sensor);
@@ -272,6 +315,7 @@ class Node {
   DropCounters drops_cached_;
   char drops_json_[128] = {};
   size_t drops_len_ = 0;
+  const Message* batch_[kMaxSamplesPerMessage] = {};  // the run next_payload() encodes
 };
 
 }  // namespace fw

@@ -16,6 +16,11 @@ namespace fw {
 /// on_disconnect() makes the unacked ones unsent again (at-least-once: a message whose PUBACK
 /// was lost is sent twice; downstream de-duplicates by (device_id, seq)); a message already
 /// acked out of order (waiting behind an unacked one) is not sent again.
+/// Batches: a sender that packs several samples into one MQTT message takes unsent_run(k)
+/// messages (consecutive seqs), marks them with mark_sent(n) and, on the PUBACK of that one
+/// message, acks them as a unit with ack_batch(first_seq, n). The rules above hold per
+/// message: after a reconnect the unacked ones are sent again (possibly cut into batches at
+/// other boundaries; downstream de-duplicates each sample by (device_id, seq)).
 /// Static RAM: N * sizeof(Message) (72 bytes with kMaxReadings = 6).
 template <size_t N>
 class Outbox {
@@ -38,23 +43,49 @@ class Outbox {
     if (unsent_ < q_.size()) q_.at(unsent_++).flags |= kSent;
     skip_acked();
   }
+  /// Marks the next n unsent messages (n <= unsent_run(n)) as sent: one batch in flight.
+  void mark_sent(size_t n) {
+    for (size_t i = 0; i < n; ++i) mark_sent();
+  }
+  /// How many messages, at most max, a batch can take from next_unsent() on: unsent, not
+  /// acked, with consecutive seqs (next_unsent()->seq + i), as the batch payload requires.
+  /// 0 when nothing is unsent.
+  size_t unsent_run(size_t max) const {
+    size_t n = 0;
+    while (n < max && unsent_ + n < q_.size()) {
+      const Message& m = q_.at(unsent_ + n);
+      if ((m.flags & kAcked) || m.seq != q_.at(unsent_).seq + n) break;
+      ++n;
+    }
+    return n;
+  }
+  /// Unsent message i of the run starting at next_unsent() (precondition: i < unsent_run(i+1)).
+  const Message& unsent_at(size_t i) const { return q_.at(unsent_ + i); }
+  /// Messages held and not yet sent (including acked ones waiting to be skipped).
+  size_t unsent() const { return q_.size() - unsent_; }
+
   /// PUBACK for seq: marks it acked, then removes acked messages from the front.
   /// kNotFound if seq is not in flight (e.g. already dropped, or already acked).
-  Status ack(uint64_t seq) {
-    Status st = Status::kNotFound;
-    for (size_t i = 0; i < unsent_; ++i) {
+  Status ack(uint64_t seq) { return ack_batch(seq, 1); }
+
+  /// PUBACK for the one MQTT message that carried seq first_seq .. first_seq + n - 1: marks
+  /// every one of them that is in flight acked, then removes acked messages from the front.
+  /// kOk when all n were in flight; kNotFound when fewer were (some dropped by overflow, or
+  /// already acked; the others are still acked), or n == 0.
+  Status ack_batch(uint64_t first_seq, size_t n) {
+    size_t found = 0;
+    for (size_t i = 0; i < unsent_ && found < n; ++i) {
       Message& m = q_.at(i);
-      if (m.seq == seq && (m.flags & (kSent | kAcked)) == kSent) {
+      if (m.seq >= first_seq && m.seq - first_seq < n && (m.flags & (kSent | kAcked)) == kSent) {
         m.flags |= kAcked;
-        st = Status::kOk;
-        break;
+        ++found;
       }
     }
     while (!q_.empty() && (q_.front().flags & kAcked)) {
       q_.pop(nullptr);
       --unsent_;
     }
-    return st;
+    return found == n && n > 0 ? Status::kOk : Status::kNotFound;
   }
   /// Connection lost: every unacked message becomes unsent again (resent after reconnect, in
   /// order); acked ones keep their mark and are skipped.

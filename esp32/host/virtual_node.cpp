@@ -6,11 +6,16 @@
 //                [--speedup X] [--limit N] [--outage-at N --outage-seconds S]
 //                [--seq-file PATH] [--client-id ID] [--max-inflight N] [--format json|senml]
 //                [--clock-late N] [--now-ms T] [--pace-origin-ms T] [--quiet]
+//                [--samples-per-message N]
 //                [--username U --password-file F] [--cafile CA.crt]
 //
 // Credential: the project's broker refuses anonymous clients; --username is the device id
 // and --password-file the file `python -m iotflink.cli device add ID` made (the password stays
 // off the command line). --cafile turns on MQTT over TLS, verifying the broker against it.
+//
+// Batches (--samples-per-message N, 1..100, default 1): N consecutive samples go in one MQTT
+// message (docs/CONTRACT.md "Batches"), acknowledged as a unit; a partial batch is sent at the
+// end of the data. --max-inflight counts MQTT messages.
 //
 // Pacing (--speedup X > 0): by default a node paces by its own data time (uptime). With
 // --pace-origin-ms T a reading of true event time t (epoch ms, after the replay shift) is due
@@ -65,6 +70,7 @@ struct Options {
   std::string password_file;  // file whose first line is the password (kept off the command line)
   std::string cafile;         // CA certificate: MQTT over TLS, broker certificate verified
   int max_inflight = 20;
+  int samples_per_message = 1;  // samples per MQTT message (1 = single readings, >1 = batches)
   fw::PayloadFormat format = fw::PayloadFormat::kContractJson;
   long clock_late = 0;
   int64_t now_ms = -1;          // wall epoch ms for the replay shift; -1 = the real clock
@@ -80,7 +86,7 @@ struct Options {
                "  [--outage-at N --outage-seconds S] [--seq-file PATH] [--client-id ID]\n"
                "  [--username U --password-file F] [--cafile CA.crt]\n"
                "  [--max-inflight N] [--format json|senml] [--clock-late N]\n"
-               "  [--now-ms T] [--pace-origin-ms T] [--quiet]\n"
+               "  [--now-ms T] [--pace-origin-ms T] [--quiet] [--samples-per-message N]\n"
                "profiles: nab-machine, femto-b1_1, occupancy-office\n",
                why);
   std::exit(2);
@@ -109,6 +115,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--password-file") o.password_file = val();
     else if (a == "--cafile") o.cafile = val();
     else if (a == "--max-inflight") o.max_inflight = std::atoi(val().c_str());
+    else if (a == "--samples-per-message") o.samples_per_message = std::atoi(val().c_str());
     else if (a == "--clock-late") o.clock_late = std::atol(val().c_str());
     else if (a == "--now-ms") o.now_ms = std::atoll(val().c_str());
     else if (a == "--pace-origin-ms") o.pace_origin_ms = std::atoll(val().c_str());
@@ -126,6 +133,12 @@ Options parse(int argc, char** argv) {
   if (o.profile.empty()) usage("--profile or --device is required");
   if (o.speedup < 0) usage("--speedup must be >= 0");
   if (o.max_inflight < 1) usage("--max-inflight must be >= 1");
+  if (o.samples_per_message < 1 || o.samples_per_message > static_cast<int>(fw::kMaxSamplesPerMessage)) {
+    usage("--samples-per-message must be 1..100");
+  }
+  if (o.samples_per_message > 1 && o.format != fw::PayloadFormat::kContractJson) {
+    usage("--samples-per-message > 1 needs --format json");
+  }
   if (o.pace_origin_ms >= 0 && o.speedup <= 0) usage("--pace-origin-ms needs --speedup > 0");
   if (o.password_file.size() && o.username.empty()) usage("--password-file needs --username");
   if (o.outage_at >= 0 && o.outage_seconds <= 0) usage("--outage-at needs --outage-seconds > 0");
@@ -152,7 +165,9 @@ struct Link {
   bool ready = false;       // CONNACK accepted
   int inflight_limit = 20;
   int receive_max = 65535;
-  std::unordered_map<int, uint64_t> mid_to_seq;
+  /// MQTT message id -> (first seq, samples) of the payload in flight under it
+  std::unordered_map<int, std::pair<uint64_t, size_t>> mid_to_seq;
+  bool flush = false;  // end of data: send a partial batch too
   uint64_t sends = 0, rejected = 0, connects = 0, no_subscribers = 0;
   /// seqs the broker accepted (PUBACK reason < 0x80), each once: the exact set that reached
   /// the broker (duplicates after a lost PUBACK are counted once)
@@ -209,18 +224,20 @@ struct Link {
     auto* l = static_cast<Link*>(ctx);
     auto it = l->mid_to_seq.find(mid);
     if (it == l->mid_to_seq.end()) return;
-    const uint64_t seq = it->second;
+    const uint64_t seq = it->second.first;
+    const size_t n = it->second.second;
     l->mid_to_seq.erase(it);
-    // the broker has it (or refused it for good): it leaves the outbox either way, even when
-    // the outbox already dropped it (then ack() says kNotFound)
-    g_node.outbox().ack(seq);
+    // the broker has it (or refused it for good): its samples leave the outbox either way, as
+    // a unit, even when the outbox already dropped some (then ack_batch() says kNotFound)
+    g_node.outbox().ack_batch(seq, n);
     if (reason >= 0x80) {  // refused: not published, counted in dropped (never retried)
       ++l->rejected;
-      l->log("PUBACK for seq %llu: reason 0x%02x", static_cast<unsigned long long>(seq), reason);
+      l->log("PUBACK for seq %llu (+%zu): reason 0x%02x", static_cast<unsigned long long>(seq),
+             n - 1, reason);
       return;
     }
     if (reason == 0x10) ++l->no_subscribers;  // accepted, but nobody subscribed (MQTT v5)
-    l->acked.push_back(seq);
+    for (size_t i = 0; i < n; ++i) l->acked.push_back(seq + i);
   }
 
   /// Opens the connection when wanted and due (exponential backoff 0.5 s .. 8 s).
@@ -239,19 +256,20 @@ struct Link {
     }
   }
 
-  /// Sends unsent outbox messages while the in-flight limit allows.
+  /// Sends due payloads (single readings or batches) while the in-flight limit (MQTT
+  /// messages awaiting PUBACK) allows.
   void pump() {
-    static char buf[2048];
-    while (ready && static_cast<int>(g_node.outbox().in_flight()) < inflight_limit) {
-      const fw::Message* m = g_node.outbox().next_unsent();
-      if (m == nullptr) break;
-      size_t len = 0;
-      const fw::Status st = g_node.encode(*m, buf, sizeof(buf), &len);
+    static char buf[fw::json_batch_bound(fw::kMaxSamplesPerMessage)];
+    while (ready && static_cast<int>(mid_to_seq.size()) < inflight_limit) {
+      size_t len = 0, n = 0;
+      uint64_t seq = 0;
+      const fw::Status st = g_node.next_payload(flush, buf, sizeof(buf), &len, &seq, &n);
+      if (st == fw::Status::kEmpty) break;
       if (st != fw::Status::kOk) {  // cannot happen for validated readings; never loop on it
-        log("encode failed for seq %llu: %s", static_cast<unsigned long long>(m->seq),
+        log("encode failed for seq %llu (+%zu): %s", static_cast<unsigned long long>(seq), n - 1,
             fw::status_name(st));
-        g_node.outbox().mark_sent();
-        g_node.outbox().ack(m->seq);
+        g_node.outbox().mark_sent(n);
+        g_node.outbox().ack_batch(seq, n);
         continue;
       }
       int mid = 0;
@@ -261,8 +279,8 @@ struct Link {
         log("publish failed: %s", mosquitto_strerror(rc));
         break;
       }
-      mid_to_seq[mid] = m->seq;
-      g_node.outbox().mark_sent();
+      mid_to_seq[mid] = {seq, n};
+      g_node.outbox().mark_sent(n);
       ++sends;
     }
   }
@@ -336,6 +354,7 @@ int main(int argc, char** argv) {
   fw::NodeConfig cfg;
   cfg.device_id = opt.device.c_str();
   cfg.format = opt.format;
+  cfg.samples_per_message = static_cast<uint8_t>(opt.samples_per_message);
   const fw::Status ist = g_node.init(cfg, prof->channels, prof->n_channels, &storage);
   if (ist != fw::Status::kOk) {
     std::fprintf(stderr, "virtual_node: init failed: %s (seq file %s)\n", fw::status_name(ist),
@@ -392,7 +411,9 @@ int main(int argc, char** argv) {
   int64_t outage_end_mono = 0;
   Clock::time_point outage_end_wall;
   size_t processed = 0;
-  constexpr size_t kHighWater = fw::Outbox<128>::capacity() / 2;
+  // a full batch must fit below the high-water mark, or speedup 0 would wait for it forever
+  const size_t kHighWater = std::max(fw::Outbox<128>::capacity() / 2,
+                                     static_cast<size_t>(opt.samples_per_message));
   constexpr auto kStallLimit = std::chrono::seconds(30);  // speedup 0: wait for a connection
   // wait for the first CONNACK (bounded) so speedup 0 does not start offline
   for (int i = 0; i < 100 && !link.ready && !g_stop; ++i) link.service(50);
@@ -450,7 +471,9 @@ int main(int argc, char** argv) {
     link.service(0);
   }
 
-  // end of data: finish a pending outage, then flush the outbox (give up after 30 s idle)
+  // end of data: finish a pending outage, then flush the outbox (give up after 30 s idle),
+  // a partial batch included
+  link.flush = true;
   if (offline) {
     while (!g_stop && Clock::now() < outage_end_wall) link.service(50);
     link.want_online = true;
@@ -500,7 +523,7 @@ int main(int argc, char** argv) {
       "\"drops\":{\"buffer\":%u,\"outbox\":%u,\"clock\":%u,\"storage\":%u},"
       "\"sends\":%llu,\"rejected\":%llu,\"no_subscribers\":%llu,\"connects\":%llu,"
       "\"clock_jumps\":%u,\"spikes\":%u,\"sequence_matches\":%u,\"z_anomalies\":%u,"
-      "\"wall_s\":%.3f}\n",
+      "\"samples_per_message\":%d,\"wall_s\":%.3f}\n",
       opt.device.c_str(), static_cast<unsigned long long>(published),
       static_cast<unsigned long long>(dropped),
       have ? std::to_string(link.acked.front()).c_str() : "null",
@@ -511,7 +534,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(link.sends), static_cast<unsigned long long>(link.rejected),
       static_cast<unsigned long long>(link.no_subscribers),
       static_cast<unsigned long long>(link.connects), g_node.clock().jumps(), ev.spikes,
-      ev.sequence_matches, ev.z_anomalies,
+      ev.sequence_matches, ev.z_anomalies, opt.samples_per_message,
       std::chrono::duration<double>(Clock::now() - t0).count());
   std::fflush(stdout);
   return unsent == 0 ? 0 : 3;
