@@ -26,6 +26,10 @@ Accounting (the summary of :class:`NodeResult`):
   exit).
 * ``readings``: data rows the node played; ``invalid``: single readings rejected by the range
   check (the rest of their message is still sent).
+* ``sends``: MQTT messages published (resends after a reconnect included). With
+  ``samples_per_message`` N > 1 a node sends batches (docs/CONTRACT.md "Batches"): N samples of
+  consecutive seqs in one message, acknowledged as a unit, so the counts above (seqs, one per
+  sample) are unchanged while ``sends`` falls to about 1/N of them.
 
 Usage::
 
@@ -62,6 +66,9 @@ ESP32_DIR = PROJECT_ROOT / "esp32"
 BUILD_DIR = ESP32_DIR / "build"
 #: The project's data files (the nodes' sensors).
 DATA_DIR = PROJECT_ROOT / "data"
+#: Most samples in one batch message (docs/CONTRACT.md "Batches"; the firmware's
+#: ``kMaxSamplesPerMessage``).
+MAX_SAMPLES_PER_MESSAGE = 100
 #: Exit codes of virtual_node that come with a valid summary line (3: messages left unsent).
 SUMMARY_EXIT_CODES = (0, 3)
 
@@ -139,6 +146,11 @@ class NodeSpec:
             speedup`` s after the node starts. Nodes started together with the same origin,
             speedup and ``now_ms`` play on one clock, as a real fleet shares the wall clock;
             None = each node paces by its own data time from its first reading.
+        samples_per_message: samples per MQTT message, 1..:data:`MAX_SAMPLES_PER_MESSAGE`; 1 =
+            one reading per message (the single-reading payload), N > 1 = batches of N
+            consecutive samples (docs/CONTRACT.md "Batches"; a partial batch at the end of the
+            data). Each sample keeps its own seq and ts; the outbox (128 samples) acknowledges
+            a batch as a unit and resends it after a reconnect.
         extra_args: further ``virtual_node`` options, passed verbatim.
     """
 
@@ -152,6 +164,7 @@ class NodeSpec:
     max_inflight: int = 20
     now_ms: int | None = None
     pace_origin_ms: int | None = None
+    samples_per_message: int = 1
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -166,7 +179,8 @@ class NodeSpec:
         with ``ca_file`` (None: plain MQTT).
 
         Raises:
-            ValueError: unknown profile, negative speedup/limit, or an outage without length.
+            ValueError: unknown profile, negative speedup/limit, an outage without length, or
+                ``samples_per_message`` outside 1..:data:`MAX_SAMPLES_PER_MESSAGE`.
         """
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
@@ -176,6 +190,9 @@ class NodeSpec:
             raise ValueError("outage_at needs outage_s > 0")
         if self.pace_origin_ms is not None and self.speedup <= 0:
             raise ValueError("pace_origin_ms needs speedup > 0")
+        if not 1 <= self.samples_per_message <= MAX_SAMPLES_PER_MESSAGE:
+            raise ValueError(f"samples_per_message must be 1..{MAX_SAMPLES_PER_MESSAGE}, "
+                             f"not {self.samples_per_message}")
         argv = [str(exe), "--profile", self.profile, "--device", self.device, "--host", host,
                 "--port", str(port), "--data-dir", str(DATA_DIR), "--speedup", repr(self.speedup),
                 "--seq-file", str(seq_file), "--max-inflight", str(self.max_inflight)]
@@ -189,6 +206,8 @@ class NodeSpec:
             argv += ["--now-ms", str(self.now_ms)]
         if self.pace_origin_ms is not None:
             argv += ["--pace-origin-ms", str(self.pace_origin_ms)]
+        if self.samples_per_message != 1:
+            argv += ["--samples-per-message", str(self.samples_per_message)]
         if password_file is not None:
             argv += ["--username", self.device, "--password-file", str(password_file)]
         if ca_file is not None:
@@ -405,7 +424,7 @@ DEMO_NAB_OUTAGE_S = 10 * 3600.0
 
 
 def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
-                       now_ms: int | None = None) -> list[NodeSpec]:
+                       now_ms: int | None = None, samples_per_message: int = 1) -> list[NodeSpec]:
     """The demo's three devices (docs/CONTRACT.md "Demo devices").
 
     ``speedup == 0`` (or a ``limit``): each node plays its file as fast as PUBACKs allow; the
@@ -429,14 +448,17 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
         limit: rows per data set (None = all).
         speedup: event-time seconds per wall second (0 = as fast as possible).
         now_ms: the wall time (epoch ms) the replay shift is computed from; default now.
+        samples_per_message: every node's :attr:`NodeSpec.samples_per_message` (1 = single
+            readings).
     """
     if speedup <= 0 or limit is not None:
         femto_outage = 1000 if limit is None or limit > 1000 else None
+        k = samples_per_message
         return [
-            NodeSpec("nab-machine", speedup=speedup, limit=limit),
+            NodeSpec("nab-machine", speedup=speedup, limit=limit, samples_per_message=k),
             NodeSpec("femto-b1_1", speedup=speedup, limit=limit, outage_at=femto_outage,
-                     outage_s=100.0 if femto_outage is not None else 0.0),
-            NodeSpec("occupancy-office", speedup=speedup, limit=limit),
+                     outage_s=100.0 if femto_outage is not None else 0.0, samples_per_message=k),
+            NodeSpec("occupancy-office", speedup=speedup, limit=limit, samples_per_message=k),
         ]
     from iotflink.replay import load_dataset  # noqa: PLC0415
 
@@ -444,12 +466,28 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
     origin = load_dataset("occupancy", now)[0][0]
     nab_ts = [r[0] for r in load_dataset("nab", now)]
     outage_at = next(i for i, ts in enumerate(nab_ts) if ts >= origin + DEMO_NAB_OUTAGE_AFTER_MS)
-    shared = {"speedup": speedup, "now_ms": now, "pace_origin_ms": origin}
+    shared = {"speedup": speedup, "now_ms": now, "pace_origin_ms": origin,
+              "samples_per_message": samples_per_message}
     return [
         NodeSpec("nab-machine", outage_at=outage_at, outage_s=DEMO_NAB_OUTAGE_S, **shared),
         NodeSpec("femto-b1_1", **shared),
         NodeSpec("occupancy-office", **shared),
     ]
+
+
+def samples_per_message_arg(text: str) -> int:
+    """argparse type of ``--samples-per-message``: an int in 1..:data:`MAX_SAMPLES_PER_MESSAGE`.
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or outside the range.
+    """
+    try:
+        n = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if not 1 <= n <= MAX_SAMPLES_PER_MESSAGE:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_SAMPLES_PER_MESSAGE}, not {n}")
+    return n
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -461,6 +499,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ap.add_argument("--run-dir", type=Path, default=None, help="default: IOTFLINK_RUN_DIR")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--speedup", type=float, default=0.0)
+    ap.add_argument("--samples-per-message", type=samples_per_message_arg, default=1, metavar="N",
+                    help=f"samples per MQTT message, 1..{MAX_SAMPLES_PER_MESSAGE} (default 1: one "
+                         "reading per message; N > 1: batches, docs/CONTRACT.md \"Batches\")")
     ap.set_defaults(func=run)
     return ap
 
@@ -470,7 +511,8 @@ def run(a: argparse.Namespace) -> int:
     (JSON). Exit status 0."""
     cfg = StackSettings.from_env()
     run_dir = a.run_dir or cfg.run_dir
-    res = run_nodes(default_demo_specs(a.limit, a.speedup), a.host or cfg.mqtt_host, a.port or cfg.mqtt_port, run_dir,
+    specs = default_demo_specs(a.limit, a.speedup, samples_per_message=a.samples_per_message)
+    res = run_nodes(specs, a.host or cfg.mqtt_host, a.port or cfg.mqtt_port, run_dir,
                     auth_dir=cfg.mqtt_auth_dir if run_dir == cfg.run_dir else None, ca_file=cfg.mqtt_ca_file)
     json.dump(totals(res), sys.stdout, indent=1)
     print()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
 from iotflink.replay import load_dataset
 from iotflink.settings import WindowJobSettings
-from iotflink.vnodes import DEMO_NAB_OUTAGE_AFTER_MS, NodeSpec, default_demo_specs
+from iotflink.vnodes import DEMO_NAB_OUTAGE_AFTER_MS, NodeSpec, add_parser, default_demo_specs
 
 NOW = 1_795_325_989_769  # a fixed wall time (2026-11-22), so the whole-week shift is fixed
 
@@ -43,3 +44,27 @@ def test_argv_carries_the_shared_clock():
     assert argv[argv.index("--pace-origin-ms") + 1] == str(NOW - 5)
     with pytest.raises(ValueError, match="pace_origin_ms needs speedup"):
         NodeSpec("nab-machine", pace_origin_ms=NOW).argv(Path("/bin/vn"), "h", 1, Path("/tmp/s"))
+
+
+def test_samples_per_message_reaches_the_node_and_is_checked():
+    exe = Path("/bin/vn")
+    argv = NodeSpec("femto-b1_1", samples_per_message=10).argv(exe, "h", 1, Path("/tmp/s"))
+    assert argv[argv.index("--samples-per-message") + 1] == "10"
+    # the default (1) leaves the node's default: one reading per message
+    assert "--samples-per-message" not in NodeSpec("femto-b1_1").argv(exe, "h", 1, Path("/tmp/s"))
+    for bad in (0, 101):
+        with pytest.raises(ValueError, match="samples_per_message must be 1..100"):
+            NodeSpec("femto-b1_1", samples_per_message=bad).argv(exe, "h", 1, Path("/tmp/s"))
+    for specs in (default_demo_specs(limit=50, samples_per_message=7),
+                  default_demo_specs(speedup=5000.0, now_ms=NOW, samples_per_message=7)):
+        assert [s.samples_per_message for s in specs] == [7, 7, 7]
+
+
+def test_cli_option_samples_per_message():
+    ap = argparse.ArgumentParser()
+    add_parser(ap.add_subparsers(dest="cmd"))
+    assert ap.parse_args(["vnodes"]).samples_per_message == 1
+    assert ap.parse_args(["vnodes", "--samples-per-message", "10"]).samples_per_message == 10
+    for bad in ("0", "101", "ten"):
+        with pytest.raises(SystemExit):
+            ap.parse_args(["vnodes", "--samples-per-message", bad])

@@ -137,6 +137,50 @@ TEST(NoAlloc, HotPathAfterInit) {
   EXPECT_GT(g_node.drops().invalid, 0u);
 }
 
+Node<> g_batch_node;  // batching: 10 samples per message
+MemStorage g_batch_mem;
+
+TEST(NoAlloc, BatchedHotPathAfterInit) {
+  const Profile* prof = find_profile("occupancy-office");
+  ASSERT_NE(prof, nullptr);
+  NodeConfig cfg;
+  cfg.device_id = "occupancy-office";
+  cfg.samples_per_message = 10;
+  ASSERT_EQ(g_batch_node.init(cfg, prof->channels, prof->n_channels, &g_batch_mem), Status::kOk);
+  static char buf[json_batch_bound(10)];
+  g_batch_node.set_clock(0, 1767225600000);
+
+  g_allocs = 0;
+  g_counting = true;
+  size_t payloads = 0;
+  int64_t t = 0;
+  for (int i = 0; i < 20000; ++i, t += 100) {
+    Sample s;
+    s.mono_ms = t;
+    s.count = 2;
+    s.readings[0] = Reading{21.f + static_cast<float>(i % 30) * 0.1f, Sensor::kTempC};
+    s.readings[1] = Reading{400.f + static_cast<float>(i % 17), Sensor::kCo2Ppm};
+    g_batch_node.submit(s);
+    g_batch_node.process();
+    const bool connected = (i / 1000) % 2 == 0 || (i % 1000) > 300;
+    if (!connected) {
+      g_batch_node.outbox().on_disconnect();
+      continue;
+    }
+    size_t len = 0, n = 0;
+    uint64_t seq = 0;
+    while (g_batch_node.next_payload(false, buf, sizeof(buf), &len, &seq, &n) == Status::kOk) {
+      g_batch_node.outbox().mark_sent(n);
+      g_batch_node.outbox().ack_batch(seq, n);
+      ++payloads;
+    }
+  }
+  g_counting = false;
+  EXPECT_EQ(g_allocs.load(), 0) << "heap allocations on the batched hot path after init";
+  EXPECT_GT(payloads, 1000u);
+  EXPECT_GT(g_batch_node.drops().outbox, 0u);
+}
+
 }  // namespace
 }  // namespace fw
 
