@@ -85,6 +85,13 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
         import dataclasses  # noqa: PLC0415
 
         cfg = dataclasses.replace(cfg, bridges=args.bridges)
+    if getattr(args, "taskmanagers", None) is not None:
+        if args.taskmanagers < 1:
+            print("--taskmanagers must be at least 1", file=sys.stderr)
+            return 2
+        import dataclasses  # noqa: PLC0415
+
+        cfg = dataclasses.replace(cfg, taskmanagers=args.taskmanagers)
     stack = Stack(cfg)
     if args.action == "start":
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
@@ -365,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--bridges", type=int, default=None, metavar="N",
                    help="bridge processes sharing the MQTT load (shared subscription); default IOTFLINK_BRIDGES (1)")
+    p.add_argument("--taskmanagers", type=int, default=None, metavar="N",
+                   help="Flink TaskManagers, each with its own slots and local state directory, as on "
+                        "separate hosts; default IOTFLINK_TASKMANAGERS (1)")
     p.set_defaults(func=_cmd_stack)
 
     p = sub.add_parser("topics", help="create the project's Kafka topics")

@@ -70,6 +70,10 @@ ENV_VARS: dict[str, str] = {
     # $share/<group>/<IOTFLINK_MQTT_TOPIC_FILTER>, and the broker hands each message to one
     # member; empty = a plain subscription (one bridge gets everything)
     "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
+    # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
+    # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
+    # resource id, io.tmp.dirs and RocksDB local directory, log and pid file
+    "IOTFLINK_TASKMANAGERS": "1",
     # MQTT credentials (passwd, acl, one password file per client); empty = <run dir>/mosquitto/auth
     "IOTFLINK_MQTT_AUTH_DIR": "",
     # MQTT over TLS on the broker's listener, with a local CA made by the stack (openssl): true | false
@@ -282,6 +286,8 @@ class StackSettings:
             ``i`` > 0 of ``bridges`` uses ``{mqtt_bridge_user}-{i}`` (:meth:`bridge_user`).
         bridges: bridge processes the stack starts (>= 1); they share the load through an
             MQTT v5 shared subscription (:class:`BridgeSettings` ``share_group``).
+        taskmanagers: Flink TaskManager processes the stack starts (>= 1,
+            ``IOTFLINK_TASKMANAGERS``), each with its own slots and local state directory.
         mqtt_auth_dir_override / mqtt_ca_file_override: ``IOTFLINK_MQTT_AUTH_DIR`` /
             ``IOTFLINK_MQTT_CA_FILE``; empty = the defaults under ``run_dir``.
     """
@@ -303,6 +309,7 @@ class StackSettings:
     mqtt_tls: bool = False
     mqtt_bridge_user: str = "iotflink-bridge"
     bridges: int = 1
+    taskmanagers: int = 1
     mqtt_auth_dir_override: str = ""
     mqtt_ca_file_override: str = ""
 
@@ -332,11 +339,14 @@ class StackSettings:
             mqtt_tls=_bool("IOTFLINK_MQTT_TLS", environ),
             mqtt_bridge_user=env("IOTFLINK_MQTT_BRIDGE_USER", environ),
             bridges=_int("IOTFLINK_BRIDGES", environ),
+            taskmanagers=_int("IOTFLINK_TASKMANAGERS", environ),
             mqtt_auth_dir_override=env("IOTFLINK_MQTT_AUTH_DIR", environ),
             mqtt_ca_file_override=env("IOTFLINK_MQTT_CA_FILE", environ),
         )
         if cfg.bridges < 1:
             raise ConfigError(f"IOTFLINK_BRIDGES={cfg.bridges} must be at least 1")
+        if cfg.taskmanagers < 1:
+            raise ConfigError(f"IOTFLINK_TASKMANAGERS={cfg.taskmanagers} must be at least 1")
         if not 1 <= cfg.min_insync_replicas <= cfg.replication_factor:
             raise ConfigError(
                 f"IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS={cfg.min_insync_replicas} must be between 1 and "
@@ -418,6 +428,7 @@ class StackSettings:
             "IOTFLINK_MQTT_TLS": "true" if self.mqtt_tls else "false",
             "IOTFLINK_MQTT_BRIDGE_USER": self.mqtt_bridge_user,
             "IOTFLINK_BRIDGES": str(self.bridges),
+            "IOTFLINK_TASKMANAGERS": str(self.taskmanagers),
             "IOTFLINK_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
             "IOTFLINK_MQTT_CA_FILE": str(self.mqtt_ca_file or ""),
         }
