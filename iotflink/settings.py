@@ -63,6 +63,11 @@ ENV_VARS: dict[str, str] = {
     # the bridge's MQTT username; the broker makes it its client id too (use_username_as_clientid),
     # so its persistent session belongs to this credential (iotflink/mqtt_auth.py)
     "IOTFLINK_MQTT_BRIDGE_USER": "iotflink-bridge",
+    # the bridge's MQTT client id (and Kafka producer client id); empty = its username. Only
+    # on a listener without use_username_as_clientid: docker-compose.yml's bridge-only listener,
+    # where every bridge replica shares one credential and names itself by its container
+    # (iotflink-bridge-<hostname>), so replicas do not take over each other's session
+    "IOTFLINK_MQTT_BRIDGE_CLIENT_ID": "",
     # bridge processes the local stack starts (`stack start --bridges N`); bridge i > 0 uses the
     # credential <IOTFLINK_MQTT_BRIDGE_USER>-<i> (its own client id, session and producer)
     "IOTFLINK_BRIDGES": "1",
@@ -501,7 +506,7 @@ class BridgeSettings:
             mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
             topic_filter=env("IOTFLINK_MQTT_TOPIC_FILTER", environ),
-            client_id=user,
+            client_id=env("IOTFLINK_MQTT_BRIDGE_CLIENT_ID", environ) or user,
             username=user,
             password_file=stack.mqtt_auth_dir / "clients" / f"{user}.password",
             ca_file=stack.mqtt_ca_file,
