@@ -812,17 +812,17 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
 
     # kill -9 of Mosquitto may lose the messages acknowledged in the pass it hit (module doc)
     if fault == "kill-taskmanager" and STACK_TASKMANAGERS > 1:
-        extra = run.timing["extra"]
+        tm = run.timing["extra"]
         placement = rec["subtasks_per_taskmanager_at_fault"]
         print(f"FAILOVER kill-taskmanager: subtasks per TaskManager at the fault {placement}; killed "
-              f"{extra['killed_taskmanager_id']}; window job RUNNING on the survivor after {extra['failover_s']} s, "
-              f"its subtasks then {extra.get('subtasks_per_taskmanager_after')}; new TaskManager registered after "
+              f"{tm['killed_taskmanager_id']}; window job RUNNING on the survivor after {tm['failover_s']} s, "
+              f"its subtasks then {tm.get('subtasks_per_taskmanager_after')}; new TaskManager registered after "
               f"{run.timing['ready_s']} s", flush=True)
         # the run's two jobs (one slot each) were spread over both TaskManagers (load-balance SLOTS)
         assert len(set(placement["window"]) | set(placement["rule"])) == STACK_TASKMANAGERS, placement
-        assert extra["failover_s"] is not None, "the window job did not run on the surviving TaskManager's slots"
-        assert extra["killed_taskmanager_id"] in extra["subtasks_per_taskmanager_before"]
-        assert extra["killed_taskmanager_id"] not in extra["subtasks_per_taskmanager_after"]
+        assert tm["failover_s"] is not None, "the window job did not run on the surviving TaskManager's slots"
+        assert tm["killed_taskmanager_id"] in tm["subtasks_per_taskmanager_before"]
+        assert tm["killed_taskmanager_id"] not in tm["subtasks_per_taskmanager_after"]
     if fault == "kill-mosquitto":
         print(f"KILL-MOSQUITTO: {len(missing)} of {len(published)} acknowledged readings lost "
               f"(bound {allowed}): {sorted(missing)}", flush=True)
