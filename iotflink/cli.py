@@ -106,7 +106,7 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
         for st in stack.status():
             state = "ready" if st.ready else ("running, not answering" if st.running else "stopped")
             bad += not st.ready
-            print(f"{st.name:18} {state:24} pid={st.pid or '-':<8} log={st.log_file}")
+            print(f"{st.name:20} {state:24} pid={st.pid or '-':<8} log={st.log_file}")
         return 0 if bad == 0 else 3
     return 0
 
