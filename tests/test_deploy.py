@@ -275,6 +275,10 @@ def test_bridge_replicas_have_their_own_client_id_on_a_bridge_only_listener():
     bridge = svc["bridge"]
     assert bridge["environment"]["IOTFLINK_MQTT_PORT"] == str(BRIDGE_PORT)
     assert "IOTFLINK_MQTT_BRIDGE_CLIENT_ID" not in bridge["environment"]  # not one id for all replicas
+    from iotflink.settings import BridgeSettings
+
+    env = {k: str(v) for k, v in bridge["environment"].items()}
+    assert BridgeSettings.from_env(env).subscription.startswith("$share/"), "replicas share the load, not copy it"
     command = " ".join(bridge["command"])
     assert "IOTFLINK_MQTT_BRIDGE_CLIENT_ID=iotflink-bridge-$HOSTNAME" in command.replace("$$", "$")
     assert command.endswith("exec python -m bridge")
