@@ -15,7 +15,7 @@ per device, as a 10 Hz sensor):
    then ``flush()``; rate = count / time.
 3. **bridge, N processes x payload kind**: N in (1, 2) ``python -m bridge`` processes, each
    with its own bridge credential (client id, session, producer), in one MQTT v5 shared
-   subscription group; payloads single readings (``count`` messages) or batches of
+   subscription group (one process: a plain subscription, as the stack runs it); payloads single readings (``count`` messages) or batches of
    ``--batch`` samples (``count / batch`` messages, the same readings). The messages are
    queued at the broker for the group first, then the processes are started; the rate is
    taken from the first message a bridge took in to the moment every message is acked (the
@@ -261,13 +261,15 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
     host, port, ca_file = stack.s.mqtt_host, stack.s.mqtt_port, stack.s.mqtt_ca_file
     users = [f"bench-bridge-{run}-{i}" for i in range(processes)]
     bridge_creds = stack.provision(users, role="bridge")
+    topic_filter = f"$share/{group}/sensors/+/telemetry" if processes > 1 else "sensors/+/telemetry"
     for user in users:
-        register_session(host, port, bridge_creds[user], ca_file, f"$share/{group}/sensors/+/telemetry")
+        register_session(host, port, bridge_creds[user], ca_file, topic_filter)
     pub_rate = preload(host, port, msgs, creds, ca_file)
     env = dict(os.environ)
     env.update(stack.s.to_env())
     env.update({"IOTFLINK_TOPIC_READINGS": readings_topic, "IOTFLINK_TOPIC_DLQ": dlq_topic,
-                "IOTFLINK_BRIDGE_SHARE_GROUP": group, "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(max_inflight),
+                "IOTFLINK_BRIDGE_SHARE_GROUP": group, "IOTFLINK_BRIDGES": str(processes),
+                "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(max_inflight),
                 "PYTHONPATH": str(ROOT)})
     tmp = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     stats_files = [tmp / f"{u}.json" for u in users]

@@ -461,10 +461,12 @@ class Bridge:
                  flags.session_present, self.settings.subscription, RETAIN_HANDLING)
         client.subscribe(self.settings.subscription,
                          options=SubscribeOptions(qos=1, retainHandling=RETAIN_HANDLING))
+        # a session from a run with another bridge count may still hold the other form of
+        # the subscription, which would deliver every message a second time
         if self.settings.share_group:
-            # a session made before the bridge joined the group may still hold the plain
-            # subscription, which would deliver every message a second time
             client.unsubscribe(self.settings.topic_filter)
+        elif self.settings.leave_group:
+            client.unsubscribe(f"$share/{self.settings.leave_group}/{self.settings.topic_filter}")
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
         for rc in reason_codes:

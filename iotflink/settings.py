@@ -71,9 +71,10 @@ ENV_VARS: dict[str, str] = {
     # bridge processes the local stack starts (`stack start --bridges N`); bridge i > 0 uses the
     # credential <IOTFLINK_MQTT_BRIDGE_USER>-<i> (its own client id, session and producer)
     "IOTFLINK_BRIDGES": "1",
-    # MQTT v5 shared subscription group of the bridges: each subscribes to
-    # $share/<group>/<IOTFLINK_MQTT_TOPIC_FILTER>, and the broker hands each message to one
-    # member; empty = a plain subscription (one bridge gets everything)
+    # MQTT v5 shared subscription group of the bridges: with IOTFLINK_BRIDGES > 1 each subscribes
+    # to $share/<group>/<IOTFLINK_MQTT_TOPIC_FILTER>, and the broker hands each message to one
+    # member; with one bridge it subscribes plainly (and leaves the group, should its session
+    # still be in it)
     "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
     # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
     # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
@@ -469,7 +470,11 @@ class BridgeSettings:
         share_group: MQTT v5 shared subscription group: the bridge subscribes to
             ``$share/{share_group}/{topic_filter}`` so that several bridge processes (each with
             its own credential, session and producer) share the messages, each message going
-            to one of them; "" = a plain subscription to ``topic_filter``.
+            to one of them; "" = a plain subscription to ``topic_filter``. ``from_env`` sets it
+            only when ``IOTFLINK_BRIDGES`` > 1.
+        leave_group: a shared subscription group whose subscription the bridge drops on
+            connect (its persistent session may hold it from a run with more bridges, and would
+            then get messages twice); "" = none.
     """
 
     mqtt_host: str
@@ -487,6 +492,7 @@ class BridgeSettings:
     heartbeat_interval_ms: int = 1_000
     heartbeat_quiet_ms: int = 5_000
     share_group: str = ""
+    leave_group: str = ""
 
     @property
     def subscription(self) -> str:
@@ -502,6 +508,7 @@ class BridgeSettings:
         """
         stack = StackSettings.from_env(environ)
         user = stack.mqtt_bridge_user
+        group = env("IOTFLINK_BRIDGE_SHARE_GROUP", environ)
         return cls(
             mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
@@ -517,7 +524,8 @@ class BridgeSettings:
             max_inflight_bytes=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES", environ),
             heartbeat_interval_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS", environ),
             heartbeat_quiet_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", environ),
-            share_group=env("IOTFLINK_BRIDGE_SHARE_GROUP", environ),
+            share_group=group if stack.bridges > 1 else "",
+            leave_group="" if stack.bridges > 1 else group,
         )
 
 

@@ -506,7 +506,7 @@ class Stack:
     def bridge_stats(self) -> dict:
         """The bridge's latest counters (``received``, ``forwarded``, ``dead_lettered``, ...);
         with several bridge processes, the sum of their counters (:meth:`bridge_stats_all` has
-        each one's): ``received = forwarded + dead_lettered + pending`` holds for the sum."""
+        each one's): ``records = forwarded + dead_lettered + pending`` holds for the sum."""
         all_stats = self.bridge_stats_all()
         if len(all_stats) == 1:
             return all_stats[0]
@@ -533,12 +533,44 @@ class Stack:
         env = dict(os.environ)
         env.update(self.s.to_env())
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+        self._end_sessions_of_removed_bridges()
         for i, (name, stats) in enumerate(zip(self._bridge_names(), self.bridge_stats_files())):
             if self.pid(name) is not None:
                 continue
             stats.unlink(missing_ok=True)
             self._spawn(name, [sys.executable, "-m", "bridge", "--stats-file", str(stats), "--stats-interval-s", "1"],
                         env={**env, "IOTFLINK_MQTT_BRIDGE_USER": self.s.bridge_user(i)})
+
+    def _end_sessions_of_removed_bridges(self) -> None:
+        """End the persistent MQTT sessions of bridge credentials ``{mqtt_bridge_user}-{i}``
+        with ``i`` >= ``bridges`` (left by a run with more bridges): a member of the shared
+        subscription group that is offline but has a session still gets its share of the
+        messages queued (for up to the session expiry), which no running bridge would read.
+        Connecting once with clean start and session expiry 0 removes the session."""
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+        from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+        from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+        prefix = f"{self.s.mqtt_bridge_user}-"
+        for entry in self.credentials.list():
+            user = entry.get("username", "")
+            tail = user[len(prefix):]
+            if entry.get("role") != "bridge" or not user.startswith(prefix) or not tail.isdigit() \
+                    or int(tail) < self.s.bridges:
+                continue
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+            mqtt_auth.configure_paho(client, self.credentials.get(user, role="bridge"), self.s.mqtt_ca_file)
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            try:
+                client.connect(self.s.mqtt_host, self.s.mqtt_port, clean_start=True, properties=props)
+                client.loop_start()
+                wait_for(client.is_connected, 10, what=f"MQTT connect of {user}")
+                client.disconnect()
+                client.loop_stop()
+                log.info("ended the MQTT session of removed bridge %s", user)
+            except (OSError, TimeoutError) as exc:
+                log.warning("could not end the MQTT session of removed bridge %s: %r", user, exc)
 
     def bridge_ready(self) -> bool:
         """True when every bridge process holds its QoS 1 subscription (its stats file counts
