@@ -831,7 +831,9 @@ class Stack:
             if name == "flink-taskmanager" or name.startswith("flink-taskmanager-"):
                 return self.taskmanager_instance_ready(name)
             if name == "bridge" or name.startswith("bridge-"):
-                stats = json.loads(self.bridge_stats_files()[self._instance_index(name)].read_text())
+                i = self._instance_index(name)  # also a bridge beyond these settings' count
+                path = self.bridge_stats_file if i == 0 else self.run_dir / f"bridge-{i}-stats.json"
+                stats = json.loads(path.read_text())
                 return stats.get("subscribed", 0) >= 1
         except Exception:  # noqa: BLE001 - any probe failure means "not ready"
             return False
