@@ -4,10 +4,14 @@ fault tests (``tests/test_chaos.py``) and of ``bench/recovery_bench.py``.
 Faults (each kills or stops one service of :class:`iotflink.stack.Stack`, starts it again,
 waits until it is ready and returns a :class:`FaultTiming`):
 
-- :func:`kill_taskmanager`: ``kill -9`` of the TaskManager's process group (the
+- :func:`kill_taskmanager`: ``kill -9`` of a TaskManager's process group (the
   ``taskmanager.sh start-foreground`` shell and its JVM), then a new TaskManager. Ready means
   the JobManager lists a TaskManager id that was not there before the kill (the dead one can
   stay listed until its heartbeat times out, so "a TaskManager is registered" proves nothing).
+  With several TaskManagers (``IOTFLINK_TASKMANAGERS``) and a job given, the one running most
+  of that job's subtasks is killed, and the new one is started only once the job runs again on
+  the survivors' slots, as a cluster that lost a host would run on: the failover to the
+  survivors is measured (``extra["failover_s"]``), not a restart on the replacement.
 - :func:`restart_kafka`: SIGTERM to the broker (controlled shutdown), then start it again.
   Ready: the broker answers a metadata request.
 - :func:`restart_mosquitto`: SIGTERM to Mosquitto (it writes its persistence file, so queued
@@ -35,7 +39,7 @@ again, entered after the fault).
 
 Command line (against the stack described by the ``IOTFLINK_*`` environment)::
 
-    iotflink chaos kill-taskmanager [--job JOB_ID] [--down-s 0]
+    iotflink chaos kill-taskmanager [--job JOB_ID] [--down-s 0] [--taskmanager NAME]
     iotflink chaos restart-kafka [--down-s 0]
     iotflink chaos restart-mosquitto
     iotflink chaos kill-mosquitto
@@ -152,22 +156,78 @@ def _taskmanager_ids(stack: Stack) -> set[str]:
     return {tm["id"] for tm in _http_json(f"{stack.s.flink_rest_url}/taskmanagers").get("taskmanagers", [])}
 
 
-def kill_taskmanager(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 120.0) -> FaultTiming:
-    """``kill -9`` the TaskManager, start a new one, wait until the JobManager registered it.
+def _job_on(stack: Stack, job_id: str, fault_epoch_ms: int, dead_id: str | None) -> bool:
+    """True when job ``job_id`` entered RUNNING after ``fault_epoch_ms`` and every one of its
+    subtasks is RUNNING on a TaskManager other than ``dead_id``."""
+    from iotflink.stack import _http_json  # noqa: PLC0415
+
+    info = _http_json(f"{stack.s.flink_rest_url}/jobs/{job_id}")
+    if info.get("state") != "RUNNING" or info.get("timestamps", {}).get("RUNNING", 0) <= fault_epoch_ms:
+        return False
+    subs = stack.job_subtasks(job_id)
+    return bool(subs) and all(s["status"] == "RUNNING" and s["taskmanager_id"] != dead_id for s in subs)
+
+
+def kill_taskmanager(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 120.0,
+                     job_id: str | None = None, taskmanager: str | None = None,
+                     failover_timeout_s: float = 180.0) -> FaultTiming:
+    """``kill -9`` a TaskManager, start a new one, wait until the JobManager registered it.
 
     Args:
         stack: the running stack.
         down_for_s: keep the TaskManager dead this long (from the kill) before starting it.
         ready_timeout_s: longest wait for the new TaskManager to register.
+        job_id: with several TaskManagers, kill the one running most of this job's subtasks
+            (REST, :meth:`Stack.subtasks_per_taskmanager`) and start the new one only after the
+            job runs again on the survivors (every subtask RUNNING elsewhere, job RUNNING
+            since after the kill) or ``failover_timeout_s`` passed.
+        taskmanager: the instance to kill (``flink-taskmanager``, ``flink-taskmanager-1``,
+            ...); default: as ``job_id`` says, else the first.
+
+    ``extra`` holds ``killed`` (instance), ``killed_taskmanager_id``, ``old_taskmanager_ids``,
+    ``new_taskmanager_ids``, and with survivors and a job ``failover_s`` (None: the job did not
+    run on the survivors within ``failover_timeout_s``) and ``subtasks_per_taskmanager`` before
+    the kill and after the failover.
+
+    Raises:
+        StackError: the chosen TaskManager is not running.
+        TimeoutError: the new TaskManager did not register within ``ready_timeout_s``.
     """
+    names = stack.instances("flink-taskmanager")
+    before: dict[str, int] = {}
+    if taskmanager is None:
+        taskmanager = names[0]
+        if job_id is not None and len(names) > 1:
+            before = stack.subtasks_per_taskmanager(job_id)
+            taskmanager = max(names, key=lambda n: before.get(stack.taskmanager_resource_id(n) or "", 0))
+    dead_id = stack.taskmanager_resource_id(taskmanager)
     old_ids = _taskmanager_ids(stack)
-    timing = _begin(stack, "kill-taskmanager", "flink-taskmanager", "SIGKILL")
-    _stop(stack, timing, kill=True, down_for_s=down_for_s)
+    timing = _begin(stack, "kill-taskmanager", taskmanager, "SIGKILL")
+    timing.extra.update({"killed": taskmanager, "killed_taskmanager_id": dead_id})
+    stack.stop_service(taskmanager, kill=True, instance_only=True)
+    timing.down_s = time.monotonic() - timing.t_fault
+    if job_id is not None and len(names) > 1:
+        timing.extra["subtasks_per_taskmanager_before"] = before
+        try:
+            wait_for(lambda: _job_on(stack, job_id, timing.fault_epoch_ms, dead_id), failover_timeout_s,
+                     interval_s=0.2, what=f"job {job_id} running on the surviving TaskManagers")
+            timing.extra["failover_s"] = round(time.monotonic() - timing.t_fault, 3)
+            timing.extra["subtasks_per_taskmanager_after"] = stack.subtasks_per_taskmanager(job_id)
+        except TimeoutError as exc:
+            log.warning("%s", exc)
+            timing.extra["failover_s"] = None
+    if down_for_s > 0:
+        # deliberate downtime of the fault (the fault's duration), not synchronisation
+        time.sleep(max(0.0, timing.t_fault + down_for_s - time.monotonic()))
 
     def new_tm_registered() -> bool:
         return bool(_taskmanager_ids(stack) - old_ids)
 
-    _restart(stack, timing, ready_timeout_s, new_tm_registered)
+    timing.start_s = time.monotonic() - timing.t_fault
+    stack.start(services=("flink-taskmanager",))  # starts the instances that are not running
+    wait_for(new_tm_registered, ready_timeout_s, interval_s=0.2, what="a new TaskManager after kill-taskmanager")
+    timing.ready_s = time.monotonic() - timing.t_fault
+    timing.new_pid = stack.pid(taskmanager)
     timing.extra["old_taskmanager_ids"] = sorted(old_ids)
     timing.extra["new_taskmanager_ids"] = sorted(_taskmanager_ids(stack) - old_ids)
     timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
@@ -563,12 +623,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--down-s", type=float, default=0.0, help="keep the service down this long (s) before restarting it")
     p.add_argument("--job", default=None, help="also wait until this Flink job runs again (REST) and report it")
     p.add_argument("--timeout-s", type=float, default=180.0)
+    p.add_argument("--taskmanager", default=None, metavar="NAME",
+                   help="kill-taskmanager: the instance to kill (flink-taskmanager, flink-taskmanager-1, ...); "
+                        "default: the one running most of --job's subtasks, else the first")
     p.set_defaults(func=run, log_level=logging.INFO)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """``iotflink chaos FAULT [--down-s S] [--job JOB_ID]``; prints JSON facts.
+    """``iotflink chaos FAULT [--down-s S] [--job JOB_ID] [--taskmanager NAME]``; prints JSON facts.
 
     Exit status: 0 the fault was injected and the service is back, 1 a project error.
     """
@@ -576,7 +639,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stack = Stack(StackSettings.from_env())
     try:
-        timing = FAULT_FUNCTIONS[args.fault](stack, down_for_s=args.down_s)
+        if args.fault == "kill-taskmanager":
+            timing = kill_taskmanager(stack, down_for_s=args.down_s, job_id=args.job, taskmanager=args.taskmanager)
+        else:
+            timing = FAULT_FUNCTIONS[args.fault](stack, down_for_s=args.down_s)
         out = timing.to_dict()
         if args.job:
             from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415

@@ -98,6 +98,13 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
         import dataclasses  # noqa: PLC0415
 
         cfg = dataclasses.replace(cfg, bridges=args.bridges)
+    if getattr(args, "taskmanagers", None) is not None:
+        if args.taskmanagers < 1:
+            print("--taskmanagers must be at least 1", file=sys.stderr)
+            return 2
+        import dataclasses  # noqa: PLC0415
+
+        cfg = dataclasses.replace(cfg, taskmanagers=args.taskmanagers)
     stack = Stack(cfg)
     if args.action == "start":
         stack.start(progress=lambda m: print(f"[stack] {m}", flush=True))
@@ -112,7 +119,7 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
         for st in stack.status():
             state = "ready" if st.ready else ("running, not answering" if st.running else "stopped")
             bad += not st.ready
-            print(f"{st.name:18} {state:24} pid={st.pid or '-':<8} log={st.log_file}")
+            print(f"{st.name:20} {state:24} pid={st.pid or '-':<8} log={st.log_file}")
         return 0 if bad == 0 else 3
     return 0
 
@@ -332,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--bridges", type=int, default=None, metavar="N",
                    help="bridge processes sharing the MQTT load (shared subscription); default IOTFLINK_BRIDGES (1)")
+    p.add_argument("--taskmanagers", type=int, default=None, metavar="N",
+                   help="Flink TaskManagers, each with its own slots and local state directory, as on "
+                        "separate hosts; default IOTFLINK_TASKMANAGERS (1)")
     p.set_defaults(func=_with_stack_settings(_cmd_stack))
 
     p = sub.add_parser("topics", help="create the project's Kafka topics")

@@ -87,6 +87,11 @@ ENV_VARS: dict[str, str] = {
     # the bridge's MQTT username; the broker makes it its client id too (use_username_as_clientid),
     # so its persistent session belongs to this credential (iotflink/mqtt_auth.py)
     "IOTFLINK_MQTT_BRIDGE_USER": "iotflink-bridge",
+    # the bridge's MQTT client id (and Kafka producer client id); empty = its username. Only
+    # on a listener without use_username_as_clientid: docker-compose.yml's bridge-only listener,
+    # where every bridge replica shares one credential and names itself by its container
+    # (iotflink-bridge-<hostname>), so replicas do not take over each other's session
+    "IOTFLINK_MQTT_BRIDGE_CLIENT_ID": "",
     # bridge processes the local stack starts (`stack start --bridges N`); bridge i > 0 uses the
     # credential <IOTFLINK_MQTT_BRIDGE_USER>-<i> (its own client id, session and producer)
     "IOTFLINK_BRIDGES": "1",
@@ -95,6 +100,10 @@ ENV_VARS: dict[str, str] = {
     # member; with one bridge it subscribes plainly (and leaves the group, should its session
     # still be in it)
     "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
+    # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
+    # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
+    # resource id, io.tmp.dirs and RocksDB local directory, log and pid file
+    "IOTFLINK_TASKMANAGERS": "1",
     # MQTT credentials (passwd, acl, one password file per client); empty = <run dir>/mosquitto/auth
     "IOTFLINK_MQTT_AUTH_DIR": "",
     # MQTT over TLS on the broker's listener, with a local CA made by the stack (openssl): true | false
@@ -307,6 +316,8 @@ class StackSettings:
             ``i`` > 0 of ``bridges`` uses ``{mqtt_bridge_user}-{i}`` (:meth:`bridge_user`).
         bridges: bridge processes the stack starts (>= 1); they share the load through an
             MQTT v5 shared subscription (:class:`BridgeSettings` ``share_group``).
+        taskmanagers: Flink TaskManager processes the stack starts (>= 1,
+            ``IOTFLINK_TASKMANAGERS``), each with its own slots and local state directory.
         mqtt_auth_dir_override / mqtt_ca_file_override: ``IOTFLINK_MQTT_AUTH_DIR`` /
             ``IOTFLINK_MQTT_CA_FILE``; empty = the defaults under ``run_dir``.
     """
@@ -328,6 +339,7 @@ class StackSettings:
     mqtt_tls: bool = False
     mqtt_bridge_user: str = "iotflink-bridge"
     bridges: int = 1
+    taskmanagers: int = 1
     mqtt_auth_dir_override: str = ""
     mqtt_ca_file_override: str = ""
 
@@ -357,11 +369,14 @@ class StackSettings:
             mqtt_tls=_bool("IOTFLINK_MQTT_TLS", environ),
             mqtt_bridge_user=env("IOTFLINK_MQTT_BRIDGE_USER", environ),
             bridges=_int("IOTFLINK_BRIDGES", environ),
+            taskmanagers=_int("IOTFLINK_TASKMANAGERS", environ),
             mqtt_auth_dir_override=env("IOTFLINK_MQTT_AUTH_DIR", environ),
             mqtt_ca_file_override=env("IOTFLINK_MQTT_CA_FILE", environ),
         )
         if cfg.bridges < 1:
             raise ConfigError(f"IOTFLINK_BRIDGES={cfg.bridges} must be at least 1")
+        if cfg.taskmanagers < 1:
+            raise ConfigError(f"IOTFLINK_TASKMANAGERS={cfg.taskmanagers} must be at least 1")
         if not 1 <= cfg.min_insync_replicas <= cfg.replication_factor:
             raise ConfigError(
                 f"IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS={cfg.min_insync_replicas} must be between 1 and "
@@ -443,6 +458,7 @@ class StackSettings:
             "IOTFLINK_MQTT_TLS": "true" if self.mqtt_tls else "false",
             "IOTFLINK_MQTT_BRIDGE_USER": self.mqtt_bridge_user,
             "IOTFLINK_BRIDGES": str(self.bridges),
+            "IOTFLINK_TASKMANAGERS": str(self.taskmanagers),
             "IOTFLINK_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
             "IOTFLINK_MQTT_CA_FILE": str(self.mqtt_ca_file or ""),
         }
@@ -521,7 +537,7 @@ class BridgeSettings:
             mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
             topic_filter=env("IOTFLINK_MQTT_TOPIC_FILTER", environ),
-            client_id=user,
+            client_id=env("IOTFLINK_MQTT_BRIDGE_CLIENT_ID", environ) or user,
             username=user,
             password_file=stack.mqtt_auth_dir / "clients" / f"{user}.password",
             ca_file=stack.mqtt_ca_file,

@@ -10,12 +10,22 @@ file under ``StackSettings.run_dir``::
       mosquitto/ mosquitto.conf, data/ (persistent sessions),
                 auth/ (credentials: passwd, acl, clients/*.password; iotflink.mqtt_auth),
                 tls/ (local CA and server certificate, with IOTFLINK_MQTT_TLS=true)
-      flink/    conf/ (rendered from flink-conf/), checkpoints/, savepoints/
+      flink/    conf/ (rendered from flink-conf/), checkpoints/, savepoints/,
+                taskmanager-<i>/ (TaskManager i's local state, as on its own host: tmp/ = its
+                io.tmp.dirs, rocksdb/ = its RocksDB local directory, resource-id)
+
+With ``StackSettings.taskmanagers`` = N (``IOTFLINK_TASKMANAGERS``, ``stack start
+--taskmanagers N``) the service ``flink-taskmanager`` is N processes, named like the N bridge
+processes of ``bridge``: ``flink-taskmanager``, ``flink-taskmanager-1``, ... (pid file and
+``.out`` log each, :meth:`Stack.instances`); each has the slots of flink-conf/config.yaml, its
+own resource id (``taskmanager.resource-id`` = ``<instance>-<8 hex>``, new at every start, so the
+JobManager tells a restarted TaskManager from the dead one) and its own local directories.
+Start, stop and status cover every instance.
 
 :func:`start` is idempotent (a service that already answers is left alone) and waits for real
 readiness: Kafka answers a metadata request, Mosquitto answers an MQTT CONNECT (refusing an
 anonymous one: every client needs a credential, see :mod:`iotflink.mqtt_auth`), the Flink REST
-API's ``/overview`` reports a TaskManager with its slots. A failure raises
+API lists every TaskManager instance's resource id (``/taskmanagers``) and slots. A failure raises
 :class:`~iotflink.errors.StackError` naming the service and its log file.
 """
 
@@ -158,6 +168,7 @@ def free_port_settings(run_dir: Path, base: StackSettings | None = None) -> Stac
         mqtt_tls=base.mqtt_tls,
         mqtt_bridge_user=base.mqtt_bridge_user,
         bridges=base.bridges,
+        taskmanagers=base.taskmanagers,
         run_dir=run_dir,
         deps_dir=base.deps_dir,
         host=base.host,
@@ -300,7 +311,9 @@ class Stack:
     # ------------------------------------------------------------------ paths
     def log_file(self, name: str) -> Path:
         """The log file of service ``name`` (what a failure message points to); bridge
-        process ``i`` > 0 is ``bridge-{i}``."""
+        process ``i`` > 0 is ``bridge-{i}``, TaskManager ``i`` > 0 ``flink-taskmanager-{i}``."""
+        if name.startswith("flink-taskmanager-"):
+            return self.log_dir / f"{name}.out"
         if name.startswith("bridge-"):
             return self.log_dir / f"{name}.log"
         return {
@@ -310,6 +323,16 @@ class Stack:
             "flink-jobmanager": self.log_dir / "flink-jobmanager.out",
             "flink-taskmanager": self.log_dir / "flink-taskmanager.out",
         }[name]
+
+    def instances(self, name: str) -> list[str]:
+        """The process names of service ``name``: ``bridge`` and ``flink-taskmanager`` are one
+        process per bridge / TaskManager (``bridge``, ``bridge-1``, ...), every other service is
+        one process of its own name."""
+        if name == "bridge":
+            return self._bridge_names()
+        if name == "flink-taskmanager":
+            return self._taskmanager_names()
+        return [name]
 
     def _pid_file(self, name: str) -> Path:
         return self.pid_dir / f"{name}.pid"
@@ -513,7 +536,7 @@ class Stack:
         env.update(self.s.to_env())
         self._end_sessions_of_removed_bridges()
         for i, (name, stats) in enumerate(zip(self._bridge_names(), self.bridge_stats_files(), strict=True)):
-            if i > 0 and self.pid(name) is not None:
+            if self.pid(name) is not None:
                 continue
             stats.unlink(missing_ok=True)
             self._spawn(name, [sys.executable, "-m", "bridge", "--stats-file", str(stats), "--stats-interval-s", "1"],
@@ -560,6 +583,94 @@ class Stack:
         env = self.flink_env()
         env["FLINK_IDENT_STRING"] = "iotflink"
         self._spawn(f"flink-{role}", ["bash", str(script), "start-foreground"], env=env)
+
+    # ------------------------------------------------------------------ TaskManagers
+    def _taskmanager_names(self) -> list[str]:
+        return ["flink-taskmanager"] + [f"flink-taskmanager-{i}" for i in range(1, self.s.taskmanagers)]
+
+    @staticmethod
+    def _instance_index(name: str) -> int:
+        """0 for ``bridge`` / ``flink-taskmanager``, ``i`` for ``...-{i}``."""
+        tail = name.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    def taskmanager_dir(self, name: str = "flink-taskmanager") -> Path:
+        """TaskManager ``name``'s local directory, ``flink/taskmanager-<i>/``: ``tmp/`` (its
+        ``io.tmp.dirs``: spilled data, the Python workers' files), ``rocksdb/`` (its
+        ``state.backend.rocksdb.localdir``: the working copy of its keyed state) and
+        ``resource-id`` (the id it registered with)."""
+        return self.run_dir / "flink" / f"taskmanager-{self._instance_index(name)}"
+
+    def taskmanager_resource_id(self, name: str = "flink-taskmanager") -> str | None:
+        """The resource id TaskManager ``name`` was last started with (the ``id`` of REST
+        ``/taskmanagers``), or None if it was never started."""
+        try:
+            return (self.taskmanager_dir(name) / "resource-id").read_text().strip() or None
+        except OSError:
+            return None
+
+    def _start_taskmanagers(self) -> None:
+        """Start every TaskManager instance whose process is not alive, each as a separate
+        host would run it: its own process (``taskmanager.sh start-foreground``), its own
+        slots, a new resource id, its own ``io.tmp.dirs`` and RocksDB local directory (given as
+        dynamic properties, ``-D``), ``.out`` log, pid file and Flink log file (its own
+        ``FLINK_IDENT_STRING``)."""
+        script = flink_home() / "bin" / "taskmanager.sh"
+        for name in self._taskmanager_names():
+            if self.pid(name) is not None:
+                continue
+            i = self._instance_index(name)
+            tm_dir = self.taskmanager_dir(name)
+            for sub in ("tmp", "rocksdb"):
+                (tm_dir / sub).mkdir(parents=True, exist_ok=True)
+            resource_id = f"{name}-{uuid.uuid4().hex[:8]}"
+            (tm_dir / "resource-id").write_text(resource_id + "\n")
+            env = self.flink_env()
+            env["FLINK_IDENT_STRING"] = "iotflink" if i == 0 else f"iotflink-tm{i}"
+            self._spawn(name, ["bash", str(script), "start-foreground",
+                               f"-Dtaskmanager.resource-id={resource_id}",
+                               f"-Dio.tmp.dirs={tm_dir / 'tmp'}",
+                               f"-Dstate.backend.rocksdb.localdir={tm_dir / 'rocksdb'}"], env=env)
+
+    def taskmanagers(self) -> list[dict]:
+        """REST ``/taskmanagers``: one dict per registered TaskManager (``id``, ``slotsNumber``,
+        ``freeSlots``, ``timeSinceLastHeartbeat`` ms, ...). A killed TaskManager stays listed
+        until the JobManager notices its loss (heartbeat)."""
+        return _http_json(f"{self.s.flink_rest_url}/taskmanagers").get("taskmanagers", [])
+
+    def job_subtasks(self, job_id: str) -> list[dict]:
+        """Every subtask of job ``job_id``, from REST ``/jobs/:id/vertices/:vid``: dicts
+        ``{"vertex", "subtask", "status", "taskmanager_id", "endpoint"}`` (``taskmanager_id``
+        is the REST ``taskmanager-id``, "(unassigned)" while a subtask has no slot).
+
+        Raises:
+            urllib.error.URLError / HTTPError: the REST API did not answer, or knows no such job.
+        """
+        url = f"{self.s.flink_rest_url}/jobs/{job_id}"
+        out = []
+        for vertex in _http_json(url).get("vertices", []):
+            for sub in _http_json(f"{url}/vertices/{vertex['id']}").get("subtasks", []):
+                out.append({"vertex": vertex["name"], "subtask": sub.get("subtask"), "status": sub.get("status"),
+                            "taskmanager_id": sub.get("taskmanager-id", "(unassigned)"),
+                            "endpoint": sub.get("endpoint", "")})
+        return out
+
+    def subtasks_per_taskmanager(self, job_id: str) -> dict[str, int]:
+        """How many of job ``job_id``'s subtasks each TaskManager runs: ``{taskmanager id:
+        count}`` (:meth:`job_subtasks`; ids as in REST ``/taskmanagers``, e.g.
+        ``flink-taskmanager-1-3fa2c19b`` on the local stack). With ``taskmanager.load-balance.mode:
+        SLOTS`` (flink-conf/config.yaml) a job's slots spread over the TaskManagers."""
+        counts: dict[str, int] = {}
+        for sub in self.job_subtasks(job_id):
+            counts[sub["taskmanager_id"]] = counts.get(sub["taskmanager_id"], 0) + 1
+        return dict(sorted(counts.items()))
+
+    def taskmanager_instance_ready(self, name: str) -> bool:
+        """True when TaskManager instance ``name`` is registered with its slots under the
+        resource id it was last started with."""
+        rid = self.taskmanager_resource_id(name)
+        return rid is not None and any(tm["id"] == rid and tm.get("slotsNumber", 0) >= 1
+                                       for tm in self.taskmanagers())
 
     # ------------------------------------------------------------------ readiness
     def kafka_ready(self) -> bool:
@@ -707,9 +818,27 @@ class Stack:
         return "taskmanagers" in self.flink_overview()
 
     def taskmanager_ready(self) -> bool:
-        """True when at least one TaskManager with its slots is registered."""
-        ov = self.flink_overview()
-        return ov.get("taskmanagers", 0) >= 1 and ov.get("slots-total", 0) >= 1
+        """True when every one of the ``taskmanagers`` instances is registered with its slots
+        (each by the resource id it was started with: the count in ``/overview`` would also
+        count a dead TaskManager the JobManager has not yet noticed)."""
+        registered = {tm["id"] for tm in self.taskmanagers() if tm.get("slotsNumber", 0) >= 1}
+        return all(self.taskmanager_resource_id(n) in registered for n in self._taskmanager_names())
+
+    def _instance_ready(self, name: str) -> bool:
+        """Readiness of one process of :meth:`instances`: a TaskManager is registered under
+        its resource id, a bridge process holds its subscription; other services as
+        :meth:`_ready`."""
+        try:
+            if name == "flink-taskmanager" or name.startswith("flink-taskmanager-"):
+                return self.taskmanager_instance_ready(name)
+            if name == "bridge" or name.startswith("bridge-"):
+                i = self._instance_index(name)  # also a bridge beyond these settings' count
+                path = self.bridge_stats_file if i == 0 else self.run_dir / f"bridge-{i}-stats.json"
+                stats = json.loads(path.read_text())
+                return stats.get("subscribed", 0) >= 1
+        except Exception:  # noqa: BLE001 - any probe failure means "not ready"
+            return False
+        return self._ready(name)
 
     def _ready(self, name: str) -> bool:
         try:
@@ -740,15 +869,16 @@ class Stack:
             "mosquitto": self._start_mosquitto,
             "bridge": self._start_bridge,
             "flink-jobmanager": lambda: self._start_flink("jobmanager"),
-            "flink-taskmanager": lambda: self._start_flink("taskmanager"),
+            "flink-taskmanager": self._start_taskmanagers,
         }
         for name in SERVICES:
             if name not in services:
                 continue
-            if self.pid(name) is not None and self._ready(name):
+            alive = all(self.pid(n) is not None for n in self.instances(name))
+            if alive and self._ready(name):
                 say(f"{name}: already running")
                 continue
-            if self.pid(name) is None:
+            if not alive:  # the starter starts the instances that are not running
                 if name == "kafka" and _port_open(self.s.host, self.s.kafka_port):
                     raise StackError(f"kafka: port {self.s.kafka_port} is taken by another process")
                 starters[name]()
@@ -765,9 +895,10 @@ class Stack:
         while True:
             if self._ready(name):
                 return
-            if self.pid(name) is None:
-                raise StackError(f"{name}: process exited during start-up; see {self.log_file(name)}\n"
-                                 + self._tail(name))
+            for inst in self.instances(name):
+                if self.pid(inst) is None:
+                    raise StackError(f"{inst}: process exited during start-up; see {self.log_file(inst)}\n"
+                                     + self._tail(inst))
             if time.monotonic() >= deadline:
                 raise StackError(f"{name}: not ready after {READY_TIMEOUT_S[name]:.0f} s; "
                                  f"see {self.log_file(name)}\n" + self._tail(name))
@@ -780,11 +911,14 @@ class Stack:
             return "(no log yet)"
         return "\n".join("    " + line for line in text[-lines:])
 
-    def stop_service(self, name: str, kill: bool = False, timeout_s: float = 30.0) -> None:
+    def stop_service(self, name: str, kill: bool = False, timeout_s: float = 30.0,
+                     instance_only: bool = False) -> None:
         """Stop one service: SIGTERM (or SIGKILL if ``kill``), then SIGKILL after ``timeout_s``.
-        ``bridge`` stops every bridge process (``bridge-1`` ... as well)."""
-        if name == "bridge":  # also those started with more bridges than these settings say
-            extras = {p.stem for p in self.pid_dir.glob("bridge-*.pid")} | set(self._bridge_names()[1:])
+        ``bridge`` stops every bridge process (``bridge-1`` ... as well), ``flink-taskmanager``
+        every TaskManager (``flink-taskmanager-1`` ...), unless ``instance_only`` (then only
+        the first instance, whose name is the service's); an instance name stops that one."""
+        if name in ("bridge", "flink-taskmanager") and not instance_only:  # also those started with more than these settings say
+            extras = {p.stem for p in self.pid_dir.glob(f"{name}-*.pid")} | set(self.instances(name)[1:])
             for extra in sorted(extras):
                 self.stop_service(extra, kill=kill, timeout_s=timeout_s)
         pid = self.pid(name)
@@ -814,12 +948,19 @@ class Stack:
                 self.stop_service(name)
 
     def status(self) -> list[ServiceStatus]:
-        """One :class:`ServiceStatus` per service."""
+        """One :class:`ServiceStatus` per process: per service, and per bridge / TaskManager
+        instance (:meth:`instances`); an instance is ready when it answers itself (a bridge
+        holds its subscription, a TaskManager is registered under its resource id)."""
         out = []
-        for name in SERVICES:
-            pid = self.pid(name)
-            ready = pid is not None and self._ready(name)
-            out.append(ServiceStatus(name, pid, pid is not None, ready, self.log_file(name)))
+        for service in SERVICES:
+            names = self.instances(service)
+            # and instances started with more than these settings say, while they run
+            names += sorted(p.stem for p in self.pid_dir.glob(f"{service}-*.pid")
+                            if p.stem not in names and self.pid(p.stem) is not None)
+            for name in names:
+                pid = self.pid(name)
+                ready = pid is not None and self._instance_ready(name)
+                out.append(ServiceStatus(name, pid, pid is not None, ready, self.log_file(name)))
         return out
 
     def create_topics(self, partitions: Mapping[str, int] | None = None,

@@ -27,14 +27,20 @@ def stack(request, tmp_path_factory):
     """The real local stack on free loopback ports, one per test module, stopped afterwards.
 
     The module chooses the services with a module-level ``STACK_SERVICES`` tuple (names of
-    :data:`iotflink.stack.SERVICES`; default: all of them). Starting Kafka creates the
+    :data:`iotflink.stack.SERVICES`; default: all of them), and the number of TaskManagers with
+    ``STACK_TASKMANAGERS`` (default: ``IOTFLINK_TASKMANAGERS``). Starting Kafka creates the
     project's topics. Yields the :class:`iotflink.stack.Stack`.
     """
+    import dataclasses  # noqa: PLC0415
+
     from iotflink.stack import SERVICES, Stack, free_port_settings  # noqa: PLC0415
 
     services = tuple(getattr(request.module, "STACK_SERVICES", SERVICES))
     name = request.module.__name__.rsplit(".", 1)[-1]
-    st = Stack(free_port_settings(tmp_path_factory.mktemp(name) / "run"))
+    cfg = free_port_settings(tmp_path_factory.mktemp(name) / "run")
+    if hasattr(request.module, "STACK_TASKMANAGERS"):
+        cfg = dataclasses.replace(cfg, taskmanagers=request.module.STACK_TASKMANAGERS)
+    st = Stack(cfg)
     try:
         st.start(services)
         yield st

@@ -2,8 +2,8 @@
 duplicate nothing in the window job's aggregates and the rule job's alerts, compared record by
 record (by unique key) with a fault-free run.
 
-One stack (Kafka KRaft, Mosquitto, bridge, Flink JobManager + TaskManager) on free ports serves
-the whole module. Every run (the baseline and one per fault) gets its own topics
+One stack (Kafka KRaft, Mosquitto, bridge, Flink JobManager + two TaskManagers,
+:data:`STACK_TASKMANAGERS`) on free ports serves the whole module. Every run (the baseline and one per fault) gets its own topics
 (``sensor-readings-<run>``, ``sensor-aggregates-<run>``, ``transactions-<run>``,
 ``alerts-<run>``, ``rules-late-<run>``, ...), consumer groups and transactional id prefixes: the
 bridge is restarted with the run's topics, and two jobs are submitted with ``flink run`` for
@@ -22,7 +22,8 @@ it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (
    publishers resume, and as soon as the first reading after the pause is in Kafka (the MQTT
    publisher, which reconnects after its pause, is streaming again) the test injects the
    fault with :mod:`iotflink.chaos`: ``kill -9`` of the
-   TaskManager then a new one; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of
+   TaskManager running the window job (one of two, as a lost host), the job failing over to the
+   other TaskManager's free slots, then a new TaskManager; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of
    Mosquitto then a new one; ``kill -9`` of the bridge then a new one. A bridge that exited by itself meanwhile (status 3: Kafka did not
    confirm within its delivery timeout) is started again by the test, as a supervisor would;
    nothing in the stack does that today (see ``iotflink.chaos``);
@@ -123,9 +124,13 @@ bearing rules are not used: they need 60 to 90 min of FEMTO data (run-in and bas
 Budget: 5 runs of ~12 s of replay each plus recovery, catch-up and the drains (the rule job's
 drain runs while the window job catches up). A run's two jobs (two ``flink run -py`` of ~15 s
 each, one after the other: both rewrite ``pyfiles.zip``) are submitted before the baseline, and
-for every later run in the background during the previous one. The TaskManager has 8 slots; a
-run holds 2, 4 while the next run's jobs wait. The module took 4 to 5.5 min on 2 cores (phases
-printed per run).
+for every later run in the background during the previous one. Each TaskManager has 8 slots
+(``taskmanager.load-balance.mode: SLOTS`` spreads the jobs over both); a run holds 2, 4 while
+the next run's jobs wait, so the survivor of a TaskManager kill always has enough free slots
+for the jobs of the one it lost. The module took 4 to 5.5 min on 2 cores (phases
+printed per run). On 2 TaskManagers, one run with the machine under a load average of 10 to
+13: 12.0 min (each job submission 20 to 78 s; the TaskManager fault's fault+recovery phase
+34 s: the job runs on the survivor, then the new TaskManager registers).
 """
 
 from __future__ import annotations
@@ -150,6 +155,10 @@ from iotflink.transactions import build_stream, ground_truth
 from jobs.rules import alert_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+
+#: TaskManagers of the module's stack (conftest ``stack``): the TaskManager fault kills the one
+#: running the window job, and the job must fail over to the other's slots.
+STACK_TASKMANAGERS = 2
 
 #: Slice sizes: NAB 760 rows (5-min cadence, 63 h), FEMTO 1,000 rows (~15 min: 1 s temperature,
 #: 10 s vibration). The FEMTO slice falls inside the NAB slice's event time (see _messages).
@@ -582,9 +591,15 @@ class _Runner:
                              what="the first reading after the pause in sensor-readings")
                     phase("to-fault")
                     replay_running = pub.is_alive()
-                    ft = chaos.FAULT_FUNCTIONS[fault](stack)
+                    placement = {"window": stack.subtasks_per_taskmanager(jobs.window),
+                                 "rule": stack.subtasks_per_taskmanager(jobs.rule)}
+                    if fault == "kill-taskmanager":  # the TaskManager running the window job
+                        ft = chaos.kill_taskmanager(stack, job_id=jobs.window)
+                    else:
+                        ft = chaos.FAULT_FUNCTIONS[fault](stack)
                     timing = ft.to_dict()
                     recovery = _recovery(fault, ft, mon, cfg, ctl, jobs)
+                    recovery["subtasks_per_taskmanager_at_fault"] = placement
                     recovery["rule_job_at_fault"] = at_fault
                     recovery["replay_running_at_fault"] = replay_running
                     phase("fault+recovery")
@@ -798,6 +813,18 @@ def test_fault_loses_and_duplicates_nothing(runner, messages, cards, baseline, f
           flush=True)
 
     # kill -9 of Mosquitto may lose the messages acknowledged in the pass it hit (module doc)
+    if fault == "kill-taskmanager" and STACK_TASKMANAGERS > 1:
+        tm = run.timing["extra"]
+        placement = rec["subtasks_per_taskmanager_at_fault"]
+        print(f"FAILOVER kill-taskmanager: subtasks per TaskManager at the fault {placement}; killed "
+              f"{tm['killed_taskmanager_id']}; window job RUNNING on the survivor after {tm['failover_s']} s, "
+              f"its subtasks then {tm.get('subtasks_per_taskmanager_after')}; new TaskManager registered after "
+              f"{run.timing['ready_s']} s", flush=True)
+        # the run's two jobs (one slot each) were spread over both TaskManagers (load-balance SLOTS)
+        assert len(set(placement["window"]) | set(placement["rule"])) == STACK_TASKMANAGERS, placement
+        assert tm["failover_s"] is not None, "the window job did not run on the surviving TaskManager's slots"
+        assert tm["killed_taskmanager_id"] in tm["subtasks_per_taskmanager_before"]
+        assert tm["killed_taskmanager_id"] not in tm["subtasks_per_taskmanager_after"]
     if fault == "kill-mosquitto":
         print(f"KILL-MOSQUITTO: {len(missing)} of {len(published)} acknowledged readings lost "
               f"(bound {allowed}): {sorted(missing)}", flush=True)

@@ -17,13 +17,18 @@ import pytest
 import yaml
 
 from iotflink.errors import ConfigError
-from iotflink.settings import PROJECT_ROOT, StackSettings
+from iotflink.settings import PROJECT_ROOT, BridgeSettings, StackSettings
 from iotflink.stack import mosquitto_tls_conf, render_template
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 #: Listener ports of Mosquitto: MQTT and MQTT over TLS (the only ports the host may publish).
 MQTT_PORTS = {1883, 8883}
 KAFKA_BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+#: Services that scale with ``docker-compose up --scale NAME=N``.
+SCALED = ("bridge", "taskmanager")
+#: Mosquitto's bridge-only listener (compose network only) and where its block starts.
+BRIDGE_PORT = 8884
+BRIDGE_BLOCK = "# ---- bridge-only listener"
 
 
 def _compose_config(*args: str) -> subprocess.CompletedProcess:
@@ -160,7 +165,8 @@ def test_replica_settings_out_of_range_are_refused(rf, isr):
 
 def test_mosquitto_docker_conf_is_the_local_template_with_container_values():
     local = (PROJECT_ROOT / "deploy" / "mosquitto.conf").read_text()
-    docker = (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text()
+    # the bridge-only listener of the compose network is the docker file's own (last) block
+    docker = (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text().split(BRIDGE_BLOCK)[0]
     rendered = render_template(local, port=8883, host="0.0.0.0", user="mosquitto",
                                data_dir="/mosquitto/data", log_file="", auth_dir="/mosquitto/auth",
                                tls=mosquitto_tls_conf(Path("/mosquitto/certs")))
@@ -194,8 +200,12 @@ def test_compose_flink_overrides_only_what_the_local_stack_overrides():
     allowed = {"jobmanager.rpc.address", "jobmanager.bind-host", "taskmanager.bind-host", "rest.address",
                "rest.bind-address", "taskmanager.numberOfTaskSlots",
                "execution.checkpointing.dir", "execution.checkpointing.savepoint-dir",
-               "python.executable", "python.client.executable"}
+               "python.executable", "python.client.executable",
+               # compose only: the job's parallelism follows the slots of the scaled TaskManagers
+               "jobmanager.scheduler"}
     assert set(props) <= allowed
+    assert props["jobmanager.scheduler"] == "adaptive"
+    assert conf["taskmanager.load-balance.mode"] == "SLOTS"  # slots spread over the TaskManagers
     assert props["taskmanager.numberOfTaskSlots"] == conf["taskmanager.numberOfTaskSlots"]
     assert conf["state.backend.type"] == "rocksdb"
     assert conf["execution.checkpointing.incremental"] is True
@@ -210,7 +220,7 @@ def test_compose_mosquitto_is_tls_only_with_authentication():
     assert mosq["ports"] == ["8883:8883"]
     conf = [ln.strip() for ln in (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text().splitlines()
             if ln.strip() and not ln.startswith("#")]
-    assert [ln for ln in conf if ln.startswith("listener")] == ["listener 8883 0.0.0.0"]
+    assert [ln for ln in conf if ln.startswith("listener")] == ["listener 8883 0.0.0.0", f"listener {BRIDGE_PORT} 0.0.0.0"]
     for line in ("allow_anonymous false", "use_username_as_clientid true", "password_file /mosquitto/auth/passwd",
                  "acl_file /mosquitto/auth/acl", "certfile /mosquitto/certs/server.crt",
                  "keyfile /mosquitto/certs/server.key", "cafile /mosquitto/certs/ca.crt"):
@@ -219,10 +229,75 @@ def test_compose_mosquitto_is_tls_only_with_authentication():
     assert mounts["/mosquitto/auth"].endswith(":ro") and mounts["/mosquitto/certs"].endswith(":ro")
     bridge = compose["services"]["bridge"]
     env = bridge["environment"]
-    assert env["IOTFLINK_MQTT_TLS"] == "true" and env["IOTFLINK_MQTT_PORT"] == "8883"
+    assert env["IOTFLINK_MQTT_TLS"] == "true" and env["IOTFLINK_MQTT_PORT"] == str(BRIDGE_PORT)
     user = env["IOTFLINK_MQTT_BRIDGE_USER"]
     targets = sorted(v.split(":")[1] for v in bridge["volumes"])
     assert targets == sorted([env["IOTFLINK_MQTT_CA_FILE"],
                               f"{env['IOTFLINK_MQTT_AUTH_DIR']}/clients/{user}.password"])
     assert all(v.endswith(":ro") for v in bridge["volumes"])
     assert "deploy/secrets/" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
+def _mosquitto_listeners() -> dict[int, list[str]]:
+    """deploy/mosquitto.docker.conf's settings per listener port (the lines after each
+    ``listener`` line up to the next one; Mosquitto applies listener options to the last
+    listener named)."""
+    out: dict[int, list[str]] = {}
+    current = None
+    for raw in (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("listener "):
+            current = int(line.split()[1])
+            out[current] = []
+        elif current is not None:
+            out[current].append(line)
+    return out
+
+
+def test_scaled_services_can_have_replicas():
+    """``--scale bridge=N --scale taskmanager=N`` needs services without a fixed container
+    name, hostname or host port (each would clash between replicas)."""
+    svc = resolved()["services"]
+    for name in SCALED:
+        assert "container_name" not in svc[name], name
+        assert "hostname" not in svc[name], name
+        assert all(pub == 0 for _ip, pub, _target in published(svc[name])), name
+
+
+def test_bridge_replicas_have_their_own_client_id_on_a_bridge_only_listener():
+    """Every bridge replica shares the bridge credential, so on the device listener
+    (use_username_as_clientid true) they would take over each other's session. They use the
+    bridge-only listener, not published, where each keeps the client id it names itself by
+    (its container's hostname); the device listener keeps the username as client id."""
+    svc = resolved()["services"]
+    bridge = svc["bridge"]
+    assert bridge["environment"]["IOTFLINK_MQTT_PORT"] == str(BRIDGE_PORT)
+    assert "IOTFLINK_MQTT_BRIDGE_CLIENT_ID" not in bridge["environment"]  # not one id for all replicas
+
+    env = {k: str(v) for k, v in bridge["environment"].items()}
+    assert BridgeSettings.from_env(env).subscription.startswith("$share/"), "replicas share the load, not copy it"
+    command = " ".join(bridge["command"])
+    assert "IOTFLINK_MQTT_BRIDGE_CLIENT_ID=iotflink-bridge-$HOSTNAME" in command.replace("$$", "$")
+    assert command.endswith("exec python -m bridge")
+    listeners = _mosquitto_listeners()
+    assert set(listeners) == {8883, BRIDGE_PORT}
+    assert "use_username_as_clientid true" in listeners[8883]
+    assert "use_username_as_clientid false" in listeners[BRIDGE_PORT]
+    for line in ("cafile /mosquitto/certs/ca.crt", "certfile /mosquitto/certs/server.crt",
+                 "keyfile /mosquitto/certs/server.key", "tls_version tlsv1.2"):
+        assert line in listeners[BRIDGE_PORT], line  # TLS there too
+    # authentication and the ACL are global (no per_listener_settings): the same on both
+    assert not any(ln.startswith(("per_listener_settings", "allow_anonymous", "password_file", "acl_file"))
+                   for ln in listeners[BRIDGE_PORT])
+    assert "per_listener_settings true" not in sum(listeners.values(), [])
+    for name, service in svc.items():
+        assert all(target != BRIDGE_PORT for _ip, _pub, target in published(service)), name
+
+
+def test_bridge_client_id_setting_defaults_to_the_username():
+
+    assert BridgeSettings.from_env({}).client_id == BridgeSettings.from_env({}).username
+    cfg = BridgeSettings.from_env({"IOTFLINK_MQTT_BRIDGE_CLIENT_ID": "iotflink-bridge-3f2a"})
+    assert (cfg.client_id, cfg.username) == ("iotflink-bridge-3f2a", "iotflink-bridge")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 
 import pytest
+import yaml
 
-from iotflink import stack
+from iotflink import cli, stack
+from iotflink.errors import ConfigError
+from iotflink.settings import StackSettings
 
 #: What ``kafka-storage format -t`` accepts: 22 URL-safe base64 characters, not read as an option.
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{21}$")
@@ -149,3 +153,60 @@ def test_wait_for_names_the_last_exception_of_the_probe():
     calls = []
     stack.wait_for(lambda: calls.append(1) or len(calls) >= 3, 5, interval_s=0.01)
     assert len(calls) == 3
+
+
+# --------------------------------------------------------------------------- several TaskManagers
+def _stack_with(tmp_path, **changes):
+
+    return stack.Stack(dataclasses.replace(stack.free_port_settings(tmp_path / "run"), **changes))
+
+
+def test_taskmanagers_setting_is_read_refused_below_one_and_passed_on(tmp_path):
+
+    assert StackSettings.from_env({}).taskmanagers == 1
+    cfg = StackSettings.from_env({"IOTFLINK_TASKMANAGERS": "3"})
+    assert cfg.taskmanagers == 3
+    assert StackSettings.from_env(cfg.to_env()).taskmanagers == 3  # child processes see it
+    assert stack.free_port_settings(tmp_path / "run", cfg).taskmanagers == 3
+    with pytest.raises(ConfigError, match="IOTFLINK_TASKMANAGERS=0"):
+        StackSettings.from_env({"IOTFLINK_TASKMANAGERS": "0"})
+
+
+def test_each_taskmanager_has_its_own_process_name_log_pid_and_local_directory(tmp_path):
+    st = _stack_with(tmp_path, taskmanagers=3)
+    names = st.instances("flink-taskmanager")
+    assert names == ["flink-taskmanager", "flink-taskmanager-1", "flink-taskmanager-2"]
+    assert len({st.log_file(n) for n in names}) == 3
+    assert st.log_file("flink-taskmanager") == st.log_dir / "flink-taskmanager.out"
+    assert len({st._pid_file(n) for n in names}) == 3
+    dirs = [st.taskmanager_dir(n) for n in names]
+    assert dirs == [st.run_dir / "flink" / f"taskmanager-{i}" for i in range(3)]
+    assert all(st.taskmanager_resource_id(n) is None for n in names)  # never started
+    assert st.instances("kafka") == ["kafka"]
+    assert st.instances("bridge") == ["bridge"]
+
+
+def test_status_lists_every_taskmanager_instance_stopped(tmp_path):
+    st = _stack_with(tmp_path, taskmanagers=2)
+    rows = {s.name: s for s in st.status()}
+    assert [n for n in rows if n.startswith("flink-taskmanager")] == ["flink-taskmanager", "flink-taskmanager-1"]
+    assert not any(s.running or s.ready for s in rows.values())
+    assert rows["flink-taskmanager-1"].log_file == st.log_dir / "flink-taskmanager-1.out"
+
+
+def test_cli_taskmanagers_option(capsys):
+
+    args = cli.build_parser().parse_args(["stack", "status", "--taskmanagers", "2"])
+    assert args.taskmanagers == 2
+    assert cli.build_parser().parse_args(["stack", "start"]).taskmanagers is None
+    assert cli._cmd_stack(cli.build_parser().parse_args(["stack", "start", "--taskmanagers", "0"]),
+                          stack.StackSettings.from_env({})) == 2
+    assert "--taskmanagers must be at least 1" in capsys.readouterr().err
+
+
+def test_flink_conf_spreads_a_jobs_slots_over_the_taskmanagers():
+    """Flink 2's name of the former cluster.evenly-spread-out-slots: true."""
+
+    conf = yaml.safe_load((stack.PROJECT_ROOT / "flink-conf" / "config.yaml").read_text())
+    assert conf["taskmanager.load-balance.mode"] == "SLOTS"
+    assert "cluster.evenly-spread-out-slots" not in conf
