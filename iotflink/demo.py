@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VNODE_SPEEDUP = 5000.0
 
 #: Default parallelism of the window job in the demo: 2, exact at any parallelism (see
-#: jobs/sensor_windows.py); the standalone cluster has 8 slots.
+#: jobs/sensor_windows.py); the standalone cluster has 10 slots.
 DEFAULT_PARALLELISM = 2
 
 #: Bad payloads the demo publishes on purpose; each must reach the DLQ with this reason.

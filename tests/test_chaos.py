@@ -124,7 +124,7 @@ bearing rules are not used: they need 60 to 90 min of FEMTO data (run-in and bas
 Budget: 5 runs of ~12 s of replay each plus recovery, catch-up and the drains (the rule job's
 drain runs while the window job catches up). A run's two jobs (two ``flink run -py`` of ~15 s
 each, one after the other: both rewrite ``pyfiles.zip``) are submitted before the baseline, and
-for every later run in the background during the previous one. Each TaskManager has 8 slots
+for every later run in the background during the previous one. Each TaskManager has 10 slots
 (``taskmanager.load-balance.mode: SLOTS`` spreads the jobs over both); a run holds 2, 4 while
 the next run's jobs wait, so the survivor of a TaskManager kill always has enough free slots
 for the jobs of the one it lost. The module took 4 to 5.5 min on 2 cores (phases
