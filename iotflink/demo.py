@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     job_id = ctl.submit("sensor_windows", env_overrides=window_job_env(args.parallelism))
     ctl.wait_running(job_id)
     _step(f"  job {job_id} RUNNING; web UI {cfg.flink_rest_url}/#/job/running/{job_id}/overview")
+    _step(f"  subtasks per TaskManager: {stack.subtasks_per_taskmanager(job_id)}")
 
     _step("deploying the detection rules (Flink SQL MATCH_RECOGNIZE, one job per rule) ...")
     _run_cli(["rules", "deploy"], stack)
