@@ -53,6 +53,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Services of the module's ``stack`` fixture (tests/conftest.py).
 STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 DEVICES = 20
 PERIOD_MS = 100          # each device reports every 100 ms
