@@ -27,7 +27,9 @@ SHARED_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 
 
 def _shares_stack(module) -> bool:
-    return bool(getattr(module, "SHARED_STACK", False))
+    """True when ``module`` opts in to the shared stack (``IOTFLINK_TEST_SHARED_STACK=0``: every
+    module starts its own, as before, e.g. to compare timings or isolate a failure)."""
+    return bool(getattr(module, "SHARED_STACK", False)) and os.environ.get("IOTFLINK_TEST_SHARED_STACK") != "0"
 
 
 @pytest.hookimpl(trylast=True)

@@ -69,7 +69,7 @@ def test_deploy_replay_and_alerts(stack, monkeypatch):
     def alert_ids() -> set[str]:
         return {r["value"]["alert_id"] for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.alerts)}
 
-    wait_for(lambda: want <= alert_ids(), 180, interval_s=2.0, what="the injected scenarios' alerts")
+    wait_for(lambda: want <= alert_ids(), 180, interval_s=0.5, what="the injected scenarios' alerts")
     assert alert_ids() == want  # nothing else from these two rules
     for rule in RULES:
         assert rules_cli.stop(cfg, rule, out=io.StringIO()) == 0
