@@ -30,6 +30,8 @@ from jobs import anomaly as an
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 NAB = PROJECT_ROOT / "data" / "nab" / "machine_temperature_system_failure.csv"
 SHIFT_MS = 626 * 7 * 86_400_000  # whole weeks: NAB's 2013-2014 past the schema's 2020 floor
 N_ROWS = 1_500

@@ -53,6 +53,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Services of the module's ``stack`` fixture (tests/conftest.py).
 STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 DEVICES = 20
 PERIOD_MS = 100          # each device reports every 100 ms
@@ -151,7 +153,8 @@ def job(stack, tmp_path_factory):
     env = dict(JOB_ENV, IOTFLINK_SLOW_SINK_FILE=str(switch))
     ctl = FlinkCtl(stack.s)
     job_id = ctl.submit("sensor_windows", env_overrides=env)
-    ctl.wait_running(job_id)
+    # the Python UDF's worker starts with its task: over 2 min once on the loaded 2-core machine
+    ctl.wait_running(job_id, timeout_s=300)
     state = {"job_id": job_id}
     yield ctl, state, switch, env
     switch.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ import io
 import json
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -101,10 +102,13 @@ def test_hostile_input_never_stops_the_pipeline(stack, monkeypatch):
     for key, value in cfg.to_env().items():  # every from_env() below sees this stack
         monkeypatch.setenv(key, value)
     ctl = FlinkCtl(cfg)
-    window_job = ctl.submit("sensor_windows", env_overrides={"IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "5000"})
     rcfg = RulesSettings.from_env()
     out = io.StringIO()
-    assert rules_cli.deploy(rcfg, ("bearing_failure",), out=out) == 0, out.getvalue()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the window job's `flink run` beside the rule's
+        window_f = pool.submit(ctl.submit, "sensor_windows",
+                               env_overrides={"IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": "5000"})
+        assert rules_cli.deploy(rcfg, ("bearing_failure",), out=out) == 0, out.getvalue()
+        window_job = window_f.result()
     rule_job = rules_cli.rule_jobs(ctl)["bearing_failure"][0]["jid"]
     ctl.wait_running(window_job)
     ctl.wait_running(rule_job)

@@ -1,8 +1,8 @@
 """Rules on the real stack: ``rules deploy`` to a Flink standalone cluster, the TabFormer
 replay into Kafka, and the injected scenarios' alerts read back from the ``alerts`` topic.
 
-An isolated stack (Kafka KRaft + Flink JobManager/TaskManager, 2 slots) runs on free loopback
-ports. Two rules are deployed (one slot each): ``card_failed_burst`` and
+The stack the integration modules share (Kafka KRaft + Flink JobManager/TaskManager on free
+loopback ports, tests/conftest.py; this module's topics are its own). Two rules are deployed (one slot each): ``card_failed_burst`` and
 ``card_address_change``; a second deploy leaves them running. The replayer sends the whole
 stream; the test polls the alerts topic until the alert id of every injected scenario of
 those two rules is there, and checks that no other alert of those rules exists.
@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Services of the module's ``stack`` fixture (tests/conftest.py).
 STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 RULES = ("card_failed_burst", "card_address_change")
 
@@ -67,7 +69,7 @@ def test_deploy_replay_and_alerts(stack, monkeypatch):
     def alert_ids() -> set[str]:
         return {r["value"]["alert_id"] for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.alerts)}
 
-    wait_for(lambda: want <= alert_ids(), 180, interval_s=2.0, what="the injected scenarios' alerts")
+    wait_for(lambda: want <= alert_ids(), 180, interval_s=0.5, what="the injected scenarios' alerts")
     assert alert_ids() == want  # nothing else from these two rules
     for rule in RULES:
         assert rules_cli.stop(cfg, rule, out=io.StringIO()) == 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -189,6 +190,8 @@ def test_upgrade_change_keeps_every_exec_node_id():
 # --------------------------------------------------------------------------- integration
 #: Services of the module's ``stack`` fixture (tests/conftest.py).
 STACK_SERVICES = ('kafka', 'flink-jobmanager', 'flink-taskmanager')
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 
 def _wait_read(ctl: FlinkCtl, job_id: str, n: int) -> None:
@@ -214,8 +217,9 @@ def test_upgrade_from_savepoint_carries_window_and_dedup_state(stack):
     broker_max = _broker_max_txn_timeout_ms(stack)
     _assert_exactly_once(_plan_of({**cfg.to_env(), **v2_env}), broker_max)
 
-    ref = ctl.submit("sensor_windows", env_overrides=ref_env)
-    v1 = ctl.submit("sensor_windows", env_overrides=v1_env)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two `flink run` clients at once
+        ref_f, v1_f = (pool.submit(ctl.submit, "sensor_windows", env_overrides=e) for e in (ref_env, v1_env))
+        ref, v1 = ref_f.result(), v1_f.result()
     ctl.wait_running(ref)
     ctl.wait_running(v1)
     p1, p2 = _part1(), _part2()
@@ -252,8 +256,9 @@ def test_upgrade_from_savepoint_carries_window_and_dedup_state(stack):
     _produce(bootstrap, cfg.topics.readings, [late_reading])
     _wait_read(ctl, v2, len(p2) + 1)
     _wait_read(ctl, ref, len(p1) + len(p2) + 1)
-    ctl.stop_with_savepoint(v2, drain=True)
-    ctl.stop_with_savepoint(ref, drain=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both stopped at once
+        for fut in [pool.submit(ctl.stop_with_savepoint, j, drain=True) for j in (v2, ref)]:
+            fut.result()
     # the savepoint completes before the sinks' last transactions are committed (on its
     # completion notification): wait until both jobs FINISHED and the drained window is visible
     final_window = BASE + 3 * WINDOW_MS

@@ -1,16 +1,21 @@
-"""Every scenario of ``iotflink.scenarios`` as a test: its short run on one stack shared by the
-module (Kafka and the Flink cluster on free ports), and the claim it checks must hold.
+"""Every scenario of ``iotflink.scenarios`` as a test: its short run on the stack the
+integration modules share (Kafka and the Flink cluster on free ports, tests/conftest.py), and
+the claim it checks must hold.
 
-Each scenario publishes its own data to its own readings topic, runs the real jobs on the
-cluster, stops them with a drained savepoint and checks its claim against a computation of
-its own (``Outcome.checks``); the test fails on any failed check, naming it, except timing
-checks (``Check.timing``: a latency bound), which depend on the machine's load. The pure parts
-(data generation, the references) are tested without services.
+Each scenario publishes its own data to its own topics, runs the real jobs on the cluster,
+stops them with a drained savepoint and checks its claim against a computation of its own
+(``Outcome.checks``); the test fails on any failed check, naming it, except timing checks
+(``Check.timing``: a latency bound), which depend on the machine's load. The short runs of all
+scenarios run at once (a thread each: their topics, consumer groups and jobs are their own,
+and the cluster has a slot for every job), so their job start-ups and drains overlap; each
+scenario's test then checks its own outcome. The pure parts (data generation, the references)
+are tested without services.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,6 +23,7 @@ from iotflink import scenarios
 from iotflink.scenarios import business_day, patient_vitals, payment_fraud
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
+SHARED_STACK = True
 
 
 def test_registry_lists_each_scenario_once_with_a_summary(capsys):
@@ -62,12 +68,31 @@ def test_payment_fraud_reference_matches():
     assert plan == payment_fraud.plan(100, 20, 3) and sum(d for _, _, d in plan) >= 9
 
 
+@pytest.fixture(scope="module")
+def short_runs(stack):
+    """Every scenario's short run on ``stack``, all at once: name -> ``(outcome or the
+    exception it raised, its output lines)``."""
+    lines: dict[str, list[str]] = {name: [] for name in scenarios.SCENARIOS}
+
+    def one(name: str):
+        try:
+            return scenarios.SCENARIOS[name].run(stack, True, lines[name].append)
+        except Exception as exc:  # noqa: BLE001 - re-raised by the scenario's own test
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(scenarios.SCENARIOS)) as pool:
+        futures = {name: pool.submit(one, name) for name in scenarios.SCENARIOS}
+    return {name: (fut.result(), lines[name]) for name, fut in futures.items()}
+
+
 @pytest.mark.integration
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", list(scenarios.SCENARIOS))
-def test_scenario_claim_holds(stack, name):
-    lines: list[str] = []
-    outcome = scenarios.SCENARIOS[name].run(stack, True, lines.append)
+def test_scenario_claim_holds(short_runs, name):
+    outcome, lines = short_runs[name]
+    if isinstance(outcome, Exception):
+        raise AssertionError(f"scenario {name} failed to run: {outcome!r}\n--- output:\n" + "\n".join(lines)) \
+            from outcome
     # a timing claim (a latency bound) depends on the machine's load: printed, never asserted here
     failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
     assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)

@@ -33,6 +33,8 @@ from tests.test_window_parallel import BASE, OOO, PARTITIONS, _wait_watermark, s
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(600)]
 
 STACK_SERVICES = ("kafka",)
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 SIZE, SLIDE, LATENESS = 10_000, 5_000, 5_000
 S = 1_000

@@ -32,6 +32,10 @@ the watermark, then all three run on together with stragglers. Phases, event tim
    how far the other partitions have got: not predictable, but each must be counted once).
 6. heartbeats far past every window fire the rest.
 
+The runs at parallelism 2 and 4 go at once (one module fixture: the jobs started one after the
+other, then a thread per run writes its phases and waits on its own job's watermarks), so
+their waits overlap; each run has its own topics, job and writer.
+
 Asserted per run: every value whose verdict is determined (phases 1, 4, the far stragglers of
 5) is in ``sensor-late`` iff the reference says so; every aggregate equals the one computed
 from all values minus those in ``sensor-late`` (count, min, max, mean), so each value is
@@ -49,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -62,6 +67,8 @@ from jobs import sensor_windows as sw
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 STACK_SERVICES = ("kafka",)
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 SIZE, LATENESS, OOO = 10_000, 5_000, 1_000
 BASE = 1_700_000_000_000  # window-aligned (2023-11-14T22:13:20Z)
@@ -172,9 +179,10 @@ def start_job(stack, name: str, parallelism: int, **settings):
     return cfg, ctl, client, str(client.get_job_id()), Writer(bootstrap, topics.readings)
 
 
-def _run(stack, parallelism: int) -> dict:
-    """One run of the scenario at ``parallelism``; returns what the assertions need."""
-    cfg, ctl, client, job_id, writer = start_job(stack, f"par{parallelism}-{time.monotonic_ns()}", parallelism)
+def _run(stack, started: tuple) -> dict:
+    """One run of the scenario on a job :func:`start_job` started; returns what the
+    assertions need. Cancels the job."""
+    cfg, ctl, client, job_id, writer = started
     bootstrap, topics = stack.s.kafka_bootstrap, cfg.topics
     determined: dict[tuple, bool] = {}  # (device, seq) -> late per the reference
     racy: set[tuple] = set()
@@ -264,9 +272,40 @@ def _run(stack, parallelism: int) -> dict:
     }
 
 
-@pytest.mark.parametrize("parallelism", [2, 4])
-def test_late_split_is_exact_across_an_idle_active_switch(stack, parallelism):
-    out = _run(stack, parallelism)
+PARALLELISMS = (2, 4)
+
+
+@pytest.fixture(scope="module")
+def runs(stack):
+    """The scenario at each of :data:`PARALLELISMS`, the runs at once (a job and a writer each,
+    on topics of their own; the jobs are started one after the other): parallelism -> what
+    :func:`_run` returns, or the exception it raised."""
+    started = {}
+    try:
+        for p in PARALLELISMS:
+            started[p] = start_job(stack, f"par{p}-{time.monotonic_ns()}", p)
+    except BaseException:
+        for _cfg, _ctl, client, _job_id, writer in started.values():
+            writer.close()
+            client.cancel().result()
+        raise
+
+    def one(p: int):
+        try:
+            return _run(stack, started[p])
+        except Exception as exc:  # noqa: BLE001 - re-raised by the run's own test
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(PARALLELISMS)) as pool:
+        futures = {p: pool.submit(one, p) for p in PARALLELISMS}
+    return {p: fut.result() for p, fut in futures.items()}
+
+
+@pytest.mark.parametrize("parallelism", PARALLELISMS)
+def test_late_split_is_exact_across_an_idle_active_switch(runs, parallelism):
+    out = runs[parallelism]
+    if isinstance(out, Exception):
+        raise out
     readings, determined, racy = out["readings"], out["determined"], out["racy"]
     late_keys = [(r["device_id"], r["seq"], r["sensor"]) for r in out["late"]]
     assert len(late_keys) == len(set(late_keys)), "a value is in sensor-late twice"

@@ -12,6 +12,7 @@ the default job's topic stays empty.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -24,6 +25,8 @@ from jobs import sensor_windows as sw
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
+#: the stack shared with the other modules that opt in (tests/conftest.py), topics of its own
+SHARED_STACK = True
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DEVICES = ("sbs-a", "sbs-b")
@@ -50,8 +53,11 @@ def test_two_window_jobs_side_by_side(stack):
     bootstrap = stack.s.kafka_bootstrap
     cfgs = {name: WindowJobSettings.from_env({**stack.s.to_env(), **env, "IOTFLINK_WINDOW_INSTANCE": name})
             for name, env in INSTANCES.items()}
-    jobs = {name: ctl.submit("sensor_windows", env_overrides={**env, "IOTFLINK_WINDOW_INSTANCE": name})
-            for name, env in INSTANCES.items()}
+    with ThreadPoolExecutor(max_workers=len(INSTANCES)) as pool:  # the `flink run` clients at once
+        futures = {name: pool.submit(ctl.submit, "sensor_windows",
+                                     env_overrides={**env, "IOTFLINK_WINDOW_INSTANCE": name})
+                   for name, env in INSTANCES.items()}
+    jobs = {name: fut.result() for name, fut in futures.items()}
     try:
         for job_id in jobs.values():
             ctl.wait_running(job_id)

@@ -279,21 +279,33 @@ def finish_window_jobs(stack: Stack, run: WindowJobs, written: int, last_ts_ms: 
     Raises:
         ScenarioError: a job failed; TimeoutError: a source did not read every record in time.
     """
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
     from iotflink import kafka_io  # noqa: PLC0415
 
     ctl = run.ctl
     try:
-        for name, job_id in run.jobs.items():
-            def read_all(j=job_id) -> bool:
+        def read_all() -> bool:
+            done = True
+            for j in run.jobs.values():
                 if ctl.job(j)["state"] in ("FAILED", "FAILING"):
                     raise ScenarioError(f"job {j} failed: {[h.describe() for h in ctl.failed_jobs()]}")
-                return ctl.source_records_read(j) >= written
-            wait_for(read_all, timeout_s, interval_s=1.0, what=f"instance {name} to read every reading")
-        dropped = {}
-        for name, job_id in run.jobs.items():
-            dropped[name] = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
-            ctl.drain_bounded_replay(job_id, stack.s.kafka_bootstrap, run.topic, last_ts_ms, timeout_s=timeout_s)
+                done = done and ctl.source_records_read(j) >= written
+            return done
+        wait_for(read_all, timeout_s, interval_s=0.5, what=f"instances {', '.join(run.jobs)} to read every reading")
+        dropped = {name: ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
+                   for name, job_id in run.jobs.items()}
+
+        def drain(name: str) -> None:
+            ctl.drain_bounded_replay(run.jobs[name], stack.s.kafka_bootstrap, run.topic, last_ts_ms,
+                                     timeout_s=timeout_s)
             say(f"instance {name}: every window fired, job stopped with a drained savepoint")
+
+        # the instances read the same topic: drained at once (each writes the same end-of-stream
+        # heartbeats, which every instance drops before its windows)
+        with ThreadPoolExecutor(max_workers=max(1, len(run.jobs))) as pool:
+            for fut in [pool.submit(drain, name) for name in run.jobs]:
+                fut.result()
         out = {}
         for name, cfg in run.cfgs.items():
             aggs = list(kafka_io.latest_by_key(kafka_io.read_topic(stack.s.kafka_bootstrap,

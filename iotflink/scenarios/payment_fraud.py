@@ -49,7 +49,7 @@ NAME = "payment-fraud"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 CARDS = 2000
 RATE_PER_S, SHORT_RATE_PER_S = 2000, 300
-DURATION_S, SHORT_DURATION_S = 60, 20
+DURATION_S, SHORT_DURATION_S = 60, 10
 BURSTS, SHORT_BURSTS = 40, 10
 P_DECLINE = 0.0005
 WITHIN_MS = 300_000
@@ -118,7 +118,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def run(stack: Stack, short: bool, say: Say) -> Outcome:
-    """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 300 transactions/s for 20 s."""
+    """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 300 transactions/s for 10 s."""
     from kafka import KafkaProducer  # noqa: PLC0415
 
     from iotflink import kafka_io  # noqa: PLC0415
