@@ -37,9 +37,9 @@ Measured (printed and written to ``bench/results/scenario-smart-factory.json``):
   ``sensor-readings`` or of ``sensor-dlq``; every sensor value of those samples is counted once
   in an aggregate's ``count`` or is in ``sensor-late``; the window operator's
   ``numLateRecordsDropped`` is 0 (:func:`accounting`);
-* CPU: the cores each stage used while the nodes published (psutil, process trees of the
-  stack's services and the nodes) and what the rest of the machine used (other work), with the
-  load average.
+* CPU: the cores each stage used while every node was publishing (psutil, process trees of
+  the stack's services and the nodes, from the nodes' start to the last sample before the first
+  node ended) and what the rest of the machine used (other work), with the load average.
 
 Usage: ``iotflink scenario smart-factory [--short]`` (2,000 sensors for 300 s, or 200 for 30 s),
 or ``python -m iotflink.scenarios.smart_factory --sensors 1000 --duration-s 300 --bridges 2``
@@ -272,12 +272,15 @@ class FirstSeen:
         return self.seen
 
 
-def process_tree_cpu_s(pids: Iterable[int]) -> float:
+def process_tree_cpu_s(pids: Iterable[int], last: dict[int, float] | None = None) -> float:
     """CPU seconds (user + system) used so far by the processes ``pids`` and their children
-    (psutil; processes that have exited count no more)."""
+    (psutil). ``last``: pid -> CPU seconds at an earlier call, updated here; a process that has
+    exited since counts with its last sampled value (so up to one sampling period of its CPU is
+    missed)."""
     import psutil  # noqa: PLC0415
 
-    total, seen = 0.0, set()
+    last = {} if last is None else last
+    seen: set[int] = set()
     for pid in pids:
         try:
             root = psutil.Process(pid)
@@ -290,10 +293,10 @@ def process_tree_cpu_s(pids: Iterable[int]) -> float:
             seen.add(p.pid)
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                last[p.pid] = t.user + t.system
             except psutil.Error:
                 continue
-    return total
+    return sum(last.values())
 
 
 def machine_busy_s() -> float:
@@ -323,9 +326,10 @@ def _stage_pids(stack: Stack) -> dict[str, list[int]]:
     return {stage: [p for p in (stack.pid(n) for n in ns) if p is not None] for stage, ns in names.items()}
 
 
-def _cpu_sample(stack: Stack, node_pids: list[int]) -> dict[str, float]:
-    out = {stage: process_tree_cpu_s(pids) for stage, pids in _stage_pids(stack).items()}
-    out["virtual nodes"] = process_tree_cpu_s(node_pids)
+def _cpu_sample(stack: Stack, node_pids: list[int], last: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds so far per stage (``last``: per stage, pid -> last sampled CPU seconds)."""
+    out = {stage: process_tree_cpu_s(pids, last.setdefault(stage, {})) for stage, pids in _stage_pids(stack).items()}
+    out["virtual nodes"] = process_tree_cpu_s(node_pids, last.setdefault("virtual nodes", {}))
     out["machine"] = machine_busy_s()
     return out
 
@@ -413,13 +417,16 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     try:
         with NodeGroup(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, reset_seq=True,
                        auth_dir=cfg.mqtt_auth_dir, ca_file=cfg.mqtt_ca_file) as group:
-            cpu0, c0 = _cpu_sample(stack, group.pids), time.monotonic()
+            cpu_last: dict[str, dict[int, float]] = {}
+            cpu0, c0 = _cpu_sample(stack, group.pids, cpu_last), time.monotonic()
+            cpu1, c1 = cpu0, c0
             while group.running():
                 sample("publish")
+                if group.running() == len(specs):  # every node still publishing
+                    cpu1, c1 = _cpu_sample(stack, group.pids, cpu_last), time.monotonic()
                 time.sleep(SAMPLE_S)  # the sampling period while the nodes run
-            cpu1, c1 = _cpu_sample(stack, group.pids), time.monotonic()
+            publish_s = time.monotonic() - c0
             results = group.wait(timeout_s=120)
-        publish_s = c1 - c0
         published = sum(r.published for r in results)
         say(f"nodes done: {published} samples acknowledged by the broker in {publish_s:.0f} s")
         values_in = sum(values_in_ranges(prefix, r.summary["acked_ranges"]) for r in results) \
@@ -461,7 +468,7 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                for (dev, _sensor, we), seen in aggs_first.items() if dev in t0s and seen < drain_at_ms]
     alert_lat = [seen - due_wall_ms(ts, t0s[dev], origin, plan.speedup)
                  for (_rule, dev, ts), seen in alerts_first.items() if dev in t0s]
-    cores = cpu_shares(cpu0, cpu1, publish_s)
+    cores = cpu_shares(cpu0, cpu1, c1 - c0) if c1 > c0 else {}
     forwarded_pub = [s for s in samples if s["phase"] == "publish"]
     fwd_rate = ((forwarded_pub[-1]["forwarded"] - forwarded_pub[0]["forwarded"])
                 / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
