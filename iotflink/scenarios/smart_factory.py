@@ -49,6 +49,7 @@ or ``python -m iotflink.scenarios.smart_factory --sensors 1000 --duration-s 300 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -84,6 +85,8 @@ SAMPLE_S = 5.0
 #: Checkpoint interval of the window job in this scenario (ms): its exactly-once sink commits
 #: the aggregates at each checkpoint, so this bounds the commit part of the latency.
 CHECKPOINT_INTERVAL_MS = 10_000
+#: Nodes started at once; each later wave joins the shared event-time clock where it is by then.
+SPAWN_WAVE = 100
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
 
 
@@ -272,30 +275,38 @@ class FirstSeen:
         return self.seen
 
 
-def process_tree_cpu_s(pids: Iterable[int], last: dict[int, float] | None = None) -> float:
-    """CPU seconds (user + system) used so far by the processes ``pids`` and their children
-    (psutil). ``last``: pid -> CPU seconds at an earlier call, updated here; a process that has
-    exited since counts with its last sampled value (so up to one sampling period of its CPU is
-    missed)."""
+def process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds user + system so far) of every process (one psutil pass)."""
     import psutil  # noqa: PLC0415
 
-    last = {} if last is None else last
-    seen: set[int] = set()
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for p in procs:
-            if p.pid in seen:
-                continue
-            seen.add(p.pid)
-            try:
-                t = p.cpu_times()
-                last[p.pid] = t.user + t.system
-            except psutil.Error:
-                continue
+    out = {}
+    for p in psutil.process_iter(["ppid", "cpu_times"]):
+        t = p.info.get("cpu_times")
+        if t is not None:
+            out[p.pid] = (p.info["ppid"] or 0, t.user + t.system)
+    return out
+
+
+def tree_cpu_s(table: Mapping[int, tuple[int, float]], roots: Iterable[int], last: dict[int, float],
+               children: bool = True) -> float:
+    """CPU seconds so far of the processes ``roots`` (and, with ``children``, their descendants)
+    in ``table`` (:func:`process_table`). ``last``: pid -> CPU seconds at earlier calls, updated
+    here; a process that has exited counts with its last sampled value (so up to one sampling
+    period of its CPU is missed)."""
+    wanted = set(roots)
+    if children:
+        kids: dict[int, list[int]] = {}
+        for pid, (ppid, _) in table.items():
+            kids.setdefault(ppid, []).append(pid)
+        todo = list(wanted)
+        while todo:
+            for child in kids.get(todo.pop(), []):
+                if child not in wanted:
+                    wanted.add(child)
+                    todo.append(child)
+    for pid in wanted:
+        if pid in table:
+            last[pid] = table[pid][1]
     return sum(last.values())
 
 
@@ -328,8 +339,9 @@ def _stage_pids(stack: Stack) -> dict[str, list[int]]:
 
 def _cpu_sample(stack: Stack, node_pids: list[int], last: dict[str, dict[int, float]]) -> dict[str, float]:
     """CPU seconds so far per stage (``last``: per stage, pid -> last sampled CPU seconds)."""
-    out = {stage: process_tree_cpu_s(pids, last.setdefault(stage, {})) for stage, pids in _stage_pids(stack).items()}
-    out["virtual nodes"] = process_tree_cpu_s(node_pids, last.setdefault("virtual nodes", {}))
+    table = process_table()
+    out = {stage: tree_cpu_s(table, pids, last.setdefault(stage, {})) for stage, pids in _stage_pids(stack).items()}
+    out["virtual nodes"] = tree_cpu_s(table, node_pids, last.setdefault("virtual nodes", {}), children=False)
     out["machine"] = machine_busy_s()
     return out
 
@@ -395,9 +407,11 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                           lambda v: (v["device_id"], v["sensor"], int(v["window_end_ms"])))
     alerts_seen = FirstSeen(cfg.kafka_bootstrap, cfg.topics.alerts,
                             lambda v: (v["rule_id"], v["alert_key"], int(v["detection_ms"])))
-    specs = [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, limit=plan.rows, now_ms=now_ms,
-                      pace_origin_ms=origin, samples_per_message=samples_per_message, max_inflight=20,
-                      extra_args=("--quiet",)) for d in devices]
+    def specs_from(first: int, shift_ms: int) -> list:
+        return [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, limit=plan.rows, now_ms=now_ms,
+                         pace_origin_ms=origin + shift_ms, samples_per_message=samples_per_message,
+                         max_inflight=20, extra_args=("--quiet",)) for d in devices[first:first + SPAWN_WAVE]]
+
     samples: list[dict] = []
     t_start = time.monotonic()
 
@@ -414,19 +428,35 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         return row
 
     say(f"starting {sensors} virtual nodes ...")
+    origins: dict[str, int] = {}
     try:
-        with NodeGroup(specs, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, reset_seq=True,
-                       auth_dir=cfg.mqtt_auth_dir, ca_file=cfg.mqtt_ca_file) as group:
+        with contextlib.ExitStack() as nodes:
+            groups = []
+            spawn0 = time.monotonic()
+            for first in range(0, sensors, SPAWN_WAVE):
+                # a node started later skips ahead on the shared clock by the time since the first
+                # wave (its skipped rows are due at once), so every node samples on one wall clock
+                shift = int((time.monotonic() - spawn0) * 1000 * plan.speedup)
+                wave = specs_from(first, shift)
+                groups.append(nodes.enter_context(NodeGroup(
+                    wave, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, reset_seq=True, auth_dir=cfg.mqtt_auth_dir,
+                    ca_file=cfg.mqtt_ca_file)))
+                origins.update({sp.device: sp.pace_origin_ms for sp in wave})
+            say(f"  {sensors} nodes started in {time.monotonic() - spawn0:.1f} s")
+            pids = [pid for g in groups for pid in g.pids]
+
+            def running() -> int:
+                return sum(g.running() for g in groups)
             cpu_last: dict[str, dict[int, float]] = {}
-            cpu0, c0 = _cpu_sample(stack, group.pids, cpu_last), time.monotonic()
+            cpu0, c0 = _cpu_sample(stack, pids, cpu_last), time.monotonic()
             cpu1, c1 = cpu0, c0
-            while group.running():
+            while running():
                 sample("publish")
-                if group.running() == len(specs):  # every node still publishing
-                    cpu1, c1 = _cpu_sample(stack, group.pids, cpu_last), time.monotonic()
+                if running() == sensors:  # every node still publishing
+                    cpu1, c1 = _cpu_sample(stack, pids, cpu_last), time.monotonic()
                 time.sleep(SAMPLE_S)  # the sampling period while the nodes run
-            publish_s = time.monotonic() - c0
-            results = group.wait(timeout_s=120)
+            publish_s = time.monotonic() - spawn0
+            results = [r for g in groups for r in g.wait(timeout_s=120)]
         published = sum(r.published for r in results)
         say(f"nodes done: {published} samples acknowledged by the broker in {publish_s:.0f} s")
         values_in = sum(values_in_ranges(prefix, r.summary["acked_ranges"]) for r in results) \
@@ -464,9 +494,9 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
     counted = sum(int(a["count"]) for a in aggregates.values())
 
-    agg_lat = [seen - due_wall_ms(we, t0s[dev], origin, plan.speedup)
+    agg_lat = [seen - due_wall_ms(we, t0s[dev], origins[dev], plan.speedup)
                for (dev, _sensor, we), seen in aggs_first.items() if dev in t0s and seen < drain_at_ms]
-    alert_lat = [seen - due_wall_ms(ts, t0s[dev], origin, plan.speedup)
+    alert_lat = [seen - due_wall_ms(ts, t0s[dev], origins[dev], plan.speedup)
                  for (_rule, dev, ts), seen in alerts_first.items() if dev in t0s]
     cores = cpu_shares(cpu0, cpu1, c1 - c0) if c1 > c0 else {}
     forwarded_pub = [s for s in samples if s["phase"] == "publish"]
