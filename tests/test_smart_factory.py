@@ -11,6 +11,7 @@ from iotflink.scenarios.smart_factory import (
     latency_summary,
     percentile,
     rate_plan,
+    tree_cpu_s,
     values_in_ranges,
     values_per_row,
 )
@@ -103,3 +104,12 @@ def test_cpu_shares_and_other_work():
     after = {"kafka": 20.0, "bridges": 25.0, "machine": 160.0}
     cores = cpu_shares(before, after, 20.0)
     assert cores == {"kafka": 0.5, "bridges": 1.0, "machine": 3.0, "other work": 1.5}
+
+
+def test_tree_cpu_counts_descendants_and_keeps_exited_processes():
+    table = {10: (1, 2.0), 11: (10, 3.0), 12: (11, 4.0), 20: (1, 100.0)}
+    last: dict[int, float] = {}
+    assert tree_cpu_s(table, [10], last) == 9.0
+    assert tree_cpu_s(table, [10], {}, children=False) == 2.0
+    # process 12 exited: it keeps its last sampled CPU
+    assert tree_cpu_s({10: (1, 2.5), 11: (10, 3.0)}, [10], last) == 9.5
