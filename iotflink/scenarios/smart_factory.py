@@ -561,6 +561,9 @@ def print_figures(fig: dict, say: Say) -> None:
 
 
 def _run_short_or_full(stack: Stack, short: bool, say: Say) -> Outcome:
+    """The registry's entry: the defaults, or the short run; starts the services of
+    :data:`SERVICES` that ``stack`` does not run yet (Mosquitto and the bridges)."""
+    stack.start(services=SERVICES, progress=lambda m: say("  " + m))
     if short:
         return run_factory(stack, say, SHORT_SENSORS, SHORT_DURATION_S)
     return run_factory(stack, say, DEFAULT_SENSORS, DEFAULT_DURATION_S)
