@@ -5,7 +5,7 @@ PY    := .venv/bin/python
 # the project's command, installed into the venv by setup (pip install -e .)
 CLI   := .venv/bin/iotflink
 
-.PHONY: setup demo scenario test test-unit test-integration chaos firmware-test down status bench lock help
+.PHONY: setup demo scenario smart-factory test test-unit test-integration chaos firmware-test down status bench lock help
 
 help:
 	@echo "make demo    set up, start the local stack, run the main job on real data, print a summary"
@@ -24,6 +24,9 @@ demo: setup
 
 scenario: setup
 	@.venv/bin/iotflink scenario $(or $(NAME),list) $(if $(SHORT),--short)
+
+smart-factory: setup
+	@$(PY) -m iotflink.scenarios.smart_factory $(ARGS)
 
 test: setup
 	@bash scripts/run_tests.sh

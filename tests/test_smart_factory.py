@@ -1,0 +1,115 @@
+"""Unit tests of the smart-factory scenario's pure parts: the rate plan, the event-time to wall
+mapping, the latency percentiles, the value accounting and the exactness checks."""
+
+import pytest
+
+from iotflink.scenarios import SCENARIOS
+from iotflink.scenarios.smart_factory import (
+    accounting,
+    cpu_shares,
+    due_wall_ms,
+    latency_summary,
+    percentile,
+    rate_plan,
+    tree_cpu_s,
+    values_in_ranges,
+    values_per_row,
+)
+
+
+def test_registered():
+    assert "smart-factory" in SCENARIOS
+    assert "bridge" in SCENARIOS["smart-factory"].services
+
+
+def test_rate_plan_targets_and_speedup():
+    # one row per 100 ms of event time: at 10 Hz the data plays in real time
+    ts = [1_000 + 100 * i for i in range(5000)]
+    plan = rate_plan(2000, 10, 300, 10, ts)
+    assert plan.rows == 3000
+    assert plan.readings_per_s == 20_000
+    assert plan.messages_per_s == 2_000
+    assert plan.readings == 6_000_000
+    # 3000 rows span 299.9 s of event time, played over 300 s
+    assert plan.speedup == pytest.approx(299.9 / 300)
+
+
+def test_rate_plan_speeds_up_a_slow_data_set():
+    ts = [1_000 * i for i in range(1000)]  # 1 Hz data, played at 10 Hz
+    plan = rate_plan(500, 10, 30, 1, ts)
+    assert plan.rows == 300
+    assert plan.speedup == pytest.approx(299 / 30)
+    assert plan.messages_per_s == plan.readings_per_s == 5000
+
+
+def test_rate_plan_refuses_too_short_data_and_bad_arguments():
+    with pytest.raises(ValueError, match="needs 3000 rows"):
+        rate_plan(1, 10, 300, 1, list(range(100)))
+    with pytest.raises(ValueError):
+        rate_plan(0, 10, 300, 1, list(range(5000)))
+    with pytest.raises(ValueError, match="no event time"):
+        rate_plan(1, 1, 2, 1, [5, 5, 5])
+
+
+def test_due_wall_ms_maps_event_time_to_the_node_clock():
+    assert due_wall_ms(10_000, t0_wall_ms=500.0, origin_ms=0, speedup=10) == 1500.0
+    # readings before the origin are due at once
+    assert due_wall_ms(-5, t0_wall_ms=500.0, origin_ms=0, speedup=10) == 500.0
+
+
+def test_percentile_nearest_rank():
+    values = list(range(1, 101))  # 1..100
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([3, 1, 2], 50) == 2  # unsorted input
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError):
+        percentile(values, 0)
+
+
+def test_latency_summary():
+    s = latency_summary([10.0, 20.0, 30.0, 1000.0])
+    assert s == {"n": 4, "p50_ms": 20.0, "p99_ms": 1000.0, "max_ms": 1000.0}
+    assert latency_summary([])["p50_ms"] is None
+
+
+def test_values_in_ranges_counts_the_acked_rows():
+    rows = [{"a": 1, "b": 2, "c": 3}, {"t": 1}, {"t": 2}, {"a": 1, "b": 2, "c": 3}]
+    prefix = values_per_row(rows)
+    assert prefix == [0, 3, 4, 5, 8]
+    assert values_in_ranges(prefix, [[0, 3]]) == 8
+    assert values_in_ranges(prefix, [[0, 0], [2, 3]]) == 7
+    assert values_in_ranges(prefix, []) == 0
+    with pytest.raises(ValueError):
+        values_in_ranges(prefix, [[2, 4]])
+
+
+def test_accounting_passes_only_when_every_count_matches():
+    ok = accounting(published=100, readings_records=98, dlq_records=2, values_in=250, counted=245, late=5,
+                    dropped_late=0)
+    assert all(passed for _, passed, _ in ok)
+    lost = accounting(100, 97, 2, 250, 245, 5, 0)
+    assert [passed for _, passed, _ in lost] == [False, True, True]
+    miscounted = accounting(100, 98, 2, 250, 244, 5, 0)
+    assert [passed for _, passed, _ in miscounted] == [True, False, True]
+    dropped = accounting(100, 98, 2, 250, 245, 5, 3)
+    assert [passed for _, passed, _ in dropped] == [True, True, False]
+    assert not accounting(100, 98, 2, 250, 245, 5, None)[2][1]
+
+
+def test_cpu_shares_and_other_work():
+    before = {"kafka": 10.0, "bridges": 5.0, "machine": 100.0}
+    after = {"kafka": 20.0, "bridges": 25.0, "machine": 160.0}
+    cores = cpu_shares(before, after, 20.0)
+    assert cores == {"kafka": 0.5, "bridges": 1.0, "machine": 3.0, "other work": 1.5}
+
+
+def test_tree_cpu_counts_descendants_and_keeps_exited_processes():
+    table = {10: (1, 2.0), 11: (10, 3.0), 12: (11, 4.0), 20: (1, 100.0)}
+    last: dict[int, float] = {}
+    assert tree_cpu_s(table, [10], last) == 9.0
+    assert tree_cpu_s(table, [10], {}, children=False) == 2.0
+    # process 12 exited: it keeps its last sampled CPU
+    assert tree_cpu_s({10: (1, 2.5), 11: (10, 3.0)}, [10], last) == 9.5
