@@ -10,19 +10,16 @@
 #include "node.h"
 #include "outbox.h"
 #include "profiles.h"
+#include "test_support.h"
 
 namespace fw {
 namespace {
 
+using test_support::MemStorage;
+using test_support::msg;
+
 constexpr int64_t kEpoch = 1767225600000;  // 2026-01-01T00:00:00Z
 
-Message msg(uint64_t seq, int64_t ts, std::initializer_list<Reading> rs) {
-  Message m;
-  m.seq = seq;
-  m.ts = ts;
-  for (const Reading& r : rs) m.readings[m.count++] = r;
-  return m;
-}
 
 size_t count_of(const std::string& s, const std::string& part) {
   size_t n = 0;
@@ -208,21 +205,6 @@ TEST(BatchOutbox, BoundDropsOldestAndPartialAck) {
 
 // ---- node ----
 
-class MemStorage : public SeqStorage {
- public:
-  Status load(uint64_t* v) override {
-    if (!has) return Status::kNotFound;
-    *v = value;
-    return Status::kOk;
-  }
-  Status store(uint64_t v) override {
-    value = v;
-    has = true;
-    return Status::kOk;
-  }
-  bool has = false;
-  uint64_t value = 0;
-};
 
 using BatchNode = Node<32, 4, 4, 16, 6>;
 

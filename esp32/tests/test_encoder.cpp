@@ -10,17 +10,13 @@
 #include <vector>
 
 #include "encoder.h"
+#include "test_support.h"
 
 namespace fw {
 namespace {
 
-Message msg(uint64_t seq, int64_t ts, std::initializer_list<Reading> rs) {
-  Message m;
-  m.seq = seq;
-  m.ts = ts;
-  for (const Reading& r : rs) m.readings[m.count++] = r;
-  return m;
-}
+using test_support::msg;
+
 
 struct NumCase {
   float v;

@@ -7,27 +7,13 @@
 
 #include "node.h"
 #include "profiles.h"
+#include "test_support.h"
 
 namespace fw {
 namespace {
 
-class MemStorage : public SeqStorage {
- public:
-  Status load(uint64_t* v) override {
-    if (!has) return Status::kNotFound;
-    *v = value;
-    return Status::kOk;
-  }
-  Status store(uint64_t v) override {
-    if (fail) return Status::kStorageError;
-    value = v;
-    has = true;
-    return Status::kOk;
-  }
-  bool has = false;
-  bool fail = false;
-  uint64_t value = 0;
-};
+using test_support::MemStorage;
+
 
 using SmallNode = Node<4, 2, 2, 16, 6>;
 constexpr int64_t kEpoch = 1767225600000;
@@ -176,7 +162,7 @@ TEST(Node, SeqSurvivesRebootAndStorageFailureCounts) {
   n->set_clock(0, kEpoch);
   n->record(sample(1, {{50.f, Sensor::kTempC}}));
   EXPECT_EQ(n->outbox().next_unsent()->seq, 2u);
-  mem.fail = true;
+  mem.fail_store = true;
   EXPECT_EQ(n->record(sample(2, {{50.f, Sensor::kTempC}})), Status::kStorageError);
   EXPECT_EQ(n->drops().storage, 1u);
 }

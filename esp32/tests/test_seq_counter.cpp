@@ -8,32 +8,13 @@
 
 #include "../host/file_seq_storage.h"
 #include "seq_counter.h"
+#include "test_support.h"
 
 namespace fw {
 namespace {
 
-/// In-memory storage that can be told to fail, and counts writes.
-class MemStorage : public SeqStorage {
- public:
-  Status load(uint64_t* v) override {
-    if (fail_load) return Status::kStorageError;
-    if (!has) return Status::kNotFound;
-    *v = value;
-    return Status::kOk;
-  }
-  Status store(uint64_t v) override {
-    if (fail_store) return Status::kStorageError;
-    value = v;
-    has = true;
-    ++writes;
-    return Status::kOk;
-  }
-  bool has = false;
-  uint64_t value = 0;
-  bool fail_load = false;
-  bool fail_store = false;
-  int writes = 0;
-};
+using test_support::MemStorage;
+
 
 struct RebootCase {
   const char* name;
