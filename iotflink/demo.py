@@ -93,28 +93,14 @@ def _step(msg: str) -> None:
 
 def reset_topics(stack: Stack, ctl: FlinkCtl, group: str) -> None:
     """Cancel running jobs, delete and re-create the project's topics and the job's group."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
 
     for job in ctl.list_jobs():
         if job["state"] in ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING"):
             _step(f"cancelling running job {job['name']} ({job['jid']})")
             ctl.cancel(job["jid"])
             ctl.wait_state(job["jid"], {"CANCELED", "FINISHED", "FAILED"})
-    admin = KafkaAdminClient(bootstrap_servers=stack.s.kafka_bootstrap, client_id="iotflink-demo")
-    try:
-        existing = [t for t in stack.s.topics.all() if t in set(admin.list_topics())]
-        if existing:
-            admin.delete_topics(existing)
-            wait_for(lambda: not set(existing) & set(admin.list_topics()), 60, what="topic deletion")
-        groups = {g["group_id"] for g in admin.list_groups()}  # kafka-python 3.x: list of dicts
-        stale = sorted(g for g in groups if g == group or g.startswith("iotflink"))
-        if stale:
-            try:
-                admin.delete_groups(stale)
-            except Exception as exc:  # noqa: BLE001 - a group may have gone meanwhile
-                log.warning("deleting consumer groups %s: %s", stale, exc)
-    finally:
-        admin.close()
+    kafka_io.delete_topics_and_groups(stack.s.kafka_bootstrap, stack.s.topics.all(),
+                                      lambda g: g == group or g.startswith("iotflink"), client_id="iotflink-demo")
     wait_for(lambda: bool(stack.create_topics()) or True, 60, what="topic creation")
 
 

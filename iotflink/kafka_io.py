@@ -75,6 +75,34 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[dict
         consumer.close()
 
 
+def delete_topics_and_groups(bootstrap: str, topics: Iterable[str], groups=(), client_id: str = "iotflink") -> None:
+    """Delete those of ``topics`` that exist (waiting until the broker no longer lists them),
+    then those consumer groups that exist and that ``groups`` names: an iterable of group ids,
+    or a predicate ``group_id -> bool``. A group that went meanwhile is logged, not raised.
+
+    Raises:
+        TimeoutError: the broker still lists a deleted topic after 60 s.
+    """
+    from iotflink.stack import wait_for  # noqa: PLC0415 - the bridge imports this module, not the stack
+
+    wanted = groups if callable(groups) else set(groups).__contains__
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        listed = set(admin.list_topics())
+        existing = [t for t in topics if t in listed]
+        if existing:
+            admin.delete_topics(existing)
+            wait_for(lambda: not set(existing) & set(admin.list_topics()), 60, what="topic deletion")
+        stale = sorted(g["group_id"] for g in admin.list_groups() if wanted(g["group_id"]))  # kafka-python 3.x: dicts
+        if stale:
+            try:
+                admin.delete_groups(stale)
+            except Exception as exc:  # noqa: BLE001 - a group may have gone meanwhile
+                log.warning("deleting consumer groups %s: %s", stale, exc)
+    finally:
+        admin.close()
+
+
 def _decode(rec: Any) -> dict:
     value: Any
     if rec.value is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 from iotflink.stack import wait_for
@@ -113,20 +114,7 @@ def reset_topics(stack: Stack, topics: Iterable[str], groups: Iterable[str] = ()
     Raises:
         TimeoutError: the broker still lists a deleted topic after 60 s.
     """
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=stack.s.kafka_bootstrap, client_id="iotflink-scenario")
-    try:
-        existing = [t for t in topics if t in set(admin.list_topics())]
-        if existing:
-            admin.delete_topics(existing)
-            wait_for(lambda: not set(existing) & set(admin.list_topics()), 60, what="topic deletion")
-        present = {g["group_id"] for g in admin.list_groups()}
-        stale = sorted(set(groups) & present)
-        if stale:
-            admin.delete_groups(stale)
-    finally:
-        admin.close()
+    kafka_io.delete_topics_and_groups(stack.s.kafka_bootstrap, topics, groups, client_id="iotflink-scenario")
 
 
 def produce(bootstrap: str, topic: str, values: Iterable[dict], key_field: str = "device_id") -> int:
