@@ -54,6 +54,7 @@ import uuid
 from pathlib import Path
 
 from iotflink.flinkctl import FlinkCtl
+from iotflink.poll import PollTimeout, wait_for
 from iotflink.settings import StackSettings, WindowJobSettings
 from iotflink.stack import Stack, free_port_settings
 from jobs.common import create_table_env, job_configuration, with_clause
@@ -263,9 +264,11 @@ def latency_run(stack: Stack, ctl: FlinkCtl, mode: str, rate: int, warmup_s: flo
     prod.stop_evt.set()
     prod.join(30)
     # wait for the window's last records to be delivered (exactly-once: the next commit)
-    deadline = time.monotonic() + 3 * checkpoint_interval_ms / 1000.0 + 30
-    while time.monotonic() < deadline and not any(p >= t_to for _, p in cons.samples[-200:]):
-        time.sleep(0.2)
+    try:
+        wait_for(lambda: any(p >= t_to for _, p in cons.samples[-200:]), 3 * checkpoint_interval_ms / 1000.0 + 30,
+                 what="the measurement window's last records")
+    except PollTimeout:
+        log.warning("%s: the measurement window's last records did not come back", mode)
     cons.stop_evt.set()
     cons.join(30)
     ctl.cancel(job_id)

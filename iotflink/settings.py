@@ -13,7 +13,7 @@ import json
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -419,6 +419,24 @@ class StackSettings:
     def log_dir(self) -> Path:
         """Directory of every service's log file."""
         return self.run_dir / "logs"
+
+    @property
+    def pid_dir(self) -> Path:
+        """Directory of every service's pid file."""
+        return self.run_dir / "pids"
+
+    @property
+    def flink_conf_dir(self) -> Path:
+        """The rendered Flink configuration directory (``FLINK_CONF_DIR``)."""
+        return self.run_dir / "flink" / "conf"
+
+    def topic_partitions(self, names: Sequence[str] | None = None,
+                         partitions: Mapping[str, int] | None = None) -> dict[str, int]:
+        """``{topic: partition count}`` of the project's topics (or ``names``): each gets
+        ``topics.readings_partitions`` (the result topics as many as ``sensor-readings``, so the
+        jobs' sinks write in parallel) unless ``partitions`` names its own count."""
+        return {t: (partitions or {}).get(t, self.topics.readings_partitions)
+                for t in (self.topics.all() if names is None else names)}
 
     def bridge_user(self, index: int) -> str:
         """The MQTT username (= client id) of bridge process ``index`` (0-based): the first is

@@ -143,18 +143,6 @@ def test_created_topics_are_in_the_metadata_when_create_topics_returns(tmp_path)
         st.stop()
 
 
-# --------------------------------------------------------------------------- wait_for
-def test_wait_for_names_the_last_exception_of_the_probe():
-    with pytest.raises(TimeoutError, match=r"waiting for x \(the last check raised KeyError\('forwarded'\)\)"):
-        stack.wait_for(lambda: {}["forwarded"], 0.05, interval_s=0.01, what="x")
-    with pytest.raises(TimeoutError) as err:
-        stack.wait_for(lambda: False, 0.05, interval_s=0.01, what="y")
-    assert str(err.value) == "timed out after 0 s waiting for y"
-    calls = []
-    stack.wait_for(lambda: calls.append(1) or len(calls) >= 3, 5, interval_s=0.01)
-    assert len(calls) == 3
-
-
 # --------------------------------------------------------------------------- several TaskManagers
 def _stack_with(tmp_path, **changes):
 
