@@ -207,9 +207,10 @@ def _since_launch() -> float:
 
 def worker_flink(args) -> dict:
     """Run the window job at ``args.parallelism`` over the topic; returns the worker's figures."""
-    import urllib.request  # noqa: PLC0415
     from dataclasses import replace  # noqa: PLC0415
 
+    from iotflink.errors import JobError  # noqa: PLC0415
+    from iotflink.runtime.flink_rest import FlinkRest  # noqa: PLC0415
     from iotflink.settings import Topics, WindowJobSettings  # noqa: PLC0415
     from iotflink.stack import free_port  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
@@ -243,17 +244,15 @@ def worker_flink(args) -> dict:
     done = threading.Event()
 
     def watch() -> None:
-        base = f"http://127.0.0.1:{rest}"
+        api = FlinkRest(f"http://127.0.0.1:{rest}", timeout_s=2)
         while not done.is_set() and not first:
             try:
-                jobs = json.load(urllib.request.urlopen(f"{base}/jobs/overview", timeout=2))["jobs"]
-                for job in jobs:
-                    vertices = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}", timeout=2))["vertices"]
+                for job in api.jobs():
+                    vertices = api.job(job["jid"])["vertices"]
                     if vertices and vertices[0]["metrics"].get("write-records", 0) > 0:
                         first.append(_since_launch())
-                        conf = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}/config", timeout=2))
-                        job_conf.update(conf.get("execution-config", {}))
-            except OSError:
+                        job_conf.update(api.call(f"/jobs/{job['jid']}/config").get("execution-config", {}))
+            except JobError:
                 pass
             done.wait(0.25)
 

@@ -106,7 +106,7 @@ def cluster(tmp_path_factory):
 def _job_list(ctl: FlinkCtl) -> str:
     """``python -m iotflink.cli job list`` against the test's cluster; its stdout."""
     proc = subprocess.run([sys.executable, "-m", "iotflink.cli", "job", "list"], cwd=PROJECT_ROOT,
-                          env=ctl.stack.flink_env(), capture_output=True, text=True, timeout=60, check=False)
+                          env=Stack(ctl.s).flink_env(), capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
