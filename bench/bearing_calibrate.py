@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from iotflink import bearing as br
 from iotflink.settings import PROJECT_ROOT, RulesSettings
+from iotflink.testing import bearing as br
 
 RESULT = Path(__file__).resolve().parent / "results" / "bearing.json"
 RULES_DIR = PROJECT_ROOT / "sql" / "rules"

@@ -210,8 +210,8 @@ def worker_flink(args) -> dict:
     import urllib.request  # noqa: PLC0415
     from dataclasses import replace  # noqa: PLC0415
 
+    from iotflink.runtime.stack import free_port  # noqa: PLC0415
     from iotflink.settings import Topics, WindowJobSettings  # noqa: PLC0415
-    from iotflink.stack import free_port  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
     from jobs.common import create_table_env, job_configuration  # noqa: PLC0415
 
@@ -459,8 +459,8 @@ def start_kafka(prefix: str):
     Raises:
         StackError: the broker did not become ready.
     """
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
 
     scfg = free_port_settings(Path(tempfile.mkdtemp(prefix=prefix)) / "run", StackSettings.from_env())
     stack = Stack(scfg)

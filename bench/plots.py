@@ -35,9 +35,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from iotflink import bearing as br
 from iotflink.errors import ConfigError
 from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings, RulesSettings
+from iotflink.testing import bearing as br
 
 NAB_CSV = PROJECT_ROOT / "data" / "nab" / "machine_temperature_system_failure.csv"
 NAB_WINDOWS = PROJECT_ROOT / "data" / "nab" / "combined_windows.json"

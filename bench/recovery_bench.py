@@ -36,10 +36,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from iotflink import chaos
-from iotflink.flinkctl import FlinkCtl
-from iotflink.replay import build_messages
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, free_port_settings, wait_for
+from iotflink.simulation import chaos
+from iotflink.simulation.replay import build_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -83,7 +83,7 @@ def delete_topics_and_groups(bootstrap: str, topics: Iterable[str], groups=(), c
     Raises:
         TimeoutError: the broker still lists a deleted topic after 60 s.
     """
-    from iotflink.stack import wait_for  # noqa: PLC0415 - the bridge imports this module, not the stack
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415 - the bridge imports this module, not the stack
 
     wanted = groups if callable(groups) else set(groups).__contains__
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)

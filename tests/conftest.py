@@ -53,7 +53,7 @@ class _Shared:
 
 
 def _start_shared(tmp_path_factory):
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
 
     if _Shared.stack is None:
         st = Stack(free_port_settings(tmp_path_factory.mktemp("shared-stack") / "run"))
@@ -82,7 +82,7 @@ def _module_view(shared, name: str):
     never mix with another's; the module's topics are created."""
     import dataclasses  # noqa: PLC0415
 
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
 
     prefix = name.removeprefix("test_").replace("_", "-")
     base = shared.s.topics
@@ -97,8 +97,8 @@ def _module_view(shared, name: str):
 def _end_module_jobs(view) -> None:
     """Cancel every job of the cluster that has not ended, and wait until each has (its slots
     free for the next module)."""
-    from iotflink.flinkctl import TERMINAL_STATES, FlinkCtl  # noqa: PLC0415
-    from iotflink.stack import wait_for  # noqa: PLC0415
+    from iotflink.runtime.flinkctl import TERMINAL_STATES, FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
 
     ctl = FlinkCtl(view.s)
     live = [j["jid"] for j in ctl.list_jobs() if j["state"] not in TERMINAL_STATES]
@@ -126,7 +126,7 @@ def stack(request, tmp_path_factory):
     """
     import dataclasses  # noqa: PLC0415
 
-    from iotflink.stack import SERVICES, Stack, free_port_settings  # noqa: PLC0415
+    from iotflink.runtime.stack import SERVICES, Stack, free_port_settings  # noqa: PLC0415
 
     services = tuple(getattr(request.module, "STACK_SERVICES", SERVICES))
     name = request.module.__name__.rsplit(".", 1)[-1]

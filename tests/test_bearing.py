@@ -10,10 +10,10 @@ import statistics
 
 import pytest
 
-from iotflink import bearing as br
 from iotflink.errors import ConfigError
-from iotflink.replay import femto_rows
 from iotflink.settings import PROJECT_ROOT
+from iotflink.simulation.replay import femto_rows
+from iotflink.testing import bearing as br
 from jobs.rules import RuleSqlError, parse_rule_file, parse_rule_text, with_params
 
 RULES = PROJECT_ROOT / "sql" / "rules"

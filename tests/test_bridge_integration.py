@@ -29,9 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.service import MAX_PACKET_BYTES
-from iotflink.mqtt_auth import configure_paho
+from iotflink.runtime.mqtt_auth import configure_paho
+from iotflink.runtime.stack import mqtt_connect_packet
 from iotflink.settings import PROJECT_ROOT
-from iotflink.stack import mqtt_connect_packet
 from tests.test_bridge_support import poll, stack_publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

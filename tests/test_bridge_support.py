@@ -20,8 +20,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.service import MAX_PACKET_BYTES
-from iotflink.mqtt_auth import configure_paho
-from iotflink.stack import free_ports
+from iotflink.runtime.mqtt_auth import configure_paho
+from iotflink.runtime.stack import free_ports
 
 MOSQUITTO_CONF = """\
 # started as root, mosquitto would switch to user "mosquitto" and lose access to these files

@@ -15,10 +15,10 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from iotflink.broker_stats import BrokerCounters, read_broker_counters
-from iotflink.mqtt_auth import CredentialStore
+from iotflink.runtime.broker_stats import BrokerCounters, read_broker_counters
+from iotflink.runtime.mqtt_auth import CredentialStore
+from iotflink.runtime.stack import free_port, render_template, wait_for
 from iotflink.settings import PROJECT_ROOT
-from iotflink.stack import free_port, render_template, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

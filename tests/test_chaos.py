@@ -146,12 +146,13 @@ from collections import Counter
 
 import pytest
 
-from iotflink import chaos, kafka_io
-from iotflink.flinkctl import FlinkCtl
-from iotflink.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
+from iotflink import kafka_io
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
-from iotflink.stack import Stack, wait_for
-from iotflink.transactions import build_stream, ground_truth
+from iotflink.simulation import chaos
+from iotflink.simulation.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
+from iotflink.simulation.transactions import build_stream, ground_truth
 from jobs.rules import alert_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

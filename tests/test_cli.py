@@ -9,8 +9,9 @@ import logging
 
 import pytest
 
-from iotflink import backpressure, cli, flinkctl
+from iotflink import cli
 from iotflink.errors import JobError
+from iotflink.runtime import backpressure, flinkctl
 
 JID = "0123456789abcdef0123456789abcdef"
 JID2 = "fedcba9876543210fedcba9876543210"
@@ -458,7 +459,7 @@ def test_job_list_multi_line_root_exception_and_none():
 
 
 def test_demo_job_health_checks(health_ctl):
-    from iotflink import demo  # noqa: PLC0415
+    from iotflink.simulation import demo  # noqa: PLC0415
 
     checks = demo.job_health_checks(health_ctl, since_ms=0)
     assert checks == [

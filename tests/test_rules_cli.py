@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from iotflink import rules_cli
 from iotflink.errors import JobError
+from iotflink.runtime import rules_cli
 from iotflink.settings import PROJECT_ROOT, RulesSettings
 
 RULES_DIR = PROJECT_ROOT / "sql" / "rules"

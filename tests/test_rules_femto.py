@@ -20,8 +20,8 @@ import json
 
 import pytest
 
-from iotflink import bearing as br
 from iotflink.settings import PROJECT_ROOT, RulesSettings
+from iotflink.testing import bearing as br
 from jobs.rules import BoundedRun, alert_id, local_env, parse_rule_file, run_bounded_many, with_params
 
 pytestmark = [pytest.mark.minicluster, pytest.mark.slow]

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from iotflink import scenarios
-from iotflink.scenarios import business_day, patient_vitals, payment_fraud
+from iotflink.simulation import scenarios
+from iotflink.simulation.scenarios import business_day, patient_vitals, payment_fraud
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 SHARED_STACK = True

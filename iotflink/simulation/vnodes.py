@@ -33,7 +33,7 @@ Accounting (the summary of :class:`NodeResult`):
 
 Usage::
 
-    from iotflink.vnodes import NodeSpec, run_nodes
+    from iotflink.simulation.vnodes import NodeSpec, run_nodes
     results = run_nodes([NodeSpec("nab-machine"), NodeSpec("femto-b1_1", outage_at=1000,
                          outage_s=100)], host="127.0.0.1", port=1883, run_dir=Path(".run"))
     published = sum(r.published for r in results)
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iotflink.errors import IotFlinkError
-from iotflink.mqtt_auth import CredentialError, CredentialStore
+from iotflink.runtime.mqtt_auth import CredentialError, CredentialStore
 from iotflink.settings import PROJECT_ROOT, StackSettings, mqtt_auth_dir
 
 log = logging.getLogger(__name__)
@@ -460,7 +460,7 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
                      outage_s=100.0 if femto_outage is not None else 0.0, samples_per_message=k),
             NodeSpec("occupancy-office", speedup=speedup, limit=limit, samples_per_message=k),
         ]
-    from iotflink.replay import load_dataset  # noqa: PLC0415
+    from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
 
     now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     origin = load_dataset("occupancy", now)[0][0]

@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, finish_window_jobs, start_window_jobs
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, finish_window_jobs, start_window_jobs
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 NAME = "black-friday"
 TOPIC = "scenario-black-friday"
@@ -145,7 +145,8 @@ class Load:
 def run(stack: Stack, short: bool, say: Say) -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: a 25 s spike instead of 60 s,
     after 4 s of baseline instead of 10 s."""
-    from iotflink import backpressure, kafka_io  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
+    from iotflink.runtime import backpressure  # noqa: PLC0415
 
     spike_s, pre_s = (SHORT_SPIKE_S, SHORT_PRE_S) if short else (SPIKE_S, PRE_S)
     base_rate, spike_rate = BASELINE_FACTOR * CAPACITY_PER_S, SPIKE_FACTOR * CAPACITY_PER_S

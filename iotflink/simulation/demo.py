@@ -56,11 +56,11 @@ from pathlib import Path
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
-from iotflink.flinkctl import FlinkCtl
-from iotflink.mqtt_auth import Credential, configure_paho
-from iotflink.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
-from iotflink.stack import Stack, wait_for
+from iotflink.simulation.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     _run_cli(["rules", "deploy"], stack)
 
     if args.source == "vnodes":
-        from iotflink.vnodes import default_demo_specs, run_nodes, totals  # noqa: PLC0415
+        from iotflink.simulation.vnodes import default_demo_specs, run_nodes, totals  # noqa: PLC0415
 
         speedup = DEFAULT_VNODE_SPEEDUP if args.speedup is None else args.speedup
         specs = default_demo_specs(limit=args.limit or None, speedup=speedup)
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         detail = f"{acct['dropped']} dropped at the nodes (outbox full)"
     else:
         summary_file = cfg.run_dir / "replay-summary.json"
-        replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
+        replay_cmd = [sys.executable, "-m", "iotflink.simulation.replay", "--datasets", args.datasets,
                       "--speedup", str(args.speedup or 0.0), "--seed", str(args.seed),
                       "--delay-fraction", str(args.delay_fraction), "--delay-ms", str(args.delay_ms),
                       "--late-fraction", str(args.late_fraction), "--late-ms", str(args.late_ms),
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     _step(f"  bridge: forwarded {bst['forwarded']}, dead-lettered {bst['dead_lettered']}")
 
     _step("replaying TabFormer card transactions with injected fraud scenarios (seeded) ...")
-    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,
+    subprocess.run([sys.executable, "-m", "iotflink.simulation.transactions"], check=True, cwd=PROJECT_ROOT,
                    env=stack.flink_env())
 
     readings_end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
@@ -454,7 +454,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.demo ...``: the same as ``iotflink demo ...``."""
+    """``python -m iotflink.simulation.demo ...``: the same as ``iotflink demo ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["demo", *(sys.argv[1:] if argv is None else argv)])

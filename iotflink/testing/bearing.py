@@ -51,7 +51,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from iotflink.replay import DATA_DIR, FEMTO_BEARINGS, femto_rows
+from iotflink.simulation.replay import DATA_DIR, FEMTO_BEARINGS, femto_rows
 
 #: Flink MATCH_RECOGNIZE WITHIN of the spike-then-rise pattern, s (the pattern's 60 s).
 WITHIN_S = 60

@@ -53,12 +53,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from iotflink import mqtt_auth
 from iotflink.errors import StackError
+from iotflink.runtime import mqtt_auth
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
 if TYPE_CHECKING:
-    from iotflink.broker_stats import BrokerCounters
+    from iotflink.runtime.broker_stats import BrokerCounters
 
 log = logging.getLogger(__name__)
 
@@ -800,7 +800,7 @@ class Stack:
         Raises:
             BrokerStatsError: the counters could not be read.
         """
-        from iotflink.broker_stats import read_broker_counters  # noqa: PLC0415
+        from iotflink.runtime.broker_stats import read_broker_counters  # noqa: PLC0415
 
         if mqtt_username is None:
             cred = self.credentials.get(MQTT_MONITOR_USER, role="monitor")

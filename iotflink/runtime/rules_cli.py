@@ -63,7 +63,7 @@ file (-f) is used as it is: it sets the job name `rule:<id>` and submits its
 
 
 def _stack_ctl():
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415 - imports the stack module
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415 - imports the stack module
 
     return FlinkCtl(StackSettings.from_env())
 
@@ -275,7 +275,7 @@ def calibrate(out: TextIO | None = None) -> int:
     the bearing rules' calibration table (:mod:`iotflink.bearing`) on ``out`` (default stdout);
     exit status 0."""
     out = out or sys.stdout
-    from iotflink import bearing  # noqa: PLC0415
+    from iotflink.testing import bearing  # noqa: PLC0415
     from jobs.rules import calibrate_cards  # noqa: PLC0415
 
     print(json.dumps({"cards": calibrate_cards()}, indent=2), file=out)
@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m iotflink.rules_cli ...``: the same as ``iotflink rules ...``."""
+    """``python -m iotflink.runtime.rules_cli ...``: the same as ``iotflink rules ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["rules", *(sys.argv[1:] if argv is None else argv)])

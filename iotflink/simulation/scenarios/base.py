@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
+from iotflink.runtime.stack import wait_for
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
-from iotflink.stack import wait_for
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def start_window_jobs(stack: Stack, topic: str, instances: Mapping[str, Mapping[
     Raises:
         JobError / ConfigError: submission failed, or invalid settings.
     """
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415 - the CLI imports this package
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415 - the CLI imports this package
 
     ctl = FlinkCtl(stack.s)
     envs = {name: {**env, "IOTFLINK_WINDOW_INSTANCE": name, "IOTFLINK_TOPIC_READINGS": topic}
