@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mqtt-host", default=None)
     ap.add_argument("--mqtt-port", type=int, default=None)
     ap.add_argument("--bootstrap", default=None)
-    ap.add_argument("--start-stack", action="store_true", help="start Kafka + Mosquitto on free ports (iotflink.stack)")
+    ap.add_argument("--start-stack", action="store_true", help="start Kafka + Mosquitto on free ports (iotflink.runtime.stack)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bridge.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -453,7 +453,7 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
 
 
 def start_kafka(prefix: str):
-    """Start a Kafka broker alone on free ports (:mod:`iotflink.stack`, run dir under a new temp
+    """Start a Kafka broker alone on free ports (:mod:`iotflink.runtime.stack`, run dir under a new temp
     dir named ``prefix...``); returns ``(stack, bootstrap)``; ``stack.stop()`` stops it.
 
     Raises:
@@ -505,7 +505,7 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap")
-    ap.add_argument("--start-stack", action="store_true", help="start a Kafka broker on free ports (iotflink.stack)")
+    ap.add_argument("--start-stack", action="store_true", help="start a Kafka broker on free ports (iotflink.runtime.stack)")
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--devices", type=int, default=1_000)
     ap.add_argument("--interval-ms", type=int, default=5_000)

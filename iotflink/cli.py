@@ -36,13 +36,13 @@ that matches exactly one RUNNING job.
   name; under a FAILED, FAILING or RESTARTING job, the root exception of its latest failure
   with its time (UTC), why it was not restarted when the restart strategy gave up, and the
   earlier failures of its exception history (consecutive equal ones on one line, ``(x N)``;
-  see :meth:`iotflink.flinkctl.FlinkCtl.job_health`).
+  see :meth:`iotflink.runtime.flinkctl.FlinkCtl.job_health`).
 
 - ``backpressure``: per vertex of each running job (or of JOB): backpressure level and ratio,
   busy / idle / backpressured ms per second (max over subtasks), records in / out per second
   (sum over subtasks), and the Kafka lag of the job's sources per partition (live, from the
   source's offsets; and committed, which moves at checkpoints). See
-  :mod:`iotflink.backpressure`. ``--json`` prints ``{"jobs": [...]}`` instead of tables.
+  :mod:`iotflink.runtime.backpressure`. ``--json`` prints ``{"jobs": [...]}`` instead of tables.
 - ``savepoint``: take a savepoint, the job keeps running; prints the savepoint's location.
 - ``stop``: stop with a savepoint (``--drain``: fire every event-time window first; do not
   resume a drained job); prints the location.
@@ -62,7 +62,7 @@ that matches exactly one RUNNING job.
   ``sensors/ID/telemetry``. ``device revoke ID``: the broker refuses the credential from now
   on and closes the device's open connection. Both reload the running broker (SIGHUP), no
   restart. ``device list``: the credentials (no secrets); ``--all`` also revoked ones. See
-  :mod:`iotflink.mqtt_auth` and the README's "Security" section.
+  :mod:`iotflink.runtime.mqtt_auth` and the README's "Security" section.
 
 Every command reads :class:`iotflink.settings.StackSettings` from the environment.
 Exit status: 0 success, 1 a project error (message on stderr), 2 bad usage.
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     vnodes.add_parser(sub)
     transactions.add_parser(sub)
-    scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/scenarios)
+    scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/simulation/scenarios)
     # further commands register here the same way: module.add_parser(sub), which sets
     # func(args) -> exit status
     return parser

@@ -77,7 +77,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _module_view(shared, name: str):
-    """A :class:`iotflink.stack.Stack` on the shared stack's processes whose settings name
+    """A :class:`iotflink.runtime.stack.Stack` on the shared stack's processes whose settings name
     topics of the module's own (``<module>-sensor-readings``, ...), so counts of one module
     never mix with another's; the module's topics are created."""
     import dataclasses  # noqa: PLC0415
@@ -113,9 +113,9 @@ def stack(request, tmp_path_factory):
     """The real local stack on free loopback ports, stopped afterwards.
 
     The module chooses the services with a module-level ``STACK_SERVICES`` tuple (names of
-    :data:`iotflink.stack.SERVICES`; default: all of them), and the number of TaskManagers with
+    :data:`iotflink.runtime.stack.SERVICES`; default: all of them), and the number of TaskManagers with
     ``STACK_TASKMANAGERS`` (default: ``IOTFLINK_TASKMANAGERS``). Starting Kafka creates the
-    project's topics. Yields the :class:`iotflink.stack.Stack`.
+    project's topics. Yields the :class:`iotflink.runtime.stack.Stack`.
 
     A module with ``SHARED_STACK = True`` (its ``STACK_SERVICES`` within
     :data:`SHARED_SERVICES`) gets the one stack of those services that every such module

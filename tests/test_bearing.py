@@ -1,4 +1,4 @@
-"""The bearing rules' plain-Python definition (iotflink.bearing), its calibration, and the
+"""The bearing rules' plain-Python definition (iotflink.testing.bearing), its calibration, and the
 rule files' parameter markers (jobs.rules.with_params). No Flink: tests/test_rules_femto.py
 checks the SQL rules against these functions on a MiniCluster."""
 

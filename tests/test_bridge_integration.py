@@ -1,5 +1,5 @@
 """The bridge process (``python -m bridge``) against a real Mosquitto and a real Kafka, started
-on free ports by :mod:`iotflink.stack`.
+on free ports by :mod:`iotflink.runtime.stack`.
 
 Checks: every valid message reaches ``sensor-readings`` and every invalid one ``sensor-dlq``,
 exactly once; a message that arrives while Kafka is down is not acked until Kafka confirms it,

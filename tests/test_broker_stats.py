@@ -1,7 +1,7 @@
 """A full queue never drops silently: on a real Mosquitto with the project's configuration
 (deploy/mosquitto.conf, the queue cap lowered to :data:`CAP` so the test can reach it), QoS 1
 messages for an offline persistent session beyond the cap are counted in ``$SYS`` (read by
-:func:`iotflink.broker_stats.read_broker_counters`) and logged, and every published message is
+:func:`iotflink.runtime.broker_stats.read_broker_counters`) and logged, and every published message is
 either delivered to the session or counted as dropped."""
 
 from __future__ import annotations

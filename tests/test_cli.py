@@ -1,5 +1,5 @@
 """Unit tests of the CLI's argument handling (``iotflink/cli.py``) and of the pure parts of
-``iotflink/backpressure.py`` and ``iotflink/flinkctl.py``: no stack, a fake of ``FlinkCtl``.
+``iotflink/runtime/backpressure.py`` and ``iotflink/runtime/flinkctl.py``: no stack, a fake of ``FlinkCtl``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ JID2 = "fedcba9876543210fedcba9876543210"
 
 # --------------------------------------------------------------------------- dispatch with a fake
 class FakeCtl:
-    """What the CLI calls on :class:`iotflink.flinkctl.FlinkCtl`, recorded."""
+    """What the CLI calls on :class:`iotflink.runtime.flinkctl.FlinkCtl`, recorded."""
 
     jobs = [{"jid": JID, "name": "sensor_windows", "state": "RUNNING"},
             {"jid": JID2, "name": "sensor_windows", "state": "FINISHED"}]

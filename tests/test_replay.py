@@ -1,4 +1,4 @@
-"""Unit tests of iotflink.replay: rebasing, ordering, seeded delays (no services needed)."""
+"""Unit tests of iotflink.simulation.replay: rebasing, ordering, seeded delays (no services needed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every scenario of ``iotflink.scenarios`` as a test: its short run on the stack the
+"""Every scenario of ``iotflink.simulation.scenarios`` as a test: its short run on the stack the
 integration modules share (Kafka and the Flink cluster on free ports, tests/conftest.py), and
 the claim it checks must hold.
 

@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts of ``iotflink/stack.py`` (no service is started)."""
+"""Unit tests of the pure parts of ``iotflink/runtime/stack.py`` (no service is started)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests of iotflink.vnodes: the demo's node specs and their command lines (no services)."""
+"""Unit tests of iotflink.simulation.vnodes: the demo's node specs and their command lines (no services)."""
 
 from __future__ import annotations
 

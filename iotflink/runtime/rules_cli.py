@@ -1,7 +1,7 @@
 """``rules`` commands: validate, deploy, list and stop the SQL detection rules.
 
 The ``iotflink rules ...`` subcommands (:func:`add_parser`, :func:`run`; ``python -m
-iotflink.rules_cli ...`` is the same):
+iotflink.runtime.rules_cli ...`` is the same):
 
 - ``validate``: parse every ``sql/rules/*.sql`` (header: rule id, detects, params with
   their source) and plan it against the DDL (``sql/ddl.sql`` rendered with the Kafka
@@ -272,7 +272,7 @@ def add_parser(cli_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def calibrate(out: TextIO | None = None) -> int:
     """``rules calibrate``: the card rules' figures (:func:`jobs.rules.calibrate_cards`, JSON) and
-    the bearing rules' calibration table (:mod:`iotflink.bearing`) on ``out`` (default stdout);
+    the bearing rules' calibration table (:mod:`iotflink.testing.bearing`) on ``out`` (default stdout);
     exit status 0."""
     out = out or sys.stdout
     from iotflink.testing import bearing  # noqa: PLC0415

@@ -1,7 +1,7 @@
 """Fault injection on the local stack, with timing facts: the building blocks of the
 fault tests (``tests/test_chaos.py``) and of ``bench/recovery_bench.py``.
 
-Faults (each kills or stops one service of :class:`iotflink.stack.Stack`, starts it again,
+Faults (each kills or stops one service of :class:`iotflink.runtime.stack.Stack`, starts it again,
 waits until it is ready and returns a :class:`FaultTiming`):
 
 - :func:`kill_taskmanager`: ``kill -9`` of a TaskManager's process group (the
@@ -537,7 +537,7 @@ def job_restarts(ctl, job_id: str) -> int:
 
 
 class ContinuousPublisher(threading.Thread):
-    """Publishes ``messages`` (replayer :class:`~iotflink.replay.Message` objects) at QoS 1 at a
+    """Publishes ``messages`` (replayer :class:`~iotflink.simulation.replay.Message` objects) at QoS 1 at a
     constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
     faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
     (a Mosquitto restart) and re-sends un-acked messages. Each device publishes over its own

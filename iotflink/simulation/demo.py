@@ -10,7 +10,7 @@ Steps (each prints a progress line):
    bridge's watermark heartbeats move quiet partitions, README "The late split is exact"),
    and deploy the detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
 3. play NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT with three
-   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.vnodes``) on one shared
+   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.simulation.vnodes``) on one shared
    event-time clock at :data:`DEFAULT_VNODE_SPEEDUP` x; the NAB node has a 10 h connectivity
    outage (event time), and its store-and-forward outbox flushes the queued readings on
    reconnect with their original timestamps: late data downstream. With
@@ -32,7 +32,7 @@ Steps (each prints a progress line):
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
    ``sensor-late``; that the broker refused an anonymous client and the spoofed reading;
    that Mosquitto dropped no message for a full session queue during the run (its
-   ``$SYS`` counter, :mod:`iotflink.broker_stats`); and that no job of this run is FAILED
+   ``$SYS`` counter, :mod:`iotflink.runtime.broker_stats`); and that no job of this run is FAILED
    or restarting (the root exception of each one that is: :func:`job_health_checks`).
 
 If the window job ends FAILED (its failure-rate restart strategy gave up, e.g. on a poison
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 #: Default speedup of the virtual nodes: the shared clock's 8 days (occupancy's first reading to
 #: FEMTO's last) in about 140 s, and the NAB node's 10 h outage lasts 7.2 s, longer than the
 #: bridge's 5 s heartbeat quiet period (and the window job's 5 s idle timeout at parallelism 1),
-#: so the other partitions move the watermark on meanwhile (iotflink.vnodes.default_demo_specs).
+#: so the other partitions move the watermark on meanwhile (iotflink.simulation.vnodes.default_demo_specs).
 DEFAULT_VNODE_SPEEDUP = 5000.0
 
 #: Default parallelism of the window job in the demo: 2, exact at any parallelism (see

@@ -336,7 +336,7 @@ def publish(
     Args:
         messages: from :func:`build_messages`.
         host / port: the MQTT broker.
-        credentials: device id -> :class:`~iotflink.mqtt_auth.Credential` for every device in
+        credentials: device id -> :class:`~iotflink.runtime.mqtt_auth.Credential` for every device in
             ``messages`` (``Stack.provision`` or ``CredentialStore.get``); a None value connects
             that device without a credential (only for a broker that allows anonymous clients).
         ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.

@@ -2,7 +2,7 @@
 
 ``iotflink scenario list`` shows them, one line each;
 ``iotflink scenario NAME [--short]`` (or ``make scenario NAME=...``) starts the
-local stack's services the scenario needs (:class:`iotflink.stack.Stack`, left running
+local stack's services the scenario needs (:class:`iotflink.runtime.stack.Stack`, left running
 afterwards; ``make down`` stops it), publishes the scenario's data (real data from ``data/``
 where the project has it, seeded generated data otherwise), runs the real job(s) on the
 cluster, prints what happened and checks the example's claim. The measured figures go to

@@ -3,7 +3,7 @@ run a window job over a scenario's own readings topic on the local stack.
 
 A scenario is a :class:`Scenario`: a name, a one-line summary and a ``run(stack, short, say)``
 function that publishes the scenario's data, runs the real job(s) on ``stack`` (a started
-:class:`iotflink.stack.Stack`), prints what happened through ``say`` and returns an
+:class:`iotflink.runtime.stack.Stack`), prints what happened through ``say`` and returns an
 :class:`Outcome`: the checks of the example's claim and the figures it measured.
 """
 
@@ -81,7 +81,7 @@ class Scenario:
         name: the CLI name (``patient-vitals``).
         summary: one line for ``scenario list``.
         run: ``run(stack, short, say) -> Outcome``; ``short`` = the shorter run of the tests.
-        services: the stack services it needs (names of :data:`iotflink.stack.SERVICES`).
+        services: the stack services it needs (names of :data:`iotflink.runtime.stack.SERVICES`).
     """
 
     name: str
@@ -168,7 +168,7 @@ class WindowJobs:
     """Window job instances submitted over one readings topic (:func:`start_window_jobs`).
 
     Fields:
-        ctl: the cluster's :class:`iotflink.flinkctl.FlinkCtl`.
+        ctl: the cluster's :class:`iotflink.runtime.flinkctl.FlinkCtl`.
         topic: the readings topic every instance reads.
         cfgs: instance name -> its settings.
         jobs: instance name -> Flink job id (emptied once the jobs are stopped).
@@ -194,7 +194,7 @@ def submit_all(ctl, jobs: Mapping[str, tuple[str, list[str], Mapping[str, str]]]
     time starting a JVM and planning, so they overlap well); returns name -> job id.
 
     Args:
-        ctl: a :class:`iotflink.flinkctl.FlinkCtl`.
+        ctl: a :class:`iotflink.runtime.flinkctl.FlinkCtl`.
         jobs: name -> ``(job module under jobs/, job arguments, IOTFLINK_* overrides)``.
     Raises:
         JobError / ConfigError: a submission failed (the jobs that were submitted are cancelled).

@@ -15,7 +15,7 @@ Jobs (``jobs/rules.py``, one rule each, on the scenario's own topics):
 
 - event time: ``sql/rules/card_failed_burst.sql`` (``MATCH_RECOGNIZE`` ordered by event
   time, emits when the watermark passes the third failure: exact, the audit record);
-- processing time: ``iotflink/scenarios/sql/card_failed_burst_proctime.sql``, the same
+- processing time: ``iotflink/simulation/scenarios/sql/card_failed_burst_proctime.sql``, the same
   pattern ordered by ``PROCTIME()``: it emits when the third failure arrives.
 
 Measured: per fast-path alert, the Kafka timestamp of the alert record minus the Kafka
