@@ -1,7 +1,7 @@
 """Fault injection on the local stack, with timing facts: the building blocks of the
 fault tests (``tests/test_chaos.py``) and of ``bench/recovery_bench.py``.
 
-Faults (each kills or stops one service of :class:`iotflink.stack.Stack`, starts it again,
+Faults (each kills or stops one service of :class:`iotflink.runtime.stack.Stack`, starts it again,
 waits until it is ready and returns a :class:`FaultTiming`):
 
 - :func:`kill_taskmanager`: ``kill -9`` of a TaskManager's process group (the
@@ -63,10 +63,10 @@ from pathlib import Path
 from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
-from iotflink.mqtt_auth import Credential, configure_paho
 from iotflink.poll import PollTimeout, poll
+from iotflink.runtime.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import StackSettings
-from iotflink.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +515,7 @@ def job_restarts(ctl, job_id: str) -> int:
 
 
 class ContinuousPublisher(threading.Thread):
-    """Publishes ``messages`` (replayer :class:`~iotflink.replay.Message` objects) at QoS 1 at a
+    """Publishes ``messages`` (replayer :class:`~iotflink.simulation.replay.Message` objects) at QoS 1 at a
     constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
     faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
     (a Mosquitto restart) and re-sends un-acked messages. Each device publishes over its own
@@ -624,7 +624,7 @@ def run(args: argparse.Namespace) -> int:
             timing = FAULT_FUNCTIONS[args.fault](stack, down_for_s=args.down_s)
         out = timing.to_dict()
         if args.job:
-            from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+            from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
 
             t = wait_job_recovered(FlinkCtl(stack.s), args.job, timing.fault_epoch_ms, args.timeout_s)
             out["job_running_s"] = round(t - timing.t_fault, 3)
@@ -636,7 +636,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.chaos ...``: the same as ``iotflink chaos ...``."""
+    """``python -m iotflink.simulation.chaos ...``: the same as ``iotflink chaos ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["chaos", *(sys.argv[1:] if argv is None else argv)])

@@ -37,8 +37,8 @@ from pathlib import Path
 from iotflink.errors import JobError
 from iotflink.poll import PollTimeout, poll
 from iotflink.runtime.flink_rest import FlinkRest
+from iotflink.runtime.stack import create_topics, flink_env, flink_home
 from iotflink.settings import PROJECT_ROOT, StackSettings
-from iotflink.stack import create_topics, flink_env, flink_home
 
 log = logging.getLogger(__name__)
 
