@@ -36,8 +36,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, free_port_settings, wait_for
+from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.simulation import chaos
 from iotflink.simulation.replay import build_messages
 

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import wait_for
 from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings
 from jobs import anomaly as an
 

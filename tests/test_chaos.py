@@ -147,8 +147,9 @@ from collections import Counter
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
 from iotflink.simulation import chaos
 from iotflink.simulation.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish

@@ -15,8 +15,9 @@ import io
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime import rules_cli
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
 from iotflink.simulation.transactions import build_stream, ground_truth, publish
 

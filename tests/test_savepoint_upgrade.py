@@ -36,8 +36,9 @@ from pathlib import Path
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 from jobs import sensor_windows as sw
 

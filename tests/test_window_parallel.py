@@ -59,8 +59,9 @@ import pytest
 
 from iotflink import kafka_io
 from iotflink.kafka_io import HEARTBEAT_DEVICE, PartitionClock, heartbeat_value
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import free_port, wait_for
+from iotflink.runtime.stack import free_port
 from iotflink.settings import Topics, WindowJobSettings
 from jobs import sensor_windows as sw
 

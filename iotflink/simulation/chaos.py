@@ -63,9 +63,9 @@ from pathlib import Path
 from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
-from iotflink.poll import PollTimeout, poll
+from iotflink.poll import PollTimeout, poll, wait_for
 from iotflink.runtime.mqtt_auth import Credential, configure_paho
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import StackSettings
 
 log = logging.getLogger(__name__)

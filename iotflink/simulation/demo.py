@@ -56,9 +56,10 @@ from pathlib import Path
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.mqtt_auth import Credential, configure_paho
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
 from iotflink.simulation.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
 

@@ -364,8 +364,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             did not finish in time.
     """
     from iotflink import kafka_io  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
     from iotflink.settings import WindowJobSettings  # noqa: PLC0415
     from iotflink.simulation.demo import reset_topics, window_job_env  # noqa: PLC0415
     from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
