@@ -163,12 +163,9 @@ def produce(bootstrap: str, topic: str, records) -> int:
 
 def create_topic(bootstrap: str, topic: str) -> None:
     """Create an output topic with :data:`PARTITIONS` partitions."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1, topic_configs=TOPIC_CONFIG)])
-    admin.close()
+    kafka_io.create_topics(bootstrap, {topic: PARTITIONS}, configs=TOPIC_CONFIG)
 
 
 def read_windows(bootstrap: str, topic: str) -> dict[tuple[str, str, int], tuple[int, float, float, float]]:

@@ -76,14 +76,9 @@ def load1() -> float:
 # --------------------------------------------------------------------------- Kafka helpers
 def create_topics(bootstrap: str, names: list[str]) -> None:
     """Create ``names`` with :data:`PARTITIONS` partitions (replication 1)."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-sg")
-    try:
-        admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, dict.fromkeys(names, PARTITIONS), client_id="bench-sg")
 
 
 def produce(bootstrap: str, topic: str, n: int) -> float:

@@ -41,15 +41,7 @@ def test_deploy_replay_and_alerts(stack, monkeypatch):
     Stack(StackSettings.from_env()).create_topics(partitions={"transactions-1p": 1})
     cfg = RulesSettings.from_env()
     assert cfg.topics.transactions == "transactions-1p"
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap)
-    try:
-        if cfg.late_topic not in admin.list_topics():
-            admin.create_topics([NewTopic(cfg.late_topic, 1, 1)])
-    finally:
-        admin.close()
+    kafka_io.create_topics(cfg.kafka_bootstrap, {cfg.late_topic: 1})
 
     out = io.StringIO()
     assert rules_cli.deploy(cfg, RULES, out=out) == 0, out.getvalue()

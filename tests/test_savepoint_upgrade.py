@@ -116,14 +116,7 @@ def _produce(bootstrap: str, topic: str, events: list[dict]) -> None:
 
 
 def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, dict.fromkeys(names, partitions))
 
 
 def _broker_max_txn_timeout_ms(stack: Stack) -> int:
