@@ -28,13 +28,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, free_port_settings
+from iotflink.runtime.stack import flink_env
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 from iotflink.simulation import demo
 from jobs.common import RESTART_STRATEGY, job_configuration
@@ -91,22 +90,22 @@ def test_job_configuration_carries_the_restart_strategy(monkeypatch):
 
 
 # --------------------------------------------------------------------------- real cluster
+#: Services of the module's ``stack`` fixture (tests/conftest.py): the module shares the one
+#: stack of the opting-in modules (its jobs are found by id; the cluster's others are ignored).
+STACK_SERVICES = ("flink-jobmanager", "flink-taskmanager")
+SHARED_STACK = True
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A Flink JobManager + TaskManager on free ports; yields a FlinkCtl; stops them after."""
-    cfg = free_port_settings(Path(tmp_path_factory.mktemp("restart")) / "run")
-    stack = Stack(cfg)
-    try:
-        stack.start(services=("flink-jobmanager", "flink-taskmanager"))
-        yield FlinkCtl(cfg)
-    finally:
-        stack.stop()
+def cluster(stack):
+    """A FlinkCtl of the ``stack`` fixture's Flink JobManager and TaskManager."""
+    return FlinkCtl(stack.s)
 
 
 def _job_list(ctl: FlinkCtl) -> str:
     """``python -m iotflink.cli job list`` against the test's cluster; its stdout."""
     proc = subprocess.run([sys.executable, "-m", "iotflink.cli", "job", "list"], cwd=PROJECT_ROOT,
-                          env=Stack(ctl.s).flink_env(), capture_output=True, text=True, timeout=60, check=False)
+                          env=flink_env(ctl.s), capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
