@@ -297,13 +297,9 @@ LATE_COLUMNS = """
 LATE_WATERMARK_COLUMN = """,
   `watermark` TIMESTAMP_LTZ(3)"""
 
-#: Columns of the sensor-duplicates sink: one row per dropped copy of a reading.
-DUPLICATE_COLUMNS = """
-  device_id STRING,
-  seq BIGINT,
-  ts BIGINT,
-  readings MAP<STRING, DOUBLE>,
-  ingest_ms BIGINT,
+#: Columns of the sensor-duplicates sink: one row per dropped copy of a reading (the reading's
+#: columns as :mod:`iotflink.schema` defines them, without ``drops``, and its copy number).
+DUPLICATE_COLUMNS = "\n" + schema.flink_columns_sql(names=("device_id", "seq", "ts", "readings", "ingest_ms")) + """,
   copy_no BIGINT"""
 
 
