@@ -1,11 +1,20 @@
 """Helpers shared by the PyFlink jobs: environments, checkpointing, connector jar, interpreter.
 
 Every job creates its environment through :func:`create_table_env` or
-:func:`create_stream_env`, which apply :func:`job_configuration`:
+:func:`create_stream_env`, which apply :func:`job_configuration`.
 
-- exactly-once checkpoints every ``checkpoint_interval_ms``, retained on cancel;
-- the RocksDB state backend with incremental checkpoints;
-- the cluster's failure-rate restart strategy (:data:`RESTART_STRATEGY`);
+Flink configuration has one layer per kind of value (the rule, also in flink-conf/config.yaml
+and the README):
+
+- cluster defaults are written only in ``flink-conf/config.yaml``. Those every job must run
+  with also on a MiniCluster (tests, benchmarks read no cluster configuration) are copied from
+  there into the job's configuration (:data:`FROM_CLUSTER_CONF`, :func:`cluster_defaults`):
+  exactly-once checkpoints retained on cancel, the RocksDB state backend with incremental
+  checkpoints, the failure-rate restart strategy (:func:`restart_strategy`);
+- what a job needs of its own comes from its settings object: its name, parallelism and
+  checkpoint interval (``checkpoint_interval_ms``), with the minimum pause between checkpoints
+  derived from that interval (:func:`min_pause_ms`: half of it, as the cluster's default
+  pause is half its default interval);
 - ``table.local-time-zone = UTC`` (windows on ``TIMESTAMP_LTZ`` align to the epoch);
 - ``table.exec.uid.generation = ALWAYS``: SQL operators get stable uids
   (``<exec node id>_<transformation>``), so state maps back after a restart from a
@@ -20,6 +29,7 @@ The Kafka SQL connector jar and the project's ``json-dlq`` format jar are checke
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import zipfile
@@ -27,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from iotflink.errors import JobError
-from iotflink.settings import WindowJobSettings, env
+from iotflink.settings import PROJECT_ROOT, WindowJobSettings, env
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +45,49 @@ log = logging.getLogger(__name__)
 KAFKA_CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
 #: File name of the project's own format jar (jvm/pom.xml): the ``json-dlq`` table format.
 FORMAT_JAR = "iotflink-flink-formats.jar"
-#: Restart strategy of every job: the same keys and values as ``flink-conf/config.yaml``
-#: (justified there; ``tests/test_restart_strategy.py`` keeps the two equal). At most 3
-#: failures within a sliding 3 min, 10 s between a failure and the restart; the 4th failure
-#: in 3 min leaves the job FAILED (a poison record), slower failures are restarted for ever
-#: (an outage of Kafka or of the TaskManager).
-RESTART_STRATEGY: Mapping[str, str] = {
-    "restart-strategy.type": "failure-rate",
-    "restart-strategy.failure-rate.max-failures-per-interval": "3",
-    "restart-strategy.failure-rate.failure-rate-interval": "3min",
-    "restart-strategy.failure-rate.delay": "10s",
-}
+#: The cluster's configuration file: the one place cluster defaults are written.
+CLUSTER_CONF = PROJECT_ROOT / "flink-conf" / "config.yaml"
+
+#: Keys of :data:`CLUSTER_CONF` every job carries itself (with every ``restart-strategy.*``
+#: key), so that a job on a MiniCluster runs as on the cluster: checkpointing mode and
+#: retention, state backend, incremental checkpoints.
+FROM_CLUSTER_CONF = ("execution.checkpointing.mode", "execution.checkpointing.externalized-checkpoint-retention",
+                     "state.backend.type", "execution.checkpointing.incremental")
+
+
+@functools.cache
+def cluster_defaults() -> dict[str, str]:
+    """The entries of ``flink-conf/config.yaml`` as ``key -> text`` (YAML booleans as
+    ``true``/``false``).
+
+    Raises:
+        JobError: the file is missing or not a YAML mapping.
+    """
+    import yaml  # noqa: PLC0415 - only the client that builds a job reads the file
+
+    try:
+        conf = yaml.safe_load(CLUSTER_CONF.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise JobError(f"cannot read the cluster configuration {CLUSTER_CONF}: {exc}") from exc
+    if not isinstance(conf, dict):
+        raise JobError(f"{CLUSTER_CONF} is not a YAML mapping")
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items()}
+
+
+def restart_strategy() -> dict[str, str]:
+    """The restart strategy of every job: the ``restart-strategy.*`` entries of
+    ``flink-conf/config.yaml`` (justified there). At most 3 failures within a sliding 3 min,
+    10 s between a failure and the restart; the 4th failure in 3 min leaves the job FAILED (a
+    poison record), slower failures are restarted for ever (an outage of Kafka or of the
+    TaskManager)."""
+    return {k: v for k, v in cluster_defaults().items() if k.startswith("restart-strategy.")}
+
+
+def min_pause_ms(checkpoint_interval_ms: int) -> int:
+    """The minimum pause between two checkpoints of a job with this interval (ms): half the
+    interval, at least 1 ms, so that at least half of every interval is spent on records
+    while checkpoints are slow (Flink docs, "Checkpointing": ``min-pause``)."""
+    return max(checkpoint_interval_ms // 2, 1)
 
 
 def flink_home() -> Path:
@@ -126,19 +168,17 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
 
     Raises:
         JobError: the format jar, or with ``use_kafka`` the connector jar, is missing (see
-            :func:`kafka_connector_jar`, :func:`format_jar`).
+            :func:`kafka_connector_jar`, :func:`format_jar`); ``flink-conf/config.yaml``
+            cannot be read.
     """
     conf = {
         "pipeline.name": job_name,
         "parallelism.default": str(cfg.parallelism),
         # checkpointing: exactly-once, retained on cancel, RocksDB incremental
         "execution.checkpointing.interval": f"{cfg.checkpoint_interval_ms} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.min-pause": f"{max(cfg.checkpoint_interval_ms // 2, 1)} ms",
-        "state.backend.type": "rocksdb",
-        "execution.checkpointing.incremental": "true",
-        **RESTART_STRATEGY,
+        "execution.checkpointing.min-pause": f"{min_pause_ms(cfg.checkpoint_interval_ms)} ms",
+        **{k: cluster_defaults()[k] for k in FROM_CLUSTER_CONF},
+        **restart_strategy(),
         # SQL
         "table.local-time-zone": "UTC",
         "table.exec.uid.generation": "ALWAYS",
