@@ -150,7 +150,7 @@ ENV_VARS: dict[str, str] = {
     # keyed dedup on (device_id, seq) in the window job (jobs/sensor_windows.py)
     "IOTFLINK_WINDOW_DEDUP": "true",
     # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
-    # processing time since the last copy); 1 h, see jobs/sensor_windows.py (dedup_ttl)
+    # processing time since the last copy); 1 h, see iotflink/testing/window_model.py (dedup_ttl)
     "IOTFLINK_DEDUP_TTL_MS": "3600000",
     # slow-sink demo switch: when set at submission, a Python UDF before the aggregates sink
     # sleeps IOTFLINK_SLOW_SINK_MS per row while this file exists; empty = off (JVM-only plan)
