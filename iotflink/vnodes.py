@@ -30,6 +30,8 @@ Accounting (the summary of :class:`NodeResult`):
   ``samples_per_message`` N > 1 a node sends batches (docs/CONTRACT.md "Batches"): N samples of
   consecutive seqs in one message, acknowledged as a unit, so the counts above (seqs, one per
   sample) are unchanged while ``sends`` falls to about 1/N of them.
+* ``backpressure_s``: wall seconds the node waited for its outbox to drain below half full
+  (speedup 0, or :attr:`NodeSpec.backpressure`): how far the link held it behind its schedule.
 
 Usage::
 
