@@ -460,7 +460,7 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
     behind the allowed lateness reach ``sensor-late``.
 
     With ``speedup > 0`` every node has :attr:`NodeSpec.backpressure`: the NAB backlog (about
-    20,400 readings due at once) and FEMTO's 8 h (about 5,400 readings per wall second at
+    20,700 readings due at once) and FEMTO's 7.8 h (about 5,600 readings per wall second at
     5,000x) come faster than one connection's PUBACKs (20 messages in flight; a few thousand
     per second on this 2-core machine), so a node on schedule would overflow its 128-message
     outbox; it waits for its PUBACKs instead, and only the outage queues readings.
