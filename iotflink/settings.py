@@ -255,28 +255,21 @@ def parse_path(_name: str, raw: str) -> Path:
     return Path(raw)
 
 
-def parse_int(name: str, raw: str) -> int:
-    """An integer.
+def _number_parser(convert: Callable[[str], Any], what: str) -> Parse:
+    """A parser of numbers with ``convert`` whose error names the variable and ``what`` it wants."""
+    def parse(name: str, raw: str) -> Any:
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not {what}") from exc
 
-    Raises:
-        ConfigError: ``raw`` is not one (the message names the variable ``name``).
-    """
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    return parse
 
 
-def parse_float(name: str, raw: str) -> float:
-    """A number (``inf`` allowed).
-
-    Raises:
-        ConfigError: ``raw`` is not one.
-    """
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+#: An integer (raises ConfigError naming the variable when ``raw`` is not one).
+parse_int: Parse = _number_parser(int, "an integer")
+#: A number, ``inf`` allowed (raises ConfigError naming the variable when ``raw`` is not one).
+parse_float: Parse = _number_parser(float, "a number")
 
 
 def parse_bool(name: str, raw: str) -> bool:
