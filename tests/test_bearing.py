@@ -206,6 +206,8 @@ def test_prediction_bound_of_a_new_bearing():
     assert br.prediction_bound(ratios) == pytest.approx(want)
     assert br.prediction_bound(ratios) > max(ratios)
     assert br.prediction_bound([1.1, 1.2, 0.0]) is None  # two ratios: no estimate of the spread
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        br.prediction_bound([1.1 + i / 100 for i in range(12)])
 
 
 def test_choose_with_a_margin_over_the_healthy_ratios():

@@ -476,11 +476,16 @@ def prediction_bound(ratios: Sequence[float]) -> float | None:
     logarithms (a ratio is multiplicative), the normal prediction interval for one future
     observation (G. J. Hahn, W. Q. Meeker, "Statistical Intervals: A Guide for Practitioners",
     Wiley 1991, ch. 4), t from :data:`T_99` with n - 1 degrees of freedom. Dimensionless; None
-    when fewer than :data:`MIN_BOUND_N` ratios are left (no estimate of the spread)."""
+    when fewer than :data:`MIN_BOUND_N` ratios are left (no estimate of the spread).
+
+    Raises:
+        ValueError: more ratios than :data:`T_99` has quantiles for (over 11)."""
     logs = [math.log(r) for r in ratios if r > 0]
     n = len(logs)
     if n < MIN_BOUND_N:
         return None
+    if n - 1 not in T_99:
+        raise ValueError(f"prediction bound from {n} ratios: t quantiles known up to {max(T_99)} degrees of freedom")
     return math.exp(statistics.fmean(logs) + T_99[n - 1] * statistics.stdev(logs) * math.sqrt(1 + 1 / n))
 
 
