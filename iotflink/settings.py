@@ -171,6 +171,10 @@ ENV_VARS: dict[str, str] = {
     # name of one of several window jobs run side by side: suffixes its pipeline name, consumer
     # group, transactional ids and output topics with -<name>; empty = the default job
     "IOTFLINK_WINDOW_INSTANCE": "",
+    # where the window job's client keeps compiled plans (JSON) of the job versions and settings
+    # it submitted, so a resubmission skips SQL optimisation (jobs/common.py execute_cached);
+    # empty = <IOTFLINK_RUN_DIR>/plan-cache, "none" = no cache (plan every submission)
+    "IOTFLINK_PLAN_CACHE_DIR": "",
     # detection rules (jobs/rules.py, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
     "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
@@ -553,6 +557,13 @@ class BridgeSettings:
         )
 
 
+def _plan_cache_dir(run_dir: Path, value: str) -> str:
+    """``IOTFLINK_PLAN_CACHE_DIR`` as a path: '' -> ``<run_dir>/plan-cache``, ``none`` -> ''."""
+    if value.lower() == "none":
+        return ""
+    return value or str(run_dir / "plan-cache")
+
+
 @dataclass(frozen=True)
 class WindowJobSettings:
     """Settings of ``jobs/sensor_windows``.
@@ -601,6 +612,10 @@ class WindowJobSettings:
             ``from_env`` appends ``-<instance>`` to the pipeline name, consumer group,
             transactional id prefix and the four output topics (aggregates, late, duplicates,
             dead letters), so two instances share only ``sensor-readings``.
+        plan_cache_dir: directory of the compiled plan cache of ``main()``
+            (:func:`jobs.common.execute_cached`); '' = no cache. ``from_env``: ``IOTFLINK_PLAN_CACHE_DIR``,
+            default ``<IOTFLINK_RUN_DIR>/plan-cache``, ``none`` = ''. Not part of the job: the
+            plan does not depend on it.
     """
 
     window_size_ms: int = 60_000
@@ -627,6 +642,7 @@ class WindowJobSettings:
     window_gap_ms: int = 300_000
     time_zone: str = "UTC"
     instance: str = ""
+    plan_cache_dir: str = ""
 
     @property
     def job_name(self) -> str:
@@ -676,6 +692,7 @@ class WindowJobSettings:
             window_gap_ms=_int("IOTFLINK_WINDOW_GAP_MS", environ),
             time_zone=env("IOTFLINK_WINDOW_TIME_ZONE", environ).strip(),
             instance=env("IOTFLINK_WINDOW_INSTANCE", environ).strip(),
+            plan_cache_dir=_plan_cache_dir(stack.run_dir, env("IOTFLINK_PLAN_CACHE_DIR", environ).strip()),
         )
         if cfg.instance:
             if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", cfg.instance):

@@ -233,14 +233,24 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from iotflink import schema
 from iotflink.errors import JobError
 from iotflink.kafka_io import HEARTBEAT_DEVICE
 from iotflink.settings import WindowJobSettings
-from jobs.common import create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql, sql_interval, sql_str, with_clause
+from jobs.common import (
+    create_table_env,
+    execute_cached,
+    job_configuration,
+    json_dlq_options,
+    kafka_coordinates_sql,
+    plan_cache_key,
+    sql_interval,
+    sql_str,
+    with_clause,
+)
 
 log = logging.getLogger(__name__)
 
@@ -940,6 +950,18 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     return stmts
 
 
+#: Names of the job's tables in its table environment: source, then the sinks in the order
+#: :func:`build` takes them (aggregates, late, duplicates, dead letters).
+JOB_TABLES: tuple[str, ...] = ("readings", "aggregates", "late", "duplicates", "dlq")
+
+
+def job_ddl(cfg: WindowJobSettings) -> list[str]:
+    """The ``CREATE TABLE`` statements of the Kafka job's :data:`JOB_TABLES`, in that order."""
+    src, agg, late, dup, dlq = JOB_TABLES
+    return [kafka_source_ddl(cfg, src), kafka_aggregates_sink_ddl(cfg, agg), kafka_late_sink_ddl(cfg, late),
+            kafka_duplicates_sink_ddl(cfg, dup), kafka_dlq_sink_ddl(cfg, dlq)]
+
+
 def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
     """The Kafka job exactly as ``main()`` submits it: ``(t_env, statement_set)``, not executed.
 
@@ -950,12 +972,35 @@ def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
         JobError: connector jar missing, or the pipeline cannot be built.
     """
     t_env = create_table_env(job_configuration(cfg, cfg.job_name, use_kafka=True, extra=extra))
-    t_env.execute_sql(kafka_source_ddl(cfg, "readings"))
-    t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
-    t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
-    t_env.execute_sql(kafka_duplicates_sink_ddl(cfg, "duplicates"))
-    t_env.execute_sql(kafka_dlq_sink_ddl(cfg, "dlq"))
-    return t_env, build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
+    for ddl in job_ddl(cfg):
+        t_env.execute_sql(ddl)
+    return t_env, build(t_env, cfg, *JOB_TABLES)
+
+
+def execute(t_env, cfg: WindowJobSettings, cache_dir: Path | None, on_step=None):
+    """Submit the Kafka job (its DDL already run in ``t_env``) through the compiled plan cache.
+
+    The plan is loaded from ``cache_dir`` when this job version with these settings was
+    submitted before, else built (:func:`build`), compiled and stored
+    (:func:`jobs.common.execute_cached`); ``cache_dir=None`` builds and executes without a
+    cache. The Python UDF of the slow-sink switch cannot be compiled into a plan, so with the
+    switch on the job is always built.
+
+    Returns:
+        the ``TableResult`` of the submission.
+
+    Raises:
+        JobError: the pipeline cannot be built, or the cache cannot be written.
+    """
+    configure_windowing(t_env, cfg)
+    if cfg.slow_sink_file:
+        cache_dir = None
+    if cache_dir is None:
+        key = ""
+    else:  # this module's code too: under `flink run -py` it is __main__, not jobs.sensor_windows
+        key = plan_cache_key(t_env, [Path(__file__).read_text(), repr(replace(cfg, plan_cache_dir="")), *job_ddl(cfg)])
+    return execute_cached(t_env, lambda: build(t_env, cfg, *JOB_TABLES), key, cache_dir, cfg.job_name,
+                          on_step=on_step)
 
 
 def compiled_plan(stmts) -> dict:
@@ -979,13 +1024,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = WindowJobSettings.from_env()
     log.info("settings: %s", cfg)
-    _, stmts = create_job(cfg)
-    result = stmts.execute()
+    t_env = create_table_env(job_configuration(cfg, cfg.job_name, use_kafka=True))
+    for ddl in job_ddl(cfg):
+        t_env.execute_sql(ddl)
+    result = execute(t_env, cfg, Path(cfg.plan_cache_dir) if cfg.plan_cache_dir else None)
     client = result.get_job_client()
     log.info("submitted %s: job id %s", JOB_NAME, client.get_job_id() if client else "?")
 
 
-__all__ = ["build", "create_job", "compiled_plan", "main", "window_bounds", "cleanup_time", "is_late",
+__all__ = ["build", "create_job", "compiled_plan", "main", "execute", "job_ddl", "JOB_TABLES", "window_bounds", "cleanup_time", "is_late",
            "sliding_windows", "daily_window", "windows_of", "window_is_late", "SessionModel",
            "aggregate_columns", "LOCAL_DATE_COLUMN",
            "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl",
