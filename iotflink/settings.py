@@ -100,6 +100,12 @@ ENV_VARS: dict[str, str] = {
     # member; with one bridge it subscribes plainly (and leaves the group, should its session
     # still be in it)
     "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
+    # a bridge in a shared subscription group leaves it on a graceful stop (SIGTERM/SIGINT):
+    # it unsubscribes, forwards and acks what the broker still sends it, then ends its session,
+    # so the remaining members get every later message (true). false = it keeps its session
+    # in the group: the broker queues that member's share of the messages until it comes back
+    # (or the session expires), which only helps when every bridge stops and restarts together
+    "IOTFLINK_BRIDGE_LEAVE_ON_STOP": "true",
     # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
     # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
     # resource id, io.tmp.dirs and RocksDB local directory, log and pid file
@@ -503,6 +509,10 @@ class BridgeSettings:
         leave_group: a shared subscription group whose subscription the bridge drops on
             connect (its persistent session may hold it from a run with more bridges, and would
             then get messages twice); "" = none.
+        leave_on_stop: with ``share_group`` set, a graceful stop leaves the group: unsubscribe,
+            forward and ack what the broker still delivers, end the session
+            (``bridge.service.Bridge.stop``). False = keep the session in the group. Without a
+            shared subscription the session is always kept (messages wait for the restart).
     """
 
     mqtt_host: str
@@ -521,6 +531,7 @@ class BridgeSettings:
     heartbeat_quiet_ms: int = 5_000
     share_group: str = ""
     leave_group: str = ""
+    leave_on_stop: bool = True
 
     @property
     def subscription(self) -> str:
@@ -554,6 +565,7 @@ class BridgeSettings:
             heartbeat_quiet_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", environ),
             share_group=group if stack.bridges > 1 else "",
             leave_group="" if stack.bridges > 1 else group,
+            leave_on_stop=_bool("IOTFLINK_BRIDGE_LEAVE_ON_STOP", environ),
         )
 
 
