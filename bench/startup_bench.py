@@ -33,10 +33,21 @@ Variants (``--variants``, run in ABBA order over ``--rounds``):
 - ``cold``: :func:`jobs.common.execute_cached` with an empty cache (first submission: compile,
   store, execute the compiled plan).
 
+``--target cluster`` times the deployed path instead: ``flink run -d -py jobs/sensor_windows.py``
+(:meth:`iotflink.flinkctl.FlinkCtl.submit_script`, the client JVM with the C1 JIT only, its
+Python driver running ``main()``) against a local standalone cluster (JobManager and one
+TaskManager already running, started by the bench with Kafka on free ports), with
+``IOTFLINK_PLAN_CACHE_DIR=none`` (``direct``) or a warm cache (``cached``). Steps, s since
+``flink run`` was launched: ``client`` (``flink run`` returned: client JVM, Python driver, DDL,
+plan, job graph, submission), ``scheduled`` (the job's first subtask left CREATED, from the
+REST API's ``subtasktimes``), ``running`` (every subtask RUNNING); each round's job is
+cancelled then. (The REST metrics of a cluster are fetched every 10 s, too coarse for the
+first read; it follows ``running`` by about 0.5 s in the MiniCluster rounds.)
+
 Usage::
 
     .venv/bin/python bench/startup_bench.py --start-stack [--rounds 3] [--variants direct,cached]
-        [--out bench/results/startup.json]
+        [--target minicluster|cluster] [--out bench/results/startup.json]
 """
 
 from __future__ import annotations
@@ -109,15 +120,17 @@ def worker(args) -> dict:
     def mark(step: str) -> None:
         steps[step] = round(time.time() - launch, 3)
 
+    import socket  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
-    from iotflink.stack import free_port  # noqa: PLC0415
     from jobs import common  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
 
     mark("imports")
     cfg = settings(args.bootstrap, args.topic, args.tag)
-    rest = free_port()
+    with socket.socket() as sock:  # a free port for the MiniCluster's REST API
+        sock.bind(("127.0.0.1", 0))
+        rest = sock.getsockname()[1]
     ckpt = Path(tempfile.mkdtemp(prefix="startup-ckpt-"))
     extra = {"execution.checkpointing.dir": ckpt.as_uri(), "rest.port": str(rest),
              "metrics.fetcher.update-interval": "100"}
@@ -181,7 +194,46 @@ def run_worker(args, variant: str, cache_dir: Path, tag: str) -> dict:
 
 #: Steps in the order they happen, for the table (``plan`` and ``build`` exist in some variants only).
 ORDER = ("imports", "gateway", "ddl", "build", "plan", "minicluster", "execute", "submitted", "deploying",
-         "split", "running", "first_read")
+         "split", "client", "scheduled", "running", "first_read")
+
+
+def cluster_round(stack, ctl, variant: str, cache_dir: Path, tag: str, topic: str) -> dict[str, float]:
+    """One ``flink run`` of the window job on the stack's cluster (module docstring); its steps."""
+    from iotflink.settings import PROJECT_ROOT  # noqa: PLC0415
+
+    env = {"IOTFLINK_PLAN_CACHE_DIR": "none" if variant == "direct" else str(cache_dir),
+           "IOTFLINK_TOPIC_READINGS": topic, "IOTFLINK_CONSUMER_GROUP": f"startup-{tag}",
+           "IOTFLINK_WINDOW_TXN_ID_PREFIX": f"startup-{tag}", "IOTFLINK_WINDOW_INSTANCE": tag,
+           "IOTFLINK_OUT_OF_ORDERNESS_MS": str(pb.WAIT_MS)}
+    t0 = time.time()
+    job_id = ctl.submit_script(PROJECT_ROOT / "jobs" / "sensor_windows.py", env_overrides=env)
+    steps = {"client": time.time() - t0}
+    ctl.wait_running(job_id, timeout_s=300)
+    firsts, lasts = [], []
+    for v in ctl.job(job_id)["vertices"]:
+        times = ctl.rest(f"/jobs/{job_id}/vertices/{v['id']}/subtasktimes")
+        for sub in times["subtasks"]:
+            ts = sub["timestamps"]
+            firsts.append(min(t for k, t in ts.items() if k != "CREATED" and t > 0))
+            lasts.append(ts["RUNNING"])
+    steps.update(scheduled=min(firsts) / 1000 - t0, running=max(lasts) / 1000 - t0)
+    ctl.cancel(job_id)
+    ctl.wait_state(job_id, {"CANCELED"}, timeout_s=120)
+    return {k: round(v, 3) for k, v in steps.items()}
+
+
+def start_cluster():
+    """Kafka and a Flink standalone cluster (JobManager, one TaskManager) on free ports under a
+    new temp dir; returns ``(stack, FlinkCtl)``."""
+    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.settings import StackSettings  # noqa: PLC0415
+    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
+
+    scfg = free_port_settings(Path(tempfile.mkdtemp(prefix="startup-bench-")) / "run", StackSettings.from_env())
+    stack = Stack(scfg)
+    stack.start(services=("kafka", "flink-jobmanager", "flink-taskmanager"),
+                progress=lambda m: print(f"[stack] {m}", flush=True))
+    return stack, FlinkCtl(stack)
 
 
 def timeline(res: dict) -> dict[str, float]:
@@ -200,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readings", type=int, default=20_000, help="readings in the input topic")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--variants", default="direct,cached")
+    ap.add_argument("--target", choices=("minicluster", "cluster"), default="minicluster")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "startup.json")
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true")
@@ -213,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         args.result_file.write_text(json.dumps(worker(args)))
         return 0
 
-    stack = None
-    if args.start_stack:
+    stack = ctl = None
+    if args.target == "cluster":
+        stack, ctl = start_cluster()
+        args.bootstrap = stack.s.kafka_bootstrap
+    elif args.start_stack:
         stack, args.bootstrap = pb.start_kafka("startup-bench-")
     if not args.bootstrap:
         ap.error("--bootstrap or --start-stack is required")
@@ -230,23 +286,31 @@ def main(argv: list[str] | None = None) -> int:
         tag = run_id
         for suffix in ("", "-late", "-dup", "-dlq"):
             pb.create_topic(args.bootstrap, f"startup-out-{tag}{suffix}")
+        if args.target == "cluster":
+            for suffix in ("sensor-aggregates", "sensor-late", "sensor-duplicates", "sensor-windows-dlq"):
+                pb.create_topic(args.bootstrap, f"{suffix}-{tag}")
+
+        def one(variant: str, cache: Path) -> dict[str, float]:
+            if args.target == "cluster":
+                return cluster_round(stack, ctl, variant, cache, tag, args.topic)
+            return timeline(run_worker(args, variant, cache, tag))
+
         if "cached" in variants:
             print("[startup] warming the plan cache", flush=True)
-            run_worker(args, "cold", warm, tag)
+            one("cold", warm)
         order = []
         for r in range(args.rounds):
             order += variants if r % 2 == 0 else list(reversed(variants))
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for i, variant in enumerate(order):
             cache = warm if variant == "cached" else cache_root / f"cold-{i}"
-            res = run_worker(args, variant, cache, tag)
-            runs[variant].append(timeline(res))
+            runs[variant].append(one(variant, cache))
             t = runs[variant][-1]
             print(f"[startup] {variant:7s} round {len(runs[variant])}: "
                   + ", ".join(f"{k} {t[k]:.1f}" for k in ORDER if k in t), flush=True)
         summary = {v: {k: pb.median([t[k] for t in ts if k in t]) for k in ORDER if any(k in t for t in ts)}
                    for v, ts in runs.items()}
-        print(f"\nmedians of {args.rounds} rounds (ABBA), s since the process's launch; load average "
+        print(f"\n{args.target}: medians of {args.rounds} rounds (ABBA), s since the launch; load average "
               f"{os.getloadavg()[0]:.1f} at the end")
         print(f"{'step':12s}" + "".join(f"{v:>10s}" for v in variants))
         for k in ORDER:
@@ -255,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         if "direct" in summary and len(variants) > 1:
             for v in variants:
                 if v != "direct":
-                    print(f"first read, {v} / direct: {summary[v]['first_read'] / summary['direct']['first_read']:.2f}")
+                    last = "first_read" if "first_read" in summary[v] else "running"
+                    print(f"{last}, {v} / direct: {summary[v][last] / summary['direct'][last]:.2f}")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"readings": args.readings, "rounds": args.rounds, "summary": summary,
+        args.out.write_text(json.dumps({"target": args.target, "readings": args.readings, "rounds": args.rounds,
+                                        "load_avg_1m_end": os.getloadavg()[0], "summary": summary,
                                         "runs": runs}, indent=2))
         shutil.rmtree(cache_root, ignore_errors=True)
         return 0

@@ -294,6 +294,61 @@ def plan_cache_key(t_env, parts: Sequence[str]) -> str:
     return h.hexdigest()[:24]
 
 
+def reset_exec_node_ids(t_env) -> None:
+    """Number the next exec nodes the planner creates from 1 again.
+
+    The planner numbers exec nodes with one counter per JVM (``ExecNodeContext``), and the
+    operator uids are ``<exec node id>_<transformation>`` (``table.exec.uid.generation =
+    ALWAYS``). A ``flink run`` client is a fresh JVM, so its job's ids start at 1; a plan
+    compiled in a JVM that planned before would have other ids, and so uids that a savepoint of
+    the job does not map to. Called before a plan is compiled for the cache.
+    """
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()  # noqa: SLF001 - the planner's own loader
+    cls = loader.loadClass("org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext")
+    (reset,) = [m for m in cls.getMethods() if m.getName() == "resetIdCounter"]
+    reset.invoke(None, None)
+
+
+def load_or_compile(t_env, build, key: str, cache_dir: Path, name: str, on_step=None):
+    """The job's compiled plan: loaded from ``<cache_dir>/<name>-<key>.json``, else built,
+    compiled and stored there (see :func:`execute_cached`, which executes it).
+
+    Returns:
+        a ``pyflink.table.CompiledPlan``.
+
+    Raises:
+        JobError: the cache directory cannot be written.
+        Whatever ``build`` raises.
+    """
+    from py4j.protocol import Py4JError  # noqa: PLC0415
+    from pyflink.table import CompiledPlan, PlanReference  # noqa: PLC0415
+    from pyflink.util.exceptions import JavaException  # noqa: PLC0415
+
+    step = on_step or (lambda _step: None)
+    path = Path(cache_dir) / f"{name}-{key}.json"
+    plan = None
+    if path.is_file():
+        try:
+            # TableEnvironment.load_plan of PyFlink 2.2.1 hands the Java table environment to
+            # the CompiledPlan it returns, whose execute() then fails ("Method _before_execute([])
+            # does not exist"); the plan is wrapped with the Python one instead
+            ref = PlanReference.from_file(str(path))
+            plan = CompiledPlan(t_env._j_tenv.loadPlan(ref._j_plan_reference), t_env)  # noqa: SLF001
+            log.info("%s: compiled plan loaded from %s", name, path)
+        except (JavaException, Py4JError) as exc:  # the planner's TableException, as PyFlink raises it
+            log.warning("%s: cached plan %s does not load (%s); compiling again", name, path,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if plan is None:
+        stmts = build()
+        step("build")
+        t_env.get_config().set("table.plan.compile.catalog-objects", "IDENTIFIER")
+        reset_exec_node_ids(t_env)
+        plan = stmts.compile_plan()
+        _store_plan(Path(cache_dir), path, plan.as_json_string(), name)
+    step("plan")
+    return plan
+
+
 def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on_step=None):
     """Execute a pipeline from its compiled plan, compiling it only when the cache lacks it.
 
@@ -307,9 +362,11 @@ def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on
       IDENTIFIER``): their schemas and options are looked up in the catalog at load, so the
       caller runs the job's DDL first, and the cache holds no connector option.
     - Cache miss (or a plan that does not load): ``build()`` is called, its plan compiled,
-      stored, and that plan executed. The exec node ids (and so the operator uids under
-      ``table.exec.uid.generation = ALWAYS``) are those the planner gives the statement set in a
-      fresh client, exactly as ``StatementSet.execute()`` would; a loaded plan keeps them.
+      stored, and that plan executed. Exec node ids (and so the operator uids under
+      ``table.exec.uid.generation = ALWAYS``) are numbered from 1 (:func:`reset_exec_node_ids`),
+      as ``StatementSet.execute()`` numbers them in a fresh client; a loaded plan keeps them.
+      So a savepoint maps to the job whether it was submitted with or without the cache
+      (``tests/test_plan_cache.py`` compares the uids).
 
     Args:
         t_env: the job's table environment, its DDL already run and its options set.
@@ -328,36 +385,11 @@ def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on
         JobError: the cache directory cannot be written.
         Whatever ``build`` raises (``JobError`` for the jobs of this project).
     """
-    from py4j.protocol import Py4JError  # noqa: PLC0415
-    from pyflink.table import CompiledPlan, PlanReference  # noqa: PLC0415
-    from pyflink.util.exceptions import JavaException  # noqa: PLC0415
-
-    step = on_step or (lambda _step: None)
     if cache_dir is None:
         stmts = build()
-        step("build")
+        (on_step or (lambda _step: None))("build")
         return stmts.execute()
-    path = Path(cache_dir) / f"{name}-{key}.json"
-    plan = None
-    if path.is_file():
-        try:
-            # TableEnvironment.load_plan of PyFlink 2.2.1 hands the Java table environment to
-            # the CompiledPlan it returns, whose execute() then fails ("Method _before_execute([])
-            # does not exist"); the plan is wrapped with the Python one instead
-            ref = PlanReference.from_file(str(path))
-            plan = CompiledPlan(t_env._j_tenv.loadPlan(ref._j_plan_reference), t_env)  # noqa: SLF001
-            log.info("%s: compiled plan loaded from %s", name, path)
-        except (JavaException, Py4JError) as exc:  # the planner's TableException, as PyFlink raises it
-            log.warning("%s: cached plan %s does not load (%s); compiling again", name, path,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    if plan is None:
-        stmts = build()
-        step("build")
-        t_env.get_config().set("table.plan.compile.catalog-objects", "IDENTIFIER")
-        plan = stmts.compile_plan()
-        _store_plan(Path(cache_dir), path, plan.as_json_string(), name)
-    step("plan")
-    return plan.execute()
+    return load_or_compile(t_env, build, key, cache_dir, name, on_step).execute()
 
 
 def _store_plan(cache_dir: Path, path: Path, text: str, name: str) -> None:

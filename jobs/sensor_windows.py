@@ -977,6 +977,16 @@ def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
     return t_env, build(t_env, cfg, *JOB_TABLES)
 
 
+def plan_key(t_env, cfg: WindowJobSettings) -> str:
+    """The plan cache key (:func:`jobs.common.plan_cache_key`) of the Kafka job with ``cfg``;
+    sets the job's table options in ``t_env`` first (:func:`configure_windowing`), since they
+    are part of the key. ``cfg.plan_cache_dir`` is not: the plan does not depend on it.
+    """
+    configure_windowing(t_env, cfg)
+    # this module's code too: under `flink run -py` it is __main__, not jobs.sensor_windows
+    return plan_cache_key(t_env, [Path(__file__).read_text(), repr(replace(cfg, plan_cache_dir="")), *job_ddl(cfg)])
+
+
 def execute(t_env, cfg: WindowJobSettings, cache_dir: Path | None, on_step=None):
     """Submit the Kafka job (its DDL already run in ``t_env``) through the compiled plan cache.
 
@@ -992,13 +1002,13 @@ def execute(t_env, cfg: WindowJobSettings, cache_dir: Path | None, on_step=None)
     Raises:
         JobError: the pipeline cannot be built, or the cache cannot be written.
     """
-    configure_windowing(t_env, cfg)
     if cfg.slow_sink_file:
         cache_dir = None
     if cache_dir is None:
+        configure_windowing(t_env, cfg)
         key = ""
-    else:  # this module's code too: under `flink run -py` it is __main__, not jobs.sensor_windows
-        key = plan_cache_key(t_env, [Path(__file__).read_text(), repr(replace(cfg, plan_cache_dir="")), *job_ddl(cfg)])
+    else:
+        key = plan_key(t_env, cfg)
     return execute_cached(t_env, lambda: build(t_env, cfg, *JOB_TABLES), key, cache_dir, cfg.job_name,
                           on_step=on_step)
 
@@ -1032,7 +1042,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("submitted %s: job id %s", JOB_NAME, client.get_job_id() if client else "?")
 
 
-__all__ = ["build", "create_job", "compiled_plan", "main", "execute", "job_ddl", "JOB_TABLES", "window_bounds", "cleanup_time", "is_late",
+__all__ = ["build", "create_job", "compiled_plan", "main", "execute", "plan_key", "job_ddl", "JOB_TABLES",
+           "window_bounds", "cleanup_time", "is_late",
            "sliding_windows", "daily_window", "windows_of", "window_is_late", "SessionModel",
            "aggregate_columns", "LOCAL_DATE_COLUMN",
            "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl",
