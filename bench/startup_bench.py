@@ -34,7 +34,7 @@ Variants (``--variants``, run in ABBA order over ``--rounds``):
   store, execute the compiled plan).
 
 ``--target cluster`` times the deployed path instead: ``flink run -d -py jobs/sensor_windows.py``
-(:meth:`iotflink.flinkctl.FlinkCtl.submit_script`, the client JVM with the C1 JIT only, its
+(:meth:`iotflink.runtime.flinkctl.FlinkCtl.submit_script`, the client JVM with the C1 JIT only, its
 Python driver running ``main()``) against a local standalone cluster (JobManager and one
 TaskManager already running, started by the bench with Kafka on free ports), with
 ``IOTFLINK_PLAN_CACHE_DIR=none`` (``direct``) or a warm cache (``cached``). Steps, s since
@@ -225,9 +225,9 @@ def cluster_round(stack, ctl, variant: str, cache_dir: Path, tag: str, topic: st
 def start_cluster():
     """Kafka and a Flink standalone cluster (JobManager, one TaskManager) on free ports under a
     new temp dir; returns ``(stack, FlinkCtl)``."""
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
 
     scfg = free_port_settings(Path(tempfile.mkdtemp(prefix="startup-bench-")) / "run", StackSettings.from_env())
     stack = Stack(scfg)

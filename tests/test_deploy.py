@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from iotflink.errors import ConfigError
-from iotflink.mqtt_auth import CredentialStore
+from iotflink.runtime.mqtt_auth import CredentialStore
+from iotflink.runtime.stack import mosquitto_tls_conf, render_template
 from iotflink.settings import PROJECT_ROOT, BridgeSettings, StackSettings
-from iotflink.stack import mosquitto_tls_conf, render_template
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 #: Listener ports of Mosquitto: MQTT and MQTT over TLS (the only ports the host may publish).
@@ -290,7 +290,7 @@ def test_bridge_replicas_have_their_own_client_id_on_a_bridge_only_listener():
                  "keyfile /mosquitto/certs/server.key", "tls_version tlsv1.2"):
         assert line in listeners[BRIDGE_PORT], line  # TLS there too
     # authentication per listener: the same ACL, but the bridge-only listener's password file
-    # holds the bridge credentials only (iotflink.mqtt_auth CredentialStore.bridge_passwd_file)
+    # holds the bridge credentials only (iotflink.runtime.mqtt_auth CredentialStore.bridge_passwd_file)
     conf = (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text().splitlines()
     assert "per_listener_settings true" in conf[:conf.index("listener 8883 0.0.0.0")]
     for port, passwd in ((8883, "passwd"), (BRIDGE_PORT, "passwd-bridges")):
@@ -320,8 +320,8 @@ def test_compose_broker_admits_only_bridges_on_the_bridge_only_listener(tmp_path
 
     import paho.mqtt.client as mqtt  # noqa: PLC0415
 
-    from iotflink.mqtt_auth import configure_paho, make_ca  # noqa: PLC0415
-    from iotflink.stack import free_ports, wait_for  # noqa: PLC0415
+    from iotflink.runtime.mqtt_auth import configure_paho, make_ca  # noqa: PLC0415
+    from iotflink.runtime.stack import free_ports, wait_for  # noqa: PLC0415
 
     store = CredentialStore(tmp_path / "auth")
     device, bridge = store.add("dev-1"), store.add("iotflink-bridge", role="bridge")

@@ -1,4 +1,4 @@
-"""Every scenario of ``iotflink.scenarios`` as a test: its short run on the stack the
+"""Every scenario of ``iotflink.simulation.scenarios`` as a test: its short run on the stack the
 integration modules share (Kafka and the Flink cluster on free ports, tests/conftest.py), and
 the claim it checks must hold.
 
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from iotflink import scenarios
-from iotflink.scenarios import business_day, patient_vitals, payment_fraud
+from iotflink.simulation import scenarios
+from iotflink.simulation.scenarios import business_day, patient_vitals, payment_fraud
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 SHARED_STACK = True
