@@ -317,8 +317,7 @@ def load_or_compile(t_env, build, key: str, cache_dir: Path, name: str, on_step=
         a ``pyflink.table.CompiledPlan``.
 
     Raises:
-        JobError: the cache directory cannot be written.
-        Whatever ``build`` raises.
+        Whatever ``build`` raises (a cache that cannot be written is only logged).
     """
     from py4j.protocol import Py4JError  # noqa: PLC0415
     from pyflink.table import CompiledPlan, PlanReference  # noqa: PLC0415
@@ -382,8 +381,8 @@ def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on
         the ``TableResult`` of the submission.
 
     Raises:
-        JobError: the cache directory cannot be written.
-        Whatever ``build`` raises (``JobError`` for the jobs of this project).
+        Whatever ``build`` raises (``JobError`` for the jobs of this project); a cache that
+        cannot be written is only logged.
     """
     if cache_dir is None:
         stmts = build()
@@ -393,7 +392,8 @@ def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on
 
 
 def _store_plan(cache_dir: Path, path: Path, text: str, name: str) -> None:
-    """Write ``text`` to ``path`` atomically (0600, directory 0700); prune old plans of ``name``."""
+    """Write ``text`` to ``path`` atomically (0600, directory 0700); prune old plans of ``name``.
+    A cache that cannot be written is logged, not raised: the submission goes on."""
     import os  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
@@ -403,8 +403,9 @@ def _store_plan(cache_dir: Path, path: Path, text: str, name: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    except OSError as exc:
-        raise JobError(f"cannot write the compiled plan cache {path}: {exc}") from exc
+    except OSError as exc:  # a read-only client: the job runs, the next submission compiles again
+        log.warning("%s: compiled plan not cached, %s cannot be written (%s)", name, path, exc)
+        return
     log.info("%s: compiled plan stored in %s", name, path)
     own = re.compile(rf"{re.escape(name)}-[0-9a-f]{{24}}\.json")
     plans = sorted((p for p in cache_dir.iterdir() if own.fullmatch(p.name)), key=lambda p: p.stat().st_mtime,

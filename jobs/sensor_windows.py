@@ -746,7 +746,7 @@ def execute(t_env, cfg: WindowJobSettings, cache_dir: Path | None, on_step=None)
         the ``TableResult`` of the submission.
 
     Raises:
-        JobError: the pipeline cannot be built, or the cache cannot be written.
+        JobError: the pipeline cannot be built.
     """
     if cfg.slow_sink_file:
         cache_dir = None

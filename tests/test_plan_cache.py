@@ -1,7 +1,8 @@
 """The window job's compiled plan cache (:func:`jobs.common.load_or_compile`), on PyFlink's own
 planner, no services: a miss builds, compiles and stores the plan (0600 in a 0700 directory,
 table identifiers only, no connector option); a hit loads it without building; a file that does
-not load is compiled again; other settings give another key; and the operators of the plan,
+not load is compiled again; a cache that cannot be written costs only the caching; other
+settings give another key; and the operators of the plan,
 compiled or loaded, get exactly the uids the statement set translated directly gets (what a
 savepoint of an earlier version of the job maps its state by).
 """
@@ -100,6 +101,12 @@ def test_plan_cache_miss_hit_and_uids(tmp_path):
     load_or_compile(t_env3, build3, key, cache, CFG.job_name)
     assert builds == [1, 3]
     assert json.loads(path.read_text())["nodes"]
+
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    t_env4 = _table_env()
+    unstored = load_or_compile(t_env4, lambda: sw.build(t_env4, CFG, *sw.JOB_TABLES), key, not_a_dir, CFG.job_name)
+    assert _plan_uids(t_env4, unstored) == direct  # a cache that cannot be written: the job still runs
 
     assert sw.plan_key(_table_env(), replace(CFG, plan_cache_dir=str(tmp_path))) == key  # not a job setting
     assert sw.plan_key(_table_env(), replace(CFG, window_size_ms=30_000)) != key
