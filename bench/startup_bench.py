@@ -38,11 +38,15 @@ Variants (``--variants``, run in ABBA order over ``--rounds``):
 Python driver running ``main()``) against a local standalone cluster (JobManager and one
 TaskManager already running, started by the bench with Kafka on free ports), with
 ``IOTFLINK_PLAN_CACHE_DIR=none`` (``direct``) or a warm cache (``cached``). Steps, s since
-``flink run`` was launched: ``client`` (``flink run`` returned: client JVM, Python driver, DDL,
-plan, job graph, submission), ``scheduled`` (the job's first subtask left CREATED, from the
-REST API's ``subtasktimes``), ``running`` (every subtask RUNNING); each round's job is
-cancelled then. (The REST metrics of a cluster are fetched every 10 s, too coarse for the
-first read; it follows ``running`` by about 0.5 s in the MiniCluster rounds.)
+``flink run`` was launched, from the client's log: ``client_jvm`` (the client JVM logs),
+``driver`` (it started the Python driver), ``settings`` (the driver imported the job and read
+its settings), ``gateway`` (table environment created), ``plan`` (cached: the plan loaded,
+after the DDL), ``jobgraph`` (the client submits the job graph: the plan translated),
+``submitted`` (the JobManager accepted it: upload done); then ``client`` (``flink run``
+returned), ``scheduled`` (the job's first subtask left CREATED, from the REST API's
+``subtasktimes``), ``running`` (every subtask RUNNING); each round's job is cancelled then.
+(The REST metrics of a cluster are fetched every 10 s, too coarse for the first read; it
+follows ``running`` by about 0.5 s in the MiniCluster rounds.)
 
 Usage::
 
@@ -81,17 +85,29 @@ LOG_STEPS: tuple[tuple[str, str, str], ...] = (
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
-def log_steps(log_dir: Path, launch: float) -> dict[str, float]:
-    """The :data:`LOG_STEPS` found in the JVM logs under ``log_dir``, in s since ``launch``
-    (epoch s); log4j writes local time."""
+#: The same for the log of a ``flink run`` client (``--target cluster``).
+CLIENT_STEPS: tuple[tuple[str, str, str], ...] = (
+    ("client_jvm", r"Starting Command Line Client", "first"),
+    ("driver", r"Python Process Started", "first"),
+    ("settings", r"__main__: settings:", "first"),
+    ("gateway", r"table environment for", "first"),
+    ("plan", r"compiled plan (loaded|stored)", "first"),
+    ("jobgraph", r"RestClusterClient.*Submitting job", "first"),
+    ("submitted", r"Successfully submitted job", "first"),
+)
+
+
+def log_steps(log_dir: Path, launch: float, steps=LOG_STEPS, pattern: str = "*.log") -> dict[str, float]:
+    """The ``steps`` (default :data:`LOG_STEPS`) found in the logs ``log_dir/pattern``, in s
+    since ``launch`` (epoch s); log4j writes local time."""
     out: dict[str, float] = {}
-    for f in sorted(log_dir.glob("*.log")):
+    for f in sorted(log_dir.glob(pattern)):
         for line in f.read_text(errors="replace").splitlines():
             m = LOG_TIME.match(line)
             if not m:
                 continue
-            for step, pattern, which in LOG_STEPS:
-                if (which == "last" or step not in out) and re.search(pattern, line):
+            for step, pattern_, which in steps:
+                if (which == "last" or step not in out) and re.search(pattern_, line):
                     t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - launch
                     out[step] = round(t, 3)
     return out
@@ -193,11 +209,11 @@ def run_worker(args, variant: str, cache_dir: Path, tag: str) -> dict:
 
 
 #: Steps in the order they happen, for the table (``plan`` and ``build`` exist in some variants only).
-ORDER = ("imports", "gateway", "ddl", "build", "plan", "minicluster", "execute", "submitted", "deploying",
-         "split", "client", "scheduled", "running", "first_read")
+ORDER = ("client_jvm", "driver", "settings", "imports", "gateway", "ddl", "build", "plan", "minicluster", "execute",
+         "jobgraph", "submitted", "client", "scheduled", "deploying", "split", "running", "first_read")
 
 
-def cluster_round(stack, ctl, variant: str, cache_dir: Path, tag: str, topic: str) -> dict[str, float]:
+def cluster_round(ctl, variant: str, cache_dir: Path, tag: str, topic: str) -> dict[str, float]:
     """One ``flink run`` of the window job on the stack's cluster (module docstring); its steps."""
     from iotflink.settings import PROJECT_ROOT  # noqa: PLC0415
 
@@ -208,6 +224,8 @@ def cluster_round(stack, ctl, variant: str, cache_dir: Path, tag: str, topic: st
     t0 = time.time()
     job_id = ctl.submit_script(PROJECT_ROOT / "jobs" / "sensor_windows.py", env_overrides=env)
     steps = {"client": time.time() - t0}
+    # the client's log (log4j of `flink run`, rewritten per run; the Python driver's lines in it)
+    steps.update(log_steps(ctl.stack.log_dir, t0, CLIENT_STEPS, "flink--client-*.log"))
     ctl.wait_running(job_id, timeout_s=300)
     firsts, lasts = [], []
     for v in ctl.job(job_id)["vertices"]:
@@ -231,9 +249,13 @@ def start_cluster():
 
     scfg = free_port_settings(Path(tempfile.mkdtemp(prefix="startup-bench-")) / "run", StackSettings.from_env())
     stack = Stack(scfg)
-    stack.start(services=("kafka", "flink-jobmanager", "flink-taskmanager"),
-                progress=lambda m: print(f"[stack] {m}", flush=True))
-    return stack, FlinkCtl(stack)
+    try:
+        stack.start(services=("kafka", "flink-jobmanager", "flink-taskmanager"),
+                    progress=lambda m: print(f"[stack] {m}", flush=True))
+        return stack, FlinkCtl(scfg)
+    except BaseException:
+        stack.stop()
+        raise
 
 
 def timeline(res: dict) -> dict[str, float]:
@@ -292,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(variant: str, cache: Path) -> dict[str, float]:
             if args.target == "cluster":
-                return cluster_round(stack, ctl, variant, cache, tag, args.topic)
+                return cluster_round(ctl, variant, cache, tag, args.topic)
             return timeline(run_worker(args, variant, cache, tag))
 
         if "cached" in variants:
