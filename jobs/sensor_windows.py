@@ -115,6 +115,11 @@ come back with readings behind the watermark, then all running on with straggler
 whose verdict the reference model fixes is late iff the model says so, every aggregate equals
 all values minus those in sensor-late, and ``numLateRecordsDropped`` is 0.
 
+Submission (:func:`main`, what ``flink run`` calls): through a cache of the job's compiled plan
+(:func:`execute`, :func:`jobs.common.execute_cached`, ``IOTFLINK_PLAN_CACHE_DIR``): a job
+version submitted again with the same settings loads its optimised plan instead of planning the
+SQL, with the same operators and uids (README, "Start-up of the window job").
+
 Window kinds (``IOTFLINK_WINDOW_KIND``, :class:`iotflink.settings.WindowJobSettings`). The
 pipeline above is the tumbling one; the others change only the flag's Calc and the window
 aggregate. For every kind the unit of the accounting is the (value, window) pair::
@@ -709,7 +714,8 @@ def job_ddl(cfg: WindowJobSettings) -> list[str]:
 
 
 def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
-    """The Kafka job exactly as ``main()`` submits it: ``(t_env, statement_set)``, not executed.
+    """The Kafka job as ``main()`` builds it (on a plan cache miss): ``(t_env, statement_set)``,
+    not executed.
 
     Tests compile its plan (:func:`compiled_plan`) to assert what actually runs (sink
     guarantees, transactional ids, state TTL).
