@@ -107,6 +107,12 @@ ENV_VARS: dict[str, str] = {
     # member; with one bridge it subscribes plainly (and leaves the group, should its session
     # still be in it)
     "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
+    # a bridge in a shared subscription group leaves it on a graceful stop (SIGTERM/SIGINT):
+    # it unsubscribes, forwards and acks what the broker still sends it, then ends its session,
+    # so the remaining members get every later message (true). false = it keeps its session
+    # in the group: the broker queues that member's share of the messages until it comes back
+    # (or the session expires), which only helps when every bridge stops and restarts together
+    "IOTFLINK_BRIDGE_LEAVE_ON_STOP": "true",
     # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
     # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
     # resource id, io.tmp.dirs and RocksDB local directory, log and pid file
@@ -178,6 +184,10 @@ ENV_VARS: dict[str, str] = {
     # name of one of several window jobs run side by side: suffixes its pipeline name, consumer
     # group, transactional ids and output topics with -<name>; empty = the default job
     "IOTFLINK_WINDOW_INSTANCE": "",
+    # where the window job's client keeps compiled plans (JSON) of the job versions and settings
+    # it submitted, so a resubmission skips SQL optimisation (jobs/common.py execute_cached);
+    # empty = <IOTFLINK_RUN_DIR>/plan-cache, "none" = no cache (plan every submission)
+    "IOTFLINK_PLAN_CACHE_DIR": "",
     # detection rules (jobs/rules/, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
     "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
@@ -557,6 +567,10 @@ class BridgeSettings:
         leave_group: a shared subscription group whose subscription the bridge drops on
             connect (its persistent session may hold it from a run with more bridges, and would
             then get messages twice); "" = none.
+        leave_on_stop: with ``share_group`` set, a graceful stop leaves the group: unsubscribe,
+            forward and ack what the broker still delivers, end the session
+            (``bridge.service.Bridge.stop``). False = keep the session in the group. Without a
+            shared subscription the session is always kept (messages wait for the restart).
     """
 
     mqtt_host: str
@@ -575,6 +589,7 @@ class BridgeSettings:
     heartbeat_quiet_ms: int = setting("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", parse_int)
     share_group: str = ""
     leave_group: str = ""
+    leave_on_stop: bool = setting("IOTFLINK_BRIDGE_LEAVE_ON_STOP", parse_bool)
 
     @property
     def subscription(self) -> str:
@@ -606,6 +621,13 @@ class BridgeSettings:
             share_group=group if stack.bridges > 1 else "",
             leave_group="" if stack.bridges > 1 else group,
         )
+
+
+def _plan_cache_dir(run_dir: Path, value: str) -> str:
+    """``IOTFLINK_PLAN_CACHE_DIR`` as a path: '' -> ``<run_dir>/plan-cache``, ``none`` -> ''."""
+    if value.lower() == "none":
+        return ""
+    return value or str(run_dir / "plan-cache")
 
 
 @dataclass(frozen=True)
@@ -656,6 +678,10 @@ class WindowJobSettings:
             ``from_env`` appends ``-<instance>`` to the pipeline name, consumer group,
             transactional id prefix and the four output topics (aggregates, late, duplicates,
             dead letters), so two instances share only ``sensor-readings``.
+        plan_cache_dir: directory of the compiled plan cache of ``main()``
+            (:func:`jobs.common.execute_cached`); '' = no cache. ``from_env``: ``IOTFLINK_PLAN_CACHE_DIR``,
+            default ``<IOTFLINK_RUN_DIR>/plan-cache``, ``none`` = ''. Not part of the job: the
+            plan does not depend on it.
     """
 
     window_size_ms: int = setting("IOTFLINK_WINDOW_SIZE_MS", parse_int)
@@ -682,6 +708,7 @@ class WindowJobSettings:
     window_gap_ms: int = setting("IOTFLINK_WINDOW_GAP_MS", parse_int)
     time_zone: str = setting("IOTFLINK_WINDOW_TIME_ZONE", parse_stripped)
     instance: str = setting("IOTFLINK_WINDOW_INSTANCE", parse_stripped)
+    plan_cache_dir: str = ""
 
     @property
     def job_name(self) -> str:
@@ -706,7 +733,8 @@ class WindowJobSettings:
             ConfigError: a value is not an integer, or a duration is not positive.
         """
         stack = StackSettings.from_env(environ)
-        cfg = cls(**read_env(cls, environ), kafka_bootstrap=stack.kafka_bootstrap, topics=stack.topics)
+        cfg = cls(**read_env(cls, environ), kafka_bootstrap=stack.kafka_bootstrap, topics=stack.topics,
+                  plan_cache_dir=_plan_cache_dir(stack.run_dir, env("IOTFLINK_PLAN_CACHE_DIR", environ).strip()))
         if cfg.instance:
             if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", cfg.instance):
                 raise ConfigError(f"IOTFLINK_WINDOW_INSTANCE={cfg.instance!r}: expected 1-40 of a-z, 0-9, "

@@ -62,6 +62,7 @@ from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.mqtt_auth import Credential, configure_paho
 from iotflink.runtime.stack import Stack
 from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
+from iotflink.simulation.exactness import exactness_checks
 from iotflink.simulation.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
 
 log = logging.getLogger(__name__)
@@ -295,18 +296,11 @@ def run(args: argparse.Namespace) -> int:
         reason = (rec["value"] or {}).get("reason", "?")
         dlq_reasons[reason] = dlq_reasons.get(reason, 0) + 1
 
-    checks = [
-        ("every published message is in sensor-readings or sensor-dlq",
-         len(readings) + len(dlq) == published, f"{len(readings)} + {len(dlq)} vs {published}"),
+    checks = exactness_checks(published, len(readings), len(dlq), values_in, counted, len(late), dropped_late,
+                              unique_readings=len(unique), duplicates=len(duplicates))
+    checks += [
         ("readings offsets match records (no gaps)", len(readings) <= readings_end,
          f"{len(readings)} records, end offsets {readings_end}"),
-        ("every extra copy of a reading is in sensor-duplicates",
-         len(readings) - len(unique) == len(duplicates),
-         f"{len(readings)} records - {len(unique)} unique vs {len(duplicates)}"),
-        ("every sensor value is in one aggregate count or in sensor-late",
-         counted + len(late) == values_in, f"{counted} + {len(late)} vs {values_in} (unique readings)"),
-        ("the window operator dropped no row as late (its numLateRecordsDropped)",
-         not dropped_late, f"{dropped_late}"),
         ("every bad payload is in the DLQ", len(dlq) >= len(BAD_PAYLOADS), f"{len(dlq)} DLQ records"),
         ("the broker refused an anonymous client", anonymous_code == 5, f"CONNACK return code {anonymous_code}"),
         ("a device's reading on another device's topic was refused (so it is in no count above)",
