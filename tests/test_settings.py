@@ -16,7 +16,7 @@ CLASSES = (settings.Topics, settings.StackSettings, settings.BridgeSettings, set
 
 #: variables a from_env reads itself (not a field's: derived, or a field without a default)
 READ_BY_FROM_ENV = {"IOTFLINK_MQTT_TOPIC_FILTER", "IOTFLINK_MQTT_BRIDGE_CLIENT_ID", "IOTFLINK_BRIDGE_SHARE_GROUP",
-                    "IOTFLINK_TXN_DATA", "IOTFLINK_TXN_GROUND_TRUTH"}
+                    "IOTFLINK_TXN_DATA", "IOTFLINK_TXN_GROUND_TRUTH", "IOTFLINK_PLAN_CACHE_DIR"}
 
 
 def _env_field_list():
