@@ -336,6 +336,12 @@ class PartitionClock:
     confirmed, and every ``interval`` writes, to each partition :meth:`due` names, a heartbeat
     record (:func:`heartbeat_value`: no sensor value) with the event time given.
 
+    When: a partition is quiet when it had no reading confirmed for ``quiet_ms``; one that has
+    had none yet is quiet ``quiet_ms`` after the first reading of any partition (the start of
+    the stream), as a source idle timeout counts from the source's start: without that grace,
+    a device whose first reading lands a moment after another device's would find its
+    partition already raised to the other's event time (all its readings late).
+
     Which event time: ``H`` = the lowest of the highest event times of the *active* partitions
     (a reading confirmed within ``quiet_ms``), or, when no partition is active, the highest
     event time of all. A quiet partition is raised to ``H``, never beyond. The job's watermark
@@ -377,6 +383,7 @@ class PartitionClock:
         self._max_ts: dict[int, int] = {}    # partition -> highest event time of a reading (ms)
         self._last_ms: dict[int, int] = {}   # partition -> wall clock of its last reading (ms)
         self._tail: dict[int, int] = {}      # partition -> event time of its last record (ms)
+        self._first_ms: int | None = None    # wall clock of the first reading of any partition (ms)
 
     def observe(self, partition: int, ts_ms: int, now_ms: int) -> None:
         """A reading with event time ``ts_ms`` is in ``partition`` (confirmed at ``now_ms``)."""
@@ -385,6 +392,8 @@ class PartitionClock:
             self._max_ts[partition] = ts_ms if prev is None else max(prev, ts_ms)
             self._last_ms[partition] = now_ms
             self._tail[partition] = ts_ms
+            if self._first_ms is None:
+                self._first_ms = now_ms
 
     def heartbeat_ts(self, now_ms: int) -> int | None:
         """``H`` at ``now_ms`` (see the class doc); None before the first reading."""
@@ -407,7 +416,11 @@ class PartitionClock:
                 return {}
             out: dict[int, int] = {}
             for p in partitions:
-                if p in self._last_ms and now_ms - self._last_ms[p] < self.quiet_ms:
+                # a partition without a reading yet counts from the first reading of any: the
+                # stream has just begun, and its first reading may be on its way (a device
+                # flushing a backlog connects a moment after another starts)
+                last = self._last_ms.get(p, self._first_ms)
+                if now_ms - last < self.quiet_ms:
                     continue  # active: its own readings carry its event time
                 if h > self._tail.get(p, h - 1):
                     out[p] = self._tail[p] = h

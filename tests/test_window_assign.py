@@ -190,11 +190,26 @@ def test_heartbeats_raise_quiet_partitions_to_the_lowest_active_one():
     assert clock.due(range(4), 0) == {}                          # no event time known yet
     clock.observe(0, 100_000, now_ms=0)
     clock.observe(1, 50_000, now_ms=0)
-    assert clock.due(range(4), 1_000) == {2: 50_000, 3: 50_000}  # never written: raised to H
-    assert clock.due(range(4), 2_000) == {}                      # nothing raises them further
-    clock.observe(0, 200_000, now_ms=3_000)                      # partition 1 quiet from 5 s on
-    assert clock.heartbeat_ts(4_999) == 50_000
-    assert clock.due(range(4), 5_500) == {1: 200_000, 2: 200_000, 3: 200_000}
+    assert clock.due(range(4), 1_000) == {}                      # 2, 3: within the start's grace
+    clock.observe(0, 100_000, now_ms=4_000)
+    clock.observe(1, 50_000, now_ms=4_000)
+    assert clock.due(range(4), 5_000) == {2: 50_000, 3: 50_000}  # never written: raised to H
+    assert clock.due(range(4), 6_000) == {}                      # nothing raises them further
+    clock.observe(0, 200_000, now_ms=7_000)                      # partition 1 quiet from 9 s on
+    assert clock.heartbeat_ts(8_999) == 50_000
+    assert clock.due(range(4), 9_500) == {1: 200_000, 2: 200_000, 3: 200_000}
+
+
+def test_a_partition_whose_first_reading_comes_within_the_grace_is_not_raised():
+    """The demo's race: one device's first reading reaches the bridge a moment before a device
+    flushing an older backlog; the backlog's partition must not be raised to the first one's
+    event time before its own first reading arrives."""
+    clock = PartitionClock(quiet_ms=5_000)
+    clock.observe(0, 900_000, now_ms=10_000)     # the stream starts on partition 0
+    assert clock.due(range(2), 10_072) == {}     # partition 1 not raised yet
+    clock.observe(1, 100_000, now_ms=10_100)     # the backlog's first reading
+    assert clock.heartbeat_ts(10_100) == 100_000
+    assert clock.due(range(2), 14_000) == {}     # both active
 
 
 def test_heartbeats_when_every_partition_is_quiet_take_the_highest():
@@ -217,10 +232,10 @@ def test_a_straggler_at_the_end_of_a_quiet_partition_gets_a_heartbeat():
 def test_failed_heartbeat_is_due_again():
     clock = PartitionClock(quiet_ms=1_000)
     clock.observe(0, 10_000, now_ms=0)
-    assert clock.due([0, 1], 500) == {1: 10_000}
-    assert clock.due([0, 1], 600) == {}
+    assert clock.due([0, 1], 1_000) == {1: 10_000}
+    assert clock.due([0, 1], 1_100) == {}
     clock.forget(1)
-    assert clock.due([0, 1], 700) == {1: 10_000}
+    assert clock.due([0, 1], 1_200) == {1: 10_000}
 
 
 def test_partition_clock_rejects_a_non_positive_quiet_period():
@@ -248,11 +263,12 @@ def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
     written: dict[int, int] = {}        # partition -> highest ts in Kafka (readings + heartbeats)
     tail: dict[int, int] = {}           # partition -> ts of its last record in Kafka
     readings: dict[int, tuple[int, int]] = {}  # partition -> (highest reading ts, last wall ms)
-    now, idle_wm = 0, None
+    now, idle_wm, first_ms = 0, None, None  # first_ms: wall ms of the first reading (grace start)
     for gap, batch in steps:
         now += gap
         for part, ts in batch:
             clock.observe(part, ts, now)
+            first_ms = now if first_ms is None else first_ms
             written[part] = max(written.get(part, ts), ts)
             tail[part] = ts
             readings[part] = (max(readings.get(part, (ts, 0))[0], ts), now)
@@ -266,7 +282,8 @@ def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
         model = min(active) if active else max(m for m, _ in readings.values())
         idle_wm = model if idle_wm is None else max(idle_wm, model)
         assert min(written.get(p, -1) for p in parts) <= idle_wm
-        quiet_parts = [p for p in parts if p not in readings or now - readings[p][1] >= quiet]
+        quiet_parts = [p for p in parts if (p not in readings and now - first_ms >= quiet)
+                       or (p in readings and now - readings[p][1] >= quiet)]
         assert all(tail[p] >= model for p in quiet_parts)
         assert all(written[p] >= model for p in parts if p in readings and now - readings[p][1] < quiet)
 
