@@ -180,5 +180,6 @@ def test_scenario_with_faults_claim_holds(fault_stack, name):
         outcome = scenario.run(fault_stack, True, lines.append)
     except Exception as exc:
         raise AssertionError(f"scenario {name} failed to run: {exc!r}\n--- output:\n" + "\n".join(lines)) from exc
+    print("\n".join(lines))  # what happened, for `pytest -s`
     failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
     assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)

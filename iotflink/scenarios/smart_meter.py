@@ -15,7 +15,7 @@ interval with one reading per meter (sensor ``m0000_kwh`` .. : the meter's id pl
 a meter is the window key ``(device_id, sensor)``; a message is a batch
 (docs/CONTRACT.md "Batches") of :data:`SAMPLES_PER_MESSAGE` intervals (an hourly upload). The
 full run is 1,000 meters x 1,000 intervals (10.4 days) = 1,000,000 readings (20 concentrators,
-20,000 samples, 5,000 MQTT messages); ``--short`` 100 meters x 288 intervals (3 days) = 28,800.
+20,000 samples, 5,000 MQTT messages); ``--short`` 100 meters x 384 intervals (4 days) = 38,400.
 The local days cross the start of daylight saving time in ``Europe/Berlin`` on 2026-03-29
 (a 23 h billing day; IANA tz database).
 
@@ -34,15 +34,15 @@ billing day closes 2 h of event time after local midnight.
 
 Faults (:mod:`iotflink.chaos`), while the publisher runs:
 
-1. once a third of the messages are acknowledged, and as soon as the at-least-once instance
-   has written aggregates since its last completed checkpoint (the case in which a failure
-   duplicates output: a kill right after a checkpoint would duplicate nothing),
-   :func:`iotflink.chaos.kill_taskmanager` (``kill -9``, a new TaskManager); both jobs restart
-   from their last checkpoint;
-2. once two thirds are acknowledged (and the TaskManager is back),
-   :func:`iotflink.chaos.kill_bridge` (``kill -9``, a new bridge): the messages the bridge had
-   written to Kafka but not yet acknowledged are delivered again (QoS 1), so ``sensor-readings``
-   holds copies of those samples.
+1. once a quarter of the messages are acknowledged, :func:`iotflink.chaos.kill_bridge`
+   (``kill -9``, a new bridge): the messages the bridge had written to Kafka but not yet
+   acknowledged are delivered again (QoS 1, persistent session), so ``sensor-readings`` holds
+   copies of those samples (as many as were in that state at the kill: possibly none);
+2. once a third are acknowledged, and as soon as the at-least-once instance has written
+   aggregates since its last completed checkpoint with the next checkpoint at least 2 s away
+   (the case in which a failure duplicates output: a kill right after a checkpoint would
+   duplicate nothing), :func:`iotflink.chaos.kill_taskmanager` (``kill -9``, a new
+   TaskManager); both jobs restart from their last checkpoint.
 
 Independent computation (:func:`reference_totals`, no Flink): each interval's local date from
 Python's ``zoneinfo`` (``datetime.fromtimestamp(ts, ZoneInfo(zone)).date()``), then per
@@ -142,7 +142,7 @@ class MeterPlan:
 
 
 FULL = MeterPlan(meters=1000, concentrators=20, intervals=1000, publish_s=240.0, checkpoint_interval_ms=30_000)
-SHORT = MeterPlan(meters=100, concentrators=5, intervals=288, publish_s=40.0, checkpoint_interval_ms=10_000,
+SHORT = MeterPlan(meters=100, concentrators=5, intervals=384, publish_s=45.0, checkpoint_interval_ms=10_000,
                   start=SHORT_START_LOCAL)
 
 
@@ -337,7 +337,7 @@ class UncheckpointedOutput:
 
     def __call__(self) -> bool:
         """True when output since the last completed checkpoint exists and the next
-        checkpoint is not about to be triggered (less than half an interval since the last)."""
+        checkpoint is not about to be triggered (at least 2 s before it is due)."""
         cp = _latest_completed(self.ctl, self.job_id)
         cp_id = cp["id"] if cp else None
         now = self.monitor.latest(self.topic)
@@ -346,7 +346,7 @@ class UncheckpointedOutput:
         if cp_id not in self.base:
             self.base[cp_id] = 0 if cp_id is None else now
             return False
-        young = cp is None or time.time() * 1000 - cp["trigger_timestamp"] < self.interval_ms / 2
+        young = cp is None or time.time() * 1000 - cp["trigger_timestamp"] < self.interval_ms - 2000
         return now > self.base[cp_id] and young
 
 
@@ -395,7 +395,7 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
                              INSTANCE_ALO: _instance_env(plan, "at-least-once")}, say)
     ctl = run.ctl
     try:
-        stack.create_topics(names=[cfg.topics.dlq])
+        stack.create_topics(names=[cfg.topics.dlq, *(t for c in run.cfgs.values() for t in c.output_topics())])
         stack.start(services=("bridge",), progress=lambda m: say("  " + m))
         eo_job, alo_job = run.jobs[INSTANCE_EO], run.jobs[INSTANCE_ALO]
         alo_aggs = run.cfgs[INSTANCE_ALO].topics.aggregates
@@ -413,6 +413,17 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
                     raise ScenarioError(f"publisher failed: {pub.error!r}")
                 return pub.acked / len(batches)
 
+            wait_for(lambda: acked_share() >= 1 / 4, plan.publish_s * 3, interval_s=0.2,
+                     what="a quarter of the messages acknowledged")
+            t_kill = time.monotonic() - t_pub
+            running = pub.is_alive()
+            before = stack.bridge_stats()
+            say(f"t={t_kill:.1f} s, {pub.acked:,} messages acknowledged: kill -9 of the bridge "
+                f"(it had forwarded {before.get('forwarded')} records, {before.get('pending')} pending) ...")
+            br = chaos.kill_bridge(stack)
+            faults["kill_bridge"] = {**br.to_dict(), "at_s": round(t_kill, 1), "publisher_running": running}
+            say(f"  new bridge holds its subscription {br.ready_s:.1f} s after the kill")
+
             wait_for(lambda: acked_share() >= 1 / 3, plan.publish_s * 3, interval_s=0.2,
                      what="a third of the messages acknowledged")
             uncheckpointed = UncheckpointedOutput(ctl, alo_job, monitor, alo_aggs, plan.checkpoint_interval_ms)
@@ -422,28 +433,17 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
             except TimeoutError as exc:
                 say(f"  {exc}; killing anyway")
             t_kill = time.monotonic() - t_pub
+            running = pub.is_alive()
             say(f"t={t_kill:.1f} s, {pub.acked:,} messages acknowledged: kill -9 of the TaskManager "
-                f"(output of {INSTANCE_ALO} since its last checkpoint: {uncheckpointed()}) ...")
+                f"({INSTANCE_ALO} wrote aggregates since its last checkpoint: {uncheckpointed()}) ...")
             tm = chaos.kill_taskmanager(stack)
             for name, job in ((INSTANCE_EO, eo_job), (INSTANCE_ALO, alo_job)):
                 back = chaos.wait_job_recovered(ctl, job, tm.fault_epoch_ms, timeout_s=300)
                 tm.extra[f"{name}_running_s"] = round(back - tm.t_fault, 1)
-            faults["kill_taskmanager"] = {**tm.to_dict(), "at_s": round(t_kill, 1),
-                                          "publisher_running": pub.is_alive()}
+            faults["kill_taskmanager"] = {**tm.to_dict(), "at_s": round(t_kill, 1), "publisher_running": running}
             say(f"  new TaskManager {tm.ready_s:.1f} s after the kill; jobs running again after "
                 f"{tm.extra[f'{INSTANCE_EO}_running_s']} s ({INSTANCE_EO}) and "
                 f"{tm.extra[f'{INSTANCE_ALO}_running_s']} s ({INSTANCE_ALO})")
-
-            wait_for(lambda: acked_share() >= 2 / 3 or not pub.is_alive(), plan.publish_s * 3, interval_s=0.2,
-                     what="two thirds of the messages acknowledged")
-            t_kill = time.monotonic() - t_pub
-            running = pub.is_alive()
-            before = stack.bridge_stats()
-            say(f"t={t_kill:.1f} s, {pub.acked:,} messages acknowledged: kill -9 of the bridge "
-                f"(it had forwarded {before.get('forwarded')} records, {before.get('pending')} pending) ...")
-            br = chaos.kill_bridge(stack)
-            faults["kill_bridge"] = {**br.to_dict(), "at_s": round(t_kill, 1), "publisher_running": running}
-            say(f"  new bridge holds its subscription {br.ready_s:.1f} s after the kill")
             pub.join(timeout=plan.publish_s * 5)
             if pub.is_alive() or pub.error is not None:
                 pub.stop()
@@ -473,8 +473,16 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
             for fut in [pool.submit(_wait_committed, cfg.kafka_bootstrap, run.cfgs[n].consumer_group, ends,
                                     cfg.topics.readings, 600) for n in run.jobs]:
                 fut.result()
-        dropped = {n: ctl.operator_metric_sum(j, "GroupWindowAggregate", "numLateRecordsDropped")
-                   for n, j in run.jobs.items()}
+        dropped: dict[str, int | None] = {}
+
+        def metrics_read() -> bool:  # a restarted job registers its metrics again after a while
+            dropped.update({n: ctl.operator_metric_sum(j, "GroupWindowAggregate", "numLateRecordsDropped")
+                            for n, j in run.jobs.items()})
+            return all(v is not None for v in dropped.values())
+        try:
+            wait_for(metrics_read, 60, interval_s=2.0, what="numLateRecordsDropped of both jobs")
+        except TimeoutError as exc:
+            say(f"  {exc}")
 
         def drain(name: str) -> None:
             ctl.drain_bounded_replay(run.jobs[name], cfg.kafka_bootstrap, cfg.topics.readings, last_ts, timeout_s=600)
