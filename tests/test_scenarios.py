@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from iotflink import scenarios
-from iotflink.scenarios import business_day, patient_vitals, payment_fraud, smart_meter
+from iotflink.scenarios import business_day, fleet, fleet_job, patient_vitals, payment_fraud, smart_meter
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 SHARED_STACK = True
@@ -118,12 +118,35 @@ def test_smart_meter_duplicate_charges_and_comparison():
     assert (n, distinct, copied) == (3, 2, {("a", 1)})
 
 
+def test_fleet_job_sql_and_scaling_to_the_example():
+    ddl, insert, fill = fleet_job.fleet_sql(trucks=10, period_s=5, window_min=60, slide_min=5, state="raw")
+    assert fill == 10 * 720 and "'fields.id.end' = '7199'" in ddl[0] and "ARRAY_AGG(speed)" in insert
+    assert "HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '5' MINUTES, INTERVAL '60' MINUTES)" in insert
+    _, stats_insert, _ = fleet_job.fleet_sql(10, 5, 60, 5, state="stats")
+    assert "ARRAY_AGG" not in stats_insert and "AVG(speed)" in stats_insert
+    with pytest.raises(ValueError):
+        fleet_job.fleet_sql(10, 5, 60, 5, state="both")
+    plan = fleet.FleetPlan(trucks=1000, interval_s=30, checkpoints=3, fill_rate=1000)
+    # 56 bytes per event over 720,000 events; 40 MB full, 4 MB incremental, 200 KB of statistics
+    cmp = fleet.next_to_example(plan, raw_state=40_320_000, stats_state=200_000, full_written=40_320_000,
+                                inc_written=4_032_000)
+    assert cmp == {"bytes_per_event": 56.0, "raw_kb_per_truck": 40.3, "raw_mb_at_example_fleet": 322.6,
+                   "stats_bytes_per_truck": 200, "stats_mb_at_example_fleet": 1.6, "incremental_share": 0.1,
+                   "full_write_mb_s": 1.34, "full_write_mb_s_at_example_fleet": 10.8}
+    assert fleet.summarize({"id": 3, "checkpointed_size": 5, "state_size": 9, "end_to_end_duration": 7,
+                            "status": "COMPLETED"}) == {"id": 3, "checkpointed_size": 5, "state_size": 9,
+                                                        "duration_ms": 7}
+
+
 #: The scenarios whose short run this module checks on its shared Kafka + Flink stack. The smart
 #: factory needs Mosquitto, bridges and hundreds of virtual-node processes, so its pure parts are
 #: tested in tests/test_smart_factory.py and its run is a CLI command (README, "Scenarios").
 #: The scenarios that kill a service (:data:`FAULT_RUN`) run on a stack of their own.
 FAULT_RUN = ["smart-meter-billing"]
-SHORT_RUN = [name for name in scenarios.SCENARIOS if name != "smart-factory" and name not in FAULT_RUN]
+#: Scenarios whose short run needs the cluster's slots to itself: run after the others.
+AFTER_RUN = ["fleet"]
+SHORT_RUN = [name for name in scenarios.SCENARIOS
+             if name != "smart-factory" and name not in FAULT_RUN and name not in AFTER_RUN]
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +175,20 @@ def test_scenario_claim_holds(short_runs, name):
         raise AssertionError(f"scenario {name} failed to run: {outcome!r}\n--- output:\n" + "\n".join(lines)) \
             from outcome
     # a timing claim (a latency bound) depends on the machine's load: printed, never asserted here
+    failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
+    assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", AFTER_RUN)
+def test_scenario_after_the_others_claim_holds(stack, name):
+    lines: list[str] = []
+    try:
+        outcome = scenarios.SCENARIOS[name].run(stack, True, lines.append)
+    except Exception as exc:
+        raise AssertionError(f"scenario {name} failed to run: {exc!r}\n--- output:\n" + "\n".join(lines)) from exc
+    print("\n".join(lines))  # what happened, for `pytest -s`
     failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
     assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from iotflink.scenarios import (
     black_friday,
     business_day,
+    fleet,
     patient_vitals,
     payment_fraud,
     smart_factory,
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 #: Every scenario by name, in the order ``scenario list`` shows them.
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (patient_vitals.SCENARIO, business_day.SCENARIO,
                                                       payment_fraud.SCENARIO, black_friday.SCENARIO,
-                                                      smart_factory.SCENARIO, smart_meter.SCENARIO)}
+                                                      smart_factory.SCENARIO, smart_meter.SCENARIO,
+                                                      fleet.SCENARIO)}
 
 
 def say(msg: str) -> None:
