@@ -32,6 +32,8 @@ Claims checked: a full checkpoint writes its whole state each time (``checkpoint
 window data; every recorded checkpoint completed. The figures set next to the example's are
 the measured bytes per event and per truck, the raw state scaled linearly to 8,000 trucks, the
 share of the state an incremental checkpoint wrote, and the write rate of full checkpoints.
+Checkpoints during the fill may fail (the fill source saturates the job; the jobs tolerate
+failed checkpoints) and are not counted.
 """
 
 from __future__ import annotations
@@ -198,7 +200,9 @@ def run_fleet(stack: Stack, plan: FleetPlan, say: Say) -> Outcome:
             return all(len(c) >= plan.checkpoints + 1 for c in cps.values())
         wait_for(recorded, (plan.checkpoints + 2) * (plan.interval_s + 120), interval_s=2.0,
                  what=f"{plan.checkpoints + 1} checkpoints of every fleet job after the fill")
-        failed = {name: int(ctl.checkpoints(job_id).get("counts", {}).get("failed", 0)) for name, job_id in jobs.items()}
+        failed = {name: sum(1 for c in ctl.checkpoints(job_id).get("history", [])
+                            if c.get("status") == "FAILED" and c["trigger_timestamp"] > after_ms)
+                  for name, job_id in jobs.items()}
     finally:
         for job_id in jobs.values():
             try:
@@ -254,7 +258,7 @@ def run_fleet(stack: Stack, plan: FleetPlan, say: Say) -> Outcome:
     out.check("running statistics take less state than the raw window data",
               stats["state_size"] < full["state_size"],
               f"{mib(stats['state_size'])} MiB vs {mib(full['state_size'])} MiB")
-    out.check("no checkpoint failed", not any(failed.values()), f"failed: {failed}")
+    out.check("no checkpoint after the fill failed", not any(failed.values()), f"failed: {failed}")
     return out
 
 
