@@ -29,7 +29,7 @@ kept out of the medians (an incremental one uploads the files written during the
 Claims checked: a full checkpoint writes its whole state each time (``checkpointed_size`` =
 ``state_size``); an incremental checkpoint of the same state writes less than the full one
 (median over the steady checkpoints); the running statistics take less state than the raw
-window data; every recorded checkpoint completed. The figures set next to the example's are
+window data; no checkpoint after the fill failed. The figures set next to the example's are
 the measured bytes per event and per truck, the raw state scaled linearly to 8,000 trucks, the
 share of the state an incremental checkpoint wrote, and the write rate of full checkpoints.
 Checkpoints during the fill may fail (the fill source saturates the job; the jobs tolerate
