@@ -26,7 +26,7 @@ scenario: setup
 	@.venv/bin/iotflink scenario $(or $(NAME),list) $(if $(SHORT),--short)
 
 smart-factory: setup
-	@$(PY) -m iotflink.scenarios.smart_factory $(ARGS)
+	@$(PY) -m iotflink.simulation.scenarios.smart_factory $(ARGS)
 
 test: setup
 	@bash scripts/run_tests.sh

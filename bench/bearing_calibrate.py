@@ -6,13 +6,13 @@ Usage::
 
 1. The eight FEMTO PRONOSTIA run-to-failure bearings of ``data/femto`` (1_1, 1_4..1_7 at
    1800 rpm / 4000 N; 2_1, 2_4, 2_5 at 1650 rpm / 4200 N) as the node publishes them
-   (:func:`iotflink.replay.femto_rows`), late rows removed as the rule jobs do.
+   (:func:`iotflink.simulation.replay.femto_rows`), late rows removed as the rule jobs do.
 2. For each rule (``bearing_failure``: spike then temperature rise; ``bearing_vibration_rise``:
-   sustained RMS rise) every parameter set of :func:`iotflink.bearing.grid` is scored on every
-   bearing by the plain-Python definition (:mod:`iotflink.bearing`): the first alert before
+   sustained RMS rise) every parameter set of :func:`iotflink.testing.bearing.grid` is scored on every
+   bearing by the plain-Python definition (:mod:`iotflink.testing.bearing`): the first alert before
    the end of the run (the failure), in min, and the alerts in the first half of the run.
 3. For each bearing, the parameters are chosen on the seven others
-   (:func:`iotflink.bearing.choose`: no first-half alert on any of them, also with the threshold
+   (:func:`iotflink.testing.bearing.choose`: no first-half alert on any of them, also with the threshold
    lowered by 10 %, then the largest median warning) and judged on it. Printed: one table row
    per held-out bearing, the median warning over the eight and the first-half alerts.
 4. The parameters chosen on all eight bearings: what the rule files ship (the script says so
@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from iotflink import bearing as br
 from iotflink.settings import PROJECT_ROOT, RulesSettings
+from iotflink.testing import bearing as br
 
 RESULT = Path(__file__).resolve().parent / "results" / "bearing.json"
 RULES_DIR = PROJECT_ROOT / "sql" / "rules"

@@ -61,9 +61,9 @@ from paho.mqtt.properties import Properties
 
 from bridge.service import PRODUCER_DEFAULTS
 from iotflink.kafka_io import HEARTBEAT_DEVICE, read_topic
-from iotflink.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.stack import Stack
 from iotflink.settings import StackSettings, WindowJobSettings
-from iotflink.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("bench.bridge")
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mqtt-host", default=None)
     ap.add_argument("--mqtt-port", type=int, default=None)
     ap.add_argument("--bootstrap", default=None)
-    ap.add_argument("--start-stack", action="store_true", help="start Kafka + Mosquitto on free ports (iotflink.stack)")
+    ap.add_argument("--start-stack", action="store_true", help="start Kafka + Mosquitto on free ports (iotflink.runtime.stack)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bridge.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                                   mqtt_port=args.mqtt_port or cfg.mqtt_port,
                                   kafka_bootstrap_override=args.bootstrap or cfg.kafka_bootstrap)
     if args.start_stack:
-        from iotflink.stack import free_port_settings  # noqa: PLC0415
+        from iotflink.runtime.stack import free_port_settings  # noqa: PLC0415
 
         cfg = free_port_settings(Path(tempfile.mkdtemp(prefix="bridge-bench-")) / "run", cfg)
         started = Stack(cfg)

@@ -67,7 +67,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from iotflink.stack import free_ports, render_template, wait_for
+from iotflink.runtime.stack import free_ports, render_template, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

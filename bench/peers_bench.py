@@ -210,8 +210,8 @@ def worker_flink(args) -> dict:
     import urllib.request  # noqa: PLC0415
     from dataclasses import replace  # noqa: PLC0415
 
+    from iotflink.runtime.stack import free_port  # noqa: PLC0415
     from iotflink.settings import Topics, WindowJobSettings  # noqa: PLC0415
-    from iotflink.stack import free_port  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
     from jobs.common import create_table_env, job_configuration  # noqa: PLC0415
 
@@ -453,14 +453,14 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
 
 
 def start_kafka(prefix: str):
-    """Start a Kafka broker alone on free ports (:mod:`iotflink.stack`, run dir under a new temp
+    """Start a Kafka broker alone on free ports (:mod:`iotflink.runtime.stack`, run dir under a new temp
     dir named ``prefix...``); returns ``(stack, bootstrap)``; ``stack.stop()`` stops it.
 
     Raises:
         StackError: the broker did not become ready.
     """
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
 
     scfg = free_port_settings(Path(tempfile.mkdtemp(prefix=prefix)) / "run", StackSettings.from_env())
     stack = Stack(scfg)
@@ -505,7 +505,7 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap")
-    ap.add_argument("--start-stack", action="store_true", help="start a Kafka broker on free ports (iotflink.stack)")
+    ap.add_argument("--start-stack", action="store_true", help="start a Kafka broker on free ports (iotflink.runtime.stack)")
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--devices", type=int, default=1_000)
     ap.add_argument("--interval-ms", type=int, default=5_000)

@@ -15,7 +15,7 @@ device, sensor ``value``, every reading in file order and none late): the values
 job's alerts, and below them |z| with the alert threshold and the exit level of the
 hysteresis.
 
-``bearing``: a FEMTO run (default Bearing1_1) as the rule jobs see it (:mod:`iotflink.bearing`,
+``bearing``: a FEMTO run (default Bearing1_1) as the rule jobs see it (:mod:`iotflink.testing.bearing`,
 the parameters of the rule files' headers): horizontal vibration RMS and its rolling median,
 the baseline and its window after the run-in, the thresholds of bearing_vibration_rise and
 bearing_failure and their alerts; the peak of the snapshots with bearing_impact_rise's median,
@@ -35,9 +35,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from iotflink import bearing as br
 from iotflink.errors import ConfigError
 from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings, RulesSettings
+from iotflink.testing import bearing as br
 
 NAB_CSV = PROJECT_ROOT / "data" / "nab" / "machine_temperature_system_failure.csv"
 NAB_WINDOWS = PROJECT_ROOT / "data" / "nab" / "combined_windows.json"

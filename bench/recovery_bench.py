@@ -11,7 +11,7 @@ TaskManager; stopped at the end), submits ``jobs/sensor_windows`` with ``flink r
 real readings (FEMTO, NAB, occupancy in the replayer's order) through MQTT at a constant
 ``--rate`` for the whole run. Then, ``--kills`` times: wait until the job has committed output
 and completed two checkpoints since it (last) started, ``kill -9`` the TaskManager's process
-group and start a new TaskManager at once (:func:`iotflink.chaos.kill_taskmanager`), and
+group and start a new TaskManager at once (:func:`iotflink.simulation.chaos.kill_taskmanager`), and
 measure, from the kill:
 
 - ``detected_s``: the JobManager recorded the failure (REST ``/jobs/:jid/exceptions``);
@@ -36,10 +36,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from iotflink import chaos
-from iotflink.flinkctl import FlinkCtl
-from iotflink.replay import build_messages
-from iotflink.stack import Stack, free_port_settings, wait_for
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, free_port_settings, wait_for
+from iotflink.simulation import chaos
+from iotflink.simulation.replay import build_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 

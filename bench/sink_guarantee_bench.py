@@ -53,9 +53,9 @@ import time
 import uuid
 from pathlib import Path
 
-from iotflink.flinkctl import FlinkCtl
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.settings import StackSettings, WindowJobSettings
-from iotflink.stack import Stack, free_port_settings
 from jobs.common import create_table_env, job_configuration, with_clause
 
 log = logging.getLogger("sink_guarantee_bench")

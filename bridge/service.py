@@ -12,7 +12,7 @@ Data flow, per MQTT message on ``sensors/+/telemetry``::
 Guarantees and decisions (see also docs/CONTRACT.md):
 
 * **Identity.** The bridge authenticates with its own credential (``BridgeSettings.username``
-  and ``password_file``; iotflink/mqtt_auth.py), optionally over TLS (``ca_file``). The
+  and ``password_file``; iotflink/runtime/mqtt_auth.py), optionally over TLS (``ca_file``). The
   broker's ACL lets it read ``sensors/+/telemetry`` and publish nothing, and the broker uses
   the username as the client id, so its session cannot be taken over without its password.
 * **Persistent session.** MQTT v5, fixed client id (the username, see above),

@@ -36,13 +36,13 @@ that matches exactly one RUNNING job.
   name; under a FAILED, FAILING or RESTARTING job, the root exception of its latest failure
   with its time (UTC), why it was not restarted when the restart strategy gave up, and the
   earlier failures of its exception history (consecutive equal ones on one line, ``(x N)``;
-  see :meth:`iotflink.flinkctl.FlinkCtl.job_health`).
+  see :meth:`iotflink.runtime.flinkctl.FlinkCtl.job_health`).
 
 - ``backpressure``: per vertex of each running job (or of JOB): backpressure level and ratio,
   busy / idle / backpressured ms per second (max over subtasks), records in / out per second
   (sum over subtasks), and the Kafka lag of the job's sources per partition (live, from the
   source's offsets; and committed, which moves at checkpoints). See
-  :mod:`iotflink.backpressure`. ``--json`` prints ``{"jobs": [...]}`` instead of tables.
+  :mod:`iotflink.runtime.backpressure`. ``--json`` prints ``{"jobs": [...]}`` instead of tables.
 - ``savepoint``: take a savepoint, the job keeps running; prints the savepoint's location.
 - ``stop``: stop with a savepoint (``--drain``: fire every event-time window first; do not
   resume a drained job); prints the location.
@@ -62,7 +62,7 @@ that matches exactly one RUNNING job.
   ``sensors/ID/telemetry``. ``device revoke ID``: the broker refuses the credential from now
   on and closes the device's open connection. Both reload the running broker (SIGHUP), no
   restart. ``device list``: the credentials (no secrets); ``--all`` also revoked ones. See
-  :mod:`iotflink.mqtt_auth` and the README's "Security" section.
+  :mod:`iotflink.runtime.mqtt_auth` and the README's "Security" section.
 
 Every command reads :class:`iotflink.settings.StackSettings` from the environment.
 Exit status: 0 success, 1 a project error (message on stderr), 2 bad usage.
@@ -77,19 +77,19 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from iotflink import scenarios
 from iotflink import settings as settings_mod
 from iotflink.errors import IotFlinkError
 from iotflink.settings import StackSettings
+from iotflink.simulation import scenarios
 
 if TYPE_CHECKING:
-    from iotflink.flinkctl import JobHealth
+    from iotflink.runtime.flinkctl import JobHealth
 
 log = logging.getLogger(__name__)
 
 
 def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
 
     if getattr(args, "bridges", None) is not None:
         if args.bridges < 1:
@@ -125,7 +125,7 @@ def _cmd_stack(args: argparse.Namespace, cfg: StackSettings) -> int:
 
 
 def _cmd_topics(_args: argparse.Namespace, cfg: StackSettings) -> int:
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
 
     created = Stack(cfg).create_topics()
     print(f"created: {', '.join(created) if created else 'none (all present)'}")
@@ -137,7 +137,7 @@ class UsageError(Exception):
 
 
 def _cmd_job(args: argparse.Namespace, cfg: StackSettings) -> int:
-    from iotflink import flinkctl  # noqa: PLC0415
+    from iotflink.runtime import flinkctl  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(cfg)
     if args.action == "submit":
@@ -198,7 +198,7 @@ def format_job_list(jobs: list[JobHealth]) -> str:
 
 
 def _cmd_backpressure(args: argparse.Namespace, cfg: StackSettings) -> int:
-    from iotflink import backpressure, flinkctl  # noqa: PLC0415
+    from iotflink.runtime import backpressure, flinkctl  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(cfg)
     reps = backpressure.reports(ctl, args.job, cfg.kafka_bootstrap, group=args.group,
@@ -213,7 +213,7 @@ def _cmd_backpressure(args: argparse.Namespace, cfg: StackSettings) -> int:
 
 
 def _cmd_savepoint(args: argparse.Namespace, cfg: StackSettings) -> int:
-    from iotflink import flinkctl  # noqa: PLC0415
+    from iotflink.runtime import flinkctl  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(cfg)
     job_id = ctl.resolve_job(args.job)
@@ -222,7 +222,7 @@ def _cmd_savepoint(args: argparse.Namespace, cfg: StackSettings) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace, cfg: StackSettings) -> int:
-    from iotflink import flinkctl  # noqa: PLC0415
+    from iotflink.runtime import flinkctl  # noqa: PLC0415
 
     ctl = flinkctl.FlinkCtl(cfg)
     job_id = ctl.resolve_job(args.job)
@@ -250,7 +250,7 @@ def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
     import datetime as dt  # noqa: PLC0415
     import os  # noqa: PLC0415
 
-    from iotflink.stack import Stack, wait_for  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack, wait_for  # noqa: PLC0415
 
     stack = Stack(cfg)
     store = stack.credentials
@@ -300,7 +300,7 @@ def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
 def _cmd_tls(args: argparse.Namespace, _cfg: StackSettings) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from iotflink import mqtt_auth  # noqa: PLC0415
+    from iotflink.runtime import mqtt_auth  # noqa: PLC0415
 
     ca = mqtt_auth.make_ca(Path(args.dir), args.host or ["mosquitto", "localhost", "127.0.0.1"])
     print(f"CA certificate (give it to the clients): {ca}")
@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     per command; each sets ``func`` (called with the parsed arguments, returns the exit
     status) and may set ``log_level`` (the root logger's level, default WARNING; ``-v``: DEBUG).
     """
-    from iotflink import chaos, demo, replay, rules_cli, transactions, vnodes  # noqa: PLC0415
+    from iotflink.runtime import rules_cli  # noqa: PLC0415
+    from iotflink.simulation import chaos, demo, replay, transactions, vnodes  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="iotflink", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     vnodes.add_parser(sub)
     transactions.add_parser(sub)
-    scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/scenarios)
+    scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/simulation/scenarios)
     # further commands register here the same way: module.add_parser(sub), which sets
     # func(args) -> exit status
     return parser

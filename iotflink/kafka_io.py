@@ -83,7 +83,7 @@ def delete_topics_and_groups(bootstrap: str, topics: Iterable[str], groups=(), c
     Raises:
         TimeoutError: the broker still lists a deleted topic after 60 s.
     """
-    from iotflink.stack import wait_for  # noqa: PLC0415 - the bridge imports this module, not the stack
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415 - the bridge imports this module, not the stack
 
     wanted = groups if callable(groups) else set(groups).__contains__
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
@@ -180,14 +180,14 @@ class Heartbeat:
     a drained stop-with-savepoint did not fire the last windows in
     Flink 2.2 (tests/test_chaos.py saw 19 of 21). Heartbeats advance every partition's
     watermark explicitly. Used as a context manager by
-    :meth:`iotflink.flinkctl.FlinkCtl.drain_bounded_replay`, around its wait for the watermark
+    :meth:`iotflink.runtime.flinkctl.FlinkCtl.drain_bounded_replay`, around its wait for the watermark
     and the stop.
 
     Args:
         bootstrap: Kafka ``host:port``.
         topic: the job's source topic (``sensor-readings``).
         ts_ms: event time of the heartbeats, epoch ms (the end of the replay's event time,
-            see :meth:`iotflink.flinkctl.FlinkCtl.drain_bounded_replay`).
+            see :meth:`iotflink.runtime.flinkctl.FlinkCtl.drain_bounded_replay`).
         interval_s: seconds between rounds; keep it below the job's idle timeout.
     """
 

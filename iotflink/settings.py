@@ -85,7 +85,7 @@ ENV_VARS: dict[str, str] = {
     # MQTT bridge
     "IOTFLINK_MQTT_TOPIC_FILTER": "sensors/+/telemetry",
     # the bridge's MQTT username; the broker makes it its client id too (use_username_as_clientid),
-    # so its persistent session belongs to this credential (iotflink/mqtt_auth.py)
+    # so its persistent session belongs to this credential (iotflink/runtime/mqtt_auth.py)
     "IOTFLINK_MQTT_BRIDGE_USER": "iotflink-bridge",
     # the bridge's MQTT client id (and Kafka producer client id); empty = its username. Only
     # on a listener without use_username_as_clientid: docker-compose.yml's bridge-only listener,
@@ -181,7 +181,7 @@ ENV_VARS: dict[str, str] = {
     # Kafka sink of alerts: at-least-once (ids are deterministic) | exactly-once
     "IOTFLINK_ALERTS_DELIVERY": "at-least-once",
     "IOTFLINK_RULES_DIR": str(PROJECT_ROOT / "sql" / "rules"),
-    # TabFormer transaction replayer (iotflink/transactions.py)
+    # TabFormer transaction replayer (iotflink/simulation/transactions.py)
     "IOTFLINK_TXN_DATA": str(PROJECT_ROOT / "data" / "tabformer" / "User0_credit_card_transactions.csv"),
     "IOTFLINK_TXN_SEED": "4",
     "IOTFLINK_TXN_SCENARIOS_PER_KIND": "4",
@@ -311,7 +311,7 @@ class StackSettings:
             write before an ``acks=all`` producer (the bridge, Flink's sinks) gets its ack;
             1 <= min_insync_replicas <= replication_factor.
         mqtt_tls: the MQTT listener speaks TLS only (``IOTFLINK_MQTT_TLS``), with a server
-            certificate from the local CA in ``mqtt_tls_dir`` (iotflink/mqtt_auth.py).
+            certificate from the local CA in ``mqtt_tls_dir`` (iotflink/runtime/mqtt_auth.py).
         mqtt_bridge_user: the bridge's MQTT username (= its client id at the broker); bridge
             ``i`` > 0 of ``bridges`` uses ``{mqtt_bridge_user}-{i}`` (:meth:`bridge_user`).
         bridges: bridge processes the stack starts (>= 1); they share the load through an
@@ -385,7 +385,7 @@ class StackSettings:
 
     @property
     def mqtt_auth_dir(self) -> Path:
-        """Where the MQTT credentials live (iotflink/mqtt_auth.py): ``<run_dir>/mosquitto/auth``."""
+        """Where the MQTT credentials live (iotflink/runtime/mqtt_auth.py): ``<run_dir>/mosquitto/auth``."""
         return Path(self.mqtt_auth_dir_override) if self.mqtt_auth_dir_override else mqtt_auth_dir(self.run_dir)
 
     @property
@@ -482,7 +482,7 @@ class BridgeSettings:
         max_inflight_bytes: most bytes held for messages whose record Kafka has not yet
             confirmed (``bridge.service.message_cost``: payload + topic + 2 x record), >= 1.
             A message larger than this alone is still admitted, one at a time.
-        username / password_file: the bridge's MQTT credential (iotflink/mqtt_auth.py); the
+        username / password_file: the bridge's MQTT credential (iotflink/runtime/mqtt_auth.py); the
             file holds the password on one line. Empty username = connect without one (only
             for a broker that allows anonymous clients, e.g. unit tests).
         ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.
@@ -865,7 +865,7 @@ class RulesSettings:
 
 @dataclass(frozen=True)
 class TransactionSettings:
-    """Settings of the TabFormer transaction replayer (``iotflink/transactions.py``).
+    """Settings of the TabFormer transaction replayer (``iotflink/simulation/transactions.py``).
 
     Fields:
         data_path: the TabFormer extract (user 0, 5 cards).

@@ -730,7 +730,7 @@ TABFORMER_CSV = PROJECT_ROOT / "data" / "tabformer" / "User0_credit_card_transac
 def calibrate_cards() -> dict[str, Any]:
     """Figures behind the card rules' thresholds: percentiles of TabFormer user 0's purchase
     amounts (USD) and the share below 500 USD. (The bearing rules are calibrated by
-    ``bench/bearing_calibrate.py``, on :mod:`iotflink.bearing`.)"""
+    ``bench/bearing_calibrate.py``, on :mod:`iotflink.testing.bearing`.)"""
     amounts = sorted(float(r["Amount"].lstrip("$")) for r in csv.DictReader(open(TABFORMER_CSV, encoding="utf-8"))
                      if float(r["Amount"].lstrip("$")) > 0)
     pct = {p: amounts[min(len(amounts) - 1, int(p / 100 * len(amounts)))] for p in (50, 90, 99, 99.5, 99.9)}

@@ -223,7 +223,7 @@ Submit to the standalone cluster (from the project root, with the stack's config
         -py jobs/sensor_windows.py -pyfs .run/pyfiles.zip
 
 where ``.run/pyfiles.zip`` holds the packages ``jobs``, ``udfs``, ``iotflink`` (built by
-``iotflink.flinkctl.FlinkCtl.pyfiles_zip``); or simply ``iotflink job submit
+``iotflink.runtime.flinkctl.FlinkCtl.pyfiles_zip``); or simply ``iotflink job submit
 sensor_windows``. Settings come from ``IOTFLINK_*`` environment variables
 (:class:`iotflink.settings.WindowJobSettings`).
 """

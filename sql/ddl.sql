@@ -3,7 +3,7 @@
 -- This file is a template. `jobs/rules.py` (render_ddl) fills the placeholders listed below from
 -- iotflink.settings.RulesSettings; no host, topic or group id is written here. Render it with
 --     iotflink rules render-ddl RULE_ID > .run/sql/rules-init.sql
--- and hand it to the stock SQL client as its init file (-i); see iotflink/rules_cli.py.
+-- and hand it to the stock SQL client as its init file (-i); see iotflink/runtime/rules_cli.py.
 --
 -- Placeholders (written $${name} in comments so they survive rendering):
 --   $${readings_columns}     the physical columns of a reading (the readings topic's value), generated from the
@@ -58,7 +58,7 @@ SELECT device_id, seq, ts, readings, ingest_ms, event_time
 FROM readings_source
 WHERE dlq_reason IS NULL;
 
--- Card events replayed by iotflink/transactions.py from TabFormer user 0, keyed by card_id.
+-- Card events replayed by iotflink/simulation/transactions.py from TabFormer user 0, keyed by card_id.
 CREATE TABLE transactions_source (
   txn_id         STRING,                -- unique id of the event ("tf-<row>" or "inj-...")
   seq            BIGINT,                -- replay sequence number, unique over the stream

@@ -53,7 +53,7 @@ class _Shared:
 
 
 def _start_shared(tmp_path_factory):
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
 
     if _Shared.stack is None:
         st = Stack(free_port_settings(tmp_path_factory.mktemp("shared-stack") / "run"))
@@ -77,12 +77,12 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _module_view(shared, name: str):
-    """A :class:`iotflink.stack.Stack` on the shared stack's processes whose settings name
+    """A :class:`iotflink.runtime.stack.Stack` on the shared stack's processes whose settings name
     topics of the module's own (``<module>-sensor-readings``, ...), so counts of one module
     never mix with another's; the module's topics are created."""
     import dataclasses  # noqa: PLC0415
 
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
 
     prefix = name.removeprefix("test_").replace("_", "-")
     base = shared.s.topics
@@ -97,8 +97,8 @@ def _module_view(shared, name: str):
 def _end_module_jobs(view) -> None:
     """Cancel every job of the cluster that has not ended, and wait until each has (its slots
     free for the next module)."""
-    from iotflink.flinkctl import TERMINAL_STATES, FlinkCtl  # noqa: PLC0415
-    from iotflink.stack import wait_for  # noqa: PLC0415
+    from iotflink.runtime.flinkctl import TERMINAL_STATES, FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
 
     ctl = FlinkCtl(view.s)
     live = [j["jid"] for j in ctl.list_jobs() if j["state"] not in TERMINAL_STATES]
@@ -113,9 +113,9 @@ def stack(request, tmp_path_factory):
     """The real local stack on free loopback ports, stopped afterwards.
 
     The module chooses the services with a module-level ``STACK_SERVICES`` tuple (names of
-    :data:`iotflink.stack.SERVICES`; default: all of them), and the number of TaskManagers with
+    :data:`iotflink.runtime.stack.SERVICES`; default: all of them), and the number of TaskManagers with
     ``STACK_TASKMANAGERS`` (default: ``IOTFLINK_TASKMANAGERS``). Starting Kafka creates the
-    project's topics. Yields the :class:`iotflink.stack.Stack`.
+    project's topics. Yields the :class:`iotflink.runtime.stack.Stack`.
 
     A module with ``SHARED_STACK = True`` (its ``STACK_SERVICES`` within
     :data:`SHARED_SERVICES`) gets the one stack of those services that every such module
@@ -126,7 +126,7 @@ def stack(request, tmp_path_factory):
     """
     import dataclasses  # noqa: PLC0415
 
-    from iotflink.stack import SERVICES, Stack, free_port_settings  # noqa: PLC0415
+    from iotflink.runtime.stack import SERVICES, Stack, free_port_settings  # noqa: PLC0415
 
     services = tuple(getattr(request.module, "STACK_SERVICES", SERVICES))
     name = request.module.__name__.rsplit(".", 1)[-1]

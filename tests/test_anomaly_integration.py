@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 import pytest
 
 from iotflink import kafka_io
-from iotflink.flinkctl import FlinkCtl
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import wait_for
 from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings
-from iotflink.stack import wait_for
 from jobs import anomaly as an
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

@@ -46,8 +46,9 @@ from pathlib import Path
 
 import pytest
 
-from iotflink import backpressure, cli
-from iotflink.flinkctl import FlinkCtl
+from iotflink import cli
+from iotflink.runtime import backpressure
+from iotflink.runtime.flinkctl import FlinkCtl
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The bearing rules' plain-Python definition (iotflink.bearing), its calibration, and the
+"""The bearing rules' plain-Python definition (iotflink.testing.bearing), its calibration, and the
 rule files' parameter markers (jobs.rules.with_params). No Flink: tests/test_rules_femto.py
 checks the SQL rules against these functions on a MiniCluster."""
 
@@ -10,10 +10,10 @@ import statistics
 
 import pytest
 
-from iotflink import bearing as br
 from iotflink.errors import ConfigError
-from iotflink.replay import femto_rows
 from iotflink.settings import PROJECT_ROOT
+from iotflink.simulation.replay import femto_rows
+from iotflink.testing import bearing as br
 from jobs.rules import RuleSqlError, parse_rule_file, parse_rule_text, with_params
 
 RULES = PROJECT_ROOT / "sql" / "rules"

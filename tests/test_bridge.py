@@ -303,7 +303,7 @@ def test_max_inflight_must_fit_receive_maximum():
 
 
 def test_replayer_publishes_through_the_bridge_without_dead_letters(broker):
-    from iotflink.replay import build_messages, publish  # noqa: PLC0415
+    from iotflink.simulation.replay import build_messages, publish  # noqa: PLC0415
 
     fake = FakeProducer(auto=True)
     b = Bridge(settings(broker.port), producer_factory=fake.factory)

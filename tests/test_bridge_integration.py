@@ -1,5 +1,5 @@
 """The bridge process (``python -m bridge``) against a real Mosquitto and a real Kafka, started
-on free ports by :mod:`iotflink.stack`.
+on free ports by :mod:`iotflink.runtime.stack`.
 
 Checks: every valid message reaches ``sensor-readings`` and every invalid one ``sensor-dlq``,
 exactly once; a message that arrives while Kafka is down is not acked until Kafka confirms it,
@@ -29,9 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.service import MAX_PACKET_BYTES
-from iotflink.mqtt_auth import configure_paho
+from iotflink.runtime.mqtt_auth import configure_paho
+from iotflink.runtime.stack import mqtt_connect_packet
 from iotflink.settings import PROJECT_ROOT
-from iotflink.stack import mqtt_connect_packet
 from tests.test_bridge_support import poll, stack_publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]

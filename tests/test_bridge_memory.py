@@ -47,10 +47,11 @@ import time
 
 import pytest
 
-from iotflink import chaos, kafka_io
-from iotflink.replay import Message, build_messages, publish
+from iotflink import kafka_io
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import BridgeSettings
-from iotflink.stack import Stack, wait_for
+from iotflink.simulation import chaos
+from iotflink.simulation.replay import Message, build_messages, publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from iotflink.kafka_io import HEARTBEAT_DEVICE, read_topic
-from iotflink.stack import Stack
+from iotflink.runtime.stack import Stack
 from tests.test_bridge_support import poll, stack_publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]

@@ -20,8 +20,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.service import MAX_PACKET_BYTES
-from iotflink.mqtt_auth import configure_paho
-from iotflink.stack import free_ports
+from iotflink.runtime.mqtt_auth import configure_paho
+from iotflink.runtime.stack import free_ports
 
 MOSQUITTO_CONF = """\
 # started as root, mosquitto would switch to user "mosquitto" and lose access to these files
@@ -43,7 +43,7 @@ connection_messages true
 
 
 def free_port() -> int:
-    """A free TCP port outside the kernel's ephemeral range (see :func:`iotflink.stack.free_ports`:
+    """A free TCP port outside the kernel's ephemeral range (see :func:`iotflink.runtime.stack.free_ports`:
     a ``bind(0)`` port can be taken by a client's local port before the broker binds it)."""
     return free_ports(1)[0]
 
@@ -287,7 +287,7 @@ class Publisher:
     """A QoS 1 MQTT publisher that counts PUBACKs."""
 
     def __init__(self, port: int, client_id: str = "test-publisher", credential=None, ca_file=None) -> None:
-        """Connect to ``127.0.0.1:port`` as ``credential`` (an :class:`iotflink.mqtt_auth.Credential`;
+        """Connect to ``127.0.0.1:port`` as ``credential`` (an :class:`iotflink.runtime.mqtt_auth.Credential`;
         None = anonymous, for the brokers of these tests that allow it), over TLS with ``ca_file``."""
         self.acked = 0
         self._lock = threading.Lock()

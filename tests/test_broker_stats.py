@@ -1,7 +1,7 @@
 """A full queue never drops silently: on a real Mosquitto with the project's configuration
 (deploy/mosquitto.conf, the queue cap lowered to :data:`CAP` so the test can reach it), QoS 1
 messages for an offline persistent session beyond the cap are counted in ``$SYS`` (read by
-:func:`iotflink.broker_stats.read_broker_counters`) and logged, and every published message is
+:func:`iotflink.runtime.broker_stats.read_broker_counters`) and logged, and every published message is
 either delivered to the session or counted as dropped."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from iotflink.broker_stats import BrokerCounters, read_broker_counters
-from iotflink.mqtt_auth import CredentialStore
+from iotflink.runtime.broker_stats import BrokerCounters, read_broker_counters
+from iotflink.runtime.mqtt_auth import CredentialStore
+from iotflink.runtime.stack import free_port, render_template, wait_for
 from iotflink.settings import PROJECT_ROOT
-from iotflink.stack import free_port, render_template, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -14,19 +14,19 @@ it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (
 1. publishes the same real messages through MQTT at QoS 1 (:func:`replay.publish`), in the
    replayer's event-time order, paced at :data:`RATE_PER_S` messages per second; at the same
    time, and paced over the same duration, it publishes the TabFormer card stream with
-   injected scenarios (:func:`iotflink.transactions.build_stream`, ~20k events) to
+   injected scenarios (:func:`iotflink.simulation.transactions.build_stream`, ~20k events) to
    ``transactions`` with an idempotent kafka-python producer (:class:`_TxnPublisher`);
 2. both publishers pause after :data:`FAULT_AT` of their stream (a gate, so the fault point
    does not depend on how fast the machine is); once those readings are in
    ``sensor-readings`` and the window job has committed output (a checkpoint completed), the
    publishers resume, and as soon as the first reading after the pause is in Kafka (the MQTT
    publisher, which reconnects after its pause, is streaming again) the test injects the
-   fault with :mod:`iotflink.chaos`: ``kill -9`` of the
+   fault with :mod:`iotflink.simulation.chaos`: ``kill -9`` of the
    TaskManager running the window job (one of two, as a lost host), the job failing over to the
    other TaskManager's free slots, then a new TaskManager; a Kafka broker restart; a Mosquitto restart; ``kill -9`` of
    Mosquitto then a new one; ``kill -9`` of the bridge then a new one. A bridge that exited by itself meanwhile (status 3: Kafka did not
    confirm within its delivery timeout) is started again by the test, as a supervisor would;
-   nothing in the stack does that today (see ``iotflink.chaos``);
+   nothing in the stack does that today (see ``iotflink.simulation.chaos``);
 3. finishes the replay, waits until every published ``(device_id, seq)`` is in
    ``sensor-readings`` and the job's consumer group has committed the end of every partition
    (a checkpoint after the last record), stops the job with a drained savepoint (the maximum
@@ -62,16 +62,16 @@ What is compared, and why it is deterministic:
 ``kill -9`` of Mosquitto: the broker cannot save in that case, so what survives is what its
 last save wrote (deploy/mosquitto.conf: a save once 100 changes to its store piled up).
 Messages acknowledged to the publisher since the last save can be lost: at most
-:data:`iotflink.chaos.MOSQUITTO_KILL_WINDOW`. The run asserts that bound (``KILL-MOSQUITTO`` line: lost of acknowledged)
+:data:`iotflink.simulation.chaos.MOSQUITTO_KILL_WINDOW`. The run asserts that bound (``KILL-MOSQUITTO`` line: lost of acknowledged)
 and, if a reading was lost, compares the aggregates with an aggregation of the readings that
 arrived instead of the baseline (still exact). :func:`test_kill_mosquitto_keeps_the_queue_of_a_stopped_bridge`
 covers the other case: the bridge stopped, every message acknowledged and queued for its
 session, then ``kill -9``: none may be lost beyond the same bound, none dropped (Mosquitto's
-``$SYS`` drop counter, :mod:`iotflink.broker_stats`).
+``$SYS`` drop counter, :mod:`iotflink.runtime.broker_stats`).
 
 Recovery time (printed, one line per fault, ``RECOVERY ...``): from the kill / stop signal to
 the first new committed record downstream of the faulted service, sampled every 0.2 s from the
-topics' read_committed end offsets (:class:`iotflink.chaos.OutputMonitor`):
+topics' read_committed end offsets (:class:`iotflink.simulation.chaos.OutputMonitor`):
 ``sensor-aggregates`` for the TaskManager and Kafka faults (exactly-once output appears at a
 checkpoint, so this includes up to one checkpoint interval, :data:`CHECKPOINT_MS`), and
 ``sensor-readings`` for the Mosquitto and bridge faults (the job keeps running; the first
@@ -146,12 +146,13 @@ from collections import Counter
 
 import pytest
 
-from iotflink import chaos, kafka_io
-from iotflink.flinkctl import FlinkCtl
-from iotflink.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
+from iotflink import kafka_io
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
-from iotflink.stack import Stack, wait_for
-from iotflink.transactions import build_stream, ground_truth
+from iotflink.simulation import chaos
+from iotflink.simulation.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
+from iotflink.simulation.transactions import build_stream, ground_truth
 from jobs.rules import alert_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

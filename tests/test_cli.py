@@ -1,5 +1,5 @@
 """Unit tests of the CLI's argument handling (``iotflink/cli.py``) and of the pure parts of
-``iotflink/backpressure.py`` and ``iotflink/flinkctl.py``: no stack, a fake of ``FlinkCtl``.
+``iotflink/runtime/backpressure.py`` and ``iotflink/runtime/flinkctl.py``: no stack, a fake of ``FlinkCtl``.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import logging
 
 import pytest
 
-from iotflink import backpressure, cli, flinkctl
+from iotflink import cli
 from iotflink.errors import JobError
+from iotflink.runtime import backpressure, flinkctl
 
 JID = "0123456789abcdef0123456789abcdef"
 JID2 = "fedcba9876543210fedcba9876543210"
@@ -18,7 +19,7 @@ JID2 = "fedcba9876543210fedcba9876543210"
 
 # --------------------------------------------------------------------------- dispatch with a fake
 class FakeCtl:
-    """What the CLI calls on :class:`iotflink.flinkctl.FlinkCtl`, recorded."""
+    """What the CLI calls on :class:`iotflink.runtime.flinkctl.FlinkCtl`, recorded."""
 
     jobs = [{"jid": JID, "name": "sensor_windows", "state": "RUNNING"},
             {"jid": JID2, "name": "sensor_windows", "state": "FINISHED"}]
@@ -458,7 +459,7 @@ def test_job_list_multi_line_root_exception_and_none():
 
 
 def test_demo_job_health_checks(health_ctl):
-    from iotflink import demo  # noqa: PLC0415
+    from iotflink.simulation import demo  # noqa: PLC0415
 
     checks = demo.job_health_checks(health_ctl, since_ms=0)
     assert checks == [

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from iotflink.errors import ConfigError
+from iotflink.runtime.stack import mosquitto_tls_conf, render_template
 from iotflink.settings import PROJECT_ROOT, BridgeSettings, StackSettings
-from iotflink.stack import mosquitto_tls_conf, render_template
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 #: Listener ports of Mosquitto: MQTT and MQTT over TLS (the only ports the host may publish).

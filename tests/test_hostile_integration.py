@@ -31,11 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 import paho.mqtt.client as mqtt
 import pytest
 
-from iotflink import kafka_io, rules_cli
-from iotflink.flinkctl import FlinkCtl
-from iotflink.mqtt_auth import configure_paho
+from iotflink import kafka_io
+from iotflink.runtime import rules_cli
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.mqtt_auth import configure_paho
+from iotflink.runtime.stack import wait_for
 from iotflink.settings import RulesSettings
-from iotflink.stack import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -10,9 +10,9 @@ import stat
 import pytest
 
 from iotflink.cli import device_config_lines
-from iotflink.mqtt_auth import CredentialError, CredentialStore, render_acl
+from iotflink.runtime.mqtt_auth import CredentialError, CredentialStore, render_acl
+from iotflink.runtime.stack import mosquitto_tls_conf, mqtt_connect_packet
 from iotflink.settings import BridgeSettings, StackSettings
-from iotflink.stack import mosquitto_tls_conf, mqtt_connect_packet
 
 
 def _mode(path) -> int:

@@ -1,4 +1,4 @@
-"""Unit tests of iotflink.replay: rebasing, ordering, seeded delays (no services needed)."""
+"""Unit tests of iotflink.simulation.replay: rebasing, ordering, seeded delays (no services needed)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from bridge.contract import validate
-from iotflink import replay
 from iotflink.errors import ConfigError
-from iotflink.replay import DATA_DIR, WEEK_MS, build_messages, summarise, week_shift_ms
+from iotflink.simulation import replay
+from iotflink.simulation.replay import DATA_DIR, WEEK_MS, build_messages, summarise, week_shift_ms
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a Thursday
 

@@ -33,10 +33,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iotflink import demo
-from iotflink.flinkctl import FlinkCtl
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
-from iotflink.stack import Stack, free_port_settings
+from iotflink.simulation import demo
 from jobs.common import RESTART_STRATEGY, job_configuration
 
 CLUSTER_CONF = PROJECT_ROOT / "flink-conf" / "config.yaml"

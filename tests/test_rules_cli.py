@@ -1,4 +1,4 @@
-"""``rules validate / deploy / list / stop / render-ddl`` (iotflink/rules_cli.py).
+"""``rules validate / deploy / list / stop / render-ddl`` (iotflink/runtime/rules_cli.py).
 
 validate runs the real planner (local TableEnvironment, EXPLAIN against the Kafka DDL);
 deploy / list / stop run against a fake of the cluster's REST client, so they need no stack.
@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from iotflink import rules_cli
 from iotflink.errors import JobError
+from iotflink.runtime import rules_cli
 from iotflink.settings import PROJECT_ROOT, RulesSettings
 
 RULES_DIR = PROJECT_ROOT / "sql" / "rules"
@@ -63,7 +63,7 @@ def test_render_ddl_for_client_fills_every_placeholder():
 
 
 class FakeCtl:
-    """The parts of iotflink.flinkctl.FlinkCtl that rules_cli uses."""
+    """The parts of iotflink.runtime.flinkctl.FlinkCtl that rules_cli uses."""
 
     def __init__(self, jobs):
         self.jobs = jobs

@@ -1,7 +1,7 @@
 """The bearing rules on real FEMTO runs, against the plain-Python definition.
 
 The readings are built from ``data/femto/Bearing*_*.csv`` as the node publishes them
-(iotflink.replay.femto_rows; docs/CONTRACT.md: one message per vibration snapshot with h_rms_g,
+(iotflink.simulation.replay.femto_rows; docs/CONTRACT.md: one message per vibration snapshot with h_rms_g,
 v_rms_g, peak_abs_g in g; one message per second with temp_c in degrees C; day 0 at
 2012-03-01 UTC), in arrival order: by time, except that Bearing1_1's snapshots 2121 and 2122,
 whose clock is about 6 h early, arrive right after snapshot 2120. The three rules
@@ -9,7 +9,7 @@ whose clock is about 6 h early, arrive right after snapshot 2120. The three rule
 MiniCluster, in one job, on Bearing1_1 (7.8 h, the clock fault) and Bearing2_1 (2.5 h, the other
 operating condition), with the parameters of their headers and, for one run each of the spike and
 rise rules, other parameters (jobs.rules.with_params). The expected alerts come from
-iotflink.bearing, which computes the same definitions in plain Python over the CSV rows
+iotflink.testing.bearing, which computes the same definitions in plain Python over the CSV rows
 (watermark lateness, the median baseline after the run-in, spikes then first rise and spike
 episodes; rolling medians and high episodes).
 """
@@ -20,8 +20,8 @@ import json
 
 import pytest
 
-from iotflink import bearing as br
 from iotflink.settings import PROJECT_ROOT, RulesSettings
+from iotflink.testing import bearing as br
 from jobs.rules import BoundedRun, alert_id, local_env, parse_rule_file, run_bounded_many, with_params
 
 pytestmark = [pytest.mark.minicluster, pytest.mark.slow]

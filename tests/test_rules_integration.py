@@ -14,10 +14,11 @@ import io
 
 import pytest
 
-from iotflink import kafka_io, rules_cli
+from iotflink import kafka_io
+from iotflink.runtime import rules_cli
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
-from iotflink.stack import Stack, wait_for
-from iotflink.transactions import build_stream, ground_truth, publish
+from iotflink.simulation.transactions import build_stream, ground_truth, publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -36,9 +36,9 @@ from pathlib import Path
 import pytest
 
 from iotflink import kafka_io
-from iotflink.flinkctl import FlinkCtl
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
-from iotflink.stack import Stack, wait_for
 from jobs import sensor_windows as sw
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, aligned to the 60 s windows

@@ -1,4 +1,4 @@
-"""Every scenario of ``iotflink.scenarios`` as a test: its short run on the stack the
+"""Every scenario of ``iotflink.simulation.scenarios`` as a test: its short run on the stack the
 integration modules share (Kafka and the Flink cluster on free ports, tests/conftest.py), and
 the claim it checks must hold.
 
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from iotflink import scenarios
-from iotflink.scenarios import business_day, fleet, fleet_job, patient_vitals, payment_fraud, smart_meter
+from iotflink.simulation import scenarios
+from iotflink.simulation.scenarios import business_day, fleet, fleet_job, patient_vitals, payment_fraud, smart_meter
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 SHARED_STACK = True
@@ -197,7 +197,7 @@ def test_scenario_after_the_others_claim_holds(stack, name):
 def fault_stack(tmp_path_factory):
     """A stack of its own (every service, free ports) for the scenarios that kill a service:
     the shared stack's services must not be stopped or restarted."""
-    from iotflink.stack import Stack, free_port_settings  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
 
     st = Stack(free_port_settings(tmp_path_factory.mktemp("fault-stack") / "run"))
     try:

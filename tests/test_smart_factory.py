@@ -3,8 +3,8 @@ mapping, the latency percentiles, the value accounting and the exactness checks.
 
 import pytest
 
-from iotflink.scenarios import SCENARIOS
-from iotflink.scenarios.smart_factory import (
+from iotflink.simulation.scenarios import SCENARIOS
+from iotflink.simulation.scenarios.smart_factory import (
     accounting,
     cpu_shares,
     due_wall_ms,

@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts of ``iotflink/stack.py`` (no service is started)."""
+"""Unit tests of the pure parts of ``iotflink/runtime/stack.py`` (no service is started)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import re
 import pytest
 import yaml
 
-from iotflink import cli, stack
+from iotflink import cli
 from iotflink.errors import ConfigError
+from iotflink.runtime import stack
 from iotflink.settings import StackSettings
 
 #: What ``kafka-storage format -t`` accepts: 22 URL-safe base64 characters, not read as an option.

@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 
 from iotflink.settings import PROJECT_ROOT, RulesSettings, TransactionSettings
-from iotflink.transactions import SCENARIO_RULES, build_stream, ground_truth, load_tabformer, main
+from iotflink.simulation.transactions import SCENARIO_RULES, build_stream, ground_truth, load_tabformer, main
 from jobs.rules import BoundedRun, alert_id, local_env, parse_rule_file, run_bounded_many
 
 CFG = TransactionSettings.from_env({})

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from iotflink import kafka_io
-from iotflink.stack import Stack, wait_for
-from iotflink.vnodes import NodeSpec, build, run_nodes
+from iotflink.runtime.stack import Stack, wait_for
+from iotflink.simulation.vnodes import NodeSpec, build, run_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_shared_clock_nodes_stamp_like_the_replayer_and_pace_together(stack, vno
     whole-week shift from the same ``now``: the demo computes the clock's origin and the NAB
     outage row in Python from those), and a node whose data begin after the origin starts late
     by ``(first - origin) / speedup`` wall seconds."""
-    from iotflink.replay import load_dataset  # noqa: PLC0415
+    from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
 
     cfg = stack.s
     before = stack.bridge_stats()["forwarded"]

@@ -1,4 +1,4 @@
-"""Unit tests of iotflink.vnodes: the demo's node specs and their command lines (no services)."""
+"""Unit tests of iotflink.simulation.vnodes: the demo's node specs and their command lines (no services)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from iotflink.replay import load_dataset
 from iotflink.settings import WindowJobSettings
-from iotflink.vnodes import DEMO_NAB_OUTAGE_AFTER_MS, NodeSpec, add_parser, default_demo_specs
+from iotflink.simulation.replay import load_dataset
+from iotflink.simulation.vnodes import DEMO_NAB_OUTAGE_AFTER_MS, NodeSpec, add_parser, default_demo_specs
 
 NOW = 1_795_325_989_769  # a fixed wall time (2026-11-22), so the whole-week shift is fixed
 

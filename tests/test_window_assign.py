@@ -271,7 +271,7 @@ def test_heartbeats_move_the_watermark_exactly_as_an_idle_timeout_would(steps):
 
 
 def test_demo_window_job_env_is_accepted_at_every_parallelism():
-    from iotflink.demo import DEFAULT_PARALLELISM, window_job_env  # noqa: PLC0415
+    from iotflink.simulation.demo import DEFAULT_PARALLELISM, window_job_env  # noqa: PLC0415
 
     assert DEFAULT_PARALLELISM == 2
     assert window_job_env(1) == {"IOTFLINK_JOB_PARALLELISM": "1"}  # keeps the idle timeout

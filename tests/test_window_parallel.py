@@ -58,10 +58,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from iotflink import kafka_io
-from iotflink.flinkctl import FlinkCtl
 from iotflink.kafka_io import HEARTBEAT_DEVICE, PartitionClock, heartbeat_value
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import free_port, wait_for
 from iotflink.settings import Topics, WindowJobSettings
-from iotflink.stack import free_port, wait_for
 from jobs import sensor_windows as sw
 
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(900)]

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from iotflink import kafka_io
-from iotflink.flinkctl import FlinkCtl
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.stack import wait_for
 from iotflink.settings import WindowJobSettings
-from iotflink.stack import wait_for
 from jobs import sensor_windows as sw
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

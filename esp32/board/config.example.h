@@ -11,7 +11,7 @@
 #define FW_MQTT_URI "mqtt://192.168.1.10:1883"
 
 // Identity. The broker refuses anonymous clients: each node has its own credential, made by
-//   python -m iotflink.cli device add esp32-node-1
+//   iotflink device add esp32-node-1
 // which prints these three lines (username = device id; the broker lets it publish only on
 // sensors/<device id>/telemetry). Device id: topic sensors/{id}/telemetry, [A-Za-z0-9_.-]{1,64}.
 #define FW_DEVICE_ID "esp32-node-1"
@@ -20,7 +20,7 @@
 
 // TLS (mqtts:// URIs): PEM text of the CA certificate that signed the broker's certificate
 // (the local stack's <run dir>/mosquitto/tls/ca.crt, or deploy/secrets/tls/ca.crt of
-// `python -m iotflink.cli tls init`), as one string literal with \n line ends. The node then
+// `iotflink tls init`), as one string literal with \n line ends. The node then
 // verifies the broker and its host name. Empty: no CA (plain mqtt:// only).
 #define FW_MQTT_CA_PEM ""
 

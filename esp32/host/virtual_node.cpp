@@ -10,7 +10,7 @@
 //                [--username U --password-file F] [--cafile CA.crt]
 //
 // Credential: the project's broker refuses anonymous clients; --username is the device id
-// and --password-file the file `python -m iotflink.cli device add ID` made (the password stays
+// and --password-file the file `iotflink device add ID` made (the password stays
 // off the command line). --cafile turns on MQTT over TLS, verifying the broker against it.
 //
 // Batches (--samples-per-message N, 1..100, default 1): N consecutive samples go in one MQTT

@@ -7,7 +7,7 @@
 --   event-time order. One alert per spike episode. Deploy it to confirm a failure in its last
 --   minutes; for an early warning deploy bearing_impact_rise and bearing_vibration_rise
 --   (README, "Bearing rules across bearings").
--- definition (what iotflink/bearing.py recomputes in plain Python):
+-- definition (what iotflink/testing/bearing.py recomputes in plain Python):
 --   first_ts  = event time of the device's first reading (vibration or temperature);
 --   baseline  = median h_rms_g of the vibration messages with event time in
 --               [first_ts + run_in_s, first_ts + run_in_s + baseline_s): a window that starts

@@ -8,7 +8,7 @@
 --   they raise its RMS (R. B. Randall, J. Antoni, "Rolling element bearing diagnostics - A
 --   tutorial", Mechanical Systems and Signal Processing 25 (2011) 485-520). Deploy it with
 --   bearing_vibration_rise for an early warning (README, "Bearing rules across bearings").
--- definition (what iotflink/bearing.py recomputes in plain Python; bearing_vibration_rise's
+-- definition (what iotflink/testing/bearing.py recomputes in plain Python; bearing_vibration_rise's
 --   definition on peak_abs_g instead of h_rms_g):
 --   first_ts  = event time of the device's first reading (vibration or temperature);
 --   baseline  = median peak_abs_g of the vibration messages with event time in

@@ -6,7 +6,7 @@
 --   Deploy it with bearing_impact_rise for an early warning (minutes to hours before failure
 --   on the bearings that degrade gradually); bearing_failure confirms a failure in its last
 --   minutes (README, "Bearing rules across bearings").
--- definition (what iotflink/bearing.py recomputes in plain Python):
+-- definition (what iotflink/testing/bearing.py recomputes in plain Python):
 --   first_ts  = event time of the device's first reading (vibration or temperature);
 --   baseline  = median h_rms_g of the vibration messages with event time in
 --               [first_ts + run_in_s, first_ts + run_in_s + baseline_s) (after the run-in);

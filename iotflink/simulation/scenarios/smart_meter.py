@@ -19,7 +19,7 @@ full run is 1,000 meters x 1,000 intervals (10.4 days) = 1,000,000 readings (20 
 The local days cross the start of daylight saving time in ``Europe/Berlin`` on 2026-03-29
 (a 23 h billing day; IANA tz database).
 
-Path: a paho publisher (:class:`iotflink.chaos.ContinuousPublisher`, one MQTT connection per
+Path: a paho publisher (:class:`iotflink.simulation.chaos.ContinuousPublisher`, one MQTT connection per
 concentrator, QoS 1) paces the messages over ``publish_s`` seconds, interleaved so that every
 concentrator's message ``k`` goes out before any message ``k + 1``; Mosquitto; the bridge
 (ack to MQTT only after Kafka); ``sensor-readings``; two instances of ``jobs/sensor_windows``
@@ -37,16 +37,16 @@ partitions idle while the source worked through another partition's fetched back
 watermark ran up to two days of event time ahead and 155,200 of the 1,000,000 readings went to
 ``sensor-late`` in one run (counted there, so the accounting closed, but missing from the bills).
 
-Faults (:mod:`iotflink.chaos`), while the publisher runs:
+Faults (:mod:`iotflink.simulation.chaos`), while the publisher runs:
 
-1. once a quarter of the messages are acknowledged, :func:`iotflink.chaos.kill_bridge`
+1. once a quarter of the messages are acknowledged, :func:`iotflink.simulation.chaos.kill_bridge`
    (``kill -9``, a new bridge): the messages the bridge had written to Kafka but not yet
    acknowledged are delivered again (QoS 1, persistent session), so ``sensor-readings`` holds
    copies of those samples (as many as were in that state at the kill: possibly none);
 2. once a third are acknowledged, and as soon as the at-least-once instance has written
    aggregates since its last completed checkpoint with the next checkpoint at least 2 s away
    (the case in which a failure duplicates output: a kill right after a checkpoint would
-   duplicate nothing), :func:`iotflink.chaos.kill_taskmanager` (``kill -9``, a new
+   duplicate nothing), :func:`iotflink.simulation.chaos.kill_taskmanager` (``kill -9``, a new
    TaskManager); both jobs restart from their last checkpoint.
 
 Independent computation (:func:`reference_totals`, no Flink): each interval's local date from
@@ -80,10 +80,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, start_window_jobs
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, start_window_jobs
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def interval_kwh(rng: random.Random, scale: float, local_hour: float) -> float:
 class Batch:
     """One MQTT message of a concentrator: ``device_id``, ``seq`` (of its first sample),
     ``samples`` (``[{"ts": epoch ms, "readings": {sensor: kWh}}]``); ``topic`` and
-    ``payload_bytes()`` as :class:`iotflink.replay.Message` has them (for the publisher)."""
+    ``payload_bytes()`` as :class:`iotflink.simulation.replay.Message` has them (for the publisher)."""
 
     device_id: str
     seq: int
@@ -358,8 +358,8 @@ class UncheckpointedOutput:
 def _wait_committed(bootstrap: str, group: str, ends: Mapping[int, int], topic: str, timeout_s: float) -> None:
     """Poll until ``group`` committed at least ``ends`` (partition -> offset) on ``topic``
     (the Flink Kafka source commits at each completed checkpoint)."""
-    from iotflink.chaos import committed_offsets  # noqa: PLC0415
-    from iotflink.stack import wait_for  # noqa: PLC0415
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
+    from iotflink.simulation.chaos import committed_offsets  # noqa: PLC0415
 
     def done() -> bool:
         got = committed_offsets(bootstrap, group)
@@ -374,8 +374,9 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
         ScenarioError: a job failed or the publisher failed; TimeoutError: a stage did not
             finish in time; IotFlinkError: a fault could not be injected.
     """
-    from iotflink import chaos, kafka_io  # noqa: PLC0415
-    from iotflink.stack import wait_for  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
+    from iotflink.simulation import chaos  # noqa: PLC0415
 
     cfg = stack.s
     t_run = time.monotonic()
@@ -591,13 +592,13 @@ SCENARIO = Scenario(NAME, "1 million meter readings through MQTT, the bridge and
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.scenarios.smart_meter [--meters N] [--concentrators N] [--intervals N]
+    """``python -m iotflink.simulation.scenarios.smart_meter [--meters N] [--concentrators N] [--intervals N]
     [--publish-s S] [--short] [--no-results]``: run the scenario with this plan; exit status 0
     when every check held, 1 otherwise."""
-    from iotflink.scenarios import report  # noqa: PLC0415
-    from iotflink.scenarios.base import write_results  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.simulation.scenarios import report  # noqa: PLC0415
+    from iotflink.simulation.scenarios.base import write_results  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n\n")[0])
     p.add_argument("--meters", type=int, default=FULL.meters)

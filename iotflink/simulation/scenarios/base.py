@@ -3,7 +3,7 @@ run a window job over a scenario's own readings topic on the local stack.
 
 A scenario is a :class:`Scenario`: a name, a one-line summary and a ``run(stack, short, say)``
 function that publishes the scenario's data, runs the real job(s) on ``stack`` (a started
-:class:`iotflink.stack.Stack`), prints what happened through ``say`` and returns an
+:class:`iotflink.runtime.stack.Stack`), prints what happened through ``say`` and returns an
 :class:`Outcome`: the checks of the example's claim and the figures it measured.
 """
 
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
+from iotflink.runtime.stack import wait_for
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
-from iotflink.stack import wait_for
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Scenario:
         name: the CLI name (``patient-vitals``).
         summary: one line for ``scenario list``.
         run: ``run(stack, short, say) -> Outcome``; ``short`` = the shorter run of the tests.
-        services: the stack services it needs (names of :data:`iotflink.stack.SERVICES`).
+        services: the stack services it needs (names of :data:`iotflink.runtime.stack.SERVICES`).
     """
 
     name: str
@@ -168,7 +168,7 @@ class WindowJobs:
     """Window job instances submitted over one readings topic (:func:`start_window_jobs`).
 
     Fields:
-        ctl: the cluster's :class:`iotflink.flinkctl.FlinkCtl`.
+        ctl: the cluster's :class:`iotflink.runtime.flinkctl.FlinkCtl`.
         topic: the readings topic every instance reads.
         cfgs: instance name -> its settings.
         jobs: instance name -> Flink job id (emptied once the jobs are stopped).
@@ -194,7 +194,7 @@ def submit_all(ctl, jobs: Mapping[str, tuple[str, list[str], Mapping[str, str]]]
     time starting a JVM and planning, so they overlap well); returns name -> job id.
 
     Args:
-        ctl: a :class:`iotflink.flinkctl.FlinkCtl`.
+        ctl: a :class:`iotflink.runtime.flinkctl.FlinkCtl`.
         jobs: name -> ``(job module under jobs/, job arguments, IOTFLINK_* overrides)``.
     Raises:
         JobError / ConfigError: a submission failed (the jobs that were submitted are cancelled).
@@ -232,7 +232,7 @@ def start_window_jobs(stack: Stack, topic: str, instances: Mapping[str, Mapping[
     Raises:
         JobError / ConfigError: submission failed, or invalid settings.
     """
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415 - the CLI imports this package
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415 - the CLI imports this package
 
     ctl = FlinkCtl(stack.s)
     envs = {name: {**env, "IOTFLINK_WINDOW_INSTANCE": name, "IOTFLINK_TOPIC_READINGS": topic}

@@ -28,11 +28,11 @@ import math
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from iotflink.replay import DATA_DIR
-from iotflink.scenarios.base import Outcome, Say, Scenario, run_window_jobs
+from iotflink.simulation.replay import DATA_DIR
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, run_window_jobs
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 NAME = "business-day"
 ZONE = "America/New_York"

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from iotflink.errors import ConfigError, IotFlinkError
-from iotflink.mqtt_auth import Credential, CredentialStore, configure_paho
+from iotflink.runtime.mqtt_auth import Credential, CredentialStore, configure_paho
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ def publish(
     Args:
         messages: from :func:`build_messages`.
         host / port: the MQTT broker.
-        credentials: device id -> :class:`~iotflink.mqtt_auth.Credential` for every device in
+        credentials: device id -> :class:`~iotflink.runtime.mqtt_auth.Credential` for every device in
             ``messages`` (``Stack.provision`` or ``CredentialStore.get``); a None value connects
             that device without a credential (only for a broker that allows anonymous clients).
         ca_file: CA certificate to verify the broker's TLS certificate; None = plain MQTT.
@@ -505,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.replay ...``: the same as ``iotflink replay ...``."""
+    """``python -m iotflink.simulation.replay ...``: the same as ``iotflink replay ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["replay", *(sys.argv[1:] if argv is None else argv)])

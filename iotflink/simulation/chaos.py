@@ -1,7 +1,7 @@
 """Fault injection on the local stack, with timing facts: the building blocks of the
 fault tests (``tests/test_chaos.py``) and of ``bench/recovery_bench.py``.
 
-Faults (each kills or stops one service of :class:`iotflink.stack.Stack`, starts it again,
+Faults (each kills or stops one service of :class:`iotflink.runtime.stack.Stack`, starts it again,
 waits until it is ready and returns a :class:`FaultTiming`):
 
 - :func:`kill_taskmanager`: ``kill -9`` of a TaskManager's process group (the
@@ -63,9 +63,9 @@ from pathlib import Path
 from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
-from iotflink.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import StackSettings
-from iotflink.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _restart(stack: Stack, timing: FaultTiming, ready_timeout_s: float,
 
 
 def _taskmanager_ids(stack: Stack) -> set[str]:
-    from iotflink.stack import _http_json  # noqa: PLC0415 - the stack's loopback JSON helper
+    from iotflink.runtime.stack import _http_json  # noqa: PLC0415 - the stack's loopback JSON helper
 
     return {tm["id"] for tm in _http_json(f"{stack.s.flink_rest_url}/taskmanagers").get("taskmanagers", [])}
 
@@ -159,7 +159,7 @@ def _taskmanager_ids(stack: Stack) -> set[str]:
 def _job_on(stack: Stack, job_id: str, fault_epoch_ms: int, dead_id: str | None) -> bool:
     """True when job ``job_id`` entered RUNNING after ``fault_epoch_ms`` and every one of its
     subtasks is RUNNING on a TaskManager other than ``dead_id``."""
-    from iotflink.stack import _http_json  # noqa: PLC0415
+    from iotflink.runtime.stack import _http_json  # noqa: PLC0415
 
     info = _http_json(f"{stack.s.flink_rest_url}/jobs/{job_id}")
     if info.get("state") != "RUNNING" or info.get("timestamps", {}).get("RUNNING", 0) <= fault_epoch_ms:
@@ -537,7 +537,7 @@ def job_restarts(ctl, job_id: str) -> int:
 
 
 class ContinuousPublisher(threading.Thread):
-    """Publishes ``messages`` (replayer :class:`~iotflink.replay.Message` objects) at QoS 1 at a
+    """Publishes ``messages`` (replayer :class:`~iotflink.simulation.replay.Message` objects) at QoS 1 at a
     constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
     faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
     (a Mosquitto restart) and re-sends un-acked messages. Each device publishes over its own
@@ -645,7 +645,7 @@ def run(args: argparse.Namespace) -> int:
             timing = FAULT_FUNCTIONS[args.fault](stack, down_for_s=args.down_s)
         out = timing.to_dict()
         if args.job:
-            from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+            from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
 
             t = wait_job_recovered(FlinkCtl(stack.s), args.job, timing.fault_epoch_ms, args.timeout_s)
             out["job_running_s"] = round(t - timing.t_fault, 3)
@@ -657,7 +657,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.chaos ...``: the same as ``iotflink chaos ...``."""
+    """``python -m iotflink.simulation.chaos ...``: the same as ``iotflink chaos ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["chaos", *(sys.argv[1:] if argv is None else argv)])

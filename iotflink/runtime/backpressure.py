@@ -195,7 +195,7 @@ def resolve_jobs(ctl, job: str | None = None) -> list[dict]:
     """The jobs to report on, as ``/jobs/overview`` entries (``jid``, ``name``, ``state``).
 
     Args:
-        ctl: a :class:`iotflink.flinkctl.FlinkCtl` (only ``list_jobs`` is used).
+        ctl: a :class:`iotflink.runtime.flinkctl.FlinkCtl` (only ``list_jobs`` is used).
         job: a job id (32 hex digits), a job name, or None for every RUNNING job.
 
     Raises:
@@ -329,7 +329,7 @@ def job_report(ctl, job_id: str, bootstrap: str | None, group: str | None = None
     """Read one job's backpressure, task metrics and source lag.
 
     Args:
-        ctl: a :class:`iotflink.flinkctl.FlinkCtl` (its ``rest`` and ``job`` are used).
+        ctl: a :class:`iotflink.runtime.flinkctl.FlinkCtl` (its ``rest`` and ``job`` are used).
         job_id: the job's id.
         bootstrap: Kafka ``host:port`` for the topics' end offsets (None: no lag).
         group: consumer group whose broker-side committed offsets are added (optional).

@@ -30,7 +30,7 @@ Rules (``h`` is ``h_rms_g`` in g, ``temp`` is ``temp_c`` in degrees C):
   before the RMS grows (R. B. Randall, J. Antoni, "Rolling element bearing diagnostics - A
   tutorial", Mechanical Systems and Signal Processing 25 (2011) 485-520).
 
-Readings are those the node publishes (:func:`iotflink.replay.femto_rows`), in arrival order;
+Readings are those the node publishes (:func:`iotflink.simulation.replay.femto_rows`), in arrival order;
 as the rule jobs do, a reading at or behind the watermark (highest event time seen minus the
 out-of-orderness bound) is late and not used.
 
@@ -51,7 +51,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from iotflink.replay import DATA_DIR, FEMTO_BEARINGS, femto_rows
+from iotflink.simulation.replay import DATA_DIR, FEMTO_BEARINGS, femto_rows
 
 #: Flink MATCH_RECOGNIZE WITHIN of the spike-then-rise pattern, s (the pattern's 60 s).
 WITHIN_S = 60

@@ -27,7 +27,7 @@ Files, all under the auth directory (``StackSettings.mqtt_auth_dir``, default
     acl                   Mosquitto's ACL file, rendered from the above
 
 Mosquitto reads ``passwd`` and ``acl`` at start and again on ``SIGHUP``
-(:meth:`iotflink.stack.Stack.reload_mosquitto`); on that reload Mosquitto 2.0 also
+(:meth:`iotflink.runtime.stack.Stack.reload_mosquitto`); on that reload Mosquitto 2.0 also
 disconnects a connected client whose username is no longer in the password file. So adding
 or revoking a credential takes effect without a broker restart.
 
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 #: Roles a credential can have.
 ROLES = ("device", "bridge", "monitor")
 #: The broker's own counters (messages dropped for full queues, stored messages, uptime), which
-#: a ``monitor`` credential may read (iotflink/broker_stats.py).
+#: a ``monitor`` credential may read (iotflink/runtime/broker_stats.py).
 SYS_FILTER = "$SYS/broker/#"
 #: Topic filter every bridge may read, and the device pattern of the ACL (``%u`` = username).
 TELEMETRY_FILTER = "sensors/+/telemetry"
@@ -121,7 +121,7 @@ class CredentialStore:
 
     Every change (:meth:`add`, :meth:`ensure`, :meth:`revoke`) holds an exclusive file lock
     on ``auth_dir/.lock`` and re-renders ``passwd`` and ``acl``; the broker sees the change
-    after a ``SIGHUP`` (:meth:`iotflink.stack.Stack.reload_mosquitto`).
+    after a ``SIGHUP`` (:meth:`iotflink.runtime.stack.Stack.reload_mosquitto`).
 
     Raises (every method): :class:`CredentialError`.
     """
@@ -318,7 +318,7 @@ def render_acl(bridges: Iterable[str], monitors: Iterable[str] = ()) -> str:
     explicit ``deny`` on ``sensors/{name}/telemetry`` (Mosquitto checks denials first), so the
     one topic the pattern would give it stays closed.
     """
-    out = ["# Rendered by iotflink.mqtt_auth; do not edit (iotflink device add|revoke).",
+    out = ["# Rendered by iotflink.runtime.mqtt_auth; do not edit (iotflink device add|revoke).",
            "# Devices: publish only on their own telemetry topic (%u = the authenticated username).",
            f"pattern write {DEVICE_WRITE_PATTERN}", ""]
     for name in bridges:

@@ -15,7 +15,7 @@ Jobs (``jobs/rules.py``, one rule each, on the scenario's own topics):
 
 - event time: ``sql/rules/card_failed_burst.sql`` (``MATCH_RECOGNIZE`` ordered by event
   time, emits when the watermark passes the third failure: exact, the audit record);
-- processing time: ``iotflink/scenarios/sql/card_failed_burst_proctime.sql``, the same
+- processing time: ``iotflink/simulation/scenarios/sql/card_failed_burst_proctime.sql``, the same
   pattern ordered by ``PROCTIME()``: it emits when the third failure arrives.
 
 Measured: per fast-path alert, the Kafka timestamp of the alert record minus the Kafka
@@ -39,11 +39,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, submit_all
-from iotflink.stack import wait_for
+from iotflink.runtime.stack import wait_for
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, submit_all
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 NAME = "payment-fraud"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -122,7 +122,7 @@ def run(stack: Stack, short: bool, say: Say) -> Outcome:
     from kafka import KafkaProducer  # noqa: PLC0415
 
     from iotflink import kafka_io  # noqa: PLC0415
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
 
     rate, duration, bursts = (SHORT_RATE_PER_S, SHORT_DURATION_S, SHORT_BURSTS) if short else \
         (RATE_PER_S, DURATION_S, BURSTS)

@@ -10,7 +10,7 @@ windows of 60 min sliding by 5 min (:data:`FULL`: 1,000 trucks, 720,000 events i
 parallelism 2, checkpoints every 30 s; ``--short`` 100 trucks, parallelism 1, every 5 s).
 The events are generated inside the job (Flink's ``datagen``): one window of events as fast as
 the job takes them (the fill), then the fleet's real rate (one event per truck every 5 s).
-Three jobs run side by side (:mod:`iotflink.scenarios.fleet_job`, RocksDB, exactly-once
+Three jobs run side by side (:mod:`iotflink.simulation.scenarios.fleet_job`, RocksDB, exactly-once
 checkpoints every ``interval_s``):
 
 * ``fleet-raw-full``: the raw window data (every reading of the window kept,
@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, ScenarioError
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 NAME = "fleet"
 JOB_SCRIPT = Path(__file__).resolve().parent / "fleet_job.py"
@@ -152,8 +152,8 @@ def run_fleet(stack: Stack, plan: FleetPlan, say: Say) -> Outcome:
     Raises:
         ScenarioError: a job failed; TimeoutError: the fill or the checkpoints took too long.
     """
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.stack import wait_for  # noqa: PLC0415
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
 
     ctl = FlinkCtl(stack.s)
     t_run = time.monotonic()

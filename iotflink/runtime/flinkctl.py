@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iotflink.errors import JobError
+from iotflink.runtime.stack import Stack, flink_home
 from iotflink.settings import PROJECT_ROOT, StackSettings
-from iotflink.stack import Stack, flink_home
 
 log = logging.getLogger(__name__)
 

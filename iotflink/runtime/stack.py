@@ -8,7 +8,7 @@ file under ``StackSettings.run_dir``::
       pids/     kafka.pid, mosquitto.pid, flink-jobmanager.pid, flink-taskmanager.pid
       kafka/    server.properties, log4j2.properties, data/ (KRaft log, formatted once)
       mosquitto/ mosquitto.conf, data/ (persistent sessions),
-                auth/ (credentials: passwd, acl, clients/*.password; iotflink.mqtt_auth),
+                auth/ (credentials: passwd, acl, clients/*.password; iotflink.runtime.mqtt_auth),
                 tls/ (local CA and server certificate, with IOTFLINK_MQTT_TLS=true)
       flink/    conf/ (rendered from flink-conf/), checkpoints/, savepoints/,
                 taskmanager-<i>/ (TaskManager i's local state, as on its own host: tmp/ = its
@@ -24,7 +24,7 @@ Start, stop and status cover every instance.
 
 :func:`start` is idempotent (a service that already answers is left alone) and waits for real
 readiness: Kafka answers a metadata request, Mosquitto answers an MQTT CONNECT (refusing an
-anonymous one: every client needs a credential, see :mod:`iotflink.mqtt_auth`), the Flink REST
+anonymous one: every client needs a credential, see :mod:`iotflink.runtime.mqtt_auth`), the Flink REST
 API lists every TaskManager instance's resource id (``/taskmanagers``) and slots. A failure raises
 :class:`~iotflink.errors.StackError` naming the service and its log file.
 """
@@ -53,12 +53,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from iotflink import mqtt_auth
 from iotflink.errors import StackError
+from iotflink.runtime import mqtt_auth
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
 if TYPE_CHECKING:
-    from iotflink.broker_stats import BrokerCounters
+    from iotflink.runtime.broker_stats import BrokerCounters
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
 
 #: MQTT username of the stack's ``monitor`` credential: reads Mosquitto's ``$SYS`` counters
-#: (:meth:`Stack.mosquitto_counters`) and nothing else (iotflink/mqtt_auth.py).
+#: (:meth:`Stack.mosquitto_counters`) and nothing else (iotflink/runtime/mqtt_auth.py).
 MQTT_MONITOR_USER = "iotflink-monitor"
 
 #: Seconds each service gets to become ready.
@@ -190,12 +190,12 @@ def render_template(text: str, **values: object) -> str:
 
 def mosquitto_tls_conf(cert_dir: Path | None) -> str:
     """The TLS lines of deploy/mosquitto.conf's listener: ``cafile``, ``certfile``, ``keyfile``
-    and TLS 1.2 or newer from ``cert_dir`` (:func:`iotflink.mqtt_auth.make_ca`'s files), or
+    and TLS 1.2 or newer from ``cert_dir`` (:func:`iotflink.runtime.mqtt_auth.make_ca`'s files), or
     a comment saying the listener is plain MQTT when ``cert_dir`` is None."""
     if cert_dir is None:
         return "# plain MQTT (IOTFLINK_MQTT_TLS=false): the listener is on loopback only"
     return "\n".join([
-        "# MQTT over TLS only (IOTFLINK_MQTT_TLS=true); certificates of the local CA (iotflink/mqtt_auth.py)",
+        "# MQTT over TLS only (IOTFLINK_MQTT_TLS=true); certificates of the local CA (iotflink/runtime/mqtt_auth.py)",
         f"cafile {cert_dir}/ca.crt", f"certfile {cert_dir}/server.crt", f"keyfile {cert_dir}/server.key",
         "tls_version tlsv1.2"])
 
@@ -436,7 +436,7 @@ class Stack:
             # import jobs/, udfs/, iotflink/ from it; `flink run -pyfs` ships them as well
             "python.client.executable": sys.executable,
         })
-        text = "# Rendered by iotflink.stack from flink-conf/config.yaml; do not edit.\n"
+        text = "# Rendered by iotflink.runtime.stack from flink-conf/config.yaml; do not edit.\n"
         text += yaml.safe_dump(conf, default_flow_style=False, sort_keys=False, width=10_000)
         (self.flink_conf_dir / "config.yaml").write_text(text)
         for name in ("log4j-console.properties", "log4j-cli.properties"):
@@ -761,7 +761,7 @@ class Stack:
         Returns:
             ``{username: Credential}``.
         Raises:
-            iotflink.mqtt_auth.CredentialError: a bad name.
+            iotflink.runtime.mqtt_auth.CredentialError: a bad name.
             TimeoutError: Mosquitto did not accept a new credential within ``timeout_s``.
         """
         creds, created = self.credentials.ensure(usernames, role=role)
@@ -778,7 +778,7 @@ class Stack:
         refused.
 
         Raises:
-            iotflink.mqtt_auth.CredentialError: no active credential of that name.
+            iotflink.runtime.mqtt_auth.CredentialError: no active credential of that name.
             TimeoutError: the old password was still accepted after ``timeout_s``.
         """
         old = self.credentials.get(username)
@@ -790,7 +790,7 @@ class Stack:
     def mosquitto_counters(self, mqtt_username: str | None = None, mqtt_password: str | None = None,
                            fresh: bool = True) -> BrokerCounters:
         """Mosquitto's ``$SYS`` counters: messages dropped for a full client queue, messages
-        stored, uptime (:func:`iotflink.broker_stats.read_broker_counters`).
+        stored, uptime (:func:`iotflink.runtime.broker_stats.read_broker_counters`).
 
         Args:
             mqtt_username / mqtt_password: an MQTT account that may read ``$SYS/broker/#``
@@ -800,7 +800,7 @@ class Stack:
         Raises:
             BrokerStatsError: the counters could not be read.
         """
-        from iotflink.broker_stats import read_broker_counters  # noqa: PLC0415
+        from iotflink.runtime.broker_stats import read_broker_counters  # noqa: PLC0415
 
         if mqtt_username is None:
             cred = self.credentials.get(MQTT_MONITOR_USER, role="monitor")

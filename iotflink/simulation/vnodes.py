@@ -6,7 +6,7 @@ firmware core plus libmosquitto: it plays a project data file as its sensor, pub
 message at QoS 1 (MQTT v5) on ``sensors/{device_id}/telemetry`` per docs/CONTRACT.md, keeps
 unacknowledged messages in its bounded outbox (also during a simulated outage) and persists its
 sequence numbers in a file. Each node authenticates with its device's credential
-(:mod:`iotflink.mqtt_auth`; the password file's path is passed, never the password).
+(:mod:`iotflink.runtime.mqtt_auth`; the password file's path is passed, never the password).
 
 Timestamps: each node shifts its data set by whole weeks so that the data set's last event falls
 in the week before the node starts (contract "Replay time"), so every ``ts`` lies in
@@ -33,7 +33,7 @@ Accounting (the summary of :class:`NodeResult`):
 
 Usage::
 
-    from iotflink.vnodes import NodeSpec, run_nodes
+    from iotflink.simulation.vnodes import NodeSpec, run_nodes
     results = run_nodes([NodeSpec("nab-machine"), NodeSpec("femto-b1_1", outage_at=1000,
                          outage_s=100)], host="127.0.0.1", port=1883, run_dir=Path(".run"))
     published = sum(r.published for r in results)
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iotflink.errors import IotFlinkError
-from iotflink.mqtt_auth import CredentialError, CredentialStore
+from iotflink.runtime.mqtt_auth import CredentialError, CredentialStore
 from iotflink.settings import PROJECT_ROOT, StackSettings, mqtt_auth_dir
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class NodeSpec:
         max_inflight: unacked QoS 1 messages at most (also capped by the broker's Receive
             Maximum).
         now_ms: wall time (epoch ms) the node computes its whole-week replay shift from
-            (:func:`iotflink.replay.week_shift_ms`); None = the node's own clock at start.
+            (:func:`iotflink.simulation.replay.week_shift_ms`); None = the node's own clock at start.
         pace_origin_ms: with ``speedup > 0``, the origin of a shared event-time clock (epoch
             ms, replay time): a reading of event time ``t`` is due ``max(0, t - origin) /
             speedup`` s after the node starts. Nodes started together with the same origin,
@@ -279,7 +279,7 @@ class NodeGroup:
             exe: the virtual node executable (default: :func:`build` it if missing).
             reset_seq: delete the seq files first, so each device starts at seq 0 (otherwise it
                 continues above its previous run, as a rebooted board does).
-            auth_dir: the broker's credentials (:class:`iotflink.mqtt_auth.CredentialStore`);
+            auth_dir: the broker's credentials (:class:`iotflink.runtime.mqtt_auth.CredentialStore`);
                 default the stack's, ``run_dir/mosquitto/auth``. Every device needs an active
                 credential there (``Stack.provision`` or ``python -m iotflink.cli device add``).
             ca_file: CA certificate for MQTT over TLS (``StackSettings.mqtt_ca_file``); None =
@@ -460,7 +460,7 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
                      outage_s=100.0 if femto_outage is not None else 0.0, samples_per_message=k),
             NodeSpec("occupancy-office", speedup=speedup, limit=limit, samples_per_message=k),
         ]
-    from iotflink.replay import load_dataset  # noqa: PLC0415
+    from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
 
     now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     origin = load_dataset("occupancy", now)[0][0]

@@ -2,7 +2,7 @@
 
 ``iotflink scenario list`` shows them, one line each;
 ``iotflink scenario NAME [--short]`` (or ``make scenario NAME=...``) starts the
-local stack's services the scenario needs (:class:`iotflink.stack.Stack`, left running
+local stack's services the scenario needs (:class:`iotflink.runtime.stack.Stack`, left running
 afterwards; ``make down`` stops it), publishes the scenario's data (real data from ``data/``
 where the project has it, seeded generated data otherwise), runs the real job(s) on the
 cluster, prints what happened and checks the example's claim. The measured figures go to
@@ -21,7 +21,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios import (
+from iotflink.simulation.scenarios import (
     black_friday,
     business_day,
     fleet,
@@ -30,7 +30,7 @@ from iotflink.scenarios import (
     smart_factory,
     smart_meter,
 )
-from iotflink.scenarios.base import RESULTS_DIR, Outcome, Scenario, write_results
+from iotflink.simulation.scenarios.base import RESULTS_DIR, Outcome, Scenario, write_results
 
 if TYPE_CHECKING:
     from iotflink.settings import StackSettings
@@ -65,7 +65,7 @@ def run(name: str, cfg: StackSettings, short: bool = False, results: bool = True
         KeyError: no scenario ``name``.
         IotFlinkError: the stack did not start or a job failed.
     """
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
 
     scenario = SCENARIOS[name]
     stack = Stack(cfg)

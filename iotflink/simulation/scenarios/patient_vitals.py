@@ -29,10 +29,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, run_window_jobs
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, run_window_jobs
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 NAME = "patient-vitals"
 SENSOR = "heart_rate_bpm"

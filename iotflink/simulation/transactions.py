@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m iotflink.transactions ...``: the same as ``iotflink transactions ...``."""
+    """``python -m iotflink.simulation.transactions ...``: the same as ``iotflink transactions ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["transactions", *(sys.argv[1:] if argv is None else argv)])

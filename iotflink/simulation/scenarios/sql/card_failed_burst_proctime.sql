@@ -1,6 +1,6 @@
 -- rule: card_failed_burst_proctime
 -- detects: 3 or more failed (declined) transactions on one card within 5 minutes, in processing
---   time: the fast path of the payment-fraud scenario (iotflink/scenarios/payment_fraud.py). Same
+--   time: the fast path of the payment-fraud scenario (iotflink/simulation/scenarios/payment_fraud.py). Same
 --   pattern as sql/rules/card_failed_burst.sql, ordered by arrival (PROCTIME()) instead of event
 --   time, so a match is emitted when its third failure arrives, without waiting for the watermark;
 --   the event-time rule stays the exact record for audit.

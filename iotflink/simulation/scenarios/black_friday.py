@@ -15,7 +15,7 @@ spike on a job that holds 80,000/min, at a rate this 2-core machine runs beside 
 Measured while it runs: the source's consumer lag (records in the topic minus records the
 source has read, sampled every :data:`SAMPLE_S` s; Flink's metric store refreshes every 10 s,
 so a sample can be that old), and from the end of the spike the report of
-``iotflink.cli backpressure`` (:func:`iotflink.backpressure.job_report`), taken again while the
+``iotflink.cli backpressure`` (:func:`iotflink.runtime.backpressure.job_report`), taken again while the
 backlog drains, at least 10 s apart (the metric store's refresh), until one shows HIGH upstream
 of the slow sink (at most :data:`MAX_REPORTS`).
 
@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, finish_window_jobs, start_window_jobs
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, finish_window_jobs, start_window_jobs
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 NAME = "black-friday"
 TOPIC = "scenario-black-friday"
@@ -68,7 +68,7 @@ MAX_REPORTS = 4
 def upstream_backpressured(report, levels: tuple[str, ...] = ("LOW", "HIGH")) -> list[str]:
     """``"<level> <vertex name>"`` for each vertex upstream of the slow sink's vertex
     (``PythonCalc``) whose backpressure level in ``report``
-    (:class:`iotflink.backpressure.JobReport`) is one of ``levels`` (Flink: LOW = backpressured
+    (:class:`iotflink.runtime.backpressure.JobReport`) is one of ``levels`` (Flink: LOW = backpressured
     10-50 % of the time, HIGH = over 50 %)."""
     slow_v = next((v for v in report.vertices if "PythonCalc" in v.name), None)
     ups = report.upstream_of(slow_v.id) if slow_v else []
@@ -145,7 +145,8 @@ class Load:
 def run(stack: Stack, short: bool, say: Say) -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: a 25 s spike instead of 60 s,
     after 4 s of baseline instead of 10 s."""
-    from iotflink import backpressure, kafka_io  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
+    from iotflink.runtime import backpressure  # noqa: PLC0415
 
     spike_s, pre_s = (SHORT_SPIKE_S, SHORT_PRE_S) if short else (SPIKE_S, PRE_S)
     base_rate, spike_rate = BASELINE_FACTOR * CAPACITY_PER_S, SPIKE_FACTOR * CAPACITY_PER_S

@@ -42,7 +42,7 @@ Measured (printed and written to ``bench/results/scenario-smart-factory.json``):
   node ended) and what the rest of the machine used (other work), with the load average.
 
 Usage: ``iotflink scenario smart-factory [--short]`` (2,000 sensors for 300 s, or 200 for 30 s),
-or ``python -m iotflink.scenarios.smart_factory --sensors 1000 --duration-s 300 --bridges 2``
+or ``python -m iotflink.simulation.scenarios.smart_factory --sensors 1000 --duration-s 300 --bridges 2``
 (``make smart-factory ARGS="..."``).
 """
 
@@ -63,10 +63,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.scenarios.base import Outcome, Say, Scenario, ScenarioError
+from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 
 if TYPE_CHECKING:
-    from iotflink.stack import Stack
+    from iotflink.runtime.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -364,12 +364,12 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             did not finish in time.
     """
     from iotflink import kafka_io  # noqa: PLC0415
-    from iotflink.demo import reset_topics, window_job_env  # noqa: PLC0415
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.replay import load_dataset  # noqa: PLC0415
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
+    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
     from iotflink.settings import WindowJobSettings  # noqa: PLC0415
-    from iotflink.stack import wait_for  # noqa: PLC0415
-    from iotflink.vnodes import NodeGroup, NodeSpec  # noqa: PLC0415
+    from iotflink.simulation.demo import reset_topics, window_job_env  # noqa: PLC0415
+    from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
+    from iotflink.simulation.vnodes import NodeGroup, NodeSpec  # noqa: PLC0415
 
     cfg = stack.s
     now_ms = int(time.time() * 1000)
@@ -575,13 +575,13 @@ SCENARIO = Scenario(NAME, "2,000 bearing sensors at 10 Hz (20,000 readings/s) fo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.scenarios.smart_factory [--sensors N] [--duration-s S] [--hz F]
+    """``python -m iotflink.simulation.scenarios.smart_factory [--sensors N] [--duration-s S] [--hz F]
     [--samples-per-message N] [--bridges N] [--parallelism N] [--no-results]``: run the scenario
     with these settings; exit status 0 when every check held, 1 otherwise."""
-    from iotflink.scenarios import report  # noqa: PLC0415
-    from iotflink.scenarios.base import write_results  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.stack import Stack  # noqa: PLC0415
+    from iotflink.simulation.scenarios import report  # noqa: PLC0415
+    from iotflink.simulation.scenarios.base import write_results  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="smart-factory", description=__doc__.split("\n\n")[0])
     p.add_argument("--sensors", type=int, default=DEFAULT_SENSORS)

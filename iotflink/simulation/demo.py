@@ -10,7 +10,7 @@ Steps (each prints a progress line):
    bridge's watermark heartbeats move quiet partitions, README "The late split is exact"),
    and deploy the detection rules (``sql/rules/*.sql``, one MATCH_RECOGNIZE job per rule);
 3. play NAB machine temperature, FEMTO Bearing1_1 and UCI occupancy through MQTT with three
-   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.vnodes``) on one shared
+   virtual ESP32 nodes (the firmware core + libmosquitto, ``iotflink.simulation.vnodes``) on one shared
    event-time clock at :data:`DEFAULT_VNODE_SPEEDUP` x; the NAB node has a 10 h connectivity
    outage (event time), and its store-and-forward outbox flushes the queued readings on
    reconnect with their original timestamps: late data downstream. With
@@ -32,7 +32,7 @@ Steps (each prints a progress line):
    value in ``sensor-readings`` is counted in exactly one of an aggregate's ``count`` or
    ``sensor-late``; that the broker refused an anonymous client and the spoofed reading;
    that Mosquitto dropped no message for a full session queue during the run (its
-   ``$SYS`` counter, :mod:`iotflink.broker_stats`); and that no job of this run is FAILED
+   ``$SYS`` counter, :mod:`iotflink.runtime.broker_stats`); and that no job of this run is FAILED
    or restarting (the root exception of each one that is: :func:`job_health_checks`).
 
 If the window job ends FAILED (its failure-rate restart strategy gave up, e.g. on a poison
@@ -56,18 +56,18 @@ from pathlib import Path
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
-from iotflink.flinkctl import FlinkCtl
-from iotflink.mqtt_auth import Credential, configure_paho
-from iotflink.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
+from iotflink.runtime.flinkctl import FlinkCtl
+from iotflink.runtime.mqtt_auth import Credential, configure_paho
+from iotflink.runtime.stack import Stack, wait_for
 from iotflink.settings import PROJECT_ROOT, StackSettings, WindowJobSettings
-from iotflink.stack import Stack, wait_for
+from iotflink.simulation.replay import DEVICE_FEMTO, DEVICE_NAB, DEVICE_OCCUPANCY
 
 log = logging.getLogger(__name__)
 
 #: Default speedup of the virtual nodes: the shared clock's 8 days (occupancy's first reading to
 #: FEMTO's last) in about 140 s, and the NAB node's 10 h outage lasts 7.2 s, longer than the
 #: bridge's 5 s heartbeat quiet period (and the window job's 5 s idle timeout at parallelism 1),
-#: so the other partitions move the watermark on meanwhile (iotflink.vnodes.default_demo_specs).
+#: so the other partitions move the watermark on meanwhile (iotflink.simulation.vnodes.default_demo_specs).
 DEFAULT_VNODE_SPEEDUP = 5000.0
 
 #: Default parallelism of the window job in the demo: 2, exact at any parallelism (see
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     _run_cli(["rules", "deploy"], stack)
 
     if args.source == "vnodes":
-        from iotflink.vnodes import default_demo_specs, run_nodes, totals  # noqa: PLC0415
+        from iotflink.simulation.vnodes import default_demo_specs, run_nodes, totals  # noqa: PLC0415
 
         speedup = DEFAULT_VNODE_SPEEDUP if args.speedup is None else args.speedup
         specs = default_demo_specs(limit=args.limit or None, speedup=speedup)
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         detail = f"{acct['dropped']} dropped at the nodes (outbox full)"
     else:
         summary_file = cfg.run_dir / "replay-summary.json"
-        replay_cmd = [sys.executable, "-m", "iotflink.replay", "--datasets", args.datasets,
+        replay_cmd = [sys.executable, "-m", "iotflink.simulation.replay", "--datasets", args.datasets,
                       "--speedup", str(args.speedup or 0.0), "--seed", str(args.seed),
                       "--delay-fraction", str(args.delay_fraction), "--delay-ms", str(args.delay_ms),
                       "--late-fraction", str(args.late_fraction), "--late-ms", str(args.late_ms),
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     _step(f"  bridge: forwarded {bst['forwarded']}, dead-lettered {bst['dead_lettered']}")
 
     _step("replaying TabFormer card transactions with injected fraud scenarios (seeded) ...")
-    subprocess.run([sys.executable, "-m", "iotflink.transactions"], check=True, cwd=PROJECT_ROOT,
+    subprocess.run([sys.executable, "-m", "iotflink.simulation.transactions"], check=True, cwd=PROJECT_ROOT,
                    env=stack.flink_env())
 
     readings_end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
@@ -454,7 +454,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iotflink.demo ...``: the same as ``iotflink demo ...``."""
+    """``python -m iotflink.simulation.demo ...``: the same as ``iotflink demo ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["demo", *(sys.argv[1:] if argv is None else argv)])

@@ -1,5 +1,5 @@
 """The fleet job of the ``fleet`` scenario (submitted with ``flink run -py``; see
-:mod:`iotflink.scenarios.fleet`): a fleet of trucks reporting every ``--period-s`` seconds,
+:mod:`iotflink.simulation.scenarios.fleet`): a fleet of trucks reporting every ``--period-s`` seconds,
 kept in sliding windows of ``--window-min`` minutes by ``--slide-min``, as Flink SQL (no Python
 on the hot path)::
 

@@ -1,7 +1,7 @@
 """``rules`` commands: validate, deploy, list and stop the SQL detection rules.
 
 The ``iotflink rules ...`` subcommands (:func:`add_parser`, :func:`run`; ``python -m
-iotflink.rules_cli ...`` is the same):
+iotflink.runtime.rules_cli ...`` is the same):
 
 - ``validate``: parse every ``sql/rules/*.sql`` (header: rule id, detects, params with
   their source) and plan it against the DDL (``sql/ddl.sql`` rendered with the Kafka
@@ -63,7 +63,7 @@ file (-f) is used as it is: it sets the job name `rule:<id>` and submits its
 
 
 def _stack_ctl():
-    from iotflink.flinkctl import FlinkCtl  # noqa: PLC0415 - imports the stack module
+    from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415 - imports the stack module
 
     return FlinkCtl(StackSettings.from_env())
 
@@ -272,10 +272,10 @@ def add_parser(cli_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def calibrate(out: TextIO | None = None) -> int:
     """``rules calibrate``: the card rules' figures (:func:`jobs.rules.calibrate_cards`, JSON) and
-    the bearing rules' calibration table (:mod:`iotflink.bearing`) on ``out`` (default stdout);
+    the bearing rules' calibration table (:mod:`iotflink.testing.bearing`) on ``out`` (default stdout);
     exit status 0."""
     out = out or sys.stdout
-    from iotflink import bearing  # noqa: PLC0415
+    from iotflink.testing import bearing  # noqa: PLC0415
     from jobs.rules import calibrate_cards  # noqa: PLC0415
 
     print(json.dumps({"cards": calibrate_cards()}, indent=2), file=out)
@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m iotflink.rules_cli ...``: the same as ``iotflink rules ...``."""
+    """``python -m iotflink.runtime.rules_cli ...``: the same as ``iotflink rules ...``."""
     from iotflink import cli  # noqa: PLC0415 - the CLI imports this module
 
     return cli.main(["rules", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,2 @@
+"""Reference implementations (oracles) and harnesses that tests and benchmarks compare the jobs
+against; no Flink job imports this package."""
