@@ -60,7 +60,8 @@ def confirm(result: dict, runs: list[br.BearingRun], cfg: RulesSettings) -> dict
     compare with the Python alerts. Returns ``{"runs", "rows", "seconds", "mismatches": [...]}``."""
     import tempfile  # noqa: PLC0415
 
-    from jobs.rules import BoundedRun, local_env, parse_rule_file, run_bounded_many, with_params  # noqa: PLC0415
+    from iotflink.testing.rules_harness import BoundedRun, run_bounded_many  # noqa: PLC0415
+    from jobs.rules import local_env, parse_rule_file, with_params  # noqa: PLC0415
 
     by_name = {r.name: r for r in runs}
     jobs, cases = [], []

@@ -1,2 +1,3 @@
 """MQTT-to-Kafka bridge: :mod:`bridge.contract` (validation, timestamps, dead letters) and
-:mod:`bridge.service` (the bridge process, ``python -m bridge``)."""
+:mod:`bridge.service` (the bridge process) and :mod:`bridge.cli` (``iotflink bridge``, also
+``python -m bridge``)."""

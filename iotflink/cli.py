@@ -5,7 +5,7 @@ venv activated it is ``.venv/bin/iotflink``; ``python -m iotflink.cli`` is the s
 
     iotflink stack start|stop|status     # the local stack
     iotflink topics                      # create the project's Kafka topics
-    iotflink job submit sensor_windows   # `flink run -py` to the cluster
+    iotflink job submit sensor_windows   # `flink run -py` to the cluster (a package: -pym)
     iotflink job submit sensor_windows --from-savepoint PATH [--allow-non-restored]
     IOTFLINK_WINDOW_INSTANCE=vitals IOTFLINK_WINDOW_KIND=sliding iotflink job submit sensor_windows
     iotflink job list | job cancel JOB
@@ -22,11 +22,12 @@ venv activated it is ``.venv/bin/iotflink``; ``python -m iotflink.cli`` is the s
     iotflink vnodes [--speedup X]        # the demo's virtual ESP32 nodes
     iotflink transactions [--jsonl FILE] # TabFormer card transactions into Kafka
     iotflink scenario list | scenario NAME [--short]   # worked examples, checked
+    iotflink bridge [--stats-file F] [--stats-interval-s S]   # the MQTT-to-Kafka bridge (python -m bridge)
 
 Every command's options: ``iotflink COMMAND --help``. The modules behind ``rules``, ``chaos``,
-``demo``, ``replay``, ``vnodes``, ``transactions`` and ``scenario`` each register their own subcommand
-(``add_parser(subparsers)``, which sets ``func``) and keep a ``python -m`` entry that runs the
-same parser.
+``demo``, ``replay``, ``vnodes``, ``transactions``, ``scenario`` and ``bridge`` each register their
+own subcommand (``add_parser(subparsers)``, which sets ``func``) and keep a ``python -m`` entry
+that runs the same parser.
 
 JOB is a job id (32 hex digits) or a job name (``pipeline.name``, e.g. ``sensor_windows``)
 that matches exactly one RUNNING job.
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     per command; each sets ``func`` (called with the parsed arguments, returns the exit
     status) and may set ``log_level`` (the root logger's level, default WARNING; ``-v``: DEBUG).
     """
+    from bridge import cli as bridge_cli  # noqa: PLC0415
     from iotflink.runtime import rules_cli  # noqa: PLC0415
     from iotflink.simulation import chaos, demo, replay, transactions, vnodes  # noqa: PLC0415
 
@@ -351,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("job", help="submit, list or cancel Flink jobs on the cluster")
     job_sub = p.add_subparsers(dest="action", required=True)
     j = job_sub.add_parser("submit", allow_abbrev=False,
-                           help="submit jobs/NAME.py detached (flink run -py); prints the job id",
+                           help="submit jobs/NAME.py (flink run -py) or the package jobs/NAME/ (-pym) detached; prints the job id",
                            usage="iotflink job submit NAME [--from-savepoint PATH [--allow-non-restored]] "
                                  "[job args ...] [-- job args ...]",
                            description="Other arguments, and every one after --, go to the job's main().")
-    j.add_argument("name", metavar="NAME", help="job module under jobs/ (e.g. sensor_windows)")
+    j.add_argument("name", metavar="NAME", help="job module or package under jobs/ (e.g. sensor_windows, rules)")
     j.add_argument("--from-savepoint", metavar="PATH", default=None,
                    help="resume from this savepoint or retained checkpoint")
     j.add_argument("-n", "--allow-non-restored", action="store_true",
@@ -418,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     vnodes.add_parser(sub)
     transactions.add_parser(sub)
+    bridge_cli.add_parser(sub)
     scenarios.add_parser(sub)  # scenario list | scenario NAME [--short] (iotflink/simulation/scenarios)
     # further commands register here the same way: module.add_parser(sub), which sets
     # func(args) -> exit status

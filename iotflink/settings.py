@@ -150,7 +150,7 @@ ENV_VARS: dict[str, str] = {
     # keyed dedup on (device_id, seq) in the window job (jobs/sensor_windows.py)
     "IOTFLINK_WINDOW_DEDUP": "true",
     # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
-    # processing time since the last copy); 1 h, see jobs/sensor_windows.py (dedup_ttl)
+    # processing time since the last copy); 1 h, see iotflink/testing/window_model.py (dedup_ttl)
     "IOTFLINK_DEDUP_TTL_MS": "3600000",
     # slow-sink demo switch: when set at submission, a Python UDF before the aggregates sink
     # sleeps IOTFLINK_SLOW_SINK_MS per row while this file exists; empty = off (JVM-only plan)
@@ -171,7 +171,7 @@ ENV_VARS: dict[str, str] = {
     # name of one of several window jobs run side by side: suffixes its pipeline name, consumer
     # group, transactional ids and output topics with -<name>; empty = the default job
     "IOTFLINK_WINDOW_INSTANCE": "",
-    # detection rules (jobs/rules.py, sql/rules/*.sql)
+    # detection rules (jobs/rules/, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
     "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
     "IOTFLINK_RULES_OUT_OF_ORDERNESS_MS": "10000",
@@ -788,7 +788,7 @@ def check_window_kind(kind: str, size_ms: int, slide_ms: int, time_zone: str) ->
 
 @dataclass(frozen=True)
 class RulesSettings:
-    """Settings of the detection rule jobs (``jobs/rules.py``, ``sql/rules/*.sql``).
+    """Settings of the detection rule jobs (``jobs/rules/``, ``sql/rules/*.sql``).
 
     The thresholds of each rule are literals in its ``.sql`` file (documented in its header),
     so that the same file runs unchanged in ``sql-client.sh``; these settings only wire the

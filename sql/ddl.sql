@@ -1,6 +1,6 @@
 -- DDL of the tables the detection rules (sql/rules/*.sql) read and write.
 --
--- This file is a template. `jobs/rules.py` (render_ddl) fills the placeholders listed below from
+-- This file is a template. `jobs/rules/ddl.py` (render_ddl) fills the placeholders listed below from
 -- iotflink.settings.RulesSettings; no host, topic or group id is written here. Render it with
 --     iotflink rules render-ddl RULE_ID > .run/sql/rules-init.sql
 -- and hand it to the stock SQL client as its init file (-i); see iotflink/runtime/rules_cli.py.

@@ -7,7 +7,7 @@ One stack (Kafka KRaft, Mosquitto, bridge, Flink JobManager + two TaskManagers,
 (``sensor-readings-<run>``, ``sensor-aggregates-<run>``, ``transactions-<run>``,
 ``alerts-<run>``, ``rules-late-<run>``, ...), consumer groups and transactional id prefixes: the
 bridge is restarted with the run's topics, and two jobs are submitted with ``flink run`` for
-it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (``jobs/rules.py
+it: ``jobs/sensor_windows`` (parallelism 1) and the rule ``card_failed_burst`` (``jobs/rules/
 --rule card_failed_burst``, as ``rules deploy`` submits it; parallelism 1, consumer group
 ``chaos-rules-<run>-card_failed_burst``). A run:
 

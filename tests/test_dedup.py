@@ -1,6 +1,6 @@
 """Unit tests of the dedup model of ``jobs/sensor_windows`` (plain functions, controlled clock).
 
-:func:`jobs.sensor_windows.dedup_step` is the model of the SQL dedup operator
+:func:`iotflink.testing.window_model.dedup_step` is the model of the SQL dedup operator
 (``COUNT(*) OVER (PARTITION BY device_id, seq ORDER BY PROCTIME())`` with state TTL); the
 MiniCluster tests check the job against it. Times are processing times in ms.
 """
@@ -11,7 +11,7 @@ import pytest
 
 from iotflink.errors import ConfigError
 from iotflink.settings import ENV_VARS, WindowJobSettings
-from jobs.sensor_windows import DedupEntry, dedup_expire, dedup_step, dedup_ttl, dedup_visible
+from iotflink.testing.window_model import DedupEntry, dedup_expire, dedup_step, dedup_ttl, dedup_visible
 
 TTL = 2_000
 

@@ -4,7 +4,7 @@ the state TTL really frees a key, and the plan is what the module doc says.
 Flink SQL state TTL runs on processing time (the TaskManager's wall clock), so the TTL test
 cannot fake the clock: it uses a 2 s TTL, waits on wall time (polling the committed output,
 then sleeping TTL + 1 s after the key's last copy was processed) and predicts the copy numbers
-with the plain model :func:`jobs.sensor_windows.dedup_step` fed with those times.
+with the plain model :func:`iotflink.testing.window_model.dedup_step` fed with those times.
 The job runs on RocksDB, the production state backend.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from iotflink.settings import WindowJobSettings
+from iotflink.testing import window_model
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 
@@ -145,7 +146,7 @@ def test_ttl_frees_the_key_so_a_copy_after_it_passes_again(t_env_factory):
     model = []
     for now, evs in ((0, a), (gap_ms, c)):
         for e in evs:
-            state, copy_no = sw.dedup_step(state, e["device_id"], e["seq"], now, TTL_MS)
+            state, copy_no = window_model.dedup_step(state, e["device_id"], e["seq"], now, TTL_MS)
             model.append((e["seq"], copy_no))
     assert [x for x in model if x[1] > 1] == [(d["seq"], d["copy_no"]) for d in dups]
     # seq 1 was let through twice (once per TTL period), seq 2 once; nothing late

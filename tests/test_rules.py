@@ -21,7 +21,8 @@ import pytest
 
 from iotflink.kafka_io import heartbeat_value
 from iotflink.settings import PROJECT_ROOT, RulesSettings
-from jobs.rules import BoundedRun, alert_id, discover_rules, local_env, parse_rule_file, run_bounded_many, split_statements
+from iotflink.testing.rules_harness import BoundedRun, run_bounded_many
+from jobs.rules import alert_id, discover_rules, local_env, parse_rule_file, split_statements
 
 pytestmark = pytest.mark.minicluster
 

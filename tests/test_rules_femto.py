@@ -22,7 +22,8 @@ import pytest
 
 from iotflink.settings import PROJECT_ROOT, RulesSettings
 from iotflink.testing import bearing as br
-from jobs.rules import BoundedRun, alert_id, local_env, parse_rule_file, run_bounded_many, with_params
+from iotflink.testing.rules_harness import BoundedRun, run_bounded_many
+from jobs.rules import alert_id, local_env, parse_rule_file, with_params
 
 pytestmark = [pytest.mark.minicluster, pytest.mark.slow]
 

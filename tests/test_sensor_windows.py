@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from iotflink.settings import WindowJobSettings
+from iotflink.testing import window_model
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 
@@ -110,13 +111,13 @@ def _run_bounded(cfg: WindowJobSettings, tmp: Path, events: list[dict]):
 def split_duplicates(events: list[dict]) -> tuple[list[dict], list[tuple[str, int, int]]]:
     """(first copies in input order, [(device_id, seq, copy_no) of every later copy]).
 
-    The dedup model (:func:`jobs.sensor_windows.dedup_step`) at one processing instant with a
+    The dedup model (:func:`iotflink.testing.window_model.dedup_step`) at one processing instant with a
     1 h TTL: nothing expires within a test run.
     """
     state: dict = {}
     unique, dups = [], []
     for e in events:
-        state, copy_no = sw.dedup_step(state, e["device_id"], e["seq"], 0, 3_600_000)
+        state, copy_no = window_model.dedup_step(state, e["device_id"], e["seq"], 0, 3_600_000)
         if copy_no == 1:
             unique.append(e)
         else:
@@ -136,8 +137,8 @@ def reference(events: list[dict], cfg: WindowJobSettings):
     late: list[dict] = []
     for e in events:
         for sensor, value in e["readings"].items():
-            start, end = sw.window_bounds(e["ts"], cfg.window_size_ms)
-            if sw.is_late(e["ts"], wm, cfg.window_size_ms, cfg.allowed_lateness_ms):
+            start, end = window_model.window_bounds(e["ts"], cfg.window_size_ms)
+            if window_model.is_late(e["ts"], wm, cfg.window_size_ms, cfg.allowed_lateness_ms):
                 late.append({"device_id": e["device_id"], "seq": e["seq"], "sensor": sensor, "ts": e["ts"],
                              "value": float(value), "window_start_ms": start, "window_end_ms": end,
                              "ingest_ms": e["ingest_ms"]})

@@ -18,7 +18,8 @@ import pytest
 
 from iotflink.settings import PROJECT_ROOT, RulesSettings, TransactionSettings
 from iotflink.simulation.transactions import SCENARIO_RULES, build_stream, ground_truth, load_tabformer, main
-from jobs.rules import BoundedRun, alert_id, local_env, parse_rule_file, run_bounded_many
+from iotflink.testing.rules_harness import BoundedRun, run_bounded_many
+from jobs.rules import alert_id, local_env, parse_rule_file
 
 CFG = TransactionSettings.from_env({})
 RULES = ("card_failed_burst", "card_address_change", "card_velocity")

@@ -31,6 +31,24 @@ def test_shared_clock_demo_specs():
     assert nab.outage_s / nab.speedup > WindowJobSettings().idleness_ms / 1000
 
 
+def test_paced_demo_nodes_wait_for_their_outbox():
+    """At speedup > 0 the demo's nodes get backpressure: NAB's backlog (rows before the shared
+    clock's origin, all due at once) and FEMTO's 8 h come faster than 20 messages in flight are
+    acknowledged, and a node on schedule would overflow its outbox."""
+    origin = load_dataset("occupancy", NOW)[0][0]
+    backlog = sum(ts < origin for ts, *_ in load_dataset("nab", NOW))
+    assert backlog > 128  # more than the outbox holds
+    for specs in (default_demo_specs(speedup=5000.0, now_ms=NOW), default_demo_specs(limit=50, speedup=5000.0)):
+        assert [s.backpressure for s in specs] == [True, True, True]
+        assert all("--backpressure" in s.argv(Path("/bin/vn"), "h", 1, Path("/tmp/s")) for s in specs)
+    # speedup 0 always waits for the outbox: no flag
+    assert not any(s.backpressure for s in default_demo_specs(speedup=0.0))
+    assert "--backpressure" not in NodeSpec("nab-machine", speedup=10.0).argv(Path("/bin/vn"), "h", 1,
+                                                                              Path("/tmp/s"))
+    with pytest.raises(ValueError, match="backpressure needs speedup"):
+        NodeSpec("nab-machine", backpressure=True).argv(Path("/bin/vn"), "h", 1, Path("/tmp/s"))
+
+
 def test_own_clock_specs_without_speedup():
     specs = default_demo_specs(limit=None, speedup=0.0)
     assert all(s.pace_origin_ms is None and s.now_ms is None for s in specs)

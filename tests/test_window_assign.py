@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from iotflink.errors import ConfigError, JobError
 from iotflink.kafka_io import PartitionClock
 from iotflink.settings import WindowJobSettings
+from iotflink.testing import window_model
 from jobs import common
 from jobs import sensor_windows as sw
 
@@ -38,32 +39,32 @@ MIN = 60_000
     ],
 )
 def test_window_bounds(ts, size, expected):
-    assert sw.window_bounds(ts, size) == expected
+    assert window_model.window_bounds(ts, size) == expected
 
 
 @pytest.mark.parametrize("size", [0, -1])
 def test_window_bounds_rejects_non_positive_size(size):
     with pytest.raises(ValueError):
-        sw.window_bounds(1, size)
+        window_model.window_bounds(1, size)
 
 
 def test_cleanup_time_is_max_timestamp_plus_lateness_and_saturates():
-    assert sw.cleanup_time(MIN, 0) == MIN - 1
-    assert sw.cleanup_time(MIN, 120_000) == MIN - 1 + 120_000
-    assert sw.cleanup_time(sw.LONG_MAX, 10) == sw.LONG_MAX
+    assert window_model.cleanup_time(MIN, 0) == MIN - 1
+    assert window_model.cleanup_time(MIN, 120_000) == MIN - 1 + 120_000
+    assert window_model.cleanup_time(window_model.LONG_MAX, 10) == window_model.LONG_MAX
 
 
 def test_is_late_boundaries():
     size, lateness = 10_000, 5_000
     # window [0, 10000): cleanup = 9999 + 5000 = 14999
-    assert sw.is_late(3_000, None, size, lateness) is False          # no watermark yet
-    assert sw.is_late(3_000, 14_998, size, lateness) is False        # one ms before cleanup
-    assert sw.is_late(3_000, 14_999, size, lateness) is True         # cleanup == watermark
-    assert sw.is_late(9_999, 14_999, size, lateness) is True         # whole window shares it
-    assert sw.is_late(10_000, 14_999, size, lateness) is False       # next window
-    assert sw.is_late(0, 9_998, size, 0) is False                    # no lateness: end - 1
-    assert sw.is_late(0, 9_999, size, 0) is True
-    assert sw.is_late(-1, -1, size, lateness) is False               # window [-10000, 0): 4999
+    assert window_model.is_late(3_000, None, size, lateness) is False          # no watermark yet
+    assert window_model.is_late(3_000, 14_998, size, lateness) is False        # one ms before cleanup
+    assert window_model.is_late(3_000, 14_999, size, lateness) is True         # cleanup == watermark
+    assert window_model.is_late(9_999, 14_999, size, lateness) is True         # whole window shares it
+    assert window_model.is_late(10_000, 14_999, size, lateness) is False       # next window
+    assert window_model.is_late(0, 9_998, size, 0) is False                    # no lateness: end - 1
+    assert window_model.is_late(0, 9_999, size, 0) is True
+    assert window_model.is_late(-1, -1, size, lateness) is False               # window [-10000, 0): 4999
 
 
 @pytest.mark.parametrize(("ms", "literal"), [

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from bridge import contract
 from iotflink.errors import ValidationError
 from iotflink.settings import WindowJobSettings
+from iotflink.testing import window_model
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 from tests.strategies import hostile_messages, valid_messages
@@ -154,10 +155,10 @@ def _reference_with_copies(events: list[dict], cfg: WindowJobSettings) -> tuple[
     for e in events:
         if id(e) in first:
             for sensor in e["readings"]:
-                if sw.is_late(e["ts"], wm, cfg.window_size_ms, cfg.allowed_lateness_ms):
+                if window_model.is_late(e["ts"], wm, cfg.window_size_ms, cfg.allowed_lateness_ms):
                     late.append((e["device_id"], e["seq"], sensor))
                 else:
-                    start, _ = sw.window_bounds(e["ts"], cfg.window_size_ms)
+                    start, _ = window_model.window_bounds(e["ts"], cfg.window_size_ms)
                     key = (e["device_id"], sensor, start)
                     counts[key] = counts.get(key, 0) + 1
         cand = e["ts"] - cfg.out_of_orderness_ms

@@ -5,7 +5,7 @@ The job is built with :func:`jobs.sensor_windows.build` exactly as ``main()`` bu
 ``tests/test_sensor_windows.py``: aggregates as a ``debezium-json`` changelog, late pairs as JSON
 lines, ``pipeline.auto-watermark-interval = 0`` so that at parallelism 1 the watermark a record
 is judged by is a pure function of the input order). :func:`reference` predicts the outputs:
-each value is exploded into its windows (:func:`jobs.sensor_windows.windows_of`); a pair is late
+each value is exploded into its windows (:func:`iotflink.testing.window_model.windows_of`); a pair is late
 iff its own window's cleanup time is at or before the watermark of the records before it.
 
 At parallelism 2 which pairs are late depends on timing (two flag subtasks, one window
@@ -31,6 +31,7 @@ import pytest
 
 from iotflink.errors import ConfigError
 from iotflink.settings import WindowJobSettings
+from iotflink.testing import window_model
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 from tests.test_sensor_windows import _committed_lines, _disordered, _event, _final_aggregates
@@ -55,14 +56,14 @@ def _daily(parallelism: int = 1, idleness_ms: int = 600_000) -> WindowJobSetting
 
 # --------------------------------------------------------------------------- window arithmetic
 def test_sliding_windows_of_a_value():
-    assert sw.sliding_windows(BASE + 4_500, SIZE, SLIDE) == [
+    assert window_model.sliding_windows(BASE + 4_500, SIZE, SLIDE) == [
         (BASE + 4_000, BASE + 14_000), (BASE + 2_000, BASE + 12_000), (BASE, BASE + 10_000),
         (BASE - 2_000, BASE + 8_000), (BASE - 4_000, BASE + 6_000)]
-    assert sw.sliding_windows(-1, 4, 2) == [(-2, 2), (-4, 0)]           # floor, as Flink
-    assert sw.sliding_windows(7, 5, 5) == [(5, 10)]                     # slide = size: tumbling
+    assert window_model.sliding_windows(-1, 4, 2) == [(-2, 2), (-4, 0)]           # floor, as Flink
+    assert window_model.sliding_windows(7, 5, 5) == [(5, 10)]                     # slide = size: tumbling
     for bad in ((10, 3), (0, 1), (10, 0)):
         with pytest.raises(ValueError):
-            sw.sliding_windows(0, *bad)
+            window_model.sliding_windows(0, *bad)
 
 
 def test_daily_window_has_local_midnights_and_dst_lengths():
@@ -70,19 +71,19 @@ def test_daily_window_has_local_midnights_and_dst_lengths():
     def at(y, m, d, h=12):
         return int(dt.datetime(y, m, d, h, tzinfo=ny).timestamp() * 1000)
     for (y, m, d), hours in (((2026, 3, 7), 24), ((2026, 3, 8), 23), ((2026, 11, 1), 25), ((2026, 11, 2), 24)):
-        start, end, day = sw.daily_window(at(y, m, d), NY)
+        start, end, day = window_model.daily_window(at(y, m, d), NY)
         assert (end - start) // HOUR == hours and day == f"{y}-{m:02d}-{d:02d}"
         assert start == at(y, m, d, 0)
-    start, end, _ = sw.daily_window(at(2026, 3, 8), NY)
-    assert sw.daily_window(start, NY)[2] == "2026-03-08" and sw.daily_window(end - 1, NY)[2] == "2026-03-08"
-    assert sw.daily_window(end, NY)[2] == "2026-03-09"
+    start, end, _ = window_model.daily_window(at(2026, 3, 8), NY)
+    assert window_model.daily_window(start, NY)[2] == "2026-03-08" and window_model.daily_window(end - 1, NY)[2] == "2026-03-08"
+    assert window_model.daily_window(end, NY)[2] == "2026-03-09"
 
 
 def test_window_kind_settings():
     cfg = WindowJobSettings.from_env({"IOTFLINK_WINDOW_KIND": "sliding", "IOTFLINK_WINDOW_SIZE_MS": "300000",
                                       "IOTFLINK_WINDOW_SLIDE_MS": "60000"})
     assert (cfg.window_kind, cfg.slide_ms) == ("sliding", 60_000)
-    assert len(sw.windows_of(BASE, cfg)) == 5
+    assert len(window_model.windows_of(BASE, cfg)) == 5
     assert WindowJobSettings.from_env({}).slide_ms == 60_000  # 0 = the size
     for env in ({"IOTFLINK_WINDOW_KIND": "hopping"},
                 {"IOTFLINK_WINDOW_KIND": "sliding", "IOTFLINK_WINDOW_SLIDE_MS": "7000"},       # 60 s / 7 s
@@ -94,7 +95,7 @@ def test_window_kind_settings():
         with pytest.raises(ConfigError):
             WindowJobSettings.from_env(env)
     daily = WindowJobSettings.from_env({"IOTFLINK_WINDOW_KIND": "daily", "IOTFLINK_WINDOW_TIME_ZONE": NY})
-    assert sw.windows_of(BASE, daily) == [sw.daily_window(BASE, NY)]
+    assert window_model.windows_of(BASE, daily) == [window_model.daily_window(BASE, NY)]
 
 
 def test_instances_get_their_own_group_transactions_and_topics():
@@ -147,8 +148,8 @@ def reference(events: list[dict], cfg: WindowJobSettings):
     late: list[dict] = []
     for e in events:
         for sensor, value in e["readings"].items():
-            for start, end, day in sw.windows_of(e["ts"], cfg):
-                if sw.window_is_late(end, wm, cfg.allowed_lateness_ms):
+            for start, end, day in window_model.windows_of(e["ts"], cfg):
+                if window_model.window_is_late(end, wm, cfg.allowed_lateness_ms):
                     row = {"device_id": e["device_id"], "seq": e["seq"], "sensor": sensor, "ts": e["ts"],
                            "value": float(value), "window_start_ms": start, "window_end_ms": end,
                            "ingest_ms": e["ingest_ms"]}
@@ -187,12 +188,12 @@ def _assert_accounting_closes(events: list[dict], final: dict, late: list[dict],
     pairs = 0
     for e in events:
         for sensor, value in e["readings"].items():
-            for start, _, _ in sw.windows_of(e["ts"], cfg):
+            for start, _, _ in window_model.windows_of(e["ts"], cfg):
                 pairs += 1
                 if (e["device_id"], e["seq"], sensor, start) not in late_keys:
                     expected.setdefault((e["device_id"], sensor, start), []).append(float(value))
     assert late_keys <= {(e["device_id"], e["seq"], s, w[0]) for e in events for s in e["readings"]
-                         for w in sw.windows_of(e["ts"], cfg)}
+                         for w in window_model.windows_of(e["ts"], cfg)}
     assert sum(a["count"] for a in final.values()) + len(late) == pairs
     assert {k: (a["count"], a["min"], a["max"]) for k, a in final.items()} == \
         {k: (len(v), min(v), max(v)) for k, v in expected.items()}
@@ -322,7 +323,7 @@ def _session(parallelism: int = 1, idleness_ms: int = 600_000) -> WindowJobSetti
 
 def session_reference(events: list[dict], cfg: WindowJobSettings):
     """Expected (sessions by (device, sensor, start), late rows) per :class:`SessionModel`."""
-    model = sw.SessionModel(cfg.window_gap_ms)
+    model = window_model.SessionModel(cfg.window_gap_ms)
     wm: int | None = None
     late: list[dict] = []
     for e in events:

@@ -27,7 +27,7 @@ import pytest
 
 from iotflink import kafka_io
 from iotflink.runtime.stack import wait_for
-from jobs import sensor_windows as sw
+from iotflink.testing import window_model
 from tests.test_window_parallel import BASE, OOO, PARTITIONS, _wait_watermark, start_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -68,8 +68,8 @@ def test_sliding_late_pairs_are_exact_at_parallelism_2(stack):
         for k in range(44):
             for dev, t in (("dB", 40 * S + k * 977), ("dC", 55 * S + k * 613), ("dA", 70 * S + k * 300)):
                 rec = writer.reading(dev, min(t, 83 * S), now)
-                for start, end, _ in sw.windows_of(rec["ts"], cfg):
-                    if sw.window_is_late(end, w, LATENESS):
+                for start, end, _ in window_model.windows_of(rec["ts"], cfg):
+                    if window_model.window_is_late(end, w, LATENESS):
                         expected_late |= {(dev, rec["seq"], s, start) for s in rec["readings"]}
         assert writer.tick(now) == {}
         writer.flush()
@@ -77,7 +77,7 @@ def test_sliding_late_pairs_are_exact_at_parallelism_2(stack):
             writer.heartbeat(part, BASE + 1_000 * S)
         writer.flush()
         _wait_watermark(ctl, job_id, BASE + 1_000 * S - OOO)
-        pairs = sum(len(r["readings"]) * len(sw.windows_of(r["ts"], cfg)) for r in writer.readings)
+        pairs = sum(len(r["readings"]) * len(window_model.windows_of(r["ts"], cfg)) for r in writer.readings)
 
         def complete() -> bool:
             aggs = kafka_io.latest_by_key(kafka_io.read_topic(bootstrap, topics.aggregates))
@@ -101,7 +101,7 @@ def test_sliding_late_pairs_are_exact_at_parallelism_2(stack):
     expected: dict[tuple, list[float]] = {}
     for r in writer.readings:
         for sensor, value in r["readings"].items():
-            for start, _, _ in sw.windows_of(r["ts"], cfg):
+            for start, _, _ in window_model.windows_of(r["ts"], cfg):
                 if (r["device_id"], r["seq"], sensor, start) not in expected_late:
                     expected.setdefault((r["device_id"], sensor, start), []).append(value)
     aggs = kafka_io.latest_by_key(kafka_io.read_topic(bootstrap, topics.aggregates)).values()

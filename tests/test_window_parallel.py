@@ -62,6 +62,7 @@ from iotflink.kafka_io import HEARTBEAT_DEVICE, PartitionClock, heartbeat_value
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import free_port, wait_for
 from iotflink.settings import Topics, WindowJobSettings
+from iotflink.testing import window_model
 from jobs import sensor_windows as sw
 
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -154,7 +155,7 @@ def _wait_watermark(ctl: FlinkCtl, job_id: str, at_least_ms: int, timeout_s: flo
 
 
 def _late_ref(ts: int, watermark: int) -> bool:
-    return sw.is_late(ts, watermark, SIZE, LATENESS)
+    return window_model.is_late(ts, watermark, SIZE, LATENESS)
 
 
 def start_job(stack, name: str, parallelism: int, **settings):
@@ -320,7 +321,7 @@ def test_late_split_is_exact_across_an_idle_active_switch(runs, parallelism):
     switch = out["switch"]
     assert sum(determined[k] for k in switch) > 30 and len(racy) > 40
     fired_within_lateness = [k for k in switch if not determined[k]
-                             and sw.window_bounds(by_key[k]["ts"], SIZE)[1] - 1 <= BASE + 82_000]
+                             and window_model.window_bounds(by_key[k]["ts"], SIZE)[1] - 1 <= BASE + 82_000]
     assert len(fired_within_lateness) > 10
 
     # every determined verdict is the reference's
@@ -332,7 +333,7 @@ def test_late_split_is_exact_across_an_idle_active_switch(runs, parallelism):
     for key, r in by_key.items():
         if key in late_readings:
             continue
-        start, _ = sw.window_bounds(r["ts"], SIZE)
+        start, _ = window_model.window_bounds(r["ts"], SIZE)
         for sensor, value in r["readings"].items():
             expected.setdefault((r["device_id"], sensor, start), []).append(value)
     got = {(a["device_id"], a["sensor"], a["window_start_ms"]): a for a in out["aggregates"].values()}

@@ -5,7 +5,7 @@ runs) with ``IOTFLINK_WINDOW_INSTANCE`` set: each job gets its own pipeline name
 group, transactional ids and output topics (created at submission), and both read the same
 ``sensor-readings``. Readings of two devices, in order (nothing late), then one reading per
 device far ahead that fires every window before it; each instance's aggregates equal the
-windows of its kind computed from the readings (:func:`jobs.sensor_windows.windows_of`), and
+windows of its kind computed from the readings (:func:`iotflink.testing.window_model.windows_of`), and
 the default job's topic stays empty.
 """
 
@@ -20,7 +20,7 @@ from iotflink import kafka_io
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import wait_for
 from iotflink.settings import WindowJobSettings
-from jobs import sensor_windows as sw
+from iotflink.testing import window_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -40,7 +40,7 @@ INSTANCES = {"tum": {**COMMON},
 def _expected(cfg: WindowJobSettings, readings: list[dict], fired_before_ms: int) -> dict[tuple, tuple]:
     out: dict[tuple, list[float]] = {}
     for r in readings:
-        for start, end, _ in sw.windows_of(r["ts"], cfg):
+        for start, end, _ in window_model.windows_of(r["ts"], cfg):
             if end <= fired_before_ms:
                 out.setdefault((r["device_id"], "temp", start), []).append(r["readings"]["temp"])
     return {k: (len(v), min(v), max(v)) for k, v in out.items()}

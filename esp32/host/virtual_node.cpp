@@ -6,7 +6,7 @@
 //                [--speedup X] [--limit N] [--outage-at N --outage-seconds S]
 //                [--seq-file PATH] [--client-id ID] [--max-inflight N] [--format json|senml]
 //                [--clock-late N] [--now-ms T] [--pace-origin-ms T] [--quiet]
-//                [--samples-per-message N]
+//                [--samples-per-message N] [--backpressure]
 //                [--username U --password-file F] [--cafile CA.crt]
 //
 // Credential: the project's broker refuses anonymous clients; --username is the device id
@@ -22,6 +22,14 @@
 // max(0, t - T) / X after start, so nodes started together with the same T, X and --now-ms
 // (the wall time the replay shift is computed from) share one event-time clock, as a real
 // fleet shares the wall clock; readings before T are due at once.
+//
+// Backpressure (--backpressure, with --speedup X > 0): pacing says when a reading is due at the
+// earliest; a node that falls behind (readings before --pace-origin-ms are all due at once, or
+// data due faster than the broker acknowledges) waits while its outbox is half full, as at
+// speedup 0, instead of playing on into a full outbox that drops the oldest. A replay's own
+// schedule then loses nothing; while offline (--outage-at) the outbox still fills and overflows
+// as on a board. Without it a paced node samples on schedule whatever the link does, as a board
+// does (the outbox drops the oldest when the broker falls behind, counted in drops.outbox).
 //
 // At exit it prints one JSON line to stdout (fields: esp32/README.md "Virtual node"):
 //   {"device_id":..,"published":N,"dropped":N,"first_seq":..,"last_seq":..,
@@ -76,6 +84,7 @@ struct Options {
   int64_t now_ms = -1;          // wall epoch ms for the replay shift; -1 = the real clock
   int64_t pace_origin_ms = -1;  // shared event-time clock origin (epoch ms); -1 = own uptime
   bool quiet = false;
+  bool backpressure = false;  // speedup > 0: wait while the outbox is half full (see above)
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -87,6 +96,7 @@ struct Options {
                "  [--username U --password-file F] [--cafile CA.crt]\n"
                "  [--max-inflight N] [--format json|senml] [--clock-late N]\n"
                "  [--now-ms T] [--pace-origin-ms T] [--quiet] [--samples-per-message N]\n"
+               "  [--backpressure]\n"
                "profiles: nab-machine, femto-b1_1, occupancy-office\n",
                why);
   std::exit(2);
@@ -120,6 +130,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--now-ms") o.now_ms = std::atoll(val().c_str());
     else if (a == "--pace-origin-ms") o.pace_origin_ms = std::atoll(val().c_str());
     else if (a == "--quiet") o.quiet = true;
+    else if (a == "--backpressure") o.backpressure = true;
     else if (a == "--format") {
       const std::string f = val();
       if (f == "json") o.format = fw::PayloadFormat::kContractJson;
@@ -140,6 +151,7 @@ Options parse(int argc, char** argv) {
     usage("--samples-per-message > 1 needs --format json");
   }
   if (o.pace_origin_ms >= 0 && o.speedup <= 0) usage("--pace-origin-ms needs --speedup > 0");
+  if (o.backpressure && o.speedup <= 0) usage("--backpressure needs --speedup > 0 (speedup 0 always waits)");
   if (o.password_file.size() && o.username.empty()) usage("--password-file needs --username");
   if (o.outage_at >= 0 && o.outage_seconds <= 0) usage("--outage-at needs --outage-seconds > 0");
   if (o.seq_file.empty()) o.seq_file = ".run/vnode-" + o.device + ".seq";
@@ -414,7 +426,9 @@ int main(int argc, char** argv) {
   // a full batch must fit below the high-water mark, or speedup 0 would wait for it forever
   const size_t kHighWater = std::max(fw::Outbox<128>::capacity() / 2,
                                      static_cast<size_t>(opt.samples_per_message));
-  constexpr auto kStallLimit = std::chrono::seconds(30);  // speedup 0: wait for a connection
+  constexpr auto kStallLimit = std::chrono::seconds(30);  // backpressure: wait for a connection
+  const bool backpressure = opt.speedup <= 0 || opt.backpressure;
+  Clock::duration waited{0};  // wall time spent waiting for the outbox (backpressure)
   // wait for the first CONNACK (bounded) so speedup 0 does not start offline
   for (int i = 0; i < 100 && !link.ready && !g_stop; ++i) link.service(50);
 
@@ -431,7 +445,8 @@ int main(int argc, char** argv) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(target - now);
         link.service(static_cast<int>(std::min<int64_t>(left.count() + 1, 100)));
       }
-    } else {  // as fast as possible, but let the outbox drain while online (backpressure)
+    }
+    if (backpressure) {  // let the outbox drain while online (speedup 0, or --backpressure)
       // Data time stands still while we wait, so waiting loses nothing: also wait while
       // (re)connecting, e.g. for the CONNACK after an outage, but at most kStallLimit without a
       // connection (broker gone: keep playing; the outbox then drops the oldest, counted).
@@ -440,6 +455,7 @@ int main(int argc, char** argv) {
         if (!link.ready && Clock::now() - stall_start > kStallLimit) break;
         link.service(100);
       }
+      waited += Clock::now() - stall_start;
     }
     if (opt.outage_at >= 0 && static_cast<long>(i) == opt.outage_at && !offline) {
       link.go_offline();
@@ -523,7 +539,7 @@ int main(int argc, char** argv) {
       "\"drops\":{\"buffer\":%u,\"outbox\":%u,\"clock\":%u,\"storage\":%u},"
       "\"sends\":%llu,\"rejected\":%llu,\"no_subscribers\":%llu,\"connects\":%llu,"
       "\"clock_jumps\":%u,\"spikes\":%u,\"sequence_matches\":%u,\"z_anomalies\":%u,"
-      "\"samples_per_message\":%d,\"wall_s\":%.3f}\n",
+      "\"samples_per_message\":%d,\"backpressure_s\":%.3f,\"wall_s\":%.3f}\n",
       opt.device.c_str(), static_cast<unsigned long long>(published),
       static_cast<unsigned long long>(dropped),
       have ? std::to_string(link.acked.front()).c_str() : "null",
@@ -535,6 +551,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(link.no_subscribers),
       static_cast<unsigned long long>(link.connects), g_node.clock().jumps(), ev.spikes,
       ev.sequence_matches, ev.z_anomalies, opt.samples_per_message,
+      std::chrono::duration<double>(waited).count(),
       std::chrono::duration<double>(Clock::now() - t0).count());
   std::fflush(stdout);
   return unsent == 0 ? 0 : 3;

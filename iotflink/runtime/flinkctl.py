@@ -4,6 +4,9 @@
 
     $FLINK_HOME/bin/flink run -d -py jobs/sensor_windows.py -pyfs .run/pyfiles.zip [args...]
 
+and a job that is a package (``jobs/rules/``) runs as a module from the same zip:
+``flink run -d -pym jobs.rules -pyfs .run/pyfiles.zip [args...]``
+
 with ``FLINK_CONF_DIR`` pointing at the stack's rendered configuration, so the client talks to
 the cluster's REST endpoint. ``pyfiles.zip`` holds the project's Python packages (``jobs``,
 ``udfs``, ``iotflink``, ``bridge``) and ships them to the Python workers of every TaskManager,
@@ -555,13 +558,14 @@ class FlinkCtl:
     def submit(self, name: str, extra_args: list[str] | None = None, savepoint: str | None = None,
                allow_non_restored: bool = False, env_overrides: dict[str, str] | None = None,
                timeout_s: float = 300.0) -> str:
-        """Submit ``jobs/<name>.py`` detached to the cluster; returns the job id.
+        """Submit ``jobs/<name>.py`` (or the package ``jobs/<name>/``, ``-pym jobs.<name>``)
+        detached to the cluster; returns the job id.
 
         For ``sensor_windows`` the job's output topics are created first if missing (those of
         its ``IOTFLINK_WINDOW_INSTANCE``, so window jobs can run side by side).
 
         Args:
-            name: module name under ``jobs/`` (e.g. ``"sensor_windows"``).
+            name: module or package name under ``jobs/`` (e.g. ``"sensor_windows"``, ``"rules"``).
             extra_args: arguments passed to the job's ``main()``.
             savepoint: resume from this savepoint or retained checkpoint path.
             allow_non_restored: allow savepoint state that maps to no operator (``-n``).
@@ -574,16 +578,17 @@ class FlinkCtl:
             StackError: Kafka refused to create an output topic.
         """
         script = PROJECT_ROOT / "jobs" / f"{name}.py"
-        if not script.exists():
-            raise JobError(f"no job module {script}")
+        package = PROJECT_ROOT / "jobs" / name / "__main__.py"
+        if not script.exists() and not package.exists():
+            raise JobError(f"no job module {script} or package {package.parent}")
         if name == "sensor_windows":  # its output topics, an instance's own (IOTFLINK_WINDOW_INSTANCE)
             from iotflink.settings import WindowJobSettings  # noqa: PLC0415
 
             job_env = {**self.stack.flink_env(), **(env_overrides or {})}
             self.stack.create_topics(names=WindowJobSettings.from_env(job_env).output_topics())
-        return self.submit_script(script, extra_args=extra_args, savepoint=savepoint,
-                                  allow_non_restored=allow_non_restored, env_overrides=env_overrides,
-                                  timeout_s=timeout_s)
+        entry = ["-py", str(script)] if script.exists() else ["-pym", f"jobs.{name}"]
+        return self._run(name, entry, extra_args=extra_args, savepoint=savepoint,
+                         allow_non_restored=allow_non_restored, env_overrides=env_overrides, timeout_s=timeout_s)
 
     def submit_script(self, script: Path, extra_args: list[str] | None = None, savepoint: str | None = None,
                       allow_non_restored: bool = False, env_overrides: dict[str, str] | None = None,
@@ -597,13 +602,23 @@ class FlinkCtl:
         """
         if not script.is_file():
             raise JobError(f"no job script {script}")
-        name = script.stem
+        return self._run(script.stem, ["-py", str(script)], extra_args=extra_args, savepoint=savepoint,
+                         allow_non_restored=allow_non_restored, env_overrides=env_overrides, timeout_s=timeout_s)
+
+    def _run(self, name: str, entry: list[str], extra_args: list[str] | None, savepoint: str | None,
+             allow_non_restored: bool, env_overrides: dict[str, str] | None, timeout_s: float) -> str:
+        """``flink run -d`` of ``entry`` (``-py SCRIPT`` or ``-pym MODULE``) with the project's
+        packages (``-pyfs``); returns the job id.
+
+        Raises:
+            JobError: ``flink run`` failed (its output quoted).
+        """
         argv = [str(flink_home() / "bin" / "flink"), "run", "-d"]
         if savepoint:
             argv += ["-s", savepoint]
             if allow_non_restored:
                 argv.append("-n")
-        argv += ["-py", str(script), "-pyfs", str(self.pyfiles_zip())]
+        argv += [*entry, "-pyfs", str(self.pyfiles_zip())]
         argv += list(extra_args or [])
         env = self.stack.flink_env()
         env.update(env_overrides or {})

@@ -8,7 +8,7 @@ iotflink.runtime.rules_cli ...`` is the same):
   settings) with EXPLAIN, on a local TableEnvironment (no cluster, no broker needed). A
   mistake prints ``path:line:column: message`` and the exit status is 1.
 - ``deploy [RULE ...]``: validate, then submit each rule that is not already running as its
-  own job ``rule:<id>`` (``flink run -d -py jobs/rules.py --rule <id>``). Running rules are
+  own job ``rule:<id>`` (``flink run -d -pym jobs.rules --rule <id>``). Running rules are
   left alone, so adding a rule = dropping a ``.sql`` file into ``sql/rules/`` and deploying.
 - ``list``: every rule file and the state and job id of its job (Flink REST
   ``/jobs/overview``).
@@ -77,8 +77,7 @@ def validate(cfg: RulesSettings, rules_dir: Path | None = None, out=sys.stdout) 
     if not paths:
         print(f"{directory}: no rule files", file=out)
         return 1
-    t_env = R.local_env()
-    _add_connector_jar(t_env)
+    t_env = R.validate_env()
     errors = 0
     for i, path in enumerate(paths):
         try:
@@ -92,14 +91,6 @@ def validate(cfg: RulesSettings, rules_dir: Path | None = None, out=sys.stdout) 
             continue
         print(f"ok    {rule.rule_id:<24} {path}", file=out)
     return errors
-
-
-def _add_connector_jar(t_env) -> None:
-    from jobs.common import format_jar, kafka_connector_jar  # noqa: PLC0415
-
-    jars = [j.as_uri() for j in (kafka_connector_jar(), format_jar()) if j is not None]
-    if jars:
-        t_env.get_config().set("pipeline.jars", ";".join(jars))
 
 
 def rule_jobs(ctl) -> dict[str, list[dict]]:
@@ -271,14 +262,13 @@ def add_parser(cli_sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def calibrate(out: TextIO | None = None) -> int:
-    """``rules calibrate``: the card rules' figures (:func:`jobs.rules.calibrate_cards`, JSON) and
+    """``rules calibrate``: the card rules' figures (:func:`iotflink.testing.calibration.calibrate_cards`, JSON) and
     the bearing rules' calibration table (:mod:`iotflink.testing.bearing`) on ``out`` (default stdout);
     exit status 0."""
     out = out or sys.stdout
-    from iotflink.testing import bearing  # noqa: PLC0415
-    from jobs.rules import calibrate_cards  # noqa: PLC0415
+    from iotflink.testing import bearing, calibration  # noqa: PLC0415
 
-    print(json.dumps({"cards": calibrate_cards()}, indent=2), file=out)
+    print(json.dumps({"cards": calibration.calibrate_cards()}, indent=2), file=out)
     runs = bearing.load_runs(RulesSettings.from_env().out_of_orderness_ms)
     print(bearing.table(bearing.calibrate(runs), runs), file=out)
     return 0

@@ -30,6 +30,8 @@ Accounting (the summary of :class:`NodeResult`):
   ``samples_per_message`` N > 1 a node sends batches (docs/CONTRACT.md "Batches"): N samples of
   consecutive seqs in one message, acknowledged as a unit, so the counts above (seqs, one per
   sample) are unchanged while ``sends`` falls to about 1/N of them.
+* ``backpressure_s``: wall seconds the node waited for its outbox to drain below half full
+  (speedup 0, or :attr:`NodeSpec.backpressure`): how far the link held it behind its schedule.
 
 Usage::
 
@@ -151,6 +153,13 @@ class NodeSpec:
             consecutive samples (docs/CONTRACT.md "Batches"; a partial batch at the end of the
             data). Each sample keeps its own seq and ts; the outbox (128 samples) acknowledges
             a batch as a unit and resends it after a reconnect.
+        backpressure: with ``speedup > 0``, a node behind its pacing schedule (readings before
+            ``pace_origin_ms`` are all due at once; data due faster than the broker's PUBACKs
+            come back) waits while its outbox is half full, as at speedup 0, instead of
+            playing on into a full outbox that drops the oldest: the replay's schedule is then
+            a lower bound on when a reading is sent and loses nothing (``--backpressure``).
+            While offline (``outage_at``) the outbox still fills and overflows as on a board.
+            False: the node samples on schedule whatever the link does, as a board does.
         extra_args: further ``virtual_node`` options, passed verbatim.
     """
 
@@ -165,6 +174,7 @@ class NodeSpec:
     now_ms: int | None = None
     pace_origin_ms: int | None = None
     samples_per_message: int = 1
+    backpressure: bool = False
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -179,8 +189,9 @@ class NodeSpec:
         with ``ca_file`` (None: plain MQTT).
 
         Raises:
-            ValueError: unknown profile, negative speedup/limit, an outage without length, or
-                ``samples_per_message`` outside 1..:data:`MAX_SAMPLES_PER_MESSAGE`.
+            ValueError: unknown profile, negative speedup/limit, an outage without length,
+                ``samples_per_message`` outside 1..:data:`MAX_SAMPLES_PER_MESSAGE`, or
+                ``pace_origin_ms`` / ``backpressure`` without ``speedup > 0``.
         """
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
@@ -190,6 +201,8 @@ class NodeSpec:
             raise ValueError("outage_at needs outage_s > 0")
         if self.pace_origin_ms is not None and self.speedup <= 0:
             raise ValueError("pace_origin_ms needs speedup > 0")
+        if self.backpressure and self.speedup <= 0:
+            raise ValueError("backpressure needs speedup > 0 (speedup 0 always waits for the outbox)")
         if not 1 <= self.samples_per_message <= MAX_SAMPLES_PER_MESSAGE:
             raise ValueError(f"samples_per_message must be 1..{MAX_SAMPLES_PER_MESSAGE}, "
                              f"not {self.samples_per_message}")
@@ -206,6 +219,8 @@ class NodeSpec:
             argv += ["--now-ms", str(self.now_ms)]
         if self.pace_origin_ms is not None:
             argv += ["--pace-origin-ms", str(self.pace_origin_ms)]
+        if self.backpressure:
+            argv.append("--backpressure")
         if self.samples_per_message != 1:
             argv += ["--samples-per-message", str(self.samples_per_message)]
         if password_file is not None:
@@ -444,6 +459,12 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
     outbox flushes the queued readings on reconnect with their original timestamps, and those
     behind the allowed lateness reach ``sensor-late``.
 
+    With ``speedup > 0`` every node has :attr:`NodeSpec.backpressure`: the NAB backlog (about
+    20,700 readings due at once) and FEMTO's 7.8 h (about 5,600 readings per wall second at
+    5,000x) come faster than one connection's PUBACKs (20 messages in flight; a few thousand
+    per second on this 2-core machine), so a node on schedule would overflow its 128-message
+    outbox; it waits for its PUBACKs instead, and only the outage queues readings.
+
     Args:
         limit: rows per data set (None = all).
         speedup: event-time seconds per wall second (0 = as fast as possible).
@@ -453,12 +474,13 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
     """
     if speedup <= 0 or limit is not None:
         femto_outage = 1000 if limit is None or limit > 1000 else None
-        k = samples_per_message
+        own = {"speedup": speedup, "limit": limit, "samples_per_message": samples_per_message,
+               "backpressure": speedup > 0}
         return [
-            NodeSpec("nab-machine", speedup=speedup, limit=limit, samples_per_message=k),
-            NodeSpec("femto-b1_1", speedup=speedup, limit=limit, outage_at=femto_outage,
-                     outage_s=100.0 if femto_outage is not None else 0.0, samples_per_message=k),
-            NodeSpec("occupancy-office", speedup=speedup, limit=limit, samples_per_message=k),
+            NodeSpec("nab-machine", **own),
+            NodeSpec("femto-b1_1", outage_at=femto_outage,
+                     outage_s=100.0 if femto_outage is not None else 0.0, **own),
+            NodeSpec("occupancy-office", **own),
         ]
     from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
 
@@ -467,7 +489,7 @@ def default_demo_specs(limit: int | None = None, speedup: float = 0.0,
     nab_ts = [r[0] for r in load_dataset("nab", now)]
     outage_at = next(i for i, ts in enumerate(nab_ts) if ts >= origin + DEMO_NAB_OUTAGE_AFTER_MS)
     shared = {"speedup": speedup, "now_ms": now, "pace_origin_ms": origin,
-              "samples_per_message": samples_per_message}
+              "samples_per_message": samples_per_message, "backpressure": True}
     return [
         NodeSpec("nab-machine", outage_at=outage_at, outage_s=DEMO_NAB_OUTAGE_S, **shared),
         NodeSpec("femto-b1_1", **shared),

@@ -11,7 +11,7 @@ between a quarter and half of the run. The rate is a setting: the writer (one Py
 producer, paced) reports the rate it achieved; the field's example is 10,000 transactions/s,
 which was not tried on this shared 2-core machine (no search for its maximum rate).
 
-Jobs (``jobs/rules.py``, one rule each, on the scenario's own topics):
+Jobs (``jobs/rules/``, one rule each, on the scenario's own topics):
 
 - event time: ``sql/rules/card_failed_burst.sql`` (``MATCH_RECOGNIZE`` ordered by event
   time, emits when the watermark passes the third failure: exact, the audit record);
@@ -137,7 +137,7 @@ def run(stack: Stack, short: bool, say: Say) -> Outcome:
     jobs = {}
     try:
         for p, rule in PATHS.items():
-            say(f"submitting jobs/rules.py --rule {rule} ({p} path)")
+            say(f"submitting jobs.rules --rule {rule} ({p} path)")
         jobs.update(submit_all(ctl, {p: ("rules", ["--rule", rule] + (["--rules-dir", str(SQL_DIR)]
                                                                      if p == "proctime" else []), envs[p])
                                      for p, rule in PATHS.items()}))
