@@ -20,7 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from iotflink.simulation import scenarios
-from iotflink.simulation.scenarios import business_day, fleet, fleet_job, patient_vitals, payment_fraud, smart_meter
+from iotflink.simulation.scenarios import (
+    business_day,
+    fleet,
+    fleet_job,
+    patient_vitals,
+    payment_fraud,
+    smart_meter,
+    storm,
+)
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 SHARED_STACK = True
@@ -138,11 +146,26 @@ def test_fleet_job_sql_and_scaling_to_the_example():
                                                         "duration_ms": 7}
 
 
+def test_storm_rss_bounds_and_peaks():
+    assert storm.xmx_bytes(["java", "-Xms256m", "-Xmx768m", "-cp", "x"]) == 768 * 2**20
+    assert storm.xmx_bytes(["java", "-Xmx1073741824"]) == 2**30 and storm.xmx_bytes(["python3", "-m", "bridge"]) is None
+    assert storm.rss_bounds("kafka", ["java", "-Xmx1g"]) == 2**30 + storm.JVM_NON_HEAP
+    assert storm.rss_bounds("bridge", ["python3", "-m", "bridge"]) == storm.BOUNDS["bridge"]
+    with pytest.raises(KeyError):
+        storm.rss_bounds("kafka", ["kafka-server-start.sh"])
+    peaks = storm.peak_rss([{"bridge": {1: 10}, "virtual node": {7: 5, 8: 40 * 2**20}}, {"bridge": {1: 30}}])
+    assert peaks == {"bridge": {1: 30}, "virtual node": {7: 5, 8: 40 * 2**20}}
+    bounds = {("bridge", 1): 100, ("virtual node", 7): storm.BOUNDS["virtual node"],
+              ("virtual node", 8): storm.BOUNDS["virtual node"]}
+    assert storm.over_bound(peaks, bounds) == ["virtual node 8: 40 > 32 MiB"]
+
+
 #: The scenarios whose short run this module checks on its shared Kafka + Flink stack. The smart
 #: factory needs Mosquitto, bridges and hundreds of virtual-node processes, so its pure parts are
 #: tested in tests/test_smart_factory.py and its run is a CLI command (README, "Scenarios").
-#: The scenarios that kill a service (:data:`FAULT_RUN`) run on a stack of their own.
-FAULT_RUN = ["smart-meter-billing"]
+#: The scenarios that kill a service or need Mosquitto and the bridge (:data:`FAULT_RUN`) run on a
+#: stack of their own.
+FAULT_RUN = ["smart-meter-billing", "storm-after-outage"]
 #: Scenarios whose short run needs the cluster's slots to itself: run after the others.
 AFTER_RUN = ["fleet"]
 SHORT_RUN = [name for name in scenarios.SCENARIOS

@@ -29,6 +29,7 @@ from iotflink.simulation.scenarios import (
     payment_fraud,
     smart_factory,
     smart_meter,
+    storm,
 )
 from iotflink.simulation.scenarios.base import RESULTS_DIR, Outcome, Scenario, write_results
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (patient_vitals.SCENARIO, business_day.SCENARIO,
                                                       payment_fraud.SCENARIO, black_friday.SCENARIO,
                                                       smart_factory.SCENARIO, smart_meter.SCENARIO,
-                                                      fleet.SCENARIO)}
+                                                      storm.SCENARIO, fleet.SCENARIO)}
 
 
 def say(msg: str) -> None:
