@@ -15,7 +15,7 @@ interval with one reading per meter (sensor ``m0000_kwh`` .. : the meter's id pl
 a meter is the window key ``(device_id, sensor)``; a message is a batch
 (docs/CONTRACT.md "Batches") of :data:`SAMPLES_PER_MESSAGE` intervals (an hourly upload). The
 full run is 1,000 meters x 1,000 intervals (10.4 days) = 1,000,000 readings (20 concentrators,
-20,000 samples, 5,000 MQTT messages); ``--short`` 100 meters x 384 intervals (4 days) = 38,400.
+20,000 samples, 5,000 MQTT messages); ``--short`` 100 meters x 576 intervals (6 days) = 57,600.
 The local days cross the start of daylight saving time in ``Europe/Berlin`` on 2026-03-29
 (a 23 h billing day; IANA tz database).
 
@@ -147,7 +147,7 @@ class MeterPlan:
 
 
 FULL = MeterPlan(meters=1000, concentrators=20, intervals=1000, publish_s=240.0, checkpoint_interval_ms=30_000)
-SHORT = MeterPlan(meters=100, concentrators=5, intervals=384, publish_s=45.0, checkpoint_interval_ms=10_000,
+SHORT = MeterPlan(meters=100, concentrators=5, intervals=576, publish_s=45.0, checkpoint_interval_ms=10_000,
                   start=SHORT_START_LOCAL)
 
 
@@ -331,28 +331,29 @@ def _latest_completed(ctl, job_id: str) -> dict | None:
 
 class UncheckpointedOutput:
     """Tells when a job has written output records since its last completed checkpoint: the
-    end offset of its output topic, sampled the first time a checkpoint is seen completed, is
-    below the current one (records written after the sample are after that checkpoint's
-    barrier, so a restore from it writes them again under at-least-once)."""
+    end offset of its output topic (sampled by ``monitor``, a
+    :class:`iotflink.simulation.chaos.OutputMonitor`) rose after the first sample taken once the
+    checkpoint's last acknowledgement was in (``latest_ack_timestamp``). Those records were
+    written after the checkpoint's barrier, so a restore from it writes them again under
+    at-least-once."""
 
     def __init__(self, ctl, job_id: str, monitor, topic: str, interval_ms: int) -> None:
         self.ctl, self.job_id, self.monitor, self.topic = ctl, job_id, monitor, topic
         self.interval_ms = interval_ms
-        self.base: dict[int | None, int] = {}
 
     def __call__(self) -> bool:
         """True when output since the last completed checkpoint exists and the next
         checkpoint is not about to be triggered (at least 2 s before it is due)."""
         cp = _latest_completed(self.ctl, self.job_id)
-        cp_id = cp["id"] if cp else None
         now = self.monitor.latest(self.topic)
         if now is None:
             return False
-        if cp_id not in self.base:
-            self.base[cp_id] = 0 if cp_id is None else now
-            return False
-        young = cp is None or time.time() * 1000 - cp["trigger_timestamp"] < self.interval_ms - 2000
-        return now > self.base[cp_id] and young
+        if cp is None:  # no checkpoint yet: a restore replays all output
+            return now > 0
+        ack_ms = cp.get("latest_ack_timestamp") or cp["trigger_timestamp"] + cp.get("end_to_end_duration", 0)
+        t_ack = time.monotonic() - (time.time() - ack_ms / 1000)  # the monitor's clock
+        young = time.time() * 1000 - cp["trigger_timestamp"] < self.interval_ms - 2000
+        return young and self.monitor.first_increase_after(self.topic, t_ack) is not None
 
 
 def _wait_committed(bootstrap: str, group: str, ends: Mapping[int, int], topic: str, timeout_s: float) -> None:
