@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python bench/bearing_calibrate.py [--confirm] [--write]
+    .venv/bin/python bench/bearing_calibrate.py [--procedure fixed|nested|bound] [--confirm] [--write]
+    .venv/bin/python bench/bearing_calibrate.py --healthy
 
 1. The eight FEMTO PRONOSTIA run-to-failure bearings of ``data/femto`` (1_1, 1_4..1_7 at
    1800 rpm / 4000 N; 2_1, 2_4, 2_5 at 1650 rpm / 4200 N) as the node publishes them
@@ -11,10 +12,15 @@ Usage::
    sustained RMS rise) every parameter set of :func:`iotflink.testing.bearing.grid` is scored on every
    bearing by the plain-Python definition (:mod:`iotflink.testing.bearing`): the first alert before
    the end of the run (the failure), in min, and the alerts in the first half of the run.
-3. For each bearing, the parameters are chosen on the seven others
-   (:func:`iotflink.testing.bearing.choose`: no first-half alert on any of them, also with the threshold
-   lowered by 10 %, then the largest median warning) and judged on it. Printed: one table row
-   per held-out bearing, the median warning over the eight and the first-half alerts.
+3. For each bearing, the parameters are chosen on the seven others and judged on it. Printed:
+   one table row per held-out bearing, the median warning over the eight and the first-half
+   alerts. How they are chosen (``--procedure``, :func:`iotflink.testing.bearing.choose_with`;
+   ``bearing_failure`` always ``fixed``): ``fixed`` (the default, what the rule files ship): no
+   first-half alert on any of the seven, also with the threshold lowered by 10 %, then the
+   largest median warning; ``nested``: the same with a safety margin of 1.1 to 2 chosen on the
+   seven by an inner leave-one-bearing-out (nested cross-validation); ``bound``: ``fixed``, and
+   the threshold at or above the 99 % prediction bound of a new bearing's healthy level from
+   the seven (:func:`iotflink.testing.bearing.prediction_bound`).
 4. The parameters chosen on all eight bearings: what the rule files ship (the script says so
    when a rule header holds other values).
 5. ``--confirm``: each rule with each fold's parameters (:func:`jobs.rules.with_params`) runs as
@@ -26,6 +32,10 @@ Usage::
    ships): a study of whether another feature warns earlier. ``--sustain 300,600``: the rise
    rules with these median windows (s) instead of the grid's. Prints the table of the rise
    rules; not with --confirm or --write.
+7. ``--healthy``: per bearing and per run-in / baseline / median window of the rise rules, the
+   *healthy ratio* (:func:`iotflink.testing.bearing.healthy_ratio`: the largest median over the
+   baseline in the first half of the run, i.e. the lowest multiple k without a first-half
+   alert); shows which bearing's healthy half limits the thresholds.
 """
 
 from __future__ import annotations
@@ -89,6 +99,25 @@ def confirm(result: dict, runs: list[br.BearingRun], cfg: RulesSettings) -> dict
             "mismatches": mismatches}
 
 
+def healthy_table(runs: list[br.BearingRun]) -> str:
+    """Markdown table of :func:`iotflink.testing.bearing.healthy_ratio` per rise rule, run-in /
+    baseline / median window (rows) and bearing (columns); 0.00 where the rule is not armed
+    before the middle of the run. The last column: the largest ratio of the bearings."""
+    names = [r.name for r in runs]
+    lines = ["| rule | run-in + baseline | median | " + " | ".join(names) + " | largest |",
+             "|---|---|---|" + "---|" * (len(names) + 1)]
+    for rule, feature in br.FEATURE.items():
+        feat = [br.as_feature(r, feature) for r in runs]
+        for a in br.RUN_IN_S:
+            for b in br.BASELINE_S:
+                for s in br.SUSTAIN_S:
+                    p = br.VibrationRiseParams(a, b, s, 1.0)
+                    hs = [br.healthy_ratio(r, p) for r in feat]
+                    lines.append(f"| `{rule}` | {a // 60}+{b // 60} min | {s} s | "
+                                 + " | ".join(f"{h:.2f}" for h in hs) + f" | {max(hs):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table; exit 1 when --confirm finds a difference between SQL and Python."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,8 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feature", choices=["v_rms_g", "peak_abs_g"],
                     help="study: the sustained-rise definition on another feature (Python only)")
     ap.add_argument("--sustain", help="study: the rise rules with these median windows, s (e.g. 300,600)")
+    ap.add_argument("--procedure", choices=br.PROCEDURES, default="fixed",
+                    help="how the rise rules' parameters are chosen on the training bearings (default: fixed)")
+    ap.add_argument("--healthy", action="store_true",
+                    help="study: the healthy ratio of each bearing per window of the rise rules (Python only)")
     args = ap.parse_args(argv)
     cfg = RulesSettings.from_env()
+    if args.healthy:
+        if args.confirm or args.write:
+            ap.error("--healthy is a study in Python only: no --confirm or --write")
+        print(healthy_table(br.load_runs(cfg.out_of_orderness_ms)))
+        return 0
     if args.feature or args.sustain:
         if args.confirm or args.write:
             ap.error("--feature / --sustain studies run in Python only: no --confirm or --write")
@@ -107,28 +145,31 @@ def main(argv: list[str] | None = None) -> int:
         rules = ["bearing_vibration_rise"] if args.feature else list(br.FEATURE)
         print(f"study: sustained rise of {args.feature or 'the feature of each rise rule'}, median windows "
               f"{windows or br.SUSTAIN_S} s (plain Python)")
-        print(br.table(br.calibrate(runs, rules, feature=args.feature, sustain_s=windows), runs))
+        print(br.table(br.calibrate(runs, rules, feature=args.feature, sustain_s=windows,
+                                    procedure=args.procedure), runs))
         return 0
     t0 = time.monotonic()
     runs = br.load_runs(cfg.out_of_orderness_ms)
-    result = br.calibrate(runs)
+    result = br.calibrate(runs, procedure=args.procedure)
     search_s = time.monotonic() - t0
+    print(f"procedure of the rise rules: {args.procedure}")
     print(br.table(result, runs))
     print()
     status = 0
-    out = {"search_seconds": round(search_s, 1), "rules": {}}
+    out = {"procedure": args.procedure, "search_seconds": round(search_s, 1), "rules": {}}
     for rule, res in result.items():
         chosen = res["chosen"]
         shipped = shipped_params(rule)
         scores = res["chosen_scores"]
-        print(f"{rule}: chosen on all eight bearings: {br.params_text(chosen)}; in the rule file: "
+        margin = "" if res.get("margin") is None else f" (margin {res['margin']:g})"
+        print(f"{rule}: chosen on all eight bearings: {br.params_text(chosen)}{margin}; in the rule file: "
               f"{br.params_text(shipped)}{'' if shipped == chosen else '  (DIFFERENT)'}")
         print("  on the eight (in-sample): " + ", ".join(
             f"{b} {'none' if s.warning_min is None else f'{s.warning_min:.1f}'}" for b, s in scores.items()) + " min")
         out["rules"][rule] = {
             "median_warning_min": round(res["median_warning_min"], 1),
             "bearings_10_min": res["bearings_10_min"], "first_half_alerts": res["first_half_alerts"],
-            "folds": [{"held_out": f.held_out, "params": asdict(f.params) if f.params else None,
+            "folds": [{"held_out": f.held_out, "params": asdict(f.params) if f.params else None, "margin": f.margin,
                        **({k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(f.score).items()}
                           if f.score else {})} for f in res["folds"]],
             "chosen_on_all": asdict(chosen) if chosen else None, "shipped": asdict(shipped)}

@@ -93,21 +93,9 @@ def payloads(count: int, batch: int = 1) -> list[tuple[str, bytes]]:
 
 
 def ensure_topics(bootstrap: str, partitions: int = 4, topics: tuple[str, ...] = TOPICS) -> None:
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-    from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
-    try:
-        existing = set(admin.list_topics())
-        for t in topics:
-            if t not in existing:
-                try:
-                    admin.create_topics([NewTopic(t, partitions, 1)])
-                except TopicAlreadyExistsError:
-                    pass
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, dict.fromkeys(topics, partitions), client_id="bench-admin")
 
 
 def register_session(host: str, port: int, cred: Credential, ca_file: Path | None,

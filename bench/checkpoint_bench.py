@@ -57,6 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from iotflink.poll import poll
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.settings import StackSettings, WindowJobSettings
@@ -111,16 +112,14 @@ def wait_checkpoints(ctl: FlinkCtl, job_id: str, after_ms: int, n: int, timeout_
     Raises:
         TimeoutError: not within ``timeout_s``.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        done = [c for c in completed(ctl, job_id) if c["trigger_timestamp"] > after_ms]
-        if len(done) >= n:
-            return done[:n]
-        if ctl.job(job_id)["state"] != "RUNNING":
+    def done() -> list[dict]:
+        got = [c for c in completed(ctl, job_id) if c["trigger_timestamp"] > after_ms]
+        if len(got) < n and ctl.job(job_id)["state"] != "RUNNING":
             raise RuntimeError(f"job {job_id} is {ctl.job(job_id)['state']}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(done)}/{n} checkpoints after {timeout_s:.0f} s")
-        time.sleep(2)
+        return got
+
+    return poll(done, timeout_s, interval_s=2, what=f"{n} checkpoints", until=lambda got: len(got) >= n,
+                retry_on=())[:n]
 
 
 def summarize(cp: dict) -> dict:
@@ -138,16 +137,15 @@ def wait_fill(ctl: FlinkCtl, job_id: str, timeout_s: float) -> None:
         TimeoutError: not within ``timeout_s``.
     """
     fill_vertex = next(v["id"] for v in ctl.job(job_id)["vertices"] if "fill" in v["name"])
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def filled() -> bool:
         info = ctl.job(job_id)
         if next(v for v in info["vertices"] if v["id"] == fill_vertex)["status"] == "FINISHED":
-            return
+            return True
         if info["state"] != "RUNNING":
             raise RuntimeError(f"job {job_id} is {info['state']} during the fill")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fill not done in {timeout_s} s")
-        time.sleep(2)  # polling interval of a REST condition
+        return False
+
+    poll(filled, timeout_s, interval_s=2, what="the fill", retry_on=())
 
 
 def record(ctl: FlinkCtl, args: argparse.Namespace, job_id: str, incremental: bool, after_ms: int,

@@ -73,6 +73,7 @@ from bridge import contract
 from bridge.service import Bridge
 from iotflink import schema
 from iotflink.errors import ValidationError
+from iotflink.poll import PollTimeout, poll
 from iotflink.settings import BridgeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -747,14 +748,11 @@ class BridgeHarness:
         return msg
 
     def wait_idle(self, received: int, timeout_s: float = 120.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            st = self.bridge.stats()
-            if st["received"] >= received and st["pending"] == 0:
-                return st
-            if time.monotonic() > deadline:
-                return st
-            time.sleep(0.0005)
+        try:
+            return poll(self.bridge.stats, timeout_s, interval_s=0.0005, what="the bridge idle", retry_on=(),
+                        until=lambda st: st["received"] >= received and st["pending"] == 0)
+        except PollTimeout as exc:
+            return exc.last
 
     def stop(self) -> None:
         self.bridge.stop(flush_timeout_s=5)

@@ -67,7 +67,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from iotflink.runtime.stack import free_ports, render_template, wait_for
+from iotflink.poll import wait_for
+from iotflink.runtime.stack import free_ports, render_template
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -163,12 +163,9 @@ def produce(bootstrap: str, topic: str, records) -> int:
 
 def create_topic(bootstrap: str, topic: str) -> None:
     """Create an output topic with :data:`PARTITIONS` partitions."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1, topic_configs=TOPIC_CONFIG)])
-    admin.close()
+    kafka_io.create_topics(bootstrap, {topic: PARTITIONS}, configs=TOPIC_CONFIG)
 
 
 def read_windows(bootstrap: str, topic: str) -> dict[tuple[str, str, int], tuple[int, float, float, float]]:
@@ -207,9 +204,10 @@ def _since_launch() -> float:
 
 def worker_flink(args) -> dict:
     """Run the window job at ``args.parallelism`` over the topic; returns the worker's figures."""
-    import urllib.request  # noqa: PLC0415
     from dataclasses import replace  # noqa: PLC0415
 
+    from iotflink.errors import JobError  # noqa: PLC0415
+    from iotflink.runtime.flink_rest import FlinkRest  # noqa: PLC0415
     from iotflink.runtime.stack import free_port  # noqa: PLC0415
     from iotflink.settings import Topics, WindowJobSettings  # noqa: PLC0415
     from jobs import sensor_windows as sw  # noqa: PLC0415
@@ -243,17 +241,15 @@ def worker_flink(args) -> dict:
     done = threading.Event()
 
     def watch() -> None:
-        base = f"http://127.0.0.1:{rest}"
+        api = FlinkRest(f"http://127.0.0.1:{rest}", timeout_s=2)
         while not done.is_set() and not first:
             try:
-                jobs = json.load(urllib.request.urlopen(f"{base}/jobs/overview", timeout=2))["jobs"]
-                for job in jobs:
-                    vertices = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}", timeout=2))["vertices"]
+                for job in api.jobs():
+                    vertices = api.job(job["jid"])["vertices"]
                     if vertices and vertices[0]["metrics"].get("write-records", 0) > 0:
                         first.append(_since_launch())
-                        conf = json.load(urllib.request.urlopen(f"{base}/jobs/{job['jid']}/config", timeout=2))
-                        job_conf.update(conf.get("execution-config", {}))
-            except OSError:
+                        job_conf.update(api.call(f"/jobs/{job['jid']}/config").get("execution-config", {}))
+            except JobError:
                 pass
             done.wait(0.25)
 

@@ -36,8 +36,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, free_port_settings, wait_for
+from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.simulation import chaos
 from iotflink.simulation.replay import build_messages
 
@@ -49,12 +50,12 @@ LATENESS_MS = 7 * 24 * 3600 * 1000
 
 
 def _completed_checkpoints(ctl: FlinkCtl, job_id: str) -> int:
-    return int(ctl.rest(f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+    return int(ctl.checkpoints(job_id)["counts"]["completed"])
 
 
 def _detected_s(ctl: FlinkCtl, job_id: str, fault_epoch_ms: int) -> float | None:
     try:
-        hist = ctl.rest(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+        hist = ctl.exception_history(job_id).get("entries", [])
     except Exception:  # noqa: BLE001
         return None
     times = [e["timestamp"] for e in hist if e.get("timestamp", 0) >= fault_epoch_ms]

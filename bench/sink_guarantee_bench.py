@@ -53,6 +53,7 @@ import time
 import uuid
 from pathlib import Path
 
+from iotflink.poll import PollTimeout, wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.settings import StackSettings, WindowJobSettings
@@ -75,14 +76,9 @@ def load1() -> float:
 # --------------------------------------------------------------------------- Kafka helpers
 def create_topics(bootstrap: str, names: list[str]) -> None:
     """Create ``names`` with :data:`PARTITIONS` partitions (replication 1)."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
+    from iotflink import kafka_io  # noqa: PLC0415
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-sg")
-    try:
-        admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, dict.fromkeys(names, PARTITIONS), client_id="bench-sg")
 
 
 def produce(bootstrap: str, topic: str, n: int) -> float:
@@ -263,9 +259,11 @@ def latency_run(stack: Stack, ctl: FlinkCtl, mode: str, rate: int, warmup_s: flo
     prod.stop_evt.set()
     prod.join(30)
     # wait for the window's last records to be delivered (exactly-once: the next commit)
-    deadline = time.monotonic() + 3 * checkpoint_interval_ms / 1000.0 + 30
-    while time.monotonic() < deadline and not any(p >= t_to for _, p in cons.samples[-200:]):
-        time.sleep(0.2)
+    try:
+        wait_for(lambda: any(p >= t_to for _, p in cons.samples[-200:]), 3 * checkpoint_interval_ms / 1000.0 + 30,
+                 what="the measurement window's last records")
+    except PollTimeout:
+        log.warning("%s: the measurement window's last records did not come back", mode)
     cons.stop_evt.set()
     cons.join(30)
     ctl.cancel(job_id)

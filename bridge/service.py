@@ -83,6 +83,18 @@ Guarantees and decisions (see also docs/CONTRACT.md):
   :data:`KEEPALIVE_S` (only while Kafka is away *and* the byte bound is full) makes the broker
   drop the connection, and it redelivers the un-acked messages after the reconnect.
 * **Reconnect** with paho's exponential backoff (``reconnect_delay_set``), logged.
+* **Leaving a shared subscription group** (several bridge processes, ``share_group``): the
+  broker hands each message to one member, and a member that is offline but keeps its session
+  still gets its share, queued until the session expires (Mosquitto does so). So a graceful
+  stop (:meth:`Bridge.stop`, SIGTERM/SIGINT) of a member first *leaves* the group: UNSUBSCRIBE
+  and wait for the UNSUBACK; go on forwarding, and acking after Kafka, what the broker still
+  delivers (messages it had queued for this member before the UNSUBSCRIBE) until none has
+  come for :data:`LEAVE_QUIET_S` and every one is acked (at most :data:`LEAVE_TIMEOUT_S`);
+  then the usual stop, with a DISCONNECT that ends the session (session expiry 0). The other
+  members get every later message. If something is still un-acked at the end (Kafka away),
+  the session is kept, so those messages stay at the broker. ``leave_on_stop=False`` keeps
+  the session in the group (for a stop and restart of every member together, whose messages
+  then wait in the sessions). A single bridge (no group) always keeps its session.
 * **Throughput** (what a profile of the bridge in one process showed, and what was done;
   ``bench/bridge_bench.py`` measures it against a bare paho subscriber and a bare producer):
   the threads were mostly *waiting*, not computing: every message crossed from paho's thread
@@ -137,6 +149,12 @@ log = logging.getLogger(__name__)
 #: MQTT session expiry the bridge asks for, seconds (7 days, as the broker's
 #: ``persistent_client_expiration``): QoS 1 messages wait that long for a stopped bridge.
 SESSION_EXPIRY_S = 7 * 24 * 3600
+#: Leaving a shared subscription group on a graceful stop (module docstring): the member stops
+#: forwarding once no message came for this long after the UNSUBACK (s), and every message is
+#: acked; the broker sends what it queued for the member right behind the UNSUBACK.
+LEAVE_QUIET_S = 1.0
+#: ... and at the latest this long after the UNSUBSCRIBE (s).
+LEAVE_TIMEOUT_S = 20.0
 #: MQTT keepalive, seconds.
 KEEPALIVE_S = 30
 #: paho reconnect backoff: first delay and cap, seconds (doubles each failed attempt).
@@ -362,6 +380,9 @@ class Bridge:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._disconnected = threading.Event()
+        self._unsubscribed = threading.Event()  # UNSUBACK of the shared subscription (leaving)
+        self._leaving = False  # leaving the shared subscription group: no re-subscribe on connect
+        self._last_message_mono = 0.0  # monotonic time of the last message received
         self._counts: collections.Counter = collections.Counter()
         self._dlq_reasons: collections.Counter = collections.Counter()
         self._started_mono = time.monotonic()
@@ -387,6 +408,7 @@ class Bridge:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         return client
 
@@ -457,6 +479,9 @@ class Bridge:
             self._gen += 1
             self._connected = True
             self._counts["connects"] += 1
+        if self._leaving:
+            log.info("MQTT connected while leaving the shared subscription group: not subscribing")
+            return
         log.info("MQTT connected (session present: %s); subscribing to %s at QoS 1, retained "
                  "messages not replayed (retain handling %d)",
                  flags.session_present, self.settings.subscription, RETAIN_HANDLING)
@@ -477,6 +502,10 @@ class Bridge:
                 with self._lock:
                     self._counts["subscribed"] += 1
 
+    def _on_unsubscribe(self, _client, _userdata, mid, _reason_codes, _props) -> None:
+        if mid == getattr(self, "_leave_mid", None):
+            self._unsubscribed.set()
+
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
         with self._lock:
             self._connected = False
@@ -496,6 +525,7 @@ class Bridge:
         # Runs in paho's network thread. Waits (stops reading MQTT) while a bound is full.
         if self._stopping.is_set():
             return  # not processed, not acked: the broker redelivers it to the next session
+        self._last_message_mono = time.monotonic()
         now_ms = self._clock_ms()
         try:
             topic = msg.topic
@@ -973,15 +1003,59 @@ class Bridge:
                 self.write_stats(stats_file)
         return 0
 
+    def leave_share_group(self, timeout_s: float = LEAVE_TIMEOUT_S, quiet_s: float = LEAVE_QUIET_S) -> bool:
+        """Leave the shared subscription group while still forwarding (module docstring).
+
+        UNSUBSCRIBE ``settings.subscription``, wait for the UNSUBACK, then keep forwarding and
+        acking what the broker still delivers until no message came for ``quiet_s`` and none is
+        un-acked, for at most ``timeout_s`` (s) in all. Returns True when the member left with
+        nothing un-acked (its session may then end), False otherwise (not connected, no
+        UNSUBACK, or messages still un-acked at the deadline: the session must stay).
+        """
+        with self._lock:
+            connected = self._connected
+        if not connected:
+            return False
+        deadline = time.monotonic() + timeout_s
+        self._leaving = True
+        self._unsubscribed.clear()
+        rc, self._leave_mid = self.client.unsubscribe(self.settings.subscription)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("leaving %s: UNSUBSCRIBE not sent (%s)", self.settings.subscription, mqtt.error_string(rc))
+            return False
+        if not self._unsubscribed.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("leaving %s: no UNSUBACK within %.0f s; keeping the session", self.settings.subscription,
+                        timeout_s)
+            return False
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = self._pending_msgs
+            if pending == 0 and time.monotonic() - self._last_message_mono >= quiet_s:
+                log.info("left the shared subscription group (%s); every message received is acked",
+                         self.settings.subscription)
+                return True
+            time.sleep(0.05)
+        with self._lock:
+            pending = self._pending_msgs
+        log.warning("leaving %s: %d messages still un-acked after %.0f s; keeping the session (the broker "
+                    "keeps them)", self.settings.subscription, pending, timeout_s)
+        return False
+
     def stop(self, flush_timeout_s: float = 30.0) -> None:
         """Stop cleanly: take no new messages, flush Kafka, send the acks, then disconnect.
 
         Messages that arrive while stopping, and records not yet sent or waiting for a re-send,
         are neither forwarded nor acked; the broker keeps them in the persistent session.
+        A member of a shared subscription group (``settings.share_group``, with
+        ``leave_on_stop``) first leaves the group (:meth:`leave_share_group`), and when it left
+        with nothing un-acked its DISCONNECT ends the session (session expiry 0).
         """
         if getattr(self, "_stopped", False):
             return
         self._stopped = True
+        left = False
+        if self.settings.share_group and self.settings.leave_on_stop:
+            left = self.leave_share_group()
         self._stopping.set()
         with self._cv:
             self._cv.notify_all()  # wake the sender thread
@@ -996,8 +1070,14 @@ class Bridge:
         # on_disconnect once it is written. Wait for that before stopping the thread.
         with self._lock:
             connected = self._connected
+            end_session = left and self._pending_msgs == 0
         self._disconnected.clear()
-        self.client.disconnect()
+        if end_session:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0  # the session holds no subscription and no message
+            self.client.disconnect(properties=props)
+        else:
+            self.client.disconnect()
         if connected and not self._disconnected.wait(5.0):
             log.warning("MQTT DISCONNECT not confirmed within 5 s; un-sent acks are redelivered")
         self.client.loop_stop()

@@ -23,6 +23,8 @@ COPY udfs /opt/iotflink/udfs
 COPY iotflink /opt/iotflink/iotflink
 COPY bridge /opt/iotflink/bridge
 COPY sql /opt/iotflink/sql
+# the cluster defaults a job client copies into every job (jobs/common.py cluster_defaults)
+COPY flink-conf /opt/iotflink/flink-conf
 # the project installed into the venv (pyproject.toml): the TaskManagers' Python workers
 # import its packages from there (a submission also ships them with `flink run -pyfs`)
 COPY pyproject.toml requirements.txt requirements-dev.txt README.md /opt/iotflink/

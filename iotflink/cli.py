@@ -251,7 +251,8 @@ def _cmd_device(args: argparse.Namespace, cfg: StackSettings) -> int:
     import datetime as dt  # noqa: PLC0415
     import os  # noqa: PLC0415
 
-    from iotflink.runtime.stack import Stack, wait_for  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
+    from iotflink.runtime.stack import Stack  # noqa: PLC0415
 
     stack = Stack(cfg)
     store = stack.credentials

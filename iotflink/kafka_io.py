@@ -1,6 +1,10 @@
-"""Reading Kafka topics back (whole-topic reads, end offsets, consumer lag) and heartbeat
-records (end-of-stream :class:`Heartbeat`; the event time of the bridge's watermark heartbeats,
-:class:`PartitionClock`).
+"""Kafka admin (topics, consumer groups), reading topics back (whole-topic reads, end offsets,
+consumer lag) and heartbeat records (end-of-stream :class:`Heartbeat`; the event time of the
+bridge's watermark heartbeats, :class:`PartitionClock`).
+
+This is the project's one home of Kafka admin calls: :func:`create_topics`,
+:func:`list_topics`, :func:`delete_topics_and_groups`, :func:`committed_offsets`,
+:func:`consumer_lag`, :func:`broker_count`.
 
 Reads are used by the demo summary, the integration tests and the backpressure command. Every
 read is ``read_committed``, so records of aborted or still-open transactions (the exactly-once
@@ -12,10 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from iotflink.errors import StackError
+from iotflink.poll import PollTimeout, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +92,6 @@ def delete_topics_and_groups(bootstrap: str, topics: Iterable[str], groups=(), c
     Raises:
         TimeoutError: the broker still lists a deleted topic after 60 s.
     """
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415 - the bridge imports this module, not the stack
-
     wanted = groups if callable(groups) else set(groups).__contains__
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     try:
@@ -101,6 +108,86 @@ def delete_topics_and_groups(bootstrap: str, topics: Iterable[str], groups=(), c
                 log.warning("deleting consumer groups %s: %s", stale, exc)
     finally:
         admin.close()
+
+
+def list_topics(bootstrap: str, client_id: str = "iotflink") -> set[str]:
+    """The names of every topic the broker lists (its metadata)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def create_topics(bootstrap: str, partitions: Mapping[str, int], replication_factor: int = 1,
+                  configs: Mapping[str, str] | None = None, client_id: str = "iotflink",
+                  timeout_s: float = 30.0) -> list[str]:
+    """Create those topics of ``partitions`` (``{name: partition count}``) that do not exist, each
+    with ``replication_factor`` replicas and the topic ``configs`` (e.g.
+    ``{"min.insync.replicas": "1"}``); a topic that exists already is left as it is. Returns the
+    names created, once the broker's metadata lists every one of them: the CreateTopics answer
+    can come before that, and a client asking for the topic's partitions in between
+    (:func:`end_offsets`, :func:`read_topic`) would see none.
+
+    Raises:
+        StackError: the broker refused to create a topic (message names it and the cause), or
+            did not list a created one within ``timeout_s`` seconds.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        existing = set(admin.list_topics())
+        created = []
+        for topic, count in partitions.items():
+            if topic in existing:
+                continue
+            try:
+                admin.create_topics([NewTopic(topic, count, replication_factor, topic_configs=dict(configs or {}))])
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass
+            except Exception as exc:
+                raise StackError(f"kafka: creating topic {topic} failed: {exc}") from exc
+        if created:
+            try:
+                wait_for(lambda: set(created) <= set(admin.list_topics()), timeout_s, interval_s=0.1,
+                         what=f"topics {', '.join(created)} in the broker's metadata")
+            except PollTimeout as exc:
+                raise StackError(f"kafka: {exc}") from exc
+        return created
+    finally:
+        admin.close()
+
+
+def broker_count(bootstrap: str, request_timeout_ms: int = 3000, client_id: str = "iotflink-probe") -> int:
+    """How many brokers the cluster's metadata lists (DescribeCluster); a readiness probe.
+
+    Raises:
+        kafka.errors.KafkaError: no broker answered within ``request_timeout_ms``.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, client_id=client_id)
+    try:
+        return len(admin.describe_cluster().get("brokers") or [])
+    finally:
+        admin.close()
+
+
+def committed_offsets(bootstrap: str, group: str, client_id: str = "iotflink-offsets") -> dict[tuple[str, int], int]:
+    """Offsets committed by consumer ``group``: ``{(topic, partition): offset}`` (the next
+    offset to read), only partitions with a committed offset >= 0.
+
+    Uses kafka-python 3's ``KafkaAdminClient.list_group_offsets`` (2.x called it
+    ``list_consumer_group_offsets``; both are tried).
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        if hasattr(admin, "list_group_offsets"):
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+        else:  # kafka-python 2.x
+            offsets = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+            if meta is not None and meta.offset is not None and meta.offset >= 0}
 
 
 def _decode(rec: Any) -> dict:
@@ -137,16 +224,10 @@ def consumer_lag(bootstrap: str, group: str, topic: str) -> dict[int, dict[str, 
     one checkpoint interval stale.
     """
     ends = end_offsets(bootstrap, topic)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="iotflink-lag")
-    try:
-        # kafka-python 3.x: list_group_offsets({group: None}) -> {group: {TopicPartition: OffsetAndMetadata}}
-        committed = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
+    committed = committed_offsets(bootstrap, group, client_id="iotflink-lag")
     out: dict[int, dict[str, int | None]] = {}
     for part, end in ends.items():
-        meta = committed.get(TopicPartition(topic, part))
-        off = meta.offset if meta is not None and meta.offset >= 0 else None
+        off = committed.get((topic, part))
         out[part] = {"end": end, "committed": off, "lag": None if off is None else max(0, end - off)}
     return out
 

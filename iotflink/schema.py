@@ -179,13 +179,15 @@ VALUE_REASONS = ("not_object", "missing_field", "unknown_field", "bad_type", "ou
                  "non_finite", "ts_too_old", "ts_in_future")
 
 
-def flink_columns_sql(indent: str = "  ") -> str:
+def flink_columns_sql(indent: str = "  ", names: tuple[str, ...] | None = None) -> str:
     """The physical columns of the ``sensor-readings`` Kafka value for a Flink ``CREATE TABLE``.
 
     Args:
         indent: prefix of every line.
+        names: only these fields, in this order (e.g. a sink that carries a reading on);
+            default every field of :data:`FIELDS` in its order.
     Returns:
-        one ``<indent><name> <TYPE>`` line per field of :data:`FIELDS`, joined with ``",\\n"``,
+        one ``<indent><name> <TYPE>`` line per field, joined with ``",\\n"``,
         no trailing comma, no comment::
 
             device_id STRING,
@@ -197,7 +199,8 @@ def flink_columns_sql(indent: str = "  ") -> str:
 
     Columns are nullable: a value without ``drops`` reads as NULL.
     """
-    return ",\n".join(f"{indent}{f.name} {f.flink_type}" for f in FIELDS)
+    specs = FIELDS if names is None else tuple(FIELDS_BY_NAME[n] for n in names)
+    return ",\n".join(f"{indent}{f.name} {f.flink_type}" for f in specs)
 
 
 def _is_int(v: Any) -> bool:

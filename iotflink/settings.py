@@ -4,6 +4,12 @@ Each component reads its settings through one ``from_env()`` constructor here; n
 in the project calls ``os.environ`` for configuration. Every variable is listed in
 :data:`ENV_VARS` with its default, and ``iotflink env`` prints them.
 
+Each setting is defined once: its variable and default text in :data:`ENV_VARS`, and the
+dataclass field that holds it names the variable (``kafka_port: int = setting(
+"IOTFLINK_KAFKA_PORT", parse_int)``). The field's default is the parsed default text, and
+``from_env`` / ``StackSettings.to_env`` are generated from the fields (:func:`read_env`,
+:func:`write_env`), so no default is written a second time.
+
 Units are in the field names: ``*_ms`` milliseconds, ``*_s`` seconds, ``*_bytes`` bytes.
 """
 
@@ -13,10 +19,11 @@ import json
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from iotflink.errors import ConfigError
 
@@ -100,6 +107,12 @@ ENV_VARS: dict[str, str] = {
     # member; with one bridge it subscribes plainly (and leaves the group, should its session
     # still be in it)
     "IOTFLINK_BRIDGE_SHARE_GROUP": "iotflink-bridges",
+    # a bridge in a shared subscription group leaves it on a graceful stop (SIGTERM/SIGINT):
+    # it unsubscribes, forwards and acks what the broker still sends it, then ends its session,
+    # so the remaining members get every later message (true). false = it keeps its session
+    # in the group: the broker queues that member's share of the messages until it comes back
+    # (or the session expires), which only helps when every bridge stops and restarts together
+    "IOTFLINK_BRIDGE_LEAVE_ON_STOP": "true",
     # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
     # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
     # resource id, io.tmp.dirs and RocksDB local directory, log and pid file
@@ -171,6 +184,10 @@ ENV_VARS: dict[str, str] = {
     # name of one of several window jobs run side by side: suffixes its pipeline name, consumer
     # group, transactional ids and output topics with -<name>; empty = the default job
     "IOTFLINK_WINDOW_INSTANCE": "",
+    # where the window job's client keeps compiled plans (JSON) of the job versions and settings
+    # it submitted, so a resubmission skips SQL optimisation (jobs/common.py execute_cached);
+    # empty = <IOTFLINK_RUN_DIR>/plan-cache, "none" = no cache (plan every submission)
+    "IOTFLINK_PLAN_CACHE_DIR": "",
     # detection rules (jobs/rules/, sql/rules/*.sql)
     "IOTFLINK_TOPIC_RULES_LATE": "rules-late",
     "IOTFLINK_RULES_CONSUMER_GROUP": "iotflink-rules",
@@ -225,16 +242,53 @@ def env(name: str, environ: Mapping[str, str] | None = None) -> str:
     return source.get(name, ENV_VARS[name])
 
 
-def _int(name: str, environ: Mapping[str, str] | None) -> int:
-    raw = env(name, environ)
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+Parse = Callable[[str, str], Any]
 
 
-def _bool(name: str, environ: Mapping[str, str] | None) -> bool:
-    raw = env(name, environ).strip().lower()
+def parse_str(_name: str, raw: str) -> str:
+    """The text as it is."""
+    return raw
+
+
+def parse_stripped(_name: str, raw: str) -> str:
+    """The text without surrounding white space."""
+    return raw.strip()
+
+
+def parse_lower(_name: str, raw: str) -> str:
+    """The text without surrounding white space, in lower case (a keyword: ``tumbling``, ...)."""
+    return raw.strip().lower()
+
+
+def parse_path(_name: str, raw: str) -> Path:
+    """A file system path."""
+    return Path(raw)
+
+
+def _number_parser(convert: Callable[[str], Any], what: str) -> Parse:
+    """A parser of numbers with ``convert`` whose error names the variable and ``what`` it wants."""
+    def parse(name: str, raw: str) -> Any:
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not {what}") from exc
+
+    return parse
+
+
+#: An integer (raises ConfigError naming the variable when ``raw`` is not one).
+parse_int: Parse = _number_parser(int, "an integer")
+#: A number, ``inf`` allowed (raises ConfigError naming the variable when ``raw`` is not one).
+parse_float: Parse = _number_parser(float, "a number")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """``true`` / ``1`` / ``yes`` or ``false`` / ``0`` / ``no`` / empty, in any case.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    raw = raw.strip().lower()
     if raw in ("true", "1", "yes"):
         return True
     if raw in ("false", "0", "no", ""):
@@ -242,44 +296,82 @@ def _bool(name: str, environ: Mapping[str, str] | None) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (true | false)")
 
 
+def setting(var: str, parse: Parse = parse_str) -> Any:
+    """A settings field read from environment variable ``var`` (one of :data:`ENV_VARS`).
+
+    Its default is ``parse(var, ENV_VARS[var])``; :func:`read_env` reads it with ``parse``,
+    :func:`write_env` writes it back as text.
+
+    Raises:
+        ConfigError: ``var`` is not in :data:`ENV_VARS`.
+    """
+    if var not in ENV_VARS:
+        raise ConfigError(f"undocumented environment variable {var!r}; add it to ENV_VARS")
+    return field(default=parse(var, ENV_VARS[var]), metadata={"env": var, "parse": parse})
+
+
+def env_fields(cls: type) -> dict[str, str]:
+    """``{field name: environment variable}`` of the fields of settings class ``cls`` that
+    :func:`setting` defined."""
+    return {f.name: f.metadata["env"] for f in fields(cls) if "env" in f.metadata}
+
+
+def read_env(cls: type, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The values of ``cls``'s :func:`setting` fields from ``environ`` (default ``os.environ``),
+    each variable's default where it is unset: keyword arguments for ``cls``.
+
+    Raises:
+        ConfigError: a value its field's parser rejects.
+    """
+    out = {}
+    for f in fields(cls):
+        if "env" in f.metadata:
+            out[f.name] = f.metadata["parse"](f.metadata["env"], env(f.metadata["env"], environ))
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def write_env(obj: Any) -> dict[str, str]:
+    """The environment variables of ``obj``'s :func:`setting` fields (and of the settings
+    dataclasses it holds, e.g. :class:`Topics`), as text ``read_env`` reads back."""
+    out: dict[str, str] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if "env" in f.metadata:
+            out[f.metadata["env"]] = _text(value)
+        elif is_dataclass(value) and not isinstance(value, type):
+            out.update(write_env(value))
+    return out
+
+
 @dataclass(frozen=True)
 class Topics:
     """Kafka topic names. ``readings_partitions`` is the partition count of ``readings``."""
 
-    readings: str = "sensor-readings"
-    aggregates: str = "sensor-aggregates"
-    late: str = "sensor-late"
-    dlq: str = "sensor-dlq"
-    alerts: str = "alerts"
-    transactions: str = "transactions"
-    readings_partitions: int = 4
-    duplicates: str = "sensor-duplicates"
-    rules_late: str = "rules-late"
-    window_dlq: str = "sensor-windows-dlq"
-    rules_dlq: str = "rules-dlq"
-    scores: str = "sensor-scores"
-    anomaly_late: str = "sensor-anomaly-late"
-    anomaly_dlq: str = "sensor-anomaly-dlq"
+    readings: str = setting("IOTFLINK_TOPIC_READINGS")
+    aggregates: str = setting("IOTFLINK_TOPIC_AGGREGATES")
+    late: str = setting("IOTFLINK_TOPIC_LATE")
+    dlq: str = setting("IOTFLINK_TOPIC_DLQ")
+    alerts: str = setting("IOTFLINK_TOPIC_ALERTS")
+    transactions: str = setting("IOTFLINK_TOPIC_TRANSACTIONS")
+    readings_partitions: int = setting("IOTFLINK_READINGS_PARTITIONS", parse_int)
+    duplicates: str = setting("IOTFLINK_TOPIC_DUPLICATES")
+    rules_late: str = setting("IOTFLINK_TOPIC_RULES_LATE")
+    window_dlq: str = setting("IOTFLINK_TOPIC_WINDOW_DLQ")
+    rules_dlq: str = setting("IOTFLINK_TOPIC_RULES_DLQ")
+    scores: str = setting("IOTFLINK_ANOMALY_TOPIC_SCORES")
+    anomaly_late: str = setting("IOTFLINK_ANOMALY_TOPIC_LATE")
+    anomaly_dlq: str = setting("IOTFLINK_ANOMALY_TOPIC_DLQ")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Topics:
-        """Build from ``IOTFLINK_TOPIC_*`` and ``IOTFLINK_READINGS_PARTITIONS``."""
-        return cls(
-            readings=env("IOTFLINK_TOPIC_READINGS", environ),
-            aggregates=env("IOTFLINK_TOPIC_AGGREGATES", environ),
-            late=env("IOTFLINK_TOPIC_LATE", environ),
-            dlq=env("IOTFLINK_TOPIC_DLQ", environ),
-            alerts=env("IOTFLINK_TOPIC_ALERTS", environ),
-            transactions=env("IOTFLINK_TOPIC_TRANSACTIONS", environ),
-            readings_partitions=_int("IOTFLINK_READINGS_PARTITIONS", environ),
-            duplicates=env("IOTFLINK_TOPIC_DUPLICATES", environ),
-            rules_late=env("IOTFLINK_TOPIC_RULES_LATE", environ),
-            window_dlq=env("IOTFLINK_TOPIC_WINDOW_DLQ", environ),
-            rules_dlq=env("IOTFLINK_TOPIC_RULES_DLQ", environ),
-            scores=env("IOTFLINK_ANOMALY_TOPIC_SCORES", environ),
-            anomaly_late=env("IOTFLINK_ANOMALY_TOPIC_LATE", environ),
-            anomaly_dlq=env("IOTFLINK_ANOMALY_TOPIC_DLQ", environ),
-        )
+        """Build from ``IOTFLINK_TOPIC_*``, ``IOTFLINK_ANOMALY_TOPIC_*`` and ``IOTFLINK_READINGS_PARTITIONS``."""
+        return cls(**read_env(cls, environ))
 
     def all(self) -> list[str]:
         """Every topic name, readings first."""
@@ -322,26 +414,26 @@ class StackSettings:
             ``IOTFLINK_MQTT_CA_FILE``; empty = the defaults under ``run_dir``.
     """
 
-    run_dir: Path
-    deps_dir: Path
-    host: str = "127.0.0.1"
-    kafka_port: int = 9092
-    kafka_controller_port: int = 9093
-    mqtt_port: int = 1883
-    flink_rest_port: int = 8081
-    flink_rpc_port: int = 6123
-    kafka_bootstrap_override: str = ""
-    mqtt_host_override: str = ""
-    flink_rest_host_override: str = ""
+    run_dir: Path = setting("IOTFLINK_RUN_DIR", parse_path)
+    deps_dir: Path = setting("IOTFLINK_DEPS_DIR", parse_path)
+    host: str = setting("IOTFLINK_HOST")
+    kafka_port: int = setting("IOTFLINK_KAFKA_PORT", parse_int)
+    kafka_controller_port: int = setting("IOTFLINK_KAFKA_CONTROLLER_PORT", parse_int)
+    mqtt_port: int = setting("IOTFLINK_MQTT_PORT", parse_int)
+    flink_rest_port: int = setting("IOTFLINK_FLINK_REST_PORT", parse_int)
+    flink_rpc_port: int = setting("IOTFLINK_FLINK_RPC_PORT", parse_int)
+    kafka_bootstrap_override: str = setting("IOTFLINK_KAFKA_BOOTSTRAP")
+    mqtt_host_override: str = setting("IOTFLINK_MQTT_HOST")
+    flink_rest_host_override: str = setting("IOTFLINK_FLINK_REST_HOST")
     topics: Topics = field(default_factory=Topics)
-    replication_factor: int = 1
-    min_insync_replicas: int = 1
-    mqtt_tls: bool = False
-    mqtt_bridge_user: str = "iotflink-bridge"
-    bridges: int = 1
-    taskmanagers: int = 1
-    mqtt_auth_dir_override: str = ""
-    mqtt_ca_file_override: str = ""
+    replication_factor: int = setting("IOTFLINK_KAFKA_REPLICATION_FACTOR", parse_int)
+    min_insync_replicas: int = setting("IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS", parse_int)
+    mqtt_tls: bool = setting("IOTFLINK_MQTT_TLS", parse_bool)
+    mqtt_bridge_user: str = setting("IOTFLINK_MQTT_BRIDGE_USER")
+    bridges: int = setting("IOTFLINK_BRIDGES", parse_int)
+    taskmanagers: int = setting("IOTFLINK_TASKMANAGERS", parse_int)
+    mqtt_auth_dir_override: str = setting("IOTFLINK_MQTT_AUTH_DIR")
+    mqtt_ca_file_override: str = setting("IOTFLINK_MQTT_CA_FILE")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
@@ -351,28 +443,7 @@ class StackSettings:
             ConfigError: a port or replica count is not an integer, or the replica counts
                 break 1 <= min_insync_replicas <= replication_factor.
         """
-        cfg = cls(
-            run_dir=Path(env("IOTFLINK_RUN_DIR", environ)),
-            deps_dir=Path(env("IOTFLINK_DEPS_DIR", environ)),
-            host=env("IOTFLINK_HOST", environ),
-            kafka_port=_int("IOTFLINK_KAFKA_PORT", environ),
-            kafka_controller_port=_int("IOTFLINK_KAFKA_CONTROLLER_PORT", environ),
-            mqtt_port=_int("IOTFLINK_MQTT_PORT", environ),
-            flink_rest_port=_int("IOTFLINK_FLINK_REST_PORT", environ),
-            flink_rpc_port=_int("IOTFLINK_FLINK_RPC_PORT", environ),
-            kafka_bootstrap_override=env("IOTFLINK_KAFKA_BOOTSTRAP", environ),
-            mqtt_host_override=env("IOTFLINK_MQTT_HOST", environ),
-            flink_rest_host_override=env("IOTFLINK_FLINK_REST_HOST", environ),
-            topics=Topics.from_env(environ),
-            replication_factor=_int("IOTFLINK_KAFKA_REPLICATION_FACTOR", environ),
-            min_insync_replicas=_int("IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS", environ),
-            mqtt_tls=_bool("IOTFLINK_MQTT_TLS", environ),
-            mqtt_bridge_user=env("IOTFLINK_MQTT_BRIDGE_USER", environ),
-            bridges=_int("IOTFLINK_BRIDGES", environ),
-            taskmanagers=_int("IOTFLINK_TASKMANAGERS", environ),
-            mqtt_auth_dir_override=env("IOTFLINK_MQTT_AUTH_DIR", environ),
-            mqtt_ca_file_override=env("IOTFLINK_MQTT_CA_FILE", environ),
-        )
+        cfg = cls(**read_env(cls, environ), topics=Topics.from_env(environ))
         if cfg.bridges < 1:
             raise ConfigError(f"IOTFLINK_BRIDGES={cfg.bridges} must be at least 1")
         if cfg.taskmanagers < 1:
@@ -420,48 +491,45 @@ class StackSettings:
         """Directory of every service's log file."""
         return self.run_dir / "logs"
 
+    @property
+    def pid_dir(self) -> Path:
+        """Directory of every service's pid file."""
+        return self.run_dir / "pids"
+
+    @property
+    def flink_conf_dir(self) -> Path:
+        """The rendered Flink configuration directory (``FLINK_CONF_DIR``)."""
+        return self.run_dir / "flink" / "conf"
+
+    def topic_partitions(self, names: Sequence[str] | None = None,
+                         partitions: Mapping[str, int] | None = None) -> dict[str, int]:
+        """``{topic: partition count}`` of the project's topics (or ``names``): each gets
+        ``topics.readings_partitions`` (the result topics as many as ``sensor-readings``, so the
+        jobs' sinks write in parallel) unless ``partitions`` names its own count."""
+        return {t: (partitions or {}).get(t, self.topics.readings_partitions)
+                for t in (self.topics.all() if names is None else names)}
+
     def bridge_user(self, index: int) -> str:
         """The MQTT username (= client id) of bridge process ``index`` (0-based): the first is
         ``mqtt_bridge_user``, the others ``{mqtt_bridge_user}-{index}``."""
         return self.mqtt_bridge_user if index == 0 else f"{self.mqtt_bridge_user}-{index}"
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings in a child process."""
-        return {
-            "IOTFLINK_RUN_DIR": str(self.run_dir),
-            "IOTFLINK_DEPS_DIR": str(self.deps_dir),
-            "IOTFLINK_HOST": self.host,
-            "IOTFLINK_KAFKA_PORT": str(self.kafka_port),
-            "IOTFLINK_KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
-            "IOTFLINK_MQTT_PORT": str(self.mqtt_port),
-            "IOTFLINK_FLINK_REST_PORT": str(self.flink_rest_port),
-            "IOTFLINK_FLINK_RPC_PORT": str(self.flink_rpc_port),
-            "IOTFLINK_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "IOTFLINK_MQTT_HOST": self.mqtt_host,
-            "IOTFLINK_FLINK_REST_HOST": self.flink_rest_host_override or self.host,
-            "IOTFLINK_TOPIC_READINGS": self.topics.readings,
-            "IOTFLINK_TOPIC_AGGREGATES": self.topics.aggregates,
-            "IOTFLINK_TOPIC_LATE": self.topics.late,
-            "IOTFLINK_TOPIC_DLQ": self.topics.dlq,
-            "IOTFLINK_TOPIC_ALERTS": self.topics.alerts,
-            "IOTFLINK_TOPIC_TRANSACTIONS": self.topics.transactions,
-            "IOTFLINK_READINGS_PARTITIONS": str(self.topics.readings_partitions),
-            "IOTFLINK_TOPIC_DUPLICATES": self.topics.duplicates,
-            "IOTFLINK_TOPIC_RULES_LATE": self.topics.rules_late,
-            "IOTFLINK_TOPIC_WINDOW_DLQ": self.topics.window_dlq,
-            "IOTFLINK_TOPIC_RULES_DLQ": self.topics.rules_dlq,
-            "IOTFLINK_ANOMALY_TOPIC_SCORES": self.topics.scores,
-            "IOTFLINK_ANOMALY_TOPIC_LATE": self.topics.anomaly_late,
-            "IOTFLINK_ANOMALY_TOPIC_DLQ": self.topics.anomaly_dlq,
-            "IOTFLINK_KAFKA_REPLICATION_FACTOR": str(self.replication_factor),
-            "IOTFLINK_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
-            "IOTFLINK_MQTT_TLS": "true" if self.mqtt_tls else "false",
-            "IOTFLINK_MQTT_BRIDGE_USER": self.mqtt_bridge_user,
-            "IOTFLINK_BRIDGES": str(self.bridges),
-            "IOTFLINK_TASKMANAGERS": str(self.taskmanagers),
-            "IOTFLINK_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
-            "IOTFLINK_MQTT_CA_FILE": str(self.mqtt_ca_file or ""),
-        }
+        """The environment variables that reproduce these settings in a child process: every
+        field's (:func:`write_env`), with the addresses and directories as resolved here (the
+        Kafka bootstrap, MQTT and REST hosts, the MQTT auth directory and CA file), so a child
+        with another run directory still reaches this stack."""
+        return {**write_env(self),
+                "IOTFLINK_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "IOTFLINK_MQTT_HOST": self.mqtt_host,
+                "IOTFLINK_FLINK_REST_HOST": self.flink_rest_host_override or self.host,
+                "IOTFLINK_MQTT_AUTH_DIR": str(self.mqtt_auth_dir),
+                "IOTFLINK_MQTT_CA_FILE": str(self.mqtt_ca_file or "")}
+
+
+#: Kafka bootstrap and Flink REST URL of the default local stack (the defaults of the job settings).
+DEFAULT_KAFKA_BOOTSTRAP = f"{ENV_VARS['IOTFLINK_HOST']}:{ENV_VARS['IOTFLINK_KAFKA_PORT']}"
+DEFAULT_FLINK_REST_URL = f"http://{ENV_VARS['IOTFLINK_HOST']}:{ENV_VARS['IOTFLINK_FLINK_REST_PORT']}"
 
 
 @dataclass(frozen=True)
@@ -499,6 +567,10 @@ class BridgeSettings:
         leave_group: a shared subscription group whose subscription the bridge drops on
             connect (its persistent session may hold it from a run with more bridges, and would
             then get messages twice); "" = none.
+        leave_on_stop: with ``share_group`` set, a graceful stop leaves the group: unsubscribe,
+            forward and ack what the broker still delivers, end the session
+            (``bridge.service.Bridge.stop``). False = keep the session in the group. Without a
+            shared subscription the session is always kept (messages wait for the restart).
     """
 
     mqtt_host: str
@@ -508,15 +580,16 @@ class BridgeSettings:
     kafka_bootstrap: str
     readings_topic: str
     dlq_topic: str
-    max_inflight: int = 1000
-    max_inflight_bytes: int = 16 * 1024 * 1024
+    max_inflight: int = setting("IOTFLINK_BRIDGE_MAX_INFLIGHT", parse_int)
+    max_inflight_bytes: int = setting("IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES", parse_int)
     username: str = ""
     password_file: Path | None = None
     ca_file: Path | None = None
-    heartbeat_interval_ms: int = 1_000
-    heartbeat_quiet_ms: int = 5_000
+    heartbeat_interval_ms: int = setting("IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS", parse_int)
+    heartbeat_quiet_ms: int = setting("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", parse_int)
     share_group: str = ""
     leave_group: str = ""
+    leave_on_stop: bool = setting("IOTFLINK_BRIDGE_LEAVE_ON_STOP", parse_bool)
 
     @property
     def subscription(self) -> str:
@@ -534,6 +607,7 @@ class BridgeSettings:
         user = stack.mqtt_bridge_user
         group = env("IOTFLINK_BRIDGE_SHARE_GROUP", environ)
         return cls(
+            **read_env(cls, environ),
             mqtt_host=stack.mqtt_host,
             mqtt_port=stack.mqtt_port,
             topic_filter=env("IOTFLINK_MQTT_TOPIC_FILTER", environ),
@@ -544,13 +618,16 @@ class BridgeSettings:
             kafka_bootstrap=stack.kafka_bootstrap,
             readings_topic=stack.topics.readings,
             dlq_topic=stack.topics.dlq,
-            max_inflight=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT", environ),
-            max_inflight_bytes=_int("IOTFLINK_BRIDGE_MAX_INFLIGHT_BYTES", environ),
-            heartbeat_interval_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_INTERVAL_MS", environ),
-            heartbeat_quiet_ms=_int("IOTFLINK_BRIDGE_HEARTBEAT_QUIET_MS", environ),
             share_group=group if stack.bridges > 1 else "",
             leave_group="" if stack.bridges > 1 else group,
         )
+
+
+def _plan_cache_dir(run_dir: Path, value: str) -> str:
+    """``IOTFLINK_PLAN_CACHE_DIR`` as a path: '' -> ``<run_dir>/plan-cache``, ``none`` -> ''."""
+    if value.lower() == "none":
+        return ""
+    return value or str(run_dir / "plan-cache")
 
 
 @dataclass(frozen=True)
@@ -601,32 +678,37 @@ class WindowJobSettings:
             ``from_env`` appends ``-<instance>`` to the pipeline name, consumer group,
             transactional id prefix and the four output topics (aggregates, late, duplicates,
             dead letters), so two instances share only ``sensor-readings``.
+        plan_cache_dir: directory of the compiled plan cache of ``main()``
+            (:func:`jobs.common.execute_cached`); '' = no cache. ``from_env``: ``IOTFLINK_PLAN_CACHE_DIR``,
+            default ``<IOTFLINK_RUN_DIR>/plan-cache``, ``none`` = ''. Not part of the job: the
+            plan does not depend on it.
     """
 
-    window_size_ms: int = 60_000
-    allowed_lateness_ms: int = 120_000
-    out_of_orderness_ms: int = 10_000
-    idleness_ms: int = 5_000
-    parallelism: int = 1
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    window_size_ms: int = setting("IOTFLINK_WINDOW_SIZE_MS", parse_int)
+    allowed_lateness_ms: int = setting("IOTFLINK_ALLOWED_LATENESS_MS", parse_int)
+    out_of_orderness_ms: int = setting("IOTFLINK_OUT_OF_ORDERNESS_MS", parse_int)
+    idleness_ms: int = setting("IOTFLINK_IDLENESS_MS", parse_int)
+    parallelism: int = setting("IOTFLINK_JOB_PARALLELISM", parse_int)
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     topics: Topics = field(default_factory=Topics)
-    consumer_group: str = "iotflink-sensor-windows"
-    checkpoint_interval_ms: int = 30_000
-    source_parallelism: int = 1
-    delivery_guarantee: str = "exactly-once"
-    transactional_id_prefix: str = "iotflink-sensor-windows"
-    transaction_timeout_ms: int = 600_000
-    offset_reset: str = "earliest"
-    dedup_ttl_ms: int = 3_600_000
-    dedup: bool = True
-    slow_sink_file: str = ""
-    slow_sink_ms: int = 20
-    late_watermark_column: bool = False
-    window_kind: str = "tumbling"
-    window_slide_ms: int = 0
-    window_gap_ms: int = 300_000
-    time_zone: str = "UTC"
-    instance: str = ""
+    consumer_group: str = setting("IOTFLINK_CONSUMER_GROUP")
+    checkpoint_interval_ms: int = setting("IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS", parse_int)
+    source_parallelism: int = setting("IOTFLINK_WINDOW_SOURCE_PARALLELISM", parse_int)
+    delivery_guarantee: str = setting("IOTFLINK_WINDOW_DELIVERY_GUARANTEE")
+    transactional_id_prefix: str = setting("IOTFLINK_WINDOW_TXN_ID_PREFIX")
+    transaction_timeout_ms: int = setting("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", parse_int)
+    offset_reset: str = setting("IOTFLINK_WINDOW_OFFSET_RESET")
+    dedup_ttl_ms: int = setting("IOTFLINK_DEDUP_TTL_MS", parse_int)
+    dedup: bool = setting("IOTFLINK_WINDOW_DEDUP", parse_bool)
+    slow_sink_file: str = setting("IOTFLINK_SLOW_SINK_FILE")
+    slow_sink_ms: int = setting("IOTFLINK_SLOW_SINK_MS", parse_int)
+    late_watermark_column: bool = setting("IOTFLINK_LATE_WATERMARK_COLUMN", parse_bool)
+    window_kind: str = setting("IOTFLINK_WINDOW_KIND", parse_lower)
+    window_slide_ms: int = setting("IOTFLINK_WINDOW_SLIDE_MS", parse_int)
+    window_gap_ms: int = setting("IOTFLINK_WINDOW_GAP_MS", parse_int)
+    time_zone: str = setting("IOTFLINK_WINDOW_TIME_ZONE", parse_stripped)
+    instance: str = setting("IOTFLINK_WINDOW_INSTANCE", parse_stripped)
+    plan_cache_dir: str = ""
 
     @property
     def job_name(self) -> str:
@@ -651,32 +733,8 @@ class WindowJobSettings:
             ConfigError: a value is not an integer, or a duration is not positive.
         """
         stack = StackSettings.from_env(environ)
-        cfg = cls(
-            window_size_ms=_int("IOTFLINK_WINDOW_SIZE_MS", environ),
-            allowed_lateness_ms=_int("IOTFLINK_ALLOWED_LATENESS_MS", environ),
-            out_of_orderness_ms=_int("IOTFLINK_OUT_OF_ORDERNESS_MS", environ),
-            idleness_ms=_int("IOTFLINK_IDLENESS_MS", environ),
-            parallelism=_int("IOTFLINK_JOB_PARALLELISM", environ),
-            kafka_bootstrap=stack.kafka_bootstrap,
-            topics=stack.topics,
-            consumer_group=env("IOTFLINK_CONSUMER_GROUP", environ),
-            checkpoint_interval_ms=_int("IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS", environ),
-            source_parallelism=_int("IOTFLINK_WINDOW_SOURCE_PARALLELISM", environ),
-            delivery_guarantee=env("IOTFLINK_WINDOW_DELIVERY_GUARANTEE", environ),
-            transactional_id_prefix=env("IOTFLINK_WINDOW_TXN_ID_PREFIX", environ),
-            transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
-            offset_reset=env("IOTFLINK_WINDOW_OFFSET_RESET", environ),
-            dedup_ttl_ms=_int("IOTFLINK_DEDUP_TTL_MS", environ),
-            dedup=_bool("IOTFLINK_WINDOW_DEDUP", environ),
-            slow_sink_file=env("IOTFLINK_SLOW_SINK_FILE", environ),
-            slow_sink_ms=_int("IOTFLINK_SLOW_SINK_MS", environ),
-            late_watermark_column=_bool("IOTFLINK_LATE_WATERMARK_COLUMN", environ),
-            window_kind=env("IOTFLINK_WINDOW_KIND", environ).strip().lower(),
-            window_slide_ms=_int("IOTFLINK_WINDOW_SLIDE_MS", environ),
-            window_gap_ms=_int("IOTFLINK_WINDOW_GAP_MS", environ),
-            time_zone=env("IOTFLINK_WINDOW_TIME_ZONE", environ).strip(),
-            instance=env("IOTFLINK_WINDOW_INSTANCE", environ).strip(),
-        )
+        cfg = cls(**read_env(cls, environ), kafka_bootstrap=stack.kafka_bootstrap, topics=stack.topics,
+                  plan_cache_dir=_plan_cache_dir(stack.run_dir, env("IOTFLINK_PLAN_CACHE_DIR", environ).strip()))
         if cfg.instance:
             if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", cfg.instance):
                 raise ConfigError(f"IOTFLINK_WINDOW_INSTANCE={cfg.instance!r}: expected 1-40 of a-z, 0-9, "
@@ -815,18 +873,18 @@ class RulesSettings:
         rest_url: Flink REST API of the cluster (``rules list`` / ``stop``).
     """
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     topics: Topics = field(default_factory=Topics)
-    late_topic: str = "rules-late"
-    consumer_group: str = "iotflink-rules"
-    out_of_orderness_ms: int = 10_000
-    idleness_ms: int = 5_000
-    parallelism: int = 1
-    checkpoint_interval_ms: int = 30_000
-    alerts_delivery: str = "at-least-once"
-    transaction_timeout_ms: int = 600_000
-    rules_dir: Path = PROJECT_ROOT / "sql" / "rules"
-    rest_url: str = "http://127.0.0.1:8081"
+    late_topic: str = setting("IOTFLINK_TOPIC_RULES_LATE")
+    consumer_group: str = setting("IOTFLINK_RULES_CONSUMER_GROUP")
+    out_of_orderness_ms: int = setting("IOTFLINK_RULES_OUT_OF_ORDERNESS_MS", parse_int)
+    idleness_ms: int = setting("IOTFLINK_RULES_IDLENESS_MS", parse_int)
+    parallelism: int = setting("IOTFLINK_RULES_PARALLELISM", parse_int)
+    checkpoint_interval_ms: int = setting("IOTFLINK_RULES_CHECKPOINT_INTERVAL_MS", parse_int)
+    alerts_delivery: str = setting("IOTFLINK_ALERTS_DELIVERY")
+    transaction_timeout_ms: int = setting("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", parse_int)
+    rules_dir: Path = setting("IOTFLINK_RULES_DIR", parse_path)
+    rest_url: str = DEFAULT_FLINK_REST_URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RulesSettings:
@@ -837,20 +895,8 @@ class RulesSettings:
                 guarantee is unknown.
         """
         stack = StackSettings.from_env(environ)
-        cfg = cls(
-            kafka_bootstrap=stack.kafka_bootstrap,
-            topics=stack.topics,
-            late_topic=env("IOTFLINK_TOPIC_RULES_LATE", environ),
-            consumer_group=env("IOTFLINK_RULES_CONSUMER_GROUP", environ),
-            out_of_orderness_ms=_int("IOTFLINK_RULES_OUT_OF_ORDERNESS_MS", environ),
-            idleness_ms=_int("IOTFLINK_RULES_IDLENESS_MS", environ),
-            parallelism=_int("IOTFLINK_RULES_PARALLELISM", environ),
-            checkpoint_interval_ms=_int("IOTFLINK_RULES_CHECKPOINT_INTERVAL_MS", environ),
-            alerts_delivery=env("IOTFLINK_ALERTS_DELIVERY", environ),
-            transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
-            rules_dir=Path(env("IOTFLINK_RULES_DIR", environ)),
-            rest_url=stack.flink_rest_url,
-        )
+        cfg = cls(**read_env(cls, environ), kafka_bootstrap=stack.kafka_bootstrap, topics=stack.topics,
+                  rest_url=stack.flink_rest_url)
         if cfg.out_of_orderness_ms < 0 or cfg.idleness_ms < 0 or cfg.parallelism <= 0 \
                 or cfg.checkpoint_interval_ms <= 0:
             raise ConfigError(f"rule durations must not be negative, parallelism positive: {cfg}")
@@ -880,11 +926,11 @@ class TransactionSettings:
 
     data_path: Path
     ground_truth_path: Path
-    seed: int = 4
-    scenarios_per_kind: int = 4
-    speedup: float = 0.0
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    topic: str = "transactions"
+    seed: int = setting("IOTFLINK_TXN_SEED", parse_int)
+    scenarios_per_kind: int = setting("IOTFLINK_TXN_SCENARIOS_PER_KIND", parse_int)
+    speedup: float = setting("IOTFLINK_TXN_SPEEDUP", parse_float)
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    topic: str = ENV_VARS["IOTFLINK_TOPIC_TRANSACTIONS"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TransactionSettings:
@@ -895,17 +941,10 @@ class TransactionSettings:
         """
         stack = StackSettings.from_env(environ)
         gt = env("IOTFLINK_TXN_GROUND_TRUTH", environ)
-        raw_speed = env("IOTFLINK_TXN_SPEEDUP", environ)
-        try:
-            speedup = float(raw_speed)
-        except ValueError as exc:
-            raise ConfigError(f"IOTFLINK_TXN_SPEEDUP={raw_speed!r} is not a number") from exc
         cfg = cls(
+            **read_env(cls, environ),
             data_path=Path(env("IOTFLINK_TXN_DATA", environ)),
             ground_truth_path=Path(gt) if gt else stack.run_dir / "transactions_ground_truth.json",
-            seed=_int("IOTFLINK_TXN_SEED", environ),
-            scenarios_per_kind=_int("IOTFLINK_TXN_SCENARIOS_PER_KIND", environ),
-            speedup=speedup,
             kafka_bootstrap=stack.kafka_bootstrap,
             topic=stack.topics.transactions,
         )
@@ -949,29 +988,29 @@ class AnomalyJobSettings:
         python_mode: ``thread`` (Python functions embedded in the TaskManager JVM) | ``process``.
     """
 
-    threshold: float = 10.0
-    exit_level: float = 2.0
-    alert_after: int = 1
-    min_samples: int = 30
-    half_life: float = 1000.0
-    season_bins: int = 12
-    range_tolerance: float = 0.02
-    cooldown: int = 20
-    state_ttl_ms: int = 604_800_000
-    out_of_orderness_ms: int = 10_000
-    idleness_ms: int = 5_000
-    parallelism: int = 1
-    checkpoint_interval_ms: int = 30_000
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    threshold: float = setting("IOTFLINK_ANOMALY_THRESHOLD", parse_float)
+    exit_level: float = setting("IOTFLINK_ANOMALY_EXIT_LEVEL", parse_float)
+    alert_after: int = setting("IOTFLINK_ANOMALY_ALERT_AFTER", parse_int)
+    min_samples: int = setting("IOTFLINK_ANOMALY_MIN_SAMPLES", parse_int)
+    half_life: float = setting("IOTFLINK_ANOMALY_HALF_LIFE", parse_float)
+    season_bins: int = setting("IOTFLINK_ANOMALY_SEASON_BINS", parse_int)
+    range_tolerance: float = setting("IOTFLINK_ANOMALY_RANGE_TOLERANCE", parse_float)
+    cooldown: int = setting("IOTFLINK_ANOMALY_COOLDOWN", parse_int)
+    state_ttl_ms: int = setting("IOTFLINK_ANOMALY_STATE_TTL_MS", parse_int)
+    out_of_orderness_ms: int = setting("IOTFLINK_ANOMALY_OUT_OF_ORDERNESS_MS", parse_int)
+    idleness_ms: int = setting("IOTFLINK_ANOMALY_IDLENESS_MS", parse_int)
+    parallelism: int = setting("IOTFLINK_ANOMALY_PARALLELISM", parse_int)
+    checkpoint_interval_ms: int = setting("IOTFLINK_ANOMALY_CHECKPOINT_INTERVAL_MS", parse_int)
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     topics: Topics = field(default_factory=Topics)
-    consumer_group: str = "iotflink-anomaly"
-    scores_topic: str = "sensor-scores"
-    late_topic: str = "sensor-anomaly-late"
-    dlq_topic: str = "sensor-anomaly-dlq"
-    delivery_guarantee: str = "exactly-once"
-    alerts_delivery: str = "at-least-once"
-    transaction_timeout_ms: int = 600_000
-    python_mode: str = "thread"
+    consumer_group: str = setting("IOTFLINK_ANOMALY_CONSUMER_GROUP")
+    scores_topic: str = setting("IOTFLINK_ANOMALY_TOPIC_SCORES")
+    late_topic: str = setting("IOTFLINK_ANOMALY_TOPIC_LATE")
+    dlq_topic: str = setting("IOTFLINK_ANOMALY_TOPIC_DLQ")
+    delivery_guarantee: str = setting("IOTFLINK_ANOMALY_DELIVERY_GUARANTEE")
+    alerts_delivery: str = setting("IOTFLINK_ALERTS_DELIVERY")
+    transaction_timeout_ms: int = setting("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", parse_int)
+    python_mode: str = setting("IOTFLINK_ANOMALY_PYTHON_MODE")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnomalyJobSettings:
@@ -981,39 +1020,8 @@ class AnomalyJobSettings:
         Raises:
             ConfigError: a value is not a number, or out of the range given for its field.
         """
-        def number(name: str) -> float:
-            raw = env(name, environ)
-            try:
-                return float(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r} is not a number") from exc
-
         stack = StackSettings.from_env(environ)
-        cfg = cls(
-            threshold=number("IOTFLINK_ANOMALY_THRESHOLD"),
-            exit_level=number("IOTFLINK_ANOMALY_EXIT_LEVEL"),
-            alert_after=_int("IOTFLINK_ANOMALY_ALERT_AFTER", environ),
-            min_samples=_int("IOTFLINK_ANOMALY_MIN_SAMPLES", environ),
-            half_life=number("IOTFLINK_ANOMALY_HALF_LIFE"),
-            season_bins=_int("IOTFLINK_ANOMALY_SEASON_BINS", environ),
-            range_tolerance=number("IOTFLINK_ANOMALY_RANGE_TOLERANCE"),
-            cooldown=_int("IOTFLINK_ANOMALY_COOLDOWN", environ),
-            state_ttl_ms=_int("IOTFLINK_ANOMALY_STATE_TTL_MS", environ),
-            out_of_orderness_ms=_int("IOTFLINK_ANOMALY_OUT_OF_ORDERNESS_MS", environ),
-            idleness_ms=_int("IOTFLINK_ANOMALY_IDLENESS_MS", environ),
-            parallelism=_int("IOTFLINK_ANOMALY_PARALLELISM", environ),
-            checkpoint_interval_ms=_int("IOTFLINK_ANOMALY_CHECKPOINT_INTERVAL_MS", environ),
-            kafka_bootstrap=stack.kafka_bootstrap,
-            topics=stack.topics,
-            consumer_group=env("IOTFLINK_ANOMALY_CONSUMER_GROUP", environ),
-            scores_topic=stack.topics.scores,
-            late_topic=stack.topics.anomaly_late,
-            dlq_topic=stack.topics.anomaly_dlq,
-            delivery_guarantee=env("IOTFLINK_ANOMALY_DELIVERY_GUARANTEE", environ),
-            alerts_delivery=env("IOTFLINK_ALERTS_DELIVERY", environ),
-            transaction_timeout_ms=_int("IOTFLINK_KAFKA_TXN_TIMEOUT_MS", environ),
-            python_mode=env("IOTFLINK_ANOMALY_PYTHON_MODE", environ),
-        )
+        cfg = cls(**read_env(cls, environ), kafka_bootstrap=stack.kafka_bootstrap, topics=stack.topics)
         cfg.validate()
         return cfg
 

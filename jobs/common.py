@@ -1,11 +1,20 @@
 """Helpers shared by the PyFlink jobs: environments, checkpointing, connector jar, interpreter.
 
 Every job creates its environment through :func:`create_table_env` or
-:func:`create_stream_env`, which apply :func:`job_configuration`:
+:func:`create_stream_env`, which apply :func:`job_configuration`.
 
-- exactly-once checkpoints every ``checkpoint_interval_ms``, retained on cancel;
-- the RocksDB state backend with incremental checkpoints;
-- the cluster's failure-rate restart strategy (:data:`RESTART_STRATEGY`);
+Flink configuration has one layer per kind of value (the rule, also in flink-conf/config.yaml
+and the README):
+
+- cluster defaults are written only in ``flink-conf/config.yaml``. Those every job must run
+  with also on a MiniCluster (tests, benchmarks read no cluster configuration) are copied from
+  there into the job's configuration (:data:`FROM_CLUSTER_CONF`, :func:`cluster_defaults`):
+  exactly-once checkpoints retained on cancel, the RocksDB state backend with incremental
+  checkpoints, the failure-rate restart strategy (:func:`restart_strategy`);
+- what a job needs of its own comes from its settings object: its name, parallelism and
+  checkpoint interval (``checkpoint_interval_ms``), with the minimum pause between checkpoints
+  derived from that interval (:func:`min_pause_ms`: half of it, as the cluster's default
+  pause is half its default interval);
 - ``table.local-time-zone = UTC`` (windows on ``TIMESTAMP_LTZ`` align to the epoch);
 - ``table.exec.uid.generation = ALWAYS``: SQL operators get stable uids
   (``<exec node id>_<transformation>``), so state maps back after a restart from a
@@ -20,14 +29,16 @@ The Kafka SQL connector jar and the project's ``json-dlq`` format jar are checke
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from iotflink.errors import JobError
-from iotflink.settings import WindowJobSettings, env
+from iotflink.settings import PROJECT_ROOT, WindowJobSettings, env
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +46,49 @@ log = logging.getLogger(__name__)
 KAFKA_CONNECTOR_JAR = "flink-sql-connector-kafka-5.0.0-2.2.jar"
 #: File name of the project's own format jar (jvm/pom.xml): the ``json-dlq`` table format.
 FORMAT_JAR = "iotflink-flink-formats.jar"
-#: Restart strategy of every job: the same keys and values as ``flink-conf/config.yaml``
-#: (justified there; ``tests/test_restart_strategy.py`` keeps the two equal). At most 3
-#: failures within a sliding 3 min, 10 s between a failure and the restart; the 4th failure
-#: in 3 min leaves the job FAILED (a poison record), slower failures are restarted for ever
-#: (an outage of Kafka or of the TaskManager).
-RESTART_STRATEGY: Mapping[str, str] = {
-    "restart-strategy.type": "failure-rate",
-    "restart-strategy.failure-rate.max-failures-per-interval": "3",
-    "restart-strategy.failure-rate.failure-rate-interval": "3min",
-    "restart-strategy.failure-rate.delay": "10s",
-}
+#: The cluster's configuration file: the one place cluster defaults are written.
+CLUSTER_CONF = PROJECT_ROOT / "flink-conf" / "config.yaml"
+
+#: Keys of :data:`CLUSTER_CONF` every job carries itself (with every ``restart-strategy.*``
+#: key), so that a job on a MiniCluster runs as on the cluster: checkpointing mode and
+#: retention, state backend, incremental checkpoints.
+FROM_CLUSTER_CONF = ("execution.checkpointing.mode", "execution.checkpointing.externalized-checkpoint-retention",
+                     "state.backend.type", "execution.checkpointing.incremental")
+
+
+@functools.cache
+def cluster_defaults() -> dict[str, str]:
+    """The entries of ``flink-conf/config.yaml`` as ``key -> text`` (YAML booleans as
+    ``true``/``false``).
+
+    Raises:
+        JobError: the file is missing or not a YAML mapping.
+    """
+    import yaml  # noqa: PLC0415 - only the client that builds a job reads the file
+
+    try:
+        conf = yaml.safe_load(CLUSTER_CONF.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise JobError(f"cannot read the cluster configuration {CLUSTER_CONF}: {exc}") from exc
+    if not isinstance(conf, dict):
+        raise JobError(f"{CLUSTER_CONF} is not a YAML mapping")
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items()}
+
+
+def restart_strategy() -> dict[str, str]:
+    """The restart strategy of every job: the ``restart-strategy.*`` entries of
+    ``flink-conf/config.yaml`` (justified there). At most 3 failures within a sliding 3 min,
+    10 s between a failure and the restart; the 4th failure in 3 min leaves the job FAILED (a
+    poison record), slower failures are restarted for ever (an outage of Kafka or of the
+    TaskManager)."""
+    return {k: v for k, v in cluster_defaults().items() if k.startswith("restart-strategy.")}
+
+
+def min_pause_ms(checkpoint_interval_ms: int) -> int:
+    """The minimum pause between two checkpoints of a job with this interval (ms): half the
+    interval, at least 1 ms, so that at least half of every interval is spent on records
+    while checkpoints are slow (Flink docs, "Checkpointing": ``min-pause``)."""
+    return max(checkpoint_interval_ms // 2, 1)
 
 
 def flink_home() -> Path:
@@ -126,19 +169,17 @@ def job_configuration(cfg: WindowJobSettings, job_name: str, *, use_kafka: bool 
 
     Raises:
         JobError: the format jar, or with ``use_kafka`` the connector jar, is missing (see
-            :func:`kafka_connector_jar`, :func:`format_jar`).
+            :func:`kafka_connector_jar`, :func:`format_jar`); ``flink-conf/config.yaml``
+            cannot be read.
     """
     conf = {
         "pipeline.name": job_name,
         "parallelism.default": str(cfg.parallelism),
         # checkpointing: exactly-once, retained on cancel, RocksDB incremental
         "execution.checkpointing.interval": f"{cfg.checkpoint_interval_ms} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.min-pause": f"{max(cfg.checkpoint_interval_ms // 2, 1)} ms",
-        "state.backend.type": "rocksdb",
-        "execution.checkpointing.incremental": "true",
-        **RESTART_STRATEGY,
+        "execution.checkpointing.min-pause": f"{min_pause_ms(cfg.checkpoint_interval_ms)} ms",
+        **{k: cluster_defaults()[k] for k in FROM_CLUSTER_CONF},
+        **restart_strategy(),
         # SQL
         "table.local-time-zone": "UTC",
         "table.exec.uid.generation": "ALWAYS",
@@ -243,3 +284,171 @@ def kafka_coordinates_sql(kafka: bool) -> str:
 def with_clause(options: Mapping[str, str]) -> str:
     """Render a DDL ``WITH (...)`` clause from connector options."""
     return "WITH (\n  " + options_sql(options) + "\n)"
+
+
+# --------------------------------------------------------------------------- compiled plan cache
+#: How many compiled plans of one job the cache keeps (the newest by modification time); each
+#: job version and settings has its own.
+PLAN_CACHE_KEEP = 8
+
+
+def plan_cache_key(t_env, parts: Sequence[str]) -> str:
+    """Key of a job's compiled plan: SHA-256 (hex, 24 digits) over everything the plan is made of.
+
+    That is: the Flink version; the name and size of the jars the planner loads connectors and
+    formats from (:func:`kafka_connector_jar`, :func:`format_jar`); the source of every loaded
+    module of the packages ``jobs``, ``iotflink`` and ``udfs`` (the code that writes the SQL);
+    the table environment's ``table.*`` options and ``parallelism.default``; and ``parts``
+    (the job's settings and its DDL, in the caller's words). Anything that can change the
+    plan changes the key, so a stale plan is never loaded; the price of a change is one
+    compilation.
+    """
+    import hashlib  # noqa: PLC0415
+
+    from pyflink.version import __version__ as flink_version  # noqa: PLC0415
+
+    h = hashlib.sha256()
+
+    def add(label: str, text: str | bytes) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        h.update(f"{label}:{len(data)}:".encode())
+        h.update(data)
+
+    add("flink", flink_version)
+    for name in (KAFKA_CONNECTOR_JAR, FORMAT_JAR):
+        for where in (flink_home() / "lib" / name, Path(env("IOTFLINK_DEPS_DIR")) / "flink" / name):
+            if where.is_file():
+                add("jar", f"{where.name}:{where.stat().st_size}")
+    for mod_name in sorted(sys.modules):
+        if mod_name.split(".", 1)[0] not in ("jobs", "iotflink", "udfs"):
+            continue
+        file = getattr(sys.modules[mod_name], "__file__", None)
+        if file and file.endswith(".py") and Path(file).is_file():
+            add(f"module {mod_name}", Path(file).read_bytes())
+    conf = t_env.get_config().get_configuration().to_dict()
+    for key in sorted(conf):
+        if key.startswith("table.") or key == "parallelism.default":
+            add(f"conf {key}", conf[key])
+    for i, part in enumerate(parts):
+        add(f"part {i}", part)
+    return h.hexdigest()[:24]
+
+
+def reset_exec_node_ids(t_env) -> None:
+    """Number the next exec nodes the planner creates from 1 again.
+
+    The planner numbers exec nodes with one counter per JVM (``ExecNodeContext``), and the
+    operator uids are ``<exec node id>_<transformation>`` (``table.exec.uid.generation =
+    ALWAYS``). A ``flink run`` client is a fresh JVM, so its job's ids start at 1; a plan
+    compiled in a JVM that planned before would have other ids, and so uids that a savepoint of
+    the job does not map to. Called before a plan is compiled for the cache.
+    """
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()  # noqa: SLF001 - the planner's own loader
+    cls = loader.loadClass("org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext")
+    (reset,) = [m for m in cls.getMethods() if m.getName() == "resetIdCounter"]
+    reset.invoke(None, None)
+
+
+def load_or_compile(t_env, build, key: str, cache_dir: Path, name: str, on_step=None):
+    """The job's compiled plan: loaded from ``<cache_dir>/<name>-<key>.json``, else built,
+    compiled and stored there (see :func:`execute_cached`, which executes it).
+
+    Returns:
+        a ``pyflink.table.CompiledPlan``.
+
+    Raises:
+        Whatever ``build`` raises (a cache that cannot be written is only logged).
+    """
+    from py4j.protocol import Py4JError  # noqa: PLC0415
+    from pyflink.table import CompiledPlan, PlanReference  # noqa: PLC0415
+    from pyflink.util.exceptions import JavaException  # noqa: PLC0415
+
+    step = on_step or (lambda _step: None)
+    path = Path(cache_dir) / f"{name}-{key}.json"
+    plan = None
+    if path.is_file():
+        try:
+            # TableEnvironment.load_plan of PyFlink 2.2.1 hands the Java table environment to
+            # the CompiledPlan it returns, whose execute() then fails ("Method _before_execute([])
+            # does not exist"); the plan is wrapped with the Python one instead
+            ref = PlanReference.from_file(str(path))
+            plan = CompiledPlan(t_env._j_tenv.loadPlan(ref._j_plan_reference), t_env)  # noqa: SLF001
+            log.info("%s: compiled plan loaded from %s", name, path)
+        except (JavaException, Py4JError) as exc:  # the planner's TableException, as PyFlink raises it
+            log.warning("%s: cached plan %s does not load (%s); compiling again", name, path,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if plan is None:
+        stmts = build()
+        step("build")
+        t_env.get_config().set("table.plan.compile.catalog-objects", "IDENTIFIER")
+        reset_exec_node_ids(t_env)
+        plan = stmts.compile_plan()
+        _store_plan(Path(cache_dir), path, plan.as_json_string(), name)
+    step("plan")
+    return plan
+
+
+def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on_step=None):
+    """Execute a pipeline from its compiled plan, compiling it only when the cache lacks it.
+
+    Flink SQL's optimiser (Calcite) is most of a job's start-up; its output, the compiled plan
+    (``StatementSet.compile_plan()``, JSON), can be loaded and executed instead
+    (``TableEnvironment.load_plan``; Flink docs, "Upgrading Table Programs": compiled plans).
+    The plan is cached as ``<cache_dir>/<name>-<key>.json`` (directory 0700, file 0600).
+
+    - Cache hit: the plan is loaded; ``build`` is not called (no SQL is parsed, validated or
+      optimised). The plan names the tables only (``table.plan.compile.catalog-objects =
+      IDENTIFIER``): their schemas and options are looked up in the catalog at load, so the
+      caller runs the job's DDL first, and the cache holds no connector option.
+    - Cache miss (or a plan that does not load): ``build()`` is called, its plan compiled,
+      stored, and that plan executed. Exec node ids (and so the operator uids under
+      ``table.exec.uid.generation = ALWAYS``) are numbered from 1 (:func:`reset_exec_node_ids`),
+      as ``StatementSet.execute()`` numbers them in a fresh client; a loaded plan keeps them.
+      So a savepoint maps to the job whether it was submitted with or without the cache
+      (``tests/test_plan_cache.py`` compares the uids).
+
+    Args:
+        t_env: the job's table environment, its DDL already run and its options set.
+        build: ``() -> StatementSet`` of the job (called on a miss only).
+        key: :func:`plan_cache_key` of the job.
+        cache_dir: directory of the cache; ``None`` = no cache (``build().execute()``).
+        name: the job's name (file name prefix; only the newest :data:`PLAN_CACHE_KEEP` plans of
+            a name are kept).
+        on_step: optional ``(step) -> None`` called after ``"build"`` (miss only) and
+            ``"plan"`` (benchmarks time the steps with it).
+
+    Returns:
+        the ``TableResult`` of the submission.
+
+    Raises:
+        Whatever ``build`` raises (``JobError`` for the jobs of this project); a cache that
+        cannot be written is only logged.
+    """
+    if cache_dir is None:
+        stmts = build()
+        (on_step or (lambda _step: None))("build")
+        return stmts.execute()
+    return load_or_compile(t_env, build, key, cache_dir, name, on_step).execute()
+
+
+def _store_plan(cache_dir: Path, path: Path, text: str, name: str) -> None:
+    """Write ``text`` to ``path`` atomically (0600, directory 0700); prune old plans of ``name``.
+    A cache that cannot be written is logged, not raised: the submission goes on."""
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    try:
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=cache_dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only client: the job runs, the next submission compiles again
+        log.warning("%s: compiled plan not cached, %s cannot be written (%s)", name, path, exc)
+        return
+    log.info("%s: compiled plan stored in %s", name, path)
+    own = re.compile(rf"{re.escape(name)}-[0-9a-f]{{24}}\.json")
+    plans = sorted((p for p in cache_dir.iterdir() if own.fullmatch(p.name)), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    for old in plans[PLAN_CACHE_KEEP:]:
+        old.unlink(missing_ok=True)

@@ -115,6 +115,11 @@ come back with readings behind the watermark, then all running on with straggler
 whose verdict the reference model fixes is late iff the model says so, every aggregate equals
 all values minus those in sensor-late, and ``numLateRecordsDropped`` is 0.
 
+Submission (:func:`main`, what ``flink run`` calls): through a cache of the job's compiled plan
+(:func:`execute`, :func:`jobs.common.execute_cached`, ``IOTFLINK_PLAN_CACHE_DIR``): a job
+version submitted again with the same settings loads its optimised plan instead of planning the
+SQL, with the same operators and uids (README, "Start-up of the window job").
+
 Window kinds (``IOTFLINK_WINDOW_KIND``, :class:`iotflink.settings.WindowJobSettings`). The
 pipeline above is the tumbling one; the others change only the flag's Calc and the window
 aggregate. For every kind the unit of the accounting is the (value, window) pair::
@@ -234,13 +239,24 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from iotflink import schema
 from iotflink.errors import JobError
 from iotflink.kafka_io import HEARTBEAT_DEVICE
 from iotflink.settings import WindowJobSettings
-from jobs.common import create_table_env, job_configuration, json_dlq_options, kafka_coordinates_sql, sql_interval, sql_str, with_clause
+from jobs.common import (
+    create_table_env,
+    execute_cached,
+    job_configuration,
+    json_dlq_options,
+    kafka_coordinates_sql,
+    plan_cache_key,
+    sql_interval,
+    sql_str,
+    with_clause,
+)
 
 log = logging.getLogger(__name__)
 
@@ -294,13 +310,9 @@ LATE_COLUMNS = """
 LATE_WATERMARK_COLUMN = """,
   `watermark` TIMESTAMP_LTZ(3)"""
 
-#: Columns of the sensor-duplicates sink: one row per dropped copy of a reading.
-DUPLICATE_COLUMNS = """
-  device_id STRING,
-  seq BIGINT,
-  ts BIGINT,
-  readings MAP<STRING, DOUBLE>,
-  ingest_ms BIGINT,
+#: Columns of the sensor-duplicates sink: one row per dropped copy of a reading (the reading's
+#: columns as :mod:`iotflink.schema` defines them, without ``drops``, and its copy number).
+DUPLICATE_COLUMNS = "\n" + schema.flink_columns_sql(names=("device_id", "seq", "ts", "readings", "ingest_ms")) + """,
   copy_no BIGINT"""
 
 
@@ -685,8 +697,21 @@ def build(t_env, cfg: WindowJobSettings, source: str, aggregates_sink: str, late
     return stmts
 
 
+#: Names of the job's tables in its table environment: source, then the sinks in the order
+#: :func:`build` takes them (aggregates, late, duplicates, dead letters).
+JOB_TABLES: tuple[str, ...] = ("readings", "aggregates", "late", "duplicates", "dlq")
+
+
+def job_ddl(cfg: WindowJobSettings) -> list[str]:
+    """The ``CREATE TABLE`` statements of the Kafka job's :data:`JOB_TABLES`, in that order."""
+    src, agg, late, dup, dlq = JOB_TABLES
+    return [kafka_source_ddl(cfg, src), kafka_aggregates_sink_ddl(cfg, agg), kafka_late_sink_ddl(cfg, late),
+            kafka_duplicates_sink_ddl(cfg, dup), kafka_dlq_sink_ddl(cfg, dlq)]
+
+
 def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
-    """The Kafka job exactly as ``main()`` submits it: ``(t_env, statement_set)``, not executed.
+    """The Kafka job as ``main()`` builds it (on a plan cache miss): ``(t_env, statement_set)``,
+    not executed.
 
     Tests compile its plan (:func:`compiled_plan`) to assert what actually runs (sink
     guarantees, transactional ids, state TTL).
@@ -695,12 +720,45 @@ def create_job(cfg: WindowJobSettings, extra: Mapping[str, str] | None = None):
         JobError: connector jar missing, or the pipeline cannot be built.
     """
     t_env = create_table_env(job_configuration(cfg, cfg.job_name, use_kafka=True, extra=extra))
-    t_env.execute_sql(kafka_source_ddl(cfg, "readings"))
-    t_env.execute_sql(kafka_aggregates_sink_ddl(cfg, "aggregates"))
-    t_env.execute_sql(kafka_late_sink_ddl(cfg, "late"))
-    t_env.execute_sql(kafka_duplicates_sink_ddl(cfg, "duplicates"))
-    t_env.execute_sql(kafka_dlq_sink_ddl(cfg, "dlq"))
-    return t_env, build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
+    for ddl in job_ddl(cfg):
+        t_env.execute_sql(ddl)
+    return t_env, build(t_env, cfg, *JOB_TABLES)
+
+
+def plan_key(t_env, cfg: WindowJobSettings) -> str:
+    """The plan cache key (:func:`jobs.common.plan_cache_key`) of the Kafka job with ``cfg``;
+    sets the job's table options in ``t_env`` first (:func:`configure_windowing`), since they
+    are part of the key. ``cfg.plan_cache_dir`` is not: the plan does not depend on it.
+    """
+    configure_windowing(t_env, cfg)
+    # this module's code too: under `flink run -py` it is __main__, not jobs.sensor_windows
+    return plan_cache_key(t_env, [Path(__file__).read_text(), repr(replace(cfg, plan_cache_dir="")), *job_ddl(cfg)])
+
+
+def execute(t_env, cfg: WindowJobSettings, cache_dir: Path | None, on_step=None):
+    """Submit the Kafka job (its DDL already run in ``t_env``) through the compiled plan cache.
+
+    The plan is loaded from ``cache_dir`` when this job version with these settings was
+    submitted before, else built (:func:`build`), compiled and stored
+    (:func:`jobs.common.execute_cached`); ``cache_dir=None`` builds and executes without a
+    cache. The Python UDF of the slow-sink switch cannot be compiled into a plan, so with the
+    switch on the job is always built.
+
+    Returns:
+        the ``TableResult`` of the submission.
+
+    Raises:
+        JobError: the pipeline cannot be built.
+    """
+    if cfg.slow_sink_file:
+        cache_dir = None
+    if cache_dir is None:
+        configure_windowing(t_env, cfg)
+        key = ""
+    else:
+        key = plan_key(t_env, cfg)
+    return execute_cached(t_env, lambda: build(t_env, cfg, *JOB_TABLES), key, cache_dir, cfg.job_name,
+                          on_step=on_step)
 
 
 def compiled_plan(stmts) -> dict:
@@ -724,13 +782,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = WindowJobSettings.from_env()
     log.info("settings: %s", cfg)
-    _, stmts = create_job(cfg)
-    result = stmts.execute()
+    t_env = create_table_env(job_configuration(cfg, cfg.job_name, use_kafka=True))
+    for ddl in job_ddl(cfg):
+        t_env.execute_sql(ddl)
+    result = execute(t_env, cfg, Path(cfg.plan_cache_dir) if cfg.plan_cache_dir else None)
     client = result.get_job_client()
     log.info("submitted %s: job id %s", JOB_NAME, client.get_job_id() if client else "?")
 
 
-__all__ = ["build", "create_job", "compiled_plan", "main",
+__all__ = ["build", "create_job", "compiled_plan", "main", "execute", "plan_key", "job_ddl", "JOB_TABLES",
            "aggregate_columns", "LOCAL_DATE_COLUMN",
            "source_schema", "source_format_options", "file_source_ddl", "kafka_source_ddl", "kafka_dlq_sink_ddl",
            "kafka_aggregates_sink_ddl", "kafka_late_sink_ddl",

@@ -97,8 +97,8 @@ def _module_view(shared, name: str):
 def _end_module_jobs(view) -> None:
     """Cancel every job of the cluster that has not ended, and wait until each has (its slots
     free for the next module)."""
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.runtime.flinkctl import TERMINAL_STATES, FlinkCtl  # noqa: PLC0415
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
 
     ctl = FlinkCtl(view.s)
     live = [j["jid"] for j in ctl.list_jobs() if j["state"] not in TERMINAL_STATES]

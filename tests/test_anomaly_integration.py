@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import wait_for
 from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings
 from jobs import anomaly as an
 
@@ -50,15 +50,12 @@ def _readings() -> list[dict]:
 
 
 def test_anomaly_job_on_kafka(stack):
-    from kafka import KafkaAdminClient, KafkaProducer  # noqa: PLC0415
+    from kafka import KafkaProducer  # noqa: PLC0415
 
     s = stack.s
     cfg = AnomalyJobSettings.from_env({**s.to_env(), **OVERRIDES})
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="test-anomaly")
-    try:  # the stack created the job's topics with the others (Topics.all())
-        assert {cfg.scores_topic, cfg.late_topic, cfg.dlq_topic} <= set(admin.list_topics())
-    finally:
-        admin.close()
+    # the stack created the job's topics with the others (Topics.all())
+    assert {cfg.scores_topic, cfg.late_topic, cfg.dlq_topic} <= kafka_io.list_topics(s.kafka_bootstrap)
     ctl = FlinkCtl(s)
     job_id = ctl.submit("anomaly", env_overrides=OVERRIDES)
     ctl.wait_running(job_id)

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import pytest
 
+import iotflink.poll
 from iotflink import cli
 from iotflink.runtime import backpressure
 from iotflink.runtime.flinkctl import FlinkCtl
@@ -135,16 +136,9 @@ class SteadyLoad:
 
 
 def poll(what: str, timeout_s: float, probe, interval_s: float = 1.0):
-    """Call ``probe()`` until it returns a truthy value; return it. Fail with the last value."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {last!r}")
-        time.sleep(interval_s)
+    """Call ``probe()`` until it returns a truthy value; return it (:func:`iotflink.poll.poll`,
+    every 1 s; the time-out names the last value)."""
+    return iotflink.poll.poll(probe, timeout_s, interval_s=interval_s, what=what, retry_on=())
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ checks the SQL rules against these functions on a MiniCluster."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 
@@ -181,3 +182,82 @@ def test_rise_rules_together_count_the_first_alert_of_either():
     assert both["warning_min"] == {"x": 30.0, "y": None, "z": 12.0}
     assert both["first_half_alerts"] == {"x": 1, "y": 0, "z": 0}
     assert both["median_warning_min"] == 12.0 and both["bearings_10_min"] == 2
+
+
+def test_healthy_ratio_is_the_lowest_threshold_without_a_first_half_alert():
+    # baseline 1 g (window [0, 100)); the first half (up to 245 s) peaks at a median of 1.5 g
+    levels = [1.0] * 10 + [1.0, 1.5, 1.5, 1.5, 1.0] + [1.0] * 10 + [3.0] * 25
+    run = make_run([(10 * i, h) for i, h in enumerate(levels)], [(0, 20.0)])
+    p = br.VibrationRiseParams(0, 100, 20, 1.0)  # median of the last 3 snapshots
+    ratio = br.healthy_ratio(run, p)
+    assert ratio == 1.5
+    first_half = [t for t in br.vibration_rise_alerts(run, dataclasses.replace(p, rise_k=ratio)) if t < run.half_ms]
+    assert first_half == []
+    below = br.vibration_rise_alerts(run, dataclasses.replace(p, rise_k=ratio * 0.99))
+    assert [t for t in below if t < run.half_ms] == [T0 + 120_000]
+    # not armed before the middle: no healthy level to clear
+    assert br.healthy_ratio(run, br.VibrationRiseParams(0, 300, 20, 1.0)) == 0.0
+
+
+def test_prediction_bound_of_a_new_bearing():
+    ratios = [1.1, 1.2, 1.5, 0.0]  # the 0.0 (not armed in the first half) is left out
+    logs = [math.log(r) for r in ratios[:3]]
+    want = math.exp(statistics.fmean(logs) + br.T_99[2] * statistics.stdev(logs) * math.sqrt(1 + 1 / 3))
+    assert br.prediction_bound(ratios) == pytest.approx(want)
+    assert br.prediction_bound(ratios) > max(ratios)
+    assert br.prediction_bound([1.1, 1.2, 0.0]) is None  # two ratios: no estimate of the spread
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        br.prediction_bound([1.1 + i / 100 for i in range(12)])
+
+
+def test_choose_with_a_margin_over_the_healthy_ratios():
+    def s(ratio, warn=30.0):
+        return br.Score(warn, 0, 0.0, 1, 0, ratio)
+
+    low, mid, high = (br.VibrationRiseParams(1800, 1800, 60, k) for k in (1.3, 1.5, 2.0))
+    scored = {low: {"x": s(1.15, 90.0), "y": s(1.0, 90.0), "z": s(1.1, 90.0)},
+              mid: {"x": s(1.15, 60.0), "y": s(1.0, 60.0), "z": s(1.1, 60.0)},
+              high: {"x": s(1.15), "y": s(1.0), "z": s(1.1)}}
+    assert br.choose(scored, ["x", "y", "z"], 1.1) == low  # 1.15 x 1.1 <= 1.3
+    assert br.choose(scored, ["x", "y", "z"], 1.2) == mid  # 1.15 x 1.2 > 1.3
+    assert br.choose(scored, ["x", "y", "z"], 2.0) is None
+    bound = br.prediction_bound([1.15, 1.0, 1.1])
+    assert 1.3 < bound < 2.0
+    assert br.choose(scored, ["x", "y", "z"], bound=True) == high
+    with pytest.raises(ValueError, match="healthy ratio"):
+        br.choose({low: {"x": br.Score(30.0, 0, 0.0, 1, 0)}}, ["x"], 1.1)
+
+
+def test_nested_margin_is_chosen_by_an_inner_leave_one_bearing_out():
+    def s(ratio, first_half=0, warn=30.0):
+        return br.Score(warn, first_half, 0.0, 1, 0, ratio)
+
+    low, high = br.VibrationRiseParams(1800, 1800, 60, 1.3), br.VibrationRiseParams(1800, 1800, 60, 2.0)
+    # x's healthy half exceeds the low threshold (an alert there); y and z stay below it. With
+    # margin 1.1 (1.1 x 1.1 <= 1.3) y and z admit the low threshold when x is held out: a false
+    # alarm on x. With 1.2 (1.1 x 1.2 > 1.3) no inner fold admits it: the margin chosen.
+    scored = {low: {"x": s(1.4, 1, 90.0), "y": s(1.1, 0, 90.0), "z": s(1.1, 0, 90.0)},
+              high: {"x": s(1.4), "y": s(1.1), "z": s(1.1)}}
+    margin, inner = br.nested_margin(scored, ["x", "y", "z"], margins=(1.1, 1.2, 1.75))
+    assert margin == 1.2
+    assert (1.1, "x", low, 1) in inner
+    assert [(b, p, a) for m, b, p, a in inner if m == 1.2] == [("x", high, 0), ("y", high, 0), ("z", high, 0)]
+    assert br.choose_with("nested", scored, ["x", "y", "z"]) == (high, 1.2)
+    # no margin passes: the largest
+    always = {low: {"x": s(1.4, 1), "y": s(1.0), "z": s(1.0)}}
+    assert br.nested_margin(always, ["x", "y", "z"], margins=(1.1, 1.2))[0] == 1.2
+    folds = br.leave_one_bearing_out("bearing_vibration_rise", [make_run([(0, 1.0)], [(0, 20.0)], n) for n in "xyz"],
+                                     scored, "bound")
+    assert [f.held_out for f in folds] == ["x", "y", "z"] and all(f.margin is None for f in folds)
+    with pytest.raises(ValueError, match="unknown calibration procedure"):
+        br.choose_with("best", scored, ["x"])
+
+
+def test_healthy_ratio_matches_the_first_half_alerts_on_a_real_run():
+    run = br.as_feature(br.load_run("1_1", 2000), "peak_abs_g")
+    for sustain in (60, 300):
+        p = br.VibrationRiseParams(1800, 1800, sustain, 1.0)
+        ratio = br.healthy_ratio(run, p)
+        for k in (1.2, 1.75, 3.0, 10.0):
+            alerts = br.score(run, br.vibration_rise_alerts(run, dataclasses.replace(p, rise_k=k))).first_half_alerts
+            assert (alerts > 0) == (ratio > k), (sustain, k, ratio)

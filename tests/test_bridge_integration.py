@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.service import MAX_PACKET_BYTES
+from iotflink import kafka_io
 from iotflink.runtime.mqtt_auth import configure_paho
 from iotflink.runtime.stack import mqtt_connect_packet
 from iotflink.settings import PROJECT_ROOT
@@ -116,14 +117,7 @@ def dead_letters_of(bootstrap: str, dev: str, topic: str = "sensor-dlq") -> list
 
 
 def create_topic(bootstrap: str, name: str, configs: dict[str, str] | None = None) -> None:
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs or {})])
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, {name: 1}, configs=configs)
 
 
 def wait_ready(bridge: BridgeProc, subscribed: int = 1) -> None:
@@ -379,14 +373,7 @@ def test_bridge_writes_watermark_heartbeats_to_quiet_partitions(stack, tmp_path)
 
     bootstrap = stack.s.kafka_bootstrap
     topic = f"hb-readings-{uuid.uuid4().hex[:6]}"
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, 4, 1)])
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, {topic: 4})
     part_of = lambda dev: (murmur2(dev.encode()) & 0x7FFFFFFF) % 4  # noqa: E731 - kafka's key partitioner
     devs = [f"hb-{i}" for i in range(50)]
     dev1 = devs[0]

@@ -48,7 +48,8 @@ import time
 import pytest
 
 from iotflink import kafka_io
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.poll import wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import BridgeSettings
 from iotflink.simulation import chaos
 from iotflink.simulation.replay import Message, build_messages, publish

@@ -95,3 +95,37 @@ def test_two_bridges_share_the_load_and_every_message_lands_once(bridges):
     assert summed["records"] == summed["received"] + 4 * len(DEVICES)
     duplicates = sum(got_ok.values()) - len(got_ok) + sum(got_bad.values()) - len(got_bad)
     print(f"per bridge received {[st['received'] for st in per_bridge]}, duplicates {duplicates}")
+
+
+LEAVE_DEVICES = [f"leave-dev-{i}" for i in range(4)]
+LEAVE_PER_DEVICE = 100
+
+
+def test_a_member_stopped_gracefully_leaves_the_group_and_the_other_gets_every_message(bridges):
+    """SIGTERM to bridge-1: it unsubscribes, acks what it holds and ends its session, so
+    Mosquitto gives every later message to bridge 0. (Had bridge-1 kept its session in the
+    group, Mosquitto would queue about half of them there, and bridge 0 would never get them.)"""
+    bridges.stop_service("bridge-1", instance_only=True)
+    gone = json.loads(bridges.bridge_stats_files()[1].read_text())  # written as it stopped
+    assert gone["pending"] == 0 and gone["acked"] == gone["received"], gone
+    assert "left the shared subscription group" in bridges.log_file("bridge-1").read_text()
+    survivor = bridges.bridge_stats_files()[0]
+    received_before = json.loads(survivor.read_text())["received"]
+    now = time.time_ns() // 1_000_000
+    publishers = {dev: stack_publisher(bridges, dev) for dev in LEAVE_DEVICES}
+    try:
+        for seq in range(LEAVE_PER_DEVICE):
+            for dev in LEAVE_DEVICES:
+                doc = {"device_id": dev, "seq": seq, "ts": now - 30_000 + seq * 100, "readings": {"temp_c": 21.5}}
+                publishers[dev].publish(f"sensors/{dev}/telemetry", json.dumps(doc).encode())
+        total = len(LEAVE_DEVICES) * LEAVE_PER_DEVICE
+        poll(lambda: sum(p.acked for p in publishers.values()) == total, 60, "publisher PUBACKs")
+        poll(lambda: json.loads(survivor.read_text())["received"] - received_before >= total, 60,
+             "bridge 0 to receive every message published after bridge-1 left")
+    finally:
+        for p in publishers.values():
+            p.close()
+    readings = {(r["value"]["device_id"], r["value"]["seq"])
+                for r in read_topic(bridges.s.kafka_bootstrap, bridges.s.topics.readings)
+                if r["key"] != HEARTBEAT_DEVICE and r["value"]["device_id"] in LEAVE_DEVICES}
+    assert readings == {(dev, seq) for dev in LEAVE_DEVICES for seq in range(LEAVE_PER_DEVICE)}

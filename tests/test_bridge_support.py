@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+import iotflink.poll
 from bridge.service import MAX_PACKET_BYTES
 from iotflink.runtime.mqtt_auth import configure_paho
 from iotflink.runtime.stack import free_ports
@@ -49,15 +49,9 @@ def free_port() -> int:
 
 
 def poll(cond: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition", interval_s: float = 0.02):
-    """Return ``cond()`` once truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
+    """Return ``cond()`` once truthy (:func:`iotflink.poll.poll`, every 20 ms); fail the test
+    (:class:`~iotflink.poll.PollTimeout`) after ``timeout_s``."""
+    return iotflink.poll.poll(cond, timeout_s, interval_s=interval_s, what=what, retry_on=())
 
 
 class Mosquitto:

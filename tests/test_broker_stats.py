@@ -15,9 +15,10 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
+from iotflink.poll import wait_for
 from iotflink.runtime.broker_stats import BrokerCounters, read_broker_counters
 from iotflink.runtime.mqtt_auth import CredentialStore
-from iotflink.runtime.stack import free_port, render_template, wait_for
+from iotflink.runtime.stack import free_port, render_template
 from iotflink.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

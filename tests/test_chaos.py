@@ -147,8 +147,9 @@ from collections import Counter
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
 from iotflink.simulation import chaos
 from iotflink.simulation.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
@@ -901,12 +902,11 @@ def test_cluster_runs_flink_run_jobs_but_has_no_jar_upload(stack, baseline):
     """web.submit.enable is false (flink-conf/config.yaml): the REST API has no jar endpoints,
     while ``flink run`` (the CLI's job submission, POST /jobs) submitted every job of the
     baseline run."""
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    from iotflink.runtime.flink_rest import FlinkRest, FlinkRestError  # noqa: PLC0415
 
     assert baseline.aggregates, "the baseline's jobs, submitted with flink run, produced output"
+    api = FlinkRest(stack.s.flink_rest_url)
     for method, path in (("GET", "/jars"), ("POST", "/jars/upload")):
-        req = urllib.request.Request(f"{stack.s.flink_rest_url}{path}", method=method, data=b"" if method == "POST" else None)
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(req, timeout=10)
-        assert err.value.code == 404, (method, path, err.value.code)
+        with pytest.raises(FlinkRestError) as err:
+            api.call(path, method=method)
+        assert err.value.status == 404, (method, path, err.value.status)

@@ -12,6 +12,7 @@ import pytest
 from iotflink import cli
 from iotflink.errors import JobError
 from iotflink.runtime import backpressure, flinkctl
+from iotflink.runtime.flink_rest import FlinkRest
 
 JID = "0123456789abcdef0123456789abcdef"
 JID2 = "fedcba9876543210fedcba9876543210"
@@ -162,6 +163,8 @@ class FakeRest:
 
     def __init__(self):
         self.bp_polls = 0
+        self.api = FlinkRest("http://flink.invalid:8081")
+        self.api.call = self.rest  # the client's every call comes here
 
     def job(self, job_id):
         return {"jid": job_id, "name": "sensor_windows", "state": "RUNNING",
@@ -174,7 +177,7 @@ class FakeRest:
         return [{"jid": JID, "name": "sensor_windows", "state": "RUNNING"},
                 {"jid": JID2, "name": "old", "state": "CANCELED"}]
 
-    def rest(self, path):
+    def rest(self, path, method="GET", body=None, timeout=None):
         if path.endswith("/backpressure"):
             self.bp_polls += 1
             if self.bp_polls == 1:
@@ -247,10 +250,12 @@ def test_job_report_without_kafka_says_so(monkeypatch):
 def test_backpressure_poll_gives_up():
     calls = []
 
-    def rest(path):
+    def rest(path, method="GET", body=None, timeout=None):
         calls.append(path)
         return {"status": "deprecated"}
-    res = backpressure.vertex_backpressure(rest, JID, "v", timeout_s=0.2, interval_s=0.05)
+    api = FlinkRest("http://flink.invalid:8081")
+    api.call = rest
+    res = backpressure.vertex_backpressure(api, JID, "v", timeout_s=0.2, interval_s=0.05)
     assert res == {"status": "deprecated"} and len(calls) >= 2
 
 
@@ -375,7 +380,7 @@ def health_ctl():
                             "stacktrace": "java.lang.Exception: once\n"}),
     }
     # the metric: the restarting job's fetcher has not run yet; the running one restarted once
-    ctl.rest = HealthRest([running, failed, canceled, restarting], histories, {"a" * 32: 1})
+    ctl.api.call = HealthRest([running, failed, canceled, restarting], histories, {"a" * 32: 1})
     return ctl
 
 
@@ -399,7 +404,7 @@ def test_job_health(health_ctl):
     canceled = by_id["b" * 32]
     assert (canceled.restarts, canceled.root_exception) == (0, None)
     # a job that has ended has no metrics: none asked for
-    assert not any("metrics" in p and ("/" + "b" * 32 + "/") in p for p in health_ctl.rest.paths)
+    assert not any("metrics" in p and ("/" + "b" * 32 + "/") in p for p in health_ctl.api.call.paths)
     assert "FAILED after 2 restarts: java.lang.NumberFormatException" in failed.describe()
 
 
@@ -407,7 +412,7 @@ def test_failed_jobs_and_since(health_ctl):
     assert [h.job_id for h in health_ctl.failed_jobs()] == [JID2, JID]
     assert [h.job_id for h in health_ctl.failed_jobs(since_ms=2_500)] == [JID2]
     assert [h.job_id for h in health_ctl.job_health(since_ms=1_000)] == [JID2, JID, "a" * 32]
-    health_ctl.rest.jobs = [j for j in health_ctl.rest.jobs if j["state"] not in flinkctl.UNHEALTHY_STATES]
+    health_ctl.api.call.jobs = [j for j in health_ctl.api.call.jobs if j["state"] not in flinkctl.UNHEALTHY_STATES]
     assert health_ctl.failed_jobs() == []
 
 
@@ -467,7 +472,7 @@ def test_demo_job_health_checks(health_ctl):
         (f"job poison ({JID}) FAILED", False,
          "java.lang.NumberFormatException: For input string: 'poison-765'. Invalid character found."),
     ]
-    health_ctl.rest.jobs = [j for j in health_ctl.rest.jobs if j["state"] not in flinkctl.UNHEALTHY_STATES]
+    health_ctl.api.call.jobs = [j for j in health_ctl.api.call.jobs if j["state"] not in flinkctl.UNHEALTHY_STATES]
     assert demo.job_health_checks(health_ctl, since_ms=0) == [
         ("no job FAILED or restarting", True, "2 jobs of this run, 1 restarts")]
     assert demo.job_health_checks(health_ctl, since_ms=10_000) == [

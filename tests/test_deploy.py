@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from iotflink.errors import ConfigError
+from iotflink.runtime.mqtt_auth import CredentialStore
 from iotflink.runtime.stack import mosquitto_tls_conf, render_template
 from iotflink.settings import PROJECT_ROOT, BridgeSettings, StackSettings
 
@@ -288,10 +289,17 @@ def test_bridge_replicas_have_their_own_client_id_on_a_bridge_only_listener():
     for line in ("cafile /mosquitto/certs/ca.crt", "certfile /mosquitto/certs/server.crt",
                  "keyfile /mosquitto/certs/server.key", "tls_version tlsv1.2"):
         assert line in listeners[BRIDGE_PORT], line  # TLS there too
-    # authentication and the ACL are global (no per_listener_settings): the same on both
-    assert not any(ln.startswith(("per_listener_settings", "allow_anonymous", "password_file", "acl_file"))
-                   for ln in listeners[BRIDGE_PORT])
-    assert "per_listener_settings true" not in sum(listeners.values(), [])
+    # authentication per listener: the same ACL, but the bridge-only listener's password file
+    # holds the bridge credentials only (iotflink.runtime.mqtt_auth CredentialStore.bridge_passwd_file)
+    conf = (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text().splitlines()
+    assert "per_listener_settings true" in conf[:conf.index("listener 8883 0.0.0.0")]
+    for port, passwd in ((8883, "passwd"), (BRIDGE_PORT, "passwd-bridges")):
+        assert "allow_anonymous false" in listeners[port], port
+        assert "acl_file /mosquitto/auth/acl" in listeners[port], port
+        assert [ln for ln in listeners[port] if ln.startswith("password_file")] == \
+            [f"password_file /mosquitto/auth/{passwd}"], port
+    assert CredentialStore(Path("/mosquitto/auth")).bridge_passwd_file.name == "passwd-bridges"
+    assert resolved()["services"]["bridge"]["stop_grace_period"] in ("1m0s", "60s", "1m")  # time to leave the group
     for name, service in svc.items():
         assert all(target != BRIDGE_PORT for _ip, _pub, target in published(service)), name
 
@@ -301,3 +309,66 @@ def test_bridge_client_id_setting_defaults_to_the_username():
     assert BridgeSettings.from_env({}).client_id == BridgeSettings.from_env({}).username
     cfg = BridgeSettings.from_env({"IOTFLINK_MQTT_BRIDGE_CLIENT_ID": "iotflink-bridge-3f2a"})
     assert (cfg.client_id, cfg.username) == ("iotflink-bridge-3f2a", "iotflink-bridge")
+
+
+@pytest.mark.integration
+def test_compose_broker_admits_only_bridges_on_the_bridge_only_listener(tmp_path):
+    """deploy/mosquitto.docker.conf on the real Mosquitto (paths, ports and user of this
+    machine, credentials and certificates made as the compose instructions say): a device
+    logs in on 8883 and is refused on the bridge-only listener; the bridge logs in on both."""
+    import getpass  # noqa: PLC0415
+
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+
+    from iotflink.runtime.mqtt_auth import configure_paho, make_ca  # noqa: PLC0415
+    from iotflink.runtime.stack import free_ports, wait_for  # noqa: PLC0415
+
+    store = CredentialStore(tmp_path / "auth")
+    device, bridge = store.add("dev-1"), store.add("iotflink-bridge", role="bridge")
+    ca = make_ca(tmp_path / "tls", ["127.0.0.1"])
+    (tmp_path / "data").mkdir()
+    device_port, bridge_port = free_ports(2)
+    conf = (PROJECT_ROOT / "deploy" / "mosquitto.docker.conf").read_text()
+    for old, new in (("/mosquitto/auth", str(store.dir)), ("/mosquitto/certs", str(ca.parent)),
+                     ("/mosquitto/data", str(tmp_path / "data")), ("listener 8883 0.0.0.0", f"listener {device_port} 127.0.0.1"),
+                     (f"listener {BRIDGE_PORT} 0.0.0.0", f"listener {bridge_port} 127.0.0.1"),
+                     ("user mosquitto", f"user {getpass.getuser()}")):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def connack(cred, port: int) -> int:
+        """The CONNACK reason code ``cred`` gets on ``port`` (0 = accepted)."""
+        got: list[int] = []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{cred.username}", protocol=mqtt.MQTTv5)
+        configure_paho(client, cred, ca)
+        client.on_connect = lambda _c, _u, _f, rc, _p: got.append(rc.value)
+        wait_for(lambda: _try_connect(client, port), 10, what=f"the broker on {port}")
+        client.loop_start()
+        try:
+            wait_for(lambda: got, 10, what=f"CONNACK of {cred.username} on {port}")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        return got[0]
+
+    try:
+        assert connack(device, device_port) == 0
+        assert connack(bridge, device_port) == 0
+        assert connack(bridge, bridge_port) == 0
+        assert connack(device, bridge_port) in (0x86, 0x87)  # bad user name or password / not authorized
+    finally:
+        broker.terminate()
+        out = broker.communicate(timeout=10)[0]
+    assert "Error" not in out, out
+
+
+def _try_connect(client, port: int) -> bool:
+    """``client.connect`` to 127.0.0.1:``port``; False while nothing listens there yet."""
+    try:
+        client.connect("127.0.0.1", port)
+    except OSError:
+        return False
+    return True

@@ -25,8 +25,9 @@ import pytest
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from iotflink import cli, kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.mqtt_auth import Credential, configure_paho
-from iotflink.runtime.stack import Stack, free_ports, wait_for
+from iotflink.runtime.stack import Stack, free_ports
 from iotflink.simulation.vnodes import NodeSpec, build, run_nodes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import wait_for
 from iotflink.settings import PROJECT_ROOT
 from iotflink.simulation.demo import DEFAULT_PARALLELISM, window_job_env
 from iotflink.simulation.replay import WEEK_MS, build_messages, publish

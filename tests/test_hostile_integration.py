@@ -32,10 +32,10 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime import rules_cli
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.mqtt_auth import configure_paho
-from iotflink.runtime.stack import wait_for
 from iotflink.settings import RulesSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

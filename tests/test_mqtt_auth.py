@@ -31,7 +31,9 @@ def test_store_add_get_list_revoke_and_files(tmp_path):
     assert sorted(line.split(":")[0] for line in passwd) == ["bridge-1", "node-1"]
     assert all(line.split(":", 1)[1].startswith("$7$") for line in passwd)  # PBKDF2-SHA512 hashes
     assert a.password not in store.passwd_file.read_text()
-    for path in (store.passwd_file, store.acl_file, store.password_file("node-1"), store.dir / "clients.json"):
+    # the bridge-only listener's file: the bridge's line of passwd, nothing else
+    assert store.bridge_passwd_file.read_text().splitlines() == [ln for ln in passwd if ln.startswith("bridge-1:")]
+    for path in (store.passwd_file, store.bridge_passwd_file, store.acl_file, store.password_file("node-1"), store.dir / "clients.json"):
         assert _mode(path) == 0o600, path
     assert _mode(store.dir) == 0o700 and _mode(store.dir / "clients") == 0o700
     assert a.password not in (store.dir / "clients.json").read_text()

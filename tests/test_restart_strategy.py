@@ -1,9 +1,9 @@
 """The restart strategy: one definition for the cluster and the jobs, and bounded, visible restarts.
 
-Unit tests: ``flink-conf/config.yaml`` (the cluster's default, with the justification of the
-numbers) and ``jobs/common.py`` :data:`RESTART_STRATEGY` (what every job sets in its own
-configuration, so a MiniCluster run and a cluster run restart alike) hold the same
-failure-rate values.
+Unit tests: ``flink-conf/config.yaml`` holds the cluster's failure-rate values (with the
+justification of the numbers), and every job carries them in its own configuration
+(``jobs/common.py`` :func:`restart_strategy`, read from the file), so a MiniCluster run and a
+cluster run restart alike.
 
 Integration tests (a Flink JobManager + TaskManager on free ports; no Kafka, no MQTT): the
 poison job ``tests/poison_job.py`` fails on its first row after every (re)start.
@@ -28,16 +28,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, free_port_settings
+from iotflink.runtime.stack import flink_env
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 from iotflink.simulation import demo
-from jobs.common import RESTART_STRATEGY, job_configuration
+from jobs.common import job_configuration, restart_strategy
 
 CLUSTER_CONF = PROJECT_ROOT / "flink-conf" / "config.yaml"
 POISON_JOB = PROJECT_ROOT / "tests" / "poison_job.py"
@@ -62,19 +61,20 @@ def _cluster_restart_keys() -> dict[str, str]:
 
 
 def test_cluster_and_jobs_use_the_same_restart_strategy():
-    assert _cluster_restart_keys() == dict(RESTART_STRATEGY)
+    assert _cluster_restart_keys() == restart_strategy()
 
 
 def test_restart_strategy_is_failure_rate_with_every_option_set():
-    assert RESTART_STRATEGY["restart-strategy.type"] == "failure-rate"
+    strategy = restart_strategy()
+    assert strategy["restart-strategy.type"] == "failure-rate"
     # the three options of Flink 2.2's failure-rate strategy (RestartStrategyOptions), no others
-    assert set(RESTART_STRATEGY) == {
+    assert set(strategy) == {
         "restart-strategy.type",
         "restart-strategy.failure-rate.max-failures-per-interval",
         "restart-strategy.failure-rate.failure-rate-interval",
         "restart-strategy.failure-rate.delay",
     }
-    assert int(RESTART_STRATEGY["restart-strategy.failure-rate.max-failures-per-interval"]) >= 1
+    assert int(strategy["restart-strategy.failure-rate.max-failures-per-interval"]) >= 1
 
 
 def test_job_configuration_carries_the_restart_strategy(monkeypatch):
@@ -82,7 +82,7 @@ def test_job_configuration_carries_the_restart_strategy(monkeypatch):
 
     monkeypatch.setattr(common, "format_jar", lambda deps_dir=None: None)
     conf = job_configuration(WindowJobSettings.from_env({}), "t", use_kafka=False)
-    assert {k: v for k, v in conf.items() if k.startswith("restart-strategy")} == dict(RESTART_STRATEGY)
+    assert {k: v for k, v in conf.items() if k.startswith("restart-strategy")} == _cluster_restart_keys()
     # a job (or a test) can still pass its own budget
     small = {"restart-strategy.failure-rate.max-failures-per-interval": "1"}
     conf = job_configuration(WindowJobSettings.from_env({}), "t", use_kafka=False, extra=small)
@@ -91,22 +91,22 @@ def test_job_configuration_carries_the_restart_strategy(monkeypatch):
 
 
 # --------------------------------------------------------------------------- real cluster
+#: Services of the module's ``stack`` fixture (tests/conftest.py): the module shares the one
+#: stack of the opting-in modules (its jobs are found by id; the cluster's others are ignored).
+STACK_SERVICES = ("flink-jobmanager", "flink-taskmanager")
+SHARED_STACK = True
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A Flink JobManager + TaskManager on free ports; yields a FlinkCtl; stops them after."""
-    cfg = free_port_settings(Path(tmp_path_factory.mktemp("restart")) / "run")
-    stack = Stack(cfg)
-    try:
-        stack.start(services=("flink-jobmanager", "flink-taskmanager"))
-        yield FlinkCtl(cfg)
-    finally:
-        stack.stop()
+def cluster(stack):
+    """A FlinkCtl of the ``stack`` fixture's Flink JobManager and TaskManager."""
+    return FlinkCtl(stack.s)
 
 
 def _job_list(ctl: FlinkCtl) -> str:
     """``python -m iotflink.cli job list`` against the test's cluster; its stdout."""
     proc = subprocess.run([sys.executable, "-m", "iotflink.cli", "job", "list"], cwd=PROJECT_ROOT,
-                          env=ctl.stack.flink_env(), capture_output=True, text=True, timeout=60, check=False)
+                          env=flink_env(ctl.s), capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

@@ -23,7 +23,7 @@ import pytest
 from iotflink.settings import PROJECT_ROOT, RulesSettings
 from iotflink.testing import bearing as br
 from iotflink.testing.rules_harness import BoundedRun, run_bounded_many
-from jobs.rules import alert_id, local_env, parse_rule_file, with_params
+from jobs.rules import SINK_TABLES, SOURCE_TABLES, alert_id, explain, file_options, local_env, parse_rule_file, with_params
 
 pytestmark = [pytest.mark.minicluster, pytest.mark.slow]
 
@@ -106,3 +106,21 @@ def test_the_rules_differ_where_the_calibration_says(femto_job):
     split, _ref, p_split = femto_job[7]
     episodes = {m[3] for m in br.spike_matches(ref, p_split)}
     assert len(split.alerts) == len(episodes) > 1
+
+
+def test_bearing_failure_keeps_one_row_per_device_not_per_episode(tmp_path):
+    """The episode's first match is found by comparing each match's episode with the previous
+    match's (LAG over the device's matches: an OVER aggregate with one row per device in
+    state), not by a deduplication on (device_id, episode), whose state grew by one row per
+    episode with no state TTL. test_bearing_rules_match_their_definition shows the alerts are
+    unchanged (one episode of 798 matches on Bearing1_1; several with quiet_s 60)."""
+    sources = {}
+    for table in SOURCE_TABLES:
+        (tmp_path / f"{table}.jsonl").write_text("", encoding="utf-8")
+        sources[table] = file_options(tmp_path / f"{table}.jsonl", table)
+    sinks = {table: file_options(tmp_path / table) for table in SINK_TABLES}
+    plan = explain(local_env(), RulesSettings(), parse_rule_file(RULES / "bearing_failure.sql"), sources, sinks,
+                   database="femto_plan")
+    optimized = plan.split("== Optimized Execution Plan ==")[-1]
+    assert "Deduplicate" not in optimized and "Rank(" not in optimized
+    assert "LAG(" in optimized

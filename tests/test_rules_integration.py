@@ -15,8 +15,9 @@ import io
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime import rules_cli
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
 from iotflink.simulation.transactions import build_stream, ground_truth, publish
 
@@ -40,15 +41,7 @@ def test_deploy_replay_and_alerts(stack, monkeypatch):
     Stack(StackSettings.from_env()).create_topics(partitions={"transactions-1p": 1})
     cfg = RulesSettings.from_env()
     assert cfg.topics.transactions == "transactions-1p"
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_bootstrap)
-    try:
-        if cfg.late_topic not in admin.list_topics():
-            admin.create_topics([NewTopic(cfg.late_topic, 1, 1)])
-    finally:
-        admin.close()
+    kafka_io.create_topics(cfg.kafka_bootstrap, {cfg.late_topic: 1})
 
     out = io.StringIO()
     assert rules_cli.deploy(cfg, RULES, out=out) == 0, out.getvalue()

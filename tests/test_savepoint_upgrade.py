@@ -36,8 +36,9 @@ from pathlib import Path
 import pytest
 
 from iotflink import kafka_io
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 from jobs import sensor_windows as sw
 
@@ -115,14 +116,7 @@ def _produce(bootstrap: str, topic: str, events: list[dict]) -> None:
 
 
 def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, dict.fromkeys(names, partitions))
 
 
 def _broker_max_txn_timeout_ms(stack: Stack) -> int:

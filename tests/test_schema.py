@@ -159,3 +159,33 @@ def test_window_job_source_columns_agree_with_the_schema():
             assert schema.FIELDS_BY_NAME[name].flink_type == typ, f"SOURCE_COLUMNS {name} {typ}"
             seen.add(name)
     assert set(schema.REQUIRED_FIELDS) <= seen
+
+
+def test_contract_doc_kafka_section_agrees_with_the_schema():
+    # docs/CONTRACT.md writes the value's keys and the Flink source columns out for a reader:
+    # both must be the schema's (iotflink.schema is the source; this test fails on a difference)
+    kafka = _doc().split("## Kafka", 1)[1]
+    keys = re.search(r"value = JSON\s+`(\{.*?\})`", kafka, re.S).group(1)
+    assert re.findall(r'"(\w+)"', keys) == [f.name for f in schema.FIELDS]
+    cols = re.search(r"flink_columns_sql\(\)`\):\s+`(.*?)`\.", kafka, re.S).group(1)
+    assert " ".join(cols.split()) == " ".join(schema.flink_columns_sql(indent="").split())
+
+
+def test_bridge_writes_the_schemas_fields_in_column_order():
+    import json  # noqa: PLC0415
+
+    value = good()
+    encoded = json.loads(contract.encode_reading(value))
+    assert list(encoded) == [f.name for f in schema.FIELDS]
+    assert encoded == value
+    schema.check_kafka_value(encoded)
+
+
+def test_duplicates_sink_carries_the_schemas_reading_columns():
+    from jobs import sensor_windows  # noqa: PLC0415
+
+    lines = [line.strip() for line in sensor_windows.DUPLICATE_COLUMNS.strip().split(",\n")]
+    assert lines[-1] == "copy_no BIGINT"
+    for line in lines[:-1]:
+        name, typ = line.split(" ", 1)
+        assert schema.FIELDS_BY_NAME[name].flink_type == typ, line

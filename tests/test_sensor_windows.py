@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
 
+from iotflink.poll import PollTimeout, poll
 from iotflink.settings import WindowJobSettings
 from iotflink.testing import window_model
 from jobs import sensor_windows as sw
@@ -329,13 +329,11 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
     result = sw.build(t_env, cfg, "src", "agg", "late", "dups").execute()
     client = result.get_job_client()
     try:
-        deadline = time.monotonic() + 90
-        final: dict = {}
-        while time.monotonic() < deadline:
-            final = _final_aggregates(tmp_path / "agg")
-            if len(final) >= 2:
-                break
-            time.sleep(0.2)  # polling interval, not synchronisation
+        try:
+            final = poll(lambda: _final_aggregates(tmp_path / "agg"), 90, what="two final aggregates",
+                         until=lambda got: len(got) >= 2, retry_on=())
+        except PollTimeout as exc:
+            final = exc.last or {}
         assert {k[2] for k in final} >= {BASE, BASE + SIZE}, f"windows did not fire: {final}"
         assert final[("d1", "temp", BASE)]["count"] == 10
         assert final[("d1", "temp", BASE + SIZE)]["count"] == 10

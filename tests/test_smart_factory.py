@@ -3,9 +3,9 @@ mapping, the latency percentiles, the value accounting and the exactness checks.
 
 import pytest
 
+from iotflink.simulation.exactness import exactness_checks
 from iotflink.simulation.scenarios import SCENARIOS
 from iotflink.simulation.scenarios.smart_factory import (
-    accounting,
     cpu_shares,
     due_wall_ms,
     latency_summary,
@@ -86,17 +86,24 @@ def test_values_in_ranges_counts_the_acked_rows():
         values_in_ranges(prefix, [[2, 4]])
 
 
-def test_accounting_passes_only_when_every_count_matches():
-    ok = accounting(published=100, readings_records=98, dlq_records=2, values_in=250, counted=245, late=5,
-                    dropped_late=0)
-    assert all(passed for _, passed, _ in ok)
-    lost = accounting(100, 97, 2, 250, 245, 5, 0)
+def test_exactness_checks_pass_only_when_every_count_matches():
+    """The demo's and the smart factory's checks (one function, iotflink.simulation.exactness)."""
+    ok = exactness_checks(published=100, readings_records=98, dlq_records=2, values_in=250, counted=245, late=5,
+                          dropped_late=0)
+    assert len(ok) == 3 and all(passed for _, passed, _ in ok)
+    lost = exactness_checks(100, 97, 2, 250, 245, 5, 0)
     assert [passed for _, passed, _ in lost] == [False, True, True]
-    miscounted = accounting(100, 98, 2, 250, 244, 5, 0)
+    miscounted = exactness_checks(100, 98, 2, 250, 244, 5, 0)
     assert [passed for _, passed, _ in miscounted] == [True, False, True]
-    dropped = accounting(100, 98, 2, 250, 245, 5, 3)
+    dropped = exactness_checks(100, 98, 2, 250, 245, 5, 3)
     assert [passed for _, passed, _ in dropped] == [True, True, False]
-    assert not accounting(100, 98, 2, 250, 245, 5, None)[2][1]
+    assert not exactness_checks(100, 98, 2, 250, 245, 5, None)[2][1]  # metric not found: not a pass
+    # the demo's duplicates check: 102 records, 98 unique, 4 copies in sensor-duplicates
+    dup = exactness_checks(104, 102, 2, 250, 245, 5, 0, unique_readings=98, duplicates=4)
+    assert [passed for _, passed, _ in dup] == [True, True, True, True]
+    assert "sensor-duplicates" in dup[1][0]
+    missing_copy = exactness_checks(104, 102, 2, 250, 245, 5, 0, unique_readings=98, duplicates=3)
+    assert [passed for _, passed, _ in missing_copy] == [True, False, True, True]
 
 
 def test_cpu_shares_and_other_work():

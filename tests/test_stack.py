@@ -1,4 +1,5 @@
-"""Unit tests of the pure parts of ``iotflink/runtime/stack.py`` (no service is started)."""
+"""Unit tests of the pure parts of ``iotflink/runtime/stack.py``, and one test of topic creation
+on the Kafka of the ``stack`` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from iotflink import cli
 from iotflink.errors import ConfigError
 from iotflink.runtime import stack
 from iotflink.settings import StackSettings
+
+#: Services of the module's ``stack`` fixture (tests/conftest.py), shared with the opting-in modules.
+STACK_SERVICES = ("kafka",)
+SHARED_STACK = True
+
+
+@pytest.fixture(scope="module")
+def kafka_stack(stack):
+    """The ``stack`` fixture (this module's name ``stack`` is the stack module)."""
+    return stack
+
 
 #: What ``kafka-storage format -t`` accepts: 22 URL-safe base64 characters, not read as an option.
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{21}$")
@@ -119,41 +131,25 @@ def test_free_port_settings_use_five_distinct_ports(tmp_path):
 
 # --------------------------------------------------------------------------- topics (real broker)
 @pytest.mark.integration
-def test_created_topics_are_in_the_metadata_when_create_topics_returns(tmp_path):
+def test_created_topics_are_in_the_metadata_when_create_topics_returns(kafka_stack):
     """Right after ``create_topics`` a fresh client sees every partition of every topic
     (``kafka_io.end_offsets`` asks the broker's metadata; before the wait it could see none)."""
     import dataclasses  # noqa: PLC0415
 
     from iotflink import kafka_io  # noqa: PLC0415
 
-    cfg = stack.free_port_settings(tmp_path / "run")
-    st = stack.Stack(cfg)
-    try:
-        st.start(services=("kafka",))  # creates the project's topics
-        for round_no in range(3):
-            topics = dataclasses.replace(cfg.topics, **{
-                f.name: f"{getattr(cfg.topics, f.name)}-r{round_no}" for f in dataclasses.fields(cfg.topics)
-                if isinstance(getattr(cfg.topics, f.name), str)})
-            run = stack.Stack(dataclasses.replace(cfg, topics=topics))
-            created = run.create_topics(partitions={topics.transactions: 1})
-            assert sorted(created) == sorted(topics.all())
-            for name in created:
-                want = 1 if name == topics.transactions else topics.readings_partitions
-                assert len(kafka_io.end_offsets(cfg.kafka_bootstrap, name)) == want, name
-    finally:
-        st.stop()
-
-
-# --------------------------------------------------------------------------- wait_for
-def test_wait_for_names_the_last_exception_of_the_probe():
-    with pytest.raises(TimeoutError, match=r"waiting for x \(the last check raised KeyError\('forwarded'\)\)"):
-        stack.wait_for(lambda: {}["forwarded"], 0.05, interval_s=0.01, what="x")
-    with pytest.raises(TimeoutError) as err:
-        stack.wait_for(lambda: False, 0.05, interval_s=0.01, what="y")
-    assert str(err.value) == "timed out after 0 s waiting for y"
-    calls = []
-    stack.wait_for(lambda: calls.append(1) or len(calls) >= 3, 5, interval_s=0.01)
-    assert len(calls) == 3
+    cfg = kafka_stack.s
+    assert set(cfg.topics.all()) <= kafka_io.list_topics(cfg.kafka_bootstrap)  # the stack's own, at start
+    for round_no in range(3):
+        topics = dataclasses.replace(cfg.topics, **{
+            f.name: f"{getattr(cfg.topics, f.name)}-r{round_no}" for f in dataclasses.fields(cfg.topics)
+            if isinstance(getattr(cfg.topics, f.name), str)})
+        run = stack.Stack(dataclasses.replace(cfg, topics=topics))
+        created = run.create_topics(partitions={topics.transactions: 1})
+        assert sorted(created) == sorted(topics.all())
+        for name in created:
+            want = 1 if name == topics.transactions else topics.readings_partitions
+            assert len(kafka_io.end_offsets(cfg.kafka_bootstrap, name)) == want, name
 
 
 # --------------------------------------------------------------------------- several TaskManagers

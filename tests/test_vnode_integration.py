@@ -16,7 +16,8 @@ import time
 import pytest
 
 from iotflink import kafka_io
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.poll import wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.simulation.vnodes import NodeSpec, build, run_nodes
 
 pytestmark = pytest.mark.integration

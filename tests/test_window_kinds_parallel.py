@@ -26,7 +26,7 @@ import time
 import pytest
 
 from iotflink import kafka_io
-from iotflink.runtime.stack import wait_for
+from iotflink.poll import wait_for
 from iotflink.testing import window_model
 from tests.test_window_parallel import BASE, OOO, PARTITIONS, _wait_watermark, start_job
 

@@ -59,8 +59,9 @@ import pytest
 
 from iotflink import kafka_io
 from iotflink.kafka_io import HEARTBEAT_DEVICE, PartitionClock, heartbeat_value
+from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
-from iotflink.runtime.stack import free_port, wait_for
+from iotflink.runtime.stack import free_port
 from iotflink.settings import Topics, WindowJobSettings
 from iotflink.testing import window_model
 from jobs import sensor_windows as sw
@@ -132,16 +133,8 @@ class Writer:
 
 
 def _create_topics(bootstrap: str, topics: Topics) -> None:
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
-
     names = [topics.readings, topics.aggregates, topics.late, topics.duplicates, topics.window_dlq]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-        wait_for(lambda: set(names) <= set(admin.list_topics()), 30, what="the test's topics")
-    finally:
-        admin.close()
+    kafka_io.create_topics(bootstrap, dict.fromkeys(names, PARTITIONS))  # returns once the broker lists them
 
 
 def _wait_watermark(ctl: FlinkCtl, job_id: str, at_least_ms: int, timeout_s: float = 180) -> None:

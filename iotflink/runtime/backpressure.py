@@ -44,13 +44,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from iotflink.errors import JobError
+from iotflink.poll import PollTimeout, poll
+from iotflink.runtime.flink_rest import FlinkRest
 
 #: Task metrics read per vertex; the first three are aggregated with ``max``, the others ``sum``.
 TIME_METRICS = ("busyTimeMsPerSecond", "idleTimeMsPerSecond", "backPressuredTimeMsPerSecond")
@@ -179,7 +179,6 @@ class JobReport:
 
 
 # --------------------------------------------------------------------------- REST readers
-RestFn = Callable[[str], Any]
 
 
 def _num(value: Any) -> float | None:
@@ -219,7 +218,7 @@ def resolve_jobs(ctl, job: str | None = None) -> list[dict]:
     raise JobError(f"no job named {job!r} on the cluster (names: {sorted({j['name'] for j in jobs})})")
 
 
-def vertex_backpressure(rest: RestFn, job_id: str, vertex_id: str, timeout_s: float = 30.0,
+def vertex_backpressure(api: FlinkRest, job_id: str, vertex_id: str, timeout_s: float = 30.0,
                         interval_s: float = 0.5) -> dict:
     """``/jobs/:jid/vertices/:vid/backpressure`` once it holds a sample.
 
@@ -232,15 +231,15 @@ def vertex_backpressure(rest: RestFn, job_id: str, vertex_id: str, timeout_s: fl
         "idleRatio", "busyRatio"}, ...]}``; or the last answer (status not ``"ok"``) if none
         came within ``timeout_s``.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        res = rest(f"/jobs/{job_id}/vertices/{vertex_id}/backpressure")
-        if res.get("status") == "ok" or time.monotonic() >= deadline:
-            return res
-        time.sleep(interval_s)
+    try:
+        return poll(lambda: api.backpressure(job_id, vertex_id), timeout_s, interval_s=interval_s,
+                    what=f"a backpressure sample of vertex {vertex_id}", until=lambda res: res.get("status") == "ok",
+                    retry_on=())
+    except PollTimeout as exc:
+        return exc.last
 
 
-def vertex_task_metrics(rest: RestFn, job_id: str, vertex_id: str) -> dict[str, float | None]:
+def vertex_task_metrics(api: FlinkRest, job_id: str, vertex_id: str) -> dict[str, float | None]:
     """Task metrics of one vertex aggregated over subtasks.
 
     Returns:
@@ -249,7 +248,7 @@ def vertex_task_metrics(rest: RestFn, job_id: str, vertex_id: str) -> dict[str, 
         value yet.
     """
     names = ",".join(TIME_METRICS + RATE_METRICS)
-    res = rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics?get={names}&agg=max,sum")
+    res = api.subtask_metrics(job_id, vertex_id, names, "max,sum")
     out: dict[str, float | None] = {m: None for m in TIME_METRICS + RATE_METRICS}
     for item in res or []:
         mid = item.get("id")
@@ -260,7 +259,7 @@ def vertex_task_metrics(rest: RestFn, job_id: str, vertex_id: str) -> dict[str, 
     return out
 
 
-def source_offsets(rest: RestFn, job_id: str, vertex_id: str) -> dict[tuple[str, int], dict[str, int]]:
+def source_offsets(api: FlinkRest, job_id: str, vertex_id: str) -> dict[tuple[str, int], dict[str, int]]:
     """Kafka offsets a vertex's Kafka source reported, per (topic, partition).
 
     Reads every ``KafkaSourceReader.topic.<t>.partition.<p>.currentOffset`` /
@@ -271,13 +270,13 @@ def source_offsets(rest: RestFn, job_id: str, vertex_id: str) -> dict[tuple[str,
         committed}}``, each key present only when Flink reported a value >= 0; empty for a
         vertex without a Kafka source.
     """
-    ids = [m["id"] for m in rest(f"/jobs/{job_id}/vertices/{vertex_id}/metrics") or []]
+    ids = [m["id"] for m in api.vertex_metrics(job_id, vertex_id)]
     wanted = [i for i in ids if _OFFSET_METRIC.match(i)]
     out: dict[tuple[str, int], dict[str, int]] = {}
     for chunk_start in range(0, len(wanted), 20):  # keep the URL short
         chunk = wanted[chunk_start:chunk_start + 20]
         query = urllib.parse.quote(",".join(chunk), safe=",")
-        for item in rest(f"/jobs/{job_id}/vertices/{vertex_id}/metrics?get={query}") or []:
+        for item in api.vertex_metrics(job_id, vertex_id, f"get={query}"):
             m = _OFFSET_METRIC.match(item["id"])
             val = _num(item.get("value"))
             if not m or val is None or val < 0:
@@ -329,7 +328,7 @@ def job_report(ctl, job_id: str, bootstrap: str | None, group: str | None = None
     """Read one job's backpressure, task metrics and source lag.
 
     Args:
-        ctl: a :class:`iotflink.runtime.flinkctl.FlinkCtl` (its ``rest`` and ``job`` are used).
+        ctl: a :class:`iotflink.runtime.flinkctl.FlinkCtl` (its ``api`` and ``job`` are used).
         job_id: the job's id.
         bootstrap: Kafka ``host:port`` for the topics' end offsets (None: no lag).
         group: consumer group whose broker-side committed offsets are added (optional).
@@ -347,7 +346,7 @@ def job_report(ctl, job_id: str, bootstrap: str | None, group: str | None = None
     offsets: dict[tuple[str, int], dict[str, int]] = {}
     for v in info.get("vertices", []):
         vr = VertexReport(v["id"], v["name"], int(v.get("parallelism", 0)), inputs=inputs.get(v["id"], []))
-        bp = vertex_backpressure(ctl.rest, job_id, v["id"], timeout_s=bp_timeout_s)
+        bp = vertex_backpressure(ctl.api, job_id, v["id"], timeout_s=bp_timeout_s)
         if bp.get("status") == "ok":
             vr.level = str(bp.get("backpressureLevel") or bp.get("backpressure-level") or "?").upper()
             vr.subtask_ratios = [_num(s.get("ratio")) for s in sorted(bp.get("subtasks", []),
@@ -357,7 +356,7 @@ def job_report(ctl, job_id: str, bootstrap: str | None, group: str | None = None
         else:
             report.errors.append(f"vertex {v['name']!r}: no backpressure sample "
                                  f"(status {bp.get('status')!r}) after {bp_timeout_s:.0f} s")
-        m = vertex_task_metrics(ctl.rest, job_id, v["id"])
+        m = vertex_task_metrics(ctl.api, job_id, v["id"])
         vr.busy_ms_per_s = m["busyTimeMsPerSecond"]
         vr.idle_ms_per_s = m["idleTimeMsPerSecond"]
         vr.backpressured_ms_per_s = m["backPressuredTimeMsPerSecond"]
@@ -365,7 +364,7 @@ def job_report(ctl, job_id: str, bootstrap: str | None, group: str | None = None
         vr.records_out_per_s = m["numRecordsOutPerSecond"]
         report.vertices.append(vr)
         if not vr.inputs:  # a source vertex
-            offsets.update(source_offsets(ctl.rest, job_id, v["id"]))
+            offsets.update(source_offsets(ctl.api, job_id, v["id"]))
     if offsets and bootstrap:
         topics = sorted({t for t, _ in offsets})
         ends: dict[str, dict[int, int]] = {}

@@ -27,22 +27,20 @@ latest failure (:class:`JobHealth`); :meth:`FlinkCtl.failed_jobs` the unhealthy 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import subprocess
 import threading
-import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from iotflink.errors import JobError
-from iotflink.runtime.stack import Stack, flink_home
+from iotflink.poll import PollTimeout, poll
+from iotflink.runtime.flink_rest import FlinkRest
+from iotflink.runtime.stack import create_topics, flink_env, flink_home
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
 log = logging.getLogger(__name__)
@@ -181,36 +179,18 @@ class FlinkCtl:
 
     def __init__(self, settings: StackSettings) -> None:
         self.s = settings
-        self.stack = Stack(settings)
-        self.base = settings.flink_rest_url
+        #: the cluster's REST API (:class:`~iotflink.runtime.flink_rest.FlinkRest`)
+        self.api = FlinkRest(settings.flink_rest_url)
+        self.base = self.api.base
 
     # ------------------------------------------------------------------ REST
-    def rest(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 10.0) -> dict:
-        """Call the Flink REST API; returns the decoded JSON answer.
-
-        Raises:
-            JobError: the cluster is unreachable or answered with an error status.
-        """
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method,  # noqa: S310 - an http:// URL from the settings
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - cluster URL
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise JobError(f"Flink REST {method} {path}: HTTP {exc.code}: "
-                           f"{exc.read().decode(errors='replace')[:500]}") from exc
-        except OSError as exc:
-            raise JobError(f"Flink REST API at {self.base} unreachable: {exc}") from exc
-        return json.loads(raw) if raw else {}
-
     def list_jobs(self) -> list[dict]:
         """Jobs on the cluster: dicts with ``jid``, ``name``, ``state``, ``start-time`` (ms)."""
-        return self.rest("/jobs/overview").get("jobs", [])
+        return self.api.jobs()
 
     def job(self, job_id: str) -> dict:
         """The REST API's ``/jobs/:jid`` (state, vertices, timestamps)."""
-        return self.rest(f"/jobs/{job_id}")
+        return self.api.job(job_id)
 
     def resolve_job(self, ref: str, states: tuple[str, ...] = LIVE_STATES) -> str:
         """The id of the job ``ref`` names: a job id (32 hex digits) or a job name.
@@ -238,7 +218,7 @@ class FlinkCtl:
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job (no savepoint)."""
-        self.rest(f"/jobs/{job_id}", method="PATCH")
+        self.api.cancel(job_id)
 
     # ------------------------------------------------------------------ health
     def exception_history(self, job_id: str) -> dict:
@@ -249,13 +229,13 @@ class FlinkCtl:
         Raises:
             JobError: the REST call failed.
         """
-        return self.rest(f"/jobs/{job_id}/exceptions").get("exceptionHistory") or {"entries": [], "truncated": False}
+        return self.api.exceptions(job_id)
 
     def _num_restarts(self, job_id: str) -> int | None:
         """The job's ``numRestarts`` metric; None when the JobManager reports none (a finished
         job has no metrics; a running one has none until the metric fetcher has run)."""
         try:
-            res = self.rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+            res = self.api.job_metrics(job_id, "numRestarts")
             return int(float(res[0]["value"])) if res else None
         except (JobError, KeyError, IndexError, ValueError) as exc:
             log.debug("numRestarts of %s: %s", job_id, exc)
@@ -341,16 +321,17 @@ class FlinkCtl:
             JobError: the job reached FAILED (when not wanted; the message names its root
                 exception) or the timeout passed.
         """
-        deadline = time.monotonic() + timeout_s
-        state = "?"
-        while time.monotonic() < deadline:
-            state = self.job(job_id)["state"]
-            if state in states:
-                return state
-            if state == "FAILED":
-                raise JobError(f"{self._failure_text(job_id)}; see {self.stack.log_dir}")
-            time.sleep(0.5)
-        raise JobError(f"job {job_id} still {state} after {timeout_s:.0f} s (wanted {sorted(states)})")
+        def state() -> str:
+            now = self.job(job_id)["state"]
+            if now == "FAILED" and "FAILED" not in states:
+                raise JobError(f"{self._failure_text(job_id)}; see {self.s.log_dir}")
+            return now
+
+        try:
+            return poll(state, timeout_s, interval_s=0.5, what=f"job {job_id} in {sorted(states)}",
+                        until=lambda now: now in states, retry_on=())
+        except PollTimeout as exc:
+            raise JobError(f"job {job_id} still {exc.last or '?'} after {timeout_s:.0f} s (wanted {sorted(states)})") from exc
 
     def wait_running(self, job_id: str, timeout_s: float = 120.0) -> None:
         """Poll until the job is RUNNING and every task of it is RUNNING.
@@ -359,30 +340,29 @@ class FlinkCtl:
             JobError: the job reached FAILED (the message names its root exception), or the
                 timeout passed.
         """
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def running() -> bool:
             info = self.job(job_id)
             if info["state"] == "FAILED":
-                raise JobError(f"{self._failure_text(job_id)}; see {self.stack.log_dir}")
+                raise JobError(f"{self._failure_text(job_id)}; see {self.s.log_dir}")
             verts = info.get("vertices", [])
-            if info["state"] == "RUNNING" and verts and all(v["status"] == "RUNNING" for v in verts):
-                return
-            time.sleep(0.5)
-        raise JobError(f"job {job_id} not running after {timeout_s:.0f} s")
+            return info["state"] == "RUNNING" and bool(verts) and all(v["status"] == "RUNNING" for v in verts)
 
-    def _trigger(self, path: str, body: dict, job_id: str, timeout_s: float) -> str:
-        """POST a savepoint/stop request, poll ``/jobs/:jid/savepoints/:trigger``; return the location."""
-        trig = self.rest(path, method="POST", body=body)["request-id"]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            res = self.rest(f"/jobs/{job_id}/savepoints/{trig}")
-            if res["status"]["id"] == "COMPLETED":
-                op = res.get("operation", {})
-                if "failure-cause" in op:
-                    raise JobError(f"savepoint of {job_id} failed: {op['failure-cause'].get('stack-trace', '')[:800]}")
-                return op["location"]
-            time.sleep(0.5)
-        raise JobError(f"savepoint of {job_id} did not complete in {timeout_s:.0f} s")
+        try:
+            poll(running, timeout_s, interval_s=0.5, what=f"job {job_id} running", retry_on=())
+        except PollTimeout as exc:
+            raise JobError(f"job {job_id} not running after {timeout_s:.0f} s") from exc
+
+    def _trigger(self, trigger_id: str, job_id: str, timeout_s: float) -> str:
+        """Poll ``/jobs/:jid/savepoints/:trigger`` of a savepoint/stop request; return the location."""
+        try:
+            res = poll(lambda: self.api.savepoint_status(job_id, trigger_id), timeout_s, interval_s=0.5,
+                       what=f"savepoint of {job_id}", until=lambda r: r["status"]["id"] == "COMPLETED", retry_on=())
+        except PollTimeout as exc:
+            raise JobError(f"savepoint of {job_id} did not complete in {timeout_s:.0f} s") from exc
+        op = res.get("operation", {})
+        if "failure-cause" in op:
+            raise JobError(f"savepoint of {job_id} failed: {op['failure-cause'].get('stack-trace', '')[:800]}")
+        return op["location"]
 
     def savepoint(self, job_id: str, target_dir: str | None = None, timeout_s: float = 300.0,
                   format_type: str | None = None) -> str:
@@ -404,7 +384,7 @@ class FlinkCtl:
             body["target-directory"] = target_dir
         if format_type:
             body["formatType"] = _format_type(format_type)
-        return self._trigger(f"/jobs/{job_id}/savepoints", body, job_id, timeout_s)
+        return self._trigger(self.api.trigger_savepoint(job_id, body), job_id, timeout_s)
 
     def stop_with_savepoint(self, job_id: str, drain: bool = False, target_dir: str | None = None,
                             timeout_s: float = 300.0, format_type: str | None = None) -> str:
@@ -424,7 +404,7 @@ class FlinkCtl:
             body["targetDirectory"] = target_dir
         if format_type:
             body["formatType"] = _format_type(format_type)
-        location = self._trigger(f"/jobs/{job_id}/stop", body, job_id, timeout_s)
+        location = self._trigger(self.api.trigger_stop(job_id, body), job_id, timeout_s)
         # The exactly-once Kafka sinks commit their last transaction when the savepoint is
         # confirmed; only a FINISHED job guarantees read_committed readers see all of it.
         self.wait_state(job_id, {"FINISHED"}, timeout_s)
@@ -434,12 +414,12 @@ class FlinkCtl:
         """The vertex's metric ids without the subtask index (``"0.Source__readings[1].numRecordsOut"``
         -> ``"Source__readings[1].numRecordsOut"``), sorted, each once."""
         return sorted({m["id"].split(".", 1)[1] if m["id"].split(".", 1)[0].isdigit() else m["id"]
-                       for m in self.rest(f"/jobs/{job_id}/vertices/{vertex_id}/metrics")})
+                       for m in self.api.vertex_metrics(job_id, vertex_id)})
 
     def _metric_sum(self, job_id: str, vertex_id: str, metric: str) -> int:
         """``metric`` summed over the vertex's subtasks (``subtasks/metrics?get=...&agg=sum``); 0
         when no subtask reports it."""
-        res = self.rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics?get={metric}&agg=sum")
+        res = self.api.subtask_metrics(job_id, vertex_id, metric, "sum")
         return int(float(res[0]["sum"])) if res else 0
 
     def source_records_read(self, job_id: str) -> int:
@@ -483,7 +463,7 @@ class FlinkCtl:
         for vert in self.job(job_id).get("vertices", []):
             if vert["name"].startswith("Source"):
                 continue
-            values = [int(float(m["value"])) for m in self.rest(f"/jobs/{job_id}/vertices/{vert['id']}/watermarks")
+            values = [int(float(m["value"])) for m in self.api.watermarks(job_id, vert["id"])
                       if m["id"].endswith("currentInputWatermark")]
             low = min(values) if values else None
             out[vert["name"]] = None if low is None or low == -(2**63) else low
@@ -519,15 +499,13 @@ class FlinkCtl:
 
         target = last_ts_ms + horizon_ms // 2
         with Heartbeat(bootstrap, topic, last_ts_ms + horizon_ms):
-            deadline = time.monotonic() + timeout_s
-            while True:
-                marks = self.input_watermarks(job_id)
-                if marks and all(m is not None and m >= target for m in marks.values()):
-                    break
-                if time.monotonic() > deadline:
-                    raise JobError(f"job {job_id}: the watermark did not pass the end-of-stream heartbeats "
-                                   f"({target} ms) within {timeout_s:.0f} s; input watermarks: {marks}")
-                time.sleep(0.5)  # polling interval of a REST condition
+            try:
+                poll(lambda: self.input_watermarks(job_id), timeout_s, interval_s=0.5,
+                     what=f"job {job_id}'s watermark past {target} ms", retry_on=(),
+                     until=lambda marks: bool(marks) and all(m is not None and m >= target for m in marks.values()))
+            except PollTimeout as exc:
+                raise JobError(f"job {job_id}: the watermark did not pass the end-of-stream heartbeats "
+                               f"({target} ms) within {timeout_s:.0f} s; input watermarks: {exc.last}") from exc
             return self.stop_with_savepoint(job_id, drain=True, timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ checkpoints
@@ -535,7 +513,7 @@ class FlinkCtl:
         """``/jobs/:jid/checkpoints``: ``counts``, ``summary`` (state size, duration), ``latest``
         and ``history`` (each with ``checkpointed_size`` and ``state_size`` in bytes,
         ``end_to_end_duration`` in ms, ``status``)."""
-        return self.rest(f"/jobs/{job_id}/checkpoints")
+        return self.api.checkpoints(job_id)
 
     # ------------------------------------------------------------------ submission
     def pyfiles_zip(self) -> Path:
@@ -584,8 +562,8 @@ class FlinkCtl:
         if name == "sensor_windows":  # its output topics, an instance's own (IOTFLINK_WINDOW_INSTANCE)
             from iotflink.settings import WindowJobSettings  # noqa: PLC0415
 
-            job_env = {**self.stack.flink_env(), **(env_overrides or {})}
-            self.stack.create_topics(names=WindowJobSettings.from_env(job_env).output_topics())
+            job_env = {**flink_env(self.s), **(env_overrides or {})}
+            create_topics(self.s, names=WindowJobSettings.from_env(job_env).output_topics())
         entry = ["-py", str(script)] if script.exists() else ["-pym", f"jobs.{name}"]
         return self._run(name, entry, extra_args=extra_args, savepoint=savepoint,
                          allow_non_restored=allow_non_restored, env_overrides=env_overrides, timeout_s=timeout_s)
@@ -620,7 +598,7 @@ class FlinkCtl:
                 argv.append("-n")
         argv += [*entry, "-pyfs", str(self.pyfiles_zip())]
         argv += list(extra_args or [])
-        env = self.stack.flink_env()
+        env = flink_env(self.s)
         env.update(env_overrides or {})
         log.info("submitting: %s", " ".join(argv))
         proc = subprocess.run(argv, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,  # noqa: S603

@@ -24,6 +24,9 @@ Files, all under the auth directory (``StackSettings.mqtt_auth_dir``, default
     clients/NAME.password the password, one line (what a client reads: the bridge, the
                           virtual nodes, the demo, the tests)
     passwd                Mosquitto's password file (hashes), rendered from the above
+    passwd-bridges        the same, bridge credentials only: the password file of a
+                          bridge-only listener (docker-compose.yml's 8884, with
+                          ``per_listener_settings true``), where no device can log in
     acl                   Mosquitto's ACL file, rendered from the above
 
 Mosquitto reads ``passwd`` and ``acl`` at start and again on ``SIGHUP``
@@ -136,6 +139,12 @@ class CredentialStore:
         return self.dir / "passwd"
 
     @property
+    def bridge_passwd_file(self) -> Path:
+        """Mosquitto's ``password_file`` of a bridge-only listener: the bridge credentials'
+        hashes (the lines of :attr:`passwd_file` whose user has the ``bridge`` role)."""
+        return self.dir / "passwd-bridges"
+
+    @property
     def acl_file(self) -> Path:
         """Mosquitto's ``acl_file``."""
         return self.dir / "acl"
@@ -204,6 +213,10 @@ class CredentialStore:
                 if proc.returncode != 0:
                     raise CredentialError(f"mosquitto_passwd -U failed: {proc.stderr.strip() or proc.stdout.strip()}")
             os.chmod(tmp, 0o600)
+            hashed = tmp.read_text().splitlines(keepends=True)
+            bridges = {n for n in active if index[n]["role"] == "bridge"}
+            _write_private(self.bridge_passwd_file,
+                           "".join(ln for ln in hashed if ln.split(":", 1)[0] in bridges))
             os.replace(tmp, self.passwd_file)
         finally:
             tmp.unlink(missing_ok=True)

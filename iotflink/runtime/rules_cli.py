@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from iotflink.errors import IotFlinkError, JobError
+from iotflink.poll import PollTimeout, poll
 from iotflink.settings import RulesSettings, StackSettings
 
 log = logging.getLogger(__name__)
@@ -215,21 +216,21 @@ def show_alerts(cfg: RulesSettings, truth_path: Path | None, wait_s: float, samp
                 out=sys.stdout, read=None) -> int:
     """Print the alerts topic by rule; with a ground truth, poll until every injected
     scenario has its alert or ``wait_s`` passed. Returns 1 if scenarios are still missing."""
-    import time  # noqa: PLC0415
-
     if read is None:
         from iotflink.kafka_io import read_topic  # noqa: PLC0415
 
         def read():
             return [r["value"] for r in read_topic(cfg.kafka_bootstrap, cfg.topics.alerts) if r["value"]]
     truth = json.loads(truth_path.read_text(encoding="utf-8")) if truth_path else None
-    deadline = time.monotonic() + wait_s
-    while True:
+    def summary() -> tuple[list[dict], list[str], list[dict]]:
         alerts = read()
-        lines, missing = summarize_alerts(alerts, truth)
-        if not missing or time.monotonic() >= deadline:
-            break
-        time.sleep(2.0)  # polling the topic for the condition, not a fixed wait
+        return (alerts, *summarize_alerts(alerts, truth))
+
+    try:  # polling the topic until every scenario has its alert
+        alerts, lines, missing = poll(summary, wait_s, interval_s=2.0, what="an alert per scenario",
+                                      until=lambda answer: not answer[2], retry_on=())
+    except PollTimeout as exc:
+        alerts, lines, missing = exc.last
     for line in lines:
         print(line, file=out)
     for a in alerts[:sample]:

@@ -43,8 +43,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +52,9 @@ from typing import TYPE_CHECKING
 import yaml
 
 from iotflink.errors import StackError
+from iotflink.poll import PollTimeout, poll, wait_for
 from iotflink.runtime import mqtt_auth
+from iotflink.runtime.flink_rest import FlinkRest
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
 if TYPE_CHECKING:
@@ -229,43 +229,58 @@ def mqtt_connect_packet(client_id: str, username: str | None = None, password: s
     return b"\x10" + length + body
 
 
+def flink_env(settings: StackSettings) -> dict[str, str]:
+    """Environment for Flink's scripts (``flink run``, ``sql-client.sh``) against the stack of
+    ``settings``: this process's environment, the settings' ``IOTFLINK_*`` variables, and
+    ``FLINK_CONF_DIR`` / ``FLINK_LOG_DIR`` / ``FLINK_PID_DIR`` / ``FLINK_HOME`` /
+    ``PYFLINK_CLIENT_EXECUTABLE``.
+
+    Raises:
+        StackError: PyFlink is not installed (:func:`flink_home`).
+    """
+    env = dict(os.environ)
+    env.update(settings.to_env())
+    env["FLINK_CONF_DIR"] = str(settings.flink_conf_dir)
+    env["FLINK_LOG_DIR"] = str(settings.log_dir)
+    env["FLINK_PID_DIR"] = str(settings.pid_dir)
+    env["FLINK_HOME"] = str(flink_home())
+    env["PYFLINK_CLIENT_EXECUTABLE"] = sys.executable
+    return env
+
+
+def create_topics(settings: StackSettings, partitions: Mapping[str, int] | None = None,
+                  names: Sequence[str] | None = None) -> list[str]:
+    """Create the project's topics (or ``names``) on the Kafka of ``settings`` if missing;
+    return the names created.
+
+    ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
+    the result topics get the same count so the job's sinks can write in parallel. Every
+    topic gets ``replication_factor`` replicas and ``min.insync.replicas`` =
+    ``min_insync_replicas`` (1 and 1 on the local single-broker stack).
+    ``partitions`` overrides the count per topic name (e.g. a one-partition topic for a
+    test); a topic that exists already is left as it is. Returns once the broker's
+    metadata lists every created topic (:func:`iotflink.kafka_io.create_topics`).
+
+    Raises:
+        StackError: the broker refused to create a topic, or did not list a created one
+            within 30 s.
+    """
+    from iotflink import kafka_io  # noqa: PLC0415 - kafka-python only when Kafka is asked
+
+    try:
+        return kafka_io.create_topics(settings.kafka_bootstrap, settings.topic_partitions(names, partitions),
+                                      settings.replication_factor, client_id="iotflink-stack",
+                                      configs={"min.insync.replicas": str(settings.min_insync_replicas)})
+    except StackError as exc:
+        raise StackError(f"{exc}; see {settings.log_dir / 'kafka.out'}") from exc
+
+
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
-
-
-def _http_json(url: str, timeout: float = 2.0) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL
-        return json.loads(resp.read().decode())
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.2,
-             what: str = "condition") -> None:
-    """Poll ``condition`` until it returns True.
-
-    A ``condition`` that raises counts as "not yet" (a service that is still starting); the
-    last exception it raised is named in the timeout's message, so a probe that can never
-    succeed (a typo, a missing key) is told apart from a slow service.
-
-    Raises:
-        TimeoutError: it did not within ``timeout_s`` seconds (message names ``what``, and the
-            probe's last exception if its last call raised).
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        last_error: Exception | None = None
-        try:
-            if condition():
-                return
-        except Exception as exc:  # noqa: BLE001 - a probe that raises is simply "not yet"
-            last_error = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}"
-                               + (f" (the last check raised {last_error!r})" if last_error else ""))
-        time.sleep(interval_s)
 
 
 def kafka_cluster_id(raw: bytes | None = None) -> str:
@@ -305,8 +320,10 @@ class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.s = settings
         self.run_dir = settings.run_dir
-        self.pid_dir = self.run_dir / "pids"
+        self.pid_dir = settings.pid_dir
         self.log_dir = settings.log_dir
+        #: the cluster's REST API (short time-outs: readiness probes)
+        self.flink_rest = FlinkRest(settings.flink_rest_url, timeout_s=2.0)
 
     # ------------------------------------------------------------------ paths
     def log_file(self, name: str) -> Path:
@@ -362,18 +379,12 @@ class Stack:
     @property
     def flink_conf_dir(self) -> Path:
         """The rendered Flink configuration directory (``FLINK_CONF_DIR``)."""
-        return self.run_dir / "flink" / "conf"
+        return self.s.flink_conf_dir
 
     def flink_env(self) -> dict[str, str]:
-        """Environment for Flink's scripts (``flink run``, ``sql-client.sh``) against this stack."""
-        env = dict(os.environ)
-        env.update(self.s.to_env())
-        env["FLINK_CONF_DIR"] = str(self.flink_conf_dir)
-        env["FLINK_LOG_DIR"] = str(self.log_dir)
-        env["FLINK_PID_DIR"] = str(self.pid_dir)
-        env["FLINK_HOME"] = str(flink_home())
-        env["PYFLINK_CLIENT_EXECUTABLE"] = sys.executable
-        return env
+        """Environment for Flink's scripts (``flink run``, ``sql-client.sh``) against this stack
+        (:func:`flink_env`)."""
+        return flink_env(self.s)
 
     # ------------------------------------------------------------------ rendering
     def _render(self) -> None:
@@ -636,7 +647,7 @@ class Stack:
         """REST ``/taskmanagers``: one dict per registered TaskManager (``id``, ``slotsNumber``,
         ``freeSlots``, ``timeSinceLastHeartbeat`` ms, ...). A killed TaskManager stays listed
         until the JobManager notices its loss (heartbeat)."""
-        return _http_json(f"{self.s.flink_rest_url}/taskmanagers").get("taskmanagers", [])
+        return self.flink_rest.taskmanagers()
 
     def job_subtasks(self, job_id: str) -> list[dict]:
         """Every subtask of job ``job_id``, from REST ``/jobs/:id/vertices/:vid``: dicts
@@ -644,12 +655,11 @@ class Stack:
         is the REST ``taskmanager-id``, "(unassigned)" while a subtask has no slot).
 
         Raises:
-            urllib.error.URLError / HTTPError: the REST API did not answer, or knows no such job.
+            FlinkRestError: the REST API did not answer, or knows no such job.
         """
-        url = f"{self.s.flink_rest_url}/jobs/{job_id}"
         out = []
-        for vertex in _http_json(url).get("vertices", []):
-            for sub in _http_json(f"{url}/vertices/{vertex['id']}").get("subtasks", []):
+        for vertex in self.flink_rest.job(job_id).get("vertices", []):
+            for sub in self.flink_rest.vertex(job_id, vertex["id"]).get("subtasks", []):
                 out.append({"vertex": vertex["name"], "subtask": sub.get("subtask"), "status": sub.get("status"),
                             "taskmanager_id": sub.get("taskmanager-id", "(unassigned)"),
                             "endpoint": sub.get("endpoint", "")})
@@ -677,14 +687,9 @@ class Stack:
         """True when the broker answers a metadata request."""
         if not _port_open(self.s.host, self.s.kafka_port):
             return False
-        from kafka import KafkaAdminClient  # noqa: PLC0415
+        from iotflink import kafka_io  # noqa: PLC0415 - kafka-python only when Kafka is asked
 
-        admin = KafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, request_timeout_ms=3000,
-                                 client_id="iotflink-stack-probe")
-        try:
-            return bool(admin.describe_cluster().get("brokers"))
-        finally:
-            admin.close()
+        return kafka_io.broker_count(self.s.kafka_bootstrap, client_id="iotflink-stack-probe") > 0
 
     def mqtt_connack(self, username: str | None = None, password: str | None = None,
                      timeout_s: float = 2.0) -> int:
@@ -811,7 +816,7 @@ class Stack:
 
     def flink_overview(self) -> dict:
         """The Flink REST API's ``/overview`` (taskmanagers, slots-total, jobs-running, ...)."""
-        return _http_json(f"{self.s.flink_rest_url}/overview")
+        return self.flink_rest.overview()
 
     def jobmanager_ready(self) -> bool:
         """True when the REST API answers ``/overview``."""
@@ -891,18 +896,20 @@ class Stack:
                     say(f"kafka: created topics {', '.join(created)}")
 
     def _await_ready(self, name: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S[name]
-        while True:
+        def ready() -> bool:
             if self._ready(name):
-                return
+                return True
             for inst in self.instances(name):
                 if self.pid(inst) is None:
                     raise StackError(f"{inst}: process exited during start-up; see {self.log_file(inst)}\n"
                                      + self._tail(inst))
-            if time.monotonic() >= deadline:
-                raise StackError(f"{name}: not ready after {READY_TIMEOUT_S[name]:.0f} s; "
-                                 f"see {self.log_file(name)}\n" + self._tail(name))
-            time.sleep(0.3)
+            return False
+
+        try:
+            poll(ready, READY_TIMEOUT_S[name], interval_s=0.3, what=f"{name} to be ready", retry_on=())
+        except PollTimeout as exc:
+            raise StackError(f"{name}: not ready after {READY_TIMEOUT_S[name]:.0f} s; "
+                             f"see {self.log_file(name)}\n" + self._tail(name)) from exc
 
     def _tail(self, name: str, lines: int = 15) -> str:
         try:
@@ -965,49 +972,5 @@ class Stack:
 
     def create_topics(self, partitions: Mapping[str, int] | None = None,
                       names: Sequence[str] | None = None) -> list[str]:
-        """Create the project's topics (or ``names``) if missing; return the names created.
-
-        ``sensor-readings`` gets ``topics.readings_partitions`` partitions (key = device_id);
-        the result topics get the same count so the job's sinks can write in parallel. Every
-        topic gets ``replication_factor`` replicas and ``min.insync.replicas`` =
-        ``min_insync_replicas`` (1 and 1 on the local single-broker stack).
-        ``partitions`` overrides the count per topic name (e.g. a one-partition topic for a
-        test); a topic that exists already is left as it is. Returns once the broker's
-        metadata lists every created topic: the CreateTopics answer can come before that, and a
-        client asking for the topic's partitions in between (``kafka_io.end_offsets``,
-        ``read_topic``) would see none.
-
-        Raises:
-            StackError: the broker refused to create a topic, or did not list a created one
-                within 30 s.
-        """
-        from kafka import KafkaAdminClient  # noqa: PLC0415
-        from kafka.admin import NewTopic  # noqa: PLC0415
-        from kafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
-
-        admin = KafkaAdminClient(bootstrap_servers=self.s.kafka_bootstrap, client_id="iotflink-stack")
-        try:
-            existing = set(admin.list_topics())
-            wanted = [t for t in (self.s.topics.all() if names is None else names) if t not in existing]
-            created = []
-            for topic in wanted:
-                try:
-                    count = (partitions or {}).get(topic, self.s.topics.readings_partitions)
-                    admin.create_topics([NewTopic(
-                        topic, count, self.s.replication_factor,
-                        topic_configs={"min.insync.replicas": str(self.s.min_insync_replicas)})])
-                    created.append(topic)
-                except TopicAlreadyExistsError:
-                    pass
-                except Exception as exc:
-                    raise StackError(f"kafka: creating topic {topic} failed: {exc}; "
-                                     f"see {self.log_file('kafka')}") from exc
-            if created:
-                try:
-                    wait_for(lambda: set(created) <= set(admin.list_topics()), 30, interval_s=0.1,
-                             what=f"topics {', '.join(created)} in the broker's metadata")
-                except TimeoutError as exc:
-                    raise StackError(f"kafka: {exc}; see {self.log_file('kafka')}") from exc
-            return created
-        finally:
-            admin.close()
+        """:func:`create_topics` of this stack's settings."""
+        return create_topics(self.s, partitions, names)

@@ -63,8 +63,9 @@ from pathlib import Path
 from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
+from iotflink.poll import PollTimeout, poll, wait_for
 from iotflink.runtime.mqtt_auth import Credential, configure_paho
-from iotflink.runtime.stack import Stack, wait_for
+from iotflink.runtime.stack import Stack
 from iotflink.settings import StackSettings
 
 log = logging.getLogger(__name__)
@@ -151,17 +152,13 @@ def _restart(stack: Stack, timing: FaultTiming, ready_timeout_s: float,
 
 
 def _taskmanager_ids(stack: Stack) -> set[str]:
-    from iotflink.runtime.stack import _http_json  # noqa: PLC0415 - the stack's loopback JSON helper
-
-    return {tm["id"] for tm in _http_json(f"{stack.s.flink_rest_url}/taskmanagers").get("taskmanagers", [])}
+    return {tm["id"] for tm in stack.flink_rest.taskmanagers()}
 
 
 def _job_on(stack: Stack, job_id: str, fault_epoch_ms: int, dead_id: str | None) -> bool:
     """True when job ``job_id`` entered RUNNING after ``fault_epoch_ms`` and every one of its
     subtasks is RUNNING on a TaskManager other than ``dead_id``."""
-    from iotflink.runtime.stack import _http_json  # noqa: PLC0415
-
-    info = _http_json(f"{stack.s.flink_rest_url}/jobs/{job_id}")
+    info = stack.flink_rest.job(job_id)
     if info.get("state") != "RUNNING" or info.get("timestamps", {}).get("RUNNING", 0) <= fault_epoch_ms:
         return False
     subs = stack.job_subtasks(job_id)
@@ -468,26 +465,6 @@ class OutputMonitor:
         return found[0]
 
 
-def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    """Offsets committed by consumer ``group``: ``{(topic, partition): offset}``.
-
-    Uses kafka-python 3's ``KafkaAdminClient.list_group_offsets`` (2.x called it
-    ``list_consumer_group_offsets``; both are tried).
-    """
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="iotflink-chaos-offsets")
-    try:
-        if hasattr(admin, "list_group_offsets"):
-            offsets = admin.list_group_offsets({group: None}).get(group, {})
-        else:  # kafka-python 2.x
-            offsets = admin.list_consumer_group_offsets(group)
-    finally:
-        admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
-            if meta is not None and meta.offset is not None and meta.offset >= 0}
-
-
 def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
     """True when ``group`` has committed the current end offset of every non-empty partition
     of ``topic`` (a Flink Kafka source commits on checkpoint completion, so this means a
@@ -495,7 +472,7 @@ def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
     from iotflink import kafka_io  # noqa: PLC0415
 
     ends = kafka_io.end_offsets(bootstrap, topic)
-    committed = committed_offsets(bootstrap, group)
+    committed = kafka_io.committed_offsets(bootstrap, group, client_id="iotflink-chaos-offsets")
     return all(end == 0 or committed.get((topic, part), -1) >= end for part, end in ends.items())
 
 
@@ -507,28 +484,29 @@ def wait_job_recovered(ctl, job_id: str, since_epoch_ms: int, timeout_s: float =
     Raises:
         JobError: the job FAILED for good, or did not recover within ``timeout_s``.
     """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def recovered() -> bool:
         try:
             info = ctl.job(job_id)
         except JobError:
-            info = None  # JobManager busy: try again
-        if info is not None:
-            if info["state"] in ("FAILED", "CANCELED", "FINISHED"):
-                raise JobError(f"job {job_id} is {info['state']} after the fault")
-            verts = info.get("vertices", [])
-            if (info["state"] == "RUNNING" and verts and all(v["status"] == "RUNNING" for v in verts)
-                    and info.get("timestamps", {}).get("RUNNING", 0) >= since_epoch_ms):
-                return time.monotonic()
-        time.sleep(0.2)
-    raise JobError(f"job {job_id} did not run again within {timeout_s:.0f} s of the fault")
+            return False  # JobManager busy: try again
+        if info["state"] in ("FAILED", "CANCELED", "FINISHED"):
+            raise JobError(f"job {job_id} is {info['state']} after the fault")
+        verts = info.get("vertices", [])
+        return (info["state"] == "RUNNING" and bool(verts) and all(v["status"] == "RUNNING" for v in verts)
+                and info.get("timestamps", {}).get("RUNNING", 0) >= since_epoch_ms)
+
+    try:
+        poll(recovered, timeout_s, interval_s=0.2, what=f"job {job_id} running again", retry_on=())
+    except PollTimeout as exc:
+        raise JobError(f"job {job_id} did not run again within {timeout_s:.0f} s of the fault") from exc
+    return time.monotonic()
 
 
 def job_restarts(ctl, job_id: str) -> int:
     """How many times the job restarted (the REST exceptions history length is a lower bound
     when it is truncated; ``numRestarts`` job metric when exposed)."""
     try:
-        res = ctl.rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+        res = ctl.api.job_metrics(job_id, "numRestarts")
         if res:
             return int(float(res[0]["value"]))
     except (JobError, KeyError, ValueError):
@@ -603,9 +581,10 @@ class ContinuousPublisher(threading.Thread):
                 else:
                     client_of(m.device_id).publish(m.topic, m.payload_bytes(), qos=1)
                     self.sent += 1
-            deadline = time.monotonic() + 30
-            while self.acked < self.sent and time.monotonic() < deadline:
-                time.sleep(0.05)
+            try:  # the last PUBACKs
+                wait_for(lambda: self.acked >= self.sent, 30, interval_s=0.05, what="PUBACKs")
+            except PollTimeout:
+                log.debug("%d of %d messages unacknowledged after 30 s", self.sent - self.acked, self.sent)
         except BaseException as exc:  # noqa: BLE001 - reported through .error
             self.error = exc
         finally:

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from iotflink.errors import ConfigError, IotFlinkError
+from iotflink.poll import PollTimeout, poll
 from iotflink.runtime.mqtt_auth import Credential, CredentialStore, configure_paho
 from iotflink.settings import PROJECT_ROOT, StackSettings
 
@@ -404,12 +405,15 @@ def publish(
             raise IotFlinkError(f"replay: cannot reach MQTT broker {host}:{port}: {exc}") from exc
         client.loop_start()
         clients[device] = client
-        deadline = time.monotonic() + 10
-        while not connected.wait(0.05):
+        def connack() -> bool:
             if device in refused:
                 raise IotFlinkError(f"replay: the broker refused device {device}'s credential: {refused[device]}")
-            if time.monotonic() > deadline:
-                raise IotFlinkError(f"replay: no CONNACK for {device} from {host}:{port} within 10 s")
+            return connected.wait(0.05)  # the event's wait is the polling interval
+
+        try:
+            poll(connack, 10, interval_s=0, what=f"the CONNACK of {device}", retry_on=())
+        except PollTimeout as exc:
+            raise IotFlinkError(f"replay: no CONNACK for {device} from {host}:{port} within 10 s") from exc
         return client
 
     def wait_acked(count: int) -> None:

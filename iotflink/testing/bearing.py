@@ -47,6 +47,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -279,6 +280,21 @@ def vibration_rise_alerts(run: BearingRun, p: VibrationRiseParams,
     return out
 
 
+def healthy_ratio(run: BearingRun, p: VibrationRiseParams, roll: Sequence[float] | None = None) -> float:
+    """The largest ``roll_g / baseline_g`` of a rise rule over the armed snapshots of the run's
+    first half (event time in ``[armed, half)``), dimensionless; 0.0 when none is armed there or
+    the baseline is unknown. ``p.rise_k`` at or above it raises no alert in the first half (a
+    snapshot is high when ``roll_g > rise_k * baseline_g``). ``roll``: :func:`rolling_median`
+    for ``p.sustain_s``, if already computed."""
+    base, armed = baseline(run, p.run_in_s, p.baseline_s)
+    if not base:
+        return 0.0
+    roll = rolling_median(run, p.sustain_s) if roll is None else roll
+    half = run.half_ms
+    return max((r / base for (ts, _s, _h), r in zip(run.vib, roll, strict=True) if armed <= ts < half),
+               default=0.0)
+
+
 # ---------------------------------------------------------------------------- scores
 @dataclass(frozen=True)
 class Score:
@@ -292,6 +308,10 @@ class Score:
         alerts: every alert of the run.
         guard_alerts: first-half alerts of the same rule with its threshold multiple divided by
             :data:`MARGIN` (the calibration's safety margin); None when not computed.
+        healthy_ratio: rise rules: the largest ratio ``roll_g / baseline_g`` over the armed
+            snapshots of the first half (dimensionless; 0.0 when none is armed there), i.e. the
+            lowest ``rise_k`` that raises no first-half alert with the same windows
+            (:func:`healthy_ratio`); None when not computed (``bearing_failure``).
     """
 
     warning_min: float | None
@@ -299,6 +319,7 @@ class Score:
     first_half_per_h: float
     alerts: int
     guard_alerts: int | None = None
+    healthy_ratio: float | None = None
 
 
 def score(run: BearingRun, detection_ms: Sequence[int]) -> Score:
@@ -378,7 +399,8 @@ def score_grid(rule: str, runs: Sequence[BearingRun], margin: float = MARGIN, fe
         row = {}
         for run in runs:
             guard = score(run, detect(run, lowered(p, margin))).first_half_alerts
-            row[run.name] = dataclasses.replace(score(run, detect(run, p)), guard_alerts=guard)
+            ratio = healthy_ratio(run, p, rolls[(run.name, p.sustain_s)]) if rule in FEATURE else None
+            row[run.name] = dataclasses.replace(score(run, detect(run, p)), guard_alerts=guard, healthy_ratio=ratio)
         out[p] = row
     return out
 
@@ -388,12 +410,42 @@ def median_warning(scores: Iterable[Score]) -> float:
     return statistics.median([s.warning_min or 0.0 for s in scores])
 
 
-def choose(scored: Mapping, bearings: Sequence[str]):
-    """The parameter set chosen on ``bearings``: no alert in the first half of any of them,
-    also with the threshold lowered by :data:`MARGIN` (``guard_alerts``), then the largest
-    median warning; ties go to the most conservative set (the highest
-    threshold multiple, then the highest rise / longest sustain, then the shortest baseline
-    wait). Returns None when every set raises a false alarm on some bearing."""
+def admissible(p, per: Mapping, bearings: Sequence[str], margin: float | None = None, bound: bool = False) -> bool:
+    """Whether parameter set ``p`` (scores ``per``: ``{bearing: Score}``) raises no first-half
+    alert on any of ``bearings`` with a safety margin: with ``margin`` None, also none with its
+    threshold divided by :data:`MARGIN` (``guard_alerts``, any rule); with a ``margin`` (rise
+    rules), its ``rise_k`` is at least ``margin`` times each bearing's ``healthy_ratio`` (the
+    threshold clears the largest healthy-half level of every training bearing by that factor).
+    With ``bound`` (rise rules), also ``rise_k`` at or above the :func:`prediction_bound` of the
+    bearings' healthy ratios (never admissible when that bound is None)."""
+    if bound:
+        if any(per[b].healthy_ratio is None for b in bearings):
+            raise ValueError("a prediction bound needs the healthy ratio of a rise rule (score_grid of a rise rule)")
+        limit = prediction_bound([per[b].healthy_ratio for b in bearings])
+        if limit is None or p.rise_k < limit:
+            return False
+    for b in bearings:
+        s = per[b]
+        if s.first_half_alerts:
+            return False
+        if margin is None:
+            if s.guard_alerts:
+                return False
+        elif s.healthy_ratio is None:
+            raise ValueError("a margin needs the healthy ratio of a rise rule (score_grid of a rise rule)")
+        elif s.healthy_ratio * margin > p.rise_k:
+            return False
+    return True
+
+
+def choose(scored: Mapping, bearings: Sequence[str], margin: float | None = None, bound: bool = False):
+    """The parameter set chosen on ``bearings``: no alert in the first half of any of them, with
+    a safety margin (:func:`admissible`: by default also none with the threshold lowered by
+    :data:`MARGIN`; with ``margin``, a rise rule's ``rise_k`` clears every bearing's healthy
+    ratio by that factor; with ``bound``, also at or above their :func:`prediction_bound`), then
+    the largest median warning; ties go to the most conservative set
+    (the highest threshold multiple, then the highest rise / longest sustain, then the shortest
+    baseline wait). Returns None when every set raises a false alarm on some bearing."""
     def conservative(p):
         d = asdict(p)
         k = d.get("spike_k", d.get("rise_k"))
@@ -402,7 +454,7 @@ def choose(scored: Mapping, bearings: Sequence[str]):
 
     best, best_key = None, None
     for p, per in scored.items():
-        if any(per[b].first_half_alerts or per[b].guard_alerts for b in bearings):
+        if not admissible(p, per, bearings, margin, bound):
             continue
         key = (round(median_warning(per[b] for b in bearings), 1), conservative(p))
         if best_key is None or key > best_key:
@@ -410,24 +462,111 @@ def choose(scored: Mapping, bearings: Sequence[str]):
     return best
 
 
+#: One-sided 99 % quantiles of Student's t by degrees of freedom (NIST/SEMATECH e-Handbook of
+#: Statistical Methods, 1.3.6.7.2, "Critical values of the Student's t distribution").
+T_99 = {2: 6.965, 3: 4.541, 4: 3.747, 5: 3.365, 6: 3.143, 7: 2.998, 8: 2.896, 9: 2.821, 10: 2.764}
+#: Fewest training bearings with an armed first half that a prediction bound is computed from.
+MIN_BOUND_N = 3
+
+
+def prediction_bound(ratios: Sequence[float]) -> float | None:
+    """One-sided 99 % upper prediction bound of the healthy ratio of a *new* bearing from the
+    healthy ratios of training bearings (:func:`healthy_ratio`; those without an armed first half,
+    0.0, carry no information and are left out): ``exp(mean + t * sd * sqrt(1 + 1/n))`` of their
+    logarithms (a ratio is multiplicative), the normal prediction interval for one future
+    observation (G. J. Hahn, W. Q. Meeker, "Statistical Intervals: A Guide for Practitioners",
+    Wiley 1991, ch. 4), t from :data:`T_99` with n - 1 degrees of freedom. Dimensionless; None
+    when fewer than :data:`MIN_BOUND_N` ratios are left (no estimate of the spread).
+
+    Raises:
+        ValueError: more ratios than :data:`T_99` has quantiles for (over 11)."""
+    logs = [math.log(r) for r in ratios if r > 0]
+    n = len(logs)
+    if n < MIN_BOUND_N:
+        return None
+    if n - 1 not in T_99:
+        raise ValueError(f"prediction bound from {n} ratios: t quantiles known up to {max(T_99)} degrees of freedom")
+    return math.exp(statistics.fmean(logs) + T_99[n - 1] * statistics.stdev(logs) * math.sqrt(1 + 1 / n))
+
+
+#: Safety margins the nested calibration tries (:func:`nested_margin`), smallest first.
+MARGINS = (1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0)
+
+
+def nested_margin(scored: Mapping, bearings: Sequence[str], margins: Sequence[float] = MARGINS) -> tuple[float, list]:
+    """The safety margin chosen on ``bearings`` alone by an inner leave-one-bearing-out (nested
+    cross-validation: G. C. Cawley, N. L. C. Talbot, "On over-fitting in model selection and
+    subsequent selection bias in performance evaluation", JMLR 11 (2010) 2079-2107): the
+    smallest of ``margins`` for which, for every bearing b of ``bearings``, the set chosen on the
+    others (:func:`choose` with that margin) raises no first-half alert on b (no admissible set:
+    no rule, no alert); the largest margin when none passes. ``scored``: :func:`score_grid` of a
+    rise rule.
+
+    Returns ``(margin, inner)``: ``inner`` lists ``(margin, bearing, params, first_half_alerts)``
+    of every inner fold tried, in order.
+    """
+    inner = []
+    for m in margins:
+        clean = True
+        for b in bearings:
+            p = choose(scored, [x for x in bearings if x != b], m)
+            alarms = scored[p][b].first_half_alerts if p is not None else 0
+            inner.append((m, b, p, alarms))
+            clean = clean and not alarms
+        if clean:
+            return m, inner
+    return margins[-1], inner
+
+
 @dataclass(frozen=True)
 class FoldResult:
     """One fold of leave-one-bearing-out: ``params`` chosen on every bearing but ``held_out``,
-    and their ``score`` on ``held_out`` (None params: no set was free of false alarms)."""
+    and their ``score`` on ``held_out`` (None params: no set was free of false alarms); ``margin``:
+    the safety margin chosen on the others (nested calibration), None with the fixed
+    :data:`MARGIN`."""
 
     held_out: str
     params: object
     score: Score | None
+    margin: float | None = None
 
 
-def leave_one_bearing_out(rule: str, runs: Sequence[BearingRun], scored: Mapping | None = None) -> list[FoldResult]:
-    """For each run: choose the parameters on the others (:func:`choose`), score them on it."""
+#: Calibration procedures of the rise rules (:func:`choose_with`).
+PROCEDURES = ("fixed", "nested", "bound")
+
+
+def choose_with(procedure: str, scored: Mapping, bearings: Sequence[str]) -> tuple[object, float | None]:
+    """``(params, margin)`` chosen on ``bearings`` by ``procedure``:
+
+    - ``"fixed"``: :func:`choose` with the fixed margin :data:`MARGIN` (margin None);
+    - ``"nested"``: the margin chosen on ``bearings`` by :func:`nested_margin`, then
+      :func:`choose` with it (rise rules);
+    - ``"bound"``: :func:`choose` with the fixed margin and the :func:`prediction_bound` of the
+      bearings' healthy ratios (rise rules).
+
+    Raises:
+        ValueError: unknown procedure.
+    """
+    if procedure == "fixed":
+        return choose(scored, bearings), None
+    if procedure == "nested":
+        margin = nested_margin(scored, bearings)[0]
+        return choose(scored, bearings, margin), margin
+    if procedure == "bound":
+        return choose(scored, bearings, bound=True), None
+    raise ValueError(f"unknown calibration procedure {procedure!r} (one of {PROCEDURES})")
+
+
+def leave_one_bearing_out(rule: str, runs: Sequence[BearingRun], scored: Mapping | None = None,
+                          procedure: str = "fixed") -> list[FoldResult]:
+    """For each run: choose the parameters on the others (:func:`choose_with` ``procedure``),
+    score them on it."""
     scored = score_grid(rule, runs) if scored is None else scored
     names = [r.name for r in runs]
     out = []
     for held in names:
-        p = choose(scored, [n for n in names if n != held])
-        out.append(FoldResult(held, p, scored[p][held] if p is not None else None))
+        p, margin = choose_with(procedure, scored, [n for n in names if n != held])
+        out.append(FoldResult(held, p, scored[p][held] if p is not None else None, margin))
     return out
 
 
@@ -446,22 +585,26 @@ def params_text(p) -> str:
 
 
 def calibrate(runs: Sequence[BearingRun], rules: Sequence[str] = RULES, feature: str | None = None,
-              sustain_s: Sequence[int] | None = None) -> dict:
+              sustain_s: Sequence[int] | None = None, procedure: str = "fixed") -> dict:
     """Leave-one-bearing-out calibration of the bearing rules on ``runs`` (``feature``,
-    ``sustain_s``: studies, see :func:`score_grid`).
+    ``sustain_s``: studies, see :func:`score_grid`). The rise rules are chosen by
+    ``procedure`` (:func:`choose_with`) in each fold and on all runs for the shipped
+    parameters; ``bearing_failure`` always by ``"fixed"``.
 
     Returns ``{rule: {"folds": [FoldResult, ...], "chosen": params chosen on every run,
-    "chosen_scores": {bearing: Score}, "median_warning_min": float, "bearings_10_min": int,
-    "first_half_alerts": int}}`` (median and counts over the held-out folds).
+    "margin": the nested margin they were chosen with (None: another procedure), "chosen_scores": {bearing: Score},
+    "median_warning_min": float, "bearings_10_min": int, "first_half_alerts": int}}`` (median
+    and counts over the held-out folds).
     """
     out = {}
     for rule in rules:
         scored = score_grid(rule, runs, feature=feature, sustain_s=sustain_s)
-        folds = leave_one_bearing_out(rule, runs, scored)
-        chosen = choose(scored, [r.name for r in runs])
+        proc = procedure if rule in FEATURE else "fixed"
+        folds = leave_one_bearing_out(rule, runs, scored, proc)
+        chosen, margin = choose_with(proc, scored, [r.name for r in runs])
         held = [f.score for f in folds if f.score is not None]
         out[rule] = {
-            "folds": folds, "chosen": chosen, "chosen_scores": scored[chosen] if chosen else {},
+            "folds": folds, "chosen": chosen, "margin": margin, "chosen_scores": scored[chosen] if chosen else {},
             "median_warning_min": median_warning([f.score or Score(None, 0, 0.0, 0) for f in folds]),
             "bearings_10_min": sum(1 for s in held if (s.warning_min or 0) >= 10),
             "first_half_alerts": sum(s.first_half_alerts for s in held),
@@ -496,7 +639,8 @@ def table(result: Mapping, runs: Sequence[BearingRun]) -> str:
         for f in res["folds"]:
             s = f.score
             warn = "none" if s is None or s.warning_min is None else f"{s.warning_min:.1f} min"
-            lines.append(f"| `{rule}` | {f.held_out} | {hours[f.held_out]:.2f} h | {params_text(f.params)} | {warn} | "
+            lines.append(f"| `{rule}` | {f.held_out} | {hours[f.held_out]:.2f} h | {params_text(f.params)}"
+                         f"{'' if f.margin is None else f', margin {f.margin:g}'} | {warn} | "
                          f"{s.first_half_per_h if s else 0:.2f} | {s.alerts if s else 0} |")
         lines.append(f"| `{rule}` | **median** | | | **{res['median_warning_min']:.1f} min** "
                      f"({res['bearings_10_min']} of {len(res['folds'])} bearings >= 10 min) | "

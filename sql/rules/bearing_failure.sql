@@ -24,10 +24,19 @@
 --   60 s behind an earlier spike's undecided match.
 --   episode   = spikes less than quiet_s apart (a spike with no other spike in the quiet_s of
 --               event time before it, OVER RANGE, starts one); the alert is the episode's
---               first match (deduplication on (device_id, episode), keep first row): on a
---               failing bearing the spikes follow each other for hours and matched hundreds
---               of times (798 matches on FEMTO Bearing1_1, one episode, one alert). The
---               deduplication keeps one row per episode in state (no TTL).
+--               first match, i.e. a match whose episode differs from the device's previous
+--               match's (LAG over the matches): on a failing bearing the spikes follow each
+--               other for hours and matched hundreds of times (798 matches on FEMTO
+--               Bearing1_1 over 3.8 h, one episode, one alert).
+-- state: per device only (the first reading's time, the baseline, the recent spikes, the
+--   pattern's partial matches and the previous match's episode), none per episode, so no
+--   state TTL is set. A deduplication on (device_id, episode) kept one row per episode
+--   forever, and a TTL could not keep its alerts exact: keep-first state is written once, at
+--   the episode's first match, so it would expire one TTL later while the episode goes on
+--   (Bearing1_1's lasts 3.8 h) and its next match would raise a second alert; Flink's
+--   STATE_TTL hint does not reach a deduplication, and the job-wide table.exec.state.ttl would
+--   also expire the baseline of a device idle for longer than the TTL (its next reading would
+--   start a new run-in) (Flink docs, "Hints" and "Configuration: table.exec.state.ttl").
 -- calibration: leave-one-bearing-out on eight FEMTO PRONOSTIA run-to-failure bearings
 --   (bench/bearing_calibrate.py, also printed by `iotflink rules calibrate`; table in
 --   README, "Bearing rules across bearings"): the values below are those chosen on all eight
@@ -121,8 +130,16 @@ MATCH_RECOGNIZE (
     R AS R.temp_c >= T0.temp_c + 0.1 /*param:rise_c*/
 );
 
--- one alert per spike episode: its first match (deduplication, keep first row; Flink emits
--- the matches of a device in the order of their spikes)
+-- prev_episode_ts: the episode of the device's previous match (NULL for its first match).
+-- Flink emits the matches of a device in the order of their spikes, and an episode's spikes
+-- are consecutive, so a match opens its episode exactly when its episode differs from the
+-- previous match's: one row per device in state (LAG over the match order), where a
+-- deduplication on (device_id, episode) kept one row per episode forever.
+CREATE TEMPORARY VIEW bearing_failure_sequenced AS
+SELECT *, LAG(episode_ts) OVER (PARTITION BY device_id ORDER BY matched_at) AS prev_episode_ts
+FROM bearing_failure_matches;
+
+-- one alert per spike episode: its first match
 CREATE TEMPORARY VIEW bearing_failure_alerts AS
 SELECT
   SHA256(CONCAT_WS('|', 'bearing_failure', device_id, CAST(s_ts AS STRING),
@@ -139,11 +156,8 @@ SELECT
               KEY 'rise_c' VALUE r_c - t0_c,
               KEY 'delay_ms' VALUE r_ts - s_ts,
               KEY 'episode_ts' VALUE episode_ts) AS details
-FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY device_id, episode_ts ORDER BY matched_at) AS episode_row
-  FROM bearing_failure_matches
-)
-WHERE episode_row = 1;
+FROM bearing_failure_sequenced
+WHERE prev_episode_ts IS NULL OR prev_episode_ts <> episode_ts;
 
 EXECUTE STATEMENT SET
 BEGIN

@@ -29,7 +29,12 @@
 --   a 120 s median, at 221 min of its 467 min run (its impacts start before the middle). With
 --   median windows of 300 or 600 s only (`bench/bearing_calibrate.py --sustain 300,600`, a
 --   study chosen after seeing that fold) every fold picks 300 s: the same median, no
---   first-half alert.
+--   first-half alert. Two safer procedures, each run once (`--procedure nested`: the safety
+--   margin chosen by an inner leave-one-bearing-out, median 3.4 min; `--procedure bound`: k
+--   above a 99 % prediction bound of a new bearing's healthy level, median 30.3 min) keep that
+--   one alert: 1_1's impact burst at 216 to 222 min (4.6 to 16.5 x baseline) exceeds every k of
+--   the grid for medians of 120 s or less, and the seven others do not show it (README,
+--   "Bearing rules across bearings").
 -- param: run_in_s = 1800 s (30 min). Source: calibration grid 30/60/90 min (bench/bearing_calibrate.py).
 -- param: baseline_s = 1800 s (30 min). Source: calibration grid 30/60 min (bench/bearing_calibrate.py).
 -- param: sustain_s = 300 s. Source: calibration grid 30/60/120/300 s (bench/bearing_calibrate.py).

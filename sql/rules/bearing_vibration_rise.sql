@@ -24,6 +24,8 @@
 --   warns a median of 6.5 min before failure, 10 min or more on three of eight bearings, with
 --   no alert in any first half; the other bearings show no rise of the RMS before their last
 --   minutes (bearing_impact_rise, on the peak of the snapshots, warns earlier on several).
+--   The safer procedures of bench/bearing_calibrate.py (`--procedure nested`, `bound`) give
+--   5.4 and 5.3 min, also with no first-half alert.
 -- param: run_in_s = 1800 s (30 min). Source: calibration grid 30/60/90 min (bench/bearing_calibrate.py).
 -- param: baseline_s = 1800 s (30 min). Source: calibration grid 30/60 min (bench/bearing_calibrate.py).
 -- param: sustain_s = 120 s. Source: calibration grid 30/60/120/300 s (bench/bearing_calibrate.py).

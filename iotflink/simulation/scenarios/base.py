@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from iotflink import kafka_io
 from iotflink.errors import IotFlinkError
-from iotflink.runtime.stack import wait_for
+from iotflink.poll import wait_for
 from iotflink.settings import PROJECT_ROOT, WindowJobSettings
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.runtime.stack import wait_for
+from iotflink.poll import wait_for
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, submit_all
 
 if TYPE_CHECKING:

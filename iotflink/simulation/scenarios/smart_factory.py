@@ -36,7 +36,8 @@ Measured (printed and written to ``bench/results/scenario-smart-factory.json``):
 * the exactness check of the demo: every sample the broker acknowledged is a record of
   ``sensor-readings`` or of ``sensor-dlq``; every sensor value of those samples is counted once
   in an aggregate's ``count`` or is in ``sensor-late``; the window operator's
-  ``numLateRecordsDropped`` is 0 (:func:`accounting`);
+  ``numLateRecordsDropped`` is 0 (:func:`iotflink.simulation.exactness.exactness_checks`, the
+  demo's own);
 * CPU: the cores each stage used while every node was publishing (psutil, process trees of
   the stack's services and the nodes, from the nodes' start to the last sample before the first
   node ended) and what the rest of the machine used (other work), with the load average.
@@ -63,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iotflink.simulation.exactness import exactness_checks
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 
 if TYPE_CHECKING:
@@ -206,30 +208,6 @@ def values_in_ranges(prefix: Sequence[int], ranges: Iterable[Sequence[int]]) -> 
     return total
 
 
-def accounting(published: int, readings_records: int, dlq_records: int, values_in: int,
-               counted: int, late: int, dropped_late: int | None) -> list[tuple[str, bool, str]]:
-    """The demo's exactness checks as ``(name, passed, detail)``.
-
-    Args:
-        published: samples the broker acknowledged (distinct ``(device_id, seq)``).
-        readings_records: records of ``sensor-readings`` that are readings (watermark
-            heartbeats excluded).
-        dlq_records: records of ``sensor-dlq``.
-        values_in: sensor values of the published samples.
-        counted: the sum of ``count`` over the final aggregate of every window.
-        late: records of ``sensor-late`` (one sensor value each).
-        dropped_late: the window operator's ``numLateRecordsDropped`` (None: not found).
-    """
-    return [
-        ("every published sample is in sensor-readings or sensor-dlq",
-         readings_records + dlq_records == published, f"{readings_records} + {dlq_records} vs {published}"),
-        ("every sensor value is in one aggregate count or in sensor-late",
-         counted + late == values_in, f"{counted} + {late} vs {values_in}"),
-        ("the window operator dropped no row as late (numLateRecordsDropped)",
-         dropped_late == 0, f"{dropped_late}"),
-    ]
-
-
 # ------------------------------------------------------------------ measuring while it runs
 
 
@@ -364,8 +342,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             did not finish in time.
     """
     from iotflink import kafka_io  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
     from iotflink.settings import WindowJobSettings  # noqa: PLC0415
     from iotflink.simulation.demo import reset_topics, window_job_env  # noqa: PLC0415
     from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
@@ -535,8 +513,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         "lag_samples": samples,
     }
     print_figures(out.figures, say)
-    for name, passed, detail in accounting(published, readings_records, len(dlq), values_in, counted,
-                                           len(late), dropped_late):
+    for name, passed, detail in exactness_checks(published, readings_records, len(dlq), values_in, counted,
+                                                 len(late), dropped_late):
         out.check(name, passed, detail)
     out.check("Mosquitto dropped no message for a full session queue", broker_dropped == 0,
               f"{broker_dropped} dropped ($SYS/broker/publish/messages/dropped)")

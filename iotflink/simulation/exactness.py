@@ -1,0 +1,55 @@
+"""The exactness checks of a run of the pipeline, shared by the demo
+(:mod:`iotflink.simulation.demo`) and the smart-factory scenario
+(:mod:`iotflink.simulation.scenarios.smart_factory`).
+
+What they check, from counts the caller takes from the broker, the topics and the job:
+
+- every published message is in ``sensor-readings`` or the bridge's DLQ (the bridge forwards
+  at least once and dead-letters what it cannot read: nothing lost);
+- every extra copy of a reading (same ``device_id``, ``seq``) is in ``sensor-duplicates`` (the
+  window job's dedup keeps the first copy and writes the others there);
+- every sensor value of a unique reading is in exactly one aggregate's ``count`` or in
+  ``sensor-late`` (the window job's exact late split, README "The late split is exact");
+- the window operator dropped no row as late (its ``numLateRecordsDropped`` is 0): the late
+  flag and the window agree.
+"""
+
+from __future__ import annotations
+
+#: One check: ``(name, passed, detail)``.
+Check = tuple[str, bool, str]
+
+
+def exactness_checks(published: int, readings_records: int, dlq_records: int, values_in: int, counted: int,
+                     late: int, dropped_late: int | None, unique_readings: int | None = None,
+                     duplicates: int | None = None) -> list[Check]:
+    """The exactness checks as ``(name, passed, detail)``, in the order of the module docstring.
+
+    Args:
+        published: messages (single readings or samples of a batch, as the caller counts
+            ``readings_records``) the broker acknowledged.
+        readings_records: records of ``sensor-readings`` that are readings (watermark
+            heartbeats excluded), copies included.
+        dlq_records: records of the bridge's dead-letter topic (``sensor-dlq``).
+        values_in: sensor values of the unique readings.
+        counted: the sum of ``count`` over the final aggregate of every window.
+        late: records of ``sensor-late`` (one sensor value each).
+        dropped_late: the window operator's ``numLateRecordsDropped``; None (the metric was not
+            found) fails its check.
+        unique_readings / duplicates: distinct ``(device_id, seq)`` in ``sensor-readings`` and
+            records of ``sensor-duplicates``; the duplicates check is made only when both are
+            given.
+    """
+    checks = [("every published message is in sensor-readings or sensor-dlq",
+               readings_records + dlq_records == published, f"{readings_records} + {dlq_records} vs {published}")]
+    if unique_readings is not None and duplicates is not None:
+        checks.append(("every extra copy of a reading is in sensor-duplicates",
+                       readings_records - unique_readings == duplicates,
+                       f"{readings_records} records - {unique_readings} unique vs {duplicates}"))
+    checks += [
+        ("every sensor value is in one aggregate count or in sensor-late",
+         counted + late == values_in, f"{counted} + {late} vs {values_in} (values of unique readings)"),
+        ("the window operator dropped no row as late (its numLateRecordsDropped)",
+         dropped_late == 0, f"{dropped_late}"),
+    ]
+    return checks
