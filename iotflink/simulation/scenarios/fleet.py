@@ -152,8 +152,8 @@ def run_fleet(stack: Stack, plan: FleetPlan, say: Say) -> Outcome:
     Raises:
         ScenarioError: a job failed; TimeoutError: the fill or the checkpoints took too long.
     """
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
 
     ctl = FlinkCtl(stack.s)
     t_run = time.monotonic()

@@ -359,7 +359,7 @@ class UncheckpointedOutput:
 def _wait_committed(bootstrap: str, group: str, ends: Mapping[int, int], topic: str, timeout_s: float) -> None:
     """Poll until ``group`` committed at least ``ends`` (partition -> offset) on ``topic``
     (the Flink Kafka source commits at each completed checkpoint)."""
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.simulation.chaos import committed_offsets  # noqa: PLC0415
 
     def done() -> bool:
@@ -376,7 +376,7 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
             finish in time; IotFlinkError: a fault could not be injected.
     """
     from iotflink import kafka_io  # noqa: PLC0415
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.simulation import chaos  # noqa: PLC0415
 
     cfg = stack.s

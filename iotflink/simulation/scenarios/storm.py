@@ -27,8 +27,9 @@ Claims checked: every process's RSS stayed within its bound (:func:`rss_bounds`:
 ``-Xmx`` plus 1 GiB of non-heap memory, the bridge and Mosquitto 256 MiB, a virtual node 32
 MiB); the lag was back to 0 at the end; the demo's exact accounting (every acknowledged sample
 in ``sensor-readings`` or ``sensor-dlq``, every value in an aggregate count or in
-``sensor-late``, ``numLateRecordsDropped`` 0); no node dropped a sample; Mosquitto dropped
-nothing.
+``sensor-late``, ``numLateRecordsDropped`` 0:
+:func:`iotflink.simulation.exactness.exactness_checks`); no node dropped a sample; Mosquitto
+dropped nothing.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from iotflink.simulation.exactness import exactness_checks
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
-from iotflink.simulation.scenarios.smart_factory import accounting, values_in_ranges, values_per_row
+from iotflink.simulation.scenarios.smart_factory import values_in_ranges, values_per_row
 
 if TYPE_CHECKING:
     from iotflink.runtime.stack import Stack
@@ -151,8 +153,8 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
             stage did not finish in time.
     """
     from iotflink import kafka_io  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.runtime.stack import wait_for  # noqa: PLC0415
     from iotflink.settings import WindowJobSettings  # noqa: PLC0415
     from iotflink.simulation.demo import reset_topics, window_job_env  # noqa: PLC0415
     from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
@@ -264,7 +266,7 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
               f"{sum(len(p) for p in peaks.values())} processes sampled {len(rss)} times; over: {over or 'none'}")
     out.check("the consumer lag grew and drained to 0", max_lag >= 0 and lags[-1]["lag_records"] == 0,
               f"max {max_lag} records, last {lags[-1]['lag_records']}")
-    for name, passed, detail in accounting(published, readings_records, len(dlq), values_in, counted,
+    for name, passed, detail in exactness_checks(published, readings_records, len(dlq), values_in, counted,
                                            len(late), dropped_late):
         out.check(name, passed, detail)
     out.check("no node dropped a sample (the outage fits the outbox)", node_drops == 0, f"{node_drops} dropped")
