@@ -360,7 +360,7 @@ def _wait_committed(bootstrap: str, group: str, ends: Mapping[int, int], topic: 
     """Poll until ``group`` committed at least ``ends`` (partition -> offset) on ``topic``
     (the Flink Kafka source commits at each completed checkpoint)."""
     from iotflink.poll import wait_for  # noqa: PLC0415
-    from iotflink.simulation.chaos import committed_offsets  # noqa: PLC0415
+    from iotflink.kafka_io import committed_offsets  # noqa: PLC0415
 
     def done() -> bool:
         got = committed_offsets(bootstrap, group)
