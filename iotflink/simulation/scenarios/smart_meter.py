@@ -359,8 +359,8 @@ class UncheckpointedOutput:
 def _wait_committed(bootstrap: str, group: str, ends: Mapping[int, int], topic: str, timeout_s: float) -> None:
     """Poll until ``group`` committed at least ``ends`` (partition -> offset) on ``topic``
     (the Flink Kafka source commits at each completed checkpoint)."""
-    from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.kafka_io import committed_offsets  # noqa: PLC0415
+    from iotflink.poll import wait_for  # noqa: PLC0415
 
     def done() -> bool:
         got = committed_offsets(bootstrap, group)
