@@ -17,6 +17,8 @@ standalone cluster (``execution.target: remote``), with no Python on the hot pat
 per device (5 x 8 bytes per event, plus the key: the sizing estimate of 56 bytes per event
 counts a 16-byte id per event, which keyed state stores once per key), i.e. the
 "raw window data" line of the sizing table rather than incremental running statistics.
+The SQL is :func:`iotflink.simulation.scenarios.fleet_job.fleet_sql` (``state="raw"``), which
+the ``fleet`` scenario also runs.
 
 Both modes run at once, on one stack (started on free ports unless ``--stack env``), so they
 share the machine's load and their ratio is measured under the same conditions: two copies of
@@ -59,12 +61,12 @@ from iotflink.poll import poll
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.settings import StackSettings, WindowJobSettings
-from jobs.common import create_table_env, job_configuration, with_clause
+from iotflink.simulation.scenarios.fleet_job import fleet_sql
+from jobs.common import create_table_env, job_configuration
 
 log = logging.getLogger("checkpoint_bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASE_TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 JOB_NAME = "bench-checkpoint-fleet"
 
 
@@ -76,46 +78,6 @@ def load1() -> float:
 def mib(n: int | float) -> float:
     """Bytes as MiB, 1 decimal."""
     return round(n / 2**20, 1)
-
-
-def fleet_sql(devices: int, period_s: int, window_min: int, slide_min: int,
-              steady_max_s: int = 1800, fill_rate: int = 6000) -> tuple[list[str], str, int]:
-    """DDL statements, the INSERT, and the fill size (events in one window) of the fleet job.
-
-    The datagen ``sequence`` generator materialises its whole range on the heap when it
-    opens (about 24 bytes per value), so the steady source covers only ``steady_max_s``
-    seconds of the fleet's rate, not an open-ended range.
-
-    ``fill_rate`` (events/s) must stay below what the job can process: datagen is a legacy
-    source, and a legacy source blocked by backpressure cannot take the checkpoint lock, so
-    with an unthrottled fill no checkpoint completed in 10 min (seen in a run at load 15-23
-    on 2 cores: checkpoint 1 expired, the job failed over and refilled from the start).
-    """
-    period_ms = period_s * 1000
-    fill = devices * (window_min * 60 // period_s)
-    steady_rate = max(1, devices // period_s)
-
-    def gen(name: str, start: int, end: int, rate: int) -> str:
-        opts = {"connector": "datagen", "fields.id.kind": "sequence", "fields.id.start": str(start),
-                "fields.id.end": str(end), "rows-per-second": str(rate),
-                "fields.lat.min": "40", "fields.lat.max": "50", "fields.lon.min": "0", "fields.lon.max": "10",
-                "fields.speed.min": "0", "fields.speed.max": "130", "fields.fuel.min": "0", "fields.fuel.max": "100"}
-        return (f"CREATE TABLE {name} (id BIGINT, lat DOUBLE, lon DOUBLE, speed DOUBLE, fuel DOUBLE,\n"
-                f"  ts_ms AS {BASE_TS} + (id / {devices}) * {period_ms},\n"
-                f"  ts AS TO_TIMESTAMP_LTZ({BASE_TS} + (id / {devices}) * {period_ms}, 3),\n"
-                f"  WATERMARK FOR ts AS ts) {with_clause(opts)}")
-
-    ddl = [gen("fill", 0, fill - 1, fill_rate),
-           gen("steady", fill, fill + steady_rate * steady_max_s, steady_rate),
-           "CREATE TABLE sink (device_id BIGINT, window_start TIMESTAMP(3), n BIGINT, lat ARRAY<DOUBLE>, "
-           "lon ARRAY<DOUBLE>, speed ARRAY<DOUBLE>, fuel ARRAY<DOUBLE>, ts_ms ARRAY<BIGINT>) "
-           "WITH ('connector' = 'blackhole')",
-           "CREATE TEMPORARY VIEW readings AS SELECT * FROM fill UNION ALL SELECT * FROM steady"]
-    insert = (f"INSERT INTO sink SELECT id % {devices} AS device_id, window_start, COUNT(*), ARRAY_AGG(lat), "
-              f"ARRAY_AGG(lon), ARRAY_AGG(speed), ARRAY_AGG(fuel), ARRAY_AGG(ts_ms) "
-              f"FROM TABLE(HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '{slide_min}' MINUTES, "
-              f"INTERVAL '{window_min}' MINUTES)) GROUP BY id % {devices}, window_start, window_end")
-    return ddl, insert, fill
 
 
 def submit(stack: Stack, args: argparse.Namespace, incremental: bool) -> str:
@@ -130,7 +92,7 @@ def submit(stack: Stack, args: argparse.Namespace, incremental: bool) -> str:
              "execution.checkpointing.tolerable-failed-checkpoints": "100"}
     name = f"{JOB_NAME}-{'incremental' if incremental else 'full'}"
     t_env = create_table_env(job_configuration(cfg, name, use_kafka=False, extra=extra))
-    ddl, insert, _ = fleet_sql(args.devices, args.period_s, args.window_min, args.slide_min, args.steady_max_s,
+    ddl, insert, _ = fleet_sql(args.devices, args.period_s, args.window_min, args.slide_min, "raw", args.steady_max_s,
                                args.fill_rate)
     for stmt in ddl:
         t_env.execute_sql(stmt)

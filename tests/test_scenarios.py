@@ -20,7 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from iotflink.simulation import scenarios
-from iotflink.simulation.scenarios import business_day, patient_vitals, payment_fraud
+from iotflink.simulation.scenarios import (
+    business_day,
+    fleet,
+    fleet_job,
+    patient_vitals,
+    payment_fraud,
+    smart_meter,
+    storm,
+)
 
 STACK_SERVICES = ("kafka", "flink-jobmanager", "flink-taskmanager")
 SHARED_STACK = True
@@ -68,10 +76,100 @@ def test_payment_fraud_reference_matches():
     assert plan == payment_fraud.plan(100, 20, 3) and sum(d for _, _, d in plan) >= 9
 
 
+def test_smart_meter_data_is_seeded_and_covers_every_interval():
+    plan = smart_meter.MeterPlan(meters=6, concentrators=2, intervals=10, publish_s=1, checkpoint_interval_ms=1000)
+    batches = smart_meter.generate(plan)
+    assert batches == smart_meter.generate(plan) and batches != smart_meter.generate(plan, seed=1)
+    # message k of every concentrator before message k + 1; seqs count samples from 0, no gap
+    assert [(b.device_id, b.seq) for b in batches] == [(f"dcu-0{c}", k) for k in (0, 4, 8) for c in (0, 1)]
+    assert sum(len(b.samples) for b in batches) == plan.samples == 20
+    assert {s for b in batches if b.device_id == "dcu-01" for smp in b.samples for s in smp["readings"]} == {
+        "m0003_kwh", "m0004_kwh", "m0005_kwh"}
+    assert all(0.001 <= v < 2 for b in batches for smp in b.samples for v in smp["readings"].values())
+    assert b'"samples":[{"ts":' in batches[0].payload_bytes()
+    with pytest.raises(ValueError):
+        smart_meter.MeterPlan(meters=650, concentrators=10, intervals=1, publish_s=1, checkpoint_interval_ms=1)
+
+
+def test_smart_meter_reference_bills_local_days_across_dst():
+    # 2026-03-29 in Europe/Berlin is 23 h: 92 intervals; a repeated sample counts once
+    plan = smart_meter.MeterPlan(meters=2, concentrators=1, intervals=3 * 96, publish_s=1,
+                                 checkpoint_interval_ms=1000, start=dt.date(2026, 3, 28))
+    batches = smart_meter.generate(plan)
+    ref = smart_meter.reference_totals(batches + batches[:3])
+    counts = {(k[1], k[2]): t["count"] for k, t in ref.items()}
+    assert counts[("m0000_kwh", "2026-03-28")] == 96 and counts[("m0001_kwh", "2026-03-29")] == 92
+    assert counts[("m0000_kwh", "2026-03-30")] == 96 and counts[("m0000_kwh", "2026-03-31")] == 4
+    first_day = sum(smp["readings"]["m0000_kwh"] for b in batches for smp in b.samples
+                    if smp["ts"] < smart_meter.local_midnight_ms(dt.date(2026, 3, 29)))
+    assert ref[("dcu-00", "m0000_kwh", "2026-03-28")]["sum"] == pytest.approx(first_day)
+
+
+def test_smart_meter_duplicate_charges_and_comparison():
+    def agg(sensor, date, count, mean):
+        return {"device_id": "dcu-00", "sensor": sensor, "local_date": date, "count": count, "mean": mean}
+
+    records = [agg("m0000_kwh", "d1", 96, 0.5), agg("m0001_kwh", "d1", 96, 0.25), agg("m0000_kwh", "d1", 96, 0.5),
+               agg("m0000_kwh", "d1", 96, 0.5)]
+    bill = smart_meter.duplicate_charges(records)
+    assert bill == {"records": 4, "charges": 2, "duplicates": 2, "duplicated_charges": 1,
+                    "duplicate_kwh": 96.0, "share": 1.0}
+    ref = {("dcu-00", "m0000_kwh", "d1"): {"count": 96, "sum": 48.0},
+           ("dcu-00", "m0001_kwh", "d1"): {"count": 96, "sum": 24.0},
+           ("dcu-00", "m0002_kwh", "d1"): {"count": 96, "sum": 1.0}}
+    cmp = smart_meter.compare_totals(ref, [agg("m0000_kwh", "d1", 96, 0.5), agg("m0001_kwh", "d1", 95, 24 / 95),
+                                           agg("m0003_kwh", "d1", 1, 1.0)])
+    assert (cmp["matching"], cmp["n_mismatched"], cmp["n_missing"], cmp["n_extra"], cmp["counted"]) == (1, 1, 1, 1, 192)
+    n, distinct, copied = smart_meter.readings_copies(
+        [{"device_id": "a", "seq": 1, "readings": {"x": 1}}, {"device_id": "a", "seq": 1, "readings": {"x": 1}},
+         {"device_id": "__heartbeat__", "seq": 0, "readings": {}}, {"device_id": "a", "seq": 2, "readings": {"x": 1}}])
+    assert (n, distinct, copied) == (3, 2, {("a", 1)})
+
+
+def test_fleet_job_sql_and_scaling_to_the_example():
+    ddl, insert, fill = fleet_job.fleet_sql(trucks=10, period_s=5, window_min=60, slide_min=5, state="raw")
+    assert fill == 10 * 720 and "'fields.id.end' = '7199'" in ddl[0] and "ARRAY_AGG(speed)" in insert
+    assert "HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '5' MINUTES, INTERVAL '60' MINUTES)" in insert
+    _, stats_insert, _ = fleet_job.fleet_sql(10, 5, 60, 5, state="stats")
+    assert "ARRAY_AGG" not in stats_insert and "AVG(speed)" in stats_insert
+    with pytest.raises(ValueError):
+        fleet_job.fleet_sql(10, 5, 60, 5, state="both")
+    plan = fleet.FleetPlan(trucks=1000, interval_s=30, checkpoints=3, fill_rate=1000)
+    # 56 bytes per event over 720,000 events; 40 MB full, 4 MB incremental, 200 KB of statistics
+    cmp = fleet.next_to_example(plan, raw_state=40_320_000, stats_state=200_000, full_written=40_320_000,
+                                inc_written=4_032_000)
+    assert cmp == {"bytes_per_event": 56.0, "raw_kb_per_truck": 40.3, "raw_mb_at_example_fleet": 322.6,
+                   "stats_bytes_per_truck": 200, "stats_mb_at_example_fleet": 1.6, "incremental_share": 0.1,
+                   "full_write_mb_s": 1.34, "full_write_mb_s_at_example_fleet": 10.8}
+    assert fleet.summarize({"id": 3, "checkpointed_size": 5, "state_size": 9, "end_to_end_duration": 7,
+                            "status": "COMPLETED"}) == {"id": 3, "checkpointed_size": 5, "state_size": 9,
+                                                        "duration_ms": 7}
+
+
+def test_storm_rss_bounds_and_peaks():
+    assert storm.xmx_bytes(["java", "-Xms256m", "-Xmx768m", "-cp", "x"]) == 768 * 2**20
+    assert storm.xmx_bytes(["java", "-Xmx1073741824"]) == 2**30 and storm.xmx_bytes(["python3", "-m", "bridge"]) is None
+    assert storm.rss_bounds("kafka", ["java", "-Xmx1g"]) == 2**30 + storm.JVM_NON_HEAP
+    assert storm.rss_bounds("bridge", ["python3", "-m", "bridge"]) == storm.BOUNDS["bridge"]
+    with pytest.raises(KeyError):
+        storm.rss_bounds("kafka", ["kafka-server-start.sh"])
+    peaks = storm.peak_rss([{"bridge": {1: 10}, "virtual node": {7: 5, 8: 40 * 2**20}}, {"bridge": {1: 30}}])
+    assert peaks == {"bridge": {1: 30}, "virtual node": {7: 5, 8: 40 * 2**20}}
+    bounds = {("bridge", 1): 100, ("virtual node", 7): storm.BOUNDS["virtual node"],
+              ("virtual node", 8): storm.BOUNDS["virtual node"]}
+    assert storm.over_bound(peaks, bounds) == ["virtual node 8: 40 > 32 MiB"]
+
+
 #: The scenarios whose short run this module checks on its shared Kafka + Flink stack. The smart
 #: factory needs Mosquitto, bridges and hundreds of virtual-node processes, so its pure parts are
 #: tested in tests/test_smart_factory.py and its run is a CLI command (README, "Scenarios").
-SHORT_RUN = [name for name in scenarios.SCENARIOS if name != "smart-factory"]
+#: The scenarios that kill a service or need Mosquitto and the bridge (:data:`FAULT_RUN`) run on a
+#: stack of their own.
+FAULT_RUN = ["smart-meter-billing", "storm-after-outage"]
+#: Scenarios whose short run needs the cluster's slots to itself: run after the others.
+AFTER_RUN = ["fleet"]
+SHORT_RUN = [name for name in scenarios.SCENARIOS
+             if name != "smart-factory" and name not in FAULT_RUN and name not in AFTER_RUN]
 
 
 @pytest.fixture(scope="module")
@@ -100,5 +198,48 @@ def test_scenario_claim_holds(short_runs, name):
         raise AssertionError(f"scenario {name} failed to run: {outcome!r}\n--- output:\n" + "\n".join(lines)) \
             from outcome
     # a timing claim (a latency bound) depends on the machine's load: printed, never asserted here
+    failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
+    assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", AFTER_RUN)
+def test_scenario_after_the_others_claim_holds(stack, name):
+    lines: list[str] = []
+    try:
+        outcome = scenarios.SCENARIOS[name].run(stack, True, lines.append)
+    except Exception as exc:
+        raise AssertionError(f"scenario {name} failed to run: {exc!r}\n--- output:\n" + "\n".join(lines)) from exc
+    print("\n".join(lines))  # what happened, for `pytest -s`
+    failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
+    assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory):
+    """A stack of its own (every service, free ports) for the scenarios that kill a service:
+    the shared stack's services must not be stopped or restarted."""
+    from iotflink.runtime.stack import Stack, free_port_settings  # noqa: PLC0415
+
+    st = Stack(free_port_settings(tmp_path_factory.mktemp("fault-stack") / "run"))
+    try:
+        yield st
+    finally:
+        st.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", FAULT_RUN)
+def test_scenario_with_faults_claim_holds(fault_stack, name):
+    lines: list[str] = []
+    scenario = scenarios.SCENARIOS[name]
+    try:
+        fault_stack.start(services=scenario.services)
+        outcome = scenario.run(fault_stack, True, lines.append)
+    except Exception as exc:
+        raise AssertionError(f"scenario {name} failed to run: {exc!r}\n--- output:\n" + "\n".join(lines)) from exc
+    print("\n".join(lines))  # what happened, for `pytest -s`
     failed = [f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed and not c.timing]
     assert outcome.checks and not failed, "\n".join(failed + ["--- output:"] + lines)

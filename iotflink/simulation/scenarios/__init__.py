@@ -21,7 +21,16 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from iotflink.simulation.scenarios import black_friday, business_day, patient_vitals, payment_fraud, smart_factory
+from iotflink.simulation.scenarios import (
+    black_friday,
+    business_day,
+    fleet,
+    patient_vitals,
+    payment_fraud,
+    smart_factory,
+    smart_meter,
+    storm,
+)
 from iotflink.simulation.scenarios.base import RESULTS_DIR, Outcome, Scenario, write_results
 
 if TYPE_CHECKING:
@@ -30,7 +39,8 @@ if TYPE_CHECKING:
 #: Every scenario by name, in the order ``scenario list`` shows them.
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (patient_vitals.SCENARIO, business_day.SCENARIO,
                                                       payment_fraud.SCENARIO, black_friday.SCENARIO,
-                                                      smart_factory.SCENARIO)}
+                                                      smart_factory.SCENARIO, smart_meter.SCENARIO,
+                                                      storm.SCENARIO, fleet.SCENARIO)}
 
 
 def say(msg: str) -> None:
