@@ -41,8 +41,9 @@ class ScenarioError(IotFlinkError):
 @dataclass(frozen=True)
 class Check:
     """One checked claim: ``name`` (what must hold), ``passed``, ``detail`` (the figures);
-    ``timing``: a claim about a measured duration (a latency bound), which depends on the
-    machine's load: the CLI's exit status counts it, the tests do not assert it."""
+    ``timing``: a claim that depends on when things happen on this machine (a latency bound,
+    or a fault landing between a checkpoint and output it does not cover): the CLI's exit
+    status counts it, the tests do not assert it."""
 
     name: str
     passed: bool

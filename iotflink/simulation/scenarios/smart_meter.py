@@ -572,11 +572,14 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
               all(o["late"] == 0 for o in out_of.values()) and all(d == 0 for d in dropped.values()),
               f"late {[o['late'] for o in out_of.values()]}, numLateRecordsDropped {list(dropped.values())}")
     a = bills[alo]
-    out.check("at-least-once: right final totals, but duplicate charges after the TaskManager kill",
-              cmp[alo]["matching"] == len(ref) and a["duplicates"] > 0,
-              f"final totals {cmp[alo]['matching']:,}/{len(ref):,} match; {a['duplicates']:,} duplicate records "
-              f"({a['duplicated_charges']:,} charges, {a['duplicate_kwh']:,} kWh, {a['share']:.2%} of charges) "
-              f"a biller reading every record would have sent twice")
+    out.check("at-least-once: right final totals (the latest record of each charge)",
+              cmp[alo]["matching"] == len(ref), f"final totals {cmp[alo]['matching']:,}/{len(ref):,} match")
+    # whether the kill lands after output the last checkpoint does not cover depends on when the
+    # windows fire on this machine: counted always, asserted by the CLI run only (timing)
+    out.check("at-least-once: duplicate charges after the TaskManager kill",
+              a["duplicates"] > 0,
+              f"{a['duplicates']:,} duplicate records ({a['duplicated_charges']:,} charges, {a['duplicate_kwh']:,} kWh, "
+              f"{a['share']:.2%} of charges) a biller reading every record would have sent twice", timing=True)
     return out
 
 
