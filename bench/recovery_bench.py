@@ -39,7 +39,7 @@ from pathlib import Path
 from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import Stack, free_port_settings
-from iotflink.simulation import chaos
+from iotflink.simulation import chaos, load, monitor
 from iotflink.simulation.replay import build_messages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def _detected_s(ctl: FlinkCtl, job_id: str, fault_epoch_ms: int) -> float | None
     return round((min(times) - fault_epoch_ms) / 1000, 3) if times else None
 
 
-def _measure_one(stack: Stack, ctl: FlinkCtl, job_id: str, mon: chaos.OutputMonitor, i: int) -> dict:
+def _measure_one(stack: Stack, ctl: FlinkCtl, job_id: str, mon: monitor.OutputMonitor, i: int) -> dict:
     aggregates = stack.s.topics.aggregates
     # steady state first: committed output, and two more checkpoints since the job (re)started
     start_cp = _completed_checkpoints(ctl, job_id)
@@ -109,9 +109,9 @@ def run(args: argparse.Namespace) -> dict:
         ctl.wait_running(job_id)
         msgs = build_messages(["femto", "nab", "occupancy"])
         creds = stack.provision(sorted({m.device_id for m in msgs}))  # one MQTT credential per device
-        pub = chaos.ContinuousPublisher(msgs, cfg.mqtt_host, cfg.mqtt_port, args.rate, client_id="recovery-bench",
+        pub = load.ContinuousPublisher(msgs, cfg.mqtt_host, cfg.mqtt_port, args.rate, client_id="recovery-bench",
                                         credentials=creds, ca_file=cfg.mqtt_ca_file)
-        with chaos.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings, cfg.topics.aggregates]) as mon:
+        with monitor.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings, cfg.topics.aggregates]) as mon:
             pub.start()
             for i in range(1, args.kills + 1):
                 rows.append(_measure_one(stack, ctl, job_id, mon, i))

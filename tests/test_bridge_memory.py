@@ -51,7 +51,7 @@ from iotflink import kafka_io
 from iotflink.poll import wait_for
 from iotflink.runtime.stack import Stack
 from iotflink.settings import BridgeSettings
-from iotflink.simulation import chaos
+from iotflink.simulation import chaos, monitor
 from iotflink.simulation.replay import Message, build_messages, publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -151,7 +151,7 @@ def test_bridge_rss_bounded_while_kafka_down_and_nothing_lost(stack):
     sampler = _Sampler(stack, pid)
     sampler.start()
     pub = _Publisher(messages, stack)
-    with chaos.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings], interval_s=0.5) as mon:
+    with monitor.OutputMonitor(cfg.kafka_bootstrap, [cfg.topics.readings], interval_s=0.5) as mon:
         t_pub = time.monotonic()
         pub.start()
         wait_for(lambda: (mon.latest(cfg.topics.readings) or 0) >= WARMUP_MESSAGES, 60,

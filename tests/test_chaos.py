@@ -71,7 +71,7 @@ session, then ``kill -9``: none may be lost beyond the same bound, none dropped 
 
 Recovery time (printed, one line per fault, ``RECOVERY ...``): from the kill / stop signal to
 the first new committed record downstream of the faulted service, sampled every 0.2 s from the
-topics' read_committed end offsets (:class:`iotflink.simulation.chaos.OutputMonitor`):
+topics' read_committed end offsets (:class:`iotflink.simulation.monitor.OutputMonitor`):
 ``sensor-aggregates`` for the TaskManager and Kafka faults (exactly-once output appears at a
 checkpoint, so this includes up to one checkpoint interval, :data:`CHECKPOINT_MS`), and
 ``sensor-readings`` for the Mosquitto and bridge faults (the job keeps running; the first
@@ -151,7 +151,7 @@ from iotflink.poll import wait_for
 from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import Stack
 from iotflink.settings import RulesSettings, StackSettings, TransactionSettings
-from iotflink.simulation import chaos
+from iotflink.simulation import chaos, monitor
 from iotflink.simulation.replay import DATA_DIR, WEEK_MS, Message, _read_nab, build_messages, publish
 from iotflink.simulation.transactions import build_stream, ground_truth
 from jobs.rules import alert_id
@@ -425,10 +425,10 @@ def _transactions(cfg: StackSettings) -> Counter:
 
 
 def _group_caught_up(cfg: StackSettings, group: str) -> bool:
-    return chaos.group_caught_up(cfg.kafka_bootstrap, group, cfg.topics.readings)
+    return monitor.group_caught_up(cfg.kafka_bootstrap, group, cfg.topics.readings)
 
 
-def _recovery(fault: str, timing: chaos.FaultTiming, mon: chaos.OutputMonitor, cfg: StackSettings,
+def _recovery(fault: str, timing: chaos.FaultTiming, mon: monitor.OutputMonitor, cfg: StackSettings,
               ctl: FlinkCtl, jobs: _Jobs) -> dict:
     """Recovery facts of one fault (seconds from the kill / stop signal)."""
     job_id = jobs.window
@@ -569,7 +569,7 @@ class _Runner:
             ctl.wait_running(jobs.rule)
             phase("bridge+running")
             n = len(messages)
-            with chaos.OutputMonitor(cfg.kafka_bootstrap,
+            with monitor.OutputMonitor(cfg.kafka_bootstrap,
                                      [cfg.topics.readings, cfg.topics.aggregates, cfg.topics.alerts]) as mon:
                 gate_at = math.ceil(FAULT_AT * n)
                 pub = _Publisher(messages, cfg, name, gate, gate_at)

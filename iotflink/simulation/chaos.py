@@ -30,12 +30,10 @@ new bridge, as a supervisor (systemd ``Restart=on-failure``, a container restart
 would in production. Every fault function calls it at the end, so a fault that made the
 bridge exit is visible in :attr:`FaultTiming.bridge_restarts`.
 
-Recovery after a fault is measured on the pipeline's output, not on process state:
-:class:`OutputMonitor` samples the ``read_committed`` end offsets (last stable offsets) of
-chosen topics every ``interval_s`` from one long-lived consumer, so "the first new committed
-record in sensor-aggregates after the kill" is the first sample whose end offset exceeds the
-one seen before the kill. :func:`wait_job_recovered` adds the job's view (REST state RUNNING
-again, entered after the fault).
+Recovery after a fault is measured on the pipeline's output, not on process state
+(:class:`iotflink.simulation.monitor.OutputMonitor`); :func:`wait_job_recovered` adds the job's
+view (REST state RUNNING again, entered after the fault). The MQTT load that runs during a
+fault is :class:`iotflink.simulation.load.ContinuousPublisher`.
 
 Command line (against the stack described by the ``IOTFLINK_*`` environment)::
 
@@ -55,16 +53,13 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from iotflink.errors import IotFlinkError, JobError, StackError
 from iotflink.poll import PollTimeout, poll, wait_for
-from iotflink.runtime.mqtt_auth import Credential, configure_paho
 from iotflink.runtime.stack import Stack
 from iotflink.settings import StackSettings
 
@@ -331,151 +326,7 @@ def ensure_bridge(stack: Stack, t_ref: float | None = None) -> list[dict]:
     return [info]
 
 
-# ---------------------------------------------------------------------- recovery measurement
-class OutputMonitor:
-    """Samples the ``read_committed`` end offsets of ``topics`` every ``interval_s`` seconds.
-
-    One consumer lives for the whole run (no per-sample connection cost). While the broker is
-    down a sample fails and is skipped. ``samples`` holds ``(t_monotonic, {topic: sum of end
-    offsets})``. For exactly-once sinks the end offset under read_committed is the last stable
-    offset, which moves when a transaction commits, i.e. when new output becomes visible.
-    """
-
-    def __init__(self, bootstrap: str, topics: list[str], interval_s: float = 0.2) -> None:
-        self.bootstrap = bootstrap
-        self.topics = list(topics)
-        self.interval_s = interval_s
-        self.samples: list[tuple[float, dict[str, int]]] = []
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="output-monitor", daemon=True)
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> OutputMonitor:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Start sampling in a daemon thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop sampling and close the consumer."""
-        self._halt.set()
-        self._thread.join(timeout=15)
-
-    def _consumer(self):
-        from kafka import KafkaConsumer  # noqa: PLC0415
-
-        return KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                             isolation_level="read_committed", request_timeout_ms=3000,
-                             session_timeout_ms=2000, heartbeat_interval_ms=500,
-                             reconnect_backoff_max_ms=500, client_id="iotflink-chaos-monitor")
-
-    def _run(self) -> None:
-        from kafka import TopicPartition  # noqa: PLC0415
-
-        consumer = None
-        parts: list = []
-        try:
-            while not self._halt.is_set():
-                t0 = time.monotonic()
-                try:
-                    if consumer is None:
-                        consumer = self._consumer()
-                    if not parts:
-                        found = [TopicPartition(topic, p) for topic in self.topics
-                                 for p in sorted(consumer.partitions_for_topic(topic) or [])]
-                        if {tp.topic for tp in found} != set(self.topics):
-                            raise IotFlinkError(f"no metadata yet for {self.topics}")
-                        parts = found
-                    ends = consumer.end_offsets(parts, timeout_ms=2000)
-                    totals = {topic: 0 for topic in self.topics}
-                    for tp, off in ends.items():
-                        totals[tp.topic] += off
-                    with self._lock:
-                        self.samples.append((time.monotonic(), totals))
-                except Exception as exc:  # noqa: BLE001 - broker down: skip the sample
-                    log.debug("output monitor: sample failed: %r", exc)
-                self._halt.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
-        finally:
-            if consumer is not None:
-                try:
-                    consumer.close()
-                except Exception:  # noqa: BLE001, S110 - closing the monitor's consumer is best effort
-                    pass
-
-    def value_at(self, topic: str, t: float) -> int | None:
-        """End offset sum of ``topic`` in the last sample taken at or before ``t``."""
-        with self._lock:
-            before = [s for s in self.samples if s[0] <= t]
-        return before[-1][1][topic] if before else None
-
-    def latest(self, topic: str) -> int | None:
-        """End offset sum of ``topic`` in the newest sample."""
-        with self._lock:
-            return self.samples[-1][1][topic] if self.samples else None
-
-    def first_increase_after(self, topic: str, t: float, base_before: bool = False) -> float | None:
-        """Time (monotonic) of the first sample whose end offset of ``topic`` is above the base
-        value; None if there is none yet.
-
-        The base is the first sample taken at or after ``t`` (use a ``t`` after which the
-        output cannot move until recovery, e.g. just after the faulted process died: a sample
-        taken before ``t`` may predate a last pre-fault commit). With ``base_before`` it is the
-        last sample taken at or before ``t`` instead (for a broker outage, when no sample can
-        be taken after the stop).
-        """
-        with self._lock:
-            samples = list(self.samples)
-        if base_before:
-            before = [s for s in samples if s[0] <= t]
-            if not before:
-                return None
-            base = before[-1][1][topic]
-            later = [s for s in samples if s[0] > t]
-        else:
-            after = [s for s in samples if s[0] >= t]
-            if not after:
-                return None
-            base = after[0][1][topic]
-            later = after[1:]
-        for ts, totals in later:
-            if totals[topic] > base:
-                return ts
-        return None
-
-    def wait_increase_after(self, topic: str, t: float, timeout_s: float, base_before: bool = False) -> float:
-        """Poll until :meth:`first_increase_after` has an answer; return it (monotonic).
-
-        Raises:
-            TimeoutError: no new output within ``timeout_s``.
-        """
-        found: list[float] = []
-
-        def check() -> bool:
-            got = self.first_increase_after(topic, t, base_before)
-            if got is not None:
-                found.append(got)
-            return got is not None
-
-        wait_for(check, timeout_s, interval_s=self.interval_s, what=f"new committed output in {topic}")
-        return found[0]
-
-
-def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    """True when ``group`` has committed the current end offset of every non-empty partition
-    of ``topic`` (a Flink Kafka source commits on checkpoint completion, so this means a
-    checkpoint completed after the source read everything there is)."""
-    from iotflink import kafka_io  # noqa: PLC0415
-
-    ends = kafka_io.end_offsets(bootstrap, topic)
-    committed = kafka_io.committed_offsets(bootstrap, group, client_id="iotflink-chaos-offsets")
-    return all(end == 0 or committed.get((topic, part), -1) >= end for part, end in ends.items())
-
-
+# ---------------------------------------------------------------------- recovery of a job
 def wait_job_recovered(ctl, job_id: str, since_epoch_ms: int, timeout_s: float = 180.0) -> float:
     """Poll the REST API until the job is RUNNING again, every vertex RUNNING, and the job
     entered RUNNING after ``since_epoch_ms`` (its ``timestamps.RUNNING``); return the
@@ -512,85 +363,6 @@ def job_restarts(ctl, job_id: str) -> int:
     except (JobError, KeyError, ValueError):
         pass
     return -1
-
-
-class ContinuousPublisher(threading.Thread):
-    """Publishes ``messages`` (replayer :class:`~iotflink.simulation.replay.Message` objects) at QoS 1 at a
-    constant ``rate_per_s`` until they run out or :meth:`stop` is called; for load during
-    faults and benchmarks. Counts ``sent`` and ``acked`` (PUBACKs); paho reconnects by itself
-    (a Mosquitto restart) and re-sends un-acked messages. Each device publishes over its own
-    connection with its credential (``credentials``: device id -> Credential, e.g.
-    ``Stack.provision``; a None value connects without one), over TLS with ``ca_file``; at most
-    ``window`` messages wait for their PUBACK, over all devices."""
-
-    def __init__(self, messages: list, host: str, port: int, rate_per_s: float,
-                 client_id: str = "iotflink-chaos-publisher", window: int = 200, *,
-                 credentials: Mapping[str, Credential | None], ca_file: Path | None = None) -> None:
-        super().__init__(name="continuous-publisher", daemon=True)
-        missing = sorted({m.device_id for m in messages} - set(credentials))
-        if missing:
-            raise IotFlinkError(f"no MQTT credential for {', '.join(missing)}")
-        self.credentials, self.ca_file = credentials, ca_file
-        self.messages, self.host, self.port = messages, host, port
-        self.rate_per_s, self.client_id, self.window = rate_per_s, client_id, window
-        self.sent = 0
-        self.acked = 0
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        self._slots = threading.Semaphore(window)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop publishing; wait up to ``timeout_s`` for the outstanding PUBACKs."""
-        self._halt.set()
-        self.join(timeout=timeout_s + 5)
-
-    def run(self) -> None:
-        import paho.mqtt.client as mqtt  # noqa: PLC0415
-
-        def on_publish(_c, _u, _mid, _rc, _p) -> None:
-            self.acked += 1
-            self._slots.release()
-
-        clients: dict[str, mqtt.Client] = {}
-
-        def client_of(device: str) -> mqtt.Client:
-            if device not in clients:
-                client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.client_id}-{device}",
-                                     protocol=mqtt.MQTTv311, clean_session=True)
-                configure_paho(client, self.credentials[device], self.ca_file)
-                client.max_inflight_messages_set(self.window)
-                client.max_queued_messages_set(0)
-                client.reconnect_delay_set(1, 5)
-                client.on_publish = on_publish
-                clients[device] = client
-                client.connect(self.host, self.port, keepalive=30)
-                client.loop_start()
-            return clients[device]
-
-        try:
-            t0 = time.monotonic()
-            for i, m in enumerate(self.messages):
-                if self._halt.is_set():
-                    break
-                delay = t0 + i / self.rate_per_s - time.monotonic()
-                if delay > 0:
-                    self._halt.wait(delay)  # pacing, not synchronisation
-                while not self._slots.acquire(timeout=0.5):
-                    if self._halt.is_set():
-                        break
-                else:
-                    client_of(m.device_id).publish(m.topic, m.payload_bytes(), qos=1)
-                    self.sent += 1
-            try:  # the last PUBACKs
-                wait_for(lambda: self.acked >= self.sent, 30, interval_s=0.05, what="PUBACKs")
-            except PollTimeout:
-                log.debug("%d of %d messages unacknowledged after 30 s", self.sent - self.acked, self.sent)
-        except BaseException as exc:  # noqa: BLE001 - reported through .error
-            self.error = exc
-        finally:
-            for client in clients.values():
-                client.disconnect()
-                client.loop_stop()
 
 
 # ---------------------------------------------------------------------- CLI

@@ -19,7 +19,7 @@ full run is 1,000 meters x 1,000 intervals (10.4 days) = 1,000,000 readings (20 
 The local days cross the start of daylight saving time in ``Europe/Berlin`` on 2026-03-29
 (a 23 h billing day; IANA tz database).
 
-Path: a paho publisher (:class:`iotflink.simulation.chaos.ContinuousPublisher`, one MQTT connection per
+Path: a paho publisher (:class:`iotflink.simulation.load.ContinuousPublisher`, one MQTT connection per
 concentrator, QoS 1) paces the messages over ``publish_s`` seconds, interleaved so that every
 concentrator's message ``k`` goes out before any message ``k + 1``; Mosquitto; the bridge
 (ack to MQTT only after Kafka); ``sensor-readings``; two instances of ``jobs/sensor_windows``
@@ -332,7 +332,7 @@ def _latest_completed(ctl, job_id: str) -> dict | None:
 class UncheckpointedOutput:
     """Tells when a job has written output records since its last completed checkpoint: the
     end offset of its output topic (sampled by ``monitor``, a
-    :class:`iotflink.simulation.chaos.OutputMonitor`) rose after the first sample taken once the
+    :class:`iotflink.simulation.monitor.OutputMonitor`) rose after the first sample taken once the
     checkpoint's last acknowledgement was in (``latest_ack_timestamp``). Those records were
     written after the checkpoint's barrier, so a restore from it writes them again under
     at-least-once."""
@@ -378,6 +378,8 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
     from iotflink import kafka_io  # noqa: PLC0415
     from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.simulation import chaos  # noqa: PLC0415
+    from iotflink.simulation.load import ContinuousPublisher  # noqa: PLC0415
+    from iotflink.simulation.monitor import OutputMonitor  # noqa: PLC0415
 
     cfg = stack.s
     t_run = time.monotonic()
@@ -406,11 +408,11 @@ def run_billing(stack: Stack, plan: MeterPlan, say: Say) -> Outcome:
         stack.start(services=("bridge",), progress=lambda m: say("  " + m))
         eo_job, alo_job = run.jobs[INSTANCE_EO], run.jobs[INSTANCE_ALO]
         alo_aggs = run.cfgs[INSTANCE_ALO].topics.aggregates
-        pub = chaos.ContinuousPublisher(batches, cfg.mqtt_host, cfg.mqtt_port, len(batches) / plan.publish_s,
+        pub = ContinuousPublisher(batches, cfg.mqtt_host, cfg.mqtt_port, len(batches) / plan.publish_s,
                                         client_id="iotflink-meter", window=4 * plan.concentrators,
                                         credentials=creds, ca_file=cfg.mqtt_ca_file)
         faults: dict[str, dict] = {}
-        with chaos.OutputMonitor(cfg.kafka_bootstrap, [alo_aggs], interval_s=0.2) as monitor:
+        with OutputMonitor(cfg.kafka_bootstrap, [alo_aggs], interval_s=0.2) as monitor:
             pub.start()
             t_pub = time.monotonic()
             say(f"publishing {len(batches):,} messages at {len(batches) / plan.publish_s:.0f} msg/s ...")
