@@ -21,6 +21,7 @@ import pytest
 
 from iotflink.simulation import scenarios
 from iotflink.simulation.scenarios import (
+    base,
     business_day,
     fleet,
     fleet_job,
@@ -59,6 +60,24 @@ def test_business_day_reference_has_the_25_hour_day():
     assert {d: t["count"] for d, t in totals.items()} == {
         (business_day.SHORT_START_LOCAL + dt.timedelta(days=i)).isoformat(): 300 if i == 2 else 288
         for i in range(business_day.SHORT_DAYS)}
+
+
+def test_payment_fraud_fast_path_is_derived_from_the_event_time_rule(tmp_path):
+    from jobs.rules import parse_rule_file  # noqa: PLC0415
+
+    event = payment_fraud.EVENT_RULE_FILE.read_text()
+    fast = payment_fraud.proctime_rule(event)
+    path = tmp_path / "card_failed_burst_proctime.sql"
+    path.write_text(fast)
+    rule = parse_rule_file(path)  # a valid rule file of its own name
+    assert rule.rule_id == "card_failed_burst_proctime"
+    assert "ORDER BY proc_time" in fast and "ORDER BY event_time" not in fast and "PROCTIME() AS proc_time" in fast
+    assert "'execution.buffer-timeout.interval' = '5 ms'" in fast
+    # everything else, the pattern and its WITHIN above all, is the event-time rule's
+    assert fast.count("PATTERN (") == event.count("PATTERN (") == 1
+    assert fast.split("PATTERN (")[1].split(")")[0] == event.split("PATTERN (")[1].split(")")[0]
+    with pytest.raises(base.ScenarioError):
+        payment_fraud.proctime_rule(event.replace("ORDER BY event_time, seq", "ORDER BY event_time"))
 
 
 def test_payment_fraud_reference_matches():
