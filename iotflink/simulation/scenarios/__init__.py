@@ -59,7 +59,8 @@ def report(name: str, outcome: Outcome, seconds: float) -> str:
 
 def run(name: str, cfg: StackSettings, short: bool = False, results: bool = True) -> int:
     """Start the services scenario ``name`` needs on the stack of ``cfg``, run it, print its
-    report and (``results``) write its figures to ``bench/results/scenario-NAME.json``.
+    report and (``results``) write its figures to ``bench/results/scenario-NAME.json``
+    (``scenario-NAME-short.json`` for a short run).
 
     Returns the exit status: 0 every check held, 1 otherwise.
     Raises:

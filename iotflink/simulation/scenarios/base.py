@@ -92,13 +92,15 @@ class Scenario:
 
 
 def write_results(name: str, outcome: Outcome, short: bool, results_dir: Path = RESULTS_DIR) -> Path:
-    """Write ``outcome``'s figures and checks to ``results_dir/scenario-<name>.json``; returns the path.
+    """Write ``outcome``'s figures and checks to ``results_dir/scenario-<name>.json`` (a short
+    run to ``scenario-<name>-short.json``, so it never replaces the full run's figures, which
+    the README quotes); returns the path.
 
     The file holds ``{"scenario", "short", "measured_at" (UTC ISO), "passed", "figures",
     "checks": [{"name", "passed", "detail", "timing"}]}``.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"scenario-{name}.json"
+    path = results_dir / f"scenario-{name}{'-short' if short else ''}.json"
     doc = {"scenario": name, "short": short,
            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "passed": outcome.passed, "figures": outcome.figures,
