@@ -1,6 +1,6 @@
 """The exactness checks of a run of the pipeline, shared by the demo
-(:mod:`iotflink.simulation.demo`) and the smart-factory scenario
-(:mod:`iotflink.simulation.scenarios.smart_factory`).
+(:mod:`iotflink.simulation.demo`) and the scenarios that run the whole path
+(:mod:`iotflink.simulation.scenarios.smart_factory`, :mod:`iotflink.simulation.scenarios.storm`).
 
 What they check, from counts the caller takes from the broker, the topics and the job:
 
@@ -53,3 +53,22 @@ def exactness_checks(published: int, readings_records: int, dlq_records: int, va
          dropped_late == 0, f"{dropped_late}"),
     ]
     return checks
+
+
+def reading_records_in_kafka(stack, tries: int = 20) -> int:
+    """Records of the stack's readings topic that are readings: the sum of its end offsets less
+    the watermark heartbeats the bridges wrote, read while no heartbeat moved (heartbeats keep
+    coming while the bridges run; up to ``tries`` reads, the last one taken as it is).
+
+    Args:
+        stack: an :class:`iotflink.runtime.stack.Stack` whose bridges run.
+    """
+    from iotflink import kafka_io  # noqa: PLC0415
+
+    cfg = stack.s
+    for _ in range(tries):
+        h0 = stack.bridge_stats().get("heartbeats", 0)
+        end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
+        if stack.bridge_stats().get("heartbeats", 0) == h0:
+            break
+    return end - h0

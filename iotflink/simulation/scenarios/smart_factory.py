@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iotflink.simulation.exactness import exactness_checks
+from iotflink.simulation.exactness import exactness_checks, reading_records_in_kafka
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 
 if TYPE_CHECKING:
@@ -460,12 +460,7 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             return sample("drain")["lag_records"] == 0
         wait_for(caught_up, 900, interval_s=SAMPLE_S, what="the window job to read every record")
         # readings in Kafka: records less the bridges' heartbeats, read while no heartbeat moved
-        for _ in range(20):
-            h0 = stack.bridge_stats().get("heartbeats", 0)
-            end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
-            if stack.bridge_stats().get("heartbeats", 0) == h0:
-                break
-        readings_records = end - h0
+        readings_records = reading_records_in_kafka(stack)
         dropped_late = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
         drain_at_ms = time.time() * 1000
         say("draining the window job (fires the last windows, commits its exactly-once sinks) ...")

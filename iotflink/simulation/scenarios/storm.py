@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from iotflink.simulation.exactness import exactness_checks
+from iotflink.simulation.exactness import exactness_checks, reading_records_in_kafka
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 from iotflink.simulation.scenarios.smart_factory import values_in_ranges, values_per_row
 
@@ -221,12 +221,7 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
         wait_for(bridge_done, 300, interval_s=1.0, what="the bridge to forward every sample")
         broker_dropped = stack.mosquitto_counters(fresh=True).dropped_since(broker_before)
         wait_for(lambda: sample([]) == 0, 600, interval_s=SAMPLE_S, what="the window job's lag to drain")
-        for _ in range(20):
-            h0 = stack.bridge_stats().get("heartbeats", 0)
-            end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
-            if stack.bridge_stats().get("heartbeats", 0) == h0:
-                break
-        readings_records = end - h0
+        readings_records = reading_records_in_kafka(stack)
         dropped_late = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
         ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings, last_ts)
         job_id = None
