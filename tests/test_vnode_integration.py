@@ -208,7 +208,7 @@ def test_paced_node_with_a_backlog_waits_for_its_outbox(stack, vnode_exe):
     its 128-message outbox and 20 messages in flight. With backpressure it sends them as fast as
     its PUBACKs come back and drops none (``drops.outbox`` 0: the outbox never overflowed, not
     even for a message already in flight); every reading is in Kafka once, in order."""
-    from iotflink.replay import load_dataset  # noqa: PLC0415
+    from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
 
     cfg = stack.s
     before = stack.bridge_stats()["forwarded"]
