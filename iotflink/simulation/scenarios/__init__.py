@@ -31,9 +31,12 @@ from iotflink.simulation.scenarios import (
     smart_meter,
     storm,
 )
-from iotflink.simulation.scenarios.base import RESULTS_DIR, Outcome, Scenario, write_results
+from iotflink.simulation.scenarios.base import RESULTS_DIR, Outcome, Say, Scenario, write_results
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from iotflink.runtime.stack import Stack
     from iotflink.settings import StackSettings
 
 #: Every scenario by name, in the order ``scenario list`` shows them.
@@ -57,10 +60,12 @@ def report(name: str, outcome: Outcome, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(name: str, cfg: StackSettings, short: bool = False, results: bool = True) -> int:
+def run(name: str, cfg: StackSettings, short: bool = False, results: bool = True,
+        runner: Callable[[Stack, Say], Outcome] | None = None) -> int:
     """Start the services scenario ``name`` needs on the stack of ``cfg``, run it, print its
     report and (``results``) write its figures to ``bench/results/scenario-NAME.json``
-    (``scenario-NAME-short.json`` for a short run).
+    (``scenario-NAME-short.json`` for a short run). ``runner(stack, say)`` runs it with other
+    settings than the registry's full or short plan (a scenario module's own ``main``).
 
     Returns the exit status: 0 every check held, 1 otherwise.
     Raises:
@@ -75,7 +80,7 @@ def run(name: str, cfg: StackSettings, short: bool = False, results: bool = True
     say(f"{name}: {scenario.summary}")
     say(f"starting the local stack ({', '.join(scenario.services)}) ...")
     stack.start(services=scenario.services, progress=lambda m: say("  " + m))
-    outcome = scenario.run(stack, short, say)
+    outcome = runner(stack, say) if runner is not None else scenario.run(stack, short, say)
     print(report(name, outcome, time.monotonic() - t0))
     if results:
         print(f"figures written to {write_results(name, outcome, short)}")

@@ -271,10 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from iotflink.runtime.stack import Stack  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.simulation.scenarios import report  # noqa: PLC0415
-    from iotflink.simulation.scenarios.base import write_results  # noqa: PLC0415
+    from iotflink.simulation import scenarios  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=RATE_PER_S, help=f"transactions/s (default {RATE_PER_S})")
@@ -283,19 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     if a.rate <= 0 or a.duration_s <= 0:
         p.error("--rate and --duration-s must be positive")
-    stack = Stack(StackSettings.from_env())
-
-    def say(msg: str) -> None:
-        print(f"[scenario] {msg}", flush=True)
-
-    t0 = time.monotonic()
-    stack.start(services=SCENARIO.services, progress=lambda m: say("  " + m))
-    outcome = run(stack, False, say, rate=a.rate, duration_s=a.duration_s)
-    print(report(NAME, outcome, time.monotonic() - t0))
-    if not a.no_results:
-        print(f"figures written to {write_results(NAME, outcome, False)}")
-    return 0 if outcome.passed else 1
-
+    return scenarios.run(NAME, StackSettings.from_env(), False, not a.no_results,
+                         runner=lambda stack, say: run(stack, False, say, rate=a.rate, duration_s=a.duration_s))
 
 if __name__ == "__main__":
     raise SystemExit(main())

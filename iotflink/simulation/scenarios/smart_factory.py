@@ -551,10 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.simulation.scenarios.smart_factory [--sensors N] [--duration-s S] [--hz F]
     [--samples-per-message N] [--bridges N] [--parallelism N] [--no-results]``: run the scenario
     with these settings; exit status 0 when every check held, 1 otherwise."""
-    from iotflink.runtime.stack import Stack  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.simulation.scenarios import report  # noqa: PLC0415
-    from iotflink.simulation.scenarios.base import write_results  # noqa: PLC0415
+    from iotflink.simulation import scenarios  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="smart-factory", description=__doc__.split("\n\n")[0])
     p.add_argument("--sensors", type=int, default=DEFAULT_SENSORS)
@@ -569,21 +567,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if a.bridges is not None:
         env["IOTFLINK_BRIDGES"] = str(a.bridges)
-    stack = Stack(StackSettings.from_env(env))
-
-    def say(msg: str) -> None:
-        print(f"[scenario] {msg}", flush=True)
-
-    t0 = time.monotonic()
     sensors, duration = (SHORT_SENSORS, SHORT_DURATION_S) if a.short else (a.sensors, a.duration_s)
-    say("starting the local stack ...")
-    stack.start(services=SERVICES, progress=lambda m: say("  " + m))
-    outcome = run_factory(stack, say, sensors, duration, a.hz, a.samples_per_message, a.parallelism)
-    print(report(NAME, outcome, time.monotonic() - t0))
-    if not a.no_results:
-        print(f"figures written to {write_results(NAME, outcome, a.short)}")
-    return 0 if outcome.passed else 1
-
+    return scenarios.run(NAME, StackSettings.from_env(env), a.short, not a.no_results,
+                         runner=lambda stack, say: run_factory(stack, say, sensors, duration, a.hz,
+                                                               a.samples_per_message, a.parallelism))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -601,10 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.simulation.scenarios.smart_meter [--meters N] [--concentrators N] [--intervals N]
     [--publish-s S] [--short] [--no-results]``: run the scenario with this plan; exit status 0
     when every check held, 1 otherwise."""
-    from iotflink.runtime.stack import Stack  # noqa: PLC0415
     from iotflink.settings import StackSettings  # noqa: PLC0415
-    from iotflink.simulation.scenarios import report  # noqa: PLC0415
-    from iotflink.simulation.scenarios.base import write_results  # noqa: PLC0415
+    from iotflink.simulation import scenarios  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n\n")[0])
     p.add_argument("--meters", type=int, default=FULL.meters)
@@ -617,19 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     plan = SHORT if a.short else MeterPlan(a.meters, a.concentrators, a.intervals, a.publish_s,
                                            a.checkpoint_interval_ms)
-    stack = Stack(StackSettings.from_env())
-
-    def say(msg: str) -> None:
-        print(f"[scenario] {msg}", flush=True)
-
-    t0 = time.monotonic()
-    stack.start(services=SERVICES, progress=lambda m: say("  " + m))
-    outcome = run_billing(stack, plan, say)
-    print(report(NAME, outcome, time.monotonic() - t0))
-    if not a.no_results:
-        print(f"figures written to {write_results(NAME, outcome, a.short)}")
-    return 0 if outcome.passed else 1
-
+    return scenarios.run(NAME, StackSettings.from_env(), a.short, not a.no_results,
+                         runner=lambda stack, say: run_billing(stack, plan, say))
 
 if __name__ == "__main__":
     sys.exit(main())
