@@ -146,6 +146,18 @@ def _restart(stack: Stack, timing: FaultTiming, ready_timeout_s: float,
     timing.new_pid = stack.pid(timing.service)
 
 
+def _bounce(stack: Stack, fault: str, service: str, ready_timeout_s: float, kill: bool,
+            down_for_s: float) -> FaultTiming:
+    """Stop ``service`` (SIGKILL with ``kill``, else SIGTERM), keep it down ``down_for_s``, start
+    it again and wait until it is ready; then :func:`ensure_bridge`. The body of every fault
+    but the TaskManager's."""
+    timing = _begin(stack, fault, service, "SIGKILL" if kill else "SIGTERM")
+    _stop(stack, timing, kill=kill, down_for_s=down_for_s)
+    _restart(stack, timing, ready_timeout_s)
+    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
+    return timing
+
+
 def _taskmanager_ids(stack: Stack) -> set[str]:
     return {tm["id"] for tm in stack.flink_rest.taskmanagers()}
 
@@ -234,20 +246,12 @@ def restart_kafka(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float 
         down_for_s: keep the broker down this long (from the stop signal) before starting it.
         ready_timeout_s: unused beyond the stack's own readiness timeout (kept for symmetry).
     """
-    timing = _begin(stack, "restart-kafka", "kafka", "SIGTERM")
-    _stop(stack, timing, kill=False, down_for_s=down_for_s)
-    _restart(stack, timing, ready_timeout_s)
-    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
-    return timing
+    return _bounce(stack, "restart-kafka", "kafka", ready_timeout_s, kill=False, down_for_s=down_for_s)
 
 
 def restart_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
     """Stop Mosquitto (SIGTERM: it saves its persistence file), start it again, wait for CONNACK."""
-    timing = _begin(stack, "restart-mosquitto", "mosquitto", "SIGTERM")
-    _stop(stack, timing, kill=False, down_for_s=down_for_s)
-    _restart(stack, timing, ready_timeout_s)
-    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
-    return timing
+    return _bounce(stack, "restart-mosquitto", "mosquitto", ready_timeout_s, kill=False, down_for_s=down_for_s)
 
 
 def kill_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
@@ -258,20 +262,12 @@ def kill_mosquitto(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float
     most :data:`MOSQUITTO_KILL_WINDOW`). The bridge and the
     devices reconnect by themselves.
     """
-    timing = _begin(stack, "kill-mosquitto", "mosquitto", "SIGKILL")
-    _stop(stack, timing, kill=True, down_for_s=down_for_s)
-    _restart(stack, timing, ready_timeout_s)
-    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
-    return timing
+    return _bounce(stack, "kill-mosquitto", "mosquitto", ready_timeout_s, kill=True, down_for_s=down_for_s)
 
 
 def kill_bridge(stack: Stack, down_for_s: float = 0.0, ready_timeout_s: float = 60.0) -> FaultTiming:
     """``kill -9`` the bridge, start a new bridge process, wait until it holds its subscription."""
-    timing = _begin(stack, "kill-bridge", "bridge", "SIGKILL")
-    _stop(stack, timing, kill=True, down_for_s=down_for_s)
-    _restart(stack, timing, ready_timeout_s)
-    timing.bridge_restarts = ensure_bridge(stack, timing.t_fault)
-    return timing
+    return _bounce(stack, "kill-bridge", "bridge", ready_timeout_s, kill=True, down_for_s=down_for_s)
 
 
 FAULT_FUNCTIONS: dict[str, Callable[..., FaultTiming]] = {
