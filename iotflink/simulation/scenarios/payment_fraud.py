@@ -7,10 +7,13 @@ Data (generated, seeded, in real time): :data:`CARDS` cards, card transactions a
 written to Kafka with event time = the wall-clock time of writing. A transaction is declined
 with probability :data:`P_DECLINE`; :data:`BURSTS` cards (short: :data:`SHORT_BURSTS`) each
 get an injected burst of 3 declined purchases 0.5 s to a tenth of the run apart, starting
-between a quarter and half of the run. The rate is a setting: the writer (one Python Kafka
-producer, paced) reports the rate it achieved; the field's example is 10,000 transactions/s,
-tried with ``python -m iotflink.simulation.scenarios.payment_fraud --rate N`` (README,
-"Scenarios", for the rates this machine held).
+between a quarter and half of the run. The writer is :func:`iotflink.simulation.txn_load.write_paced`
+(records encoded from a template, librdkafka's idempotent producer, paced in bursts of 1 ms;
+``--writers N`` processes with the cards split among them); it reports the rate the broker
+acknowledged, how far it fell behind the plan and its CPU per transaction. Each record's Kafka
+timestamp is its ``ts``: the moment it was handed to the producer (its ingestion).
+``python -m iotflink.simulation.scenarios.payment_fraud --rate N --duration-s S`` runs another
+rate (README, "Scenarios", for the rates this machine held).
 
 Jobs (``jobs/rules/``, one rule each, on the scenario's own topics):
 
@@ -21,27 +24,27 @@ Jobs (``jobs/rules/``, one rule each, on the scenario's own topics):
   by ``PROCTIME()``, so it emits when the third failure arrives.
 
 Measured: per fast-path alert, the Kafka timestamp of the alert record minus the Kafka
-timestamp (producer create time) of the transaction that completed it: ingestion to the alert
-in Kafka, on one host clock; p50 / p99 / max.
+timestamp of the transaction that completed it (set by the writer to the moment it handed the
+transaction to its producer): ingestion to the alert in Kafka, on one host clock; p50 / p99 / max.
 
-Claims checked: the event-time path's alerts equal the matches computed here from the
-transactions (:func:`reference_matches`: per card, three consecutive declines, the third
-less than 5 min after the first, matching resumes after the third), so every injected burst
-is found; the fast path's alerts are the same matches (reconciled by card and the three
+Claims checked: every transaction written is in the topic once; the event-time path's alerts
+equal the matches computed here from the transactions (:func:`reference_matches`: per card,
+three consecutive declines, the third less than 5 min after the first, matching resumes after
+the third), so every injected burst is found; the fast path's alerts are the same matches (reconciled by card and the three
 transactions); its latency p99 is at most 100 ms (the field's target; reported even when
 missed; a timing check, which the tests do not assert).
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import random
-import time
 from typing import TYPE_CHECKING
 
 from iotflink.poll import wait_for
 from iotflink.settings import PROJECT_ROOT
+from iotflink.simulation import txn_load
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, submit_all
 
 if TYPE_CHECKING:
@@ -150,18 +153,23 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
-def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration_s: int | None = None) -> Outcome:
+def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration_s: int | None = None,
+        writers: int = 1, client: str = "confluent") -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 300 transactions/s for 10 s.
-    ``rate`` (transactions/s) and ``duration_s`` replace the plan's (``main``'s ``--rate``)."""
-    from kafka import KafkaProducer  # noqa: PLC0415
+    ``rate`` (transactions/s) and ``duration_s`` replace the plan's (``main``'s ``--rate``);
+    ``writers`` writer processes and the Kafka ``client`` of :func:`iotflink.simulation.txn_load.write_paced`.
 
+    Raises:
+        ScenarioError: an alert names a transaction that is not in the topic.
+        TxnLoadError: the writer failed; TimeoutError: a path's alerts did not come in 180 s.
+    """
     from iotflink import kafka_io  # noqa: PLC0415
     from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
 
-    rate, duration, bursts = (SHORT_RATE_PER_S, SHORT_DURATION_S, SHORT_BURSTS) if short else \
+    plan_rate, plan_duration, bursts = (SHORT_RATE_PER_S, SHORT_DURATION_S, SHORT_BURSTS) if short else \
         (RATE_PER_S, DURATION_S, BURSTS)
-    rate = rate if rate is not None else (SHORT_RATE_PER_S if short else RATE_PER_S)
-    duration = duration_s if duration_s is not None else duration
+    rate = rate if rate is not None else plan_rate
+    duration = duration_s if duration_s is not None else plan_duration
     ctl = FlinkCtl(stack.s)
     envs = {p: path_env(p) for p in PATHS}
     reset_topics(stack, [TOPIC, *(envs[p][k] for p in PATHS for k in
@@ -183,30 +191,18 @@ def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration
         for j in jobs.values():
             ctl.wait_running(j)
         txplan = plan(rate, duration, bursts)
-        say(f"writing {len(txplan)} transactions of {CARDS} cards at {rate}/s for {duration} s, "
-            f"{bursts} injected bursts of 3 declines")
-        prod = KafkaProducer(bootstrap_servers=stack.s.kafka_bootstrap, acks="all", enable_idempotence=True,
-                             linger_ms=5, key_serializer=str.encode,
-                             value_serializer=lambda v: json.dumps(v).encode(), client_id="iotflink-scenario-fraud")
-        t0 = time.monotonic()
-        futures = []
-        for seq, (offset, card, declined) in enumerate(txplan):
-            delay = t0 + offset - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)  # pacing the writer to the planned rate
-            now = int(time.time() * 1000)
-            value = {"txn_id": f"sc-{seq}", "seq": seq, "user_id": 0, "card_id": card, "ts": now,
-                     "event_type": "purchase", "amount_usd": 25.0, "use_chip": "Chip Transaction",
-                     "merchant_name": "m", "merchant_city": "c", "merchant_state": "s", "zip": "0", "mcc": 5411,
-                     "errors": "Insufficient Balance" if declined else None, "new_address": None}
-            futures.append(prod.send(TOPIC, key=card, value=value))
-        prod.flush()
-        for f in futures:
-            f.get(timeout=30)
-        prod.close()
-        took = time.monotonic() - t0
-        achieved = len(txplan) / took
-        say(f"wrote {len(txplan)} transactions in {took:.1f} s: {achieved:.0f}/s")
+        say(f"writing {len(txplan)} transactions of {CARDS} cards at {rate:g}/s for {duration} s, "
+            f"{bursts} injected bursts of 3 declines ({writers} {client} writer(s); load average "
+            f"{os.getloadavg()[0]:.1f})")
+        load0 = os.getloadavg()
+        wrote = txn_load.write_paced(stack.s.kafka_bootstrap, TOPIC,
+                                     [(off, seq, card, d) for seq, (off, card, d) in enumerate(txplan)],
+                                     writers, client=client, client_id="iotflink-scenario-fraud")
+        load1 = os.getloadavg()
+        achieved = wrote.rate_per_s
+        say(f"wrote {wrote.acked} transactions in {wrote.took_s:.1f} s: {achieved:.0f}/s acknowledged; "
+            f"at most {wrote.behind_max_ms:.0f} ms behind the plan; writer CPU "
+            f"{wrote.cpu_us_per_record:.1f} us per transaction; load average {load1[0]:.1f}")
         txns = {r["value"]["seq"]: r for r in kafka_io.read_topic(stack.s.kafka_bootstrap, TOPIC)}
         expected = reference_matches([r["value"] for r in txns.values()])
         last_ts = max(r["value"]["ts"] for r in txns.values())
@@ -222,6 +218,8 @@ def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration
                 wait_for(lambda p=p: len({_alert_match(a["value"]) for a in alerts(p)}) >= len(expected), 180,
                          interval_s=1.0, what=f"the {p} path's alerts")
         got = {p: alerts(p) for p in PATHS}
+        late = {p: len(kafka_io.read_topic(stack.s.kafka_bootstrap, envs[p]["IOTFLINK_TOPIC_RULES_LATE"]))
+                for p in PATHS}
     finally:
         for j in jobs.values():
             try:
@@ -243,10 +241,19 @@ def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration
         f"max {max(latencies) if latencies else None} ms over {len(latencies)} alerts")
     out = Outcome()
     out.figures = {"rate_target_per_s": rate, "rate_achieved_per_s": round(achieved, 1),
-                   "transactions": len(txplan), "cards": CARDS, "injected_bursts": bursts,
+                   "writer_client": client, "writers": writers, "writer_behind_max_ms": wrote.behind_max_ms,
+                   "writer_cpu_us_per_txn": round(wrote.cpu_us_per_record or 0.0, 1),
+                   "load_avg_1_5_15_writing_start": [round(x, 2) for x in load0],
+                   "load_avg_1_5_15_writing_end": [round(x, 2) for x in load1],
+                   "transactions": len(txplan), "transactions_in_topic": len(txns),
+                   "late_event": late["event"], "late_proctime": late["proctime"],
+                   "cards": CARDS, "injected_bursts": bursts,
                    "reference_matches": len(expected), "event_alerts": len(got["event"]),
                    "proctime_alerts": len(got["proctime"]), "latency_p50_ms": p50, "latency_p99_ms": p99,
                    "latency_max_ms": max(latencies) if latencies else None}
+    out.check("every transaction written is in the topic once",
+              len(txns) == len(txplan) == wrote.acked and set(txns) == set(range(len(txplan))),
+              f"{wrote.acked} acknowledged, {len(txns)} distinct seqs in {TOPIC} of {len(txplan)} planned")
     out.check("the event-time path's alerts are exactly the reference matches (the audit record)",
               matches["event"] == expected,
               f"{len(matches['event'] & expected)}/{len(expected)} found, {len(matches['event'] - expected)} extra")
@@ -266,8 +273,9 @@ SCENARIO = Scenario(NAME, "3 declines on one card within 5 min: a processing-tim
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.simulation.scenarios.payment_fraud [--rate N] [--duration-s S]
-    [--no-results]``: the full run at another rate (transactions/s written) or length; exit
-    status 0 when every check held (the latency bound included), 1 otherwise."""
+    [--writers N] [--client confluent|kafka-python] [--no-results]``: the full run at another
+    rate (transactions/s written), length or writer; exit status 0 when every check held (the
+    latency bound included), 1 otherwise."""
     import argparse  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
@@ -277,12 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=RATE_PER_S, help=f"transactions/s (default {RATE_PER_S})")
     p.add_argument("--duration-s", type=int, default=DURATION_S, help=f"seconds of writing (default {DURATION_S})")
+    p.add_argument("--writers", type=int, default=1, help="writer processes, the cards split among them (default 1)")
+    p.add_argument("--client", choices=txn_load.CLIENTS, default="confluent", help="the writers' Kafka client")
     p.add_argument("--no-results", action="store_true")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    if a.rate <= 0 or a.duration_s <= 0:
-        p.error("--rate and --duration-s must be positive")
+    if a.rate <= 0 or a.duration_s <= 0 or a.writers < 1:
+        p.error("--rate, --duration-s and --writers must be positive")
     return scenarios.run(NAME, StackSettings.from_env(), False, not a.no_results,
-                         runner=lambda stack, say: run(stack, False, say, rate=a.rate, duration_s=a.duration_s))
+                         runner=lambda stack, say: run(stack, False, say, rate=a.rate, duration_s=a.duration_s,
+                                                       writers=a.writers, client=a.client))
 
 if __name__ == "__main__":
     raise SystemExit(main())
