@@ -54,6 +54,21 @@ def test_patient_vitals_data_and_reference():
     assert patient_vitals.reference_onset(readings, "patient-02") is None
 
 
+def test_patient_vitals_triggering_reading_is_the_last_partition_past_the_window_end():
+    def rec(partition, offset, written, ts, device="patient-01"):
+        return {"partition": partition, "offset": offset, "timestamp": written, "value": {"device_id": device, "ts": ts}}
+
+    end, ooo = 300_000, 5_000
+    records = [rec(0, 0, 10, 299_000), rec(0, 1, 11, 305_000), rec(0, 2, 12, 310_000),  # p0 passes at 11
+               rec(1, 0, 13, 304_999), rec(1, 1, 17, 306_000),  # p1 passes at 17: the window fires then
+               rec(1, 2, 15, 900_000, device="__heartbeat__")]  # drain heartbeats do not count
+    assert patient_vitals.trigger_write_ms(records, end, ooo) == 17
+    assert patient_vitals.trigger_write_ms(records, 299_000, ooo) == 13  # 304_999 passes p1 then, written at 13
+    assert patient_vitals.trigger_write_ms(records, 301_500, ooo) is None  # only a heartbeat passes p1: the drain
+    assert patient_vitals.trigger_write_ms(records[:3], end, ooo) == 11  # a partition without readings is left out
+    assert patient_vitals.trigger_write_ms([], end, ooo) is None
+
+
 def test_business_day_reference_has_the_25_hour_day():
     readings = business_day.generate(business_day.SHORT_START_LOCAL, business_day.SHORT_DAYS)
     totals = business_day.reference_totals(readings)

@@ -220,7 +220,7 @@ def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration
         say(f"wrote {wrote.acked} transactions in {wrote.took_s:.1f} s: {achieved:.0f}/s acknowledged; "
             f"at most {wrote.behind_max_ms:.0f} ms behind the plan; writer CPU "
             f"{wrote.cpu_us_per_record:.1f} us per transaction; load average {load1[0]:.1f}")
-        txns = {r["value"]["seq"]: r for r in kafka_io.read_topic(stack.s.kafka_bootstrap, TOPIC)}
+        txns = {r["value"]["seq"]: r for r in txn_load.read_records(stack.s.kafka_bootstrap, TOPIC)}
         expected = reference_matches([r["value"] for r in txns.values()])
         last_ts = max(r["value"]["ts"] for r in txns.values())
         say(f"reference: {len(expected)} matches from the transactions (the warm-up's included); ending the "
