@@ -35,7 +35,7 @@ from iotflink import kafka_io
 from iotflink.runtime.stack import Stack, free_port_settings
 from iotflink.settings import StackSettings
 from iotflink.simulation.scenarios import payment_fraud
-from iotflink.simulation.txn_load import write_paced
+from iotflink.simulation.txn_load import read_records, write_paced
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VARIANTS = ("kafka-python/json/1,kafka-python/template/1,kafka-python/template/3,"
@@ -45,7 +45,7 @@ DEFAULT_VARIANTS = ("kafka-python/json/1,kafka-python/template/1,kafka-python/te
 def check_topic(bootstrap: str, topic: str, planned: int) -> dict:
     """Read ``topic`` back: ``{"records", "distinct_seqs", "missing", "card_order_breaks"}``
     (a break: a card's transaction after one with a higher seq in the same partition)."""
-    recs = kafka_io.read_topic(bootstrap, topic, timeout_s=300)
+    recs = read_records(bootstrap, topic)
     seqs = [r["value"]["seq"] for r in recs]
     last: dict[str, int] = {}
     breaks = 0
