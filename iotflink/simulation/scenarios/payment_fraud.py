@@ -84,8 +84,8 @@ def proctime_rule(event_sql: str) -> str:
         out = out.replace(old, new)
     return out
 CARDS = 2000
-RATE_PER_S, SHORT_RATE_PER_S = 2000, 300
-DURATION_S, SHORT_DURATION_S = 60, 10
+RATE_PER_S, SHORT_RATE_PER_S = 10_000, 300
+DURATION_S, SHORT_DURATION_S = 30, 10
 BURSTS, SHORT_BURSTS = 40, 10
 P_DECLINE = 0.0005
 WITHIN_MS = 300_000
