@@ -439,9 +439,14 @@ class Bridge:
         ``kafka.errors.NoBrokersAvailable``) when Kafka cannot be reached.
         """
         if self._producer_factory is None:
-            from kafka import KafkaProducer  # noqa: PLC0415
+            if self.settings.producer_process:
+                from bridge.producer_process import ProcessProducer  # noqa: PLC0415
 
-            self._producer_factory = KafkaProducer
+                self._producer_factory = ProcessProducer
+            else:
+                from kafka import KafkaProducer  # noqa: PLC0415
+
+                self._producer_factory = KafkaProducer
         self.producer = self._producer_factory(
             bootstrap_servers=self.settings.kafka_bootstrap, **self._producer_config
         )
@@ -807,7 +812,12 @@ class Bridge:
 
     def _on_send_error(self, entry: _Entry, attempt: int, pgen: int, exc: BaseException) -> None:
         # errback, in kafka-python's I/O thread (or the sender thread for a future that failed
-        # before send() returned).
+        # before send() returned; or the ProcessProducer's reader thread).
+        if getattr(exc, "raised_by_send", False):
+            # ProcessProducer: the child's producer.send() raised, as a synchronous failure
+            # here would (no producer replacement)
+            self._on_failed(entry, attempt, exc)
+            return
         with self._cv:
             replaced = pgen != self._producer_gen or exc is self._poison
             if not replaced and not getattr(exc, "retriable", False):
