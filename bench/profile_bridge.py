@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1, help="samples per message")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--max-inflight", type=int, default=1000)
+    ap.add_argument("--gil", action="store_true",
+                    help="only samples of the thread holding the interpreter lock (py-spy --gil): what "
+                         "keeps the one lock busy")
+    ap.add_argument("--bridge-only", action="store_true",
+                    help="sample the bridge process only, not its producer process")
+    ap.add_argument("--producer", choices=("process", "inline"), default="process",
+                    help="where the bridge's Kafka producer runs (IOTFLINK_BRIDGE_PRODUCER_PROCESS)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bridge_profile.json")
     args = ap.parse_args(argv)
     pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         bb.preload(cfg.mqtt_host, cfg.mqtt_port, msgs, creds, cfg.mqtt_ca_file)
         env = {**os.environ, **cfg.to_env(), "IOTFLINK_TOPIC_READINGS": readings_topic,
                "IOTFLINK_TOPIC_DLQ": dlq_topic, "IOTFLINK_BRIDGES": "1", "IOTFLINK_MQTT_BRIDGE_USER": user,
-               "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(args.max_inflight)}
+               "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(args.max_inflight),
+               "IOTFLINK_BRIDGE_PRODUCER_PROCESS": str(args.producer == "process").lower()}
         tmp = Path(tempfile.mkdtemp(prefix="bridge-profile-"))
         stats_file, raw_file = tmp / "stats.json", tmp / "profile.txt"
         proc = subprocess.Popen([sys.executable, "-m", "bridge", "--stats-file", str(stats_file),
@@ -140,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             if cpu0 is None and st.get("received", 0) > 0:
                 # sampling starts with the first message: interpreter start-up is left out
                 spy = subprocess.Popen([pyspy, "record", "-p", str(proc.pid), "--format", "raw", "--threads",
-                                        "--subprocesses", "--rate", str(args.rate), "--nonblocking",
-                                        "-o", str(raw_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        *([] if args.bridge_only else ["--subprocesses"]), "--rate", str(args.rate),
+                                        *(["--gil"] if args.gil else []), "-o", str(raw_file)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 cpu0, t0 = cpu_s(ps), time.perf_counter()
             if st.get("acked", 0) >= len(msgs):
                 cpu1, t1 = cpu_s(ps), time.perf_counter()

@@ -189,6 +189,12 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
     results: list = []  # results not yet in `out`
     cv = threading.Condition()
     closing = [False]
+    idle = [False]  # the writer waits on cv: the next result notifies it (once)
+
+    def wake_locked() -> None:
+        if idle[0]:
+            idle[0] = False
+            cv.notify()
 
     def push_results_locked() -> None:
         nonlocal results
@@ -199,18 +205,20 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
     def on_ok(rid: int, md: Any) -> None:
         with cv:
             results.append((rid, md.partition, md.offset, 0, None, False))
-            cv.notify()
+            wake_locked()
 
     def on_err(rid: int, exc: BaseException) -> None:
         with cv:
             results.append((rid, None, None, id(exc), _portable(exc), False))
-            cv.notify()
+            wake_locked()
 
     def writer() -> None:
         while True:
             with cv:
                 while not out and not results and not closing[0]:
+                    idle[0] = True
                     cv.wait()
+                idle[0] = False
             time.sleep(GATHER_S)
             with cv:
                 push_results_locked()
@@ -233,7 +241,7 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
         with cv:
             push_results_locked()  # everything confirmed so far goes before the answer
             out.append(("ret", cid, ok, value))
-            cv.notify()
+            wake_locked()
 
     while True:
         try:
@@ -248,7 +256,7 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
                 except Exception as exc:  # noqa: BLE001 - a synchronous failure of this record
                     with cv:
                         results.append((rid, None, None, 0, _portable(exc), True))
-                        cv.notify()
+                        wake_locked()
                     continue
                 fut.add_callback(on_ok, rid)
                 fut.add_errback(on_err, rid)
@@ -265,7 +273,7 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
                 reply(cid, False, _portable(exc))
     with cv:
         closing[0] = True
-        cv.notify()
+        cv.notify_all()
     wt.join(10)
     conn.close()
 
@@ -306,6 +314,7 @@ class ProcessProducer:
         self._lock = threading.Lock()  # futures' state, the outbox, the tables below
         self._outbox: list[tuple] = []
         self._has_out = threading.Condition(self._lock)
+        self._writer_idle = False  # the writer thread waits on _has_out (send() notifies it)
         self._futures: dict[int, ProducerFuture] = {}
         self._calls: dict[int, list] = {}  # cid -> [threading.Event, ok, value]
         self._next_id = 0
@@ -315,6 +324,11 @@ class ProcessProducer:
         self._writer = threading.Thread(target=self._write_loop, name="producer-process-writer", daemon=True)
         self._reader.start()
         self._writer.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's pid."""
+        return self._proc.pid
 
     # ------------------------------------------------------------------ producer interface
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
@@ -330,7 +344,8 @@ class ProcessProducer:
                 rid = self._next_id
                 self._next_id += 1
                 self._futures[rid] = fut
-                if not self._outbox:
+                if self._writer_idle:
+                    self._writer_idle = False
                     self._has_out.notify()
                 self._outbox.append((rid, topic, key, value, partition))
         if dead is not None:
@@ -371,7 +386,8 @@ class ProcessProducer:
             cid = self._next_id
             self._next_id += 1
             slot = self._calls[cid] = [done, False, None]
-            if not self._outbox:
+            if self._writer_idle:
+                self._writer_idle = False
                 self._has_out.notify()
             self._outbox.append(("call", cid, method, args))
         if not done.wait(timeout_s):
@@ -386,10 +402,14 @@ class ProcessProducer:
     def _write_loop(self) -> None:
         # Everything send()/_call() queued since the last write, sends first as one batch;
         # a call ("call", ...) splits the batch so that it goes after the records before it.
+        # Only an idle writer (waiting on the condition) is notified, once: while records keep
+        # coming it goes round (gather, write) without a notify per record.
         while True:
             with self._lock:
                 while not self._outbox and self._dead is None:
+                    self._writer_idle = True
                     self._has_out.wait()
+                self._writer_idle = False
             time.sleep(GATHER_S)
             with self._lock:
                 if self._dead is not None:
