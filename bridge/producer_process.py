@@ -32,6 +32,23 @@ over ``max_request_size``, a metadata timeout) fails the future with ``raised_by
 set on the exception, so the bridge handles it as it handled a synchronous raise. If the child
 dies, every outstanding future fails with :class:`ProducerProcessError` (not retriable: the
 bridge replaces the producer, i.e. starts a new child, and sends those records again).
+
+What differs from a producer in the bridge process:
+
+* a synchronous failure is reported after ``send()`` returned, so records sent after it may
+  already be on their way when the bridge re-sends it; the bridge treats it like an
+  asynchronous failure there (at-least-once; the window job deduplicates on
+  ``(device_id, seq)`` and orders by event time);
+* the child leaves the bridge's process group (a SIGTERM or SIGINT to the group reaches the
+  bridge only, which flushes through the child and then closes it), and ends by itself once
+  the bridge's end of the pipe closes (the bridge killed: it sends what it holds, within 5 s,
+  and exits; those messages were not acked, so the broker redelivers them: duplicates, never
+  losses);
+* the records' batch copies live in the child (the memory bound of ``max_inflight`` holds
+  for both processes together);
+* the bridge process's CPU per message is a quarter to a third lower (``bench/bridge_bench.py``,
+  two runs: 112 against 152 us, 107 against 164 us), for the pipe, the pickling and a second
+  interpreter: in all 10 % more and 7 % less CPU per message in those runs.
 """
 
 from __future__ import annotations
