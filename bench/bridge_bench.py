@@ -4,7 +4,8 @@ with 1 and 2 processes, single-reading and batched messages, in one run.
 Usage (needs a running Mosquitto and Kafka; ``--start-stack`` starts both on free ports)::
 
     .venv/bin/python bench/bridge_bench.py --start-stack [--count 20000] [--batch 10]
-        [--mqtt-host H --mqtt-port P --bootstrap B] [--out bench/results/bridge.json]
+        [--producer process,inline] [--mqtt-host H --mqtt-port P --bootstrap B]
+        [--out bench/results/bridge.json]
 
 One run measures, with ``count`` readings (the contract's JSON, 8 devices, ts 100 ms apart
 per device, as a 10 Hz sensor):
@@ -20,7 +21,15 @@ per device, as a 10 Hz sensor):
    queued at the broker for the group first, then the processes are started; the rate is
    taken from the first message a bridge took in to the moment every message is acked (the
    bridges' stats files, written every 20 ms), so interpreter start-up is not counted.
-   msg/s and readings/s are reported.
+   msg/s and readings/s are reported. ``--producer`` chooses where each bridge's Kafka
+   producer runs (``IOTFLINK_BRIDGE_PRODUCER_PROCESS``): ``process`` (a child process of the
+   bridge, the default), ``inline`` (in the bridge process), or both, one after the other.
+
+Each path's **CPU time per message** (user + system, all threads) is reported beside its
+rate: the bare clients' from this process's own usage over their run, the bridges' from their
+processes and, separately, their producer processes, between the first message taken in and
+the last acked. On a shared machine the rates depend on how the cores were shared; the CPU
+time per message much less.
 
 For every bridge run the records written are read back and checked: every reading is in
 Kafka (distinct ``(device_id, seq)`` = count; duplicates reported), and the **late upper
