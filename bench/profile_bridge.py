@@ -23,6 +23,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -80,7 +81,8 @@ def parse_raw(text: str) -> list[tuple[list[str], int]]:
         if not line:
             continue
         stack, _, n = line.rpartition(" ")
-        out.append((stack.split(";"), int(n)))
+        # "process PID:"command line"" -> "process PID" (no local paths in the results)
+        out.append(([re.sub(r"^(process \d+):.*", r"\1", f) for f in stack.split(";")], int(n)))
     return out
 
 
