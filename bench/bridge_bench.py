@@ -4,7 +4,8 @@ with 1 and 2 processes, single-reading and batched messages, in one run.
 Usage (needs a running Mosquitto and Kafka; ``--start-stack`` starts both on free ports)::
 
     .venv/bin/python bench/bridge_bench.py --start-stack [--count 20000] [--batch 10]
-        [--mqtt-host H --mqtt-port P --bootstrap B] [--out bench/results/bridge.json]
+        [--producer process,inline] [--mqtt-host H --mqtt-port P --bootstrap B]
+        [--out bench/results/bridge.json]
 
 One run measures, with ``count`` readings (the contract's JSON, 8 devices, ts 100 ms apart
 per device, as a 10 Hz sensor):
@@ -20,7 +21,15 @@ per device, as a 10 Hz sensor):
    queued at the broker for the group first, then the processes are started; the rate is
    taken from the first message a bridge took in to the moment every message is acked (the
    bridges' stats files, written every 20 ms), so interpreter start-up is not counted.
-   msg/s and readings/s are reported.
+   msg/s and readings/s are reported. ``--producer`` chooses where each bridge's Kafka
+   producer runs (``IOTFLINK_BRIDGE_PRODUCER_PROCESS``): ``process`` (a child process of the
+   bridge, the default), ``inline`` (in the bridge process), or both, one after the other.
+
+Each path's **CPU time per message** (user + system, all threads) is reported beside its
+rate: the bare clients' from this process's own usage over their run, the bridges' from their
+processes and, separately, their producer processes, between the first message taken in and
+the last acked. On a shared machine the rates depend on how the cores were shared; the CPU
+time per message much less.
 
 For every bridge run the records written are read back and checked: every reading is in
 Kafka (distinct ``(device_id, seq)`` = count; duplicates reported), and the **late upper
@@ -46,6 +55,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -56,6 +66,7 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -113,6 +124,25 @@ def register_session(host: str, port: int, cred: Credential, ca_file: Path | Non
     c.subscribe(topic_filter, qos=1)
     if not done.wait(10):
         raise RuntimeError("no SUBACK")
+    c.disconnect()
+    c.loop_stop()
+
+
+def end_session(host: str, port: int, cred: Credential, ca_file: Path | None) -> None:
+    """End ``cred``'s persistent session at the broker (connect with clean start, disconnect
+    with session expiry 0), so that later runs' messages are not queued for it too (the
+    broker saves its queue to disk every so many changes: idle sessions that keep queueing
+    slow every later preload down)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cred.username, protocol=mqtt.MQTTv5)
+    configure_paho(c, cred, ca_file)
+    connected = threading.Event()
+    c.on_connect = lambda *a: connected.set()
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    c.connect(host, port, clean_start=True, properties=props)
+    c.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError(f"no CONNACK for {cred.username}")
     c.disconnect()
     c.loop_stop()
 
@@ -177,14 +207,41 @@ def bench_paho(host: str, port: int, msgs, stack: Stack, creds: dict[str, Creden
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 1000
+    cpu0 = own_cpu_s()
     t0 = time.perf_counter()
     c.connect(host, port, clean_start=False, properties=props)
     c.loop_start()
     if not finished.wait(600):
         raise RuntimeError(f"paho subscriber got {got[0]} of {len(msgs)}")
+    cpu = own_cpu_s() - cpu0
     c.disconnect()
     c.loop_stop()
-    return {"rate_per_s": len(msgs) / (t_end[0] - t0), "seconds": t_end[0] - t0, "publish_rate_per_s": pub_rate}
+    end_session(host, port, sub, ca_file)
+    return {"rate_per_s": len(msgs) / (t_end[0] - t0), "seconds": t_end[0] - t0, "publish_rate_per_s": pub_rate,
+            "cpu_s": cpu, "cpu_us_per_msg": cpu / len(msgs) * 1e6}
+
+
+def own_cpu_s() -> float:
+    """CPU seconds (user + system, all threads) of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def tree_cpu_s(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds (user + system) of the processes ``pids`` and of their children (the
+    bridges' producer processes), as (processes, children)."""
+    own = kids = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            c = proc.cpu_times()
+            own += c.user + c.system
+            for child in proc.children(recursive=True):
+                cc = child.cpu_times()
+                kids += cc.user + cc.system
+        except psutil.Error:
+            continue
+    return own, kids
 
 
 def bench_kafka(bootstrap: str, msgs, producer_overrides: dict) -> dict:
@@ -194,13 +251,16 @@ def bench_kafka(bootstrap: str, msgs, producer_overrides: dict) -> dict:
     p = KafkaProducer(bootstrap_servers=bootstrap, **cfg)
     p.send("bench-raw", value=b"warm-up", key=b"w").get(30)
     errors = [0]
+    cpu0 = own_cpu_s()
     t0 = time.perf_counter()
     for dev, raw in msgs:
         p.send("bench-raw", value=raw, key=dev.encode()).add_errback(lambda _e: errors.__setitem__(0, errors[0] + 1))
     p.flush()
     dt = time.perf_counter() - t0
+    cpu = own_cpu_s() - cpu0
     p.close()
-    return {"rate_per_s": len(msgs) / dt, "seconds": dt, "errors": errors[0]}
+    return {"rate_per_s": len(msgs) / dt, "seconds": dt, "errors": errors[0], "cpu_s": cpu,
+            "cpu_us_per_msg": cpu / len(msgs) * 1e6}
 
 
 def late_upper_bound(records: list[dict], out_of_orderness_ms: int) -> dict:
@@ -237,7 +297,8 @@ def late_upper_bound(records: list[dict], out_of_orderness_ms: int) -> dict:
 
 
 def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], readings: int, processes: int,
-                  creds: dict[str, Credential], max_inflight: int, out_of_orderness_ms: int) -> dict:
+                  creds: dict[str, Credential], max_inflight: int, out_of_orderness_ms: int,
+                  producer_process: bool = True) -> dict:
     """``processes`` ``python -m bridge`` processes in one shared subscription group drain the
     preloaded ``msgs`` into a fresh topic; returns rates, the bridges' summed counters, the
     exactness check and :func:`late_upper_bound`."""
@@ -255,7 +316,8 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
     env.update(stack.s.to_env())
     env.update({"IOTFLINK_TOPIC_READINGS": readings_topic, "IOTFLINK_TOPIC_DLQ": dlq_topic,
                 "IOTFLINK_BRIDGE_SHARE_GROUP": group, "IOTFLINK_BRIDGES": str(processes),
-                "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(max_inflight)})
+                "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(max_inflight),
+                "IOTFLINK_BRIDGE_PRODUCER_PROCESS": str(producer_process).lower()})
     tmp = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     stats_files = [tmp / f"{u}.json" for u in users]
     procs = []
@@ -274,6 +336,7 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
         return out
 
     t_first = t_end = None
+    pids = [p.pid for p in procs]
     deadline = time.monotonic() + 600
     try:
         while True:
@@ -281,8 +344,10 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
             st = stats()
             if t_first is None and sum(s.get("received", 0) for s in st) > 0:
                 t_first = now
+                cpu0 = tree_cpu_s(pids)
             if sum(s.get("acked", 0) for s in st) >= len(msgs):
                 t_end = now
+                cpu1 = tree_cpu_s(pids)
                 break
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"bridges stalled or exited: {st}")
@@ -296,13 +361,18 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
             except subprocess.TimeoutExpired:
                 p.kill()
     st = stats()
+    for user in users:
+        end_session(host, port, bridge_creds[user], ca_file)
     dt = t_end - t_first
     got = [r for r in read_topic(bootstrap, readings_topic) if r["key"] != HEARTBEAT_DEVICE]
     keys = collections.Counter((r["value"]["device_id"], r["value"]["seq"]) for r in got)
     summed = {k: sum(s.get(k, 0) for s in st) for k in ("received", "records", "forwarded", "dead_lettered",
                                                           "acked", "kafka_errors")}
+    cpu_mqtt, cpu_producer = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     return {"processes": processes, "messages": len(msgs), "readings": readings,
             "msg_per_s": len(msgs) / dt, "readings_per_s": readings / dt, "seconds": dt,
+            "cpu_s_bridge_processes": cpu_mqtt, "cpu_s_producer_processes": cpu_producer,
+            "cpu_us_per_msg": (cpu_mqtt + cpu_producer) / len(msgs) * 1e6,
             "publish_rate_per_s": pub_rate, "per_process_received": [s.get("received", 0) for s in st],
             "stats": summed, "distinct_readings_in_kafka": len(keys), "duplicates": sum(keys.values()) - len(keys),
             "reordering": late_upper_bound(got, out_of_orderness_ms)}
@@ -313,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=20_000, help="readings per run")
     ap.add_argument("--batch", type=int, default=10, help="samples per message of the batched runs")
     ap.add_argument("--processes", default="1,2", help="bridge process counts to run, comma-separated")
+    ap.add_argument("--producer", default="process",
+                    help="where the bridges' Kafka producer runs, comma-separated: process (a child process, "
+                         "the default), inline (in the bridge process)")
     ap.add_argument("--max-inflight", type=int, default=1000, help="the bridges' max_inflight (messages)")
     ap.add_argument("--mqtt-host", default=None)
     ap.add_argument("--mqtt-port", type=int, default=None)
@@ -322,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     started = None
     cfg = StackSettings.from_env()
     if args.mqtt_host or args.mqtt_port or args.bootstrap:
@@ -348,19 +422,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] paho subscriber: {paho_r['rate_per_s']:.0f} msg/s", flush=True)
         kafka_r = bench_kafka(bootstrap, msgs, {})
         print(f"[bench] kafka producer: {kafka_r['rate_per_s']:.0f} records/s", flush=True)
-        for processes in [int(x) for x in args.processes.split(",")]:
-            for batch in (1, args.batch):
-                msgs = payloads(args.count, batch)  # fresh ts
-                r = bench_bridges(stack, bootstrap, msgs, args.count, processes, creds, args.max_inflight, ooo_ms)
-                r["samples_per_message"] = batch
-                r["payload_bytes_avg"] = round(sum(len(m) for _d, m in msgs) / len(msgs), 1)
-                runs.append(r)
-                print(f"[bench] {processes} bridge(s), {batch} sample(s)/msg: {r['msg_per_s']:.0f} msg/s, "
-                      f"{r['readings_per_s']:.0f} readings/s, per process {r['per_process_received']}, "
-                      f"{r['distinct_readings_in_kafka']} distinct readings in Kafka, {r['duplicates']} duplicates, "
-                      f"late upper bound {r['reordering']['late_upper_bound']}, reordered "
-                      f"{r['reordering']['reordered']} (max step back {r['reordering']['max_step_back_ms']} ms)",
-                      flush=True)
+        modes = [m.strip() for m in args.producer.split(",")]
+        for mode, processes, batch in [(m, int(n), b) for m in modes for n in args.processes.split(",")
+                                       for b in (1, args.batch)]:
+            msgs = payloads(args.count, batch)  # fresh ts
+            r = bench_bridges(stack, bootstrap, msgs, args.count, processes, creds, args.max_inflight, ooo_ms,
+                              producer_process=mode == "process")
+            r["producer"] = mode
+            r["samples_per_message"] = batch
+            r["payload_bytes_avg"] = round(sum(len(m) for _d, m in msgs) / len(msgs), 1)
+            runs.append(r)
+            print(f"[bench] {processes} bridge(s), producer {mode}, {batch} sample(s)/msg: {r['msg_per_s']:.0f} msg/s, "
+                  f"{r['readings_per_s']:.0f} readings/s, per process {r['per_process_received']}, "
+                  f"{r['distinct_readings_in_kafka']} distinct readings in Kafka, {r['duplicates']} duplicates, "
+                  f"late upper bound {r['reordering']['late_upper_bound']}, reordered "
+                  f"{r['reordering']['reordered']} (max step back {r['reordering']['max_step_back_ms']} ms)",
+                  flush=True)
     finally:
         if started is not None:
             started.stop(services=("kafka", "mosquitto"))
@@ -376,21 +453,28 @@ def main(argv: list[str] | None = None) -> int:
         "producer_config": {k: (v if isinstance(v, (int, float, str, bool)) else type(v).__name__)
                             for k, v in PRODUCER_DEFAULTS.items() if k != "client_id"},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_1_5_15_at_start": load_start,
                     "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print("\n| path | msg/s | readings/s | vs min(bare paho, bare producer) | late upper bound | reordered |")
-    print("|---|---|---|---|---|---|")
-    print(f"| bare paho subscriber, QoS 1 (auto ack) | {paho_r['rate_per_s']:.0f} | {paho_r['rate_per_s']:.0f} | | | |")
-    print(f"| bare kafka-python producer, acks=all | {kafka_r['rate_per_s']:.0f} | {kafka_r['rate_per_s']:.0f} | | | |")
+    print("\n| path | msg/s | readings/s | vs min(bare paho, bare producer) | CPU us/msg (MQTT side + producer "
+          "process) | late upper bound | reordered |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| bare paho subscriber, QoS 1 (auto ack) | {paho_r['rate_per_s']:.0f} | {paho_r['rate_per_s']:.0f} | | "
+          f"{paho_r['cpu_us_per_msg']:.0f} | | |")
+    print(f"| bare kafka-python producer, acks=all | {kafka_r['rate_per_s']:.0f} | {kafka_r['rate_per_s']:.0f} | | "
+          f"{kafka_r['cpu_us_per_msg']:.0f} | | |")
     for r in runs:
-        print(f"| bridge x{r['processes']}, {r['samples_per_message']} sample(s)/msg | {r['msg_per_s']:.0f} | "
+        n = r["messages"]
+        print(f"| bridge x{r['processes']}, producer {r['producer']}, {r['samples_per_message']} sample(s)/msg | {r['msg_per_s']:.0f} | "
               f"{r['readings_per_s']:.0f} | {r['readings_per_s'] / floor:.0%} | "
+              f"{r['cpu_s_bridge_processes'] / n * 1e6:.0f} + {r['cpu_s_producer_processes'] / n * 1e6:.0f} | "
               f"{r['reordering']['late_upper_bound']} | {r['reordering']['reordered']} "
               f"(max {r['reordering']['max_step_back_ms']} ms back) |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"load average (1, 5, 15 min): {result['machine']['loadavg_1_5_15_at_end']} on {os.cpu_count()} CPUs")
+    print(f"load average (1, 5, 15 min): {load_start} at the start, {result['machine']['loadavg_1_5_15_at_end']} "
+          f"at the end, on {os.cpu_count()} CPUs")
     print(f"\nwritten {args.out}")
     return 0
 

@@ -9,6 +9,11 @@ Data flow, per MQTT message on ``sensors/+/telemetry``::
     kafka-python I/O thread: record confirmed -> mark done -> PUBACKs of the done prefix, in
                              arrival order; record failed -> dead letter (too large) or re-send
 
+With ``producer_process`` (the default) the producer runs in a child process
+(:mod:`bridge.producer_process`): ``producer.send`` hands the record to it over a pipe, and
+the confirmations (or failures) come back to a reader thread of the bridge process, which
+runs the same callbacks as kafka-python's I/O thread would, so everything below holds alike.
+
 Guarantees and decisions (see also docs/CONTRACT.md):
 
 * **Identity.** The bridge authenticates with its own credential (``BridgeSettings.username``
@@ -95,22 +100,28 @@ Guarantees and decisions (see also docs/CONTRACT.md):
   the session is kept, so those messages stay at the broker. ``leave_on_stop=False`` keeps
   the session in the group (for a stop and restart of every member together, whose messages
   then wait in the sessions). A single bridge (no group) always keeps its session.
-* **Throughput** (what a profile of the bridge in one process showed, and what was done;
-  ``bench/bridge_bench.py`` measures it against a bare paho subscriber and a bare producer):
-  the threads were mostly *waiting*, not computing: every message crossed from paho's thread
-  to a sender thread (a condition notify and a GIL hand-over per message), and every
-  confirmed record woke that idle sender thread again (``notify_all`` per record), so the
-  three threads took turns on the GIL record by record. Of the CPU work, parsing and
-  validating the JSON (~8 + ~8 us) and encoding the Kafka value with :mod:`json` (~11 us)
-  led, then kafka-python's pure-Python murmur2 partitioner. Now: (1) ``on_message`` sends
-  the record itself while nothing older waits (the sender thread only takes over behind a
-  failed or queued record, so arrival order and the retry rules are unchanged); (2) a
-  confirmed record wakes only who waits for it (two conditions on one lock); (3) the value
-  is written as text by :func:`bridge.contract.encode_reading` (byte-equal to
-  ``json.dumps``); (4) each key's partition is cached (:class:`CachedKeyPartitioner`, the
-  same murmur2 answer as the Java client's). What remains per message is paho's own work
-  (it reads each packet with several ``recv`` calls and wakes its loop through a socket
-  pair for every PUBACK), the JSON parse, and kafka-python's ``send``.
+* **Throughput** (profiles with ``bench/profile_bridge.py``, py-spy; ``bench/bridge_bench.py``
+  measures rates and CPU per message against a bare paho subscriber and a bare producer).
+  A first round found the threads taking turns on the GIL record by record and fixed it:
+  (1) ``on_message`` sends the record itself while nothing older waits (the sender thread
+  only takes over behind a failed or queued record, so arrival order and the retry rules are
+  unchanged); (2) a confirmed record wakes only who waits for it (two conditions on one lock);
+  (3) the value is written as text by :func:`bridge.contract.encode_reading` (byte-equal to
+  ``json.dumps``); (4) each key's partition is cached (:class:`CachedKeyPartitioner`, the same
+  murmur2 answer as the Java client's). A second profile of one process (all threads, then
+  only the thread holding the GIL) showed where the rest went: of the GIL's time, paho about
+  half (its PUBLISH parsing with MQTT v5 properties and an ``MQTTMessageInfo`` with a
+  ``Condition`` per message, a ``select`` and several ``recv`` per packet), our validation,
+  encoding, admission and ack path most of the other half, and, with the producer in the same
+  process, kafka-python's I/O thread (record batches, a pure-Python CRC-32C until ``crc32c``
+  was installed, one wake-up per ``send``) about a third of all samples. Since then: the
+  producer runs in a child process (:mod:`bridge.producer_process`, setting
+  ``producer_process``), so paho and kafka-python no longer share one GIL; the link batches
+  records both ways and keeps ack-after-Kafka per record (a PUBACK still waits for Kafka's
+  acknowledgement of its record, relayed over the pipe). What remains in the bridge process
+  per message, besides paho's own work: about 14 us of our code (parse, checks, encode,
+  entry, admission, the confirmation and the PUBACK) and about 6 us for the link (future,
+  pickling both ways), measured per thread CPU time on this machine.
 * **Batches** (docs/CONTRACT.md, "Batches"): a message with a ``samples`` list becomes one
   Kafka record per sample (``seq`` of sample ``i`` = the message's ``seq`` + ``i``), a faulty
   sample its own dead letter (``sample_index``, raw = the whole payload) beside the good
@@ -439,9 +450,14 @@ class Bridge:
         ``kafka.errors.NoBrokersAvailable``) when Kafka cannot be reached.
         """
         if self._producer_factory is None:
-            from kafka import KafkaProducer  # noqa: PLC0415
+            if self.settings.producer_process:
+                from bridge.producer_process import ProcessProducer  # noqa: PLC0415
 
-            self._producer_factory = KafkaProducer
+                self._producer_factory = ProcessProducer
+            else:
+                from kafka import KafkaProducer  # noqa: PLC0415
+
+                self._producer_factory = KafkaProducer
         self.producer = self._producer_factory(
             bootstrap_servers=self.settings.kafka_bootstrap, **self._producer_config
         )
@@ -807,7 +823,12 @@ class Bridge:
 
     def _on_send_error(self, entry: _Entry, attempt: int, pgen: int, exc: BaseException) -> None:
         # errback, in kafka-python's I/O thread (or the sender thread for a future that failed
-        # before send() returned).
+        # before send() returned; or the ProcessProducer's reader thread).
+        if getattr(exc, "raised_by_send", False):
+            # ProcessProducer: the child's producer.send() raised, as a synchronous failure
+            # here would (no producer replacement)
+            self._on_failed(entry, attempt, exc)
+            return
         with self._cv:
             replaced = pgen != self._producer_gen or exc is self._poison
             if not replaced and not getattr(exc, "retriable", False):

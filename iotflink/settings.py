@@ -113,6 +113,9 @@ ENV_VARS: dict[str, str] = {
     # in the group: the broker queues that member's share of the messages until it comes back
     # (or the session expires), which only helps when every bridge stops and restarts together
     "IOTFLINK_BRIDGE_LEAVE_ON_STOP": "true",
+    # the bridge's Kafka producer runs in a child process of the bridge (bridge/producer_process.py),
+    # so the MQTT client and the producer each get a core (true); false = in the bridge process
+    "IOTFLINK_BRIDGE_PRODUCER_PROCESS": "true",
     # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
     # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
     # resource id, io.tmp.dirs and RocksDB local directory, log and pid file
@@ -571,6 +574,10 @@ class BridgeSettings:
             forward and ack what the broker still delivers, end the session
             (``bridge.service.Bridge.stop``). False = keep the session in the group. Without a
             shared subscription the session is always kept (messages wait for the restart).
+        producer_process: run the Kafka producer in a child process
+            (``bridge.producer_process.ProcessProducer``), so that the MQTT client and the
+            producer do not share one interpreter lock; False = ``KafkaProducer`` in the
+            bridge process.
     """
 
     mqtt_host: str
@@ -590,6 +597,7 @@ class BridgeSettings:
     share_group: str = ""
     leave_group: str = ""
     leave_on_stop: bool = setting("IOTFLINK_BRIDGE_LEAVE_ON_STOP", parse_bool)
+    producer_process: bool = setting("IOTFLINK_BRIDGE_PRODUCER_PROCESS", parse_bool)
 
     @property
     def subscription(self) -> str:

@@ -246,6 +246,48 @@ def test_record_the_broker_refuses_as_too_large_is_dead_lettered_truncated(stack
         assert bridge.stop() == 0
 
 
+def test_producer_process_confirms_records_reports_failures_and_survives_nothing_silently(stack):
+    """ProcessProducer (the bridge's producer in a child process) against the real Kafka:
+    confirmed records carry their partition and offset and are in the topic; a record that
+    send() refuses fails as a synchronous failure; a killed child fails the outstanding and
+    every later record (not retriable, so the bridge replaces the producer)."""
+    from bridge.producer_process import ProcessProducer, ProducerProcessError  # noqa: PLC0415
+    from bridge.service import PRODUCER_DEFAULTS  # noqa: PLC0415
+
+    bootstrap = stack.s.kafka_bootstrap
+    topic = f"pp-{uuid.uuid4().hex[:6]}"
+    kafka_io.create_topics(bootstrap, {topic: 3})
+    pp = ProcessProducer(bootstrap, **{**PRODUCER_DEFAULTS, "client_id": "pp-test", "max_request_size": 4096})
+    confirmed, failed = {}, []
+    try:
+        for i in range(60):
+            pp.send(topic, value=f"v{i}".encode(), key=f"dev-{i % 7}".encode()).add_callback(
+                confirmed.__setitem__, i).add_errback(lambda i, e: failed.append((i, e)), i)
+        pp.flush(30)
+        assert failed == [] and sorted(confirmed) == list(range(60))
+        assert pp.partitions_for(topic) == {0, 1, 2}
+        assert {md.topic for md in confirmed.values()} == {topic}
+        offsets = [(md.partition, md.offset) for md in confirmed.values()]
+        assert len(set(offsets)) == 60 and {p for p, _o in offsets} <= {0, 1, 2}
+        by_value = {r.value: (r.partition, r.offset) for r in read_all(bootstrap, topic)}
+        assert {by_value[f"v{i}".encode()] for i in range(60)} == set(offsets)
+        # one key, one partition (the bridge's dedup key and ordering per device)
+        assert len({confirmed[i].partition for i in range(0, 60, 7)}) == 1
+
+        got = []
+        pp.send(topic, value=b"x" * 10_000, key=b"big").add_errback(got.append)
+        poll(lambda: got, 30, "the too-large record failed")
+        assert type(got[0]).__name__ == "MessageSizeTooLargeError" and got[0].raised_by_send is True
+
+        os.kill(pp.pid, signal.SIGKILL)
+        late = []
+        poll(lambda: pp.send(topic, value=b"after", key=b"k").add_errback(late.append) and late, 30,
+             "a send after the child died fails")
+        assert isinstance(late[0], ProducerProcessError) and late[0].retriable is False
+    finally:
+        pp.close(5)
+
+
 def test_retained_message_is_forwarded_once_and_not_again_after_a_reconnect(stack, tmp_path):
     bootstrap = stack.s.kafka_bootstrap
     dev = f"ret-{uuid.uuid4().hex[:6]}"

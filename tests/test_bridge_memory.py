@@ -4,7 +4,8 @@ Real stack on free ports (Kafka KRaft, Mosquitto, the bridge as a stack service;
 A publisher sends real readings (FEMTO Bearing1_1, NAB, occupancy, in the replayer's order)
 at QoS 1 at a constant :data:`RATE_PER_S` the whole time. After a warm-up the Kafka broker is
 stopped for :data:`OUTAGE_S` seconds, then started again. The bridge's RSS (``VmRSS`` of
-``/proc/<pid>/status``) and its counters (stats file) are sampled every second.
+``/proc/<pid>/status``, plus its children's: the Kafka producer's process) and its counters
+(stats file) are sampled every second.
 
 **The bound, and why.** The bridge holds at most ``max_inflight`` MQTT messages un-acked
 (``IOTFLINK_BRIDGE_MAX_INFLIGHT``, 1,000): its CONNECT carries ``Receive Maximum =
@@ -73,7 +74,7 @@ SLACK_BYTES = 16 * 1024 * 1024
 TOTAL_MESSAGES = RATE_PER_S * (OUTAGE_S + 30)
 
 
-def _rss_bytes(pid: int) -> int | None:
+def _own_rss_bytes(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             for line in fh:
@@ -82,6 +83,20 @@ def _rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _rss_bytes(pid: int) -> int | None:
+    """RSS of the bridge process plus its children (its Kafka producer runs in one,
+    ``bridge/producer_process.py``, holding the records' batch copies)."""
+    own = _own_rss_bytes(pid)
+    if own is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            children = [int(c) for c in fh.read().split()]
+    except OSError:
+        children = []
+    return own + sum(_own_rss_bytes(c) or 0 for c in children)
 
 
 class _Sampler(threading.Thread):
