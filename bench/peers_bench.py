@@ -42,7 +42,12 @@ Measured per system and round (ABBA order over ``--rounds``):
 - ``cpu_s``: CPU seconds (user + system) of the process and all its descendants (the
   MiniCluster's JVM), sampled with psutil every 0.2 s; ``cpu_s_per_m``: per million readings;
   ``readings_per_cpu_s``; the same after the first read (``busy_cpu_s_per_m``,
-  ``readings_per_busy_cpu_s``: the steady state, without the start-up's CPU).
+  ``readings_per_busy_cpu_s``: the steady state, without the start-up's CPU);
+- Flink only: ``jit_cpu_s_per_m``, the CPU of the JVM's JIT compiler threads (C1, C2; from
+  ``/proc/<pid>/task``), and ``busy_nojit_cpu_s_per_m``, the CPU after the first read without
+  them. The JIT is a warm-up cost that a long-running job pays once, and under load it varies
+  from run to run by more than most changes to the job, so variants of the job (``--variant``)
+  are best compared by ``busy_nojit_cpu_s_per_m``.
 
 Every system's windows are checked against an independent computation from the generated
 records (the last two windows of event time are left out: quix-streams closes a window only when
@@ -54,6 +59,9 @@ Usage::
     .venv/bin/python bench/peers_bench.py --start-stack [--readings 1000000] [--rounds 3]
         [--systems flink-p1,flink-p2,bytewax,quix] [--out bench/results/peers.json]
     .venv/bin/python bench/peers_bench.py --bootstrap HOST:PORT ...
+    # an A/B of job variants in one run: flink-p1 as it is against flink-p1 with more options
+    .venv/bin/python bench/peers_bench.py --start-stack --systems flink-p1,flink-p1:heap \\
+        --variant heap=state.backend.type=hashmap --rounds 2
 """
 
 from __future__ import annotations
@@ -400,15 +408,58 @@ def ensure_peers_venv(path: Path) -> Path:
     return python
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """``{tid: (name, CPU seconds)}`` of the threads of process ``pid`` (Linux ``/proc``; user +
+    system time); empty once the process is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+
+#: OS thread names (cut to 15 characters by Linux) of the JVM's JIT compilers.
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def variant_options(variants: list[str], label: str) -> list[str]:
+    """The Flink options (``KEY=VALUE``) of variant ``label`` from ``--variant LABEL=KEY=VALUE``
+    entries (none for ``label == ""``).
+
+    Raises:
+        ValueError: ``label`` is not empty and no entry names it.
+    """
+    if not label:
+        return []
+    opts = [v.split("=", 1)[1] for v in variants if v.split("=", 1)[0] == label and "=" in v]
+    if not opts:
+        raise ValueError(f"no --variant {label}=KEY=VALUE given for system ...:{label}")
+    return opts
+
+
 def run_system(system: str, python: str, args, out_topic: str) -> dict:
-    """Launch one worker process, sample its CPU, return its figures."""
+    """Launch one worker process, sample its CPU, return its figures. ``system``: ``flink-pN``,
+    ``flink-pN:LABEL`` (the job with the options of ``--variant LABEL=...`` added), ``bytewax``,
+    ``quix``."""
     import psutil  # noqa: PLC0415
 
-    kind, _, par = system.partition("-p")
+    name, _, label = system.partition(":")
+    kind, _, par = name.partition("-p")
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--bootstrap", args.bootstrap,
            "--topic", args.topic, "--out-topic", out_topic, "--parallelism", par or "1"]
     if kind == "flink":
-        cmd += [f"--flink-option={o}" for o in args.flink_option]
+        cmd += [f"--flink-option={o}" for o in [*args.flink_option, *variant_options(args.variant, label)]]
     env = dict(os.environ)
     result_file = Path(tempfile.mkstemp(prefix="peers-result-")[1])
     cmd += ["--result-file", str(result_file)]
@@ -416,6 +467,8 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cpu: dict[int, float] = {}
     timeline: list[tuple[float, float]] = []  # (s since launch, CPU-s so far)
+    jit: dict[tuple[int, int], float] = {}  # (pid, tid) of a JIT compiler thread -> its CPU-s
+    jit_timeline: list[tuple[float, float]] = []  # (s since launch, JIT CPU-s so far)
     stderr_tail: list[str] = []
 
     def drain() -> None:
@@ -432,9 +485,14 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
                     cpu[p.pid] = max(cpu.get(p.pid, 0.0), t.user + t.system)
                 except psutil.Error:
                     pass
+                if kind == "flink":
+                    for tid, (tname, tcpu) in thread_cpu(p.pid).items():
+                        if tname.startswith(JIT_THREADS):
+                            jit[(p.pid, tid)] = tcpu
         except psutil.Error:
             pass
         timeline.append((time.monotonic() - t0, sum(cpu.values())))
+        jit_timeline.append((time.monotonic() - t0, sum(jit.values())))
         time.sleep(0.2)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -445,6 +503,9 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     first = res["first_read_s"]
     at_first = max((c for t, c in timeline if t <= first), default=0.0) if first is not None else 0.0
     res.update(wall_s=wall, cpu_s=total, startup_cpu_s=at_first, busy_cpu_s=total - at_first)
+    if kind == "flink":
+        jit_first = max((c for t, c in jit_timeline if t <= first), default=0.0) if first is not None else 0.0
+        res.update(jit_cpu_s=sum(jit.values()), busy_jit_cpu_s=sum(jit.values()) - jit_first)
     return res
 
 
@@ -487,6 +548,15 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
     for s, m in summary.items():
         print(f"{s:10s} {m['readings_per_s']:>11,.0f} {m['first_read_s']:>10.1f} {m['cpu_s_per_m']:>9.1f} "
               f"{m['readings_per_cpu_s']:>15,.0f} {m['busy_cpu_s_per_m']:>13.1f} {m['readings_per_busy_cpu_s']:>20,.0f}")
+    flinks = [s for s in summary if all("jit_cpu_s_per_m" in r for r in runs[s])]
+    if flinks:
+        print("JVM JIT compilers (C1 + C2 threads), CPU-s per million readings in all, and the CPU-s per million "
+              "after the first read without them:")
+    for s in flinks:
+        for key in ("jit_cpu_s_per_m", "busy_nojit_cpu_s_per_m"):
+            summary[s][key] = median([r[key] for r in runs[s]])
+        print(f"  {s:14s} JIT {summary[s]['jit_cpu_s_per_m']:6.1f}   after the first read without JIT "
+              f"{summary[s]['busy_nojit_cpu_s_per_m']:6.1f}")
     peers = [s for s in summary if not s.startswith("flink")]
     if peers and "flink-p1" in summary:
         best = max(peers, key=lambda s: summary[s]["readings_per_cpu_s"])
@@ -495,6 +565,11 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
     if "flink-p1" in summary and "flink-p2" in summary:
         for key in ("cpu_s_per_m", "busy_cpu_s_per_m"):
             print(f"flink-p2 / flink-p1 {key}: {summary['flink-p2'][key] / summary['flink-p1'][key]:.2f}")
+    for s in summary:
+        base = s.partition(":")[0]
+        if s != base and base in summary:  # a variant against the job as it is, same parallelism
+            for key in ("cpu_s_per_m", "busy_cpu_s_per_m", "busy_nojit_cpu_s_per_m", "readings_per_s", "first_read_s"):
+                print(f"{s} / {base} {key}: {summary[s][key] / summary[base][key]:.2f}")
     return summary
 
 
@@ -513,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a Flink configuration option for the flink systems (repeatable; e.g. "
                          "state.backend.type=hashmap to measure a variant)")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=KEY=VALUE",
+                    help="Flink options of the system flink-pN:LABEL (repeatable), an A/B against "
+                         "flink-pN in the same run, e.g. --systems flink-p1,flink-p1:heap "
+                         "--variant heap=state.backend.type=hashmap")
     # worker mode (internal)
     ap.add_argument("--worker", choices=sorted(WORKERS))
     ap.add_argument("--topic", default="")
@@ -558,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
             order += systems if r % 2 == 0 else list(reversed(systems))
         runs: dict[str, list[dict]] = {s: [] for s in systems}
         for i, system in enumerate(order):
-            out_topic = f"peers-out-{system}-{i}-{args.topic.rsplit('-', 1)[-1]}"  # unique per run on a shared broker
+            out_topic = f"peers-out-{system.replace(':', '.')}-{i}-{args.topic.rsplit('-', 1)[-1]}"  # unique per run on a shared broker
             for t in ([out_topic] + ([f"{out_topic}-late", f"{out_topic}-dup", f"{out_topic}-dlq"]
                                      if system.startswith("flink") else [])):
                 create_topic(args.bootstrap, t)
@@ -573,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
                        readings_per_cpu_s=args.readings / res["cpu_s"],
                        busy_cpu_s_per_m=res["busy_cpu_s"] / args.readings * 1e6,
                        readings_per_busy_cpu_s=args.readings / res["busy_cpu_s"])
+            if "jit_cpu_s" in res:  # the JVM's JIT compilers: warm-up, not work per reading
+                res.update(jit_cpu_s_per_m=res["jit_cpu_s"] / args.readings * 1e6,
+                           busy_nojit_cpu_s_per_m=(res["busy_cpu_s"] - res["busy_jit_cpu_s"]) / args.readings * 1e6)
             runs[system].append(res)
             print(f"[peers] {system:9s} round {len(runs[system])}: {res['readings_per_s']:>9,.0f} readings/s, "
                   f"startup {res['first_read_s']:.1f} s, {res['cpu_s']:.1f} CPU-s, "
