@@ -233,7 +233,7 @@ def worker_flink(args) -> dict:
     rest = free_port()
     ckpt = Path(tempfile.mkdtemp(prefix="peers-ckpt-"))
     t_env = create_table_env(job_configuration(cfg, f"peers_flink_p{args.parallelism}", use_kafka=True, extra={
-        "state.backend.type": "rocksdb", "execution.checkpointing.dir": ckpt.as_uri(),
+        **sw.state_configuration(cfg), "execution.checkpointing.dir": ckpt.as_uri(),
         "rest.port": str(rest), "metrics.fetcher.update-interval": "500",
         **dict(o.split("=", 1) for o in args.flink_option)}))
     phases["gateway_s"] = _since_launch()
