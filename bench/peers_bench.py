@@ -35,6 +35,10 @@ Measured per system and round (ABBA order over ``--rounds``):
 - ``startup_s``: from the process's launch to its first record read (Flink: the source vertex's
   ``write-records`` in the MiniCluster's REST API, polled every 0.25 s with the metric fetcher
   at 0.5 s, so up to ~0.75 s late; the others: the first call of their parse function);
+- Flink's SQL planning: the first Flink round of each parallelism compiles the job's plan into a
+  cache for the run (:func:`jobs.common.execute_cached`, as ``main()`` submits the job), the
+  later rounds load it, as a resubmission of the same job with the same settings does
+  (``plan_cache``: ``miss`` / ``hit`` per round); ``--no-plan-cache`` plans in every round;
 - ``readings_per_s``: readings / (end - first read); the end is the last record parsed (quix,
   which has no end of input and stops after 30 s without records) or the end of the run (Flink: the
   job's end, including its last checkpoint and the commit of its Kafka transactions; bytewax:
@@ -71,6 +75,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,7 +248,13 @@ def worker_flink(args) -> dict:
     t_env.execute_sql(sw.kafka_late_sink_ddl(cfg, "late"))
     t_env.execute_sql(sw.kafka_duplicates_sink_ddl(cfg, "duplicates"))
     t_env.execute_sql(sw.kafka_dlq_sink_ddl(cfg, "dlq"))
-    stmts = sw.build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
+    tables = ("readings", "aggregates", "late", "duplicates", "dlq")
+    if args.plan_cache_dir is None:
+        stmts = sw.build(t_env, cfg, *tables)
+        submit = stmts.execute
+        plan_cache = None
+    else:
+        submit, plan_cache = _cached_submission(t_env, cfg, tables, args)
     first: list[float] = []
     job_conf: dict = {}  # the job's execution config as the REST API shows it (object reuse, ...)
     done = threading.Event()
@@ -263,13 +274,42 @@ def worker_flink(args) -> dict:
 
     phases["built_s"] = _since_launch()
     threading.Thread(target=watch, daemon=True).start()
-    result = stmts.execute()
+    result = submit()
     phases["submitted_s"] = _since_launch()
     result.get_job_client().get_job_execution_result().result()
     end = _since_launch()
     done.set()
     return {"first_read_s": first[0] if first else None, "end_s": end, "phases": phases,
-            "object_reuse": job_conf.get("object-reuse-mode")}
+            "object_reuse": job_conf.get("object-reuse-mode"), "plan_cache": plan_cache}
+
+
+#: What differs between two rounds of the same Flink system (topic names, consumer group,
+#: transactional ids, the broker): connector options only, which a compiled plan does not hold
+#: (``jobs.common.load_or_compile`` compiles with ``catalog-objects = IDENTIFIER``).
+_ROUND_NEUTRAL = {"kafka_bootstrap": "bench:9092", "consumer_group": "bench", "transactional_id_prefix": "bench"}
+
+
+def _cached_submission(t_env, cfg, tables: tuple[str, ...], args):
+    """``(submit, "hit" | "miss")``: the job through the compiled plan cache in
+    ``args.plan_cache_dir`` (:func:`jobs.common.execute_cached`, as ``main()`` submits it), keyed
+    as :func:`jobs.sensor_windows.plan_key` does but over the job's settings and DDL with the
+    round's own names replaced by :data:`_ROUND_NEUTRAL`, so the second round of a system hits
+    the plan the first one stored (as a resubmission of the same job with the same settings
+    does)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from iotflink.settings import Topics  # noqa: PLC0415
+    from jobs import sensor_windows as sw  # noqa: PLC0415
+    from jobs.common import load_or_compile, plan_cache_key  # noqa: PLC0415
+
+    neutral = replace(cfg, topics=Topics(), **_ROUND_NEUTRAL)
+    sw.configure_windowing(t_env, cfg)
+    key = plan_cache_key(t_env, [Path(sw.__file__).read_text(), repr(neutral), *sw.job_ddl(neutral),
+                                 "scan.bounded.mode=latest-offset"])
+    steps: list[str] = []
+    plan = load_or_compile(t_env, lambda: sw.build(t_env, cfg, *tables), key, args.plan_cache_dir,
+                           f"peers_flink_p{args.parallelism}", on_step=steps.append)
+    return plan.execute, "miss" if "build" in steps else "hit"
 
 
 def worker_bytewax(args) -> dict:
@@ -460,6 +500,8 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
            "--topic", args.topic, "--out-topic", out_topic, "--parallelism", par or "1"]
     if kind == "flink":
         cmd += [f"--flink-option={o}" for o in [*args.flink_option, *variant_options(args.variant, label)]]
+        if args.plan_cache_dir is not None:
+            cmd += ["--plan-cache-dir", str(args.plan_cache_dir)]
     env = dict(os.environ)
     result_file = Path(tempfile.mkstemp(prefix="peers-result-")[1])
     cmd += ["--result-file", str(result_file)]
@@ -598,6 +640,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-topic", default="")
     ap.add_argument("--parallelism", type=int, default=1)
     ap.add_argument("--result-file", type=Path)
+    ap.add_argument("--plan-cache-dir", type=Path, help=argparse.SUPPRESS)  # worker: set by the driver
+    ap.add_argument("--no-plan-cache", action="store_true",
+                    help="plan the SQL in every Flink round (default: a plan is compiled once per run "
+                         "and parallelism, later rounds load it, as a resubmission of the job does)")
     ap.add_argument("--summarise", type=Path, help="print the table of an earlier run's JSON (--out) and exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -624,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(not s.startswith("flink") for s in systems):
             peers_python = str(ensure_peers_venv(args.peers_venv))
         args.topic = f"peers-in-{uuid.uuid4().hex[:6]}"
+        if not args.no_plan_cache:  # one cache per run: each system's first round compiles
+            args.plan_cache_dir = Path(tempfile.mkdtemp(prefix="peers-plans-"))
         records = list(generate(args.readings, args.devices, args.interval_ms, args.dup_share))
         want = expected_windows(records)
         last_start = max(k[2] for k in want) - WINDOW_MS  # the last two windows are left out
@@ -656,8 +704,9 @@ def main(argv: list[str] | None = None) -> int:
                 res.update(jit_cpu_s_per_m=res["jit_cpu_s"] / args.readings * 1e6,
                            busy_nojit_cpu_s_per_m=(res["busy_cpu_s"] - res["busy_jit_cpu_s"]) / args.readings * 1e6)
             runs[system].append(res)
+            cache = f" (plan cache {res['plan_cache']})" if res.get("plan_cache") else ""
             print(f"[peers] {system:9s} round {len(runs[system])}: {res['readings_per_s']:>9,.0f} readings/s, "
-                  f"startup {res['first_read_s']:.1f} s, {res['cpu_s']:.1f} CPU-s, "
+                  f"startup {res['first_read_s']:.1f} s{cache}, {res['cpu_s']:.1f} CPU-s, "
                   f"({res['startup_cpu_s']:.1f} before the first read), "
                   f"{res['readings_per_busy_cpu_s']:,.0f} readings per CPU-s after it, windows match", flush=True)
         summary = summarise(runs, args.readings, args.devices, args.dup_share, args.rounds)
@@ -667,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "rounds": args.rounds}, "systems": summary}, indent=2))
         return 0
     finally:
+        if args.plan_cache_dir is not None:
+            shutil.rmtree(args.plan_cache_dir, ignore_errors=True)
         if stack is not None:
             stack.stop()
 
