@@ -607,11 +607,12 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
     if "flink-p1" in summary and "flink-p2" in summary:
         for key in ("cpu_s_per_m", "busy_cpu_s_per_m"):
             print(f"flink-p2 / flink-p1 {key}: {summary['flink-p2'][key] / summary['flink-p1'][key]:.2f}")
-    for s in summary:
+    for s, m in summary.items():
         base = s.partition(":")[0]
         if s != base and base in summary:  # a variant against the job as it is, same parallelism
             for key in ("cpu_s_per_m", "busy_cpu_s_per_m", "busy_nojit_cpu_s_per_m", "readings_per_s", "first_read_s"):
-                print(f"{s} / {base} {key}: {summary[s][key] / summary[base][key]:.2f}")
+                if key in m and key in summary[base]:  # (an earlier run's JSON has no JIT figures)
+                    print(f"{s} / {base} {key}: {m[key] / summary[base][key]:.2f}")
     return summary
 
 
