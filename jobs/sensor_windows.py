@@ -120,6 +120,14 @@ Submission (:func:`main`, what ``flink run`` calls): through a cache of the job'
 version submitted again with the same settings loads its optimised plan instead of planning the
 SQL, with the same operators and uids (README, "Start-up of the window job").
 
+State backend (``IOTFLINK_WINDOW_STATE_BACKEND``, :func:`state_configuration`): RocksDB with
+incremental checkpoints by default, or the heap (``hashmap``) for state that fits it, which costs
+less CPU per reading. Neither changes the plan or the late split: the window operator's drop
+test and its watermark are the same on both. The MiniCluster window tests run on the heap
+(``tests/test_window_parallel.py``, ``tests/test_sensor_windows.py``,
+``tests/test_window_kinds.py``), the dedup test on RocksDB (``tests/test_dedup_minicluster.py``),
+the end-to-end tests on the cluster's RocksDB.
+
 Window kinds (``IOTFLINK_WINDOW_KIND``, :class:`iotflink.settings.WindowJobSettings`). The
 pipeline above is the tumbling one; the others change only the flag's Calc and the window
 aggregate. For every kind the unit of the accounting is the (value, window) pair::
