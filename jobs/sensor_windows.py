@@ -723,8 +723,8 @@ def state_configuration(cfg: WindowJobSettings) -> dict[str, str]:
 
     RocksDB keeps state on local disk with incremental checkpoints: any size. The heap
     (``hashmap``) skips serializing a key and a value and the JNI call on each state access, and
-    cost about 0.7 of RocksDB's CPU per reading after the first read (README, "Where the window
-    job's CPU goes"), but the whole state must fit the TaskManager's heap and every checkpoint
+    cost 0.6 to 0.74 of RocksDB's CPU per reading after the first read in three runs (README,
+    "Where the window job's CPU goes"), but the whole state must fit the TaskManager's heap and every checkpoint
     writes all of it. The dedup state dominates: one key per (device_id, seq) for
     ``dedup_ttl_ms`` (:func:`iotflink.testing.window_model.dedup_ttl`).
     """
