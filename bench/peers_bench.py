@@ -468,7 +468,6 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
-
 #: OS thread names (cut to 15 characters by Linux) of the JVM's JIT compilers.
 JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 
