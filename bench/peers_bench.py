@@ -35,6 +35,10 @@ Measured per system and round (ABBA order over ``--rounds``):
 - ``startup_s``: from the process's launch to its first record read (Flink: the source vertex's
   ``write-records`` in the MiniCluster's REST API, polled every 0.25 s with the metric fetcher
   at 0.5 s, so up to ~0.75 s late; the others: the first call of their parse function);
+- Flink's SQL planning: the first Flink round of each parallelism compiles the job's plan into a
+  cache for the run (:func:`jobs.common.execute_cached`, as ``main()`` submits the job), the
+  later rounds load it, as a resubmission of the same job with the same settings does
+  (``plan_cache``: ``miss`` / ``hit`` per round); ``--no-plan-cache`` plans in every round;
 - ``readings_per_s``: readings / (end - first read); the end is the last record parsed (quix,
   which has no end of input and stops after 30 s without records) or the end of the run (Flink: the
   job's end, including its last checkpoint and the commit of its Kafka transactions; bytewax:
@@ -42,7 +46,12 @@ Measured per system and round (ABBA order over ``--rounds``):
 - ``cpu_s``: CPU seconds (user + system) of the process and all its descendants (the
   MiniCluster's JVM), sampled with psutil every 0.2 s; ``cpu_s_per_m``: per million readings;
   ``readings_per_cpu_s``; the same after the first read (``busy_cpu_s_per_m``,
-  ``readings_per_busy_cpu_s``: the steady state, without the start-up's CPU).
+  ``readings_per_busy_cpu_s``: the steady state, without the start-up's CPU);
+- Flink only: ``jit_cpu_s_per_m``, the CPU of the JVM's JIT compiler threads (C1, C2; from
+  ``/proc/<pid>/task``), and ``busy_nojit_cpu_s_per_m``, the CPU after the first read without
+  them. The JIT is a warm-up cost that a long-running job pays once, and under load it varies
+  from run to run by more than most changes to the job, so variants of the job (``--variant``)
+  are best compared by ``busy_nojit_cpu_s_per_m``.
 
 Every system's windows are checked against an independent computation from the generated
 records (the last two windows of event time are left out: quix-streams closes a window only when
@@ -54,6 +63,9 @@ Usage::
     .venv/bin/python bench/peers_bench.py --start-stack [--readings 1000000] [--rounds 3]
         [--systems flink-p1,flink-p2,bytewax,quix] [--out bench/results/peers.json]
     .venv/bin/python bench/peers_bench.py --bootstrap HOST:PORT ...
+    # an A/B of job variants in one run: flink-p1 as it is against flink-p1 with more options
+    .venv/bin/python bench/peers_bench.py --start-stack --systems flink-p1,flink-p1:heap \\
+        --variant heap=state.backend.type=hashmap --rounds 2
 """
 
 from __future__ import annotations
@@ -63,6 +75,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -225,7 +238,7 @@ def worker_flink(args) -> dict:
     rest = free_port()
     ckpt = Path(tempfile.mkdtemp(prefix="peers-ckpt-"))
     t_env = create_table_env(job_configuration(cfg, f"peers_flink_p{args.parallelism}", use_kafka=True, extra={
-        "state.backend.type": "rocksdb", "execution.checkpointing.dir": ckpt.as_uri(),
+        **sw.state_configuration(cfg), "execution.checkpointing.dir": ckpt.as_uri(),
         "rest.port": str(rest), "metrics.fetcher.update-interval": "500",
         **dict(o.split("=", 1) for o in args.flink_option)}))
     phases["gateway_s"] = _since_launch()
@@ -235,7 +248,13 @@ def worker_flink(args) -> dict:
     t_env.execute_sql(sw.kafka_late_sink_ddl(cfg, "late"))
     t_env.execute_sql(sw.kafka_duplicates_sink_ddl(cfg, "duplicates"))
     t_env.execute_sql(sw.kafka_dlq_sink_ddl(cfg, "dlq"))
-    stmts = sw.build(t_env, cfg, "readings", "aggregates", "late", "duplicates", "dlq")
+    tables = ("readings", "aggregates", "late", "duplicates", "dlq")
+    if args.plan_cache_dir is None:
+        stmts = sw.build(t_env, cfg, *tables)
+        submit = stmts.execute
+        plan_cache = None
+    else:
+        submit, plan_cache = _cached_submission(t_env, cfg, tables, args)
     first: list[float] = []
     job_conf: dict = {}  # the job's execution config as the REST API shows it (object reuse, ...)
     done = threading.Event()
@@ -255,13 +274,42 @@ def worker_flink(args) -> dict:
 
     phases["built_s"] = _since_launch()
     threading.Thread(target=watch, daemon=True).start()
-    result = stmts.execute()
+    result = submit()
     phases["submitted_s"] = _since_launch()
     result.get_job_client().get_job_execution_result().result()
     end = _since_launch()
     done.set()
     return {"first_read_s": first[0] if first else None, "end_s": end, "phases": phases,
-            "object_reuse": job_conf.get("object-reuse-mode")}
+            "object_reuse": job_conf.get("object-reuse-mode"), "plan_cache": plan_cache}
+
+
+#: What differs between two rounds of the same Flink system (topic names, consumer group,
+#: transactional ids, the broker): connector options only, which a compiled plan does not hold
+#: (``jobs.common.load_or_compile`` compiles with ``catalog-objects = IDENTIFIER``).
+_ROUND_NEUTRAL = {"kafka_bootstrap": "bench:9092", "consumer_group": "bench", "transactional_id_prefix": "bench"}
+
+
+def _cached_submission(t_env, cfg, tables: tuple[str, ...], args):
+    """``(submit, "hit" | "miss")``: the job through the compiled plan cache in
+    ``args.plan_cache_dir`` (:func:`jobs.common.execute_cached`, as ``main()`` submits it), keyed
+    as :func:`jobs.sensor_windows.plan_key` does but over the job's settings and DDL with the
+    round's own names replaced by :data:`_ROUND_NEUTRAL`, so the second round of a system hits
+    the plan the first one stored (as a resubmission of the same job with the same settings
+    does)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from iotflink.settings import Topics  # noqa: PLC0415
+    from jobs import sensor_windows as sw  # noqa: PLC0415
+    from jobs.common import load_or_compile, plan_cache_key  # noqa: PLC0415
+
+    neutral = replace(cfg, topics=Topics(), **_ROUND_NEUTRAL)
+    sw.configure_windowing(t_env, cfg)
+    key = plan_cache_key(t_env, [Path(sw.__file__).read_text(), repr(neutral), *sw.job_ddl(neutral),
+                                 "scan.bounded.mode=latest-offset"])
+    steps: list[str] = []
+    plan = load_or_compile(t_env, lambda: sw.build(t_env, cfg, *tables), key, args.plan_cache_dir,
+                           f"peers_flink_p{args.parallelism}", on_step=steps.append)
+    return plan.execute, "miss" if "build" in steps else "hit"
 
 
 def worker_bytewax(args) -> dict:
@@ -400,15 +448,59 @@ def ensure_peers_venv(path: Path) -> Path:
     return python
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """``{tid: (name, CPU seconds)}`` of the threads of process ``pid`` (Linux ``/proc``; user +
+    system time); empty once the process is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+#: OS thread names (cut to 15 characters by Linux) of the JVM's JIT compilers.
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def variant_options(variants: list[str], label: str) -> list[str]:
+    """The Flink options (``KEY=VALUE``) of variant ``label`` from ``--variant LABEL=KEY=VALUE``
+    entries (none for ``label == ""``).
+
+    Raises:
+        ValueError: ``label`` is not empty and no entry names it.
+    """
+    if not label:
+        return []
+    opts = [v.split("=", 1)[1] for v in variants if v.split("=", 1)[0] == label and "=" in v]
+    if not opts:
+        raise ValueError(f"no --variant {label}=KEY=VALUE given for system ...:{label}")
+    return opts
+
+
 def run_system(system: str, python: str, args, out_topic: str) -> dict:
-    """Launch one worker process, sample its CPU, return its figures."""
+    """Launch one worker process, sample its CPU, return its figures. ``system``: ``flink-pN``,
+    ``flink-pN:LABEL`` (the job with the options of ``--variant LABEL=...`` added), ``bytewax``,
+    ``quix``."""
     import psutil  # noqa: PLC0415
 
-    kind, _, par = system.partition("-p")
+    name, _, label = system.partition(":")
+    kind, _, par = name.partition("-p")
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--bootstrap", args.bootstrap,
            "--topic", args.topic, "--out-topic", out_topic, "--parallelism", par or "1"]
     if kind == "flink":
-        cmd += [f"--flink-option={o}" for o in args.flink_option]
+        cmd += [f"--flink-option={o}" for o in [*args.flink_option, *variant_options(args.variant, label)]]
+        if args.plan_cache_dir is not None:
+            cmd += ["--plan-cache-dir", str(args.plan_cache_dir)]
     env = dict(os.environ)
     result_file = Path(tempfile.mkstemp(prefix="peers-result-")[1])
     cmd += ["--result-file", str(result_file)]
@@ -416,6 +508,8 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cpu: dict[int, float] = {}
     timeline: list[tuple[float, float]] = []  # (s since launch, CPU-s so far)
+    jit: dict[tuple[int, int], float] = {}  # (pid, tid) of a JIT compiler thread -> its CPU-s
+    jit_timeline: list[tuple[float, float]] = []  # (s since launch, JIT CPU-s so far)
     stderr_tail: list[str] = []
 
     def drain() -> None:
@@ -432,9 +526,14 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
                     cpu[p.pid] = max(cpu.get(p.pid, 0.0), t.user + t.system)
                 except psutil.Error:
                     pass
+                if kind == "flink":
+                    for tid, (tname, tcpu) in thread_cpu(p.pid).items():
+                        if tname.startswith(JIT_THREADS):
+                            jit[(p.pid, tid)] = tcpu
         except psutil.Error:
             pass
         timeline.append((time.monotonic() - t0, sum(cpu.values())))
+        jit_timeline.append((time.monotonic() - t0, sum(jit.values())))
         time.sleep(0.2)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -445,6 +544,9 @@ def run_system(system: str, python: str, args, out_topic: str) -> dict:
     first = res["first_read_s"]
     at_first = max((c for t, c in timeline if t <= first), default=0.0) if first is not None else 0.0
     res.update(wall_s=wall, cpu_s=total, startup_cpu_s=at_first, busy_cpu_s=total - at_first)
+    if kind == "flink":
+        jit_first = max((c for t, c in jit_timeline if t <= first), default=0.0) if first is not None else 0.0
+        res.update(jit_cpu_s=sum(jit.values()), busy_jit_cpu_s=sum(jit.values()) - jit_first)
     return res
 
 
@@ -487,6 +589,15 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
     for s, m in summary.items():
         print(f"{s:10s} {m['readings_per_s']:>11,.0f} {m['first_read_s']:>10.1f} {m['cpu_s_per_m']:>9.1f} "
               f"{m['readings_per_cpu_s']:>15,.0f} {m['busy_cpu_s_per_m']:>13.1f} {m['readings_per_busy_cpu_s']:>20,.0f}")
+    flinks = [s for s in summary if all("jit_cpu_s_per_m" in r for r in runs[s])]
+    if flinks:
+        print("JVM JIT compilers (C1 + C2 threads), CPU-s per million readings in all, and the CPU-s per million "
+              "after the first read without them:")
+    for s in flinks:
+        for key in ("jit_cpu_s_per_m", "busy_nojit_cpu_s_per_m"):
+            summary[s][key] = median([r[key] for r in runs[s]])
+        print(f"  {s:14s} JIT {summary[s]['jit_cpu_s_per_m']:6.1f}   after the first read without JIT "
+              f"{summary[s]['busy_nojit_cpu_s_per_m']:6.1f}")
     peers = [s for s in summary if not s.startswith("flink")]
     if peers and "flink-p1" in summary:
         best = max(peers, key=lambda s: summary[s]["readings_per_cpu_s"])
@@ -495,6 +606,12 @@ def summarise(runs: dict[str, list[dict]], readings: int, devices: int, dup_shar
     if "flink-p1" in summary and "flink-p2" in summary:
         for key in ("cpu_s_per_m", "busy_cpu_s_per_m"):
             print(f"flink-p2 / flink-p1 {key}: {summary['flink-p2'][key] / summary['flink-p1'][key]:.2f}")
+    for s, m in summary.items():
+        base = s.partition(":")[0]
+        if s != base and base in summary:  # a variant against the job as it is, same parallelism
+            for key in ("cpu_s_per_m", "busy_cpu_s_per_m", "busy_nojit_cpu_s_per_m", "readings_per_s", "first_read_s"):
+                if key in m and key in summary[base]:  # (an earlier run's JSON has no JIT figures)
+                    print(f"{s} / {base} {key}: {m[key] / summary[base][key]:.2f}")
     return summary
 
 
@@ -513,12 +630,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a Flink configuration option for the flink systems (repeatable; e.g. "
                          "state.backend.type=hashmap to measure a variant)")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=KEY=VALUE",
+                    help="Flink options of the system flink-pN:LABEL (repeatable), an A/B against "
+                         "flink-pN in the same run, e.g. --systems flink-p1,flink-p1:heap "
+                         "--variant heap=state.backend.type=hashmap")
     # worker mode (internal)
     ap.add_argument("--worker", choices=sorted(WORKERS))
     ap.add_argument("--topic", default="")
     ap.add_argument("--out-topic", default="")
     ap.add_argument("--parallelism", type=int, default=1)
     ap.add_argument("--result-file", type=Path)
+    ap.add_argument("--plan-cache-dir", type=Path, help=argparse.SUPPRESS)  # worker: set by the driver
+    ap.add_argument("--no-plan-cache", action="store_true",
+                    help="plan the SQL in every Flink round (default: a plan is compiled once per run "
+                         "and parallelism, later rounds load it, as a resubmission of the job does)")
     ap.add_argument("--summarise", type=Path, help="print the table of an earlier run's JSON (--out) and exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -545,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(not s.startswith("flink") for s in systems):
             peers_python = str(ensure_peers_venv(args.peers_venv))
         args.topic = f"peers-in-{uuid.uuid4().hex[:6]}"
+        if not args.no_plan_cache:  # one cache per run: each system's first round compiles
+            args.plan_cache_dir = Path(tempfile.mkdtemp(prefix="peers-plans-"))
         records = list(generate(args.readings, args.devices, args.interval_ms, args.dup_share))
         want = expected_windows(records)
         last_start = max(k[2] for k in want) - WINDOW_MS  # the last two windows are left out
@@ -558,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             order += systems if r % 2 == 0 else list(reversed(systems))
         runs: dict[str, list[dict]] = {s: [] for s in systems}
         for i, system in enumerate(order):
-            out_topic = f"peers-out-{system}-{i}-{args.topic.rsplit('-', 1)[-1]}"  # unique per run on a shared broker
+            out_topic = f"peers-out-{system.replace(':', '.')}-{i}-{args.topic.rsplit('-', 1)[-1]}"  # unique per run on a shared broker
             for t in ([out_topic] + ([f"{out_topic}-late", f"{out_topic}-dup", f"{out_topic}-dlq"]
                                      if system.startswith("flink") else [])):
                 create_topic(args.bootstrap, t)
@@ -573,9 +700,13 @@ def main(argv: list[str] | None = None) -> int:
                        readings_per_cpu_s=args.readings / res["cpu_s"],
                        busy_cpu_s_per_m=res["busy_cpu_s"] / args.readings * 1e6,
                        readings_per_busy_cpu_s=args.readings / res["busy_cpu_s"])
+            if "jit_cpu_s" in res:  # the JVM's JIT compilers: warm-up, not work per reading
+                res.update(jit_cpu_s_per_m=res["jit_cpu_s"] / args.readings * 1e6,
+                           busy_nojit_cpu_s_per_m=(res["busy_cpu_s"] - res["busy_jit_cpu_s"]) / args.readings * 1e6)
             runs[system].append(res)
+            cache = f" (plan cache {res['plan_cache']})" if res.get("plan_cache") else ""
             print(f"[peers] {system:9s} round {len(runs[system])}: {res['readings_per_s']:>9,.0f} readings/s, "
-                  f"startup {res['first_read_s']:.1f} s, {res['cpu_s']:.1f} CPU-s, "
+                  f"startup {res['first_read_s']:.1f} s{cache}, {res['cpu_s']:.1f} CPU-s, "
                   f"({res['startup_cpu_s']:.1f} before the first read), "
                   f"{res['readings_per_busy_cpu_s']:,.0f} readings per CPU-s after it, windows match", flush=True)
         summary = summarise(runs, args.readings, args.devices, args.dup_share, args.rounds)
@@ -585,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "rounds": args.rounds}, "systems": summary}, indent=2))
         return 0
     finally:
+        if args.plan_cache_dir is not None:
+            shutil.rmtree(args.plan_cache_dir, ignore_errors=True)
         if stack is not None:
             stack.stop()
 

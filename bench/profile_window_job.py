@@ -117,26 +117,6 @@ def summarise(jfr: Path, top: int) -> dict:
     return {"samples": total, "by_thread": dict(by_thread.most_common()), "by_category": dict(by_cat.most_common())}
 
 
-def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
-    """``{tid: (name, CPU seconds)}`` of the threads of process ``pid`` (Linux ``/proc``; user +
-    system time); empty once the process is gone."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[str, float]] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
 def run_sampled(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     """Run ``cmd``; returns the CPU seconds per thread-name group of it and its descendants.
 
@@ -153,7 +133,7 @@ def run_sampled(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
         except psutil.Error:
             pids = [proc.pid]
         for pid in pids:
-            for tid, value in thread_cpu(pid).items():
+            for tid, value in pb.thread_cpu(pid).items():
                 seen[(pid, tid)] = value
         try:
             proc.wait(timeout=0.3)

@@ -168,6 +168,10 @@ ENV_VARS: dict[str, str] = {
     # how long the window job remembers a (device_id, seq) to drop redelivered copies (ms,
     # processing time since the last copy); 1 h, see iotflink/testing/window_model.py (dedup_ttl)
     "IOTFLINK_DEDUP_TTL_MS": "3600000",
+    # keyed state of the window job: rocksdb (default: state on local disk, incremental
+    # checkpoints) | hashmap (state as Java objects on the TaskManager's heap, full checkpoints;
+    # less CPU per reading, only for state that fits the heap: README, "Where the window job's CPU goes")
+    "IOTFLINK_WINDOW_STATE_BACKEND": "rocksdb",
     # slow-sink demo switch: when set at submission, a Python UDF before the aggregates sink
     # sleeps IOTFLINK_SLOW_SINK_MS per row while this file exists; empty = off (JVM-only plan)
     "IOTFLINK_SLOW_SINK_FILE": "",
@@ -667,6 +671,11 @@ class WindowJobSettings:
             count every copy (False: no dedup operator or state, no sensor-duplicates output).
         dedup_ttl_ms: how long a (device_id, seq) is remembered to drop redelivered copies
             (ms, processing time since its last copy; Flink SQL state TTL).
+        state_backend: ``rocksdb`` (default, the cluster's: keyed state in RocksDB on local
+            disk, incremental checkpoints) or ``hashmap`` (keyed state as objects on the
+            TaskManager's JVM heap, every checkpoint a full copy): less CPU per reading, for a
+            job whose dedup and window state fits the heap with room to spare
+            (:func:`iotflink.testing.window_model.dedup_ttl` sizes the dedup state).
         slow_sink_file: slow-sink demo switch; empty = off (no Python operator in the plan).
             When set, a Python UDF before the aggregates sink sleeps ``slow_sink_ms`` per row
             while this file exists on the TaskManager's host.
@@ -708,6 +717,7 @@ class WindowJobSettings:
     offset_reset: str = setting("IOTFLINK_WINDOW_OFFSET_RESET")
     dedup_ttl_ms: int = setting("IOTFLINK_DEDUP_TTL_MS", parse_int)
     dedup: bool = setting("IOTFLINK_WINDOW_DEDUP", parse_bool)
+    state_backend: str = setting("IOTFLINK_WINDOW_STATE_BACKEND", parse_lower)
     slow_sink_file: str = setting("IOTFLINK_SLOW_SINK_FILE")
     slow_sink_ms: int = setting("IOTFLINK_SLOW_SINK_MS", parse_int)
     late_watermark_column: bool = setting("IOTFLINK_LATE_WATERMARK_COLUMN", parse_bool)
@@ -792,7 +802,14 @@ class WindowJobSettings:
                               "(0 would keep every (device_id, seq) forever: unbounded state)")
         if cfg.slow_sink_ms < 0:
             raise ConfigError(f"IOTFLINK_SLOW_SINK_MS={cfg.slow_sink_ms} must not be negative")
+        if cfg.state_backend not in STATE_BACKENDS:
+            raise ConfigError(f"IOTFLINK_WINDOW_STATE_BACKEND={cfg.state_backend!r}: expected one of "
+                              f"{', '.join(STATE_BACKENDS)}")
         return cfg
+
+
+#: Keyed state backends the window job runs with (Flink's ``state.backend.type``).
+STATE_BACKENDS = ("rocksdb", "hashmap")
 
 
 #: Most windows a value of a sliding window job belongs to (``size / slide``): the job

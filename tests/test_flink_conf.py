@@ -69,3 +69,17 @@ def test_a_jobs_own_settings_win_and_only_where_it_has_them(no_jars):
 def test_cluster_defaults_read_the_file():
     assert common.cluster_defaults()["execution.checkpointing.incremental"] == "true"
     assert common.restart_strategy() == {k: str(v) for k, v in CONF.items() if k.startswith("restart-strategy.")}
+
+
+def test_the_window_jobs_state_backend_is_the_clusters_unless_its_setting_says_hashmap(no_jars):
+    from iotflink.errors import ConfigError  # noqa: PLC0415
+    from jobs import sensor_windows as sw  # noqa: PLC0415
+
+    default = WindowJobSettings.from_env({})
+    assert sw.state_configuration(default) == {"state.backend.type": _text(CONF["state.backend.type"])} == {
+        "state.backend.type": "rocksdb"}
+    heap = WindowJobSettings.from_env({"IOTFLINK_WINDOW_STATE_BACKEND": " HashMap "})
+    conf = common.job_configuration(heap, "t", use_kafka=False, extra=sw.state_configuration(heap))
+    assert conf["state.backend.type"] == "hashmap"
+    with pytest.raises(ConfigError, match="IOTFLINK_WINDOW_STATE_BACKEND='forst'"):
+        WindowJobSettings.from_env({"IOTFLINK_WINDOW_STATE_BACKEND": "forst"})
