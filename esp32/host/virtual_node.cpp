@@ -821,8 +821,9 @@ int main(int argc, char** argv) {
     if (live == 0) break;
     auto until = next_misc;
     if (!wq.empty()) until = std::min(until, g.t0 + std::chrono::microseconds(wq.top_time()));
-    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-    const int timeout = static_cast<int>(std::clamp<int64_t>(wait_ms + (wait_ms > 0 ? 1 : 0), 0, 1000));
+    // round up: a wait cut to 0 ms would spin until the wake time
+    const auto wait_us = std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now()).count();
+    const int timeout = static_cast<int>(std::clamp<int64_t>((wait_us + 999) / 1000, 0, 1000));
     const int n = epoll_wait(g.epfd, events.data(), static_cast<int>(events.size()), timeout);
     if (n < 0 && errno != EINTR) {
       std::fprintf(stderr, "virtual_node: epoll_wait: %s\n", std::strerror(errno));
