@@ -201,14 +201,17 @@ def test_storm_rows_cover_the_outage_and_the_tail():
 
 
 def test_storm_overflow_accounting():
-    ok = {"drops": {"buffer": 0, "outbox": 30, "clock": 0, "storage": 0}, "rejected": 0, "unsent": 0,
+    ok = {"drops": {"buffer": 0, "outbox": 33, "clock": 0, "storage": 0}, "rejected": 0, "unsent": 0,
           "messages": 100, "published": 70, "dropped": 30, "acked_ranges": [[0, 19], [50, 99]]}
-    assert storm.overflow_accounting(ok) is None
-    assert storm.overflow_accounting({**ok, "drops": {**ok["drops"], "outbox": 0}}) == "the outbox did not overflow"
-    assert "one gap" in storm.overflow_accounting({**ok, "acked_ranges": [[0, 9], [20, 29], [50, 99]]})
-    assert "messages" in storm.overflow_accounting({**ok, "messages": 101})
-    assert "other losses" in storm.overflow_accounting({**ok, "unsent": 1})
-    assert "dropped 31" in storm.overflow_accounting({**ok, "dropped": 31})
+    assert storm.overflow_accounting(ok, outage_at=20) is None
+    assert storm.overflow_accounting({**ok, "acked_ranges": [[0, 19], [30, 39], [60, 99]]}, 20) is None  # two gaps
+    assert "did not overflow" in storm.overflow_accounting({**ok, "published": 100, "dropped": 0,
+                                                            "acked_ranges": [[0, 99]]}, 20)
+    assert "before the outage" in storm.overflow_accounting(ok, outage_at=21)
+    assert "before the outage" in storm.overflow_accounting({**ok, "acked_ranges": [[0, 19], [49, 98]]}, 20)
+    assert "messages" in storm.overflow_accounting({**ok, "messages": 101}, 20)
+    assert "other losses" in storm.overflow_accounting({**ok, "unsent": 1}, 20)
+    assert "> outbox evictions" in storm.overflow_accounting({**ok, "drops": {**ok["drops"], "outbox": 29}}, 20)
 
 
 #: The scenarios whose short run this module checks on its shared Kafka + Flink stack. The smart
