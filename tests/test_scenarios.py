@@ -202,12 +202,16 @@ def test_storm_rows_cover_the_outage_and_the_tail():
 
 def test_storm_overflow_accounting():
     ok = {"drops": {"buffer": 0, "outbox": 33, "clock": 0, "storage": 0}, "rejected": 0, "unsent": 0,
-          "messages": 100, "published": 70, "dropped": 30, "acked_ranges": [[0, 19], [50, 99]]}
+          "messages": 100, "published": 70, "dropped": 30, "acked_ranges": [[0, 19], [50, 99]], "connects": 2}
     assert storm.overflow_accounting(ok, outage_at=20) is None
     assert storm.overflow_accounting({**ok, "acked_ranges": [[0, 19], [30, 39], [60, 99]]}, 20) is None  # two gaps
     assert "did not overflow" in storm.overflow_accounting({**ok, "published": 100, "dropped": 0,
                                                             "acked_ranges": [[0, 99]]}, 20)
     assert "before the outage" in storm.overflow_accounting(ok, outage_at=21)
+    # a device that first connected after the outage queued its earlier samples too
+    late = {**ok, "acked_ranges": [[30, 99]], "connects": 1}
+    assert storm.overflow_accounting(late, outage_at=20) is None
+    assert "before the outage" in storm.overflow_accounting({**late, "connects": 2}, outage_at=20)
     assert "before the outage" in storm.overflow_accounting({**ok, "acked_ranges": [[0, 19], [49, 98]]}, 20)
     assert "messages" in storm.overflow_accounting({**ok, "messages": 101}, 20)
     assert "other losses" in storm.overflow_accounting({**ok, "unsent": 1}, 20)

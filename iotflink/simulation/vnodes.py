@@ -371,11 +371,13 @@ class NodeGroup:
         self.run_dir = Path(run_dir)
         store = CredentialStore(auth_dir if auth_dir is not None else mqtt_auth_dir(self.run_dir))
         passwords = {}
+        active = {c["username"]: c["role"] for c in store.list()}  # one read of the index for the fleet
         for dev in devices:
-            try:
-                store.get(dev, "device")
-            except CredentialError as exc:
-                raise VnodeError(f"virtual node {dev}: {exc}") from exc
+            if active.get(dev) != "device":
+                try:
+                    store.get(dev, "device")  # raises, saying what is wrong
+                except CredentialError as exc:
+                    raise VnodeError(f"virtual node {dev}: {exc}") from exc
             passwords[dev] = store.password_file(dev)
         # default: (re)build incrementally, so a changed node source never runs stale
         self.exe = Path(exe) if exe is not None else build()

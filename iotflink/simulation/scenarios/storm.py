@@ -94,6 +94,7 @@ class StormPlan:
         tail_rows: rows each device plays after the outage's end.
         speedup: event-time seconds per wall second.
         devices_per_process: devices per virtual-node process.
+        connect_s: wall seconds the devices get to connect before the first row is due.
     """
 
     nodes: int
@@ -102,9 +103,17 @@ class StormPlan:
     tail_rows: int
     speedup: float
     devices_per_process: int = 250
+    connect_s: float = 0.0
+
+    @property
+    def pace_origin_offset_ms(self) -> int:
+        """How far before the data's first row the shared clock starts (event-time ms), so the
+        first row is due ``connect_s`` wall seconds after the devices start: time for a fleet of
+        thousands to connect (each CONNECT checks a password at the broker) before it plays."""
+        return int(self.connect_s * 1000 * self.speedup)
 
 
-FULL = StormPlan(nodes=2000, outage_at=50, outage_s=3600.0, tail_rows=100, speedup=100.0)
+FULL = StormPlan(nodes=2000, outage_at=50, outage_s=3600.0, tail_rows=100, speedup=100.0, connect_s=15.0)
 SHORT = StormPlan(nodes=100, outage_at=50, outage_s=300.0, tail_rows=50, speedup=20.0, devices_per_process=50)
 
 
@@ -135,9 +144,10 @@ def overflow_accounting(summary: Mapping, outage_at: int) -> str | None:
       right after the reconnect the outbox is full, and each new reading evicts the oldest);
     * every seq handed out was acknowledged or dropped: ``messages`` = acknowledged seqs (the
       ``acked_ranges``) + ``dropped``;
-    * the dropped are the oldest queued: every sample before the outage and the newest one were
-      acknowledged (the first range starts at seq 0 and reaches ``outage_at - 1``, the last ends
-      at ``messages - 1``).
+    * the dropped are the oldest queued: every sample before the outage (the first range starts
+      at seq 0 and reaches ``outage_at - 1``; unless the device never connected before the
+      outage, ``connects`` 1: then those samples were queued too) and the newest one (the last
+      range ends at ``messages - 1``) were acknowledged.
     """
     d = summary["drops"]
     ranges = summary["acked_ranges"]
@@ -150,7 +160,8 @@ def overflow_accounting(summary: Mapping, outage_at: int) -> str | None:
         return f"dropped {summary['dropped']} > outbox evictions {d['outbox']}"
     if acked != summary["published"] or acked + summary["dropped"] != summary["messages"]:
         return f"acknowledged {acked} + dropped {summary['dropped']} != messages {summary['messages']}"
-    if not ranges or ranges[0][0] != 0 or ranges[0][1] < outage_at - 1 or ranges[-1][1] != summary["messages"] - 1:
+    before_outage = summary["connects"] <= 1 or (ranges and ranges[0][0] == 0 and ranges[0][1] >= outage_at - 1)
+    if not ranges or not before_outage or ranges[-1][1] != summary["messages"] - 1:
         return f"acknowledged seqs {ranges}: not every sample before the outage and the newest"
     return None
 
@@ -272,7 +283,8 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
     job_id = ctl.submit("sensor_windows", env_overrides=env)
     ctl.wait_running(job_id)
     broker_before = stack.mosquitto_counters(fresh=False)
-    specs = [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, limit=rows, now_ms=now_ms, pace_origin_ms=origin,
+    specs = [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, limit=rows, now_ms=now_ms,
+                      pace_origin_ms=origin - plan.pace_origin_offset_ms,
                       samples_per_message=SAMPLES_PER_MESSAGE, outage_at=plan.outage_at, outage_s=plan.outage_s,
                       max_inflight=20, extra_args=("--quiet",)) for d in devices]
     rss: list[dict] = []
@@ -337,6 +349,7 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
     messages = sum(int(r.summary["messages"]) for r in results)
     wrong = {r.device_id: why for r in results if (why := overflow_accounting(r.summary, plan.outage_at)) is not None}
     evicted_in_flight = outbox_drops - node_drops
+    late_connect = sum(int(r.summary["connects"]) <= 1 for r in results)  # not connected before the outage
     max_lag = max(x["lag_records"] for x in lags)
     per_stage = {stage: {"peak_rss_mib": round(max(procs.values()) / MIB, 1), "processes": len(procs),
                          "sum_of_peaks_mib": round(sum(procs.values()) / MIB, 1)} for stage, procs in peaks.items()}
@@ -351,17 +364,19 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
     say(f"consumer lag: max {max_lag} records, then 0; accounting: {messages} samples handed out = {published} "
         f"acknowledged + {node_drops} dropped by full outboxes (outbox evictions {outbox_drops}: "
         f"{evicted_in_flight} of them in flight, acknowledged all the same); {values_in} values = {counted} "
-        f"counted + {len(late)} late")
+        f"counted + {len(late)} late; {late_connect} devices first connected after the outage")
     out = Outcome()
     out.figures = {"plan": {"nodes": plan.nodes, "devices_per_process": plan.devices_per_process,
                             "processes": len(devices_per_pid), "profile": PROFILE, "rows_per_node": rows,
                             "speedup": plan.speedup, "samples_per_message": SAMPLES_PER_MESSAGE,
                             "outage_at_row": plan.outage_at, "outage_event_s": plan.outage_s,
                             "outage_wall_s": plan.outage_s / plan.speedup, "tail_rows": plan.tail_rows,
+                            "connect_s": plan.connect_s,
                             "outbox_capacity": OUTBOX_CAPACITY, "out_of_orderness_ms": OUT_OF_ORDERNESS_MS,
                             "window_job_parallelism": 2},
                    "samples_handed_out": messages, "published_samples": published, "node_drops": node_drops,
                    "outbox_evictions": outbox_drops, "evicted_in_flight_then_acked": evicted_in_flight,
+                   "devices_not_connected_before_outage": late_connect,
                    "values_in": values_in, "readings_records": readings_records,
                    "dlq_records": len(dlq), "counted": counted, "late": len(late), "dropped_late": dropped_late,
                    "mosquitto_dropped": broker_dropped, "max_lag_records": max_lag,
@@ -411,11 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outage-at", type=int, default=FULL.outage_at)
     p.add_argument("--tail-rows", type=int, default=FULL.tail_rows)
     p.add_argument("--devices-per-process", type=int, default=FULL.devices_per_process)
+    p.add_argument("--connect-s", type=float, default=FULL.connect_s,
+                   help="wall seconds to connect before the first row is due")
     p.add_argument("--short", action="store_true", help=f"the short plan ({SHORT.nodes} devices)")
     p.add_argument("--no-results", action="store_true")
     a = p.parse_args(argv)
     plan = SHORT if a.short else StormPlan(a.nodes, a.outage_at, a.outage_s, a.tail_rows, a.speedup,
-                                           a.devices_per_process)
+                                           a.devices_per_process, a.connect_s)
     return scenarios.run(NAME, StackSettings.from_env(), a.short, not a.no_results,
                          runner=lambda stack, say: run_storm(stack, plan, say))
 
