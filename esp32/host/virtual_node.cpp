@@ -83,6 +83,7 @@ struct Options {
   std::string password_file;  // file whose first line is the password (kept off the command line)
   std::string cafile;         // CA certificate: MQTT over TLS, broker certificate verified
   int max_inflight = 20;
+  long seq_block = 64;          // seq numbers reserved per seq-file write (the board's NVS block)
   int samples_per_message = 1;  // samples per MQTT message (1 = single readings, >1 = batches)
   fw::PayloadFormat format = fw::PayloadFormat::kContractJson;
   long clock_late = 0;
@@ -107,7 +108,7 @@ struct Options {
                "  [--username U --password-file F] [--cafile CA.crt]\n"
                "  [--max-inflight N] [--format json|senml] [--clock-late N]\n"
                "  [--now-ms T] [--pace-origin-ms T] [--quiet] [--samples-per-message N]\n"
-               "  [--backpressure]\n"
+               "  [--backpressure] [--seq-block N]\n"
                "  several devices: --devices N [--device PREFIX] | --devices-file F,\n"
                "  [--password-dir DIR] [--seq-dir DIR]\n"
                "profiles: nab-machine, femto-b1_1, occupancy-office\n",
@@ -138,6 +139,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--password-file") o.password_file = val();
     else if (a == "--cafile") o.cafile = val();
     else if (a == "--max-inflight") o.max_inflight = std::atoi(val().c_str());
+    else if (a == "--seq-block") o.seq_block = std::atol(val().c_str());
     else if (a == "--samples-per-message") o.samples_per_message = std::atoi(val().c_str());
     else if (a == "--clock-late") o.clock_late = std::atol(val().c_str());
     else if (a == "--now-ms") o.now_ms = std::atoll(val().c_str());
@@ -161,6 +163,7 @@ Options parse(int argc, char** argv) {
   if (o.profile.empty()) usage("--profile or --device is required");
   if (o.speedup < 0) usage("--speedup must be >= 0");
   if (o.max_inflight < 1) usage("--max-inflight must be >= 1");
+  if (o.seq_block < 1 || o.seq_block > 1000000) usage("--seq-block must be 1..1000000");
   if (o.samples_per_message < 1 || o.samples_per_message > static_cast<int>(fw::kMaxSamplesPerMessage)) {
     usage("--samples-per-message must be 1..100");
   }
@@ -319,6 +322,7 @@ struct Device {
 
   /// Keeps the epoll registration in step with libmosquitto's socket and its wish to write.
   void sync_fd() {
+    if (socket_open && mosquitto_socket(mosq) < 0) on_disconnect(mosq, this, MOSQ_ERR_SUCCESS, nullptr);
     const int s = socket_open ? mosquitto_socket(mosq) : -1;
     const bool out = s >= 0 && mosquitto_want_write(mosq);
     if (s != fd) {
@@ -417,16 +421,22 @@ struct Device {
     sync_fd();
   }
 
+  /// Sends DISCONNECT without waiting: the event loop writes what is left and sees the broker
+  /// close the connection (on_disconnect), so one device never holds up the others.
+  void disconnect() {
+    ready = false;
+    if (socket_open) {
+      mosquitto_disconnect(mosq);
+      if (socket_open && mosquitto_socket(mosq) >= 0 && mosquitto_want_write(mosq)) mosquitto_loop_write(mosq, 1);
+      if (mosquitto_socket(mosq) < 0) socket_open = false;
+    }
+    sync_fd();
+  }
+
   /// Simulated outage start, after its wait for outstanding PUBACKs: disconnects.
   void disconnect_for_outage() {
     want_online = false;
-    if (socket_open) {
-      mosquitto_disconnect(mosq);
-      for (int i = 0; i < 20 && socket_open && mosquitto_socket(mosq) >= 0; ++i) mosquitto_loop(mosq, 10, 1);
-      socket_open = false;
-      ready = false;
-    }
-    sync_fd();
+    disconnect();
     log("outage: offline");
   }
 };
@@ -576,14 +586,8 @@ Clock::time_point advance(Device& d, Clock::time_point now) {
           retry_wake();
           return wake;
         }
-        if (d.socket_open) {
-          mosquitto_disconnect(d.mosq);
-          for (int i = 0; i < 20 && d.socket_open && mosquitto_socket(d.mosq) >= 0; ++i) {
-            mosquitto_loop(d.mosq, 10, 1);
-          }
-          d.socket_open = false;
-        }
-        d.sync_fd();
+        d.want_online = false;
+        d.disconnect();  // mosquitto_destroy closes the socket if the broker has not yet
         d.done_at = Clock::now();
         d.phase = Phase::kDone;
         return Clock::time_point::max();
@@ -734,6 +738,7 @@ int main(int argc, char** argv) {
     cfg.device_id = d->id.c_str();
     cfg.format = opt.format;
     cfg.samples_per_message = static_cast<uint8_t>(opt.samples_per_message);
+    cfg.seq_block = static_cast<uint32_t>(opt.seq_block);
     const fw::Status ist = d->node.init(cfg, g.prof->channels, g.prof->n_channels, d->storage.get());
     if (ist != fw::Status::kOk) {
       std::fprintf(stderr, "virtual_node: %s: init failed: %s (seq file %s)\n", d->id.c_str(),

@@ -70,6 +70,10 @@ SAMPLES_PER_MESSAGE = 10
 #: Samples the firmware's outbox holds (``fw::Node<>``'s default ``kOutboxCap``).
 OUTBOX_CAPACITY = 128
 OUT_OF_ORDERNESS_MS = 300_000
+#: Seq numbers a device reserves per seq-file write (``--seq-block``; the board's NVS block is
+#: 64): thousands of devices sampling 110 rows/s each would otherwise fsync their seq files
+#: hundreds of times a second, which this shared machine's disk cannot keep up with.
+SEQ_BLOCK = 1024
 SAMPLE_S = 1.0
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
 MIB = 2**20
@@ -286,7 +290,7 @@ def run_storm(stack: Stack, plan: StormPlan, say: Say) -> Outcome:
     specs = [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, limit=rows, now_ms=now_ms,
                       pace_origin_ms=origin - plan.pace_origin_offset_ms,
                       samples_per_message=SAMPLES_PER_MESSAGE, outage_at=plan.outage_at, outage_s=plan.outage_s,
-                      max_inflight=20, extra_args=("--quiet",)) for d in devices]
+                      max_inflight=20, extra_args=("--quiet", "--seq-block", str(SEQ_BLOCK))) for d in devices]
     rss: list[dict] = []
     lags: list[dict] = []
     cmdlines: dict[int, list[str]] = {}
