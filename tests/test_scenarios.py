@@ -194,6 +194,45 @@ def test_storm_rss_bounds_and_peaks():
     assert storm.over_bound(peaks, bounds) == ["virtual node 8: 40 > 32 MiB"]
 
 
+def test_storm_node_bound_grows_with_its_devices():
+    one = storm.rss_bounds("virtual node", ["virtual_node"])
+    assert one == storm.BOUNDS["virtual node"]
+    assert storm.rss_bounds("virtual node", ["virtual_node"], devices=250) == one + 249 * storm.NODE_RSS_PER_DEVICE
+    assert storm.rss_bounds("bridge", ["python3"], devices=250) == storm.BOUNDS["bridge"]
+
+
+def test_storm_rows_cover_the_outage_and_the_tail():
+    ts = [i * 1000 for i in range(1000)]  # one row a second
+    plan = storm.StormPlan(nodes=1, outage_at=10, outage_s=300.0, tail_rows=20, speedup=10.0)
+    assert storm.rows_to_play(ts, plan) == 310 + 20  # row 310 is the first at the outage's end
+    with pytest.raises(ValueError, match="data set has 1000"):
+        storm.rows_to_play(ts, storm.StormPlan(1, 10, 990.0, 20, 10.0))
+    # the registry's plans fit FEMTO Bearing1_1 and overflow the outbox
+    from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
+
+    femto = [r[0] for r in load_dataset("femto", 1_795_325_989_769)]
+    for p in (storm.FULL, storm.SHORT):
+        assert storm.rows_to_play(femto, p) - p.tail_rows - p.outage_at > storm.OUTBOX_CAPACITY
+
+
+def test_storm_overflow_accounting():
+    ok = {"drops": {"buffer": 0, "outbox": 33, "clock": 0, "storage": 0}, "rejected": 0, "unsent": 0,
+          "messages": 100, "published": 70, "dropped": 30, "acked_ranges": [[0, 19], [50, 99]], "connects": 2}
+    assert storm.overflow_accounting(ok, outage_at=20) is None
+    assert storm.overflow_accounting({**ok, "acked_ranges": [[0, 19], [30, 39], [60, 99]]}, 20) is None  # two gaps
+    assert "did not overflow" in storm.overflow_accounting({**ok, "published": 100, "dropped": 0,
+                                                            "acked_ranges": [[0, 99]]}, 20)
+    assert "before the outage" in storm.overflow_accounting(ok, outage_at=21)
+    # a device that first connected after the outage queued its earlier samples too
+    late = {**ok, "acked_ranges": [[30, 99]], "connects": 1}
+    assert storm.overflow_accounting(late, outage_at=20) is None
+    assert "before the outage" in storm.overflow_accounting({**late, "connects": 2}, outage_at=20)
+    assert "before the outage" in storm.overflow_accounting({**ok, "acked_ranges": [[0, 19], [49, 98]]}, 20)
+    assert "messages" in storm.overflow_accounting({**ok, "messages": 101}, 20)
+    assert "other losses" in storm.overflow_accounting({**ok, "unsent": 1}, 20)
+    assert "> outbox evictions" in storm.overflow_accounting({**ok, "drops": {**ok["drops"], "outbox": 29}}, 20)
+
+
 #: The scenarios whose short run this module checks on its shared Kafka + Flink stack. The smart
 #: factory needs Mosquitto, bridges and hundreds of virtual-node processes, so its pure parts are
 #: tested in tests/test_smart_factory.py and its run is a CLI command (README, "Scenarios").

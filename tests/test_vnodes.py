@@ -9,7 +9,13 @@ import pytest
 
 from iotflink.settings import WindowJobSettings
 from iotflink.simulation.replay import load_dataset
-from iotflink.simulation.vnodes import DEMO_NAB_OUTAGE_AFTER_MS, NodeSpec, add_parser, default_demo_specs
+from iotflink.simulation.vnodes import (
+    DEMO_NAB_OUTAGE_AFTER_MS,
+    NodeSpec,
+    add_parser,
+    default_demo_specs,
+    plan_processes,
+)
 
 NOW = 1_795_325_989_769  # a fixed wall time (2026-11-22), so the whole-week shift is fixed
 
@@ -86,3 +92,27 @@ def test_cli_option_samples_per_message():
     for bad in ("0", "101", "ten"):
         with pytest.raises(SystemExit):
             ap.parse_args(["vnodes", "--samples-per-message", bad])
+
+
+def test_devices_that_differ_only_in_id_share_a_process():
+    fleet = [NodeSpec("femto-b1_1", device_id=f"f-{i}", speedup=10.0, limit=400) for i in range(7)]
+    other = NodeSpec("femto-b1_1", device_id="f-late", speedup=10.0, limit=400, outage_at=5, outage_s=9.0)
+    plan = plan_processes([fleet[0], other, *fleet[1:]], devices_per_process=3)
+    assert [[s.device for s in g] for g in plan] == [["f-0", "f-1", "f-2"], ["f-3", "f-4", "f-5"], ["f-6"],
+                                                      ["f-late"]]
+    assert len(plan_processes(fleet, devices_per_process=1)) == 7
+    with pytest.raises(ValueError, match="devices_per_process"):
+        plan_processes(fleet, devices_per_process=0)
+
+
+def test_shared_argv_is_argv_without_the_device():
+    spec = NodeSpec("femto-b1_1", device_id="f-1", speedup=10.0, outage_at=3, outage_s=5.0,
+                    samples_per_message=10, extra_args=("--quiet",))
+    exe = Path("/bin/vn")
+    shared = spec.shared_argv(exe, "h", 1)
+    assert not {"--device", "--seq-file", "--username", "--password-file"} & set(shared)
+    full = spec.argv(exe, "h", 1, Path("/tmp/f-1.seq"), Path("/auth/f-1.password"))
+    device_part = ["--username", "f-1", "--password-file", "/auth/f-1.password", "--device", "f-1",
+                   "--seq-file", "/tmp/f-1.seq"]
+    assert full == shared[:3] + device_part + shared[3:]
+    assert shared[-1] == "--quiet"

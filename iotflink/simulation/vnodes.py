@@ -1,5 +1,11 @@
 """Virtual ESP32 nodes as a data source: build ``esp32/build/virtual_node`` if needed, run N of
-them as subprocesses against an MQTT broker, wait for them and return their JSON summaries.
+them against an MQTT broker, wait for them and return their JSON summaries (one per device).
+
+Devices whose specs differ only in their id run in one process, up to
+:data:`DEVICES_PER_PROCESS` each (:func:`plan_processes`): the node's ``--devices-file`` mode
+simulates them on one event loop, each with its own MQTT connection, client id, credential,
+topic, seq file and firmware-core state (outbox, batching, drop counters), exactly as separate
+processes would, so a fleet of thousands costs a handful of processes.
 
 A virtual node (``esp32/host/virtual_node.cpp``, see ``esp32/README.md`` "Virtual node") is the
 firmware core plus libmosquitto: it plays a project data file as its sensor, publishes each
@@ -30,6 +36,7 @@ Accounting (the summary of :class:`NodeResult`):
   ``samples_per_message`` N > 1 a node sends batches (docs/CONTRACT.md "Batches"): N samples of
   consecutive seqs in one message, acknowledged as a unit, so the counts above (seqs, one per
   sample) are unchanged while ``sends`` falls to about 1/N of them.
+* ``start_ms``: wall time (epoch ms) the node's pacing clock started (its process's start).
 * ``backpressure_s``: wall seconds the node waited for its outbox to drain below half full
   (speedup 0, or :attr:`NodeSpec.backpressure`): how far the link held it behind its schedule.
 
@@ -52,7 +59,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from iotflink.errors import IotFlinkError
@@ -73,6 +80,9 @@ DATA_DIR = PROJECT_ROOT / "data"
 MAX_SAMPLES_PER_MESSAGE = 100
 #: Exit codes of virtual_node that come with a valid summary line (3: messages left unsent).
 SUMMARY_EXIT_CODES = (0, 3)
+#: Most devices one virtual_node process simulates by default (:class:`NodeGroup`): one event
+#: loop serves them all, so 2,000 devices are 8 processes, not 2,000.
+DEVICES_PER_PROCESS = 250
 
 
 class VnodeError(IotFlinkError):
@@ -193,6 +203,20 @@ class NodeSpec:
                 ``samples_per_message`` outside 1..:data:`MAX_SAMPLES_PER_MESSAGE`, or
                 ``pace_origin_ms`` / ``backpressure`` without ``speedup > 0``.
         """
+        argv = self.shared_argv(exe, host, port, ca_file)
+        argv[3:3] = ["--device", self.device, "--seq-file", str(seq_file)]
+        if password_file is not None:
+            argv[3:3] = ["--username", self.device, "--password-file", str(password_file)]
+        return argv
+
+    def group_key(self) -> NodeSpec:
+        """What devices must share to run in one process (every field but ``device_id``)."""
+        return replace(self, device_id=None)
+
+    def shared_argv(self, exe: Path, host: str, port: int, ca_file: Path | None = None) -> list[str]:
+        """The command line of this spec without its device (no ``--device``, ``--seq-file``,
+        credential): what every device of a multi-device process shares; the process adds
+        ``--devices-file`` (:class:`NodeGroup`). Errors: as :meth:`argv`."""
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
         if self.speedup < 0 or (self.limit is not None and self.limit < 0):
@@ -206,9 +230,9 @@ class NodeSpec:
         if not 1 <= self.samples_per_message <= MAX_SAMPLES_PER_MESSAGE:
             raise ValueError(f"samples_per_message must be 1..{MAX_SAMPLES_PER_MESSAGE}, "
                              f"not {self.samples_per_message}")
-        argv = [str(exe), "--profile", self.profile, "--device", self.device, "--host", host,
+        argv = [str(exe), "--profile", self.profile, "--host", host,
                 "--port", str(port), "--data-dir", str(DATA_DIR), "--speedup", repr(self.speedup),
-                "--seq-file", str(seq_file), "--max-inflight", str(self.max_inflight)]
+                "--max-inflight", str(self.max_inflight)]
         if self.limit is not None:
             argv += ["--limit", str(self.limit)]
         if self.outage_at is not None:
@@ -223,8 +247,6 @@ class NodeSpec:
             argv.append("--backpressure")
         if self.samples_per_message != 1:
             argv += ["--samples-per-message", str(self.samples_per_message)]
-        if password_file is not None:
-            argv += ["--username", self.device, "--password-file", str(password_file)]
         if ca_file is not None:
             argv += ["--cafile", str(ca_file)]
         return argv + list(self.extra_args)
@@ -239,8 +261,10 @@ class NodeResult:
         returncode: 0, or 3 when messages were left unsent (they count in ``dropped``).
         summary: the node's JSON summary line, parsed (fields: module docstring and
             esp32/README.md "Virtual node").
-        log_file: the node's stderr log.
-        wall_s: seconds from start to exit.
+        log_file: the node's stderr log (of its process: several devices' lines, each
+            prefixed with its device id, when the process simulates several).
+        wall_s: seconds from start to exit (a device of a multi-device process: from the
+            process's start to the device's summary, its ``wall_s``).
     """
 
     spec: NodeSpec
@@ -274,23 +298,57 @@ def seq_file(run_dir: Path, device: str) -> Path:
     return Path(run_dir) / "vnodes" / f"{device}.seq"
 
 
+@dataclass
+class _Process:
+    """One virtual_node process and the devices it simulates."""
+
+    specs: list[NodeSpec]
+    proc: subprocess.Popen
+    out: Path
+    err: Path
+    t0: float
+    end: float | None = None
+
+
+def plan_processes(specs: Sequence[NodeSpec], devices_per_process: int) -> list[list[NodeSpec]]:
+    """Splits ``specs`` into the device lists of the processes that run them: specs that differ
+    only in ``device_id`` (:meth:`NodeSpec.group_key`) share a process, at most
+    ``devices_per_process`` each, in spec order (first appearance of each key).
+
+    Raises:
+        ValueError: ``devices_per_process`` < 1.
+    """
+    if devices_per_process < 1:
+        raise ValueError(f"devices_per_process must be >= 1, not {devices_per_process}")
+    by_key: dict[NodeSpec, list[NodeSpec]] = {}
+    for spec in specs:
+        by_key.setdefault(spec.group_key(), []).append(spec)
+    return [same[i:i + devices_per_process] for same in by_key.values()
+            for i in range(0, len(same), devices_per_process)]
+
+
 class NodeGroup:
     """Virtual nodes running as subprocesses (use :func:`run_nodes` unless you need to act
-    while they run, e.g. restart the broker). Also a context manager: leaving it stops any node
-    still running (SIGTERM, then SIGKILL after 10 s).
+    while they run, e.g. restart the broker). Devices whose specs differ only in their device
+    id run in one process, up to ``devices_per_process`` each (:func:`plan_processes`; the
+    node's ``--devices-file``): each device keeps its own MQTT connection, client id,
+    credential, topic, seq file and firmware-core state, and its own summary. Also a context
+    manager: leaving it stops any node still running (SIGTERM, then SIGKILL after 10 s).
     """
 
     def __init__(self, specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
                  exe: Path | None = None, reset_seq: bool = False, auth_dir: Path | None = None,
-                 ca_file: Path | None = None) -> None:
-        """Start one process per spec.
+                 ca_file: Path | None = None, devices_per_process: int = DEVICES_PER_PROCESS) -> None:
+        """Start the processes of ``specs``.
 
         Args:
             specs: the nodes; their device ids must be distinct.
             host, port: the MQTT broker.
             run_dir: the stack's run dir; seq files go to ``run_dir/vnodes/{device}.seq``,
-                stderr logs to ``run_dir/logs/vnode-{device}.log``, summaries to
-                ``run_dir/vnodes/{device}.summary.json``.
+                summaries to ``run_dir/vnodes/{device}.summary.json`` (written by :meth:`wait`
+                for a multi-device process), stderr logs to ``run_dir/logs/vnode-{device}.log``
+                (a multi-device process: ``vnodes-{first device}+{others}.log``, its device
+                list ``run_dir/vnodes/{first device}+{others}.devices``).
             exe: the virtual node executable (default: :func:`build` it if missing).
             reset_seq: delete the seq files first, so each device starts at seq 0 (otherwise it
                 continues above its previous run, as a rebooted board does).
@@ -299,101 +357,136 @@ class NodeGroup:
                 credential there (``Stack.provision`` or ``python -m iotflink.cli device add``).
             ca_file: CA certificate for MQTT over TLS (``StackSettings.mqtt_ca_file``); None =
                 plain MQTT.
+            devices_per_process: most devices one process simulates (1 = a process per device).
 
         Raises:
-            ValueError: duplicate device ids or a bad spec.
+            ValueError: duplicate device ids, a bad spec or ``devices_per_process`` < 1.
             VnodeError: a device has no credential, or the executable could not be built or
                 started.
         """
         devices = [s.device for s in specs]
         if len(set(devices)) != len(devices):
             raise ValueError(f"device ids must be distinct: {devices}")
+        plan = plan_processes(specs, devices_per_process)
         self.run_dir = Path(run_dir)
         store = CredentialStore(auth_dir if auth_dir is not None else mqtt_auth_dir(self.run_dir))
         passwords = {}
+        active = {c["username"]: c["role"] for c in store.list()}  # one read of the index for the fleet
         for dev in devices:
-            try:
-                store.get(dev, "device")
-            except CredentialError as exc:
-                raise VnodeError(f"virtual node {dev}: {exc}") from exc
+            if active.get(dev) != "device":
+                try:
+                    store.get(dev, "device")  # raises, saying what is wrong
+                except CredentialError as exc:
+                    raise VnodeError(f"virtual node {dev}: {exc}") from exc
             passwords[dev] = store.password_file(dev)
         # default: (re)build incrementally, so a changed node source never runs stale
         self.exe = Path(exe) if exe is not None else build()
         (self.run_dir / "vnodes").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self._procs: list[tuple[NodeSpec, subprocess.Popen, Path, Path, float]] = []
+        self._procs: list[_Process] = []
         try:
-            for spec in specs:
-                sf = seq_file(self.run_dir, spec.device)
-                if reset_seq:
-                    sf.unlink(missing_ok=True)
-                out = self.run_dir / "vnodes" / f"{spec.device}.summary.json"
-                err = self.run_dir / "logs" / f"vnode-{spec.device}.log"
-                argv = spec.argv(self.exe, host, port, sf, passwords[spec.device], ca_file)
+            for group in plan:
+                for spec in group:
+                    if reset_seq:
+                        seq_file(self.run_dir, spec.device).unlink(missing_ok=True)
+                first = group[0].device
+                if len(group) == 1:  # the single-device command line
+                    name = first
+                    out = self.run_dir / "vnodes" / f"{first}.summary.json"
+                    err = self.run_dir / "logs" / f"vnode-{first}.log"
+                    argv = group[0].argv(self.exe, host, port, seq_file(self.run_dir, first), passwords[first],
+                                         ca_file)
+                else:
+                    name = f"{first}+{len(group) - 1}"
+                    out = self.run_dir / "vnodes" / f"{name}.summaries.jsonl"
+                    err = self.run_dir / "logs" / f"vnodes-{name}.log"
+                    listing = self.run_dir / "vnodes" / f"{name}.devices"
+                    listing.write_text("".join(f"{s.device} {passwords[s.device]} {seq_file(self.run_dir, s.device)}\n"
+                                               for s in group))
+                    argv = group[0].shared_argv(self.exe, host, port, ca_file)
+                    argv[3:3] = ["--devices-file", str(listing)]
                 with open(out, "wb") as fout, open(err, "ab") as ferr:
                     proc = subprocess.Popen(argv, stdout=fout, stderr=ferr,  # noqa: S603
                                             stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT)
-                log.info("started virtual node %s (pid %d): %s", spec.device, proc.pid,
+                log.info("started virtual node %s (%d device(s), pid %d): %s", name, len(group), proc.pid,
                          " ".join(argv))
-                self._procs.append((spec, proc, out, err, time.monotonic()))
+                self._procs.append(_Process(group, proc, out, err, time.monotonic()))
         except OSError as exc:
             self.stop()
             raise VnodeError(f"starting {self.exe} failed: {exc}") from exc
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the nodes, in spec order."""
-        return [p.pid for _, p, _, _, _ in self._procs]
+        """Process ids of the node processes, in spec order (one per process, not per device)."""
+        return [p.proc.pid for p in self._procs]
+
+    @property
+    def devices_per_pid(self) -> dict[int, int]:
+        """Devices each node process simulates (pid -> count)."""
+        return {p.proc.pid: len(p.specs) for p in self._procs}
 
     def running(self) -> int:
-        """How many nodes have not exited yet."""
-        return sum(p.poll() is None for _, p, _, _, _ in self._procs)
+        """How many devices have not finished yet (their process runs and has not printed their
+        summary)."""
+        n = 0
+        for p in self._procs:
+            if p.proc.poll() is None:
+                n += len(p.specs) - (_summary_lines(p.out) if len(p.specs) > 1 else 0)
+        return n
 
     def wait(self, timeout_s: float = 600.0) -> list[NodeResult]:
         """Wait until every node exited; return their results in spec order.
 
         Raises:
             VnodeError: a node did not exit within ``timeout_s`` seconds (all are then
-                stopped), exited with a code other than 0 or 3, or printed no summary.
+                stopped), exited with a code other than 0 or 3, or printed no summary for a
+                device.
         """
         deadline = time.monotonic() + timeout_s
-        ends: dict[int, float] = {}
-        for spec, proc, _, err, _ in self._procs:
+        for p in self._procs:
             left = deadline - time.monotonic()
             try:
-                proc.wait(timeout=max(left, 0.0))
+                p.proc.wait(timeout=max(left, 0.0))
             except subprocess.TimeoutExpired as exc:
                 self.stop()
-                raise VnodeError(f"virtual node {spec.device} still running after {timeout_s:.0f} s; "
-                                 f"stopped all nodes; see {err}") from exc
-            ends[proc.pid] = time.monotonic()
-        results = []
-        for spec, proc, out, err, t0 in self._procs:
-            rc = proc.returncode
-            text = out.read_text(errors="replace").strip()
+                raise VnodeError(f"virtual node {p.specs[0].device} still running after {timeout_s:.0f} s; "
+                                 f"stopped all nodes; see {p.err}") from exc
+            p.end = time.monotonic()
+        by_device: dict[str, NodeResult] = {}
+        for p in self._procs:
+            rc = p.proc.returncode
+            text = p.out.read_text(errors="replace").strip()
             if rc not in SUMMARY_EXIT_CODES or not text:
-                raise VnodeError(f"virtual node {spec.device} exited with {rc}; see {err}")
+                raise VnodeError(f"virtual node {p.specs[0].device} exited with {rc}; see {p.err}")
+            lines = text.splitlines()
             try:
-                summary = json.loads(text.splitlines()[-1])
-            except ValueError as exc:
-                raise VnodeError(f"virtual node {spec.device}: bad summary {text[-200:]!r}; "
-                                 f"see {err}") from exc
-            results.append(NodeResult(spec, rc, summary, err, ends.get(proc.pid, t0) - t0))
-        return results
+                summaries = {s["device_id"]: s for s in map(json.loads, lines[-1:] if len(p.specs) == 1 else lines)}
+            except (ValueError, KeyError, TypeError) as exc:
+                raise VnodeError(f"virtual node {p.specs[0].device}: bad summary {text[-200:]!r}; "
+                                 f"see {p.err}") from exc
+            for spec in p.specs:
+                summary = summaries.get(spec.device)
+                if summary is None:
+                    raise VnodeError(f"virtual node {spec.device} printed no summary (exit {rc}); see {p.err}")
+                if len(p.specs) > 1:  # one summary file per device, as a single-device process writes
+                    (self.run_dir / "vnodes" / f"{spec.device}.summary.json").write_text(json.dumps(summary) + "\n")
+                wall = float(summary.get("wall_s", 0.0)) if len(p.specs) > 1 else (p.end or p.t0) - p.t0
+                by_device[spec.device] = NodeResult(spec, rc, summary, p.err, wall)
+        return [by_device[s.device] for p in self._procs for s in p.specs]
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM every node still running (it flushes for <= 3 s and prints its summary),
-        then SIGKILL those still alive after ``timeout_s`` seconds."""
-        for _, proc, _, _, _ in self._procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        """SIGTERM every node still running (each device flushes for <= 3 s and prints its
+        summary), then SIGKILL those still alive after ``timeout_s`` seconds."""
+        for p in self._procs:
+            if p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        for _, proc, _, _, _ in self._procs:
+        for p in self._procs:
             try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+                p.proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                p.proc.kill()
+                p.proc.wait()
 
     def __enter__(self) -> NodeGroup:
         return self
@@ -402,10 +495,19 @@ class NodeGroup:
         self.stop()
 
 
+def _summary_lines(out: Path) -> int:
+    """Summary lines a multi-device process has written so far (one per finished device)."""
+    try:
+        with open(out, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
 def run_nodes(specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
               timeout_s: float = 600.0, exe: Path | None = None,
               reset_seq: bool = False, auth_dir: Path | None = None,
-              ca_file: Path | None = None) -> list[NodeResult]:
+              ca_file: Path | None = None, devices_per_process: int = DEVICES_PER_PROCESS) -> list[NodeResult]:
     """Run the nodes of ``specs`` at once against ``host:port`` and wait for all of them.
 
     Builds the executable first when it is missing (:func:`build`). See :class:`NodeGroup` for
@@ -419,7 +521,7 @@ def run_nodes(specs: Sequence[NodeSpec], host: str, port: int, run_dir: Path,
         VnodeError: build or start failed, a node timed out (all are stopped) or failed.
     """
     with NodeGroup(specs, host, port, run_dir, exe=exe, reset_seq=reset_seq, auth_dir=auth_dir,
-                   ca_file=ca_file) as group:
+                   ca_file=ca_file, devices_per_process=devices_per_process) as group:
         return group.wait(timeout_s)
 
 

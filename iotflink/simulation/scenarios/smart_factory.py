@@ -3,7 +3,8 @@
 for 5 minutes, on this one machine.
 
 The fleet: ``--sensors`` virtual ESP32 nodes (``esp32/host/virtual_node.cpp``, the firmware core
-plus libmosquitto; one process and one MQTT connection per device, each with its own credential),
+plus libmosquitto; one MQTT connection, client id and credential per device, :data:`SPAWN_WAVE`
+devices to a process on one event loop),
 device ids ``factory-0000`` .., all playing FEMTO PRONOSTIA Bearing1_1 (vibration snapshots and
 temperature, data/ATTRIBUTION.md) on one shared event-time clock. The data set has about 1.1
 rows per second of event time; a node plays it ``speedup`` times faster so that it samples
@@ -14,8 +15,8 @@ sensor). Each node plays ``hz x duration_s`` rows, so the run lasts ``--duration
 Event time runs ``speedup`` times faster than the wall clock (a 10 Hz sensor fed from a 1 Hz data
 set). A reading's device timestamp ``ts`` is mapped to the wall instant its node sampled it:
 ``due(ts) = t0 + (ts - origin) / speedup`` (:func:`due_wall_ms`), where ``origin`` is the shared
-clock's origin (the first row's ``ts``) and ``t0`` the node's start on the wall clock, measured
-from its summary (the file's modification time, written at exit, less the node's ``wall_s``).
+clock's origin (the first row's ``ts``) and ``t0`` the node's start on the wall clock, its
+summary's ``start_ms``.
 
 Measured (printed and written to ``bench/results/scenario-smart-factory.json``):
 
@@ -61,7 +62,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iotflink.simulation.exactness import exactness_checks, reading_records_in_kafka
@@ -87,8 +87,9 @@ SAMPLE_S = 5.0
 #: Checkpoint interval of the window job in this scenario (ms): its exactly-once sink commits
 #: the aggregates at each checkpoint, so this bounds the commit part of the latency.
 CHECKPOINT_INTERVAL_MS = 10_000
-#: Nodes started at once; each later wave joins the shared event-time clock where it is by then.
-SPAWN_WAVE = 100
+#: Devices started at once, in one virtual-node process (:class:`iotflink.simulation.vnodes.NodeGroup`);
+#: each later wave joins the shared event-time clock where it is by then.
+SPAWN_WAVE = 250
 #: Seconds the bridges get, after the nodes are done, to forward every acknowledged sample.
 BRIDGE_DRAIN_S = 300.0
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
@@ -326,10 +327,10 @@ def _cpu_sample(stack: Stack, node_pids: list[int], last: dict[str, dict[int, fl
     return out
 
 
-def _node_t0_ms(summary_file: Path, wall_s: float) -> float:
-    """Wall time (epoch ms) a node started pacing: its summary's mtime (written at exit) less
-    the node's own ``wall_s``."""
-    return summary_file.stat().st_mtime * 1000 - wall_s * 1000
+def _node_t0_ms(summary: Mapping) -> float:
+    """Wall time (epoch ms) a node started pacing: its summary's ``start_ms`` (the start of its
+    process's event loop)."""
+    return float(summary["start_ms"])
 
 
 def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: float = DEFAULT_HZ,
@@ -442,8 +443,7 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         say(f"nodes done: {published} samples acknowledged by the broker in {publish_s:.0f} s")
         values_in = sum(values_in_ranges(prefix, r.summary["acked_ranges"]) for r in results) \
             - sum(int(r.summary.get("invalid", 0)) for r in results)
-        t0s = {r.device_id: _node_t0_ms(cfg.run_dir / "vnodes" / f"{r.device_id}.summary.json",
-                                        float(r.summary["wall_s"])) for r in results}
+        t0s = {r.device_id: _node_t0_ms(r.summary) for r in results}
 
         def bridge_done() -> bool:
             st = stack.bridge_stats()
