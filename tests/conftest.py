@@ -122,7 +122,9 @@ def stack(request, tmp_path_factory):
     shares (started by the first, stopped after the last: they run one after another, see
     :func:`pytest_collection_modifyitems`), seen through settings naming topics of its own
     (prefix: the module's name); at the module's end every job still on the cluster is
-    cancelled. Such a module must not stop or restart a service.
+    cancelled. Such a module must leave the services as it found them: a service it kills or
+    restarts (tests/test_scenarios.py's fault runs kill the TaskManager) is running again
+    before its next test, and a service it adds (Mosquitto, the bridge) is stopped when it ends.
     """
     import dataclasses  # noqa: PLC0415
 

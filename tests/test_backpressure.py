@@ -34,7 +34,8 @@ buffers (32 KiB each, ~30 per channel pair between two vertices with the default
 was restored from that savepoint.
 
 Everything is polled (never a sleep as synchronisation); metric values in the REST API are up
-to ``metrics.fetcher.update-interval`` (10 s) old, which the bounds allow for.
+to ``metrics.fetcher.update-interval`` (1 s on the project's cluster; the bounds allow for
+Flink's default 10 s) older than the previous request.
 """
 
 from __future__ import annotations

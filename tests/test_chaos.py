@@ -584,7 +584,7 @@ class _Runner:
                              120, what=f"{FAULT_AT:.0%} of both replays sent / in Kafka and committed output")
                     assert pub.error is None and txn_pub.error is None, (pub.error, txn_pub.error)
                     # where the rule job stood: alert records already in Kafka (from the monitor's
-                    # last sample; the REST metrics lag up to the fetcher's 10 s, so not those)
+                    # last sample; the REST metrics lag by up to the fetcher's interval, so not those)
                     at_fault = {"txn_sent": txn_pub.sent, "txn_total": len(events),
                                 "alert_records": mon.latest(cfg.topics.alerts),
                                 "alerts_expected": len(self.cards.expected_ids)}

@@ -32,9 +32,10 @@ and, for each Kafka source (``KafkaSourceReader`` metrics), the lag per partitio
   checkpoints). ``--group`` adds the group's offsets as the broker reports them
   (:func:`iotflink.kafka_io.consumer_lag`), which is the same quantity seen from Kafka.
 
-The REST metrics come from the JobManager's metric store, refreshed at most every
-``metrics.fetcher.update-interval`` (10 s by default): every figure here can be up to ~10 s
-old. On a topic written transactionally, each commit marker takes an offset, so a fully
+The REST metrics come from the JobManager's metric store, refreshed on a metrics request
+when its last fetch is older than ``metrics.fetcher.update-interval`` (the cluster's
+``flink-conf/config.yaml``: 1 s; Flink's default 10 s): every figure here can be that old, plus
+the time since the previous request. On a topic written transactionally, each commit marker takes an offset, so a fully
 caught-up source shows a small positive lag there; ``sensor-readings`` is written by the
 bridge without transactions.
 """

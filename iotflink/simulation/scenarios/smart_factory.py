@@ -24,8 +24,9 @@ Measured (printed and written to ``bench/results/scenario-smart-factory.json``):
   publishing phase), forwarded by the bridges (their ``forwarded`` counter, sampled), read by
   the window job (its source's ``numRecordsOut``, watermark heartbeats included);
 * consumer lag of the window job over time: records in ``sensor-readings`` (end offsets) minus
-  records its source has read, every :data:`SAMPLE_S` s (the metric store refreshes every 10 s,
-  so a sample overstates the lag by at most the read rate x 10 s);
+  records its source has read, every :data:`SAMPLE_S` s (the metric store answers with figures
+  fetched at most ``metrics.fetcher.update-interval``, 1 s on the project's cluster, before the
+  previous sample, so a sample overstates the lag by at most the read rate x their age);
 * latency to a committed aggregate: a ``read_committed`` consumer of ``sensor-aggregates``
   runs beside the job; for each window (device, sensor, window end ``we``) the latency is the
   wall time the consumer first received its row (the job's exactly-once sink commits its
