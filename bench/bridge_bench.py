@@ -109,23 +109,35 @@ def ensure_topics(bootstrap: str, partitions: int = 4, topics: tuple[str, ...] =
     kafka_io.create_topics(bootstrap, dict.fromkeys(topics, partitions), client_id="bench-admin")
 
 
-def register_session(host: str, port: int, cred: Credential, ca_file: Path | None,
-                     topic_filter: str = "sensors/+/telemetry") -> None:
-    """Create a persistent MQTT v5 session subscribed to sensors/+/telemetry, then leave; the
-    session is ``cred``'s (the broker uses the username as the client id)."""
+def _session(host: str, port: int, cred: Credential, ca_file: Path | None, expiry_s: int,
+             topic_filter: str | None) -> None:
+    """Connect as ``cred`` with clean start and session expiry ``expiry_s`` (s), subscribe to
+    ``topic_filter`` (QoS 1) if given, wait for the broker's answer (SUBACK, else CONNACK; 10 s),
+    disconnect. Raises RuntimeError without that answer."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cred.username, protocol=mqtt.MQTTv5)
     configure_paho(c, cred, ca_file)
     done = threading.Event()
-    c.on_subscribe = lambda *a: done.set()
+    if topic_filter is None:
+        c.on_connect = lambda *a: done.set()
+    else:
+        c.on_subscribe = lambda *a: done.set()
     props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
+    props.SessionExpiryInterval = expiry_s
     c.connect(host, port, clean_start=True, properties=props)
     c.loop_start()
-    c.subscribe(topic_filter, qos=1)
+    if topic_filter is not None:
+        c.subscribe(topic_filter, qos=1)
     if not done.wait(10):
-        raise RuntimeError("no SUBACK")
+        raise RuntimeError(f"no {'CONNACK' if topic_filter is None else 'SUBACK'} for {cred.username}")
     c.disconnect()
     c.loop_stop()
+
+
+def register_session(host: str, port: int, cred: Credential, ca_file: Path | None,
+                     topic_filter: str = "sensors/+/telemetry") -> None:
+    """Create a persistent MQTT v5 session (expiry 1 h) subscribed to ``topic_filter``, then
+    leave; the session is ``cred``'s (the broker uses the username as the client id)."""
+    _session(host, port, cred, ca_file, 3600, topic_filter)
 
 
 def end_session(host: str, port: int, cred: Credential, ca_file: Path | None) -> None:
@@ -133,18 +145,7 @@ def end_session(host: str, port: int, cred: Credential, ca_file: Path | None) ->
     with session expiry 0), so that later runs' messages are not queued for it too (the
     broker saves its queue to disk every so many changes: idle sessions that keep queueing
     slow every later preload down)."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cred.username, protocol=mqtt.MQTTv5)
-    configure_paho(c, cred, ca_file)
-    connected = threading.Event()
-    c.on_connect = lambda *a: connected.set()
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    c.connect(host, port, clean_start=True, properties=props)
-    c.loop_start()
-    if not connected.wait(10):
-        raise RuntimeError(f"no CONNACK for {cred.username}")
-    c.disconnect()
-    c.loop_stop()
+    _session(host, port, cred, ca_file, 0, None)
 
 
 def preload(host: str, port: int, msgs: list[tuple[str, bytes]], creds: dict[str, Credential],
