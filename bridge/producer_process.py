@@ -40,10 +40,13 @@ What differs from a producer in the bridge process:
   asynchronous failure there (at-least-once; the window job deduplicates on
   ``(device_id, seq)`` and orders by event time);
 * the child leaves the bridge's process group (a SIGTERM or SIGINT to the group reaches the
-  bridge only, which flushes through the child and then closes it), and ends by itself once
-  the bridge's end of the pipe closes (the bridge killed: it sends what it holds, within 5 s,
-  and exits; those messages were not acked, so the broker redelivers them: duplicates, never
-  losses);
+  bridge only, which flushes through the child and then closes it), and dies with the bridge:
+  once the bridge's end of the pipe closes, or the child's parent is no longer the bridge
+  (checked before each batch it takes), it exits at once without sending what it holds, as
+  the producer of a killed single-process bridge would. Nothing is lost: the bridge acked
+  none of those messages, so the broker redelivers them to the next bridge; and a killed
+  bridge does not write copies after its death (a record already on the wire may still land,
+  as before);
 * the records' batch copies live in the child (the memory bound of ``max_inflight`` holds
   for both processes together);
 * the bridge process's CPU per message is a quarter to a third lower (``bench/bridge_bench.py``,
@@ -193,7 +196,7 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
 
     # Out of the bridge's process group: a SIGTERM/SIGINT to the group (the stack's stop,
     # Ctrl-C) reaches the bridge only, which then flushes through this process and closes it.
-    # Should the bridge die without closing it, the pipe's end (EOF) ends this process.
+    # Should the bridge die without closing it, this process exits at once (see the loop below).
     os.setpgrp()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -260,12 +263,16 @@ def _child_main(conn: Any, bootstrap_servers: str, config: dict[str, Any]) -> No
             out.append(("ret", cid, ok, value))
             wake_locked()
 
+    parent = os.getppid()
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            producer.close(timeout=5)  # the parent is gone: deliver what was sent, then leave
-            break
+            msg = None
+        if msg is None or os.getppid() != parent:
+            # the bridge is gone (killed: nothing it held was acked, the broker redelivers it):
+            # leave at once, as its in-process producer would have, instead of writing copies
+            os._exit(0)
         if msg[0] == "send":
             for rid, topic, key, value, partition in msg[1]:
                 try:
