@@ -4,12 +4,11 @@ mapping, the latency percentiles, the value accounting and the exactness checks.
 import pytest
 
 from iotflink.simulation.exactness import exactness_checks
+from iotflink.simulation.monitor import latency_summary, percentile
 from iotflink.simulation.scenarios import SCENARIOS
 from iotflink.simulation.scenarios.smart_factory import (
     cpu_shares,
     due_wall_ms,
-    latency_summary,
-    percentile,
     rate_plan,
     tree_cpu_s,
     values_in_ranges,

@@ -1,7 +1,10 @@
 """Recovery measured on the pipeline's output: the ``read_committed`` end offsets of chosen
 topics sampled from one long-lived consumer (:class:`OutputMonitor`), and whether a consumer
 group has committed everything there is (:func:`group_caught_up`). Used by the fault tests
-(``tests/test_chaos.py``), ``bench/recovery_bench.py`` and the scenarios.
+(``tests/test_chaos.py``), ``bench/recovery_bench.py`` and the scenarios. Latency as the
+scenarios measure it: the wall time each output key is first received by a ``read_committed``
+consumer (:class:`FirstSeen`), summarised by nearest-rank percentiles (:func:`percentile`,
+:func:`latency_summary`).
 
 For exactly-once sinks the end offset under ``read_committed`` is the last stable offset, which
 moves when a transaction commits, i.e. when new output becomes visible (Kafka documentation,
@@ -11,9 +14,13 @@ whose end offset exceeds the one seen before the fault.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 from iotflink.errors import IotFlinkError
 from iotflink.poll import wait_for
@@ -163,3 +170,77 @@ def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
     ends = kafka_io.end_offsets(bootstrap, topic)
     committed = kafka_io.committed_offsets(bootstrap, group, client_id="iotflink-chaos-offsets")
     return all(end == 0 or committed.get((topic, part), -1) >= end for part, end in ends.items())
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The ``p``-th percentile (0 < p <= 100) of ``values`` by the nearest-rank method (the
+    smallest value with at least p % of the values at or below it); None for no values.
+
+    Raises:
+        ValueError: ``p`` outside (0, 100].
+    """
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile must be in (0, 100]: {p}")
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def latency_summary(latencies_ms: Sequence[float]) -> dict:
+    """``{"n", "p50_ms", "p99_ms", "max_ms"}`` of ``latencies_ms`` (None values for none)."""
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 1)
+
+    return {"n": len(latencies_ms), "p50_ms": r(percentile(latencies_ms, 50)),
+            "p99_ms": r(percentile(latencies_ms, 99)), "max_ms": r(max(latencies_ms)) if latencies_ms else None}
+
+
+class FirstSeen:
+    """A consumer thread on ``topic`` (``read_committed``, from the beginning) that records the
+    wall time (epoch ms) each key of ``key_of(value)`` is first received: ``seen[key] = ms``.
+
+    ``value`` is the record's JSON value; records that are not JSON or that ``key_of`` cannot
+    key (ValueError, TypeError, KeyError) are counted in ``unkeyed``, and a key of None is
+    skipped. A failure of the consumer thread is logged and kept in ``errors``.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, key_of: Callable[[Any], Hashable | None]) -> None:
+        from kafka import KafkaConsumer  # noqa: PLC0415
+
+        self.seen: dict = {}
+        self.unkeyed = 0
+        self.errors: list[Exception] = []
+        self._key_of = key_of
+        self._consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                       auto_offset_reset="earliest", enable_auto_commit=False,
+                                       client_id=f"iotflink-scenario-{topic}", consumer_timeout_ms=500)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"first-seen-{topic}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._consumer.poll(timeout_ms=200, max_records=5000)
+                now = time.time() * 1000
+                for recs in batch.values():
+                    for rec in recs:
+                        try:
+                            key = self._key_of(json.loads(rec.value))
+                        except (ValueError, TypeError, KeyError):
+                            self.unkeyed += 1
+                            continue
+                        if key is not None:
+                            self.seen.setdefault(key, now)
+        except Exception as exc:  # noqa: BLE001 - reported by stop()
+            self.errors.append(exc)
+
+    def stop(self) -> dict:
+        """Stop the thread, close the consumer; returns ``seen``."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+        if self.errors:
+            log.warning("consumer thread failed: %s", self.errors[0])
+        return self.seen

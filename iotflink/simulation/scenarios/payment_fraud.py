@@ -37,7 +37,6 @@ missed; a timing check, which the tests do not assert).
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from typing import TYPE_CHECKING
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING
 from iotflink.poll import poll, wait_for
 from iotflink.settings import PROJECT_ROOT
 from iotflink.simulation import txn_load
+from iotflink.simulation.monitor import percentile
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError, reset_topics, submit_all
 
 if TYPE_CHECKING:
@@ -146,15 +146,6 @@ def _alert_match(alert: dict) -> tuple[str, tuple[int, ...]]:
     return alert["alert_key"], tuple(int(e["seq"]) for e in alert["events"])
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (the ``ceil(q * n)``-th smallest value) of ``values``, ``0 < q <= 1``;
-    None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
-
-
 def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration_s: int | None = None,
         writers: int = 1, client: str = "confluent") -> Outcome:
     """Run the scenario on ``stack`` (Kafka and Flink); ``short``: 300 transactions/s for 10 s.
@@ -248,7 +239,7 @@ def run(stack: Stack, short: bool, say: Say, rate: float | None = None, duration
         if third is None:
             raise ScenarioError(f"alert {a['value']['alert_id']} names a transaction not in {TOPIC}")
         latencies.append(a["timestamp"] - third["timestamp"])
-    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     warmup_ms = warm[0]["timestamp"] - int(warm[0]["value"]["detection_ms"])
     say("")
     say(f"alerts: event-time path {len(got['event'])} ({len(matches['event'])} distinct), processing-time path "

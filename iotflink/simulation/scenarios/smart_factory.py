@@ -53,19 +53,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from iotflink.simulation.exactness import exactness_checks, reading_records_in_kafka
+from iotflink.simulation.monitor import FirstSeen, latency_summary
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 
 if TYPE_CHECKING:
@@ -160,30 +159,9 @@ def due_wall_ms(event_ms: int, t0_wall_ms: float, origin_ms: int, speedup: float
     return t0_wall_ms + max(0, event_ms - origin_ms) / speedup
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The ``p``-th percentile (0 < p <= 100) of ``values`` by the nearest-rank method (the
-    smallest value with at least p % of the values at or below it); None for no values.
-
-    Raises:
-        ValueError: ``p`` outside (0, 100].
-    """
-    if not 0 < p <= 100:
-        raise ValueError(f"percentile must be in (0, 100]: {p}")
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def latency_summary(latencies_ms: Sequence[float]) -> dict:
-    """``{"n", "p50_ms", "p99_ms", "max_ms"}`` of ``latencies_ms`` (None values for none)."""
-    return {"n": len(latencies_ms), "p50_ms": _round(percentile(latencies_ms, 50)),
-            "p99_ms": _round(percentile(latencies_ms, 99)),
-            "max_ms": _round(max(latencies_ms)) if latencies_ms else None}
-
-
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
+
 
 
 def values_per_row(rows: Iterable[Mapping[str, float]]) -> list[int]:
@@ -211,50 +189,6 @@ def values_in_ranges(prefix: Sequence[int], ranges: Iterable[Sequence[int]]) -> 
 
 
 # ------------------------------------------------------------------ measuring while it runs
-
-
-class FirstSeen:
-    """A consumer thread on ``topic`` (``read_committed``, from the beginning) that records the
-    wall time (epoch ms) each key of ``key_of(value)`` is first received: ``seen[key] = ms``.
-    """
-
-    def __init__(self, bootstrap: str, topic: str, key_of) -> None:
-        from kafka import KafkaConsumer  # noqa: PLC0415
-
-        self.seen: dict = {}
-        self.errors: list[Exception] = []
-        self._key_of = key_of
-        self._consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                       auto_offset_reset="earliest", enable_auto_commit=False,
-                                       client_id=f"iotflink-scenario-{topic}", consumer_timeout_ms=500)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"first-seen-{topic}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                batch = self._consumer.poll(timeout_ms=200, max_records=5000)
-                now = time.time() * 1000
-                for recs in batch.values():
-                    for rec in recs:
-                        try:
-                            key = self._key_of(json.loads(rec.value))
-                        except (ValueError, TypeError, KeyError):
-                            continue
-                        if key is not None:
-                            self.seen.setdefault(key, now)
-        except Exception as exc:  # noqa: BLE001 - reported by stop()
-            self.errors.append(exc)
-
-    def stop(self) -> dict:
-        """Stop the thread, close the consumer; returns ``seen``."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._consumer.close()
-        if self.errors:
-            log.warning("consumer thread failed: %s", self.errors[0])
-        return self.seen
 
 
 def process_table() -> dict[int, tuple[int, float]]:
