@@ -1,15 +1,23 @@
 """Unit tests of the smart-factory scenario's pure parts: the rate plan, the event-time to wall
-mapping, the latency percentiles, the value accounting and the exactness checks."""
+mapping, the latency percentiles, the value accounting, the exactness checks and the failing
+machines' data (the splice of Bearing1_1 and its reference alerts)."""
+
+from pathlib import Path
 
 import pytest
 
 from iotflink.simulation.exactness import exactness_checks
 from iotflink.simulation.monitor import latency_summary, percentile
+from iotflink.simulation.replay import WEEK_MS, femto_rows, load_dataset
 from iotflink.simulation.scenarios import SCENARIOS
 from iotflink.simulation.scenarios.smart_factory import (
+    ALERT_AT,
     cpu_shares,
     due_wall_ms,
+    failing_machines,
+    live_from_for,
     rate_plan,
+    splice_bearing,
     tree_cpu_s,
     values_in_ranges,
     values_per_row,
@@ -119,3 +127,54 @@ def test_tree_cpu_counts_descendants_and_keeps_exited_processes():
     assert tree_cpu_s(table, [10], {}, children=False) == 2.0
     # process 12 exited: it keeps its last sampled CPU
     assert tree_cpu_s({10: (1, 2.5), 11: (10, 3.0)}, [10], last) == 9.5
+
+
+VIB = [["1", "100.5", "0.5", "0.4", "2.0"], ["2", "110.5", "0.6", "0.4", "2.1"], ["3", "120.5", "0.7", "0.4", "2.2"],
+       ["4", "64.5", "0.9", "0.4", "2.3"],  # a snapshot whose clock is early stays where the file has it
+       ["5", "140.5", "0.8", "0.4", "2.4"], ["6", "150.5", "1.0", "0.5", "2.5"]]
+TEMP = [[str(1), str(t), f"{70 + t / 100:.3f}"] for t in range(101, 156)]
+
+
+def test_splice_bearing_moves_the_history_before_the_gap_and_the_live_part_to_the_origin():
+    vib, temp = splice_bearing(VIB, TEMP, history_s=15, gap_s=5, live_from_s=30, live_span_s=12)
+    # t0 = 100.5 (the first reading); history [100.5, 115.5) moved 20 s earlier; the live part from
+    # the first row at or after 130.5 (snapshot 4's clock is early: it ends the search's prefix,
+    # not the live part), moved 30 s earlier, up to 112.5
+    assert vib == [["1", "80.5", "0.5", "0.4", "2.0"], ["2", "90.5", "0.6", "0.4", "2.1"],
+                   ["5", "110.5", "0.8", "0.4", "2.4"]]
+    assert [r[1] for r in temp] == [str(t - 20) for t in range(101, 116)] + [str(t - 30) for t in range(131, 143)]
+    assert all(r[2] == f"{70 + int(r[1]) / 100 + (20 if int(r[1]) < 100 else 30) / 100:.3f}" for r in temp)
+    with pytest.raises(ValueError):
+        splice_bearing(VIB, TEMP, history_s=15, gap_s=5, live_from_s=10, live_span_s=12)
+    with pytest.raises(ValueError):
+        splice_bearing([], TEMP, history_s=15, gap_s=5, live_from_s=30, live_span_s=12)
+
+
+def test_live_from_places_the_first_alert_across_the_span():
+    starts = live_from_for(10_000, 1_000, 3)
+    assert [10_000 - s for s in starts] == [int(ALERT_AT[0] * 1000), int(sum(ALERT_AT) / 2 * 1000),
+                                            int(ALERT_AT[1] * 1000)]
+    assert live_from_for(10_000, 1_000, 1) == [10_000 - int(sum(ALERT_AT) / 2 * 1000)]
+
+
+def test_failing_machines_play_bearing1_1_with_reference_alerts_inside_the_run(tmp_path: Path):
+    now = 1_800_000_000_000
+    data = load_dataset("femto", now)
+    origin, last = data[0][0], data[2999][0]
+    sick = failing_machines(["f0", "f1", "f2"], tmp_path, origin, last, speedup=9.0, lead_s=20, bound_ms=10_000)
+    shift = origin - femto_rows("1_1")[0][0]
+    for dev, m in sick.items():
+        rows = femto_rows("1_1", m.data_dir, dev)
+        ts = [t + shift for t, _d, _v in rows]
+        # the history is sent at once: it ends before the failing machine's clock starts (20 s x 9
+        # of event time before the origin); the live part lies inside the fleet's span
+        assert m.history == sum(t < origin for t in ts) > 3600
+        assert max(t for t in ts if t < origin) < origin - 180_000
+        assert min(t for t in ts if t >= origin) - origin < 2_000 and m.last_ts <= last
+        # the node's --now-ms gives the fleet's whole-week shift
+        assert ((m.now_ms - 1 - (m.last_ts - shift)) // WEEK_MS) * WEEK_MS == shift
+        assert len(m.prefix) == len(rows) + 1
+        # the rule alerts inside the run, later for each next machine
+        assert m.alerts and all(origin <= a <= last for a in m.alerts)
+    firsts = [m.alerts[0] for m in sick.values()]
+    assert firsts == sorted(firsts) and len(set(firsts)) == 3

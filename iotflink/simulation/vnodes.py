@@ -170,6 +170,8 @@ class NodeSpec:
             a lower bound on when a reading is sent and loses nothing (``--backpressure``).
             While offline (``outage_at``) the outbox still fills and overflows as on a board.
             False: the node samples on schedule whatever the link does, as a board does.
+        data_dir: the directory holding the profile's data files (``femto/``, ``nab/``,
+            ``occupancy/``, laid out as the project's ``data/``); None = the project's ``data/``.
         extra_args: further ``virtual_node`` options, passed verbatim.
     """
 
@@ -185,6 +187,7 @@ class NodeSpec:
     pace_origin_ms: int | None = None
     samples_per_message: int = 1
     backpressure: bool = False
+    data_dir: Path | None = None
     extra_args: tuple[str, ...] = ()
 
     @property
@@ -231,7 +234,7 @@ class NodeSpec:
             raise ValueError(f"samples_per_message must be 1..{MAX_SAMPLES_PER_MESSAGE}, "
                              f"not {self.samples_per_message}")
         argv = [str(exe), "--profile", self.profile, "--host", host,
-                "--port", str(port), "--data-dir", str(DATA_DIR), "--speedup", repr(self.speedup),
+                "--port", str(port), "--data-dir", str(self.data_dir or DATA_DIR), "--speedup", repr(self.speedup),
                 "--max-inflight", str(self.max_inflight)]
         if self.limit is not None:
             argv += ["--limit", str(self.limit)]

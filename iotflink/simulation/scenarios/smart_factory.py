@@ -34,7 +34,14 @@ Measured (printed and written to ``bench/results/scenario-smart-factory.json``):
   device's clock passed the window's end (the earliest the window could be complete). Windows
   fired by the final drain are left out (they wait for the end of the run);
 * latency to an alert (at-least-once alerts of the bearing rule): the wall time the consumer of
-  ``alerts`` first received an alert minus ``due(detection_ms)``, the event completing the match;
+  ``alerts`` first received an alert minus ``due(detection_ms)``, the event completing the match.
+  The rule (``bearing_vibration_rise``) is armed only after an hour of a machine's event time
+  and Bearing1_1 rises hours into its life, beyond what a run plays; so the first ``--failing``
+  machines (8; 2 in the short run) publish the bearing's first hour as history before the
+  fleet starts, then play the part of its life around its first alert on the fleet's clock
+  (:func:`failing_machines`). Their alerts are checked against the rule's definition computed
+  in plain Python on their readings (``iotflink.testing.bearing``); a healthy machine raises
+  none;
 * the exactness check of the demo: every sample the broker acknowledged is a record of
   ``sensor-readings`` or of ``sensor-dlq``; every sensor value of those samples is counted once
   in an aggregate's ``count`` or is in ``sensor-late``; the window operator's
@@ -53,6 +60,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import itertools
 import logging
 import math
 import os
@@ -61,10 +70,12 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iotflink.simulation.exactness import exactness_checks, reading_records_in_kafka
 from iotflink.simulation.monitor import FirstSeen, latency_summary
+from iotflink.simulation.replay import DATA_DIR
 from iotflink.simulation.scenarios.base import Outcome, Say, Scenario, ScenarioError
 
 if TYPE_CHECKING:
@@ -90,6 +101,20 @@ CHECKPOINT_INTERVAL_MS = 10_000
 #: Devices started at once, in one virtual-node process (:class:`iotflink.simulation.vnodes.NodeGroup`);
 #: each later wave joins the shared event-time clock where it is by then.
 SPAWN_WAVE = 250
+#: Failing machines of a full / short run (the first device ids of the fleet): their nodes play a
+#: splice of Bearing1_1 (:func:`splice_bearing`) so that the bearing rule alerts during the run.
+FAILING, SHORT_FAILING = 8, 2
+#: Where the failing machines' first reference alert falls in the run's event-time span
+#: (fractions, spread evenly from the first to the last failing machine).
+ALERT_AT = (0.15, 0.75)
+#: History a failing machine publishes before the fleet starts, beyond the rule's run-in and
+#: baseline (s of event time), so that its baseline is known when its live rows begin.
+HISTORY_MARGIN_S = 60
+#: Seconds the failing machines' history gets to reach Kafka before the fleet's clock starts
+#: (their history would be late behind the fleet's readings otherwise).
+HISTORY_WAIT_S = 20.0
+#: Seconds the fleet's waves get to start before the shared clock's first reading is due.
+START_MARGIN_S, START_PER_WAVE_S = 3.0, 1.0
 #: Seconds the bridges get, after the nodes are done, to forward every acknowledged sample.
 BRIDGE_DRAIN_S = 300.0
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
@@ -188,6 +213,171 @@ def values_in_ranges(prefix: Sequence[int], ranges: Iterable[Sequence[int]]) -> 
     return total
 
 
+# ------------------------------------------------------------------ failing machines
+
+
+def _shift_time(text: str, by_s: float) -> str:
+    """``text`` (seconds, as in the FEMTO CSVs) minus ``by_s``, with as many decimals as ``text``."""
+    decimals = len(text.split(".", 1)[1]) if "." in text else 0
+    return f"{float(text) - by_s:.{decimals}f}"
+
+
+def splice_bearing(vib: Sequence[Sequence[str]], temp: Sequence[Sequence[str]], history_s: int, gap_s: int,
+                   live_from_s: int, live_span_s: float) -> tuple[list[list[str]], list[list[str]]]:
+    """The data of a failing machine, from a FEMTO bearing's CSV rows: its history, then a late
+    part of the bearing's life played from the fleet's clock origin on.
+
+    Args:
+        vib: vibration rows ``[snapshot, time_of_day_s, h_rms_g, v_rms_g, peak_abs_g]`` (g), file
+            order; temp: temperature rows ``[file, time_of_day_s, temp_c]`` (degrees C), file order.
+        history_s: the history: the rows of the bearing's first ``history_s`` s (from ``t0``, the
+            data set's first reading; the file's rows up to the first one at or after ``t0 +
+            history_s``), moved ``history_s + gap_s`` s earlier, so they end at least ``gap_s`` s
+            before ``t0`` (the node sends them at once when its pacing clock starts ``gap_s`` s of
+            event time before ``t0``).
+        gap_s: event-time gap between the history and the live part, s (>= 0).
+        live_from_s: the live part: the rows from the first one at or after ``t0 + live_from_s``
+            (file order, so a row with a faulty clock stays where the file has it), moved
+            ``live_from_s`` s earlier, so they start at ``t0``, up to the first one that lands
+            after ``t0 + live_span_s``.
+        live_span_s: event-time length of the live part, s.
+
+    Returns:
+        ``(vibration rows, temperature rows)`` in the input's layout, values unchanged (times
+        keep their decimals).
+
+    Raises:
+        ValueError: no rows, ``history_s`` not positive, ``gap_s`` negative, or ``live_from_s``
+            before the end of the history.
+    """
+    if not vib or not temp:
+        raise ValueError("no rows to splice")
+    if history_s <= 0 or gap_s < 0 or live_from_s < history_s:
+        raise ValueError(f"history_s must be positive, gap_s not negative, and live_from_s ({live_from_s}) "
+                         f"at or after history_s ({history_s})")
+    t0 = min(float(vib[0][1]), float(temp[0][1]))
+    out = []
+    for rows in (vib, temp):
+        hist = [[r[0], _shift_time(r[1], history_s + gap_s), *r[2:]]
+                for r in itertools.takewhile(lambda r: float(r[1]) < t0 + history_s, rows)]
+        start = next((i for i, r in enumerate(rows) if float(r[1]) >= t0 + live_from_s), len(rows))
+        live = [[r[0], _shift_time(r[1], live_from_s), *r[2:]]
+                for r in itertools.takewhile(lambda r: float(r[1]) - live_from_s <= t0 + live_span_s, rows[start:])]
+        out.append(hist + live)
+    return out[0], out[1]
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def write_failing_data(out_dir: Path, history_s: int, gap_s: int, live_from_s: int, live_span_s: float,
+                       data_dir: Path = DATA_DIR) -> Path:
+    """Write a failing machine's data (:func:`splice_bearing` of Bearing1_1) under ``out_dir``
+    in the layout of the project's ``data/`` (``femto/Bearing1_1_vibration.csv`` and
+    ``_temperature.csv``, headers kept), for a virtual node's ``--data-dir``; returns ``out_dir``.
+
+    Raises:
+        OSError: a data file cannot be read or written; ValueError: as :func:`splice_bearing`.
+    """
+    names = ("Bearing1_1_vibration.csv", "Bearing1_1_temperature.csv")
+    (vh, vib), (th, temp) = (_read_csv(data_dir / "femto" / n) for n in names)
+    parts = splice_bearing(vib, temp, history_s, gap_s, live_from_s, live_span_s)
+    (out_dir / "femto").mkdir(parents=True, exist_ok=True)
+    for name, header, rows in zip(names, (vh, th), parts, strict=True):
+        with open(out_dir / "femto" / name, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerows([header, *rows])
+    return out_dir
+
+
+def live_from_for(first_alert_s: float, span_s: float, failing: int) -> list[int]:
+    """Where each of ``failing`` machines starts its live part (s after the data set's first
+    reading): so that the bearing's first alert, ``first_alert_s`` s into its life, falls at
+    :data:`ALERT_AT` fractions of the run's event-time span ``span_s`` (s), spread evenly."""
+    lo, hi = ALERT_AT
+    fractions = [lo + (hi - lo) * i / (failing - 1) for i in range(failing)] if failing > 1 else [(lo + hi) / 2]
+    return [int(first_alert_s - f * span_s) for f in fractions]
+
+
+@dataclass(frozen=True)
+class FailingMachine:
+    """One failing machine of a run (:func:`failing_machines`).
+
+    Fields:
+        data_dir: its node's ``--data-dir`` (:func:`write_failing_data`).
+        now_ms: its node's ``--now-ms``: gives its data the fleet's whole-week replay shift.
+        history: its readings before the shared clock's origin (sent at once, first).
+        prefix: :func:`values_per_row` of its readings (publishing order).
+        last_ts: event time of its last reading, epoch ms (replay time).
+        alerts: the rule's reference alerts on its readings: detection times, epoch ms
+            (``iotflink.testing.bearing``, the rule's definition in plain Python, readings in
+            publishing order with the rules' watermark bound).
+    """
+
+    data_dir: Path
+    now_ms: int
+    history: int
+    prefix: list[int]
+    last_ts: int
+    alerts: list[int]
+
+
+def failing_machines(devices: Sequence[str], out_dir: Path, origin_ms: int, last_ts_ms: int, speedup: float,
+                     lead_s: float, bound_ms: int, data_dir: Path = DATA_DIR) -> dict[str, FailingMachine]:
+    """Data and reference alerts of the failing machines ``devices`` of a run.
+
+    The bearing rule (:data:`RULE`) is armed only after its run-in and baseline (an hour of
+    event time), longer than a run plays, and Bearing1_1 rises hours into its life. So each
+    failing machine first publishes its history (the bearing's first hour, sent at once before
+    the fleet starts; the rule's baseline), then plays, on the fleet's clock from ``origin_ms``,
+    the part of the bearing's life around its first alert, placed so that the alerts of the
+    machines fall at :data:`ALERT_AT` of the run's event-time span (:func:`live_from_for`).
+
+    Args:
+        devices: the failing machines' device ids; out_dir: their data go to ``out_dir/<id>``.
+        origin_ms, last_ts_ms: event time of the fleet's first and last reading (replay time).
+        speedup: event-time s per wall s; lead_s: wall s from the failing machines' start to
+            the clock's origin (their history must come before it: :func:`splice_bearing`'s gap).
+        bound_ms: the rules' watermark out-of-orderness bound, ms.
+
+    Raises:
+        ScenarioError: the rule raises no alert on the whole bearing, or the fleet's replay shift
+            is not whole weeks; OSError: a data file cannot be read or written.
+    """
+    if not devices:
+        return {}
+    from iotflink.settings import PROJECT_ROOT  # noqa: PLC0415
+    from iotflink.simulation.replay import WEEK_MS, femto_rows  # noqa: PLC0415
+    from iotflink.testing import bearing as br  # noqa: PLC0415
+    from jobs.rules import parse_rule_file  # noqa: PLC0415
+
+    p = parse_rule_file(PROJECT_ROOT / "sql" / "rules" / f"{RULE}.sql").params
+    params = br.VibrationRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), int(p["sustain_s"]), p["rise_k"])
+    whole = br.load_run("1_1", bound_ms, data_dir)
+    detections = br.detections(RULE, whole, params)
+    if not detections:
+        raise ScenarioError(f"{RULE} raises no alert on Bearing1_1: no failing machine can be played")
+    shift = origin_ms - whole.first_ms
+    if shift % WEEK_MS:
+        raise ScenarioError(f"the replay shift {shift} ms is not whole weeks")
+    history_s = int(params.run_in_s + params.baseline_s + HISTORY_MARGIN_S)
+    gap_s = math.ceil(lead_s * speedup) + 1
+    span_s = (last_ts_ms - origin_ms) / 1000
+    out = {}
+    for dev, live_from in zip(devices, live_from_for((detections[0] - whole.first_ms) / 1000, span_s, len(devices)),
+                              strict=True):
+        ddir = write_failing_data(out_dir / dev, history_s, gap_s, max(live_from, history_s), span_s, data_dir)
+        rows = femto_rows("1_1", ddir, dev)
+        readings = [{"device_id": dev, "seq": i, "ts": ts + shift, "readings": v} for i, (ts, _d, v) in enumerate(rows)]
+        last = max(r["ts"] for r in readings)
+        out[dev] = FailingMachine(ddir, last + WEEK_MS // 2, sum(r["ts"] < origin_ms for r in readings),
+                                  values_per_row(v for _t, _d, v in rows), last,
+                                  br.detections(RULE, br.run_from_rows(dev, readings, bound_ms), params))
+    return out
+
+
 # ------------------------------------------------------------------ measuring while it runs
 
 
@@ -270,8 +460,9 @@ def _node_t0_ms(summary: Mapping) -> float:
 
 def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: float = DEFAULT_HZ,
                 samples_per_message: int = DEFAULT_SAMPLES_PER_MESSAGE,
-                parallelism: int = DEFAULT_PARALLELISM) -> Outcome:
-    """Run the smart factory on ``stack`` (every service of :data:`SERVICES` started).
+                parallelism: int = DEFAULT_PARALLELISM, failing: int = FAILING) -> Outcome:
+    """Run the smart factory on ``stack`` (every service of :data:`SERVICES` started); the first
+    ``failing`` of the ``sensors`` machines are failing ones (:func:`failing_machines`).
 
     Raises:
         ScenarioError: a job failed; VnodeError: the nodes could not run; TimeoutError: a stage
@@ -280,10 +471,13 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     from iotflink import kafka_io  # noqa: PLC0415
     from iotflink.poll import wait_for  # noqa: PLC0415
     from iotflink.runtime.flinkctl import FlinkCtl  # noqa: PLC0415
-    from iotflink.settings import WindowJobSettings  # noqa: PLC0415
+    from iotflink.settings import RulesSettings, WindowJobSettings  # noqa: PLC0415
     from iotflink.simulation.demo import reset_topics, window_job_env  # noqa: PLC0415
     from iotflink.simulation.replay import load_dataset  # noqa: PLC0415
     from iotflink.simulation.vnodes import NodeGroup, NodeSpec  # noqa: PLC0415
+
+    if not 0 <= failing <= sensors:
+        raise ValueError(f"failing machines must be 0..{sensors}, not {failing}")
 
     cfg = stack.s
     now_ms = int(time.time() * 1000)
@@ -292,11 +486,22 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     origin = data[0][0]
     prefix = values_per_row(r[2] for r in data[:plan.rows])
     last_ts = data[plan.rows - 1][0]
+    devices = [f"{DEVICE_PREFIX}{i:04d}" for i in range(sensors)]
+    waves = math.ceil((sensors - failing) / SPAWN_WAVE)
+    # the shared clock's first reading is due this long after the failing machines start: their
+    # history goes first (sent at once), then the fleet's waves start and wait for the clock
+    lead_s = (HISTORY_WAIT_S if failing else 0.0) + START_MARGIN_S + START_PER_WAVE_S * waves
+    sick = failing_machines(devices[:failing], cfg.run_dir / "smart-factory", origin, last_ts, plan.speedup,
+                            lead_s, RulesSettings.from_env(cfg.to_env()).out_of_orderness_ms)
     load0 = os.getloadavg()
     say(f"plan: {plan.sensors} sensors x {plan.hz:g} Hz = {plan.readings_per_s:,.0f} readings/s "
         f"({plan.messages_per_s:,.0f} MQTT messages/s, {plan.samples_per_message} samples per message) for "
         f"{plan.duration_s:g} s; FEMTO Bearing1_1 at {plan.speedup:.2f}x event time ({plan.rows} rows per node); "
         f"{cfg.bridges} bridge(s); window job parallelism {parallelism}; load average {load0[0]:.1f}")
+    if sick:
+        say(f"failing machines: {', '.join(sick)}, each with {min(m.history for m in sick.values())}+ history "
+            f"readings sent first, then a late part of Bearing1_1's life; the rule's reference alerts fall at "
+            f"{', '.join(f'{(a - origin) / 1000:.0f}' for m in sick.values() for a in m.alerts[:1])} s of event time")
 
     env = {**window_job_env(parallelism), "IOTFLINK_WINDOW_CHECKPOINT_INTERVAL_MS": str(CHECKPOINT_INTERVAL_MS)}
     job_cfg = WindowJobSettings.from_env({**cfg.to_env(), **env})
@@ -306,7 +511,6 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     for name in ["bridge"] + [f"bridge-{i}" for i in range(1, cfg.bridges)]:
         stack.stop_service(name)
     stack.start(services=("bridge",), progress=lambda m: say("  " + m))
-    devices = [f"{DEVICE_PREFIX}{i:04d}" for i in range(sensors)]
     say(f"provisioning {sensors} device credentials ...")
     stack.provision(devices)
 
@@ -326,7 +530,15 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     def specs_from(first: int, shift_ms: int) -> list:
         return [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, limit=plan.rows, now_ms=now_ms,
                          pace_origin_ms=origin + shift_ms, samples_per_message=samples_per_message,
-                         max_inflight=20, extra_args=("--quiet",)) for d in devices[first:first + SPAWN_WAVE]]
+                         max_inflight=20, extra_args=("--quiet",))
+                for d in devices[max(first, failing):first + SPAWN_WAVE]]
+
+    def failing_specs(shift_ms: int) -> list:
+        # one process each (their data differ); backpressure: the history is due at once
+        return [NodeSpec(PROFILE, device_id=d, speedup=plan.speedup, now_ms=m.now_ms,
+                         pace_origin_ms=origin + shift_ms, samples_per_message=samples_per_message,
+                         max_inflight=20, backpressure=True, data_dir=m.data_dir, extra_args=("--quiet",))
+                for d, m in sick.items()]
 
     samples: list[dict] = []
     t_start = time.monotonic()
@@ -350,16 +562,35 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         with contextlib.ExitStack() as nodes:
             groups = []
             spawn0 = time.monotonic()
-            for first in range(0, sensors, SPAWN_WAVE):
-                # a node started later skips ahead on the shared clock by the time since the first
-                # wave (its skipped rows are due at once), so every node samples on one wall clock
-                shift = int((time.monotonic() - spawn0) * 1000 * plan.speedup)
-                wave = specs_from(first, shift)
+            clock0 = spawn0 + lead_s  # the wall instant the shared clock's first reading is due
+
+            def start(wave: list) -> None:
                 groups.append(nodes.enter_context(NodeGroup(
                     wave, cfg.mqtt_host, cfg.mqtt_port, cfg.run_dir, reset_seq=True, auth_dir=cfg.mqtt_auth_dir,
                     ca_file=cfg.mqtt_ca_file)))
                 origins.update({sp.device: sp.pace_origin_ms for sp in wave})
-            say(f"  {sensors} nodes started in {time.monotonic() - spawn0:.1f} s")
+
+            def shift_ms() -> int:
+                # a node's clock starts at its own start: a node started before clock0 waits for it
+                # (negative shift); one started after it skips ahead (its skipped rows are due at
+                # once), so every node samples on one wall clock
+                return int((time.monotonic() - clock0) * 1000 * plan.speedup)
+            if sick:
+                start(failing_specs(shift_ms()))
+                history = sum(m.history for m in sick.values())
+                try:
+                    wait_for(lambda: sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
+                             >= history, HISTORY_WAIT_S, interval_s=0.5, what="the failing machines' history in Kafka")
+                    say(f"  {history} history readings of {len(sick)} failing machines in Kafka after "
+                        f"{time.monotonic() - spawn0:.1f} s")
+                except TimeoutError as exc:  # its readings may then be late: the checks say so
+                    say(f"  {exc}")
+            for first in range(0, sensors, SPAWN_WAVE):
+                wave = specs_from(first, shift_ms())
+                if wave:
+                    start(wave)
+            say(f"  {sensors} nodes started in {time.monotonic() - spawn0:.1f} s; the shared clock starts "
+                f"{clock0 - time.monotonic():.1f} s later")
             pids = [pid for g in groups for pid in g.pids]
 
             def running() -> int:
@@ -376,7 +607,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             results = [r for g in groups for r in g.wait(timeout_s=120)]
         published = sum(r.published for r in results)
         say(f"nodes done: {published} samples acknowledged by the broker in {publish_s:.0f} s")
-        values_in = sum(values_in_ranges(prefix, r.summary["acked_ranges"]) for r in results) \
+        values_in = sum(values_in_ranges(sick[r.device_id].prefix if r.device_id in sick else prefix,
+                                         r.summary["acked_ranges"]) for r in results) \
             - sum(int(r.summary.get("invalid", 0)) for r in results)
         t0s = {r.device_id: _node_t0_ms(r.summary) for r in results}
 
@@ -399,7 +631,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         dropped_late = ctl.operator_metric_sum(job_id, "GroupWindowAggregate", "numLateRecordsDropped")
         drain_at_ms = time.time() * 1000
         say("draining the window job (fires the last windows, commits its exactly-once sinks) ...")
-        ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings, last_ts)
+        ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings,
+                                 max([last_ts, *(m.last_ts for m in sick.values())]))
     finally:
         aggs_first = aggs_seen.stop()
         alerts_first = alerts_seen.stop()
@@ -409,8 +642,9 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
     counted = sum(int(a["count"]) for a in aggregates.values())
 
+    # windows of the failing machines' history (ending before the clock's origin) are left out
     agg_lat = [seen - due_wall_ms(we, t0s[dev], origins[dev], plan.speedup)
-               for (dev, _sensor, we), seen in aggs_first.items() if dev in t0s and seen < drain_at_ms]
+               for (dev, _sensor, we), seen in aggs_first.items() if dev in t0s and seen < drain_at_ms and we > origin]
     alert_lat = [seen - due_wall_ms(ts, t0s[dev], origins[dev], plan.speedup)
                  for (_rule, dev, ts), seen in alerts_first.items() if dev in t0s]
     cores = cpu_shares(cpu0, cpu1, c1 - c0) if c1 > c0 else {}
@@ -428,7 +662,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                  "samples_per_message": plan.samples_per_message, "target_readings_per_s": plan.readings_per_s,
                  "speedup_event_time": round(plan.speedup, 3), "rows_per_node": plan.rows,
                  "bridges": cfg.bridges, "window_job_parallelism": parallelism, "rule": RULE,
-                 "checkpoint_interval_ms": CHECKPOINT_INTERVAL_MS, "window_size_ms": job_cfg.window_size_ms},
+                 "checkpoint_interval_ms": CHECKPOINT_INTERVAL_MS, "window_size_ms": job_cfg.window_size_ms,
+                 "failing_machines": len(sick)},
         "readings_per_s": {"published_by_nodes": round(pub_rate), "forwarded_by_bridges": _round(fwd_rate),
                            "read_by_window_job": _round(read_rate)},
         "publish_phase_s": round(publish_s, 1), "published_samples": published,
@@ -446,6 +681,19 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     for name, passed, detail in exactness_checks(published, readings_records, len(dlq), values_in, counted,
                                                  len(late), dropped_late):
         out.check(name, passed, detail)
+    if sick:
+        rules_late = {r["value"].get("record_key") for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.rules_late)
+                      if isinstance(r["value"], dict)}
+        on_time = [d for d in sick if d not in rules_late]
+        got = {d: sorted({ts for (rule, dev, ts) in alerts_first if rule == RULE and dev == d}) for d in sick}
+        wrong = {d: (got[d], sick[d].alerts) for d in on_time if got[d] != sick[d].alerts}
+        out.check(f"every failing machine with its readings on time for the rule raised exactly the reference's "
+                  f"alerts of {RULE} (at-least-once: repeats allowed)",
+                  bool(on_time) and not wrong and all(sick[d].alerts for d in on_time),
+                  f"{len(on_time)} of {len(sick)} on time, {sum(len(sick[d].alerts) for d in on_time)} alerts "
+                  f"expected; differing (got, expected): {wrong}; with late rows: {sorted(set(sick) - set(on_time))}")
+    healthy = sorted({dev for (rule, dev, _ts) in alerts_first if dev not in sick})
+    out.check("no alert for a healthy machine", not healthy, f"alerts for {healthy[:5]}" if healthy else "none")
     out.check("Mosquitto dropped no message for a full session queue", broker_dropped == 0,
               f"{broker_dropped} dropped ($SYS/broker/publish/messages/dropped)")
     out.check("the nodes published the target rate (at least 95 %)", pub_rate >= 0.95 * plan.readings_per_s,
@@ -473,7 +721,7 @@ def _run_short_or_full(stack: Stack, short: bool, say: Say) -> Outcome:
     :data:`SERVICES` that ``stack`` does not run yet (Mosquitto and the bridges)."""
     stack.start(services=SERVICES, progress=lambda m: say("  " + m))
     if short:
-        return run_factory(stack, say, SHORT_SENSORS, SHORT_DURATION_S)
+        return run_factory(stack, say, SHORT_SENSORS, SHORT_DURATION_S, failing=SHORT_FAILING)
     return run_factory(stack, say, DEFAULT_SENSORS, DEFAULT_DURATION_S)
 
 
@@ -484,7 +732,7 @@ SCENARIO = Scenario(NAME, "2,000 bearing sensors at 10 Hz (20,000 readings/s) fo
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m iotflink.simulation.scenarios.smart_factory [--sensors N] [--duration-s S] [--hz F]
-    [--samples-per-message N] [--bridges N] [--parallelism N] [--no-results]``: run the scenario
+    [--samples-per-message N] [--bridges N] [--parallelism N] [--failing N] [--no-results]``: run the scenario
     with these settings; exit status 0 when every check held, 1 otherwise."""
     from iotflink.settings import StackSettings  # noqa: PLC0415
     from iotflink.simulation import scenarios  # noqa: PLC0415
@@ -496,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples-per-message", type=int, default=DEFAULT_SAMPLES_PER_MESSAGE)
     p.add_argument("--bridges", type=int, default=None, help="bridge processes (default IOTFLINK_BRIDGES)")
     p.add_argument("--parallelism", type=int, default=DEFAULT_PARALLELISM)
+    p.add_argument("--failing", type=int, default=None,
+                   help=f"failing machines among the sensors (default {FAILING}, short run {SHORT_FAILING})")
     p.add_argument("--short", action="store_true", help=f"{SHORT_SENSORS} sensors for {SHORT_DURATION_S:g} s")
     p.add_argument("--no-results", action="store_true")
     a = p.parse_args(argv)
@@ -503,9 +753,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.bridges is not None:
         env["IOTFLINK_BRIDGES"] = str(a.bridges)
     sensors, duration = (SHORT_SENSORS, SHORT_DURATION_S) if a.short else (a.sensors, a.duration_s)
+    failing = a.failing if a.failing is not None else (SHORT_FAILING if a.short else FAILING)
     return scenarios.run(NAME, StackSettings.from_env(env), a.short, not a.no_results,
                          runner=lambda stack, say: run_factory(stack, say, sensors, duration, a.hz,
-                                                               a.samples_per_message, a.parallelism))
+                                                               a.samples_per_message, a.parallelism, failing))
 
 if __name__ == "__main__":
     sys.exit(main())
