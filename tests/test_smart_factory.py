@@ -144,6 +144,9 @@ def test_splice_bearing_moves_the_history_before_the_gap_and_the_live_part_to_th
                    ["5", "110.5", "0.8", "0.4", "2.4"]]
     assert [r[1] for r in temp] == [str(t - 20) for t in range(101, 116)] + [str(t - 30) for t in range(131, 143)]
     assert all(r[2] == f"{70 + int(r[1]) / 100 + (20 if int(r[1]) < 100 else 30) / 100:.3f}" for r in temp)
+    # a history of 2 + 15 readings sent 4 to a message: its latest reading is dropped
+    vib4, temp4 = splice_bearing(VIB, TEMP, history_s=15, gap_s=5, live_from_s=30, live_span_s=12, batch=4)
+    assert vib4 == vib and temp4 == temp[:14] + temp[15:]
     with pytest.raises(ValueError):
         splice_bearing(VIB, TEMP, history_s=15, gap_s=5, live_from_s=10, live_span_s=12)
     with pytest.raises(ValueError):
@@ -161,14 +164,15 @@ def test_failing_machines_play_bearing1_1_with_reference_alerts_inside_the_run(t
     now = 1_800_000_000_000
     data = load_dataset("femto", now)
     origin, last = data[0][0], data[2999][0]
-    sick = failing_machines(["f0", "f1", "f2"], tmp_path, origin, last, speedup=9.0, lead_s=20, bound_ms=10_000)
+    sick = failing_machines(["f0", "f1", "f2"], tmp_path, origin, last, speedup=9.0, lead_s=20, bound_ms=10_000,
+                            batch=10)
     shift = origin - femto_rows("1_1")[0][0]
     for dev, m in sick.items():
         rows = femto_rows("1_1", m.data_dir, dev)
         ts = [t + shift for t, _d, _v in rows]
         # the history is sent at once: it ends before the failing machine's clock starts (20 s x 9
         # of event time before the origin); the live part lies inside the fleet's span
-        assert m.history == sum(t < origin for t in ts) > 3600
+        assert m.history == sum(t < origin for t in ts) > 3600 and m.history % 10 == 0
         assert max(t for t in ts if t < origin) < origin - 180_000
         assert min(t for t in ts if t >= origin) - origin < 2_000 and m.last_ts <= last
         # the node's --now-ms gives the fleet's whole-week shift

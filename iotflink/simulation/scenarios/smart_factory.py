@@ -112,7 +112,7 @@ ALERT_AT = (0.15, 0.75)
 HISTORY_MARGIN_S = 60
 #: Seconds the failing machines' history gets to reach Kafka before the fleet's clock starts
 #: (their history would be late behind the fleet's readings otherwise).
-HISTORY_WAIT_S = 20.0
+HISTORY_WAIT_S = 10.0
 #: Seconds the fleet's waves get to start before the shared clock's first reading is due.
 START_MARGIN_S, START_PER_WAVE_S = 3.0, 1.0
 #: Seconds the bridges get, after the nodes are done, to forward every acknowledged sample.
@@ -223,7 +223,7 @@ def _shift_time(text: str, by_s: float) -> str:
 
 
 def splice_bearing(vib: Sequence[Sequence[str]], temp: Sequence[Sequence[str]], history_s: int, gap_s: int,
-                   live_from_s: int, live_span_s: float) -> tuple[list[list[str]], list[list[str]]]:
+                   live_from_s: int, live_span_s: float, batch: int = 1) -> tuple[list[list[str]], list[list[str]]]:
     """The data of a failing machine, from a FEMTO bearing's CSV rows: its history, then a late
     part of the bearing's life played from the fleet's clock origin on.
 
@@ -236,6 +236,9 @@ def splice_bearing(vib: Sequence[Sequence[str]], temp: Sequence[Sequence[str]], 
             before ``t0`` (the node sends them at once when its pacing clock starts ``gap_s`` s of
             event time before ``t0``).
         gap_s: event-time gap between the history and the live part, s (>= 0).
+        batch: the history holds a multiple of ``batch`` readings (its last ones dropped), so
+            that a node sending ``batch`` samples per message sends all of it before the live
+            part's first reading is due.
         live_from_s: the live part: the rows from the first one at or after ``t0 + live_from_s``
             (file order, so a row with a faulty clock stays where the file has it), moved
             ``live_from_s`` s earlier, so they start at ``t0``, up to the first one that lands
@@ -263,8 +266,14 @@ def splice_bearing(vib: Sequence[Sequence[str]], temp: Sequence[Sequence[str]], 
         start = next((i for i, r in enumerate(rows) if float(r[1]) >= t0 + live_from_s), len(rows))
         live = [[r[0], _shift_time(r[1], live_from_s), *r[2:]]
                 for r in itertools.takewhile(lambda r: float(r[1]) - live_from_s <= t0 + live_span_s, rows[start:])]
-        out.append(hist + live)
-    return out[0], out[1]
+        out.append((hist, live))
+    (vh, vl), (th, tl) = out
+    for _ in range((len(vh) + len(th)) % batch):  # drop the latest history readings
+        if th and (not vh or float(th[-1][1]) > float(vh[-1][1])):
+            th.pop()
+        else:
+            vh.pop()
+    return vh + vl, th + tl
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -274,7 +283,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def write_failing_data(out_dir: Path, history_s: int, gap_s: int, live_from_s: int, live_span_s: float,
-                       data_dir: Path = DATA_DIR) -> Path:
+                       batch: int = 1, data_dir: Path = DATA_DIR) -> Path:
     """Write a failing machine's data (:func:`splice_bearing` of Bearing1_1) under ``out_dir``
     in the layout of the project's ``data/`` (``femto/Bearing1_1_vibration.csv`` and
     ``_temperature.csv``, headers kept), for a virtual node's ``--data-dir``; returns ``out_dir``.
@@ -284,7 +293,7 @@ def write_failing_data(out_dir: Path, history_s: int, gap_s: int, live_from_s: i
     """
     names = ("Bearing1_1_vibration.csv", "Bearing1_1_temperature.csv")
     (vh, vib), (th, temp) = (_read_csv(data_dir / "femto" / n) for n in names)
-    parts = splice_bearing(vib, temp, history_s, gap_s, live_from_s, live_span_s)
+    parts = splice_bearing(vib, temp, history_s, gap_s, live_from_s, live_span_s, batch)
     (out_dir / "femto").mkdir(parents=True, exist_ok=True)
     for name, header, rows in zip(names, (vh, th), parts, strict=True):
         with open(out_dir / "femto" / name, "w", newline="", encoding="utf-8") as fh:
@@ -325,7 +334,7 @@ class FailingMachine:
 
 
 def failing_machines(devices: Sequence[str], out_dir: Path, origin_ms: int, last_ts_ms: int, speedup: float,
-                     lead_s: float, bound_ms: int, data_dir: Path = DATA_DIR) -> dict[str, FailingMachine]:
+                     lead_s: float, bound_ms: int, batch: int = 1, data_dir: Path = DATA_DIR) -> dict[str, FailingMachine]:
     """Data and reference alerts of the failing machines ``devices`` of a run.
 
     The bearing rule (:data:`RULE`) is armed only after its run-in and baseline (an hour of
@@ -341,6 +350,7 @@ def failing_machines(devices: Sequence[str], out_dir: Path, origin_ms: int, last
         speedup: event-time s per wall s; lead_s: wall s from the failing machines' start to
             the clock's origin (their history must come before it: :func:`splice_bearing`'s gap).
         bound_ms: the rules' watermark out-of-orderness bound, ms.
+        batch: samples per MQTT message (the history is a multiple of it: :func:`splice_bearing`).
 
     Raises:
         ScenarioError: the rule raises no alert on the whole bearing, or the fleet's replay shift
@@ -368,7 +378,7 @@ def failing_machines(devices: Sequence[str], out_dir: Path, origin_ms: int, last
     out = {}
     for dev, live_from in zip(devices, live_from_for((detections[0] - whole.first_ms) / 1000, span_s, len(devices)),
                               strict=True):
-        ddir = write_failing_data(out_dir / dev, history_s, gap_s, max(live_from, history_s), span_s, data_dir)
+        ddir = write_failing_data(out_dir / dev, history_s, gap_s, max(live_from, history_s), span_s, batch, data_dir)
         rows = femto_rows("1_1", ddir, dev)
         readings = [{"device_id": dev, "seq": i, "ts": ts + shift, "readings": v} for i, (ts, _d, v) in enumerate(rows)]
         last = max(r["ts"] for r in readings)
@@ -492,7 +502,7 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     # history goes first (sent at once), then the fleet's waves start and wait for the clock
     lead_s = (HISTORY_WAIT_S if failing else 0.0) + START_MARGIN_S + START_PER_WAVE_S * waves
     sick = failing_machines(devices[:failing], cfg.run_dir / "smart-factory", origin, last_ts, plan.speedup,
-                            lead_s, RulesSettings.from_env(cfg.to_env()).out_of_orderness_ms)
+                            lead_s, RulesSettings.from_env(cfg.to_env()).out_of_orderness_ms, samples_per_message)
     load0 = os.getloadavg()
     say(f"plan: {plan.sensors} sensors x {plan.hz:g} Hz = {plan.readings_per_s:,.0f} readings/s "
         f"({plan.messages_per_s:,.0f} MQTT messages/s, {plan.samples_per_message} samples per message) for "
@@ -518,8 +528,13 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         f"{CHECKPOINT_INTERVAL_MS / 1000:g} s) and deploying the rule {RULE} ...")
     job_id = ctl.submit("sensor_windows", env_overrides=env)
     ctl.wait_running(job_id)
+    # no idle timeout for the rule either: the bridges' watermark heartbeats keep every partition
+    # of sensor-readings moving (iotflink.kafka_io.PartitionClock); with one, the partitions that
+    # stay silent while the failing machines send their history go idle, and when the fleet
+    # starts the first partitions read raise the watermark past the others' first readings
     rc = subprocess.run([sys.executable, "-m", "iotflink.cli", "rules", "deploy", RULE],  # noqa: S603
-                        env=stack.flink_env(), check=False, capture_output=True, text=True)
+                        env={**stack.flink_env(), "IOTFLINK_RULES_IDLENESS_MS": "0"}, check=False,
+                        capture_output=True, text=True)
     if rc.returncode != 0:
         raise ScenarioError(f"`iotflink rules deploy {RULE}` failed: {rc.stdout[-500:]}{rc.stderr[-500:]}")
 
@@ -563,6 +578,7 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             groups = []
             spawn0 = time.monotonic()
             clock0 = spawn0 + lead_s  # the wall instant the shared clock's first reading is due
+            clock0_ms = (time.time() + lead_s) * 1000
 
             def start(wave: list) -> None:
                 groups.append(nodes.enter_context(NodeGroup(
@@ -596,15 +612,22 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
             def running() -> int:
                 return sum(g.running() for g in groups)
             cpu_last: dict[str, dict[int, float]] = {}
-            cpu0, c0 = _cpu_sample(stack, pids, cpu_last), time.monotonic()
-            cpu1, c1 = cpu0, c0
+            cpu0: dict[str, float] | None = None
+            cpu1: dict[str, float] = {}
+            c0 = c1 = 0.0
             while running():
-                sample("publish")
-                if running() == sensors:  # every node still publishing
-                    cpu1, c1 = _cpu_sample(stack, pids, cpu_last), time.monotonic()
+                # the publishing phase starts with the shared clock (before it: "start")
+                sample("publish" if time.monotonic() >= clock0 else "start")
+                if time.monotonic() >= clock0 and running() == sensors:  # every node publishing
+                    if cpu0 is None:
+                        cpu0, c0 = _cpu_sample(stack, pids, cpu_last), time.monotonic()
+                    else:
+                        cpu1, c1 = _cpu_sample(stack, pids, cpu_last), time.monotonic()
                 time.sleep(SAMPLE_S)  # the sampling period while the nodes run
-            publish_s = time.monotonic() - spawn0
             results = [r for g in groups for r in g.wait(timeout_s=120)]
+        # from the shared clock's start to the last node's end (its last PUBACK)
+        publish_s = max(_node_t0_ms(r.summary) + 1000 * float(r.summary["wall_s"]) for r in results) / 1000 \
+            - clock0_ms / 1000
         published = sum(r.published for r in results)
         say(f"nodes done: {published} samples acknowledged by the broker in {publish_s:.0f} s")
         values_in = sum(values_in_ranges(sick[r.device_id].prefix if r.device_id in sick else prefix,
@@ -647,13 +670,13 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                for (dev, _sensor, we), seen in aggs_first.items() if dev in t0s and seen < drain_at_ms and we > origin]
     alert_lat = [seen - due_wall_ms(ts, t0s[dev], origins[dev], plan.speedup)
                  for (_rule, dev, ts), seen in alerts_first.items() if dev in t0s]
-    cores = cpu_shares(cpu0, cpu1, c1 - c0) if c1 > c0 else {}
+    cores = cpu_shares(cpu0, cpu1, c1 - c0) if cpu0 is not None and c1 > c0 else {}
     forwarded_pub = [s for s in samples if s["phase"] == "publish"]
     fwd_rate = ((forwarded_pub[-1]["forwarded"] - forwarded_pub[0]["forwarded"])
                 / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
     read_rate = ((forwarded_pub[-1]["job_read"] - forwarded_pub[0]["job_read"])
                  / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
-    pub_rate = published / publish_s
+    pub_rate = (published - sum(m.history for m in sick.values())) / publish_s
     lags = [s["lag_records"] for s in samples]
     load1 = os.getloadavg()
     out = Outcome()
