@@ -115,6 +115,8 @@ HISTORY_MARGIN_S = 60
 HISTORY_WAIT_S = 10.0
 #: Seconds the fleet's waves get to start before the shared clock's first reading is due.
 START_MARGIN_S, START_PER_WAVE_S = 3.0, 1.0
+#: Seconds a read of a whole output topic may take at the end (s).
+READ_TIMEOUT_S = 900.0
 #: Seconds the bridges get, after the nodes are done, to forward every acknowledged sample.
 BRIDGE_DRAIN_S = 300.0
 SERVICES = ("kafka", "mosquitto", "bridge", "flink-jobmanager", "flink-taskmanager")
@@ -660,9 +662,10 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         aggs_first = aggs_seen.stop()
         alerts_first = alerts_seen.stop()
 
-    aggregates = kafka_io.latest_by_key(kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates))
-    late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.late)
-    dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq)
+    # a full run writes about a million aggregates: give the reads time
+    aggregates = kafka_io.latest_by_key(kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.aggregates, READ_TIMEOUT_S))
+    late = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.late, READ_TIMEOUT_S)
+    dlq = kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.dlq, READ_TIMEOUT_S)
     counted = sum(int(a["count"]) for a in aggregates.values())
 
     # windows of the failing machines' history (ending before the clock's origin) are left out
@@ -705,7 +708,8 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                                                  len(late), dropped_late):
         out.check(name, passed, detail)
     if sick:
-        rules_late = {r["value"].get("record_key") for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.rules_late)
+        rules_late = {r["value"].get("record_key")
+                      for r in kafka_io.read_topic(cfg.kafka_bootstrap, cfg.topics.rules_late, READ_TIMEOUT_S)
                       if isinstance(r["value"], dict)}
         on_time = [d for d in sick if d not in rules_late]
         got = {d: sorted({ts for (rule, dev, ts) in alerts_first if rule == RULE and dev == d}) for d in sick}
