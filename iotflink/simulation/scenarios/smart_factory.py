@@ -115,6 +115,8 @@ HISTORY_MARGIN_S = 60
 HISTORY_WAIT_S = 10.0
 #: Seconds the fleet's waves get to start before the shared clock's first reading is due.
 START_MARGIN_S, START_PER_WAVE_S = 3.0, 1.0
+#: Seconds the rule job gets after the window job's drain to read every record.
+RULE_DRAIN_S = 900.0
 #: Seconds a read of a whole output topic may take at the end (s).
 READ_TIMEOUT_S = 900.0
 #: Seconds the bridges get, after the nodes are done, to forward every acknowledged sample.
@@ -535,10 +537,13 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     # stay silent while the failing machines send their history go idle, and when the fleet
     # starts the first partitions read raise the watermark past the others' first readings
     rc = subprocess.run([sys.executable, "-m", "iotflink.cli", "rules", "deploy", RULE],  # noqa: S603
-                        env={**stack.flink_env(), "IOTFLINK_RULES_IDLENESS_MS": "0"}, check=False,
+                        env={**stack.flink_env(), "IOTFLINK_RULES_IDLENESS_MS": "0",
+                             "IOTFLINK_RULES_PARALLELISM": str(parallelism)}, check=False,
                         capture_output=True, text=True)
     if rc.returncode != 0:
         raise ScenarioError(f"`iotflink rules deploy {RULE}` failed: {rc.stdout[-500:]}{rc.stderr[-500:]}")
+    rule_job = ctl.resolve_job(f"rule:{RULE}")
+    ctl.wait_running(rule_job)
 
     aggs_seen = FirstSeen(cfg.kafka_bootstrap, cfg.topics.aggregates,
                           lambda v: (v["device_id"], v["sensor"], int(v["window_end_ms"])))
@@ -564,12 +569,15 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         st = stack.bridge_stats()
         end = sum(kafka_io.end_offsets(cfg.kafka_bootstrap, cfg.topics.readings).values())
         read = ctl.source_records_read(job_id)
+        rule_read = ctl.source_records_read(rule_job)
         row = {"t_s": round(time.monotonic() - t_start, 1), "phase": phase, "forwarded": st["forwarded"],
                "readings_end_offset": end, "job_read": read, "lag_records": max(0, end - read),
+               "rule_read": rule_read, "rule_lag_records": max(0, end - rule_read),
                "load1": round(os.getloadavg()[0], 1)}
         samples.append(row)
         say(f"  t={row['t_s']:6.1f} s {phase:9} bridges forwarded {row['forwarded']:>9}  job read "
-            f"{read:>9}  consumer lag {row['lag_records']:>8}  load {row['load1']}")
+            f"{read:>9}  consumer lag {row['lag_records']:>8}  rule job lag {row['rule_lag_records']:>8}  "
+            f"load {row['load1']}")
         return row
 
     broker_before = stack.mosquitto_counters(fresh=False)
@@ -658,6 +666,15 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
         say("draining the window job (fires the last windows, commits its exactly-once sinks) ...")
         ctl.drain_bounded_replay(job_id, cfg.kafka_bootstrap, cfg.topics.readings,
                                  max([last_ts, *(m.last_ts for m in sick.values())]))
+        # the rule job reads the same topic (the drain's heartbeats too): its alerts come once it
+        # has read everything; then give its sink a moment for the last expected alerts
+        try:
+            wait_for(lambda: sample("rule")["rule_lag_records"] == 0, RULE_DRAIN_S, interval_s=SAMPLE_S,
+                     what="the rule job to read every record")
+            expected = {(RULE, d, a) for d, m in sick.items() for a in m.alerts}
+            wait_for(lambda: expected <= set(alerts_seen.seen), 30, interval_s=0.5, what="every expected alert")
+        except TimeoutError as exc:  # the alert check says what is missing
+            say(f"  {exc}")
     finally:
         aggs_first = aggs_seen.stop()
         alerts_first = alerts_seen.stop()
@@ -680,7 +697,10 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
     read_rate = ((forwarded_pub[-1]["job_read"] - forwarded_pub[0]["job_read"])
                  / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
     pub_rate = (published - sum(m.history for m in sick.values())) / publish_s
-    lags = [s["lag_records"] for s in samples]
+    lags = [s["lag_records"] for s in samples if s["phase"] != "rule"]  # the window job's, to its drain
+    rule_lags = [s["rule_lag_records"] for s in samples]
+    rule_rate = ((forwarded_pub[-1]["rule_read"] - forwarded_pub[0]["rule_read"])
+                 / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
     load1 = os.getloadavg()
     out = Outcome()
     out.figures = {
@@ -691,12 +711,13 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                  "checkpoint_interval_ms": CHECKPOINT_INTERVAL_MS, "window_size_ms": job_cfg.window_size_ms,
                  "failing_machines": len(sick)},
         "readings_per_s": {"published_by_nodes": round(pub_rate), "forwarded_by_bridges": _round(fwd_rate),
-                           "read_by_window_job": _round(read_rate)},
+                           "read_by_window_job": _round(read_rate), "read_by_rule_job": _round(rule_rate)},
         "publish_phase_s": round(publish_s, 1), "published_samples": published,
         "readings_records": readings_records, "dlq_records": len(dlq), "values_in": values_in,
         "counted": counted, "late": len(late), "dropped_late": dropped_late,
         "node_drops": sum(r.dropped for r in results), "mosquitto_dropped": broker_dropped,
         "max_lag_records": max(lags) if lags else None, "final_lag_records": lags[-1] if lags else None,
+        "rule_job_max_lag_records": max(rule_lags) if rule_lags else None,
         "latency_to_committed_aggregate": latency_summary(agg_lat),
         "latency_to_alert": latency_summary(alert_lat),
         "cpu_cores_while_publishing": cores,
@@ -734,9 +755,10 @@ def print_figures(fig: dict, say: Say) -> None:
     """Print the run's figures (``fig``: :attr:`Outcome.figures` of :func:`run_factory`)."""
     r, a, al = fig["readings_per_s"], fig["latency_to_committed_aggregate"], fig["latency_to_alert"]
     say(f"readings/s: published by nodes {r['published_by_nodes']}, forwarded by bridges "
-        f"{r['forwarded_by_bridges']}, read by the window job {r['read_by_window_job']} "
-        f"(target {fig['plan']['target_readings_per_s']:,.0f})")
-    say(f"consumer lag: max {fig['max_lag_records']} records, final {fig['final_lag_records']}")
+        f"{r['forwarded_by_bridges']}, read by the window job {r['read_by_window_job']}, by the rule job "
+        f"{r['read_by_rule_job']} (target {fig['plan']['target_readings_per_s']:,.0f})")
+    say(f"consumer lag: max {fig['max_lag_records']} records, final {fig['final_lag_records']}; "
+        f"rule job: max {fig['rule_job_max_lag_records']} records")
     say(f"latency to a committed aggregate: p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms ({a['n']} windows)")
     say(f"latency to an alert: p50 {al['p50_ms']} ms, p99 {al['p99_ms']} ms ({al['n']} alerts)")
     say(f"cores used while publishing: {fig['cpu_cores_while_publishing']}")
