@@ -18,7 +18,9 @@
 --               [t - sustain_s, t] (OVER RANGE ... PRECEDING, at each vibration message t);
 --   high      = baseline known and roll_g > rise_k * baseline;
 --   alert on a high vibration message whose previous vibration message is not high
---   (PATTERN (Q H), AFTER MATCH SKIP PAST LAST ROW): one alert per high episode.
+--   (LAG over the device's snapshots; the edge a MATCH_RECOGNIZE PATTERN (Q H) with AFTER MATCH
+--   SKIP PAST LAST ROW finds, computed by an OVER aggregate, which is cheaper than the CEP
+--   operator): one alert per high episode.
 -- calibration: leave-one-bearing-out on eight FEMTO PRONOSTIA run-to-failure bearings
 --   (bench/bearing_calibrate.py, also printed by `iotflink rules calibrate`; table in
 --   README, "Bearing rules across bearings"): the values below are those chosen on all eight
@@ -74,32 +76,29 @@ FROM bearing_impact_rise_baselined
 WINDOW w AS (PARTITION BY device_id ORDER BY event_time
              RANGE BETWEEN INTERVAL '300' /*param:sustain_s*/ SECOND(3) PRECEDING AND CURRENT ROW);
 
+-- high: this snapshot's median is above rise_k x baseline; prev_high / prev_ts: the device's
+-- previous snapshot's (LAG over the snapshots in event-time order; NULL for the first)
+CREATE TEMPORARY VIEW bearing_impact_rise_edges AS
+SELECT *, LAG(high) OVER w AS prev_high, LAG(ts) OVER w AS prev_ts
+FROM (SELECT *, baseline_g IS NOT NULL AND roll_g > 1.75 /*param:rise_k*/ * baseline_g AS high
+      FROM bearing_impact_rise_rolled)
+WINDOW w AS (PARTITION BY device_id ORDER BY event_time);
+
+-- an alert: a high snapshot after one that is not high (the start of a high episode)
 CREATE TEMPORARY VIEW bearing_impact_rise_alerts AS
 SELECT
-  SHA256(CONCAT_WS('|', 'bearing_impact_rise', device_id, CAST(h_ts AS STRING))) AS alert_id,
+  SHA256(CONCAT_WS('|', 'bearing_impact_rise', device_id, CAST(ts AS STRING))) AS alert_id,
   'bearing_impact_rise' AS rule_id,
   device_id AS alert_key,
-  h_ts AS detection_ms,
+  ts AS detection_ms,
   CURRENT_TIMESTAMP AS emitted_at,
-  ARRAY[ROW(h_ts, h_seq, 'peak_abs_g', h_g)] AS events,
+  ARRAY[ROW(ts, seq, 'peak_abs_g', peak_g)] AS events,
   JSON_OBJECT(KEY 'baseline_g' VALUE baseline_g,
               KEY 'median_g' VALUE roll_g,
               KEY 'ratio' VALUE roll_g / baseline_g,
-              KEY 'previous_ts' VALUE q_ts) AS details
-FROM bearing_impact_rise_rolled
-MATCH_RECOGNIZE (
-  PARTITION BY device_id
-  ORDER BY event_time, seq
-  MEASURES
-    Q.ts AS q_ts,
-    H.ts AS h_ts, H.seq AS h_seq, H.peak_g AS h_g, H.roll_g AS roll_g, H.baseline_g AS baseline_g
-  ONE ROW PER MATCH
-  AFTER MATCH SKIP PAST LAST ROW
-  PATTERN (Q H)
-  DEFINE
-    Q AS Q.baseline_g IS NULL OR Q.roll_g <= 1.75 /*param:rise_k*/ * Q.baseline_g,
-    H AS H.baseline_g IS NOT NULL AND H.roll_g > 1.75 /*param:rise_k*/ * H.baseline_g
-);
+              KEY 'previous_ts' VALUE prev_ts) AS details
+FROM bearing_impact_rise_edges
+WHERE high AND prev_high IS FALSE;
 
 EXECUTE STATEMENT SET
 BEGIN
