@@ -54,17 +54,6 @@ RESULT = Path(__file__).resolve().parent / "results" / "bearing.json"
 RULES_DIR = PROJECT_ROOT / "sql" / "rules"
 
 
-def shipped_params(rule: str):
-    """The parameters in the rule file's header, as the reference's parameter object."""
-    from jobs.rules import parse_rule_file  # noqa: PLC0415
-
-    p = parse_rule_file(RULES_DIR / f"{rule}.sql").params
-    if rule == "bearing_failure":
-        return br.SpikeRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), p["spike_k"], p["rise_c"],
-                                  int(p["quiet_s"]))
-    return br.VibrationRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), int(p["sustain_s"]), p["rise_k"])
-
-
 def confirm(result: dict, runs: list[br.BearingRun], cfg: RulesSettings) -> dict:
     """Run every fold's rule variant on its held-out bearing on a MiniCluster (one job) and
     compare with the Python alerts. Returns ``{"runs", "rows", "seconds", "mismatches": [...]}``."""
@@ -159,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"procedure": args.procedure, "search_seconds": round(search_s, 1), "rules": {}}
     for rule, res in result.items():
         chosen = res["chosen"]
-        shipped = shipped_params(rule)
+        shipped = br.shipped_params(rule)
         scores = res["chosen_scores"]
         margin = "" if res.get("margin") is None else f" (margin {res['margin']:g})"
         print(f"{rule}: chosen on all eight bearings: {br.params_text(chosen)}{margin}; in the rule file: "

@@ -42,7 +42,6 @@ from iotflink.testing import bearing as br
 NAB_CSV = PROJECT_ROOT / "data" / "nab" / "machine_temperature_system_failure.csv"
 NAB_WINDOWS = PROJECT_ROOT / "data" / "nab" / "combined_windows.json"
 IMG_DIR = PROJECT_ROOT / "docs" / "img"
-RULES_DIR = PROJECT_ROOT / "sql" / "rules"
 
 
 def _pyplot():
@@ -148,23 +147,13 @@ def plot_nab(out: Path, csv_path: Path = NAB_CSV, windows_path: Path = NAB_WINDO
     return out
 
 
-def shipped(rule: str) -> dict[str, float]:
-    """The parameters in a rule file's header."""
-    from jobs.rules import parse_rule_file  # noqa: PLC0415
-
-    return parse_rule_file(RULES_DIR / f"{rule}.sql").params
-
-
 def plot_bearing(out: Path, bearing: str = "1_1") -> Path:
     """Draw the bearing picture of FEMTO ``bearing`` into ``out`` (PNG); returns ``out``: the
     RMS with bearing_vibration_rise and bearing_failure, the peak with bearing_impact_rise, the
     temperature, each rule with the parameters of its header."""
     run = br.load_run(bearing, RulesSettings().out_of_orderness_ms)
     peak = br.as_feature(run, "peak_abs_g")
-    f, r, i = shipped("bearing_failure"), shipped("bearing_vibration_rise"), shipped("bearing_impact_rise")
-    pf = br.SpikeRiseParams(int(f["run_in_s"]), int(f["baseline_s"]), f["spike_k"], f["rise_c"], int(f["quiet_s"]))
-    pr = br.VibrationRiseParams(int(r["run_in_s"]), int(r["baseline_s"]), int(r["sustain_s"]), r["rise_k"])
-    pi = br.VibrationRiseParams(int(i["run_in_s"]), int(i["baseline_s"]), int(i["sustain_s"]), i["rise_k"])
+    pf, pr, pi = (br.shipped_params(r) for r in ("bearing_failure", "bearing_vibration_rise", "bearing_impact_rise"))
     spikes = br.spike_rise_alerts(run, pf)
     n_matches = len(br.spike_matches(run, pf))
     rises = br.vibration_rise_alerts(run, pr)

@@ -261,3 +261,13 @@ def test_healthy_ratio_matches_the_first_half_alerts_on_a_real_run():
         for k in (1.2, 1.75, 3.0, 10.0):
             alerts = br.score(run, br.vibration_rise_alerts(run, dataclasses.replace(p, rise_k=k))).first_half_alerts
             assert (alerts > 0) == (ratio > k), (sustain, k, ratio)
+
+
+@pytest.mark.parametrize("rule", br.RULES)
+def test_shipped_params_are_the_rule_files_header_values(rule):
+    p = br.shipped_params(rule)
+    header = parse_rule_file(RULES / f"{rule}.sql").params
+    assert dataclasses.asdict(p) == {k: header[k] for k in dataclasses.asdict(p)}
+    assert br.params_of(rule, {**header, "run_in_s": 60.0}).run_in_s == 60
+    with pytest.raises(ValueError, match="unknown bearing rule"):
+        br.params_of("card_failed_burst", header)

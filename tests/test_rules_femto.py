@@ -31,14 +31,6 @@ RULES = PROJECT_ROOT / "sql" / "rules"
 DAY0_MS = 1_330_560_000_000  # 2012-03-01T00:00:00Z
 
 
-def _params(rule_id: str, params: dict):
-    if rule_id == "bearing_failure":
-        return br.SpikeRiseParams(int(params["run_in_s"]), int(params["baseline_s"]), params["spike_k"],
-                                  params["rise_c"], int(params["quiet_s"]))
-    return br.VibrationRiseParams(int(params["run_in_s"]), int(params["baseline_s"]), int(params["sustain_s"]),
-                                  params["rise_k"])
-
-
 def _expected(rule_id: str, run: br.BearingRun, params) -> set[tuple[int, ...]]:
     if rule_id == "bearing_failure":
         return set(br.spike_rise_alerts(run, params))
@@ -63,7 +55,7 @@ def femto_job(tmp_path_factory):
         variant = with_params(rule, over) if over else rule
         runs.append(BoundedRun(variant, tmp / f"run{i}", readings=refs[bearing].rows, database=f"femto{i}"))
     run_bounded_many(local_env(), cfg, runs)
-    return [(run, refs[b], _params(run.rule.rule_id, run.rule.params)) for run, (_r, b, _o) in zip(runs, cases)]
+    return [(run, refs[b], br.params_of(run.rule.rule_id, run.rule.params)) for run, (_r, b, _o) in zip(runs, cases)]
 
 
 @pytest.mark.parametrize("case", range(8))

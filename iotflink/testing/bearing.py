@@ -339,6 +339,35 @@ def detections(rule: str, run: BearingRun, params) -> list[int]:
     raise ValueError(f"unknown bearing rule {rule!r}")
 
 
+def params_of(rule: str, values: Mapping[str, float]):
+    """The parameter object of ``rule`` (:class:`SpikeRiseParams` for ``bearing_failure``,
+    :class:`VibrationRiseParams` for the rise rules) from a rule file's parameter values
+    (``jobs.rules.RuleFile.params``: name -> value, durations in s).
+
+    Raises:
+        KeyError: a parameter the rule needs is missing; ValueError: unknown rule.
+    """
+    if rule == "bearing_failure":
+        return SpikeRiseParams(int(values["run_in_s"]), int(values["baseline_s"]), values["spike_k"],
+                               values["rise_c"], int(values["quiet_s"]))
+    if rule in FEATURE:
+        return VibrationRiseParams(int(values["run_in_s"]), int(values["baseline_s"]), int(values["sustain_s"]),
+                                   values["rise_k"])
+    raise ValueError(f"unknown bearing rule {rule!r}")
+
+
+def shipped_params(rule: str):
+    """:func:`params_of` ``rule`` with the values in its file's header (``sql/rules/<rule>.sql``).
+
+    Raises:
+        RuleSqlError: the rule file cannot be read or parsed; ValueError: unknown rule.
+    """
+    from iotflink.settings import PROJECT_ROOT  # noqa: PLC0415
+    from jobs.rules import parse_rule_file  # noqa: PLC0415
+
+    return params_of(rule, parse_rule_file(PROJECT_ROOT / "sql" / "rules" / f"{rule}.sql").params)
+
+
 # ---------------------------------------------------------------------------- calibration
 #: Parameter grids of the calibration. Baseline windows: run-in of 30 / 60 / 90 min, then 30
 #: or 60 min of median; spike multiples and sustained-rise multiples of the baseline.

@@ -362,13 +362,10 @@ def failing_machines(devices: Sequence[str], out_dir: Path, origin_ms: int, last
     """
     if not devices:
         return {}
-    from iotflink.settings import PROJECT_ROOT  # noqa: PLC0415
     from iotflink.simulation.replay import WEEK_MS, femto_rows  # noqa: PLC0415
     from iotflink.testing import bearing as br  # noqa: PLC0415
-    from jobs.rules import parse_rule_file  # noqa: PLC0415
 
-    p = parse_rule_file(PROJECT_ROOT / "sql" / "rules" / f"{RULE}.sql").params
-    params = br.VibrationRiseParams(int(p["run_in_s"]), int(p["baseline_s"]), int(p["sustain_s"]), p["rise_k"])
+    params = br.shipped_params(RULE)
     whole = br.load_run("1_1", bound_ms, data_dir)
     detections = br.detections(RULE, whole, params)
     if not detections:
