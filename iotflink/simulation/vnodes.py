@@ -65,6 +65,7 @@ from pathlib import Path
 from iotflink.errors import IotFlinkError
 from iotflink.runtime.mqtt_auth import CredentialError, CredentialStore
 from iotflink.settings import PROJECT_ROOT, StackSettings, mqtt_auth_dir
+from iotflink.simulation.replay import DATA_DIR
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ PROFILES = ("nab-machine", "femto-b1_1", "occupancy-office")
 #: The firmware's host build tree (shared with ``bash esp32/test.sh``'s plain build).
 ESP32_DIR = PROJECT_ROOT / "esp32"
 BUILD_DIR = ESP32_DIR / "build"
-#: The project's data files (the nodes' sensors).
-DATA_DIR = PROJECT_ROOT / "data"
 #: Most samples in one batch message (docs/CONTRACT.md "Batches"; the firmware's
 #: ``kMaxSamplesPerMessage``).
 MAX_SAMPLES_PER_MESSAGE = 100

@@ -99,7 +99,8 @@ SAMPLE_S = 5.0
 #: the aggregates at each checkpoint, so this bounds the commit part of the latency.
 CHECKPOINT_INTERVAL_MS = 10_000
 #: Devices started at once, in one virtual-node process (:class:`iotflink.simulation.vnodes.NodeGroup`);
-#: each later wave joins the shared event-time clock where it is by then.
+#: every wave waits for the shared event-time clock's start (one started after it joins the
+#: clock where it is by then).
 SPAWN_WAVE = 250
 #: Failing machines of a full / short run (the first device ids of the fleet): their nodes play a
 #: splice of Bearing1_1 (:func:`splice_bearing`) so that the bearing rule alerts during the run.
@@ -190,7 +191,6 @@ def due_wall_ms(event_ms: int, t0_wall_ms: float, origin_ms: int, speedup: float
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
-
 
 
 def values_per_row(rows: Iterable[Mapping[str, float]]) -> list[int]:
@@ -689,15 +689,16 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                  for (_rule, dev, ts), seen in alerts_first.items() if dev in t0s]
     cores = cpu_shares(cpu0, cpu1, c1 - c0) if cpu0 is not None and c1 > c0 else {}
     forwarded_pub = [s for s in samples if s["phase"] == "publish"]
-    fwd_rate = ((forwarded_pub[-1]["forwarded"] - forwarded_pub[0]["forwarded"])
-                / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
-    read_rate = ((forwarded_pub[-1]["job_read"] - forwarded_pub[0]["job_read"])
-                 / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
+
+    def publish_rate(counter: str) -> float | None:
+        # per second over the publishing phase's samples of ``counter``
+        if len(forwarded_pub) < 2:
+            return None
+        first, last = forwarded_pub[0], forwarded_pub[-1]
+        return (last[counter] - first[counter]) / (last["t_s"] - first["t_s"])
     pub_rate = (published - sum(m.history for m in sick.values())) / publish_s
     lags = [s["lag_records"] for s in samples if s["phase"] != "rule"]  # the window job's, to its drain
     rule_lags = [s["rule_lag_records"] for s in samples]
-    rule_rate = ((forwarded_pub[-1]["rule_read"] - forwarded_pub[0]["rule_read"])
-                 / (forwarded_pub[-1]["t_s"] - forwarded_pub[0]["t_s"])) if len(forwarded_pub) > 1 else None
     load1 = os.getloadavg()
     out = Outcome()
     out.figures = {
@@ -707,8 +708,10 @@ def run_factory(stack: Stack, say: Say, sensors: int, duration_s: float, hz: flo
                  "bridges": cfg.bridges, "window_job_parallelism": parallelism, "rule": RULE,
                  "checkpoint_interval_ms": CHECKPOINT_INTERVAL_MS, "window_size_ms": job_cfg.window_size_ms,
                  "failing_machines": len(sick)},
-        "readings_per_s": {"published_by_nodes": round(pub_rate), "forwarded_by_bridges": _round(fwd_rate),
-                           "read_by_window_job": _round(read_rate), "read_by_rule_job": _round(rule_rate)},
+        "readings_per_s": {"published_by_nodes": round(pub_rate),
+                           "forwarded_by_bridges": _round(publish_rate("forwarded")),
+                           "read_by_window_job": _round(publish_rate("job_read")),
+                           "read_by_rule_job": _round(publish_rate("rule_read"))},
         "publish_phase_s": round(publish_s, 1), "published_samples": published,
         "readings_records": readings_records, "dlq_records": len(dlq), "values_in": values_in,
         "counted": counted, "late": len(late), "dropped_late": dropped_late,
