@@ -36,6 +36,7 @@ from pathlib import Path
 from window_job_bench import write_events_file
 
 from iotflink.settings import WindowJobSettings
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 
@@ -65,7 +66,7 @@ def _run(cfg: WindowJobSettings, path: Path, fmt: str, checkpoint_dir: Path) -> 
     t_env.execute_sql(f"CREATE TABLE bh_late ({sw.LATE_COLUMNS}\n) WITH ('connector' = 'blackhole')")
     t_env.execute_sql(f"CREATE TABLE bh_dups ({sw.DUPLICATE_COLUMNS}\n) WITH ('connector' = 'blackhole')")
     t_env.execute_sql(f"CREATE TABLE bh_dlq ({sw.DLQ_COLUMNS}\n) WITH ('connector' = 'blackhole')")
-    result = sw.build(t_env, cfg, "src", "bh_agg", "bh_late", "bh_dups", "bh_dlq").execute()
+    result = common.execute(t_env, sw.build(t_env, cfg, "src", "bh_agg", "bh_late", "bh_dups", "bh_dlq"))
     return result.get_job_client().get_job_execution_result().result().get_net_runtime() / 1000.0
 
 

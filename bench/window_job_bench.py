@@ -50,6 +50,7 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction
 
 from iotflink.settings import WindowJobSettings
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_stream_env, create_table_env, job_configuration, with_clause
 
@@ -140,7 +141,7 @@ def run_sql(cfg: WindowJobSettings, args, path: Path | None) -> float:
         t_env.execute_sql(f"CREATE TABLE src ({sw.source_schema(cfg)}\n) {with_clause(opts)}")
     t_env.execute_sql(f"CREATE TABLE bh_agg ({sw.AGGREGATE_COLUMNS}\n) WITH ('connector' = 'blackhole')")
     t_env.execute_sql(f"CREATE TABLE bh_late ({sw.LATE_COLUMNS}\n) WITH ('connector' = 'blackhole')")
-    result = sw.build(t_env, cfg, "src", "bh_agg", "bh_late").execute()
+    result = common.execute(t_env, sw.build(t_env, cfg, "src", "bh_agg", "bh_late"))
     job = result.get_job_client().get_job_execution_result().result()
     return job.get_net_runtime() / 1000.0
 

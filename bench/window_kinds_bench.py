@@ -41,6 +41,7 @@ from pathlib import Path
 from window_job_bench import _conf, write_events_file
 
 from iotflink.settings import WindowJobSettings
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env
 
@@ -62,7 +63,7 @@ def run_kind(cfg: WindowJobSettings, path: Path) -> float:
     t_env.execute_sql(sw.file_source_ddl(cfg, "src", path))
     t_env.execute_sql(f"CREATE TABLE bh_agg ({sw.aggregate_columns(cfg)}\n) WITH ('connector' = 'blackhole')")
     t_env.execute_sql(f"CREATE TABLE bh_late ({sw.late_columns(cfg)}\n) WITH ('connector' = 'blackhole')")
-    result = sw.build(t_env, cfg, "src", "bh_agg", "bh_late").execute()
+    result = common.execute(t_env, sw.build(t_env, cfg, "src", "bh_agg", "bh_late"))
     return result.get_job_client().get_job_execution_result().result().get_net_runtime() / 1000.0
 
 

@@ -214,6 +214,7 @@ from typing import Any, NamedTuple
 from iotflink import schema
 from iotflink.errors import JobError, ValidationError
 from iotflink.settings import PROJECT_ROOT, AnomalyJobSettings
+from jobs import common
 from jobs.common import job_configuration
 from jobs.rules import alert_id as _rule_alert_id
 
@@ -913,7 +914,7 @@ def build(env, cfg: AnomalyJobSettings, source, sinks: Sinks, *, t_env=None,
         stmts.add_insert(targets["alerts"], alerts)
         stmts.add_insert(targets["late"], t_env.from_path("anomaly_late_rows"))
         stmts.add_insert(targets["dlq"], t_env.from_path("anomaly_dlq_rows"))
-        stmts.attach_as_datastream()
+        common.attach_as_datastream(t_env, stmts)
     except Exception as exc:  # py4j wraps Flink's errors; keep the cause
         raise JobError(f"cannot build {JOB_NAME}: {exc}") from exc
     return out

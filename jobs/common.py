@@ -334,6 +334,78 @@ def plan_cache_key(t_env, parts: Sequence[str]) -> str:
     return h.hexdigest()[:24]
 
 
+def _planner_threads():
+    """The JVM class ``io.iotflink.flink.planner.PlannerThreads`` (jvm/, in :data:`FORMAT_JAR`).
+
+    Raises:
+        JobError: the project's jar is not on the JVM's class path (run ``scripts/setup.sh``).
+    """
+    from py4j.java_gateway import JavaClass  # noqa: PLC0415
+    from pyflink.java_gateway import get_gateway  # noqa: PLC0415
+
+    cls = get_gateway().jvm.io.iotflink.flink.planner.PlannerThreads
+    if not isinstance(cls, JavaClass):
+        raise JobError(f"io.iotflink.flink.planner.PlannerThreads not found: {FORMAT_JAR} is missing from "
+                       f"{flink_home() / 'lib'} (run scripts/setup.sh)")
+    return cls
+
+
+def explain(t_env, stmt_set) -> str:
+    """``stmt_set.explain()``, planned on the JVM thread that serves this call.
+
+    PyFlink reaches its JVM through Py4J, which serves each connection on a JVM thread of its
+    own and opens another connection whenever two Python threads call at once; Calcite's
+    metadata provider is per JVM thread and Flink's planner sets it only on the thread that
+    created it (Apache Flink JIRA FLINK-23020), so planning on another thread fails with
+    ``NullPointerException: metadataHandlerProvider``. The helpers here (:func:`explain`,
+    :func:`compile_plan`, :func:`execute`) install the provider and plan in one JVM call
+    (``PlannerThreads`` in jvm/), so a process with several Python threads plans reliably.
+
+    Args:
+        t_env: the TableEnvironment ``stmt_set`` belongs to.
+        stmt_set: a ``pyflink.table.StatementSet``.
+
+    Returns:
+        the plan text (EXPLAIN).
+
+    Raises:
+        JobError: the project's jar is missing; the planner's errors as PyFlink raises them.
+    """
+    return _planner_threads().explain(t_env._j_tenv, stmt_set._j_statement_set)  # noqa: SLF001
+
+
+def compile_plan(t_env, stmt_set):
+    """``stmt_set.compile_plan()`` on the calling JVM thread (see :func:`explain`).
+
+    Returns:
+        a ``pyflink.table.CompiledPlan``.
+    """
+    from pyflink.table import CompiledPlan  # noqa: PLC0415
+
+    j_plan = _planner_threads().compilePlan(t_env._j_tenv, stmt_set._j_statement_set)  # noqa: SLF001
+    return CompiledPlan(j_compiled_plan=j_plan, t_env=t_env)
+
+
+def execute(t_env, stmts):
+    """Submit a ``StatementSet`` or a ``CompiledPlan`` (its ``execute()``), planned on the
+    calling JVM thread (see :func:`explain`).
+
+    Returns:
+        the ``pyflink.table.TableResult`` of the submission.
+    """
+    from pyflink.table import TableResult  # noqa: PLC0415
+
+    t_env._before_execute()  # noqa: SLF001 - what StatementSet.execute() does first (pipeline.jars)
+    j_stmts = getattr(stmts, "_j_statement_set", None) or stmts._j_compiled_plan  # noqa: SLF001
+    return TableResult(_planner_threads().execute(t_env._j_tenv, j_stmts))  # noqa: SLF001
+
+
+def attach_as_datastream(t_env, stmt_set) -> None:
+    """``stmt_set.attach_as_datastream()`` (a ``StreamStatementSet`` planned into the
+    environment's DataStream program) on the calling JVM thread (see :func:`explain`)."""
+    _planner_threads().attachAsDataStream(t_env._j_tenv, stmt_set._j_statement_set)  # noqa: SLF001
+
+
 def reset_exec_node_ids(t_env) -> None:
     """Number the next exec nodes the planner creates from 1 again.
 
@@ -382,7 +454,7 @@ def load_or_compile(t_env, build, key: str, cache_dir: Path, name: str, on_step=
         step("build")
         t_env.get_config().set("table.plan.compile.catalog-objects", "IDENTIFIER")
         reset_exec_node_ids(t_env)
-        plan = stmts.compile_plan()
+        plan = compile_plan(t_env, stmts)
         _store_plan(Path(cache_dir), path, plan.as_json_string(), name)
     step("plan")
     return plan
@@ -427,8 +499,8 @@ def execute_cached(t_env, build, key: str, cache_dir: Path | None, name: str, on
     if cache_dir is None:
         stmts = build()
         (on_step or (lambda _step: None))("build")
-        return stmts.execute()
-    return load_or_compile(t_env, build, key, cache_dir, name, on_step).execute()
+        return execute(t_env, stmts)
+    return execute(t_env, load_or_compile(t_env, build, key, cache_dir, name, on_step))
 
 
 def _store_plan(cache_dir: Path, path: Path, text: str, name: str) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from iotflink.settings import WindowJobSettings
 from iotflink.testing import window_model
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 
@@ -121,7 +122,7 @@ def test_ttl_frees_the_key_so_a_copy_after_it_passes_again(t_env_factory):
     cfg = WindowJobSettings(window_size_ms=10_000, allowed_lateness_ms=0, out_of_orderness_ms=0,
                             idleness_ms=600_000, parallelism=1, checkpoint_interval_ms=300, dedup_ttl_ms=TTL_MS)
     t_env, tmp = t_env_factory(cfg, "ttl")
-    client = sw.build(t_env, cfg, "src", "agg", "late", "dups").execute().get_job_client()
+    client = common.execute(t_env, sw.build(t_env, cfg, "src", "agg", "late", "dups")).get_job_client()
     try:
         a = [_event(1, 1_000, {"temp": 1.0}), _event(1, 1_000, {"temp": 1.0}), _event(2, 2_000, {"temp": 2.0})]
         _write(tmp, "a.json", a)
@@ -171,6 +172,6 @@ def test_plan_is_append_only_jvm_only_and_ttl_reaches_only_the_dedup():
     assert stateful == {"stream-exec-over-aggregate", "stream-exec-group-window-aggregate"}
     assert t_env.get_config().get("table.exec.state.ttl", "") in (f"{TTL_MS} ms", "2 s")
     assert t_env.get_config().get("table.exec.emit.allow-lateness", "") == "0 ms"
-    explained = stmts.explain()
+    explained = common.explain(t_env, stmts)
     assert "Deduplicate" not in explained and "Rank" not in explained
     assert "OverAggregate(partitionBy=[device_id, seq]" in explained

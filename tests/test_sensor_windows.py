@@ -21,6 +21,7 @@ import pytest
 from iotflink.poll import PollTimeout, poll
 from iotflink.settings import WindowJobSettings
 from iotflink.testing import window_model
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 
@@ -104,7 +105,7 @@ def _final_aggregates(directory: Path) -> dict[tuple, dict]:
 
 def _run_bounded(cfg: WindowJobSettings, tmp: Path, events: list[dict]):
     t_env = _table_env(cfg, tmp, events)
-    sw.build(t_env, cfg, "src", "agg", "late", "dups").execute().wait()
+    common.execute(t_env, sw.build(t_env, cfg, "src", "agg", "late", "dups")).wait()
     return _changelog_per_file(tmp / "agg"), _final_aggregates(tmp / "agg"), _committed_lines(tmp / "late")
 
 
@@ -326,7 +327,7 @@ def test_idle_source_instance_does_not_stall_windows(tmp_path):
     cfg = _cfg(parallelism=2, idleness_ms=1_000)
     events = [_event(i, i * 1_000, {"temp": float(i)}) for i in range(25)]  # wm ends at BASE+23s
     t_env = _table_env(cfg, tmp_path, events, monitor=True)
-    result = sw.build(t_env, cfg, "src", "agg", "late", "dups").execute()
+    result = common.execute(t_env, sw.build(t_env, cfg, "src", "agg", "late", "dups"))
     client = result.get_job_client()
     try:
         try:

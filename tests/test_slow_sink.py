@@ -11,6 +11,7 @@ import pytest
 
 from iotflink.errors import ConfigError
 from iotflink.settings import ENV_VARS, WindowJobSettings
+from jobs import common
 from jobs import sensor_windows as sw
 from udfs.throttle import CHECK_INTERVAL_MS, SlowSinkGate, Throttle
 
@@ -103,9 +104,9 @@ def test_settings():
 
 @pytest.mark.minicluster
 def test_plan_has_python_only_with_the_switch_and_right_before_the_aggregates_sink(tmp_path):
-    off = sw.create_job(WindowJobSettings(window_size_ms=1_000))[1].explain()
+    off = common.explain(*sw.create_job(WindowJobSettings(window_size_ms=1_000)))
     assert "Python" not in off
-    on = sw.create_job(WindowJobSettings(window_size_ms=1_000, slow_sink_file=str(tmp_path / "slow")))[1].explain()
+    on = common.explain(*sw.create_job(WindowJobSettings(window_size_ms=1_000, slow_sink_file=str(tmp_path / "slow"))))
     plan = on[on.index("== Optimized Execution Plan =="):]
     agg_sink = plan[plan.index("Sink(table=[default_catalog.default_database.aggregates]"):]
     lines = [line.strip(" +-") for line in agg_sink.splitlines()[:4]]

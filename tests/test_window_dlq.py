@@ -26,6 +26,7 @@ from bridge import contract
 from iotflink.errors import ValidationError
 from iotflink.settings import WindowJobSettings
 from iotflink.testing import window_model
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 from tests.strategies import hostile_messages, valid_messages
@@ -73,7 +74,7 @@ def _table_env(cfg: WindowJobSettings, tmp: Path, lines: list[bytes]):
 
 def _run(cfg: WindowJobSettings, tmp: Path, lines: list[bytes]):
     t_env = _table_env(cfg, tmp, lines)
-    sw.build(t_env, cfg, "src", "agg", "late", "dups", "dlq").execute().wait()
+    common.execute(t_env, sw.build(t_env, cfg, "src", "agg", "late", "dups", "dlq")).wait()
     return _final_aggregates(tmp / "agg"), _committed_lines(tmp / "late"), _committed_lines(tmp / "dlq")
 
 

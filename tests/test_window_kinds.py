@@ -32,6 +32,7 @@ import pytest
 from iotflink.errors import ConfigError
 from iotflink.settings import WindowJobSettings
 from iotflink.testing import window_model
+from jobs import common
 from jobs import sensor_windows as sw
 from jobs.common import create_table_env, job_configuration, with_clause
 from tests.test_sensor_windows import _committed_lines, _disordered, _event, _final_aggregates
@@ -133,7 +134,7 @@ def _run(cfg: WindowJobSettings, tmp: Path, events: list[dict]):
         {"connector": "filesystem", "path": str(tmp / "late"), "format": "json", **rolling}))
     t_env.execute_sql(f"CREATE TABLE dups ({sw.DUPLICATE_COLUMNS}\n) " + with_clause(
         {"connector": "filesystem", "path": str(tmp / "dups"), "format": "json", **rolling}))
-    sw.build(t_env, cfg, "src", "agg", "late", "dups").execute().wait()
+    common.execute(t_env, sw.build(t_env, cfg, "src", "agg", "late", "dups")).wait()
     return _final_aggregates(tmp / "agg"), _committed_lines(tmp / "late")
 
 

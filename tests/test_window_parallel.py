@@ -64,6 +64,7 @@ from iotflink.runtime.flinkctl import FlinkCtl
 from iotflink.runtime.stack import free_port
 from iotflink.settings import Topics, WindowJobSettings
 from iotflink.testing import window_model
+from jobs import common
 from jobs import sensor_windows as sw
 
 pytestmark = [pytest.mark.integration, pytest.mark.minicluster, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -166,10 +167,10 @@ def start_job(stack, name: str, parallelism: int, **settings):
         **settings})
     rest_port = free_port()
     ctl = FlinkCtl(dataclasses.replace(stack.s, flink_rest_port=rest_port))
-    _, stmts = sw.create_job(cfg, extra={"rest.port": str(rest_port), "rest.bind-port": str(rest_port),
+    t_env, stmts = sw.create_job(cfg, extra={"rest.port": str(rest_port), "rest.bind-port": str(rest_port),
                                          "rest.address": stack.s.host, "rest.bind-address": stack.s.host,
                                          "state.backend.type": "hashmap"})
-    client = stmts.execute().get_job_client()
+    client = common.execute(t_env, stmts).get_job_client()
     return cfg, ctl, client, str(client.get_job_id()), Writer(bootstrap, topics.readings)
 
 

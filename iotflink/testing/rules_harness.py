@@ -13,6 +13,7 @@ from typing import Any
 
 from iotflink.errors import JobError
 from iotflink.settings import RulesSettings
+from jobs import common
 from jobs.rules import SOURCE_TABLES, RuleFile, build, file_options, flink_message
 
 
@@ -64,7 +65,7 @@ def run_bounded_many(t_env, cfg: RulesSettings, runs: Sequence[BoundedRun]) -> N
               {k: file_options(v) for k, v in out.items()},
               database=run.database or f"run{i}_{run.rule.rule_id}", statement_set=stmt_set)
     try:
-        stmt_set.execute().wait()
+        common.execute(t_env, stmt_set).wait()
     except Exception as exc:  # py4j error types vary
         raise JobError(f"bounded rule job failed: {flink_message(exc)}") from exc
 

@@ -101,9 +101,11 @@ def explain(t_env, cfg: RulesSettings, rule: RuleFile, sources, sinks, database:
     Raises:
         RuleSqlError: parsing, validation or planning failed (file:line:column).
     """
+    from jobs import common  # noqa: PLC0415 - imports pyflink
+
     stmt_set = build(t_env, cfg, rule, sources, sinks, database)
     ss_stmt = next(s for s in rule.statements if s.kind == "statement_set")
-    return _run(rule.path, ss_stmt, stmt_set.explain)
+    return _run(rule.path, ss_stmt, common.explain, t_env, stmt_set)
 
 
 def alert_id(rule_id: str, key: str, event_times_ms: Sequence[int]) -> str:

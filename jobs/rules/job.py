@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iotflink.settings import RulesSettings
+from jobs import common
 from jobs.rules.build import build, create_env
 from jobs.rules.ddl import SINK_TABLES, SOURCE_TABLES, kafka_options
 from jobs.rules.rule_file import RuleFile, parse_rule_file
@@ -22,7 +23,7 @@ def run_rule(cfg: RulesSettings, rule: RuleFile):
     opts = kafka_options(cfg, rule.rule_id)
     stmt_set = build(t_env, cfg, rule,
                      {k: opts[k] for k in SOURCE_TABLES}, {k: opts[k] for k in SINK_TABLES})
-    result = stmt_set.execute()
+    result = common.execute(t_env, stmt_set)
     client = result.get_job_client()
     if client is not None:
         log.info("rule %s submitted as job %s", rule.rule_id, client.get_job_id())
