@@ -74,7 +74,7 @@ from bridge.service import PRODUCER_DEFAULTS
 from iotflink.kafka_io import HEARTBEAT_DEVICE, read_topic
 from iotflink.runtime.mqtt_auth import Credential, configure_paho
 from iotflink.runtime.stack import Stack
-from iotflink.settings import StackSettings, WindowJobSettings
+from iotflink.settings import BridgeSettings, StackSettings, WindowJobSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("bench.bridge")
@@ -208,18 +208,19 @@ def bench_paho(host: str, port: int, msgs, stack: Stack, creds: dict[str, Creden
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 1000
-    cpu0 = own_cpu_s()
+    cpu0, svc0 = own_cpu_s(), services_cpu_s(stack)
     t0 = time.perf_counter()
     c.connect(host, port, clean_start=False, properties=props)
     c.loop_start()
     if not finished.wait(600):
         raise RuntimeError(f"paho subscriber got {got[0]} of {len(msgs)}")
-    cpu = own_cpu_s() - cpu0
+    cpu, svc1 = own_cpu_s() - cpu0, services_cpu_s(stack)
     c.disconnect()
     c.loop_stop()
     end_session(host, port, sub, ca_file)
     return {"rate_per_s": len(msgs) / (t_end[0] - t0), "seconds": t_end[0] - t0, "publish_rate_per_s": pub_rate,
-            "cpu_s": cpu, "cpu_us_per_msg": cpu / len(msgs) * 1e6}
+            "cpu_s": cpu, "cpu_us_per_msg": cpu / len(msgs) * 1e6,
+            "services_cpu_us_per_msg": services_us_per_msg(svc0, svc1, len(msgs))}
 
 
 def own_cpu_s() -> float:
@@ -245,23 +246,45 @@ def tree_cpu_s(pids: list[int]) -> tuple[float, float]:
     return own, kids
 
 
-def bench_kafka(bootstrap: str, msgs, producer_overrides: dict) -> dict:
+SERVICES = ("mosquitto", "kafka")
+
+
+def services_cpu_s(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the broker processes this bench runs against (:data:`SERVICES`,
+    with their children), by service; a service whose pid is unknown (not started by this
+    stack) is left out."""
+    out = {}
+    for name in SERVICES:
+        pid = stack.pid(name)
+        if pid is not None:
+            own, kids = tree_cpu_s([pid])
+            out[name] = own + kids
+    return out
+
+
+def services_us_per_msg(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """CPU microseconds per message of each service between two :func:`services_cpu_s`."""
+    return {k: (after[k] - before[k]) / n * 1e6 for k in before if k in after}
+
+
+def bench_kafka(bootstrap: str, msgs, producer_overrides: dict, stack: Stack) -> dict:
     from kafka import KafkaProducer  # noqa: PLC0415
 
-    cfg = dict(PRODUCER_DEFAULTS, client_id="bench-raw-producer", **producer_overrides)
+    cfg = dict(PRODUCER_DEFAULTS, client_id="bench-raw-producer", linger_ms=BridgeSettings.from_env().linger_ms,
+               **producer_overrides)
     p = KafkaProducer(bootstrap_servers=bootstrap, **cfg)
     p.send("bench-raw", value=b"warm-up", key=b"w").get(30)
     errors = [0]
-    cpu0 = own_cpu_s()
+    cpu0, svc0 = own_cpu_s(), services_cpu_s(stack)
     t0 = time.perf_counter()
     for dev, raw in msgs:
         p.send("bench-raw", value=raw, key=dev.encode()).add_errback(lambda _e: errors.__setitem__(0, errors[0] + 1))
     p.flush()
     dt = time.perf_counter() - t0
-    cpu = own_cpu_s() - cpu0
+    cpu, svc1 = own_cpu_s() - cpu0, services_cpu_s(stack)
     p.close()
     return {"rate_per_s": len(msgs) / dt, "seconds": dt, "errors": errors[0], "cpu_s": cpu,
-            "cpu_us_per_msg": cpu / len(msgs) * 1e6}
+            "cpu_us_per_msg": cpu / len(msgs) * 1e6, "services_cpu_us_per_msg": services_us_per_msg(svc0, svc1, len(msgs))}
 
 
 def late_upper_bound(records: list[dict], out_of_orderness_ms: int) -> dict:
@@ -299,7 +322,7 @@ def late_upper_bound(records: list[dict], out_of_orderness_ms: int) -> dict:
 
 def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], readings: int, processes: int,
                   creds: dict[str, Credential], max_inflight: int, out_of_orderness_ms: int,
-                  producer_process: bool = True) -> dict:
+                  producer_process: bool = True, linger_ms: int | None = None) -> dict:
     """``processes`` ``python -m bridge`` processes in one shared subscription group drain the
     preloaded ``msgs`` into a fresh topic; returns rates, the bridges' summed counters, the
     exactness check and :func:`late_upper_bound`."""
@@ -319,6 +342,8 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
                 "IOTFLINK_BRIDGE_SHARE_GROUP": group, "IOTFLINK_BRIDGES": str(processes),
                 "IOTFLINK_BRIDGE_MAX_INFLIGHT": str(max_inflight),
                 "IOTFLINK_BRIDGE_PRODUCER_PROCESS": str(producer_process).lower()})
+    if linger_ms is not None:
+        env["IOTFLINK_BRIDGE_LINGER_MS"] = str(linger_ms)
     tmp = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     stats_files = [tmp / f"{u}.json" for u in users]
     procs = []
@@ -345,10 +370,10 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
             st = stats()
             if t_first is None and sum(s.get("received", 0) for s in st) > 0:
                 t_first = now
-                cpu0 = tree_cpu_s(pids)
+                cpu0, svc0, own0 = tree_cpu_s(pids), services_cpu_s(stack), own_cpu_s()
             if sum(s.get("acked", 0) for s in st) >= len(msgs):
                 t_end = now
-                cpu1 = tree_cpu_s(pids)
+                cpu1, svc1, own1 = tree_cpu_s(pids), services_cpu_s(stack), own_cpu_s()
                 break
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"bridges stalled or exited: {st}")
@@ -374,9 +399,33 @@ def bench_bridges(stack: Stack, bootstrap: str, msgs: list[tuple[str, bytes]], r
             "msg_per_s": len(msgs) / dt, "readings_per_s": readings / dt, "seconds": dt,
             "cpu_s_bridge_processes": cpu_mqtt, "cpu_s_producer_processes": cpu_producer,
             "cpu_us_per_msg": (cpu_mqtt + cpu_producer) / len(msgs) * 1e6,
+            "services_cpu_us_per_msg": services_us_per_msg(svc0, svc1, len(msgs)),
+            "bench_poll_cpu_us_per_msg": (own1 - own0) / len(msgs) * 1e6,
             "publish_rate_per_s": pub_rate, "per_process_received": [s.get("received", 0) for s in st],
             "stats": summed, "distinct_readings_in_kafka": len(keys), "duplicates": sum(keys.values()) - len(keys),
             "reordering": late_upper_bound(got, out_of_orderness_ms)}
+
+
+def machine_ceiling(paho_r: dict, kafka_r: dict, cpus: int) -> dict:
+    """The highest single-reading rate any bridge built on these two clients could reach on this
+    machine, from the CPU the bare runs measured.
+
+    A bridge does at least the bare subscriber's work per message (paho, QoS 1) and the bare
+    producer's per record, and the broker processes do theirs (Mosquitto delivering, Kafka
+    appending; measured over the same bare runs). With every core busy and no cost of its own,
+    ``cpus`` / that sum is the ceiling: a floor of CPU per message, not a measured bridge rate.
+
+    Returns:
+        ``floor_cpu_us_per_msg`` (the sum, microseconds), its ``parts``, ``ceiling_msg_per_s``
+        and ``ceiling_vs_min_bare`` (the ceiling over min(bare paho, bare producer) rate).
+    """
+    parts = {"paho_subscriber": paho_r["cpu_us_per_msg"], "kafka_producer": kafka_r["cpu_us_per_msg"],
+             **{f"{k}_during_paho": v for k, v in paho_r.get("services_cpu_us_per_msg", {}).items()},
+             **{f"{k}_during_producer": v for k, v in kafka_r.get("services_cpu_us_per_msg", {}).items()}}
+    floor_us = sum(parts.values())
+    ceiling = cpus * 1e6 / floor_us
+    return {"floor_cpu_us_per_msg": floor_us, "parts": parts, "ceiling_msg_per_s": ceiling,
+            "ceiling_vs_min_bare": ceiling / min(paho_r["rate_per_s"], kafka_r["rate_per_s"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the bridges' Kafka producer runs, comma-separated: process (a child process, "
                          "the default), inline (in the bridge process)")
     ap.add_argument("--max-inflight", type=int, default=1000, help="the bridges' max_inflight (messages)")
+    ap.add_argument("--linger-ms", default="",
+                    help="the bridges' producer linger (IOTFLINK_BRIDGE_LINGER_MS), comma-separated values "
+                         "each run in turn; empty = the setting's default")
     ap.add_argument("--mqtt-host", default=None)
     ap.add_argument("--mqtt-port", type=int, default=None)
     ap.add_argument("--bootstrap", default=None)
@@ -421,19 +473,22 @@ def main(argv: list[str] | None = None) -> int:
         creds = stack.provision(DEVICES)
         paho_r = bench_paho(host, port, msgs, stack, creds)
         print(f"[bench] paho subscriber: {paho_r['rate_per_s']:.0f} msg/s", flush=True)
-        kafka_r = bench_kafka(bootstrap, msgs, {})
+        kafka_r = bench_kafka(bootstrap, msgs, {}, stack)
         print(f"[bench] kafka producer: {kafka_r['rate_per_s']:.0f} records/s", flush=True)
         modes = [m.strip() for m in args.producer.split(",")]
-        for mode, processes, batch in [(m, int(n), b) for m in modes for n in args.processes.split(",")
-                                       for b in (1, args.batch)]:
+        lingers = [int(v) for v in args.linger_ms.split(",") if v.strip()] or [None]
+        for mode, processes, batch, linger in [(m, int(n), b, g) for m in modes for n in args.processes.split(",")
+                                               for b in dict.fromkeys((1, args.batch)) for g in lingers]:
             msgs = payloads(args.count, batch)  # fresh ts
             r = bench_bridges(stack, bootstrap, msgs, args.count, processes, creds, args.max_inflight, ooo_ms,
-                              producer_process=mode == "process")
+                              producer_process=mode == "process", linger_ms=linger)
             r["producer"] = mode
+            r["linger_ms"] = linger if linger is not None else BridgeSettings.from_env().linger_ms
             r["samples_per_message"] = batch
             r["payload_bytes_avg"] = round(sum(len(m) for _d, m in msgs) / len(msgs), 1)
             runs.append(r)
-            print(f"[bench] {processes} bridge(s), producer {mode}, {batch} sample(s)/msg: {r['msg_per_s']:.0f} msg/s, "
+            print(f"[bench] {processes} bridge(s), producer {mode}, linger {r['linger_ms']} ms, {batch} sample(s)/msg: "
+                  f"{r['msg_per_s']:.0f} msg/s, "
                   f"{r['readings_per_s']:.0f} readings/s, per process {r['per_process_received']}, "
                   f"{r['distinct_readings_in_kafka']} distinct readings in Kafka, {r['duplicates']} duplicates, "
                   f"late upper bound {r['reordering']['late_upper_bound']}, reordered "
@@ -450,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "kafka_producer_acks_all": kafka_r,
         "bridges": runs,
         "min_bare_rate_per_s": floor,
+        "machine_ceiling": machine_ceiling(paho_r, kafka_r, os.cpu_count() or 1),
         "out_of_orderness_ms": ooo_ms,
         "producer_config": {k: (v if isinstance(v, (int, float, str, bool)) else type(v).__name__)
                             for k, v in PRODUCER_DEFAULTS.items() if k != "client_id"},
@@ -458,20 +514,28 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    def svc(r: dict) -> str:
+        return " + ".join(f"{v:.0f}" for v in r.get("services_cpu_us_per_msg", {}).values()) or "-"
+
     print("\n| path | msg/s | readings/s | vs min(bare paho, bare producer) | CPU us/msg (MQTT side + producer "
-          "process) | late upper bound | reordered |")
-    print("|---|---|---|---|---|---|---|")
+          "process) | Mosquitto + Kafka CPU us/msg | late upper bound | reordered |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| bare paho subscriber, QoS 1 (auto ack) | {paho_r['rate_per_s']:.0f} | {paho_r['rate_per_s']:.0f} | | "
-          f"{paho_r['cpu_us_per_msg']:.0f} | | |")
+          f"{paho_r['cpu_us_per_msg']:.0f} | {svc(paho_r)} | | |")
     print(f"| bare kafka-python producer, acks=all | {kafka_r['rate_per_s']:.0f} | {kafka_r['rate_per_s']:.0f} | | "
-          f"{kafka_r['cpu_us_per_msg']:.0f} | | |")
+          f"{kafka_r['cpu_us_per_msg']:.0f} | {svc(kafka_r)} | | |")
     for r in runs:
         n = r["messages"]
-        print(f"| bridge x{r['processes']}, producer {r['producer']}, {r['samples_per_message']} sample(s)/msg | {r['msg_per_s']:.0f} | "
+        print(f"| bridge x{r['processes']}, producer {r['producer']}, linger {r['linger_ms']} ms, "
+              f"{r['samples_per_message']} sample(s)/msg | {r['msg_per_s']:.0f} | "
               f"{r['readings_per_s']:.0f} | {r['readings_per_s'] / floor:.0%} | "
               f"{r['cpu_s_bridge_processes'] / n * 1e6:.0f} + {r['cpu_s_producer_processes'] / n * 1e6:.0f} | "
-              f"{r['reordering']['late_upper_bound']} | {r['reordering']['reordered']} "
+              f"{svc(r)} | {r['reordering']['late_upper_bound']} | {r['reordering']['reordered']} "
               f"(max {r['reordering']['max_step_back_ms']} ms back) |")
+    mc = result["machine_ceiling"]
+    print(f"\nmachine ceiling of any single-reading bridge on these clients: {mc['ceiling_msg_per_s']:.0f} msg/s = "
+          f"{mc['ceiling_vs_min_bare']:.0%} of min(bare) ({os.cpu_count()} CPUs / {mc['floor_cpu_us_per_msg']:.0f} us: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in mc["parts"].items()) + ")")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"load average (1, 5, 15 min): {load_start} at the start, {result['machine']['loadavg_1_5_15_at_end']} "

@@ -217,11 +217,11 @@ class CachedKeyPartitioner(DefaultPartitioner):
         return cached
 
 
-#: Default kafka-python producer configuration (overridable through ``Bridge(producer_config=)``).
+#: Default kafka-python producer configuration (overridable through ``Bridge(producer_config=)``);
+#: ``linger_ms`` comes from :attr:`BridgeSettings.linger_ms`.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable_idempotence": True,
-    "linger_ms": 5,
     "batch_size": 64 * 1024,
     # A Kafka outage must not end the bridge: at most max_inflight records wait (bounded
     # memory; the rest wait at the MQTT broker), so let them wait for a day, and reconnect
@@ -359,9 +359,11 @@ class Bridge:
             raise ValueError("max_inflight_bytes must be >= 1")
         if settings.heartbeat_interval_ms < 0 or settings.heartbeat_quiet_ms <= 0:
             raise ValueError("heartbeat interval must be >= 0 (0 = off) and the quiet period > 0")
+        if settings.linger_ms < 0:
+            raise ValueError("linger_ms must be >= 0")
         self.settings = settings
         self._producer_config = {**PRODUCER_DEFAULTS, "client_id": settings.client_id or PRODUCER_DEFAULTS["client_id"],
-                                 **(producer_config or {})}
+                                 "linger_ms": settings.linger_ms, **(producer_config or {})}
         self._producer_factory = producer_factory
         self._client_factory = client_factory or mqtt.Client
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from bridge.service import PRODUCER_DEFAULTS, Bridge
+from bridge.service import Bridge
 from iotflink.settings import BridgeSettings
 from tests.test_bridge_support import FakeProducer, Mosquitto, Publisher, poll
 
@@ -91,7 +91,7 @@ def test_valid_and_invalid_messages_each_reach_one_topic_and_are_acked(broker):
     assert "raw_b64" in recs[3][2]
     assert st["dlq_reasons"] == {"malformed_json": 2, "device_mismatch": 1, "non_finite": 1, "too_large": 1}
     assert fake.config["acks"] == "all" and fake.config["enable_idempotence"] is True
-    assert fake.config["linger_ms"] == PRODUCER_DEFAULTS["linger_ms"]
+    assert fake.config["linger_ms"] == b.settings.linger_ms == BridgeSettings.from_env({}).linger_ms
     b.stop()
 
 

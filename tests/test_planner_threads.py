@@ -22,8 +22,8 @@ def _next_call_on_a_new_jvm_thread() -> None:
     """The next Py4J call of this Python thread runs on a new connection (a new JVM thread)."""
     from pyflink.java_gateway import get_gateway  # noqa: PLC0415
 
-    client = get_gateway()._gateway_client  # noqa: SLF001 - Py4J's connection pool
-    client.deque.append(client._create_connection())  # noqa: SLF001
+    client = get_gateway()._gateway_client  # Py4J's connection pool (a deque, most recent last)
+    client.deque.append(client._create_connection())
 
 
 def _datagen_to_blackhole(t_env, name: str):
