@@ -1,6 +1,7 @@
 package io.iotflink.flink.planner;
 
 import java.lang.reflect.Method;
+import java.util.function.Supplier;
 
 import org.apache.flink.table.api.CompiledPlan;
 import org.apache.flink.table.api.StatementSet;
@@ -75,40 +76,43 @@ public final class PlannerThreads {
         }
     }
 
-    /** {@link #bind}, then {@link StatementSet#explain}; returns the plan text. */
+    /** {@link #bind}, then {@code call}, in this one JVM call (so on one thread). */
+    private static <T> T bound(TableEnvironment env, Supplier<T> call) {
+        bind(env);
+        return call.get();
+    }
+
+    /** {@link StatementSet#explain} on the calling thread; returns the plan text. */
     public static String explain(TableEnvironment env, StatementSet set) {
-        bind(env);
-        return set.explain();
+        return bound(env, set::explain);
     }
 
-    /** {@link #bind}, then {@link StatementSet#compilePlan}. */
+    /** {@link StatementSet#compilePlan} on the calling thread. */
     public static CompiledPlan compilePlan(TableEnvironment env, StatementSet set) {
-        bind(env);
-        return set.compilePlan();
+        return bound(env, set::compilePlan);
     }
 
-    /** {@link #bind}, then {@link StatementSet#execute} (submits the job). */
+    /** {@link StatementSet#execute} (submits the job), planned on the calling thread. */
     public static TableResult execute(TableEnvironment env, StatementSet set) {
-        bind(env);
-        return set.execute();
+        return bound(env, set::execute);
     }
 
-    /** {@link #bind}, then {@link CompiledPlan#execute} (submits the job). */
+    /** {@link CompiledPlan#execute} (submits the job) on the calling thread. */
     public static TableResult execute(TableEnvironment env, CompiledPlan plan) {
-        bind(env);
-        return plan.execute();
+        return bound(env, plan::execute);
     }
 
-    /** {@link #bind}, then {@link StreamStatementSet#attachAsDataStream} (plans the set into the
-     * environment's DataStream program). */
+    /** {@link StreamStatementSet#attachAsDataStream} (plans the set into the environment's
+     * DataStream program) on the calling thread. */
     public static void attachAsDataStream(TableEnvironment env, StreamStatementSet set) {
-        bind(env);
-        set.attachAsDataStream();
+        bound(env, () -> {
+            set.attachAsDataStream();
+            return null;
+        });
     }
 
-    /** {@link #bind}, then {@link TableEnvironment#executeSql}. */
+    /** {@link TableEnvironment#executeSql} on the calling thread. */
     public static TableResult executeSql(TableEnvironment env, String statement) {
-        bind(env);
-        return env.executeSql(statement);
+        return bound(env, () -> env.executeSql(statement));
     }
 }
