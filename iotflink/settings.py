@@ -118,8 +118,8 @@ ENV_VARS: dict[str, str] = {
     "IOTFLINK_BRIDGE_PRODUCER_PROCESS": "true",
     # how long the bridge's Kafka producer waits to fill a batch before sending it (linger.ms).
     # Each reading and its MQTT PUBACK wait up to this long; in return Kafka gets fewer, larger
-    # produce requests: at ~9,000 msg/s, 50 ms cut the broker's CPU per record from 53 to 14 us
-    # and raised the bridge's rate by about 30 % over 5 ms (bench/bridge_bench.py --linger-ms)
+    # produce requests: in one run, 50 ms against 5 ms cut Kafka's CPU per record from 23-54 to
+    # 7-10 us and raised one bridge's single-reading rate by 9-32 % (bench/bridge_bench.py --linger-ms)
     "IOTFLINK_BRIDGE_LINGER_MS": "50",
     # Flink TaskManagers the local stack starts (`stack start --taskmanagers N`), each as a
     # separate host would run it: its own process, slots (taskmanager.numberOfTaskSlots each),
