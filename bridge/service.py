@@ -75,10 +75,15 @@ Guarantees and decisions (see also docs/CONTRACT.md):
   Acks are additionally serialised by this module's lock, and an ack whose message arrived on
   an earlier connection is dropped (never sent on the new connection, where its packet id may
   already name another message); the broker redelivers that message instead.
-* **Bounded memory / backpressure.** At most ``max_inflight`` messages are un-acked: the
-  CONNECT carries ``Receive Maximum = max_inflight`` so the broker itself stops sending, and
-  ``on_message`` (the paho thread, hence all reading from the socket) waits should a broker
-  ignore it. At most ``max_inflight_bytes`` bytes (:func:`message_cost`) are held for
+* **Bounded memory / backpressure.** At most ``max_inflight`` messages of the current
+  connection are un-acked: the CONNECT carries ``Receive Maximum = max_inflight`` so the broker
+  itself stops sending, and ``on_message`` (the paho thread, hence all reading from the socket)
+  waits should a broker ignore it. Messages of a lost connection whose records Kafka has not
+  confirmed yet do not count against the new connection's window: the broker redelivers them
+  and counts them afresh, and their acks are dropped. Counting them too made ``on_message``
+  wait for Kafka right after a reconnect under overload, sending no keepalive meanwhile, so
+  the broker dropped the connection again and redelivered more each time; they stay held by
+  the byte bound. At most ``max_inflight_bytes`` bytes (:func:`message_cost`) are held for
   messages whose record Kafka has not yet confirmed; ``on_message`` waits for room (a message
   larger than the whole bound is admitted alone, once nothing else is held). Bytes come back
   when Kafka confirms a record, messages when they are acked. The broker refuses any packet
@@ -388,6 +393,9 @@ class Bridge:
         self._poison: BaseException | None = None  # that error (the old producer repeats it)
         self._seq = 0
         self._pending_msgs = 0  # messages in _pending (a batch has several records there)
+        # of those, the messages of the current connection: what the broker counts against the
+        # Receive Maximum (messages of a lost connection are redelivered; their acks are dropped)
+        self._conn_msgs = 0
         self._gen = 0
         self._connected = False
         self._stopping = threading.Event()
@@ -495,6 +503,7 @@ class Bridge:
             return
         with self._lock:
             self._gen += 1
+            self._conn_msgs = 0
             self._connected = True
             self._counts["connects"] += 1
         if self._leaving:
@@ -528,6 +537,7 @@ class Bridge:
         with self._lock:
             self._connected = False
             self._gen += 1  # acks of messages from the lost connection are dropped
+            self._conn_msgs = 0  # and they no longer count against the broker's window
             unacked = len(self._pending)
             if not self._stopping.is_set():
                 self._counts["disconnects"] += 1
@@ -603,7 +613,7 @@ class Bridge:
                 if self._stopping.is_set():
                     self._admission_blocked = None
                     return False
-                if self._pending_msgs >= limit_n:
+                if self._conn_msgs >= limit_n:
                     why = "messages"
                 elif self._inflight_bytes and self._inflight_bytes + cost > limit_b:
                     why = "bytes"
@@ -621,6 +631,7 @@ class Bridge:
                 self._seq += 1
                 self._pending.append(entry)
             self._pending_msgs += 1
+            self._conn_msgs += 1
             self._counts["received"] += 1
             self._counts["records"] += len(entries)
             if len(entries) > 1:
@@ -932,6 +943,8 @@ class Bridge:
             if not entry.last:
                 continue  # a record of a batch: the message's ack goes with its last record
             self._pending_msgs -= 1
+            if entry.gen == self._gen:
+                self._conn_msgs -= 1
             if entry.gen == self._gen and self._connected:
                 rc = self.client.ack(entry.mid, entry.qos)
                 if rc == mqtt.MQTT_ERR_SUCCESS:

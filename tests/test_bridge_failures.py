@@ -334,6 +334,44 @@ def test_cost_of_the_worst_hostile_message_and_the_default_bound():
     b.stop()
 
 
+def test_a_lost_connections_messages_do_not_hold_the_next_connections_window():
+    """After a reconnect the broker redelivers up to Receive Maximum messages. The records of
+    the lost connection that Kafka has not confirmed (their acks will be dropped) must not count
+    against the new connection's window: if they did, on_message (paho's network thread) would
+    wait for Kafka right after the reconnect, send no keepalive, and lose the connection again."""
+    fake = FakeProducer(auto=False)
+    b = make_bridge(fake, max_inflight=3)
+    for mid in (1, 2, 3):
+        b.client.deliver(TOPIC, good(mid), mid=mid)
+    old = pending_futures(fake, 3, "3 records of the first connection sent")
+    b.client.disconnect()  # the connection is lost with all three unconfirmed
+    b.client.connect(session_present=True)
+    # the broker redelivers the three on the new connection: each is admitted without waiting
+    for mid in (1, 2, 3):
+        t = b.client.deliver_in_thread(TOPIC, good(mid), mid=mid)
+        t.join(5)
+        assert not t.is_alive(), f"on_message waited for Kafka on redelivered message {mid}"
+    new = pending_futures(fake, 6, "the redelivered records sent too")[3:]
+    st = b.stats()
+    assert st["received"] == 6 and st["inflight_messages_waits"] == 0 and st["pending_messages"] == 6
+    # the new connection's own window still holds: a fourth message waits for an ack
+    fourth = b.client.deliver_in_thread(TOPIC, good(4), mid=4)
+    poll(lambda: b.stats()["admission_blocked"] == "messages", 5, "fourth message waits for the window")
+    assert b.stats()["received"] == 6
+    for f in old:
+        f.succeed()  # the lost connection's records confirmed: their acks are dropped
+    assert b.client.acks == [] and b.stats()["ack_dropped"] == 3
+    assert b.stats()["received"] == 6  # and they did not free the new connection's window
+    new[0].succeed()  # the first redelivered message acked: the fourth is admitted
+    fourth.join(5)
+    assert not fourth.is_alive() and b.client.acks == [1]
+    for f in fake.pending():
+        f.succeed()
+    st = b.stats()
+    assert b.client.acks == [1, 2, 3, 4] and st["received"] == 7 and st["acked"] == 4 and st["ack_dropped"] == 3
+    b.stop()
+
+
 def test_subscription_never_replays_retained_messages():
     fake = FakeProducer(auto=True)
     b = make_bridge(fake)
