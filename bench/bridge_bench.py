@@ -270,8 +270,7 @@ def services_us_per_msg(before: dict[str, float], after: dict[str, float], n: in
 def bench_kafka(bootstrap: str, msgs, producer_overrides: dict, stack: Stack) -> dict:
     from kafka import KafkaProducer  # noqa: PLC0415
 
-    cfg = dict(PRODUCER_DEFAULTS, client_id="bench-raw-producer", linger_ms=BridgeSettings.from_env().linger_ms,
-               **producer_overrides)
+    cfg = dict(PRODUCER_DEFAULTS, client_id="bench-raw-producer", **producer_overrides)
     p = KafkaProducer(bootstrap_servers=bootstrap, **cfg)
     p.send("bench-raw", value=b"warm-up", key=b"w").get(30)
     errors = [0]
@@ -473,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         creds = stack.provision(DEVICES)
         paho_r = bench_paho(host, port, msgs, stack, creds)
         print(f"[bench] paho subscriber: {paho_r['rate_per_s']:.0f} msg/s", flush=True)
-        kafka_r = bench_kafka(bootstrap, msgs, {}, stack)
+        default_linger = BridgeSettings.from_env().linger_ms  # the bridges' producer setting
+        kafka_r = bench_kafka(bootstrap, msgs, {"linger_ms": default_linger}, stack)
         print(f"[bench] kafka producer: {kafka_r['rate_per_s']:.0f} records/s", flush=True)
         modes = [m.strip() for m in args.producer.split(",")]
         lingers = [int(v) for v in args.linger_ms.split(",") if v.strip()] or [None]
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_bridges(stack, bootstrap, msgs, args.count, processes, creds, args.max_inflight, ooo_ms,
                               producer_process=mode == "process", linger_ms=linger)
             r["producer"] = mode
-            r["linger_ms"] = linger if linger is not None else BridgeSettings.from_env().linger_ms
+            r["linger_ms"] = linger if linger is not None else default_linger
             r["samples_per_message"] = batch
             r["payload_bytes_avg"] = round(sum(len(m) for _d, m in msgs) / len(msgs), 1)
             runs.append(r)

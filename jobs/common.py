@@ -393,10 +393,10 @@ def execute(t_env, stmts):
     Returns:
         the ``pyflink.table.TableResult`` of the submission.
     """
-    from pyflink.table import TableResult  # noqa: PLC0415
+    from pyflink.table import CompiledPlan, TableResult  # noqa: PLC0415
 
     t_env._before_execute()  # noqa: SLF001 - what StatementSet.execute() does first (pipeline.jars)
-    j_stmts = getattr(stmts, "_j_statement_set", None) or stmts._j_compiled_plan  # noqa: SLF001
+    j_stmts = stmts._j_compiled_plan if isinstance(stmts, CompiledPlan) else stmts._j_statement_set  # noqa: SLF001
     return TableResult(_planner_threads().execute(t_env._j_tenv, j_stmts))  # noqa: SLF001
 
 

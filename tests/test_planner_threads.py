@@ -63,7 +63,7 @@ def test_compile_and_execute_on_a_new_jvm_thread():
     common.execute(t_env, plan).wait()
 
 
-def test_rules_validate_on_a_new_jvm_thread():
+def test_rules_validate_on_a_new_jvm_thread(monkeypatch):
     """``iotflink rules validate`` plans every shipped rule after its environment was made on
     another JVM thread (what failed when another Python thread had used the gateway)."""
     import io  # noqa: PLC0415
@@ -72,15 +72,14 @@ def test_rules_validate_on_a_new_jvm_thread():
     from jobs import rules as R  # noqa: PLC0415
 
     made = R.validate_env
-    try:
-        def env_then_new_thread():
-            t_env = made()
-            _next_call_on_a_new_jvm_thread()
-            return t_env
-        R.validate_env = env_then_new_thread
-        out = io.StringIO()
-        errors = rules_cli.validate(RulesSettings(rules_dir=PROJECT_ROOT / "sql" / "rules"), out=out)
-    finally:
-        R.validate_env = made
+
+    def env_then_new_thread():
+        t_env = made()
+        _next_call_on_a_new_jvm_thread()
+        return t_env
+
+    monkeypatch.setattr(R, "validate_env", env_then_new_thread)
+    out = io.StringIO()
+    errors = rules_cli.validate(RulesSettings(rules_dir=PROJECT_ROOT / "sql" / "rules"), out=out)
     assert errors == 0, out.getvalue()
     assert out.getvalue().count("ok    ") == len(list((PROJECT_ROOT / "sql" / "rules").glob("*.sql")))

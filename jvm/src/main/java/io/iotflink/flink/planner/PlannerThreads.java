@@ -110,9 +110,4 @@ public final class PlannerThreads {
             return null;
         });
     }
-
-    /** {@link TableEnvironment#executeSql} on the calling thread. */
-    public static TableResult executeSql(TableEnvironment env, String statement) {
-        return bound(env, () -> env.executeSql(statement));
-    }
 }
